@@ -1,0 +1,140 @@
+"""Objectives: TRL-style reward functions with a documented map to [0, 1], higher is better.
+
+Every objective is ``fn(prompts, completions, **kwargs) -> list[float]`` (TRL's reward
+contract; prompts and completions may be strings or conversational message lists), registered
+in the plain dict ``OBJECTIVES`` with a one-line description and its [0, 1] map.
+
+=================  =========  ======================================================
+name               kind       map to [0, 1]
+=================  =========  ======================================================
+sentiment          real       VADER compound c in [-1, 1] -> (c + 1) / 2
+nontoxic           real       1 - p(offensive) from alt-profanity-check
+readability        real       clip(Flesch reading ease, 0, 100) / 100
+brevity            real       1 up to ``target_words`` (20) words, then target / n
+diversity          real       mean distinct-1..distinct-``max_n`` (2) of the words
+relevance          real       cosine(MiniLM(prompt), MiniLM(completion)) clipped to [0, 1]
+formality          real       sigmoid of a weighted lexical / part-of-speech heuristic
+synth_*            synthetic  (word-class rate) ** p, p in {0.5, 1, 2}; fronts known exactly
+=================  =========  ======================================================
+
+Empty completions score 0 on every built-in objective. Use ``score(names, prompts,
+completions)`` for an (N, K) matrix, ``describe()`` for table rows, ``prepare(names)`` to load
+slow scorers ahead of time (MiniLM: a few seconds, with a progress bar), ``true_front`` and
+``SYNTHETIC_PAIRS`` for the analytic fronts of the synthetic objectives.
+
+**Your own objective**: pass a dotted path, ``"mypkg.rewards:my_reward"`` or
+``"mypkg.rewards.my_reward"``, anywhere a name is accepted; it is imported and called with the
+same contract (values not checked to lie in [0, 1]). Importing runs the module's code, so the
+web UI refuses dotted paths (``allow_import=False``) unless its operator switches them on.
+Or build an ``Objective`` and ``register`` it.
+
+Importing this package is cheap: torch, sentence-transformers, scikit-learn and VADER load
+inside the scorers, once per process, on first use (thread-safe).
+"""
+
+from morl_core.objectives import lexical, models, synthetic
+from morl_core.objectives.registry import (
+    OBJECTIVES,
+    Objective,
+    ProgressCallback,
+    RewardFunction,
+    as_text,
+    import_objective,
+    register,
+    resolve,
+)
+from morl_core.objectives.scoring import ObjectiveRow, describe, prepare, score
+from morl_core.objectives.synthetic import (
+    SYNTHETIC_PAIRS,
+    SyntheticPair,
+    compose_text,
+    sample_texts,
+    true_front,
+    word_class_objective,
+)
+
+__all__ = [
+    "OBJECTIVES",
+    "SYNTHETIC_PAIRS",
+    "Objective",
+    "ObjectiveRow",
+    "ProgressCallback",
+    "RewardFunction",
+    "SyntheticPair",
+    "as_text",
+    "compose_text",
+    "describe",
+    "import_objective",
+    "prepare",
+    "register",
+    "resolve",
+    "sample_texts",
+    "score",
+    "true_front",
+    "word_class_objective",
+]
+
+# --- built-in objectives, in table order ---
+
+register(
+    Objective(
+        "sentiment",
+        models.sentiment,
+        "positive sentiment of the reply (VADER)",
+        "VADER compound c in [-1, 1] -> (c + 1) / 2; 0.5 = neutral",
+        prepare=models.prepare_vader,
+    )
+)
+register(
+    Objective(
+        "nontoxic",
+        models.nontoxic,
+        "non-offensive language (alt-profanity-check classifier)",
+        "1 - p(offensive); 1 = clean",
+        prepare=models.prepare_profanity,
+    )
+)
+register(
+    Objective(
+        "readability",
+        lexical.readability,
+        "easy to read: short words and sentences (Flesch reading ease)",
+        "clip(Flesch reading ease, 0, 100) / 100",
+    )
+)
+register(
+    Objective(
+        "brevity",
+        lexical.brevity,
+        "short replies: at most target_words words (default 20)",
+        "1 for 1..target words, target / n beyond, 0 if empty",
+    )
+)
+register(
+    Objective(
+        "diversity",
+        lexical.diversity,
+        "lexical diversity of the reply: little repetition (distinct-1/2)",
+        "mean of distinct-1 and distinct-2 ratios of the words",
+    )
+)
+register(
+    Objective(
+        "relevance",
+        models.relevance,
+        "on topic: reply close in meaning to the prompt (MiniLM embeddings)",
+        "cosine of all-MiniLM-L6-v2 embeddings, clipped to [0, 1]",
+        prepare=models.prepare_minilm,
+    )
+)
+register(
+    Objective(
+        "formality",
+        lexical.formality,
+        "formal register: no slang, contractions, I/you or exclamations",
+        "sigmoid of weighted lexical / part-of-speech style features",
+    )
+)
+for _objective in synthetic.builtin_synthetic_objectives():
+    register(_objective)
+del _objective
