@@ -1,0 +1,133 @@
+"""Input checks shared by the numeric core (pareto, weights, scalarize, relations).
+
+Every public function of the numeric core validates its arrays here, so that bad input fails early
+with a ``ValueError`` that names the argument, what was expected and what was given. The checks
+are O(n k) and cheap next to the work they guard.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+
+def _describe_nonfinite(x: np.ndarray) -> str:
+    """Say where the first non-finite value of ``x`` sits, for error messages."""
+    bad = np.argwhere(~np.isfinite(x))[0]
+    where = ", ".join(str(int(i)) for i in bad)
+    return f"{x[tuple(bad)]} at index ({where})"
+
+
+def as_float_array(x: ArrayLike, name: str) -> np.ndarray:
+    """Convert ``x`` to a float64 array, reporting unconvertible input as a ``ValueError``.
+
+    Args:
+        x: Anything ``np.asarray`` accepts.
+        name: Argument name used in the error message.
+
+    Returns:
+        A float64 array (a view when ``x`` already is one).
+
+    Raises:
+        ValueError: If ``x`` cannot be read as numbers.
+    """
+    try:
+        return np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name}: expected an array of numbers, got {type(x).__name__}") from error
+
+
+def as_matrix(
+    x: ArrayLike,
+    name: str,
+    *,
+    k: int | None = None,
+    min_k: int = 1,
+    min_rows: int = 0,
+    allow_nan_rows: bool = False,
+) -> np.ndarray:
+    """Check that ``x`` is a finite (n, k) float matrix.
+
+    Args:
+        x: Candidate matrix.
+        name: Argument name used in error messages.
+        k: Required number of columns, or None for any ``k >= min_k``.
+        min_k: Smallest accepted number of columns when ``k`` is None.
+        min_rows: Smallest accepted number of rows.
+        allow_nan_rows: If True, NaN is accepted (the caller decides what a NaN row means);
+            +-inf is never accepted.
+
+    Returns:
+        The matrix as float64, shape (n, k).
+
+    Raises:
+        ValueError: On a wrong number of dimensions, columns or rows, or non-finite values.
+    """
+    arr = as_float_array(x, name)
+    if arr.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D array of shape (n, k), got shape {arr.shape}")
+    n, cols = arr.shape
+    if k is not None and cols != k:
+        raise ValueError(f"{name}: expected {k} columns (k={k}), got shape {arr.shape}")
+    if k is None and cols < min_k:
+        raise ValueError(f"{name}: expected at least {min_k} columns, got shape {arr.shape}")
+    if n < min_rows:
+        raise ValueError(f"{name}: expected at least {min_rows} rows, got shape {arr.shape}")
+    if np.isfinite(arr).all():
+        return arr
+    if not allow_nan_rows:
+        raise ValueError(f"{name}: expected finite values, got {_describe_nonfinite(arr)}")
+    if np.isinf(arr).any():
+        inf_only = np.where(np.isnan(arr), 0.0, arr)  # report the inf, not an allowed NaN
+        raise ValueError(
+            f"{name}: expected finite or NaN values, got {_describe_nonfinite(inf_only)}"
+        )
+    return arr
+
+
+def as_vector(x: ArrayLike, name: str, *, k: int | None = None, min_k: int = 1) -> np.ndarray:
+    """Check that ``x`` is a finite 1-D float vector of length ``k``.
+
+    Args:
+        x: Candidate vector.
+        name: Argument name used in error messages.
+        k: Required length, or None for any length ``>= min_k``.
+        min_k: Smallest accepted length when ``k`` is None.
+
+    Returns:
+        The vector as float64, shape (k,).
+
+    Raises:
+        ValueError: On a wrong number of dimensions, wrong length or non-finite values.
+    """
+    arr = as_float_array(x, name)
+    if arr.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array of shape (k,), got shape {arr.shape}")
+    if k is not None and arr.shape[0] != k:
+        raise ValueError(f"{name}: expected shape ({k},) to match k={k}, got shape {arr.shape}")
+    if k is None and arr.shape[0] < min_k:
+        raise ValueError(f"{name}: expected at least {min_k} entries, got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name}: expected finite values, got {_describe_nonfinite(arr)}")
+    return arr
+
+
+def check_rng(rng: object, name: str = "rng") -> np.random.Generator:
+    """Require an explicit ``np.random.Generator`` (the numeric core never uses global RNG).
+
+    Args:
+        rng: Candidate generator.
+        name: Argument name used in the error message.
+
+    Returns:
+        ``rng`` unchanged.
+
+    Raises:
+        ValueError: If ``rng`` is not a ``np.random.Generator``.
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(
+            f"{name}: expected a np.random.Generator (e.g. np.random.default_rng(seed)), "
+            f"got {type(rng).__name__}"
+        )
+    return rng

@@ -1,0 +1,195 @@
+"""Front quality indicators beyond hypervolume, and a one-record summary.
+
+Convention: **maximisation** of every objective throughout. Definitions (see ``shared/MORL.md``):
+
+* **Expected utility** (Zintgraf et al. 2015): ``EU = mean_w max_{p in front} w . p`` over a set
+  of preferences ``w``; higher is better. Dominated points never change it.
+* **Sparsity** (Xu et al. 2020, PGMORL; as in morl-baselines): for each objective sort the front's
+  values and sum the squared gaps between neighbours; add over objectives and divide by
+  ``m - 1`` (m = front size). Lower means a denser front. It rewards evenly spread points and
+  says nothing about how good they are, so read it together with HV.
+* **IGD** (moocore): mean over the true-front points of the Euclidean distance to the nearest
+  point of ``front``; lower is better. Not Pareto-compliant.
+* **IGD+** (Ishibuchi et al. 2015, moocore): as IGD but with the dominance-aware distance
+  ``d+(t, p) = ||max(t - p, 0)||`` (only the shortfall of ``p`` below ``t`` counts); weakly
+  Pareto-compliant, prefer it to IGD.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import moocore
+import numpy as np
+from numpy.typing import ArrayLike
+
+from morl_core.array_checks import as_matrix
+from morl_core.pareto.dominance import NanPolicy, pareto_front
+from morl_core.pareto.hypervolume import hypervolume
+from morl_core.weights import check_weights
+
+_EU_BLOCK = 4_000_000  # weights x points products per block, bounds memory at ~32 MB
+
+
+def expected_utility(front: ArrayLike, weights: ArrayLike) -> float:
+    """Expected linear utility of ``front`` over preferences ``weights`` (maximisation).
+
+    Args:
+        front: Objective vectors, shape (n, k) with n >= 1; larger is better. Dominated points
+            may be present and do not change the result.
+        weights: Preferences, shape (m, k) or (k,), rows on the simplex (see
+            :mod:`morl_core.weights` for lattices and Dirichlet samples).
+
+    Returns:
+        ``mean_j max_i weights[j] . front[i]``, a float.
+
+    Raises:
+        ValueError: On wrong shapes, a k mismatch, an empty front, NaN/inf, or invalid weights.
+    """
+    pts = as_matrix(front, "front", min_k=2, min_rows=1)  # (n, k)
+    w = np.atleast_2d(check_weights(weights, k=pts.shape[1]))  # (m, k)
+    block = max(1, _EU_BLOCK // pts.shape[0])
+    best = np.concatenate(
+        [(w[s : s + block] @ pts.T).max(axis=1) for s in range(0, w.shape[0], block)]
+    )  # (m,)
+    return float(best.mean())
+
+
+def sparsity(front: ArrayLike) -> float:
+    """Sparsity of a front: summed squared neighbour gaps per objective over ``m - 1``.
+
+    Computed on the points as given (pass a front, e.g. from :func:`pareto_front`); the
+    maximisation convention does not change the value. Lower means denser.
+
+    Args:
+        front: Front points, shape (m, k).
+
+    Returns:
+        The sparsity, a float >= 0; 0.0 when m < 2.
+
+    Raises:
+        ValueError: On a wrong shape or non-finite values.
+    """
+    pts = as_matrix(front, "front", min_k=2)  # (m, k)
+    m = pts.shape[0]
+    if m < 2:
+        return 0.0
+    gaps = np.diff(np.sort(pts, axis=0), axis=0)  # (m-1, k)
+    return float((gaps**2).sum() / (m - 1))
+
+
+def _check_pair(front: ArrayLike, true_front: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    pts = as_matrix(front, "front", min_k=2, min_rows=1)  # (n, k)
+    true = as_matrix(true_front, "true_front", k=pts.shape[1], min_rows=1)  # (t, k)
+    return pts, true
+
+
+def igd(front: ArrayLike, true_front: ArrayLike) -> float:
+    """Inverted generational distance from ``true_front`` to ``front``; lower is better.
+
+    Args:
+        front: Approximation, shape (n, k) with n >= 1 (maximisation; larger is better).
+        true_front: Known Pareto front, shape (t, k) with t >= 1.
+
+    Returns:
+        ``mean_t min_p ||t - p||``, a float >= 0.
+
+    Raises:
+        ValueError: On wrong shapes, a k mismatch, empty sets or non-finite values.
+    """
+    pts, true = _check_pair(front, true_front)
+    return float(moocore.igd(pts, ref=true, maximise=True))
+
+
+def igd_plus(front: ArrayLike, true_front: ArrayLike) -> float:
+    """IGD+ from ``true_front`` to ``front`` under maximisation; lower is better.
+
+    Args:
+        front: Approximation, shape (n, k) with n >= 1; larger is better.
+        true_front: Known Pareto front, shape (t, k) with t >= 1.
+
+    Returns:
+        ``mean_t min_p ||max(t - p, 0)||``, a float >= 0; 0 when ``front`` weakly dominates
+        every point of ``true_front``.
+
+    Raises:
+        ValueError: On wrong shapes, a k mismatch, empty sets or non-finite values.
+    """
+    pts, true = _check_pair(front, true_front)
+    return float(moocore.igd_plus(pts, ref=true, maximise=True))
+
+
+@dataclasses.dataclass(frozen=True)
+class FrontSummary:
+    """All front indicators of one set of evaluated points (maximisation).
+
+    Attributes:
+        n_points: Number of evaluated points given (rows, NaN rows included).
+        cardinality: Number of distinct non-dominated points.
+        hypervolume: HV of the points with respect to ``ref``.
+        ref: The reference point used, kept so the HV can be compared and reproduced.
+        sparsity: Sparsity of the non-dominated points (lower is denser).
+        expected_utility: EU over the given preferences, or None if none were given.
+        igd: IGD to the true front, or None if no true front was given.
+        igd_plus: IGD+ to the true front, or None if no true front was given.
+    """
+
+    n_points: int
+    cardinality: int
+    hypervolume: float
+    ref: tuple[float, ...]
+    sparsity: float
+    expected_utility: float | None = None
+    igd: float | None = None
+    igd_plus: float | None = None
+
+    def to_dict(self) -> dict:
+        """Plain dict (JSON-ready) of the fields."""
+        return dataclasses.asdict(self) | {"ref": list(self.ref)}
+
+
+def summary(
+    points: ArrayLike,
+    ref: ArrayLike,
+    *,
+    weights: ArrayLike | None = None,
+    true_front: ArrayLike | None = None,
+    nan_policy: NanPolicy = "raise",
+) -> FrontSummary:
+    """Compute every indicator for one set of evaluated points (maximisation).
+
+    The points are first reduced to their distinct non-dominated subset, on which all indicators
+    are computed (HV, EU and IGD+ are unchanged by this; sparsity and IGD are defined on a front).
+
+    Args:
+        points: Evaluated objective vectors, shape (n, k); larger is better.
+        ref: The task's fixed reference point, shape (k,) (see :mod:`.hypervolume`).
+        weights: Preferences for expected utility, shape (m, k), or None to skip EU.
+        true_front: Known true front, shape (t, k), or None to skip IGD and IGD+.
+        nan_policy: ``"raise"`` or ``"omit"`` (drop NaN rows, e.g. failed evaluations).
+
+    Returns:
+        A :class:`FrontSummary`.
+
+    Raises:
+        ValueError: On invalid input to any of the indicators.
+    """
+    pts = as_matrix(points, "points", min_k=2, allow_nan_rows=nan_policy == "omit")  # (n, k)
+    front = pareto_front(pts, nan_policy=nan_policy)  # (c, k)
+    hv = hypervolume(front, ref)  # also validates ref against k
+    eu = igd_value = igd_plus_value = None
+    if weights is not None:
+        eu = expected_utility(front, weights)
+    if true_front is not None:
+        igd_value = igd(front, true_front)
+        igd_plus_value = igd_plus(front, true_front)
+    return FrontSummary(
+        n_points=int(pts.shape[0]),
+        cardinality=int(front.shape[0]),
+        hypervolume=hv,
+        ref=tuple(float(r) for r in np.asarray(ref, dtype=float)),
+        sparsity=sparsity(front),
+        expected_utility=eu,
+        igd=igd_value,
+        igd_plus=igd_plus_value,
+    )
