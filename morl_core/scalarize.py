@@ -1,0 +1,255 @@
+"""Scalarisation of multi-objective rewards, and the per-objective normalisers it needs.
+
+Convention: **maximisation**. Rewards are an (N, K) matrix, larger is better on every column,
+and every scalarisation returns an (N,) vector in which larger is better too, so the trainer can
+feed it to RL as the reward. Rewards must be on comparable scales first: either a fixed
+[low, high] -> [0, 1] map (:func:`normalize_fixed`, for scorers with known ranges) or running
+statistics (:class:`RunningMeanStd`, for unbounded scorers).
+
+Kinds (``w`` on the simplex, see :mod:`morl_core.weights`):
+
+* ``linear``: ``sum_i w_i r_i``. Its maximisers over a front are supporting points of the convex
+  hull, so it can never select a point in a concave (non-convex) part of a front.
+* ``logsum`` (EMORL): ``sum_i w_i log(max(r_i, eps))``. Concave in r, so it favours balanced
+  rewards; expects rewards in (0, 1] (use the fixed map first).
+* ``tchebycheff``: ``-max_i w_i |z*_i - r_i| - rho * sum_i w_i |z*_i - r_i|`` with a utopia point
+  ``z*`` at least as good as any attainable reward. Every Pareto-optimal point, including those in
+  concave regions, maximises it for some w; a small ``rho > 0`` (augmented form) rules out
+  weakly Pareto-optimal maximisers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from morl_core.array_checks import as_matrix, as_vector
+from morl_core.weights import check_weights
+
+LOGSUM_EPS = 1e-6  # floor applied before log, so zero rewards give a large finite penalty
+
+
+def _check(rewards: ArrayLike, weights: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    r = as_matrix(rewards, "rewards", min_k=1)  # (N, K)
+    w = check_weights(weights, k=r.shape[1])
+    if w.ndim != 1:
+        raise ValueError(
+            f"weights: expected one preference of shape ({r.shape[1]},), got {w.shape}"
+        )
+    return r, w
+
+
+def linear(rewards: ArrayLike, weights: ArrayLike) -> np.ndarray:
+    """Weighted sum ``rewards @ weights`` (maximisation).
+
+    Args:
+        rewards: Shape (N, K); larger is better.
+        weights: Shape (K,), on the simplex.
+
+    Returns:
+        Shape (N,).
+    """
+    r, w = _check(rewards, weights)
+    return r @ w
+
+
+def logsum(rewards: ArrayLike, weights: ArrayLike, eps: float = LOGSUM_EPS) -> np.ndarray:
+    """EMORL log-sum ``sum_i w_i log(max(r_i, eps))`` (maximisation).
+
+    Args:
+        rewards: Shape (N, K), expected in (0, 1]; larger is better.
+        weights: Shape (K,), on the simplex.
+        eps: Floor applied before the log, > 0.
+
+    Returns:
+        Shape (N,); at most 0 for rewards in [0, 1].
+    """
+    r, w = _check(rewards, weights)
+    if not np.isfinite(eps) or eps <= 0:
+        raise ValueError(f"eps: expected a finite number > 0, got {eps}")
+    return np.log(np.maximum(r, eps)) @ w
+
+
+def tchebycheff(
+    rewards: ArrayLike, weights: ArrayLike, utopia: ArrayLike | None = None, rho: float = 0.0
+) -> np.ndarray:
+    """(Augmented) Tchebycheff scalarisation, negated so that larger is better (maximisation).
+
+    Args:
+        rewards: Shape (N, K); larger is better.
+        weights: Shape (K,), on the simplex.
+        utopia: Utopia point z*, shape (K,): at least as good as any attainable reward on each
+            objective (for rewards mapped to [0, 1], e.g. ``np.full(K, 1.0)``). Required; it is
+            never inferred from the batch, because that would make the reward batch-dependent.
+        rho: Augmentation weight >= 0 (0 gives the plain Tchebycheff form).
+
+    Returns:
+        ``-(max_i w_i |z*_i - r_i| + rho * sum_i w_i |z*_i - r_i|)``, shape (N,); at most 0.
+    """
+    r, w = _check(rewards, weights)
+    if utopia is None:
+        raise ValueError(f"utopia: expected a utopia point of shape ({r.shape[1]},), got None")
+    z = as_vector(utopia, "utopia", k=r.shape[1])  # (K,)
+    if not np.isfinite(rho) or rho < 0:
+        raise ValueError(f"rho: expected a finite number >= 0, got {rho}")
+    gaps = w * np.abs(z - r)  # (N, K)
+    return -(gaps.max(axis=1) + rho * gaps.sum(axis=1))
+
+
+SCALARIZATIONS: dict[str, Callable[..., np.ndarray]] = {
+    "linear": linear,
+    "logsum": logsum,
+    "tchebycheff": tchebycheff,
+}
+_OPTIONS = {"linear": set(), "logsum": {"eps"}, "tchebycheff": {"utopia", "rho"}}
+
+
+def scalarize(
+    rewards: ArrayLike, weights: ArrayLike, kind: str = "linear", **kwargs: object
+) -> np.ndarray:
+    """Scalarise an (N, K) reward matrix with one preference (maximisation in and out).
+
+    Args:
+        rewards: Per-sample, per-objective rewards, shape (N, K); larger is better.
+        weights: Preference, shape (K,), non-negative and summing to 1.
+        kind: One of ``SCALARIZATIONS``: ``"linear"``, ``"logsum"``, ``"tchebycheff"``.
+        **kwargs: Options of the kind: ``eps`` for logsum; ``utopia`` (required) and ``rho``
+            for tchebycheff.
+
+    Returns:
+        Scalar rewards, shape (N,); larger is better.
+
+    Raises:
+        ValueError: On an unknown kind or option, wrong shapes, a K mismatch, NaN/inf, or
+            negative, all-zero or non-normalised weights.
+
+    Example:
+        >>> scalarize([[1.0, 0.0], [0.4, 0.4]], [0.5, 0.5], "tchebycheff", utopia=[1, 1]).tolist()
+        [-0.5, -0.3]
+    """
+    if kind not in SCALARIZATIONS:
+        raise ValueError(f"kind: expected one of {sorted(SCALARIZATIONS)}, got {kind!r}")
+    unknown = set(kwargs) - _OPTIONS[kind]
+    if unknown:
+        raise ValueError(
+            f"{kind}: expected options {sorted(_OPTIONS[kind]) or 'none'}, got {sorted(unknown)}"
+        )
+    return SCALARIZATIONS[kind](rewards, weights, **kwargs)
+
+
+# --- normalisation ---------------------------------------------------------------------------
+
+
+def normalize_fixed(
+    rewards: ArrayLike, low: ArrayLike, high: ArrayLike, clip: bool = True
+) -> np.ndarray:
+    """Map each objective from a known range [low_i, high_i] to [0, 1] (maximisation kept).
+
+    Args:
+        rewards: Shape (N, K).
+        low: Worst value of each objective, shape (K,).
+        high: Best value of each objective, shape (K,), with ``high > low``. An objective whose
+            raw score is better when smaller should be negated by its scorer, so that
+            maximisation holds everywhere; a reversed range is rejected.
+        clip: Clip the result to [0, 1] (scores outside the stated range saturate).
+
+    Returns:
+        ``(rewards - low) / (high - low)``, shape (N, K).
+    """
+    r = as_matrix(rewards, "rewards", min_k=1)  # (N, K)
+    lo = as_vector(low, "low", k=r.shape[1])  # (K,)
+    hi = as_vector(high, "high", k=r.shape[1])  # (K,)
+    if not (hi > lo).all():
+        raise ValueError(f"high: expected high > low on every objective, got {lo=} {hi=}")
+    out = (r - lo) / (hi - lo)
+    return np.clip(out, 0.0, 1.0) if clip else out
+
+
+class RunningMeanStd:
+    """Running per-objective mean and variance (Chan et al. parallel update), for normalising.
+
+    ``normalize`` maps rewards to ``(r - mean) / sqrt(var + epsilon)``, optionally clipped; the
+    direction of each objective is kept (maximisation). Before the first ``update`` the mean is
+    0 and the variance 1, so ``normalize`` is the identity (up to epsilon). The state is a plain
+    dict of floats and lists (:meth:`state_dict`), so the trainer can checkpoint it to JSON.
+
+    Args:
+        k: Number of objectives.
+        epsilon: Added to the variance before the square root, > 0.
+        clip: If given, normalised values are clipped to [-clip, clip].
+    """
+
+    def __init__(self, k: int, epsilon: float = 1e-8, clip: float | None = None) -> None:
+        if int(k) != k or k < 1:
+            raise ValueError(f"k: expected an integer >= 1, got {k!r}")
+        if not np.isfinite(epsilon) or epsilon <= 0:
+            raise ValueError(f"epsilon: expected a finite number > 0, got {epsilon}")
+        if clip is not None and (not np.isfinite(clip) or clip <= 0):
+            raise ValueError(f"clip: expected None or a finite number > 0, got {clip}")
+        self.k = int(k)
+        self.epsilon = float(epsilon)
+        self.clip = None if clip is None else float(clip)
+        self.mean = np.zeros(self.k)  # (K,)
+        self.var = np.ones(self.k)  # (K,) population variance
+        self.count = 0
+
+    def update(self, rewards: ArrayLike) -> None:
+        """Fold a batch of rewards, shape (N, K), into the running statistics."""
+        r = as_matrix(rewards, "rewards", k=self.k)  # (N, K)
+        n = r.shape[0]
+        if n == 0:
+            return
+        batch_mean, batch_var = r.mean(axis=0), r.var(axis=0)  # (K,), (K,)
+        if self.count == 0:
+            self.mean, self.var, self.count = batch_mean, batch_var, n
+            return
+        total = self.count + n
+        delta = batch_mean - self.mean
+        m2 = self.var * self.count + batch_var * n + delta**2 * self.count * n / total
+        self.mean = self.mean + delta * n / total
+        self.var = m2 / total
+        self.count = total
+
+    def normalize(self, rewards: ArrayLike, center: bool = True) -> np.ndarray:
+        """Normalise rewards, shape (N, K), with the current statistics.
+
+        Args:
+            rewards: Shape (N, K).
+            center: Subtract the running mean (False only rescales).
+
+        Returns:
+            Shape (N, K).
+        """
+        r = as_matrix(rewards, "rewards", k=self.k)  # (N, K)
+        out = ((r - self.mean) if center else r) / np.sqrt(self.var + self.epsilon)
+        return out if self.clip is None else np.clip(out, -self.clip, self.clip)
+
+    def state_dict(self) -> dict:
+        """The state as plain JSON-ready types."""
+        return {
+            "k": self.k,
+            "epsilon": self.epsilon,
+            "clip": self.clip,
+            "count": int(self.count),
+            "mean": self.mean.tolist(),
+            "var": self.var.tolist(),
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> RunningMeanStd:
+        """Rebuild a normaliser from :meth:`state_dict` output (e.g. read back from JSON)."""
+        expected = {"k", "epsilon", "clip", "count", "mean", "var"}
+        if not isinstance(state, dict) or set(state) != expected:
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"state: expected keys {sorted(expected)}, got {got}")
+        norm = cls(state["k"], epsilon=state["epsilon"], clip=state["clip"])
+        if int(state["count"]) != state["count"] or state["count"] < 0:
+            raise ValueError(f"state['count']: expected an integer >= 0, got {state['count']!r}")
+        norm.count = int(state["count"])
+        norm.mean = as_vector(state["mean"], "state['mean']", k=norm.k).copy()
+        norm.var = as_vector(state["var"], "state['var']", k=norm.k).copy()
+        if (norm.var < 0).any():
+            raise ValueError(f"state['var']: expected values >= 0, got {norm.var.tolist()}")
+        return norm
