@@ -199,6 +199,8 @@ def test_describe_rows():
     assert {row.kind for row in describe("real")} == {"real"}
     assert [row.name for row in describe("real")] == REAL
     assert all(row.range == "[0, 1]" and row.description and row.mapping for row in rows)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        describe("fake")
 
 
 # --- synthetic objectives reproduce their analytic fronts ---
@@ -428,6 +430,15 @@ def test_lazy_resource_reports_progress_and_retries_after_failure():
     seen = []
     assert resource.get(progress=lambda message, fraction: seen.append(fraction)) == "model"
     assert seen == [0.0, 1.0] and resource.loaded
+
+
+def test_first_load_of_minilm_reports_progress():
+    from morl_core.objectives import models
+
+    models.MINILM.reset()
+    seen = []
+    objectives.prepare(["relevance"], progress=lambda message, fraction: seen.append(fraction))
+    assert seen[0] == 0.0 and seen[-1] == 1.0 and seen == sorted(seen)
 
 
 def test_relevance_is_thread_safe():

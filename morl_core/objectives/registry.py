@@ -223,8 +223,8 @@ class LazyResource(Generic[T]):
 
     Args:
         label: Short name shown in the progress bar, e.g. ``"MiniLM"``.
-        loader: ``loader(step)`` builds the value and calls ``step("stage name")`` after each
-            of its ``steps`` stages.
+        loader: ``loader(step)`` builds the value and calls ``step("what was done")`` at the
+            end of each of its ``steps`` stages.
         steps: Number of stages the loader reports.
         show_bar: Whether to show a tqdm bar (off for loads too quick to notice).
     """

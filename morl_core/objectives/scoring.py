@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from morl_core.objectives.registry import (
+    KINDS,
     OBJECTIVES,
     Objective,
     ProgressCallback,
@@ -38,11 +39,16 @@ def describe(kind: str | None = None) -> list[ObjectiveRow]:
     Args:
         kind: Only objectives of this kind (``real`` or ``synthetic``); all when None.
 
+    Raises:
+        ValueError: For an unknown kind.
+
     Example:
         >>> row = describe()[0]
         >>> row.name, row.kind, row.range
         ('sentiment', 'real', '[0, 1]')
     """
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     return [
         ObjectiveRow(o.name, o.kind, o.description, o.value_range, o.mapping)
         for o in OBJECTIVES.values()
