@@ -1,0 +1,445 @@
+"""Pure plot builders: numpy data in, ``plotly.graph_objects.Figure`` out.
+
+No I/O and no Streamlit: pages call a builder and hand the figure to ``st.plotly_chart``; the CLI
+can write it with ``fig.write_html``. Objective values follow the project's **maximisation**
+convention (larger is better), which is what "dominated" means in the front plots.
+
+Colours come from the registries in :mod:`morl_core.colors`: one fixed colour per method and
+one per objective, so a method looks the same on every page and in every exported figure;
+unknown names get a deterministic fallback colour. Dominated points are always grey. Every
+point trace carries the input's row indices in ``customdata``, so a click on a point can be
+mapped back to its run and generations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from numpy.typing import ArrayLike
+
+from morl_core.array_checks import as_matrix, as_vector
+from morl_core.colors import (
+    DOMINATED_COLOR,
+    NEGATIVE_COLOR,
+    POSITIVE_COLOR,
+    method_color,
+    objective_color,
+)
+from morl_core.pareto import non_dominated
+
+# --- shared helpers --------------------------------------------------------------------------
+
+
+def _names(names: Sequence[str], k: int, what: str = "objective_names") -> list[str]:
+    if isinstance(names, str) or len(names) != k:
+        got = repr(names) if isinstance(names, str) else f"{len(names)} names"
+        raise ValueError(f"{what}: expected {k} names, got {got}")
+    return [str(name) for name in names]
+
+
+def _per_point(values: str | Sequence[str] | None, n: int, what: str, default: str) -> list[str]:
+    if values is None or isinstance(values, str):
+        return [default if values is None else values] * n
+    if len(values) != n:
+        raise ValueError(f"{what}: expected one entry per point ({n}), got {len(values)}")
+    return [str(value) for value in values]
+
+
+def _hover(
+    points: np.ndarray,
+    names: list[str],
+    methods: list[str],
+    runs: list[str] | None,
+    preferences: np.ndarray | None,
+) -> list[str]:
+    lines = []
+    for i, point in enumerate(points):
+        parts = [f"method: {methods[i]}"]
+        if runs is not None:
+            parts.append(f"run: {runs[i]}")
+        if preferences is not None:
+            parts.append("w = (" + ", ".join(f"{w:.2f}" for w in preferences[i]) + ")")
+        parts += [f"{name}: {value:.4g}" for name, value in zip(names, point, strict=True)]
+        lines.append("<br>".join(parts))
+    return lines
+
+
+def _front_inputs(points, objective_names, k, methods, runs, preferences):
+    """Validate front-plot inputs; drop NaN rows (failed evaluations cannot be drawn)."""
+    pts = as_matrix(points, "points", k=k, allow_nan_rows=True)  # (n, k)
+    n = pts.shape[0]
+    names = _names(objective_names, k)
+    method_list = _per_point(methods, n, "methods", "points")
+    run_list = None if runs is None else _per_point(runs, n, "runs", "")
+    prefs = None
+    if preferences is not None:
+        prefs = as_matrix(preferences, "preferences", min_k=1)
+        if prefs.shape[0] != n:
+            raise ValueError(f"preferences: expected {n} rows (one per point), got {prefs.shape}")
+    hover = _hover(pts, names, method_list, run_list, prefs)
+    keep = ~np.isnan(pts).any(axis=1)  # (n,)
+    return pts, names, method_list, hover, keep
+
+
+def _groups(method_list: list[str], keep: np.ndarray) -> Iterable[tuple[str, np.ndarray]]:
+    """(method, row indices) in order of first appearance, NaN rows left out."""
+    for method in dict.fromkeys(method_list):
+        rows = np.flatnonzero((np.array(method_list) == method) & keep)
+        if rows.size:
+            yield method, rows
+
+
+# --- fronts ----------------------------------------------------------------------------------
+
+
+def front_2d_figure(
+    points: ArrayLike,
+    objective_names: Sequence[str],
+    *,
+    methods: str | Sequence[str] | None = None,
+    runs: Sequence[str] | None = None,
+    preferences: ArrayLike | None = None,
+    title: str | None = None,
+) -> go.Figure:
+    """2-D front per method: the front as a line, dominated points grey (maximisation).
+
+    Args:
+        points: Objective vectors, shape (n, 2); larger is better. NaN rows are not drawn.
+        objective_names: The two objective names (x then y), used as axis titles.
+        methods: One method name for all points, one per point, or None.
+        runs: Optional run label per point, shown on hover.
+        preferences: Optional preference per point, shape (n, k), shown on hover.
+        title: Figure title.
+
+    Returns:
+        A figure with, per method, a ``"<method> front"`` trace (non-dominated points within that
+        method, sorted by x, lines+markers, the method's colour) and, if any, a
+        ``"<method> dominated"`` trace (grey markers). ``customdata`` holds input row indices.
+    """
+    pts, names, method_list, hover, keep = _front_inputs(
+        points, objective_names, 2, methods, runs, preferences
+    )
+    fig = go.Figure()
+    for method, rows in _groups(method_list, keep):
+        on_front = non_dominated(pts[rows])  # (m,)
+        front_rows = rows[on_front][np.argsort(pts[rows[on_front], 0], kind="stable")]
+        colour = method_color(method)
+        for part, sub, mode, style in (
+            ("front", front_rows, "lines+markers", {"color": colour, "size": 9}),
+            ("dominated", rows[~on_front], "markers", {"color": DOMINATED_COLOR, "size": 7}),
+        ):
+            if sub.size:
+                fig.add_trace(
+                    go.Scatter(
+                        x=pts[sub, 0], y=pts[sub, 1], mode=mode, name=f"{method} {part}",
+                        legendgroup=method, line={"color": colour}, marker=style,
+                        customdata=sub, hovertext=[hover[i] for i in sub], hoverinfo="text",
+                    )
+                )  # fmt: skip
+    fig.update_layout(
+        title=title, xaxis_title=names[0], yaxis_title=names[1], legend_title="method"
+    )
+    return fig
+
+
+def front_3d_figure(
+    points: ArrayLike,
+    objective_names: Sequence[str],
+    *,
+    methods: str | Sequence[str] | None = None,
+    runs: Sequence[str] | None = None,
+    preferences: ArrayLike | None = None,
+    title: str | None = None,
+) -> go.Figure:
+    """3-D front per method: non-dominated points in the method's colour, dominated grey.
+
+    Args and ``customdata`` as for :func:`front_2d_figure`, with points of shape (n, 3) and
+    three objective names (x, y, z). No surface is drawn: a mesh through sparse front points
+    suggests policies that were never evaluated.
+
+    Returns:
+        A figure with ``"<method> front"`` and ``"<method> dominated"`` ``Scatter3d`` traces.
+    """
+    pts, names, method_list, hover, keep = _front_inputs(
+        points, objective_names, 3, methods, runs, preferences
+    )
+    fig = go.Figure()
+    for method, rows in _groups(method_list, keep):
+        on_front = non_dominated(pts[rows])
+        for part, mask, colour, size in (
+            ("front", on_front, method_color(method), 5),
+            ("dominated", ~on_front, DOMINATED_COLOR, 3),
+        ):
+            sub = rows[mask]
+            if sub.size:
+                fig.add_trace(
+                    go.Scatter3d(
+                        x=pts[sub, 0], y=pts[sub, 1], z=pts[sub, 2], mode="markers",
+                        name=f"{method} {part}", legendgroup=method,
+                        marker={"color": colour, "size": size}, customdata=sub,
+                        hovertext=[hover[i] for i in sub], hoverinfo="text",
+                    )
+                )  # fmt: skip
+    fig.update_layout(
+        title=title,
+        scene={"xaxis_title": names[0], "yaxis_title": names[1], "zaxis_title": names[2]},
+        legend_title="method",
+    )
+    return fig
+
+
+def parallel_coordinates_figure(
+    points: ArrayLike,
+    objective_names: Sequence[str],
+    *,
+    methods: str | Sequence[str] | None = None,
+    title: str | None = None,
+) -> go.Figure:
+    """Parallel coordinates for any k (one axis per objective, one line per point).
+
+    Args:
+        points: Objective vectors, shape (n, k); larger is better. NaN rows are not drawn.
+        objective_names: k names, the axis labels.
+        methods: One method name, one per point, or None; lines take the method's colour.
+        title: Figure title; the method -> colour key is appended to it (parcoords has no legend).
+
+    Returns:
+        A figure with one ``Parcoords`` trace.
+    """
+    pts = as_matrix(points, "points", min_k=2, allow_nan_rows=True)  # (n, k)
+    names = _names(objective_names, pts.shape[1])
+    method_list = _per_point(methods, pts.shape[0], "methods", "points")
+    keep = ~np.isnan(pts).any(axis=1)
+    pts, method_list = pts[keep], [m for m, ok in zip(method_list, keep, strict=True) if ok]
+    order = list(dict.fromkeys(method_list)) or ["points"]
+    code = np.array([order.index(m) for m in method_list], dtype=float)  # (n,)
+    steps = len(order)
+    scale = []
+    for i, method in enumerate(order):  # a stepwise scale: one flat colour band per method
+        scale += [[i / steps, method_color(method)], [(i + 1) / steps, method_color(method)]]
+    key = ", ".join(f'<span style="color:{method_color(m)}">{m}</span>' for m in order)
+    fig = go.Figure(
+        go.Parcoords(
+            line={"color": code, "colorscale": scale, "cmin": 0, "cmax": max(steps - 1, 1)},
+            dimensions=[{"label": name, "values": pts[:, j]} for j, name in enumerate(names)],
+            customdata=np.flatnonzero(keep),
+        )
+    )
+    fig.update_layout(title=f"{title} ({key})" if title else key)
+    return fig
+
+
+def radar_figure(
+    points: ArrayLike,
+    objective_names: Sequence[str],
+    *,
+    labels: Sequence[str] | None = None,
+    methods: str | Sequence[str] | None = None,
+    title: str | None = None,
+) -> go.Figure:
+    """Radar (spider) chart: one closed polygon per point, for comparing a few policies.
+
+    Objectives should be on comparable scales (e.g. normalised to [0, 1]); larger is better.
+
+    Args:
+        points: Objective vectors, shape (n, k) with k >= 3; keep n small (say <= 8).
+        objective_names: k names, the angular axis.
+        labels: Trace name per point; defaults to the method name (or ``point i``).
+        methods: Method per point (or one for all), giving the colour; defaults to the labels.
+        title: Figure title.
+
+    Returns:
+        A figure with one ``Scatterpolar`` trace per point.
+    """
+    pts = as_matrix(points, "points", min_k=3)  # (n, k)
+    n = pts.shape[0]
+    names = _names(objective_names, pts.shape[1])
+    method_list = None if methods is None else _per_point(methods, n, "methods", "")
+    label_list = _per_point(labels, n, "labels", "") if labels is not None else None
+    if label_list is None:
+        label_list = method_list or [f"point {i}" for i in range(n)]
+    fig = go.Figure()
+    for i in range(n):
+        colour = method_color((method_list or label_list)[i])
+        fig.add_trace(
+            go.Scatterpolar(
+                r=[*pts[i], pts[i, 0]], theta=[*names, names[0]], name=label_list[i],
+                mode="lines+markers", line={"color": colour}, customdata=[i] * (len(names) + 1),
+            )
+        )  # fmt: skip
+    fig.update_layout(title=title, polar={"radialaxis": {"visible": True}})
+    return fig
+
+
+# --- relations -------------------------------------------------------------------------------
+
+
+def correlation_heatmap_figure(
+    matrix: ArrayLike,
+    objective_names: Sequence[str],
+    *,
+    lower: ArrayLike | None = None,
+    upper: ArrayLike | None = None,
+    title: str | None = None,
+    colorbar_title: str = "correlation",
+) -> go.Figure:
+    """Heatmap of a (K, K) matrix in [-1, 1] with the values written on the cells.
+
+    Works for correlations and for gradient-conflict cosines. The colour scale is diverging
+    (RdBu) and centred at 0: red cells are negative (conflicting objectives, with rewards
+    maximised), blue cells positive. NaN cells are left blank and labelled ``n/a``.
+
+    Args:
+        matrix: Shape (K, K), values in [-1, 1] or NaN.
+        objective_names: K names, for both axes (rows read top to bottom).
+        lower: Optional lower confidence bounds, shape (K, K), shown on hover.
+        upper: Optional upper confidence bounds, shape (K, K), shown on hover.
+        title: Figure title.
+        colorbar_title: Colour bar label.
+
+    Returns:
+        A figure with one ``Heatmap`` trace.
+    """
+    z = as_matrix(matrix, "matrix", min_k=1, allow_nan_rows=True)
+    k = z.shape[1]
+    if z.shape[0] != k:
+        raise ValueError(f"matrix: expected a square (K, K) array, got shape {z.shape}")
+    names = _names(objective_names, k)
+    text = [[("n/a" if np.isnan(v) else f"{v:.2f}") for v in row] for row in z]
+    hover = [[f"{names[i]} vs {names[j]}: {text[i][j]}" for j in range(k)] for i in range(k)]
+    if (lower is None) != (upper is None):
+        raise ValueError("lower/upper: expected both confidence bounds or neither, got one")
+    if lower is not None:
+        lo = as_matrix(lower, "lower", k=k, allow_nan_rows=True)
+        hi = as_matrix(upper, "upper", k=k, allow_nan_rows=True)
+        hover = [
+            [f"{hover[i][j]}<br>CI [{lo[i, j]:.2f}, {hi[i, j]:.2f}]" for j in range(k)]
+            for i in range(k)
+        ]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z, x=names, y=names, text=text, texttemplate="%{text}", hovertext=hover,
+            hoverinfo="text", colorscale="RdBu", zmid=0, zmin=-1, zmax=1,
+            colorbar={"title": {"text": colorbar_title}},
+        )
+    )  # fmt: skip
+    fig.update_layout(title=title, xaxis_title="objective", yaxis_title="objective")
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def _edge_tuple(edge: object) -> tuple[str, str, float]:
+    if hasattr(edge, "partial_correlation"):
+        return str(edge.source), str(edge.target), float(edge.partial_correlation)
+    if isinstance(edge, Mapping):
+        return str(edge["source"]), str(edge["target"]), float(edge["partial_correlation"])
+    source, target, weight = edge  # type: ignore[misc]
+    return str(source), str(target), float(weight)
+
+
+def dependency_graph_figure(
+    edges: Iterable[object],
+    objective_names: Sequence[str],
+    *,
+    title: str | None = None,
+) -> go.Figure:
+    """Draw the objective dependency graph (from :func:`morl_core.relations.dependency_graph`).
+
+    Nodes sit on a circle in the order of ``objective_names`` (a fixed layout, so the picture
+    does not jump between reruns) in their objective colours. An edge's colour is its sign
+    (blue positive, red negative: a direct trade-off under maximisation) and its width grows
+    with |partial correlation|.
+
+    Args:
+        edges: ``Edge`` records, dicts with the same keys, or ``(source, target, weight)``.
+        objective_names: All K objective names (objectives without edges are still drawn).
+        title: Figure title.
+
+    Returns:
+        A figure with one line trace per edge and a final ``"objectives"`` marker trace.
+
+    Raises:
+        ValueError: If an edge names an objective missing from ``objective_names``.
+    """
+    names = [str(name) for name in objective_names]
+    angle = np.pi / 2 - 2 * np.pi * np.arange(len(names)) / max(len(names), 1)
+    xy = {name: (float(np.cos(a)), float(np.sin(a))) for name, a in zip(names, angle, strict=True)}
+    fig = go.Figure()
+    for edge in edges:
+        source, target, weight = _edge_tuple(edge)
+        for end in (source, target):
+            if end not in xy:
+                raise ValueError(f"edges: expected objectives from {names}, got {end!r}")
+        (x0, y0), (x1, y1) = xy[source], xy[target]
+        label = f"{source} - {target}: partial r = {weight:.2f}"
+        fig.add_trace(
+            go.Scatter(
+                x=[x0, (x0 + x1) / 2, x1], y=[y0, (y0 + y1) / 2, y1], mode="lines",
+                line={"color": POSITIVE_COLOR if weight > 0 else NEGATIVE_COLOR,
+                      "width": 1 + 8 * abs(weight)},
+                name=label, hovertext=[label] * 3, hoverinfo="text", showlegend=False,
+            )
+        )  # fmt: skip
+    fig.add_trace(
+        go.Scatter(
+            x=[xy[n][0] for n in names], y=[xy[n][1] for n in names], mode="markers+text",
+            text=names, textposition="top center", name="objectives", hoverinfo="text",
+            marker={"size": 22, "color": [objective_color(n) for n in names]}, showlegend=False,
+        )
+    )  # fmt: skip
+    hidden = {"visible": False, "range": [-1.4, 1.4]}
+    fig.update_layout(title=title, xaxis=hidden, yaxis=hidden | {"scaleanchor": "x"})
+    return fig
+
+
+# --- training curves -------------------------------------------------------------------------
+
+_DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+
+
+def hypervolume_curve_figure(
+    curves: Mapping[str, tuple[ArrayLike, ArrayLike]],
+    *,
+    methods: Mapping[str, str] | None = None,
+    ref: ArrayLike | None = None,
+    x_title: str = "training step",
+    title: str | None = None,
+) -> go.Figure:
+    """Hypervolume over training, one line per run.
+
+    Args:
+        curves: Run label -> ``(steps, hypervolume)``, two equal-length 1-D arrays.
+        methods: Run label -> method name, for the colour; a label missing here is itself
+            treated as the method name. Runs of the same method share the colour and differ in
+            dash style.
+        ref: The task's reference point, shown in the y-axis title so the numbers can be
+            reproduced and compared (see :mod:`morl_core.pareto.hypervolume`).
+        x_title: X-axis title (e.g. ``"training samples"`` or ``"seconds"``).
+        title: Figure title.
+
+    Returns:
+        A figure with one ``Scatter`` trace per run; y-axis title ``"hypervolume"`` (+ ref).
+    """
+    methods = methods or {}
+    seen: dict[str, int] = {}
+    fig = go.Figure()
+    for label, (steps, values) in curves.items():
+        x = as_vector(steps, f"curves[{label!r}] steps", min_k=0)
+        y = as_vector(values, f"curves[{label!r}] hypervolume", k=x.shape[0])
+        method = methods.get(label, label)
+        dash = _DASHES[seen.get(method, 0) % len(_DASHES)]
+        seen[method] = seen.get(method, 0) + 1
+        fig.add_trace(
+            go.Scatter(
+                x=x, y=y, mode="lines", name=str(label), legendgroup=method,
+                line={"color": method_color(method), "dash": dash},
+            )
+        )  # fmt: skip
+    y_title = "hypervolume"
+    if ref is not None:
+        ref_vec = as_vector(ref, "ref", min_k=1)
+        y_title += " (ref = (" + ", ".join(f"{r:g}" for r in ref_vec) + "))"
+    fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, legend_title="run")
+    return fig
