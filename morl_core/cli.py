@@ -1,0 +1,137 @@
+"""The ``morl`` command. Every subcommand turns bad input into one clear line and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+EXIT_BAD_INPUT = 2
+
+
+def _table(rows: list[Sequence[str]], header: Sequence[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def _floats(text: str, field: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"{field} must be comma-separated numbers, got {text!r}") from None
+
+
+# --- foundation commands ---
+def cmd_objectives(args: argparse.Namespace) -> int:
+    from morl_core.objectives import describe
+
+    rows = [(r.name, r.kind, r.range, r.description) for r in describe()]
+    print(_table(rows, ["name", "kind", "range", "description"]))
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from morl_core.objectives import score
+
+    names = [n.strip() for n in args.objectives.split(",") if n.strip()]
+    prompts = [args.prompt] * len(args.texts)
+    matrix = score(names, prompts, list(args.texts), allow_import=True)
+    if args.json:
+        print(json.dumps({"objectives": names, "scores": matrix.tolist()}))
+    else:
+        rows = [[t[:48], *(f"{v:.3f}" for v in row)] for t, row in zip(args.texts, matrix, strict=True)]
+        print(_table(rows, ["text", *names]))
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    if not args.prompt:
+        raise ValueError("give at least one --prompt")
+    gen = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
+               greedy=args.greedy, seed=args.seed)
+    if args.run:
+        from morl_core.methods.steer import load_steerable
+
+        steerable = load_steerable(args.run, device=args.device)
+        if args.weights is None:
+            raise ValueError(f"--weights is required with a run folder ({len(steerable.objectives)} numbers "
+                             f"for {', '.join(steerable.objectives)})")
+        weights = _floats(args.weights, "--weights")
+        texts = [t for _ in range(args.n) for t in steerable.generate(args.prompt, weights, **gen)]
+    else:
+        from morl_core.policy import load_policy
+
+        policy = load_policy(args.model, device=args.device, threads=args.threads)
+        texts = policy.generate(args.prompt, n=args.n, **gen)
+    for text in texts:
+        print(text)
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from morl_core.methods import METHODS
+
+    rows = [(m.name, m.family, m.summary, m.paper) for m in METHODS.values()]
+    print(_table(rows, ["name", "family", "summary", "paper"]))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="morl", description="MORL Studio: multi-objective RL for language models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("objectives", help="list the registered objectives")
+    p.set_defaults(func=cmd_objectives)
+
+    p = sub.add_parser("score", help="score texts on objectives")
+    p.add_argument("texts", nargs="+", help="texts to score")
+    p.add_argument("--objectives", required=True, help="comma-separated names, e.g. sentiment,brevity")
+    p.add_argument("--prompt", default="", help="prompt the texts answer (for relevance)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("generate", help="generate from a base model or a trained run")
+    p.add_argument("run", nargs="?", help="trained run folder (omit to use --model)")
+    p.add_argument("--model", default="embedded", help="'embedded', a model folder or a hub name")
+    p.add_argument("--prompt", action="append", default=[], help="prompt (repeat for several)")
+    p.add_argument("-n", type=int, default=1, help="completions per prompt")
+    p.add_argument("--weights", help="preference for a run, e.g. 0.3,0.7")
+    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=0.9)
+    p.add_argument("--greedy", action="store_true")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default 1)")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("methods", help="list the registered MORL methods")
+    p.set_defaults(func=cmd_methods)
+
+    for module in ("morl_core.train_cli", "morl_core.jobs.cli"):
+        try:
+            add: Callable = __import__(module, fromlist=["add_subcommands"]).add_subcommands
+        except ImportError:
+            continue
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ValueError as exc:  # bad input: one clear message, no traceback
+        print(f"morl {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # e.g. `morl runs | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Load a causal language model as a :class:`Policy` and generate from it.
+
+``load_policy("embedded")`` opens the model shipped in ``assets/embedded-model``; any other
+name is a local folder or a Hugging Face hub name (used from the local cache when offline).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from morl_core.policy.device import resolve_device, resolve_dtype, set_threads
+
+ASSETS = Path(os.environ.get("MORL_ASSETS", Path(__file__).resolve().parents[2] / "assets"))
+EMBEDDED = "embedded"
+
+
+def embedded_model_path() -> Path:
+    """Folder of the embedded base model."""
+    return ASSETS / "embedded-model"
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """'embedded' -> the shipped folder; an existing folder -> itself; else a hub name as given."""
+    if not isinstance(name_or_path, str) or not name_or_path.strip():
+        raise ValueError(f"model must be 'embedded', a model folder or a hub name, got {name_or_path!r}")
+    if name_or_path == EMBEDDED:
+        path = embedded_model_path()
+        if not (path / "config.json").exists():
+            raise ValueError(f"the embedded model is missing from {path}; reinstall or set MORL_ASSETS")
+        return str(path)
+    return name_or_path
+
+
+@dataclass
+class Policy:
+    """A causal LM with its tokenizer, on one device; the thing methods train and steer."""
+
+    model: Any  # transformers PreTrainedModel (possibly a peft PeftModel)
+    tokenizer: Any
+    device: str
+    name: str
+
+    @property
+    def eos_id(self) -> int:
+        return self.tokenizer.eos_token_id
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id
+
+    @property
+    def max_length(self) -> int:
+        config = self.model.config
+        return int(getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", 1024))
+
+    def encode(self, prompts: Sequence[str], max_new_tokens: int = 0):
+        """Left-padded prompt ids and mask on the policy's device, truncated from the left."""
+        check_prompts(prompts)
+        room = max(1, self.max_length - max_new_tokens)
+        rows = [self.tokenizer(p, add_special_tokens=False)["input_ids"][-room:] or [self.eos_id]
+                for p in prompts]
+        width = max(len(r) for r in rows)
+        import torch
+
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, width - len(row):] = torch.tensor(row)
+            mask[i, width - len(row):] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def decode(self, completion_ids, completion_mask) -> list[str]:
+        """Completion texts (special tokens dropped, surrounding space stripped)."""
+        out = []
+        for ids, mask in zip(completion_ids.tolist(), completion_mask.tolist(), strict=True):
+            kept = [t for t, m in zip(ids, mask, strict=True) if m and t != self.eos_id]
+            out.append(self.tokenizer.decode(kept, skip_special_tokens=True).strip())
+        return out
+
+    def rollout(self, prompts: Sequence[str], *, n: int = 1, max_new_tokens: int = 48,
+                temperature: float = 1.0, top_p: float = 1.0, greedy: bool = False,
+                seed: int | None = None, generator=None, next_token=None):
+        """Sample ``n`` completions per prompt (rows ordered prompt-major: p0 x n, p1 x n, ...)."""
+        import torch
+
+        from morl_core.policy.sampling import hf_next_token, sample
+
+        repeated = [p for p in prompts for _ in range(n)]
+        ids, mask = self.encode(repeated, max_new_tokens)
+        if generator is None:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(seed if seed is not None else torch.seed() % 2**63)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return sample(next_token or hf_next_token(self.model), ids, mask,
+                          max_new_tokens=max_new_tokens, eos_id=self.eos_id, pad_id=self.pad_id,
+                          temperature=temperature, top_p=top_p, greedy=greedy, generator=generator)
+        finally:
+            self.model.train(was_training)
+
+    def generate(self, prompts: Sequence[str], *, n: int = 1, **kw: Any) -> list[str]:
+        """Texts of :meth:`rollout` (``n`` per prompt, prompt-major)."""
+        rollout = self.rollout(prompts, n=n, **kw)
+        return self.decode(rollout.completion_ids, rollout.completion_mask)
+
+
+def check_prompts(prompts: Sequence[str]) -> None:
+    """Raise ``ValueError`` unless ``prompts`` is a non-empty list of strings."""
+    if isinstance(prompts, str) or not isinstance(prompts, Sequence):
+        raise ValueError(f"prompts must be a list of strings, got {type(prompts).__name__}")
+    if len(prompts) == 0:
+        raise ValueError("prompts is empty: give at least one prompt")
+    bad = [i for i, p in enumerate(prompts) if not isinstance(p, str)]
+    if bad:
+        raise ValueError(f"prompts must be strings; items {bad[:5]} are not")
+
+
+def load_policy(name_or_path: str = EMBEDDED, device: str = "auto", dtype: str = "auto",
+                threads: int | None = None) -> Policy:
+    """Load any ``AutoModelForCausalLM`` (the embedded one by default) as a :class:`Policy`.
+
+    Args:
+        name_or_path: "embedded", a local model folder, or a hub name (cached or online).
+        device: "auto" (CUDA when present), "cpu" or "cuda".
+        dtype: "auto" (bf16 on a capable GPU, else fp32) or an explicit dtype name.
+        threads: torch threads for this process (default ``MORL_THREADS`` or 1).
+
+    Raises:
+        ValueError: unknown model name or folder, or a bad device/dtype.
+    """
+    set_threads(threads)
+    path = resolve_model_path(name_or_path)
+    device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # loading a small model takes well under a second
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    except (OSError, ValueError) as exc:
+        hint = "a folder with config.json" if Path(path).exists() else "'embedded', a model folder or a cached hub name"
+        raise ValueError(f"cannot load model {name_or_path!r}: expected {hint} ({str(exc).splitlines()[0]})") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(device).eval()
+    return Policy(model=model, tokenizer=tokenizer, device=device, name=name_or_path)

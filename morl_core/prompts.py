@@ -1,0 +1,42 @@
+"""Prompt sets: the shipped ones under ``assets/prompts`` or a user's .txt/.jsonl file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from morl_core.policy.model import ASSETS
+
+SPLITS = ("train", "eval")
+
+
+def available() -> list[str]:
+    """Names of the shipped prompt sets."""
+    return sorted({p.name.split(".")[0] for p in (ASSETS / "prompts").glob("*.train.jsonl")})
+
+
+def load_prompts(name: str = "default", split: str = "train") -> list[str]:
+    """Prompts of a shipped set (``name``) or of a file (one prompt a line, or JSONL with "text").
+
+    A file path gives the same prompts for both splits.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    shipped = ASSETS / "prompts" / f"{name}.{split}.jsonl"
+    path = shipped if shipped.exists() else Path(name)
+    if not path.is_file():
+        raise ValueError(f"unknown prompt set {name!r}; shipped: {', '.join(available())}, "
+                         "or give a .txt / .jsonl file path")
+    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    if path.suffix == ".jsonl":
+        prompts = []
+        for i, line in enumerate(lines, 1):
+            try:
+                prompts.append(str(json.loads(line)["text"]))
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise ValueError(f"{path}:{i}: expected a JSON object with a 'text' field") from None
+    else:
+        prompts = [ln.strip() for ln in lines]
+    if not prompts:
+        raise ValueError(f"prompt set {name!r} is empty")
+    return prompts
