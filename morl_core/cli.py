@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable, Sequence
 
@@ -18,9 +19,12 @@ def _table(rows: list[Sequence[str]], header: Sequence[str]) -> str:
 
 def _floats(text: str, field: str) -> list[float]:
     try:
-        return [float(x) for x in text.split(",") if x.strip()]
+        values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise ValueError(f"{field} must be comma-separated numbers, got {text!r}") from None
+        values = []
+    if not values or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"{field} must be comma-separated numbers, got {text!r}")
+    return values
 
 
 # --- foundation commands ---
@@ -41,7 +45,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"objectives": names, "scores": matrix.tolist()}))
     else:
-        rows = [[t[:48], *(f"{v:.3f}" for v in row)] for t, row in zip(args.texts, matrix, strict=True)]
+        rows = [
+            [t[:48], *(f"{v:.3f}" for v in row)] for t, row in zip(args.texts, matrix, strict=True)
+        ]
         print(_table(rows, ["text", *names]))
     return 0
 
@@ -49,25 +55,48 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     if not args.prompt:
         raise ValueError("give at least one --prompt")
-    gen = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
-               greedy=args.greedy, seed=args.seed)
+    if args.n < 1:
+        raise ValueError(f"-n (completions per prompt) must be >= 1, got {args.n}")
+    weights = None if args.weights is None else _floats(args.weights, "--weights")
+    if weights is not None and not args.run:
+        raise ValueError(
+            "--weights needs a trained run folder (morl generate RUN_FOLDER --weights ...)"
+        )
+    gen = dict(
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        greedy=args.greedy,
+        seed=args.seed,
+    )
     if args.run:
-        from morl_core.methods.steer import load_steerable
+        from morl_core.methods.common import load_steerable
 
         steerable = load_steerable(args.run, device=args.device)
         if args.weights is None:
-            raise ValueError(f"--weights is required with a run folder ({len(steerable.objectives)} numbers "
-                             f"for {', '.join(steerable.objectives)})")
-        weights = _floats(args.weights, "--weights")
-        texts = [t for _ in range(args.n) for t in steerable.generate(args.prompt, weights, **gen)]
+            raise ValueError(
+                f"--weights is required with a run folder ({len(steerable.objectives)} numbers "
+                f"for {', '.join(steerable.objectives)})"
+            )
+        # one call per repeat, each with its own seed (the same seed would repeat the same text)
+        repeats = [
+            steerable.generate(args.prompt, weights, **{**gen, "seed": _nth_seed(args.seed, i)})
+            for i in range(args.n)
+        ]
+        # prompt-major, as the base-model path orders them
+        texts = [repeats[i][j] for j in range(len(args.prompt)) for i in range(args.n)]
     else:
         from morl_core.policy import load_policy
 
         policy = load_policy(args.model, device=args.device, threads=args.threads)
         texts = policy.generate(args.prompt, n=args.n, **gen)
     for text in texts:
-        print(text)
+        print(text.replace("\n", "\\n"))  # one completion a line, newlines written as \n
     return 0
+
+
+def _nth_seed(seed: int | None, i: int) -> int | None:
+    return None if seed is None else seed + i
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
@@ -79,7 +108,9 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="morl", description="MORL Studio: multi-objective RL for language models.")
+    parser = argparse.ArgumentParser(
+        prog="morl", description="MORL Studio: multi-objective RL for language models."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("objectives", help="list the registered objectives")
@@ -87,12 +118,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("score", help="score texts on objectives")
     p.add_argument("texts", nargs="+", help="texts to score")
-    p.add_argument("--objectives", required=True, help="comma-separated names, e.g. sentiment,brevity")
+    p.add_argument(
+        "--objectives", required=True, help="comma-separated names, e.g. sentiment,brevity"
+    )
     p.add_argument("--prompt", default="", help="prompt the texts answer (for relevance)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser("generate", help="generate from a base model or a trained run")
+    p = sub.add_parser(
+        "generate",
+        help="generate from a base model or a trained run",
+        description="Print n completions per prompt, one a line (prompt-major; "
+        "newlines inside a completion are written as \\n).",
+    )
     p.add_argument("run", nargs="?", help="trained run folder (omit to use --model)")
     p.add_argument("--model", default="embedded", help="'embedded', a model folder or a hub name")
     p.add_argument("--prompt", action="append", default=[], help="prompt (repeat for several)")

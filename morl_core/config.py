@@ -45,16 +45,20 @@ class RunConfig:
     seed: int = _help("random seed (same seed + config -> same metrics on CPU)", default=0)
     device: str = _help("'auto' (CUDA when present), 'cpu' or 'cuda'", default="auto")
     threads: int = _help("torch threads in the training process", default=1)
-    prompt_set: str = _help("prompt set name in assets/prompts or a .txt/.jsonl path", default="default")
+    prompt_set: str = _help(
+        "prompt set name in assets/prompts or a .txt/.jsonl path", default="default"
+    )
     batch_prompts: int = _help("prompts per RL step", default=4)
     k_samples: int = _help("completions sampled per prompt (k of RLOO/kSCST)", default=4)
     max_new_tokens: int = _help("tokens generated per completion", default=24)
     temperature: float = _help("sampling temperature during training", default=1.0)
     top_p: float = _help("nucleus sampling mass during training", default=1.0)
-    lr: float = _help("AdamW learning rate for the LoRA parameters", default=5e-4)
+    lr: float = _help("AdamW learning rate for the LoRA parameters", default=1e-3)
     kl_coef: float = _help("KL penalty coefficient to the frozen reference policy", default=0.05)
     grad_clip: float = _help("gradient norm clip", default=2.0)
-    advantage: str = _help("'rloo' (leave-one-out baseline) or 'kscst' (mean of the k)", default="rloo")
+    advantage: str = _help(
+        "'rloo' (leave-one-out baseline) or 'kscst' (mean of the k)", default="rloo"
+    )
     lora_r: int = _help("LoRA rank", default=8)
     lora_alpha: int = _help("LoRA alpha", default=32)
     scalarization: str = _help("'linear', 'logsum' or 'tchebycheff'", default="linear")
@@ -63,11 +67,15 @@ class RunConfig:
         "one preference on the simplex for single-preference training; None = method default",
         default=None,
     )
-    n_preferences: int = _help("preferences on the evaluated front (and MORLHF policies)", default=5)
+    n_preferences: int = _help(
+        "preferences on the evaluated front (and MORLHF policies)", default=5
+    )
     eval_every: int = _help("steps between front snapshots (0 = only at the end)", default=10)
     eval_prompts: int = _help("held-out prompts per front evaluation", default=8)
     checkpoint_every: int = _help("steps between checkpoints", default=10)
-    options: Mapping[str, Any] = _help("method-specific options (see the method's docs)", default_factory=dict)
+    options: Mapping[str, Any] = _help(
+        "method-specific options (see the method's docs)", default_factory=dict
+    )
 
     # --- validation ---
     def errors(self) -> dict[str, str]:
@@ -89,21 +97,44 @@ class RunConfig:
                 err["objectives"] = f"unknown {unknown}; allowed: {', '.join(OBJECTIVES)}"
         if not isinstance(self.model, str) or not self.model.strip():
             err["model"] = "must be 'embedded', a model folder or a hub name"
-        for name, low in [("steps", 1), ("threads", 1), ("batch_prompts", 1), ("k_samples", 2),
-                          ("max_new_tokens", 1), ("lora_r", 1), ("lora_alpha", 1),
-                          ("n_preferences", 2), ("eval_prompts", 1), ("seed", 0),
-                          ("eval_every", 0), ("checkpoint_every", 1)]:
+        for name, low in [
+            ("steps", 1),
+            ("threads", 1),
+            ("batch_prompts", 1),
+            ("k_samples", 2),
+            ("max_new_tokens", 1),
+            ("lora_r", 1),
+            ("lora_alpha", 1),
+            ("n_preferences", 2),
+            ("eval_prompts", 1),
+            ("seed", 0),
+            ("eval_every", 0),
+            ("checkpoint_every", 1),
+        ]:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 err[name] = f"must be an integer >= {low}, got {value!r}"
-        for name, low, high in [("temperature", 1e-3, 10.0), ("top_p", 1e-3, 1.0), ("lr", 1e-8, 1.0),
-                                ("kl_coef", 0.0, 100.0), ("grad_clip", 1e-6, 1e6)]:
+        for name, low, high in [
+            ("temperature", 1e-3, 10.0),
+            ("top_p", 1e-3, 1.0),
+            ("lr", 1e-8, 1.0),
+            ("kl_coef", 0.0, 100.0),
+            ("grad_clip", 1e-6, 1e6),
+        ]:
             value = getattr(self, name)
-            ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+            ok = (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+            )
             if not ok or not low <= value <= high:
                 err[name] = f"must be a number in [{low:g}, {high:g}], got {value!r}"
-        for name, allowed in [("device", DEVICES), ("advantage", ADVANTAGES),
-                              ("scalarization", SCALARIZATIONS), ("normalization", NORMALIZATIONS)]:
+        for name, allowed in [
+            ("device", DEVICES),
+            ("advantage", ADVANTAGES),
+            ("scalarization", SCALARIZATIONS),
+            ("normalization", NORMALIZATIONS),
+        ]:
             if getattr(self, name) not in allowed:
                 err[name] = f"must be one of {', '.join(allowed)}; got {getattr(self, name)!r}"
         if self.weights is not None:
@@ -136,7 +167,9 @@ class RunConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ConfigError({name: f"unknown field; allowed: {', '.join(sorted(known))}" for name in unknown})
+            raise ConfigError(
+                {name: f"unknown field; allowed: {', '.join(sorted(known))}" for name in unknown}
+            )
         values = dict(data)
         for name in ("objectives", "weights"):
             if isinstance(values.get(name), str):
@@ -148,7 +181,9 @@ class RunConfig:
             try:
                 values["weights"] = tuple(float(x) for x in values["weights"])
             except (TypeError, ValueError):
-                raise ConfigError({"weights": f"must be numbers, got {values['weights']!r}"}) from None
+                raise ConfigError(
+                    {"weights": f"must be numbers, got {values['weights']!r}"}
+                ) from None
         if "options" in values and isinstance(values["options"], Mapping):
             values["options"] = dict(values["options"])
         return cls(**values).validated()

@@ -25,18 +25,29 @@ def load_prompts(name: str = "default", split: str = "train") -> list[str]:
     shipped = ASSETS / "prompts" / f"{name}.{split}.jsonl"
     path = shipped if shipped.exists() else Path(name)
     if not path.is_file():
-        raise ValueError(f"unknown prompt set {name!r}; shipped: {', '.join(available())}, "
-                         "or give a .txt / .jsonl file path")
-    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        raise ValueError(
+            f"unknown prompt set {name!r}; shipped: {', '.join(available())}, "
+            "or give a .txt / .jsonl file path"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    lines = [(i, ln) for i, ln in enumerate(text.splitlines(), 1) if ln.strip()]  # 1-based numbers
     if path.suffix == ".jsonl":
         prompts = []
-        for i, line in enumerate(lines, 1):
+        for i, line in lines:
             try:
-                prompts.append(str(json.loads(line)["text"]))
+                prompt = json.loads(line)["text"]
             except (json.JSONDecodeError, KeyError, TypeError):
-                raise ValueError(f"{path}:{i}: expected a JSON object with a 'text' field") from None
+                raise ValueError(
+                    f"{path}:{i}: expected a JSON object with a 'text' field"
+                ) from None
+            if not isinstance(prompt, str) or not prompt.strip():
+                raise ValueError(f"{path}:{i}: 'text' must be a non-empty string, got {prompt!r}")
+            prompts.append(prompt)
     else:
-        prompts = [ln.strip() for ln in lines]
+        prompts = [ln.strip() for _, ln in lines]
     if not prompts:
         raise ValueError(f"prompt set {name!r} is empty")
     return prompts

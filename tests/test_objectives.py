@@ -109,7 +109,7 @@ EXACT = [
     ("readability", "The cat sat on the mat.", {}, 1.0),  # FRE 116 clipped to 100
     ("brevity", "one two three", {"target_words": 3}, 1.0),
     ("brevity", "one two three four five six", {"target_words": 3}, 0.5),
-    ("brevity", " ".join(["w"] * 40), {}, 0.5),  # default target 20 words
+    ("brevity", " ".join(["w"] * 16), {}, 0.5),  # default target 8 words
     ("diversity", "a b c d", {}, 1.0),
     ("diversity", "a a a a a", {"max_n": 1}, 0.2),
     ("synth_nature", "tree river car road", {}, 0.5),

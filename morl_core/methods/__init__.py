@@ -23,7 +23,9 @@ def register(spec: MethodSpec) -> MethodSpec:
     if spec.name in METHODS:
         raise ValueError(f"method {spec.name!r} is already registered")
     if spec.family not in FAMILIES:
-        raise ValueError(f"family {spec.family!r} of {spec.name!r} must be one of {', '.join(FAMILIES)}")
+        raise ValueError(
+            f"family {spec.family!r} of {spec.name!r} must be one of {', '.join(FAMILIES)}"
+        )
     METHODS[spec.name] = spec
     return spec
 
@@ -36,3 +38,5 @@ def get(name: str) -> MethodSpec:
 
 
 __all__ = ["METHODS", "MethodSpec", "Steerable", "StepInfo", "TrainCallback", "get", "register"]
+
+from morl_core.methods import registry as _registry  # noqa: E402,F401  (registers the built-ins)

@@ -77,7 +77,9 @@ class MethodSpec:
     summary: str
     paper: str
     module: str
-    options: Mapping[str, tuple[type, Any, str]] = field(default_factory=dict)  # name -> (type, default, help)
+    options: Mapping[str, tuple[type, Any, str]] = field(
+        default_factory=dict
+    )  # name -> (type, default, help)
 
     def _module(self):
         return importlib.import_module(self.module)

@@ -10,7 +10,7 @@ name               kind       map to [0, 1]
 sentiment          real       VADER compound c in [-1, 1] -> (c + 1) / 2
 nontoxic           real       1 - p(offensive) from alt-profanity-check
 readability        real       clip(Flesch reading ease, 0, 100) / 100
-brevity            real       1 up to ``target_words`` (20) words, then target / n
+brevity            real       1 up to ``target_words`` (8) words, then target / n
 diversity          real       mean distinct-1..distinct-``max_n`` (2) of the words
 relevance          real       cosine(MiniLM(prompt), MiniLM(completion)) clipped to [0, 1]
 formality          real       sigmoid of a weighted lexical / part-of-speech heuristic
@@ -106,7 +106,7 @@ register(
     Objective(
         "brevity",
         lexical.brevity,
-        "short replies: at most target_words words (default 20)",
+        "short replies: at most target_words words (default 8)",
         "1 for 1..target words, target / n beyond, 0 if empty",
     )
 )

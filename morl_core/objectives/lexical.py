@@ -98,7 +98,8 @@ def readability(prompts: list, completions: list, **kwargs) -> list[float]:
 
 # --- brevity ---
 
-DEFAULT_TARGET_WORDS = 20
+# 8 words: the embedded model replies in 10-30 words, so the reward keeps a slope there.
+DEFAULT_TARGET_WORDS = 8
 
 
 def brevity(
@@ -108,7 +109,7 @@ def brevity(
 
     Map: 1.0 for 1..``target_words`` words, ``target_words / n`` for n words beyond it
     (half marks at twice the target), 0.0 for an empty completion. ``target_words`` is a
-    keyword argument (default 20), e.g. ``score(["brevity"], ..., target_words=10)``.
+    keyword argument (default 8), e.g. ``score(["brevity"], ..., target_words=10)``.
 
     Example:
         >>> brevity(["Hi"], ["Hello there.", "one two three four"], target_words=2)

@@ -5,6 +5,15 @@ from morl_core.policy.lora import attach_lora, load_adapter, save_adapter
 from morl_core.policy.model import EMBEDDED, Policy, check_prompts, embedded_model_path, load_policy
 
 __all__ = [
-    "EMBEDDED", "Policy", "attach_lora", "check_prompts", "embedded_model_path", "load_adapter",
-    "load_policy", "resolve_device", "resolve_dtype", "save_adapter", "set_threads",
+    "EMBEDDED",
+    "Policy",
+    "attach_lora",
+    "check_prompts",
+    "embedded_model_path",
+    "load_adapter",
+    "load_policy",
+    "resolve_device",
+    "resolve_dtype",
+    "save_adapter",
+    "set_threads",
 ]

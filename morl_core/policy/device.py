@@ -6,6 +6,7 @@ so every process that runs torch calls :func:`set_threads` first (default: 1).
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 DEFAULT_THREADS = int(os.environ.get("MORL_THREADS", "1"))
@@ -20,10 +21,9 @@ def set_threads(threads: int | None = None) -> int:
         raise ValueError(f"threads must be >= 1, got {threads!r}")
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
-    try:
+    # inter-op threads are settable only before the first parallel op; keep what is there
+    with contextlib.suppress(RuntimeError):
         torch.set_num_interop_threads(n)
-    except RuntimeError:  # only settable before the first parallel op; keep what is there
-        pass
     return n
 
 
@@ -36,7 +36,9 @@ def resolve_device(device: str = "auto") -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but torch sees no CUDA GPU; use 'auto' or 'cpu'")
+        raise ValueError(
+            "device 'cuda' was asked for but torch sees no CUDA GPU; use 'auto' or 'cpu'"
+        )
     return device
 
 
@@ -44,8 +46,14 @@ def resolve_dtype(dtype: str, device: str):
     """'auto' -> bf16 on a GPU that supports it, else fp32. Log-probs stay fp32 elsewhere."""
     import torch
 
-    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+    table = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
     if dtype == "auto":
         if device.startswith("cuda") and torch.cuda.is_bf16_supported():
             return torch.bfloat16

@@ -9,8 +9,14 @@ from morl_core.policy.model import Policy
 DEFAULT_ADAPTER = "default"
 
 
-def attach_lora(policy: Policy, r: int = 8, alpha: int = 32, dropout: float = 0.0,
-                adapter_name: str = DEFAULT_ADAPTER, target_modules: str | list[str] = "all-linear") -> Policy:
+def attach_lora(
+    policy: Policy,
+    r: int = 8,
+    alpha: int = 32,
+    dropout: float = 0.0,
+    adapter_name: str = DEFAULT_ADAPTER,
+    target_modules: str | list[str] = "all-linear",
+) -> Policy:
     """Wrap the policy's model with a fresh LoRA adapter (on all linear layers by default).
 
     The base weights are frozen; only the adapter trains. A second call adds another adapter
@@ -18,8 +24,14 @@ def attach_lora(policy: Policy, r: int = 8, alpha: int = 32, dropout: float = 0.
     """
     from peft import LoraConfig, PeftModel, get_peft_model
 
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules,
-                        task_type="CAUSAL_LM", fan_in_fan_out=_is_conv1d_model(policy.model))
+    config = LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=target_modules,
+        task_type="CAUSAL_LM",
+        fan_in_fan_out=_is_conv1d_model(policy.model),
+    )
     if isinstance(policy.model, PeftModel):
         policy.model.add_adapter(adapter_name, config)
         policy.model.set_adapter(adapter_name)
@@ -47,8 +59,9 @@ def save_adapter(policy: Policy, folder: Path, adapter_name: str = DEFAULT_ADAPT
     return folder
 
 
-def load_adapter(policy: Policy, folder: Path, adapter_name: str = DEFAULT_ADAPTER,
-                 trainable: bool = False) -> Policy:
+def load_adapter(
+    policy: Policy, folder: Path, adapter_name: str = DEFAULT_ADAPTER, trainable: bool = False
+) -> Policy:
     """Load a saved adapter folder onto the policy (frozen unless ``trainable``)."""
     from peft import PeftModel
 
@@ -58,8 +71,9 @@ def load_adapter(policy: Policy, folder: Path, adapter_name: str = DEFAULT_ADAPT
     if isinstance(policy.model, PeftModel):
         policy.model.load_adapter(str(folder), adapter_name=adapter_name, is_trainable=trainable)
     else:
-        policy.model = PeftModel.from_pretrained(policy.model, str(folder), adapter_name=adapter_name,
-                                                 is_trainable=trainable)
+        policy.model = PeftModel.from_pretrained(
+            policy.model, str(folder), adapter_name=adapter_name, is_trainable=trainable
+        )
     policy.model.set_adapter(adapter_name)
     policy.model.to(policy.device)
     return policy

@@ -25,14 +25,34 @@ def embedded_model_path() -> Path:
 
 def resolve_model_path(name_or_path: str) -> str:
     """'embedded' -> the shipped folder; an existing folder -> itself; else a hub name as given."""
+    if isinstance(name_or_path, os.PathLike):
+        name_or_path = os.fspath(name_or_path)
     if not isinstance(name_or_path, str) or not name_or_path.strip():
-        raise ValueError(f"model must be 'embedded', a model folder or a hub name, got {name_or_path!r}")
+        raise ValueError(
+            f"model must be 'embedded', a model folder or a hub name, got {name_or_path!r}"
+        )
     if name_or_path == EMBEDDED:
         path = embedded_model_path()
         if not (path / "config.json").exists():
-            raise ValueError(f"the embedded model is missing from {path}; reinstall or set MORL_ASSETS")
+            raise ValueError(
+                f"the embedded model is missing from {path}; reinstall or set MORL_ASSETS"
+            )
         return str(path)
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ValueError(
+                f"{name_or_path!r} is a folder but not a model folder (no config.json)"
+            )
+        return str(path)
+    if path.exists() or _looks_like_path(name_or_path):
+        raise ValueError(f"no model folder at {name_or_path!r}")
     return name_or_path
+
+
+def _looks_like_path(name: str) -> bool:
+    # hub names are "name" or "org/name"; anything else with a separator is meant as a folder
+    return name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1
 
 
 @dataclass
@@ -55,22 +75,26 @@ class Policy:
     @property
     def max_length(self) -> int:
         config = self.model.config
-        return int(getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", 1024))
+        return int(
+            getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", 1024)
+        )
 
     def encode(self, prompts: Sequence[str], max_new_tokens: int = 0):
         """Left-padded prompt ids and mask on the policy's device, truncated from the left."""
         check_prompts(prompts)
         room = max(1, self.max_length - max_new_tokens)
-        rows = [self.tokenizer(p, add_special_tokens=False)["input_ids"][-room:] or [self.eos_id]
-                for p in prompts]
+        rows = [
+            self.tokenizer(p, add_special_tokens=False)["input_ids"][-room:] or [self.eos_id]
+            for p in prompts
+        ]
         width = max(len(r) for r in rows)
         import torch
 
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, row in enumerate(rows):
-            ids[i, width - len(row):] = torch.tensor(row)
-            mask[i, width - len(row):] = 1
+            ids[i, width - len(row) :] = torch.tensor(row)
+            mask[i, width - len(row) :] = 1
         return ids.to(self.device), mask.to(self.device)
 
     def decode(self, completion_ids, completion_mask) -> list[str]:
@@ -81,25 +105,62 @@ class Policy:
             out.append(self.tokenizer.decode(kept, skip_special_tokens=True).strip())
         return out
 
-    def rollout(self, prompts: Sequence[str], *, n: int = 1, max_new_tokens: int = 48,
-                temperature: float = 1.0, top_p: float = 1.0, greedy: bool = False,
-                seed: int | None = None, generator=None, next_token=None):
-        """Sample ``n`` completions per prompt (rows ordered prompt-major: p0 x n, p1 x n, ...)."""
+    def rollout(
+        self,
+        prompts: Sequence[str],
+        *,
+        n: int = 1,
+        max_new_tokens: int = 48,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        greedy: bool = False,
+        seed: int | None = None,
+        generator=None,
+        next_token=None,
+    ):
+        """Sample ``n`` completions per prompt (rows ordered prompt-major: p0 x n, p1 x n, ...).
+
+        Raises:
+            ValueError: empty prompts, ``n < 1``, ``max_new_tokens`` not below the model's
+                context length, or a sampling setting out of range.
+        """
         import torch
 
-        from morl_core.policy.sampling import hf_next_token, sample
+        from morl_core.policy.sampling import check_sampling, hf_next_token, sample
 
+        check_prompts(prompts)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n (completions per prompt) must be an integer >= 1, got {n!r}")
+        check_sampling(max_new_tokens, temperature, top_p)
+        if max_new_tokens >= self.max_length:
+            raise ValueError(
+                f"max_new_tokens must be below the model's context length "
+                f"{self.max_length}, got {max_new_tokens}"
+            )
         repeated = [p for p in prompts for _ in range(n)]
         ids, mask = self.encode(repeated, max_new_tokens)
         if generator is None:
+            # a private generator: seeding it never touches torch's global RNG
             generator = torch.Generator(device=self.device)
-            generator.manual_seed(seed if seed is not None else torch.seed() % 2**63)
+            if seed is None:
+                generator.seed()
+            else:
+                generator.manual_seed(seed)
         was_training = self.model.training
         self.model.eval()
         try:
-            return sample(next_token or hf_next_token(self.model), ids, mask,
-                          max_new_tokens=max_new_tokens, eos_id=self.eos_id, pad_id=self.pad_id,
-                          temperature=temperature, top_p=top_p, greedy=greedy, generator=generator)
+            return sample(
+                next_token or hf_next_token(self.model),
+                ids,
+                mask,
+                max_new_tokens=max_new_tokens,
+                eos_id=self.eos_id,
+                pad_id=self.pad_id,
+                temperature=temperature,
+                top_p=top_p,
+                greedy=greedy,
+                generator=generator,
+            )
         finally:
             self.model.train(was_training)
 
@@ -120,8 +181,12 @@ def check_prompts(prompts: Sequence[str]) -> None:
         raise ValueError(f"prompts must be strings; items {bad[:5]} are not")
 
 
-def load_policy(name_or_path: str = EMBEDDED, device: str = "auto", dtype: str = "auto",
-                threads: int | None = None) -> Policy:
+def load_policy(
+    name_or_path: str = EMBEDDED,
+    device: str = "auto",
+    dtype: str = "auto",
+    threads: int | None = None,
+) -> Policy:
     """Load any ``AutoModelForCausalLM`` (the embedded one by default) as a :class:`Policy`.
 
     Args:
@@ -145,8 +210,14 @@ def load_policy(name_or_path: str = EMBEDDED, device: str = "auto", dtype: str =
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
     except (OSError, ValueError) as exc:
-        hint = "a folder with config.json" if Path(path).exists() else "'embedded', a model folder or a cached hub name"
-        raise ValueError(f"cannot load model {name_or_path!r}: expected {hint} ({str(exc).splitlines()[0]})") from None
+        hint = (
+            "a folder with config.json"
+            if Path(path).exists()
+            else "'embedded', a model folder or a cached hub name"
+        )
+        raise ValueError(
+            f"cannot load model {name_or_path!r}: expected {hint} ({str(exc).splitlines()[0]})"
+        ) from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.to(device).eval()

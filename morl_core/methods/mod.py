@@ -1,0 +1,97 @@
+"""D2. MOD: mix the experts' next-token distributions at decoding time.
+
+Reference: Shi et al., "Decoding-Time Language Model Alignment with Multiple Objectives"
+(NeurIPS 2024, arXiv 2406.18853).
+
+With experts pi_i trained on objective i (KL-regularised to one base), the policy for w is
+
+    log pi_w(y_t | x, y_<t) = sum_i w_i log pi_i(y_t | x, y_<t) - log Z
+
+which is the optimum of the w-weighted KL-regularised objective (the paper's closed form).
+No training beyond the experts, any w at inference, but K forward passes (K KV caches) per token.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from morl_core.config import RunConfig
+from morl_core.methods import METHODS
+from morl_core.methods.common import (
+    load_adapters,
+    open_policy,
+    read_artifact,
+    snapshot,
+    write_artifact,
+)
+from morl_core.methods.experts import expert_names, train_experts
+from morl_core.weights import check_weights
+
+
+def mixed_next_token(model, experts: list[str], weights: list[float]):
+    """Next-token function: sum_i w_i log_softmax(logits_i), one cache per expert."""
+
+    def forward(input_ids, attention_mask, position_ids, caches):
+        caches = caches or [None] * len(experts)
+        mixed, new_caches = None, []
+        for name, w, cache in zip(experts, weights, caches, strict=True):
+            model.set_adapter(name)
+            out = model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                cache=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+            logp = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1) * w
+            mixed = logp if mixed is None else mixed + logp
+            new_caches.append(out.cache)
+        return mixed, new_caches
+
+    return forward
+
+
+class Mod:
+    """Steerable that decodes with the weighted mixture of the experts' log-probabilities."""
+
+    def __init__(self, policy, objectives: tuple[str, ...], experts: list[str]):
+        self.policy = policy
+        self.objectives = tuple(objectives)
+        self.experts = experts
+        self.models_kept = len(experts)
+        self.passes_per_token = len(experts)
+
+    def generate(self, prompts, weights, **gen: Any) -> list[str]:
+        w = check_weights(weights, k=len(self.objectives))
+        used = [
+            (name, float(x)) for name, x in zip(self.experts, w, strict=True) if x > 0
+        ]  # zero weight: skip a pass
+        names, ws = [n for n, _ in used], [x for _, x in used]
+        return self.policy.generate(
+            list(prompts), next_token=mixed_next_token(self.policy.model, names, ws), **gen
+        )
+
+
+def train(config: RunConfig, run_dir: Path, callback) -> None:
+    policy = open_policy(config)
+    names = expert_names(config.objectives)
+    experts_from = METHODS["mod"].option(config.options, "experts_from")
+
+    def front_fn(index: int, finished: bool):
+        if index < len(names) - 1 or not finished:
+            return None
+        return snapshot(Mod(policy, config.objectives, names), config)
+
+    if train_experts(config, run_dir, callback, policy, front_fn, experts_from):
+        write_artifact(run_dir, config, {n: None for n in names}, experts=names)
+
+
+def load(run_dir: Path, device: str = "auto") -> Mod:
+    artifact = read_artifact(run_dir)
+    names = expert_names(artifact["objectives"])
+    policy, _ = load_adapters(run_dir, device, names)
+    return Mod(policy, tuple(artifact["objectives"]), names)

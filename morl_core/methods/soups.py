@@ -1,0 +1,81 @@
+"""D1. Rewarded Soups: interpolate the weights of per-objective experts.
+
+Reference: Rame et al., "Rewarded soups: towards Pareto-optimal alignment by interpolating
+weights fine-tuned on diverse rewards" (NeurIPS 2023, arXiv 2306.04488).
+
+Train one LoRA expert theta_i per objective (RL on r_i alone, same base, same seed scheme), then
+serve a preference w with the soup
+
+    theta(w) = theta_0 + sum_i w_i * Delta_i,      Delta_i = s_i * B_i A_i  (LoRA update of expert i)
+
+built exactly with peft's ``add_weighted_adapter(combination_type="cat")`` (rank sum_i r_i).
+One model and one forward pass per token whatever K; the front is traced by sweeping w.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from morl_core.config import RunConfig
+from morl_core.methods import METHODS
+from morl_core.methods.base import TrainCallback
+from morl_core.methods.common import (
+    AdapterPolicy,
+    load_adapters,
+    open_policy,
+    read_artifact,
+    snapshot,
+    write_artifact,
+)
+from morl_core.methods.experts import expert_names, train_experts
+
+SOUP = "soup"
+
+
+class Soup(AdapterPolicy):
+    """Serves w with the weight-space mixture of the experts (cached for the last w)."""
+
+    def __init__(self, policy, objectives, adapters):
+        super().__init__(policy, objectives, adapters)
+        self.models_kept = 1  # the soup is one model; experts are its ingredients
+        self._mixed_for: tuple[float, ...] | None = None
+
+    def choose(self, weights: np.ndarray) -> str:
+        experts = list(self.adapters)
+        used = [(name, float(w)) for name, w in zip(experts, weights, strict=True) if w > 0]
+        if len(used) == 1:  # a one-hot preference is exactly that expert
+            return used[0][0]
+        key = tuple(round(float(w), 6) for w in weights)
+        if key != self._mixed_for:
+            model = self.policy.model
+            if SOUP in model.peft_config:
+                model.delete_adapter(SOUP)
+            model.add_weighted_adapter(
+                [n for n, _ in used], [w for _, w in used], SOUP, combination_type="cat"
+            )
+            self._mixed_for = key
+        return SOUP
+
+
+def train(config: RunConfig, run_dir: Path, callback: TrainCallback) -> None:
+    policy = open_policy(config)
+    names = expert_names(config.objectives)
+    experts_from = METHODS["soups"].option(config.options, "experts_from")
+
+    def front_fn(index: int, finished: bool) -> dict[str, Any] | None:
+        if index < len(names) - 1 or not finished:
+            return None  # the soup front exists once every expert is trained
+        return snapshot(Soup(policy, config.objectives, {n: None for n in names}), config)
+
+    if train_experts(config, run_dir, callback, policy, front_fn, experts_from):
+        write_artifact(run_dir, config, {n: None for n in names}, experts=names)
+
+
+def load(run_dir: Path, device: str = "auto") -> Soup:
+    artifact = read_artifact(run_dir)
+    names = expert_names(artifact["objectives"])
+    policy, _ = load_adapters(run_dir, device, names)
+    return Soup(policy, tuple(artifact["objectives"]), {n: None for n in names})

@@ -1,0 +1,199 @@
+"""One RL trainer: a LoRA adapter trained by REINFORCE (RLOO / kSCST) on scalarised rewards.
+
+Every method reuses it: MORLHF trains one per preference, soups/MOD/EMORL one per objective,
+DynaOpt one whose weights a bandit moves. A step is::
+
+    prompts --rollout (k samples each, KV cache)--> completions
+            --objectives.score--> raw rewards (B, K) --normalise--> (B, K) in [0, 1]
+            --scalarize(weights)--> (B,) --group baseline--> advantages (B,)
+            --REINFORCE + KL(pi || base) --> AdamW step on the adapter only
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from morl_core import objectives as objective_registry
+from morl_core.config import RunConfig
+from morl_core.rl.losses import group_advantages, policy_loss, token_logprobs
+from morl_core.scalarize import RunningMeanStd, scalarize
+
+TCHEBYCHEFF_UTOPIA = 1.0  # normalised rewards live in [0, 1], so 1 is the ideal point
+
+
+def distinct_n(texts: Sequence[str], n: int = 2) -> float:
+    """Distinct n-grams over all n-grams in ``texts`` (whitespace tokens); 0 when there are none."""
+    grams = [
+        tuple(t.split()[i : i + n]) for t in texts for i in range(max(0, len(t.split()) - n + 1))
+    ]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+class RewardNormalizer:
+    """'fixed': objectives already map to [0, 1], clip. 'running': z-score by running mean/std,
+    squashed by a sigmoid into (0, 1) so every scalarisation (log-sum included) stays defined."""
+
+    def __init__(self, kind: str, k: int):
+        self.kind = kind
+        self.stats = RunningMeanStd(k) if kind == "running" else None
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:  # (B, K) -> (B, K)
+        if self.stats is None:
+            return np.clip(raw, 0.0, 1.0)
+        self.stats.update(raw)
+        return 1.0 / (1.0 + np.exp(-self.stats.normalize(raw)))
+
+    def state(self) -> dict[str, Any]:
+        return {"kind": self.kind, "stats": self.stats.state_dict() if self.stats else None}
+
+    def load(self, state: dict[str, Any]) -> None:
+        if state.get("stats") is not None:
+            self.stats = RunningMeanStd.from_state_dict(state["stats"])
+
+
+class RLTrainer:
+    """Trains the policy's *active* adapter. The base model (adapters off) is the KL reference."""
+
+    def __init__(self, policy, config: RunConfig, prompts: Sequence[str], seed: int):
+        self.policy = policy
+        self.config = config
+        self.prompts = list(prompts)
+        self.objectives = tuple(config.objectives)
+        self.named_params = [(n, p) for n, p in policy.model.named_parameters() if p.requires_grad]
+        if not self.named_params:
+            raise ValueError("the policy has no trainable parameters: attach a LoRA adapter first")
+        self.optimizer = torch.optim.AdamW(
+            [p for _, p in self.named_params], lr=config.lr, weight_decay=0.0
+        )
+        self.generator = torch.Generator(device=policy.device)
+        self.generator.manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
+        self.normalizer = RewardNormalizer(config.normalization, len(self.objectives))
+        self.steps_done = 0
+
+    # --- one step ---
+    def step(self, weights: Sequence[float]) -> tuple[dict[str, float], np.ndarray]:
+        """One update with preference ``weights`` (K,). Returns metrics and raw rewards (B, K)."""
+        cfg, policy = self.config, self.policy
+        weights = np.asarray(weights, dtype=float)
+        t0 = time.perf_counter()
+        replace = len(self.prompts) < cfg.batch_prompts
+        batch = list(self.rng.choice(self.prompts, size=cfg.batch_prompts, replace=replace))
+        rollout = policy.rollout(
+            batch,
+            n=cfg.k_samples,
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            generator=self.generator,
+        )
+        texts = policy.decode(rollout.completion_ids, rollout.completion_mask)
+        t1 = time.perf_counter()
+
+        # --- rewards ---
+        repeated = [p for p in batch for _ in range(cfg.k_samples)]
+        raw = objective_registry.score(self.objectives, repeated, texts)  # (B, K)
+        norm = self.normalizer(raw)  # (B, K)
+        kw = (
+            {"utopia": np.full(len(self.objectives), TCHEBYCHEFF_UTOPIA)}
+            if cfg.scalarization == "tchebycheff"
+            else {}
+        )
+        scalar = scalarize(norm, weights, cfg.scalarization, **kw)  # (B,)
+        advantages = group_advantages(
+            torch.as_tensor(scalar, dtype=torch.float32), cfg.k_samples, cfg.advantage
+        )
+        t2 = time.perf_counter()
+
+        # --- update ---
+        model = policy.model
+        model.eval()  # no dropout: the sampled and the scored policy must be the same
+        mask = rollout.completion_mask
+        n_tok = mask.shape[1]
+        metrics_extra: dict[str, float] = {}
+        if n_tok == 0:
+            metrics_extra["skipped"] = 1.0
+            pg = kl = torch.tensor(0.0)
+            entropy = torch.tensor(0.0)
+        else:
+            logp, ent = token_logprobs(model, rollout.input_ids, rollout.attention_mask, n_tok)
+            with torch.no_grad(), model.disable_adapter():
+                ref_logp, _ = token_logprobs(
+                    model, rollout.input_ids, rollout.attention_mask, n_tok
+                )
+            loss, pg, kl = policy_loss(
+                logp, ref_logp, advantages.to(logp.device), mask, cfg.kl_coef
+            )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                [p for _, p in self.named_params], cfg.grad_clip
+            )
+            self.optimizer.step()
+            metrics_extra["grad_norm"] = float(grad_norm)
+            entropy = (ent * mask).sum() / mask.sum().clamp(min=1)
+        t3 = time.perf_counter()
+        self.steps_done += 1
+
+        metrics: dict[str, float] = {}
+        for i, name in enumerate(self.objectives):
+            metrics[f"reward/{name}"] = float(raw[:, i].mean())
+            metrics[f"reward_norm/{name}"] = float(norm[:, i].mean())
+        metrics.update(
+            {
+                "reward/scalarized": float(scalar.mean()),
+                "loss/policy": float(pg),
+                "kl": float(kl),
+                "entropy": float(entropy),
+                "length": float(mask.sum(-1).float().mean()) if n_tok else 0.0,
+                "distinct2": distinct_n(texts, 2),
+                "time/generate": t1 - t0,
+                "time/score": t2 - t1,
+                "time/update": t3 - t2,
+                **metrics_extra,
+            }
+        )
+        for i, w in enumerate(weights):
+            metrics[f"weight/{self.objectives[i]}"] = float(w)
+        return metrics, raw
+
+    # --- checkpoint state (safetensors tensors + JSON) ---
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Everything needed to continue exactly: adapter, AdamW moments, RNG states."""
+        tensors = {f"param/{n}": p.detach().cpu().contiguous() for n, p in self.named_params}
+        steps = {}
+        for i, (_, p) in enumerate(self.named_params):
+            st = self.optimizer.state.get(p)
+            if st:
+                tensors[f"adam/{i}/exp_avg"] = st["exp_avg"].detach().cpu().contiguous()
+                tensors[f"adam/{i}/exp_avg_sq"] = st["exp_avg_sq"].detach().cpu().contiguous()
+                steps[str(i)] = float(st["step"])
+        tensors["rng/torch"] = self.generator.get_state().cpu()
+        state = {
+            "adam_steps": steps,
+            "numpy_rng": self.rng.bit_generator.state,
+            "normalizer": self.normalizer.state(),
+            "steps_done": self.steps_done,
+        }
+        return tensors, state
+
+    def load_state(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            for n, p in self.named_params:
+                p.copy_(tensors[f"param/{n}"].to(p.device, p.dtype))
+        for i, (_, p) in enumerate(self.named_params):
+            if str(i) in state["adam_steps"]:
+                self.optimizer.state[p] = {
+                    "step": torch.tensor(state["adam_steps"][str(i)]),
+                    "exp_avg": tensors[f"adam/{i}/exp_avg"].to(p.device),
+                    "exp_avg_sq": tensors[f"adam/{i}/exp_avg_sq"].to(p.device),
+                }
+        self.generator.set_state(tensors["rng/torch"].to(torch.uint8))
+        self.rng.bit_generator.state = state["numpy_rng"]
+        self.normalizer.load(state["normalizer"])
+        self.steps_done = int(state["steps_done"])

@@ -1,0 +1,219 @@
+"""Train in this process: ``morl train``, ``morl front``; and the run-folder writer they share.
+
+``morl submit`` (the job system) runs the same :func:`run_training` in a worker process; here it
+runs in the foreground with a progress bar, which is what a quick experiment wants.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import types
+import typing
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from morl_core.config import RunConfig, field_help
+from morl_core.methods.base import StepInfo, TrainCallback
+
+FRONT_FILE = "front.json"
+# Objectives all map to [0, 1]; the reference point sits 10% below the worst value, fixed per
+# task so hypervolumes of different runs on the same objectives are comparable.
+REFERENCE_MARGIN = 0.1
+
+
+# --- config <-> command-line options, derived from the dataclass ---
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One ``--option`` per RunConfig field, with the field's help and default."""
+    defaults = RunConfig()
+    helps = field_help()
+    for f in fields(RunConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        if f.name == "options":
+            parser.add_argument(
+                "--option",
+                action="append",
+                default=[],
+                metavar="KEY=VALUE",
+                help=helps[f.name] + " (repeatable)",
+            )
+            continue
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        parser.add_argument(
+            flag, dest=f.name, default=None, help=f"{helps[f.name]} (default: {shown})"
+        )
+
+
+def _coerce(name: str, text: str) -> Any:
+    hint = typing.get_type_hints(RunConfig)[name]
+    base = (
+        [a for a in typing.get_args(hint) if a is not type(None)]
+        if isinstance(hint, types.UnionType)
+        else [hint]
+    )
+    kind = base[0] if base else str
+    if typing.get_origin(kind) is tuple:
+        return text  # from_dict splits comma lists
+    try:
+        return kind(text) if kind in (int, float) else text
+    except ValueError:
+        raise ValueError(
+            f"invalid run configuration:\n  {name}: must be {kind.__name__}, got {text!r}"
+        ) from None
+
+
+def _option_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The validated RunConfig of parsed options (unset options keep their defaults)."""
+    data: dict[str, Any] = {}
+    for f in fields(RunConfig):
+        if f.name == "options":
+            continue
+        value = getattr(args, f.name, None)
+        if value is not None:
+            data[f.name] = _coerce(f.name, value)
+    options = {}
+    for item in getattr(args, "option", []) or []:
+        if "=" not in item:
+            raise ValueError(
+                f"invalid run configuration:\n  options: expected KEY=VALUE, got {item!r}"
+            )
+        key, value = item.split("=", 1)
+        options[key.strip()] = _option_value(value)
+    data["options"] = options
+    return RunConfig.from_dict(data)
+
+
+# --- running a method into a run folder ---
+def folder_callback(run_dir: Path, inner: TrainCallback | None = None) -> TrainCallback:
+    """Append each step to ``metrics.jsonl`` and each front snapshot to ``front.jsonl``."""
+    from morl_core.jobs.files import append_jsonl
+
+    def callback(info: StepInfo) -> bool:
+        append_jsonl(
+            run_dir / "metrics.jsonl",
+            [
+                {
+                    "step": info.step,
+                    "samples": info.samples,
+                    "stage": info.stage,
+                    "time": time.time(),
+                    **info.metrics,
+                }
+            ],
+        )
+        if info.front is not None:
+            append_jsonl(
+                run_dir / "front.jsonl",
+                [{"step": info.step, "samples": info.samples, **info.front}],
+            )
+        return inner(info) if inner else True
+
+    return callback
+
+
+def run_training(config: RunConfig, run_dir: Path, callback: TrainCallback | None = None) -> Path:
+    """Write ``config.json`` and train ``config.method`` into ``run_dir`` (resuming if possible)."""
+    from morl_core.jobs.files import write_json_atomic
+    from morl_core.methods import get
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run_dir / "config.json", config.to_dict())
+    get(config.method).train(config, run_dir, folder_callback(run_dir, callback))
+    return run_dir
+
+
+def evaluate_run(run_dir: Path, method: str | None = None, device: str = "auto") -> dict[str, Any]:
+    """Evaluate a finished run's front (the shared protocol) and its indicators; save front.json."""
+    import numpy as np
+
+    from morl_core.jobs.files import write_json_atomic
+    from morl_core.methods import get
+    from morl_core.methods.common import read_config, snapshot
+    from morl_core.pareto import reference_point_from_bounds, summary
+
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    steerable = get(method or config.method).load(run_dir, device=device)
+    front = snapshot(steerable, config)
+    k = len(config.objectives)
+    ref = reference_point_from_bounds(np.zeros(k), np.ones(k), REFERENCE_MARGIN)
+    front["indicators"] = summary(
+        np.asarray(front["points"]), ref, weights=np.asarray(front["preferences"])
+    ).to_dict()
+    front["method"] = method or config.method
+    write_json_atomic(run_dir / FRONT_FILE, front)
+    return front
+
+
+# --- commands ---
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    config = config_from_args(args)
+    if (
+        Path(args.out).exists()
+        and any(Path(args.out).iterdir())
+        and not (Path(args.out) / "config.json").exists()
+    ):
+        raise ValueError(
+            f"--out {args.out} exists and is not a run folder; choose an empty or new folder"
+        )
+    bar = tqdm(desc=f"{config.method}", unit="step")
+
+    def show(info: StepInfo) -> bool:
+        bar.total = info.total_steps
+        bar.n = info.step
+        rewards = {
+            k.split("/", 1)[1][:9]: round(v, 3)
+            for k, v in info.metrics.items()
+            if k.startswith("reward/") and k != "reward/scalarized"
+        }
+        bar.set_postfix(stage=info.stage, kl=round(info.metrics.get("kl", 0.0), 4), **rewards)
+        return True
+
+    run_training(config, Path(args.out), show)
+    bar.close()
+    print(f"trained {config.method} into {args.out}")
+    return 0
+
+
+def cmd_front(args: argparse.Namespace) -> int:
+    front = evaluate_run(Path(args.run), method=args.method, device=args.device)
+    names = front["objectives"]
+    print("preference".ljust(20) + "  ".join(n[:12].ljust(12) for n in names))
+    for w, p in zip(front["preferences"], front["points"], strict=True):
+        print(
+            ",".join(f"{x:.2f}" for x in w).ljust(20) + "  ".join(f"{x:.3f}".ljust(12) for x in p)
+        )
+    for key, value in front["indicators"].items():
+        if not isinstance(value, list | dict):
+            print(f"{key}: {value}")
+    return 0
+
+
+def add_subcommands(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a MORL method in the foreground",
+        description="Train a MORL method; every RunConfig field is an option.",
+    )
+    add_config_arguments(p)
+    p.add_argument("--out", required=True, help="run folder to write (resumes if it holds a run)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("front", help="evaluate a trained run's front and indicators")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--method", help="aggregate the run's experts with another method (e.g. mod)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_front)
