@@ -1,0 +1,62 @@
+"""Where runs live: the data directory and generated, validated run ids.
+
+A run id is generated here (UTC time + random hex) and checked against one pattern before it is
+ever joined to a path, so no caller-supplied string can name a folder outside ``DATA/runs``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+from pathlib import Path
+
+DATA_DIR_ENV = "MORL_DATA_DIR"
+RUN_ID_PATTERN = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{8}$")
+RUNS = "runs"
+INDEX = "index.sqlite"
+
+
+class RunIdError(ValueError):
+    """A string that is not a run id (or names a folder outside the data directory)."""
+
+
+def default_data_dir() -> Path:
+    """``$MORL_DATA_DIR``, else ``$XDG_DATA_HOME/morl-studio``, else ``~/.local/share/morl-studio``."""
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base).expanduser() / "morl-studio"
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """The absolute data directory: the argument, else :func:`default_data_dir`."""
+    path = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    return path.resolve()
+
+
+def new_run_id(now: float | None = None) -> str:
+    """A fresh id such as ``20260509-073512-a1b2c3d4`` (sortable by creation time)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))
+    return f"{stamp}-{secrets.token_hex(4)}"
+
+
+def check_run_id(run_id: object) -> str:
+    """Return ``run_id`` when it matches the id pattern, else raise :class:`RunIdError`."""
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
+        raise RunIdError(
+            f"invalid run id {run_id!r}: expected YYYYMMDD-HHMMSS-xxxxxxxx (see `morl runs`)"
+        )
+    return run_id
+
+
+def run_path(data_dir: Path, run_id: object) -> Path:
+    """The folder of ``run_id`` under ``data_dir/runs``; anything else raises :class:`RunIdError`."""
+    runs = (Path(data_dir) / RUNS).resolve()
+    path = runs / check_run_id(run_id)
+    # A symlinked run folder pointing elsewhere is refused as well.
+    if path.exists() and path.resolve().parent != runs:
+        raise RunIdError(f"run folder {path} resolves outside {runs}")
+    return path
