@@ -1,0 +1,422 @@
+"""Executors: one contract (submit, status, logs, cancel, list; plus resume, reconcile).
+
+An executor decides *where* a run's worker process runs; the run folder protocol is the same for
+all of them. :class:`Executor` holds the shared lifecycle logic in :meth:`Executor.reconcile`:
+
+* an active run whose worker is gone (process exited, Ray job ended) or silent for longer than
+  ``heartbeat_timeout`` becomes ``lost``; a lost run is re-queued and resumed from its last
+  checkpoint, at most ``max_retries`` times, then it fails with the reason;
+* queued runs are started oldest first while fewer than ``max_workers`` are active;
+* a cancel request that the worker has not honoured after ``cancel_grace`` seconds kills it.
+
+Reconciling happens on every executor call (throttled), and a local worker reconciles as it
+exits, which starts the next queued run. Any process can reconcile (an app restarted, the CLI):
+liveness is read from the folder and the OS/Ray, so a new process re-adopts running jobs.
+A data-directory lock makes one process reconcile at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from morl_core.config import RunConfig
+from morl_core.jobs.files import locked
+from morl_core.jobs.paths import check_run_id
+from morl_core.jobs.records import (
+    ACTIVE,
+    CANCEL,
+    LOG,
+    RESULT,
+    RunState,
+    RunStatus,
+    read_status,
+    write_result,
+)
+from morl_core.jobs.store import RunStore, StoreError
+
+EXECUTORS = ("local", "ray")
+
+
+def _env_number(name: str, default: float) -> float:
+    return float(os.environ.get(name) or default)
+
+
+class Executor:
+    """The shared contract and lifecycle; subclasses implement ``_launch``, ``_alive``, ``_kill``.
+
+    Args:
+        data_dir: data directory (see :class:`RunStore`); ignored when ``store`` is given.
+        store: an open :class:`RunStore` to share.
+        max_retries: resumes of a lost run before it fails (default ``$MORL_MAX_RETRIES`` or 3).
+        heartbeat_timeout: seconds without a heartbeat after which a running worker counts as
+            lost (default ``$MORL_HEARTBEAT_TIMEOUT`` or 30).
+        cancel_grace: seconds a worker gets to stop after a cancel request before it is killed.
+    """
+
+    name = "base"
+    max_workers: int | None = None  # None: the backend queues (Ray schedules by resources)
+
+    def __init__(
+        self,
+        data_dir: str | Path | None = None,
+        *,
+        store: RunStore | None = None,
+        max_retries: int | None = None,
+        heartbeat_timeout: float | None = None,
+        cancel_grace: float = 15.0,
+    ):
+        self.store = store or RunStore(data_dir)
+        self.max_retries = int(
+            max_retries if max_retries is not None else _env_number("MORL_MAX_RETRIES", 3)
+        )
+        self.heartbeat_timeout = heartbeat_timeout or _env_number("MORL_HEARTBEAT_TIMEOUT", 30.0)
+        self.cancel_grace = cancel_grace
+        self._last_reconcile = 0.0
+
+    # --- the contract ---
+    def submit(self, config: RunConfig | Mapping[str, Any]) -> str:
+        """Validate ``config``, record a queued run, start it when a slot is free; returns its id.
+
+        Raises:
+            ConfigError: every bad field, by name (nothing is written).
+        """
+        if isinstance(config, RunConfig):
+            config = config.validated()
+        else:
+            config = RunConfig.from_dict(config)
+        status = self.store.create(config, executor=self.name)
+        self.reconcile(force=True)
+        return status.run_id
+
+    def status(self, run_id: str) -> RunStatus:
+        """The run's current status (reconciling first)."""
+        check_run_id(run_id)
+        self.reconcile()
+        return self.store.status(run_id)
+
+    def list(self, states: set[str] | None = None) -> list[RunStatus]:
+        """Every run in the store, newest first (reconciling this executor's runs first)."""
+        self.reconcile()
+        return self.store.list(states)
+
+    def logs(self, run_id: str, offset: int = 0) -> tuple[str, int]:
+        """Worker log text from byte ``offset`` and the next offset."""
+        return self.store.logs(run_id, offset)
+
+    def cancel(self, run_id: str) -> RunStatus:
+        """Cancel a run: a queued one at once, a running one after its current step."""
+        status = self.store.status(run_id)
+        if status.done:
+            return status
+        self.store.request_cancel(run_id)
+        now = time.time()
+        ended = self.store.update(
+            run_id,
+            {
+                "state": RunState.CANCELLED,
+                "finished": now,
+                "message": "cancelled before it started",
+            },
+            only_from={RunState.QUEUED, RunState.LOST},
+        )
+        if ended is not None:
+            write_result(self.store.run_dir(run_id), ended, RunState.CANCELLED, ended["message"])
+        else:
+            self.store.update(
+                run_id,
+                {"state": RunState.CANCEL_REQUESTED, "cancel_time": now},
+                only_from={RunState.STARTING, RunState.RUNNING},
+            )
+        self.reconcile(force=True)
+        return self.store.status(run_id)
+
+    def resume(self, run_id: str) -> RunStatus:
+        """Queue a failed, cancelled or lost run again; it continues from its last checkpoint."""
+        status = self.store.status(run_id)
+        if status.state == RunState.SUCCEEDED:
+            raise StoreError(f"run {run_id} already succeeded; nothing to resume")
+        if status.state not in {RunState.FAILED, RunState.CANCELLED, RunState.LOST}:
+            return status
+        self.store.clear_cancel(run_id)
+        with contextlib.suppress(FileNotFoundError):
+            (self.store.run_dir(run_id) / RESULT).unlink()
+        self.store.update(
+            run_id,
+            {
+                "state": RunState.QUEUED,
+                "lost_count": 0,
+                "finished": None,
+                "executor": self.name,
+                "message": "resumed by request",
+            },
+            only_from={RunState.FAILED, RunState.CANCELLED, RunState.LOST},
+        )
+        self.reconcile(force=True)
+        return self.store.status(run_id)
+
+    # --- lifecycle ---
+    def reconcile(self, force: bool = False) -> None:
+        """Detect lost workers, retry or fail them, start queued runs, refresh the index."""
+        now = time.time()
+        if not force and now - self._last_reconcile < 0.5:
+            return
+        self._last_reconcile = now
+        with locked(self.store.data_dir / "scheduler.lock", blocking=force) as got:
+            if not got:  # another process is reconciling right now
+                return
+            live = []
+            for row in self.store.index.rows(
+                {s.value for s in RunState} - {"succeeded", "failed", "cancelled"}
+            ):
+                data = read_status(self.store.runs_dir / row["id"])
+                if data is not None and data.get("executor") == self.name:
+                    live.append(self._check(data, now))
+            active = sum(1 for d in live if d.get("state") in ACTIVE)
+            for data in sorted(live, key=lambda d: d.get("created") or 0):
+                if data.get("state") != RunState.QUEUED:
+                    continue
+                if self.max_workers is not None and active >= self.max_workers:
+                    break
+                active += self._start(data)
+            self.store.sync([d["run_id"] for d in live])
+
+    def _check(self, data: dict[str, Any], now: float) -> dict[str, Any]:
+        run_id, state = data["run_id"], data.get("state")
+        run_dir = self.store.runs_dir / run_id
+        cancel = (run_dir / CANCEL).exists()
+        if state in ACTIVE:
+            alive = self._alive(data)
+            beat = data.get("heartbeat") or data.get("updated") or data.get("created") or now
+            stale = now - beat > self.heartbeat_timeout
+            hung = alive is True and stale and state != RunState.STARTING
+            if alive is False or (alive is None and stale) or hung:
+                if hung:
+                    self._kill(data)
+                reason = (
+                    f"no heartbeat for {now - beat:.0f} s"
+                    if stale
+                    else "worker process ended without a final state"
+                )
+                if cancel:
+                    return self._end(data, RunState.CANCELLED, f"cancelled ({reason})")
+                changed = self.store.update(
+                    run_id,
+                    {"state": RunState.LOST, "message": reason},
+                    expect_attempt=data.get("attempt"),
+                    only_from=ACTIVE,
+                )
+                data, state = changed or data, (changed or data).get("state")
+            elif cancel and alive and now - (data.get("cancel_time") or now) > self.cancel_grace:
+                self._kill(data)
+        if state == RunState.LOST:
+            if cancel:
+                return self._end(data, RunState.CANCELLED, "cancelled while lost")
+            retries = int(data.get("lost_count") or 0)
+            if retries >= self.max_retries:
+                return self._end(
+                    data,
+                    RunState.FAILED,
+                    f"lost {retries + 1} times ({data.get('message', '')}); "
+                    f"gave up after {self.max_retries} retries",
+                )
+            changed = self.store.update(
+                run_id,
+                {
+                    "state": RunState.QUEUED,
+                    "lost_count": retries + 1,
+                    "message": f"resuming from the last checkpoint (retry {retries + 1} of {self.max_retries})",
+                },
+                only_from={RunState.LOST},
+            )
+            data = changed or data
+        return data
+
+    def _end(self, data: dict[str, Any], state: RunState, message: str) -> dict[str, Any]:
+        changed = self.store.update(
+            data["run_id"],
+            {"state": state, "message": message, "finished": time.time()},
+            expect_attempt=data.get("attempt"),
+        )
+        if changed is not None:
+            write_result(self.store.runs_dir / data["run_id"], changed, state, message)
+        return changed or data
+
+    def _start(self, data: dict[str, Any]) -> int:
+        run_id, attempt = data["run_id"], int(data.get("attempt") or 0) + 1
+        started = self.store.update(
+            run_id,
+            {
+                "state": RunState.STARTING,
+                "attempt": attempt,
+                "heartbeat": time.time(),
+                "pid": None,
+                "external_id": "",
+                "cancel_time": None,
+            },
+            expect_attempt=data.get("attempt"),
+            only_from={RunState.QUEUED},
+        )
+        if started is None:
+            return 0
+        run_dir = self.store.runs_dir / run_id
+        try:
+            info = self._launch(run_id, run_dir, attempt, self.store.config(run_id) or {})
+        except Exception as exc:  # noqa: BLE001 -- any launch failure fails the run, with the reason
+            self._end(
+                started, RunState.FAILED, f"could not start a worker: {type(exc).__name__}: {exc}"
+            )
+            return 0
+        self.store.update(run_id, info, expect_attempt=attempt)
+        return 1
+
+    def worker_env(self, config: Mapping[str, Any]) -> dict[str, str]:
+        """Environment for a worker: pinned threads, plus this executor's settings."""
+        threads = str(config.get("threads") or 1)
+        return {
+            "OMP_NUM_THREADS": threads,
+            "MKL_NUM_THREADS": threads,
+            "OPENBLAS_NUM_THREADS": threads,
+            "TOKENIZERS_PARALLELISM": "false",
+            "PYTHONUNBUFFERED": "1",
+            "MORL_MAX_RETRIES": str(self.max_retries),
+            "MORL_HEARTBEAT_TIMEOUT": str(self.heartbeat_timeout),
+            **({"MORL_MAX_WORKERS": str(self.max_workers)} if self.max_workers else {}),
+        }
+
+    def worker_command(self, python: str, run_dir: Path, attempt: int) -> list[str]:
+        """The worker's command line."""
+        return [python, "-m", "morl_core.jobs.worker", str(run_dir), "--attempt", str(attempt)]
+
+    # --- backend hooks ---
+    def _launch(
+        self, run_id: str, run_dir: Path, attempt: int, config: dict[str, Any]
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _alive(self, data: dict[str, Any]) -> bool | None:
+        """True/False when the backend knows whether the worker runs, None when it cannot tell."""
+        raise NotImplementedError
+
+    def _kill(self, data: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+def _pid_is_worker(pid: int, run_id: str) -> bool:
+    """Whether ``pid`` is a live (not zombie) worker of ``run_id`` on this host."""
+    proc = Path(f"/proc/{pid}")
+    if not Path("/proc/self").exists():  # no procfs (macOS): best effort
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    try:
+        stat = (proc / "stat").read_text()
+        cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+    state = stat.rsplit(")", 1)[-1].split()[0]
+    return state not in ("Z", "X") and run_id in cmdline  # a reused pid has another cmdline
+
+
+class LocalExecutor(Executor):
+    """Workers as subprocesses of this machine (``python -m morl_core.jobs.worker``).
+
+    Args:
+        data_dir: data directory.
+        max_workers: training workers at once (default ``$MORL_MAX_WORKERS`` or 1: on a 2-core
+            machine a second trainer only slows both down and stalls the UI).
+        python: interpreter for workers (default: this one).
+        **kwargs: see :class:`Executor`.
+    """
+
+    name = "local"
+
+    def __init__(
+        self,
+        data_dir: str | Path | None = None,
+        *,
+        max_workers: int | None = None,
+        python: str | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(data_dir, **kwargs)
+        self.max_workers = int(max_workers or _env_number("MORL_MAX_WORKERS", 1))
+        self.python = python or sys.executable
+        self._procs: dict[str, subprocess.Popen] = {}
+
+    def _launch(
+        self, run_id: str, run_dir: Path, attempt: int, config: dict[str, Any]
+    ) -> dict[str, Any]:
+        env = {**os.environ, **self.worker_env(config)}
+        with open(run_dir / LOG, "ab") as log:
+            # A fresh interpreter in its own session: never a fork of this process's state, and
+            # it outlives this process (an app restart does not stop training).
+            proc = subprocess.Popen(
+                self.worker_command(self.python, run_dir, attempt),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+                env=env,
+            )
+        self._procs[run_id] = proc
+        return {"pid": proc.pid, "host": socket.gethostname()}
+
+    def reconcile(self, force: bool = False) -> None:
+        """See :meth:`Executor.reconcile`; also reaps this process's finished children."""
+        for run_id, proc in list(self._procs.items()):
+            if proc.poll() is not None and read_status(self.store.runs_dir / run_id) is not None:
+                data = read_status(self.store.runs_dir / run_id)
+                if data.get("state") not in ACTIVE or data.get("pid") != proc.pid:
+                    del self._procs[run_id]
+        super().reconcile(force)
+
+    def _alive(self, data: dict[str, Any]) -> bool | None:
+        pid = data.get("pid")
+        proc = self._procs.get(data["run_id"])
+        if proc is not None and proc.pid == pid:
+            return proc.poll() is None
+        if not pid:
+            return None
+        if data.get("host") and data["host"] != socket.gethostname():
+            return None  # started from another machine sharing this data directory
+        return _pid_is_worker(int(pid), data["run_id"])
+
+    def _kill(self, data: dict[str, Any]) -> None:
+        pid = data.get("pid")
+        if pid and _pid_is_worker(int(pid), data["run_id"]):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(int(pid), signal.SIGKILL)  # the worker leads its own session
+
+
+def get_executor(
+    name: str | None = None, data_dir: str | Path | None = None, **kwargs: Any
+) -> Executor:
+    """An executor by name: ``local`` (default, or ``$MORL_EXECUTOR``) or ``ray``."""
+    name = name or os.environ.get("MORL_EXECUTOR") or "local"
+    if name == "local":
+        return LocalExecutor(data_dir, **kwargs)
+    if name == "ray":
+        from morl_core.jobs.ray_executor import RayExecutor
+
+        return RayExecutor(data_dir, **kwargs)
+    raise ValueError(f"unknown executor {name!r}; allowed: {', '.join(EXECUTORS)}")
+
+
+def executor_for(run_id: str, data_dir: str | Path | None = None, **kwargs: Any) -> Executor:
+    """The executor that owns ``run_id`` (as recorded in its status)."""
+    store = RunStore(data_dir)
+    return get_executor(store.status(run_id).executor, store=store, **kwargs)

@@ -1,0 +1,39 @@
+"""Extra methods for worker processes: ``MORL_PLUGINS="pkg.mod_a,pkg.mod_b"``.
+
+A worker is a fresh interpreter, so a method registered only in the submitting process (a
+notebook, a test) is unknown there. Each module named in ``MORL_PLUGINS`` is imported at worker
+start (and by the ``morl`` job commands) and is expected to call
+``morl_core.methods.register(...)`` at import time. Nothing is discovered automatically.
+Executors pass the variable on to workers (local: inherited environment; Ray: ``env_vars``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+
+PLUGINS_ENV = "MORL_PLUGINS"
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_loaded: set[str] = set()
+
+
+def plugin_modules(value: str | None = None) -> list[str]:
+    """Module names in ``value`` (default: ``$MORL_PLUGINS``); malformed names raise ValueError."""
+    raw = os.environ.get(PLUGINS_ENV, "") if value is None else value
+    names = [part.strip() for part in raw.split(",") if part.strip()]
+    bad = [n for n in names if not _MODULE.match(n)]
+    if bad:
+        raise ValueError(f"{PLUGINS_ENV}: not module names: {bad} (expected 'pkg.mod,pkg.other')")
+    return names
+
+
+def load_plugins(value: str | None = None) -> list[str]:
+    """Import each plugin module once; returns the modules imported by this call."""
+    imported = []
+    for name in plugin_modules(value):
+        if name not in _loaded:
+            importlib.import_module(name)
+            _loaded.add(name)
+            imported.append(name)
+    return imported

@@ -1,0 +1,401 @@
+"""The worker: runs one run of the store in this process (``python -m morl_core.jobs.worker``).
+
+Executors start it as a fresh interpreter (never a fork of the UI, never a thread). It
+
+1. claims the run: ``starting -> running`` fenced by the attempt number it was launched with;
+2. validates ``config.json`` again (the folder may have been edited or written by an old version);
+3. calls ``METHODS[config.method].train(config, run_dir, callback)``, where the callback appends
+   each step to ``metrics.jsonl`` (skipping steps an earlier attempt already wrote, so a resumed
+   run continues the file without duplicates), appends front snapshots, and returns ``False``
+   once a cancel is requested;
+4. heartbeats ``status.json`` from a thread and notices a cancel marker within one beat;
+5. writes ``result.json`` and the final state; storage errors (disk full, permissions) fail the
+   run with a clear message. SIGTERM without a cancel request means "preempted": the method stops
+   after its step (saving a checkpoint), the run is marked lost and the executor resumes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from morl_core.jobs.files import (
+    append_jsonl,
+    describe_os_error,
+    read_json,
+    read_jsonl,
+    repair_torn_tail,
+)
+from morl_core.jobs.paths import RunIdError, check_run_id
+from morl_core.jobs.records import (
+    CANCEL,
+    CONFIG,
+    FRONTS,
+    LOG,
+    METRICS,
+    RESULT,
+    SCHEMA_VERSION,
+    RunState,
+    git_hash,
+    package_versions,
+    read_status,
+    update_status,
+)
+
+HEARTBEAT_ENV = "MORL_HEARTBEAT_S"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SUPERSEDED = 0, 1, 2, 3
+_OWNED = frozenset({RunState.RUNNING, RunState.CANCEL_REQUESTED})
+
+
+class _Superseded(BaseException):  # noqa: N818 -- BaseException so a method's `except Exception` cannot swallow it
+    """A newer attempt owns this run; stop at once without writing anything."""
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {message}", flush=True)
+
+
+def _jsonable(value: Any) -> Any:
+    """Arrays and numpy scalars to lists and floats, recursively."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class Worker:
+    """Runs one run folder; see the module docstring for the protocol.
+
+    Args:
+        run_dir: the run folder.
+        attempt: the attempt number the executor launched this worker with; ``None`` (by hand)
+            takes the run over with the next attempt number.
+        heartbeat_s: seconds between heartbeats (default ``$MORL_HEARTBEAT_S`` or 1).
+    """
+
+    def __init__(self, run_dir: Path, attempt: int | None = None, heartbeat_s: float | None = None):
+        self.run_dir = Path(run_dir)
+        self.attempt = attempt
+        self.heartbeat_s = heartbeat_s or float(os.environ.get(HEARTBEAT_ENV, "1.0"))
+        self.step = self.total_steps = self.samples = self.last_step = 0
+        self.last_metrics: dict[str, float] = {}
+        self.front_steps: set[int] = set()
+        self.cancel_seen = self.preempted = self.superseded = False
+        self.storage_error: OSError | None = None
+        self._stop = threading.Event()
+        self._last_write = 0.0
+        self.started = time.time()
+
+    # --- lifecycle ---
+    def claim(self) -> bool:
+        """Move the run to ``running`` if this attempt still owns it."""
+        current = read_status(self.run_dir) or {}
+        if self.attempt is None:
+            self.attempt = int(current.get("attempt", 0)) + 1
+            update_status(self.run_dir, {"attempt": self.attempt, "state": RunState.STARTING})
+        self.total_steps = int(current.get("total_steps") or 0)
+        self.started = current.get("started") or time.time()
+        claimed = update_status(
+            self.run_dir,
+            {
+                "state": RunState.RUNNING,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "heartbeat": time.time(),
+                "started": self.started,
+                "message": "",
+            },
+            expect_attempt=self.attempt,
+            only_from={RunState.STARTING, RunState.QUEUED},
+        )
+        return claimed is not None
+
+    def run(self) -> int:
+        """Claim, train, finish; returns the process exit code."""
+        if not self.claim():
+            _log(f"attempt {self.attempt} no longer owns the run; exiting")
+            return EXIT_SUPERSEDED
+        _log(f"worker pid {os.getpid()} attempt {self.attempt} running {self.run_dir.name}")
+        if (self.run_dir / CANCEL).exists():
+            return self.finish(RunState.CANCELLED, "cancelled before it started")
+        from morl_core.config import ConfigError, RunConfig
+        from morl_core.methods import get
+
+        try:
+            config = RunConfig.from_dict(read_json(self.run_dir / CONFIG) or {})
+            device = _device(config.device)
+        except (ConfigError, ValueError) as exc:
+            return self.finish(RunState.FAILED, str(exc))
+        self.config = config
+        self.total_steps = config.steps
+        self._continue_files()
+        beat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+        beat.start()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+        _log(
+            f"{config.method} on {list(config.objectives)}, {config.steps} steps, device {device}, "
+            f"resuming after step {self.last_step}"
+            if self.last_step
+            else f"{config.method} on {list(config.objectives)}, {config.steps} steps, device {device}"
+        )
+        update_status(self.run_dir, {"device": device}, expect_attempt=self.attempt)
+        try:
+            get(config.method).train(config, self.run_dir, self.callback)
+        except _Superseded:
+            _log("a newer attempt took the run over; exiting without writing")
+            return EXIT_SUPERSEDED
+        except OSError as exc:
+            traceback.print_exc()
+            return self.finish(RunState.FAILED, describe_os_error(exc))
+        except Exception as exc:  # noqa: BLE001 -- any failure of the method fails the run
+            traceback.print_exc()
+            return self.finish(RunState.FAILED, f"{type(exc).__name__}: {exc} (traceback in {LOG})")
+        finally:
+            self._stop.set()
+            beat.join(timeout=5)
+        if self.superseded:
+            return EXIT_SUPERSEDED
+        if self.cancel_seen:
+            return self.finish(RunState.CANCELLED, f"cancelled after step {self.last_step}")
+        if self.preempted:
+            update_status(
+                self.run_dir,
+                {
+                    "state": RunState.LOST,
+                    "step": self.last_step,
+                    "message": "stopped by SIGTERM; resumes from its last checkpoint",
+                },
+                expect_attempt=self.attempt,
+            )
+            return EXIT_OK
+        return self.finish(RunState.SUCCEEDED, "")
+
+    def finish(self, state: RunState, message: str) -> int:
+        """Write ``result.json`` and the final state; returns the exit code."""
+        from morl_core.jobs.checkpoint import list_checkpoints
+
+        now = time.time()
+        config = getattr(self, "config", None)
+        result = {
+            "schema_version": SCHEMA_VERSION,
+            "run_id": self.run_dir.name,
+            "status": str(state),
+            "message": message,
+            "method": getattr(config, "method", None),
+            "objectives": list(getattr(config, "objectives", ())),
+            "seed": getattr(config, "seed", None),
+            "steps_done": self.last_step,
+            "total_steps": self.total_steps,
+            "samples": self.samples,
+            "final_metrics": self.last_metrics,
+            "attempt": self.attempt,
+            "checkpoint_step": (list_checkpoints(self.run_dir) or [None])[-1],
+            "started": self.started,
+            "finished": now,
+            "wall_seconds": now - self.started,
+            "versions": package_versions(),
+            "git": git_hash(),
+        }
+        try:
+            from morl_core.jobs.files import write_json_atomic
+
+            write_json_atomic(self.run_dir / RESULT, result)
+            written = update_status(
+                self.run_dir,
+                {
+                    "state": state,
+                    "finished": now,
+                    "message": message,
+                    "step": self.last_step,
+                    "samples": self.samples,
+                },
+                expect_attempt=self.attempt,
+            )
+        except OSError as exc:  # the disk may still be full: say so in the log at least
+            _log(f"cannot record the end of the run ({state}): {describe_os_error(exc)}")
+            return EXIT_FAILED
+        if written is None:
+            return EXIT_SUPERSEDED
+        _log(f"{state}{': ' + message if message else ''}")
+        return EXIT_OK if state != RunState.FAILED else EXIT_FAILED
+
+    # --- files ---
+    def _continue_files(self) -> None:
+        """Cut torn tails left by a killed attempt and find where the files end."""
+        for name in (METRICS, FRONTS):
+            if removed := repair_torn_tail(self.run_dir / name):
+                _log(f"removed a torn last line ({removed} bytes) from {name}")
+        records, _ = read_jsonl(self.run_dir / METRICS)
+        if records:
+            last = max(records, key=lambda r: r.get("step", 0))
+            self.last_step = self.step = int(last.get("step", 0))
+            self.samples = int(last.get("samples", 0))
+            self.last_metrics = last.get("metrics", {})
+        fronts, _ = read_jsonl(self.run_dir / FRONTS)
+        self.front_steps = {int(f.get("step", 0)) for f in fronts}
+
+    def callback(self, info: Any) -> bool:
+        """The ``TrainCallback`` given to the method: record the step, say whether to go on."""
+        if self.superseded:
+            raise _Superseded
+        if self.storage_error is not None:
+            raise self.storage_error
+        now = time.time()
+        if info.step > self.last_step:  # steps <= last_step were written by an earlier attempt
+            self.last_metrics = {str(k): float(v) for k, v in info.metrics.items()}
+            append_jsonl(
+                self.run_dir / METRICS,
+                [
+                    {
+                        "step": int(info.step),
+                        "total_steps": int(info.total_steps),
+                        "samples": int(info.samples),
+                        "stage": info.stage,
+                        "time": now,
+                        "attempt": self.attempt,
+                        "metrics": self.last_metrics,
+                    }
+                ],
+            )
+            self.last_step = int(info.step)
+        if info.front is not None and info.step not in self.front_steps:
+            append_jsonl(
+                self.run_dir / FRONTS,
+                [
+                    {
+                        "step": int(info.step),
+                        "stage": info.stage,
+                        "time": now,
+                        "front": _jsonable(info.front),
+                    }
+                ],
+            )
+            self.front_steps.add(int(info.step))
+        self.step, self.total_steps, self.samples = (
+            int(info.step),
+            int(info.total_steps),
+            int(info.samples),
+        )
+        if now - self._last_write > 0.5:
+            self._write_progress()
+        if (self.run_dir / CANCEL).exists():
+            self.cancel_seen = True
+        return not (self.cancel_seen or self.preempted)
+
+    def _write_progress(self) -> None:
+        self._last_write = time.time()
+        changes: dict[str, Any] = {
+            "heartbeat": self._last_write,
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "samples": self.samples,
+        }
+        if (self.run_dir / CANCEL).exists():
+            self.cancel_seen = True
+            changes["state"] = RunState.CANCEL_REQUESTED
+        try:
+            written = update_status(
+                self.run_dir, changes, expect_attempt=self.attempt, only_from=_OWNED
+            )
+        except OSError as exc:
+            self.storage_error = exc
+            return
+        if written is None:
+            self.superseded = True
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            self._write_progress()
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self.preempted = True
+
+
+def _device(requested: str) -> str:
+    import torch
+
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: 'cuda' was requested but torch sees no GPU on this worker")
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def _redirect_output(log_path: Path) -> None:
+    """Send this process's stdout and stderr (C level too) to ``worker.log``."""
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``python -m morl_core.jobs.worker RUN_DIR [--attempt N]``."""
+    parser = argparse.ArgumentParser(prog="morl worker", description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", help="the run folder (DATA/runs/<run id>)")
+    parser.add_argument(
+        "--attempt", type=int, default=None, help="attempt number (executors set it)"
+    )
+    parser.add_argument("--no-redirect", action="store_true", help="keep output on this terminal")
+    args = parser.parse_args(argv)
+    run_dir = Path(args.run_dir).resolve()
+    try:
+        check_run_id(run_dir.name)
+    except RunIdError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if read_status(run_dir) is None:
+        print(f"error: {run_dir} is not a run folder (no status.json)", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.no_redirect:
+        _redirect_output(run_dir / LOG)
+    raw = read_json(run_dir / CONFIG) or {}
+    threads = raw.get("threads") if isinstance(raw.get("threads"), int) else 1
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    worker = Worker(run_dir, args.attempt)
+    try:
+        from morl_core.jobs.plugins import load_plugins
+
+        load_plugins()
+    except Exception as exc:  # noqa: BLE001 -- a broken plugin fails the run, with the reason
+        traceback.print_exc()
+        if worker.claim():
+            return worker.finish(
+                RunState.FAILED, f"cannot import MORL_PLUGINS: {type(exc).__name__}: {exc}"
+            )
+        return EXIT_SUPERSEDED
+    code = worker.run()
+    _start_next(run_dir)
+    return code
+
+
+def _start_next(run_dir: Path) -> None:
+    """Local runs chain: a finishing worker starts the next queued run (no daemon needed)."""
+    status = read_status(run_dir) or {}
+    if status.get("executor") != "local":
+        return
+    with contextlib.suppress(Exception):
+        from morl_core.jobs.executors import LocalExecutor
+
+        LocalExecutor(run_dir.parent.parent).reconcile(force=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
