@@ -250,11 +250,16 @@ class RunStore:
         return read_json(self.run_dir(run_id) / CONFIG)
 
     def metrics(self, run_id: str, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-        """Metric records from byte ``offset`` on, and the next offset (for incremental polling)."""
+        """Metric records from byte ``offset`` on, and the next offset (for incremental polling).
+
+        Records are flat: ``step, total_steps, samples, stage, time, attempt`` plus one key per
+        metric (``records.metric_values`` strips the bookkeeping keys). Steps are unique and
+        increasing, also across resumed attempts.
+        """
         return read_jsonl(self.run_dir(run_id) / METRICS, offset)
 
     def fronts(self, run_id: str, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-        """Front snapshots ``{"step", "front"}`` from byte ``offset`` on, and the next offset."""
+        """Front snapshots (StepInfo.front + step, samples, stage, time) from ``offset``, next offset."""
         return read_jsonl(self.run_dir(run_id) / FRONTS, offset)
 
     def result(self, run_id: str) -> dict[str, Any] | None:

@@ -46,6 +46,7 @@ from morl_core.jobs.records import (
     SCHEMA_VERSION,
     RunState,
     git_hash,
+    metric_values,
     package_versions,
     read_status,
     update_status,
@@ -243,7 +244,7 @@ class Worker:
             last = max(records, key=lambda r: r.get("step", 0))
             self.last_step = self.step = int(last.get("step", 0))
             self.samples = int(last.get("samples", 0))
-            self.last_metrics = last.get("metrics", {})
+            self.last_metrics = metric_values(last)
         fronts, _ = read_jsonl(self.run_dir / FRONTS)
         self.front_steps = {int(f.get("step", 0)) for f in fronts}
 
@@ -256,33 +257,24 @@ class Worker:
         now = time.time()
         if info.step > self.last_step:  # steps <= last_step were written by an earlier attempt
             self.last_metrics = {str(k): float(v) for k, v in info.metrics.items()}
-            append_jsonl(
-                self.run_dir / METRICS,
-                [
-                    {
-                        "step": int(info.step),
-                        "total_steps": int(info.total_steps),
-                        "samples": int(info.samples),
-                        "stage": info.stage,
-                        "time": now,
-                        "attempt": self.attempt,
-                        "metrics": self.last_metrics,
-                    }
-                ],
-            )
+            meta = {
+                "step": int(info.step),
+                "total_steps": int(info.total_steps),
+                "samples": int(info.samples),
+                "stage": info.stage,
+                "time": now,
+                "attempt": self.attempt,
+            }
+            append_jsonl(self.run_dir / METRICS, [{**self.last_metrics, **meta}])
             self.last_step = int(info.step)
         if info.front is not None and info.step not in self.front_steps:
-            append_jsonl(
-                self.run_dir / FRONTS,
-                [
-                    {
-                        "step": int(info.step),
-                        "stage": info.stage,
-                        "time": now,
-                        "front": _jsonable(info.front),
-                    }
-                ],
-            )
+            meta = {
+                "step": int(info.step),
+                "samples": int(info.samples),
+                "stage": info.stage,
+                "time": now,
+            }
+            append_jsonl(self.run_dir / FRONTS, [{**_jsonable(info.front), **meta}])
             self.front_steps.add(int(info.step))
         self.step, self.total_steps, self.samples = (
             int(info.step),
