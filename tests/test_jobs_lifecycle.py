@@ -1,0 +1,65 @@
+"""Local-executor lifecycle details: the worker limit and queue, the retry limit, resume."""
+
+from __future__ import annotations
+
+import pytest
+
+from morl_core.jobs import LocalExecutor, RunState, StoreError
+from morl_core.jobs.records import metric_values
+from tests.jobs_support import kill_worker, stop_all, stub_config, wait_for, worker_env
+
+
+@pytest.fixture
+def local(tmp_path, monkeypatch):
+    worker_env(monkeypatch)
+    ex = LocalExecutor(tmp_path / "data", heartbeat_timeout=5, max_retries=0)
+    yield ex
+    stop_all(ex)
+
+
+def _done(ex, run_id, timeout=60.0):
+    return wait_for(lambda: (s := ex.status(run_id)).done and s, timeout)
+
+
+def test_one_worker_at_a_time_queue_chains_and_queued_cancel_is_immediate(local):
+    first = local.submit(stub_config(steps=8, step_seconds=0.1))
+    second = local.submit(stub_config(steps=3, seed=1))
+    third = local.submit(stub_config(steps=3, seed=2))
+    assert local.status(second).state == RunState.QUEUED
+    assert local.cancel(third).state == RunState.CANCELLED  # never started
+    assert local.store.result(third)["status"] == "cancelled"
+    wait_for(lambda: local.store.status(first).state == RunState.RUNNING)
+    # The finishing worker starts the next queued run itself (no polling needed).
+    wait_for(lambda: local.store.status(second).state == RunState.SUCCEEDED, 60)
+    first_status, second_status = local.store.status(first), local.store.status(second)
+    assert second_status.started >= first_status.finished - 0.5
+    assert first_status.state == RunState.SUCCEEDED
+
+
+def test_retry_limit_fails_the_run_with_the_reason(local):
+    run_id = local.submit(stub_config(steps=200, step_seconds=0.05))
+    wait_for(lambda: len(local.store.metrics(run_id)[0]) >= 2)
+    kill_worker(local, run_id)
+    status = _done(local, run_id)
+    assert status.state == RunState.FAILED and "gave up after 0 retries" in status.message
+    assert local.store.result(run_id)["status"] == "failed"
+
+
+def test_resume_a_cancelled_run_continues_its_metrics(local):
+    run_id = local.submit(stub_config(steps=30, step_seconds=0.05, checkpoint_every=100))
+    wait_for(lambda: len(local.store.metrics(run_id)[0]) >= 4)
+    local.cancel(run_id)
+    assert _done(local, run_id).state == RunState.CANCELLED
+    assert local.resume(run_id).state in (RunState.QUEUED, RunState.STARTING, RunState.RUNNING)
+    status = _done(local, run_id)
+    assert status.state == RunState.SUCCEEDED and status.attempt == 2
+    records, _ = local.store.metrics(run_id)
+    assert [r["step"] for r in records] == list(range(1, 31))
+    assert all("scalarized" in metric_values(r) for r in records)
+
+
+def test_resume_refuses_a_succeeded_run(local):
+    run_id = local.submit(stub_config(steps=2))
+    assert _done(local, run_id).state == RunState.SUCCEEDED
+    with pytest.raises(StoreError, match="already succeeded"):
+        local.resume(run_id)
