@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from morl_core.jobs import LocalExecutor, RunState, StoreError
@@ -63,3 +65,41 @@ def test_resume_refuses_a_succeeded_run(local):
     assert _done(local, run_id).state == RunState.SUCCEEDED
     with pytest.raises(StoreError, match="already succeeded"):
         local.resume(run_id)
+
+
+def test_a_silent_worker_is_lost_by_heartbeat(local):
+    store = local.store
+    run_id = store.create(stub_config(), "local").run_id
+    # A worker on another host (pid unknown here) that stopped beating 100 s ago.
+    store.update(
+        run_id,
+        {
+            "state": RunState.RUNNING,
+            "attempt": 1,
+            "host": "elsewhere",
+            "pid": 4242,
+            "heartbeat": time.time() - 100,
+        },
+    )
+    local.reconcile(force=True)
+    status = store.status(run_id)
+    assert status.state == RunState.FAILED and "no heartbeat for" in status.message
+    assert [h["state"] for h in status.history][-2:] == ["lost", "failed"]
+
+
+def test_sigterm_without_cancel_is_a_preemption_that_resumes(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    worker_env(monkeypatch)
+    ex = LocalExecutor(tmp_path / "data", heartbeat_timeout=5)
+    try:
+        run_id = ex.submit(stub_config(steps=20, step_seconds=0.05, checkpoint_every=100))
+        wait_for(lambda: len(ex.store.metrics(run_id)[0]) >= 3)
+        os.kill(ex.store.status(run_id).pid, signal.SIGTERM)
+        status = _done(ex, run_id)
+        assert status.state == RunState.SUCCEEDED and status.attempt == 2
+        assert "lost" in [h["state"] for h in status.history]
+        assert [r["step"] for r in ex.store.metrics(run_id)[0]] == list(range(1, 21))
+    finally:
+        stop_all(ex)
