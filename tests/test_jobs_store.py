@@ -250,6 +250,9 @@ def test_cli_runs_status_logs_and_worker(tmp_path, capsys):
     assert row.startswith(run_id) and "stub" in row and "succeeded" in row
     code, out, _ = _cli(["logs", "--data-dir", str(tmp_path), "--follow", run_id], capsys)
     assert code == 0
+    # By hand, a finished run is not run again.
+    code, _, _ = _cli(["worker", "--data-dir", str(tmp_path), run_id, "--no-redirect"], capsys)
+    assert code == worker.EXIT_SUPERSEDED and store.status(run_id).state == RunState.SUCCEEDED
 
 
 def test_cli_options_are_generated_from_runconfig():

@@ -381,7 +381,7 @@ class LocalExecutor(Executor):
             if proc.poll() is not None and read_status(self.store.runs_dir / run_id) is not None:
                 data = read_status(self.store.runs_dir / run_id)
                 if data.get("state") not in ACTIVE or data.get("pid") != proc.pid:
-                    del self._procs[run_id]
+                    self._procs.pop(run_id, None)
         super().reconcile(force)
 
     def _alive(self, data: dict[str, Any]) -> bool | None:

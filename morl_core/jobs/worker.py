@@ -34,6 +34,7 @@ from morl_core.jobs.files import (
     read_json,
     read_jsonl,
     repair_torn_tail,
+    write_json_atomic,
 )
 from morl_core.jobs.paths import RunIdError, check_run_id
 from morl_core.jobs.records import (
@@ -103,9 +104,19 @@ class Worker:
     def claim(self) -> bool:
         """Move the run to ``running`` if this attempt still owns it."""
         current = read_status(self.run_dir) or {}
-        if self.attempt is None:
+        if self.attempt is None:  # by hand: only a run that nobody else is running
             self.attempt = int(current.get("attempt", 0)) + 1
-            update_status(self.run_dir, {"attempt": self.attempt, "state": RunState.STARTING})
+            taken = update_status(
+                self.run_dir,
+                {"attempt": self.attempt, "state": RunState.STARTING},
+                only_from={RunState.QUEUED, RunState.LOST},
+            )
+            if taken is None:
+                _log(
+                    f"the run is {current.get('state')}: only queued or lost runs can be run by "
+                    "hand (use `morl resume` for failed or cancelled ones)"
+                )
+                return False
         self.total_steps = int(current.get("total_steps") or 0)
         self.started = current.get("started") or time.time()
         claimed = update_status(
@@ -211,8 +222,6 @@ class Worker:
             "git": git_hash(),
         }
         try:
-            from morl_core.jobs.files import write_json_atomic
-
             write_json_atomic(self.run_dir / RESULT, result)
             written = update_status(
                 self.run_dir,
