@@ -43,10 +43,13 @@ def evaluate_front(
 
     Returns:
         {"objectives": [...], "preferences": (P, K), "points": (P, K) mean rewards,
-         "stderr": (P, K), "examples": one (prompt, completion) per preference} as lists.
+         "stderr": (P, K), "examples": one (prompt, completion) per preference,
+         "distinct1"/"distinct2": (P,) lexical diversity of each preference's replies} as lists.
     """
     preferences = np.atleast_2d(np.asarray(preferences, dtype=float))
-    points, errors, examples = [], [], []
+    from morl_core.rl.trainer import distinct_n
+
+    points, errors, examples, distinct1, distinct2 = [], [], [], [], []
     for p_index, w in enumerate(preferences):
         check_weights(w, k=len(objectives))
         texts, asked = [], []
@@ -68,10 +71,14 @@ def evaluate_front(
             else np.zeros(len(objectives))
         )
         examples.append([asked[0], texts[0]])
+        distinct1.append(distinct_n(texts, 1))
+        distinct2.append(distinct_n(texts, 2))
     return {
         "objectives": list(objectives),
         "preferences": preferences.tolist(),
         "points": np.asarray(points).tolist(),
         "stderr": np.asarray(errors).tolist(),
         "examples": examples,
+        "distinct1": distinct1,
+        "distinct2": distinct2,
     }

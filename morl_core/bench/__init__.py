@@ -1,0 +1,17 @@
+"""The MORL benchmark: suites x methods x seeds through the job system, records, leaderboard."""
+
+from morl_core.bench.leaderboard import aggregate, markdown, read_records, write_leaderboard
+from morl_core.bench.runner import evaluate_record, run_suite
+from morl_core.bench.suites import Suite, available, load_suite
+
+__all__ = [
+    "Suite",
+    "aggregate",
+    "available",
+    "evaluate_record",
+    "load_suite",
+    "markdown",
+    "read_records",
+    "run_suite",
+    "write_leaderboard",
+]

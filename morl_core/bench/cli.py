@@ -1,0 +1,62 @@
+"""``morl bench SUITE`` and ``morl leaderboard``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DEFAULT_OUT = "benchmarks/results/bench"
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from morl_core.bench import load_suite, run_suite
+
+    suite = load_suite(args.suite)
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
+    seeds = list(range(args.seeds)) if args.seeds is not None else None
+    if seeds is not None and args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    records = run_suite(
+        suite,
+        Path(args.out),
+        methods=methods,
+        seeds=seeds,
+        executor=args.executor,
+        data_dir=args.data_dir,
+    )
+    ok = sum(r["status"] == "succeeded" for r in records)
+    print(
+        f"{suite.name}: {ok}/{len(records)} runs succeeded; records in {Path(args.out) / suite.name}"
+    )
+    return 0 if ok == len(records) else 1
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from morl_core.bench import write_leaderboard
+
+    suites = [s.strip() for s in args.suite.split(",")] if args.suite else None
+    paths = write_leaderboard(Path(args.out), suites, Path(args.dest) if args.dest else None)
+    print(paths["md"].read_text())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def add_subcommands(sub) -> None:
+    p = sub.add_parser("bench", help="run a benchmark suite (resumes where it stopped)")
+    p.add_argument("suite", help="suite name in benchmarks/suites/ or a suite file")
+    p.add_argument("--methods", help="comma-separated subset of the suite's methods")
+    p.add_argument("--seeds", type=int, help="use seeds 0..N-1 instead of the suite's")
+    p.add_argument(
+        "--executor", choices=["local", "ray"], default=None, help="job executor (default local)"
+    )
+    p.add_argument("--data-dir", default=None, help="job store data directory")
+    p.add_argument("--out", default=DEFAULT_OUT, help="where records go")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser(
+        "leaderboard", help="aggregate benchmark records: CSV, JSON, Markdown, figures"
+    )
+    p.add_argument("--suite", help="comma-separated suites (default: all)")
+    p.add_argument("--out", default=DEFAULT_OUT, help="where the records are")
+    p.add_argument("--dest", help="where to write the leaderboard (default: --out)")
+    p.set_defaults(func=cmd_leaderboard)

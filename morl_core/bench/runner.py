@@ -1,0 +1,158 @@
+"""Run a suite: suite x methods x seeds -> runs through the job system -> one record per run.
+
+Records live in ``OUT/SUITE/records/METHOD__seedS.json``; ``OUT/SUITE/runs.json`` maps each
+cell to its run id. Running the same command again skips cells that have a record and waits
+for (or evaluates) cells whose run already exists, so an interrupted benchmark resumes where it
+stopped and only the missing runs are trained.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from morl_core.bench.suites import Suite
+from morl_core.jobs.files import read_json, write_json_atomic
+
+RECORD_SCHEMA = 1
+EU_DIVISIONS = {2: 20, 3: 8, 4: 5, 5: 4}  # fixed preference sets for expected utility
+
+
+def cell_key(method: str, seed: int) -> str:
+    return f"{method}__seed{seed}"
+
+
+def suite_dir(out: Path, suite: Suite) -> Path:
+    return Path(out) / suite.name
+
+
+def evaluate_record(
+    suite: Suite, method: str, seed: int, run_dir: Path, status: Any
+) -> dict[str, Any]:
+    """Evaluate a finished run with the suite's fixed protocol and reference point."""
+    from morl_core.methods import get
+    from morl_core.methods.common import read_artifact, snapshot
+    from morl_core.pareto import summary
+    from morl_core.weights import simplex_lattice
+
+    config = suite.run_config(method, seed)
+    result = read_json(run_dir / "result.json") or {}
+    steerable = get(method).load(run_dir)
+    t0 = time.perf_counter()
+    front = snapshot(steerable, config)
+    eval_seconds = time.perf_counter() - t0
+    points = np.asarray(front["points"])
+    k = len(suite.objectives)
+    true = suite.true_front()
+    indicators = summary(
+        points,
+        np.asarray(suite.reference_point),
+        weights=simplex_lattice(k, EU_DIVISIONS.get(k, 3)),
+        true_front=true,
+    ).to_dict()
+    artifact = read_artifact(run_dir)
+    replies = len(front["preferences"]) * config.eval_prompts
+    from morl_core.jobs.records import git_hash, package_versions
+
+    return {
+        "schema_version": RECORD_SCHEMA,
+        "suite": suite.name,
+        "suite_version": suite.version,
+        "method": method,
+        "seed": seed,
+        "run_id": run_dir.name,
+        "status": "succeeded",
+        "objectives": list(suite.objectives),
+        "reference_point": list(suite.reference_point),
+        **{k: v for k, v in indicators.items() if k != "ref"},
+        "front": front["points"],
+        "preferences": front["preferences"],
+        "mean_reward": dict(zip(suite.objectives, points.mean(0).tolist(), strict=True)),
+        "distinct1": float(np.mean(front.get("distinct1", [np.nan]))),
+        "distinct2": float(np.mean(front.get("distinct2", [np.nan]))),
+        "training_samples": int(result.get("samples") or getattr(status, "samples", 0)),
+        "wall_seconds": float(result.get("wall_seconds") or 0.0),
+        "search_seconds": float(artifact.get("search_seconds", 0.0)),
+        "inference_seconds_per_reply": eval_seconds / max(replies, 1),
+        "passes_per_token": int(getattr(steerable, "passes_per_token", 1)),
+        "models_kept": int(getattr(steerable, "models_kept", 1)),
+        "peak_rss_mb": result.get("peak_rss_mb"),
+        "versions": package_versions(),
+        "git": git_hash(),
+        "recorded": time.time(),
+    }
+
+
+def failed_record(
+    suite: Suite, method: str, seed: int, run_id: str, message: str, state: str
+) -> dict[str, Any]:
+    return {
+        "schema_version": RECORD_SCHEMA,
+        "suite": suite.name,
+        "suite_version": suite.version,
+        "method": method,
+        "seed": seed,
+        "run_id": run_id,
+        "status": state,
+        "message": message,
+    }
+
+
+def run_suite(
+    suite: Suite,
+    out: Path,
+    *,
+    methods: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    executor: str | None = None,
+    data_dir: Path | None = None,
+    poll_seconds: float = 2.0,
+    progress: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Train and evaluate every missing cell; returns all records of the requested cells."""
+    from morl_core.jobs import RunState, get_executor
+
+    methods = list(methods or suite.methods)
+    seeds = list(seeds if seeds is not None else suite.seeds)
+    for method in methods:  # validate every cell before anything is submitted
+        suite.run_config(method, seeds[0])
+    ex = get_executor(executor, data_dir)
+    base = suite_dir(out, suite)
+    (base / "records").mkdir(parents=True, exist_ok=True)
+    runs_file = base / "runs.json"
+    runs: dict[str, str] = read_json(runs_file) or {}
+    cells = [(m, s) for m in methods for s in seeds]
+    for method, seed in cells:  # submit what has neither a record nor a run
+        key = cell_key(method, seed)
+        if (base / "records" / f"{key}.json").exists() or key in runs:
+            continue
+        runs[key] = ex.submit(suite.run_config(method, seed))
+        write_json_atomic(runs_file, runs)
+        progress(f"submitted {key} as run {runs[key]}")
+    records = []
+    for method, seed in cells:
+        key = cell_key(method, seed)
+        record_path = base / "records" / f"{key}.json"
+        if not record_path.exists():
+            run_id = runs[key]
+            while True:
+                ex.reconcile()
+                status = ex.status(run_id)
+                if status.state in (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED):
+                    break
+                time.sleep(poll_seconds)
+            if status.state == RunState.SUCCEEDED:
+                progress(f"evaluating {key}")
+                record = evaluate_record(suite, method, seed, ex.store.run_dir(run_id), status)
+            else:
+                record = failed_record(
+                    suite, method, seed, run_id, status.message, str(status.state)
+                )
+            write_json_atomic(record_path, record)
+            progress(f"recorded {key}: {record['status']}")
+        records.append(read_json(record_path))
+    return records

@@ -1,0 +1,184 @@
+"""Benchmark suites, runner (through the real local executor), resume, and leaderboard tables."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from morl_core.bench import aggregate, available, load_suite, markdown, run_suite
+from morl_core.bench.suites import validate
+from morl_core.config import ConfigError
+from morl_core.pareto import igd, igd_plus
+
+RECORD_FIELDS = {
+    "hypervolume",
+    "expected_utility",
+    "sparsity",
+    "igd",
+    "igd_plus",
+    "cardinality",
+    "mean_reward",
+    "distinct1",
+    "distinct2",
+    "training_samples",
+    "wall_seconds",
+    "search_seconds",
+    "inference_seconds_per_reply",
+    "passes_per_token",
+    "models_kept",
+    "peak_rss_mb",
+    "seed",
+    "versions",
+    "git",
+    "front",
+    "preferences",
+    "status",
+    "method",
+    "suite",
+}
+
+
+@pytest.mark.parametrize("name", available())
+def test_every_published_suite_validates(name):
+    suite = load_suite(name)
+    assert len(suite.objectives) >= 2
+    assert len(suite.reference_point) == len(suite.objectives)
+    for method in suite.methods:
+        config = suite.run_config(method, suite.seeds[0])
+        assert config.objectives == suite.objectives
+
+
+def test_required_suites_exist_and_relationships_differ():
+    names = set(available())
+    assert {
+        "conflicting",
+        "independent",
+        "correlated",
+        "synthetic_conflicting",
+        "synthetic_independent",
+        "synthetic_correlated",
+        "three_objectives",
+        "five_objectives",
+        "quick",
+    } <= names
+    assert len(load_suite("three_objectives").objectives) == 3
+    assert len(load_suite("five_objectives").objectives) == 5
+    labels = {
+        n: (load_suite(n).relationship or {}).get("label")
+        for n in ("conflicting", "independent", "correlated")
+    }
+    assert labels == {
+        "conflicting": "conflicting",
+        "independent": "independent",
+        "correlated": "correlated",
+    }
+
+
+def test_bad_suite_names_every_field():
+    with pytest.raises(ConfigError) as err:
+        validate(
+            {
+                "name": "x",
+                "objectives": ["sentiment"],
+                "methods": [],
+                "seeds": [-1],
+                "preferences": 1,
+                "reference_point": [0, 0, 0],
+                "colour": "red",
+            }
+        )
+    assert {"objectives", "methods", "seeds", "preferences", "colour"} <= set(err.value.errors)
+    with pytest.raises(ValueError, match="unknown suite"):
+        load_suite("no_such_suite")
+
+
+def test_synthetic_suites_true_front_has_zero_igd():
+    for name in ("synthetic_conflicting", "synthetic_independent", "synthetic_correlated"):
+        front = load_suite(name).true_front()
+        assert front is not None and front.shape[1] == 2
+        assert igd(front, front) == pytest.approx(0.0, abs=1e-12)
+        assert igd_plus(front, front) == pytest.approx(0.0, abs=1e-12)
+
+
+def _record(method, seed, hv, samples, suite="s"):
+    return {
+        "suite": suite,
+        "method": method,
+        "seed": seed,
+        "status": "succeeded",
+        "hypervolume": hv,
+        "expected_utility": hv / 2,
+        "training_samples": samples,
+        "wall_seconds": 10.0 * (seed + 1),
+    }
+
+
+def test_leaderboard_aggregates_hand_made_records():
+    records = [
+        _record("soups", 0, 0.5, 100),
+        _record("soups", 1, 0.7, 100),
+        _record("mod", 0, 0.4, 50),
+        {"suite": "s", "method": "mod", "seed": 1, "status": "failed", "message": "boom"},
+    ]
+    table = aggregate(records).set_index("method")
+    assert table.loc["soups", "hypervolume_mean"] == pytest.approx(0.6)
+    assert table.loc["soups", "hypervolume_std"] == pytest.approx(0.1)
+    assert table.loc["soups", "wall_seconds_mean"] == pytest.approx(15.0)
+    assert table.loc["mod", "seeds"] == 1 and table.loc["mod", "failed"] == 1
+    assert table.loc["mod", "hypervolume_std"] == pytest.approx(0.0)
+    assert np.isnan(table.loc["mod", "igd_mean"])
+    text = markdown(aggregate(records))
+    assert "| soups | 2 | 0.6 ± 0.1 |" in text
+    assert text.index("\n| soups |") < text.index("\n| mod |")  # sorted by hypervolume
+
+
+@pytest.fixture(scope="module")
+def tiny_suite(tmp_path_factory):
+    base = tmp_path_factory.mktemp("bench")
+    path = base / "tiny.json"
+    path.write_text(
+        json.dumps(
+            {
+                "name": "tiny",
+                "objectives": ["synth_nature", "synth_city"],
+                "methods": ["soups"],
+                "seeds": [0],
+                "preferences": 2,
+                "config": {
+                    "steps": 1,
+                    "batch_prompts": 1,
+                    "k_samples": 2,
+                    "max_new_tokens": 4,
+                    "eval_every": 0,
+                    "eval_prompts": 1,
+                    "checkpoint_every": 1,
+                },
+            }
+        )
+    )
+    return load_suite(str(path)), base
+
+
+def test_runner_writes_complete_records_and_resumes(tiny_suite):
+    suite, base = tiny_suite
+    out, data = base / "out", base / "data"
+    first = run_suite(suite, out, data_dir=data, poll_seconds=0.5, progress=lambda _: None)
+    assert len(first) == 1 and first[0]["status"] == "succeeded", first
+    record = first[0]
+    assert set(record) >= RECORD_FIELDS
+    assert record["training_samples"] == 2 * 1 * 2  # two experts x one step x (1 prompt x k=2)
+    assert record["models_kept"] == 1 and record["passes_per_token"] == 1
+    assert np.asarray(record["front"]).shape == (2, 2)
+    assert record["igd"] is not None and record["igd"] >= 0  # synthetic: the true front is known
+    runs = json.loads((out / "tiny" / "runs.json").read_text())
+    # a second call with one more seed trains only the missing cell and keeps the first record
+    second = run_suite(
+        suite, out, seeds=[0, 1], data_dir=data, poll_seconds=0.5, progress=lambda _: None
+    )
+    runs_after = json.loads((out / "tiny" / "runs.json").read_text())
+    assert runs_after["soups__seed0"] == runs["soups__seed0"]
+    assert set(runs_after) == {"soups__seed0", "soups__seed1"}
+    assert second[0]["recorded"] == record["recorded"]
+    assert second[1]["status"] == "succeeded" and second[1]["seed"] == 1
