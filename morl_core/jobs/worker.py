@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
@@ -219,6 +220,8 @@ class Worker:
             "started": self.started,
             "finished": now,
             "wall_seconds": now - self.started,
+            # peak resident memory of this worker process (Linux reports KiB)
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "versions": package_versions(),
             "git": git_hash(),
         }
