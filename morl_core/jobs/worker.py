@@ -225,6 +225,8 @@ class Worker:
             "versions": package_versions(),
             "git": git_hash(),
         }
+        # Log first: a reader that sees the final state must find this line in the log too.
+        _log(f"{state}{': ' + message if message else ''}")
         try:
             write_json_atomic(self.run_dir / RESULT, result)
             written = update_status(
@@ -242,8 +244,8 @@ class Worker:
             _log(f"cannot record the end of the run ({state}): {describe_os_error(exc)}")
             return EXIT_FAILED
         if written is None:
+            _log("a newer attempt owns the run; the end above was not recorded")
             return EXIT_SUPERSEDED
-        _log(f"{state}{': ' + message if message else ''}")
         return EXIT_OK if state != RunState.FAILED else EXIT_FAILED
 
     # --- files ---
