@@ -7,15 +7,12 @@ runs in the foreground with a progress bar, which is what a quick experiment wan
 from __future__ import annotations
 
 import argparse
-import json
 import time
-import types
-import typing
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from morl_core.config import RunConfig, field_help
+from morl_core.config import RunConfig
+from morl_core.jobs.cli import add_config_options, config_from_args
 from morl_core.methods.base import StepInfo, TrainCallback
 
 FRONT_FILE = "front.json"
@@ -24,81 +21,28 @@ FRONT_FILE = "front.json"
 REFERENCE_MARGIN = 0.1
 
 
-# --- config <-> command-line options, derived from the dataclass ---
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One ``--option`` per RunConfig field, with the field's help and default."""
-    defaults = RunConfig()
-    helps = field_help()
-    for f in fields(RunConfig):
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        if f.name == "options":
-            parser.add_argument(
-                "--option",
-                action="append",
-                default=[],
-                metavar="KEY=VALUE",
-                help=helps[f.name] + " (repeatable)",
-            )
-            continue
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        parser.add_argument(
-            flag, dest=f.name, default=None, help=f"{helps[f.name]} (default: {shown})"
-        )
-
-
-def _coerce(name: str, text: str) -> Any:
-    hint = typing.get_type_hints(RunConfig)[name]
-    base = (
-        [a for a in typing.get_args(hint) if a is not type(None)]
-        if isinstance(hint, types.UnionType)
-        else [hint]
-    )
-    kind = base[0] if base else str
-    if typing.get_origin(kind) is tuple:
-        return text  # from_dict splits comma lists
-    try:
-        return kind(text) if kind in (int, float) else text
-    except ValueError:
-        raise ValueError(
-            f"invalid run configuration:\n  {name}: must be {kind.__name__}, got {text!r}"
-        ) from None
-
-
-def _option_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """The validated RunConfig of parsed options (unset options keep their defaults)."""
-    data: dict[str, Any] = {}
-    for f in fields(RunConfig):
-        if f.name == "options":
-            continue
-        value = getattr(args, f.name, None)
-        if value is not None:
-            data[f.name] = _coerce(f.name, value)
-    options = {}
-    for item in getattr(args, "option", []) or []:
-        if "=" not in item:
-            raise ValueError(
-                f"invalid run configuration:\n  options: expected KEY=VALUE, got {item!r}"
-            )
-        key, value = item.split("=", 1)
-        options[key.strip()] = _option_value(value)
-    data["options"] = options
-    return RunConfig.from_dict(data)
+# --- config <-> command-line options: the job CLI's, so `morl train` and `morl submit` agree ---
+add_config_arguments = add_config_options
 
 
 # --- running a method into a run folder ---
 def folder_callback(run_dir: Path, inner: TrainCallback | None = None) -> TrainCallback:
-    """Append each step to ``metrics.jsonl`` and each front snapshot to ``front.jsonl``."""
-    from morl_core.jobs.files import append_jsonl
+    """Append each step to ``metrics.jsonl`` and each front snapshot to ``front.jsonl``.
+
+    A resumed run re-reports nothing it already wrote: steps up to the last one on disk are
+    skipped (a torn last line from a crash is cut first).
+    """
+    from morl_core.jobs.files import append_jsonl, read_jsonl, repair_torn_tail
+
+    last = {}
+    for name in ("metrics.jsonl", "front.jsonl"):
+        repair_torn_tail(run_dir / name)
+        records, _ = read_jsonl(run_dir / name)
+        last[name] = max((int(r.get("step", 0)) for r in records), default=0)
 
     def callback(info: StepInfo) -> bool:
+        if info.step <= last["metrics.jsonl"]:
+            return inner(info) if inner else True
         append_jsonl(
             run_dir / "metrics.jsonl",
             [
@@ -111,7 +55,7 @@ def folder_callback(run_dir: Path, inner: TrainCallback | None = None) -> TrainC
                 }
             ],
         )
-        if info.front is not None:
+        if info.front is not None and info.step > last["front.jsonl"]:
             append_jsonl(
                 run_dir / "front.jsonl",
                 [{"step": info.step, "samples": info.samples, **info.front}],
