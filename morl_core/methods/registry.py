@@ -48,3 +48,55 @@ register(
         },
     )
 )
+
+# --- issue 8: preference-conditioned policies, hidden-state aggregation, meta-policy ---
+_EXPERTS_FROM = ("experts_from", (str, "", "run folder whose experts to reuse instead of training"))
+register(
+    MethodSpec(
+        name="ric",
+        family="C",
+        module="morl_core.methods.ric",
+        summary="one policy; the preference enters as target-reward tags in the prompt",
+        paper="Yang et al. 2024, Rewards-in-Context (arXiv 2402.10207)",
+    )
+)
+register(
+    MethodSpec(
+        name="panacea",
+        family="C",
+        module="morl_core.methods.panacea",
+        summary="one policy; the preference is K singular values of an SVD-LoRA",
+        paper="Zhong et al. 2024, Panacea (arXiv 2402.02030)",
+    )
+)
+register(
+    MethodSpec(
+        name="emorl",
+        family="D3",
+        module="morl_core.methods.emorl",
+        summary="experts mixed at the last hidden state; weights by hierarchical grid search",
+        paper="Kong et al. 2025, EMORL (arXiv 2505.02579)",
+        options={
+            _EXPERTS_FROM[0]: _EXPERTS_FROM[1],
+            "search_rounds": (int, 5, "hierarchical grid search rounds (each halves the box)"),
+            "search_prompts": (int, 8, "held-out prompts scored per candidate in the search"),
+        },
+    )
+)
+register(
+    MethodSpec(
+        name="metapolicy",
+        family="E",
+        module="morl_core.methods.metapolicy",
+        summary="frozen experts mixed per token by a small network trained by RL over preferences",
+        paper="Kong et al. 2025, MORL for LLMs: Visionary Perspective (arXiv 2509.21613)",
+        options={
+            _EXPERTS_FROM[0]: _EXPERTS_FROM[1],
+            "meta_steps": (int, 0, "RL steps of the upper level (0 = the run's steps)"),
+            "meta_lr": (float, 0.0, "learning rate of the upper level (0 = the run's lr)"),
+            "meta_hidden": (int, 64, "attention width of the upper-level network"),
+            "prior_eps": (float, 0.01, "eps of the preference prior log(w + eps) in (0, 1)"),
+            "score_bound": (float, 1.0, "bound B of the learned log-weight adjustment, > 0"),
+        },
+    )
+)

@@ -1,0 +1,206 @@
+"""D3. EMORL: per-objective experts mixed at the last hidden state, weights by grid search.
+
+Reference: Kong et al., "EMORL: Ensemble Multi-Objective Reinforcement Learning for Efficient and
+Flexible LLM Fine-Tuning" (SIGDIAL 2025, arXiv 2505.02579).
+
+Train one LoRA expert per objective (shared with soups/MOD, ``experts_from`` reuses another run's).
+For aggregation coefficients a in [0, 1]^K, the policy pi_a decodes with
+
+    h_t = sum_i a_i h_{t,i}(x, y_<t),       pi_a(y_t | x, y_<t) = softmax(lm_head(h_t))
+
+where h_{t,i} is expert i's last hidden state (after the final layer norm) and lm_head the base
+model's shared head. For a target preference w the coefficients are
+
+    a*(w) = argmax_{a in [0,1]^K}  sum_i w_i * mean_{x in S, y ~ pi_a} r_i(x, y)
+
+found by hierarchical grid search (:func:`morl_core.search.hierarchical_grid_search`: 3^K grid,
+keep the best 2^K sub-cube, shrink, ``search_rounds`` rounds) on ``search_prompts`` held-out
+prompts S (the *last* prompts of the eval split; the front is measured on the first
+``eval_prompts``, and the artifact says whether the two overlap). a is not normalised, as in the
+paper: the search may also pick the norm of h, which acts like a temperature.
+
+Here the search runs at the end of training for every preference of the evaluation grid; the
+objective vectors of candidate coefficients are cached and shared between preferences, and the
+candidates of one round are decoded in one batch. A preference off the grid is served by
+inverse-distance (Shepard) interpolation of the searched coefficients, so steering costs one
+decode, not a search. Search evaluations and scored samples go into the artifact (``search``)
+and the final front snapshot; the search's wall-clock seconds, which differ from run to run, go
+into ``search_timing.json`` next to it so that the artifact itself stays reproducible.
+Cost at inference: K models kept, K forward passes per token (experts with a_i = 0 skipped).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from morl_core import objectives as objective_registry
+from morl_core.config import RunConfig
+from morl_core.jobs.files import write_json_atomic
+from morl_core.methods import METHODS
+from morl_core.methods.base import TrainCallback
+from morl_core.methods.common import (
+    eval_preferences,
+    load_adapters,
+    open_policy,
+    read_artifact,
+    snapshot,
+    write_artifact,
+)
+from morl_core.methods.evaluate import EVAL_DECODING
+from morl_core.methods.experts import expert_names, train_experts
+from morl_core.methods.hidden import FixedMixer, HiddenFusion, fused_policy
+from morl_core.prompts import load_prompts
+from morl_core.search import hierarchical_grid_search
+from morl_core.weights import check_weights
+
+SEARCH_SEED = 4242  # one seed for every candidate: the same sampling noise stream
+SEARCH_TIMING = "search_timing.json"
+
+
+class Emorl:
+    """Steerable: hidden-state aggregation with coefficients looked up for the preference."""
+
+    def __init__(self, policy, objectives: tuple[str, ...], experts: list[str], table=()):
+        self.mixer = FixedMixer(len(experts))
+        self.fusion = HiddenFusion(policy.model, experts, self.mixer)
+        self.policy = fused_policy(policy, self.fusion)
+        self.objectives = tuple(objectives)
+        self.table = [(np.asarray(p, float), np.asarray(a, float)) for p, a in table]
+        self.models_kept = len(experts)
+        self.passes_per_token = len(experts)
+
+    def coefficients(self, weights) -> np.ndarray:
+        """Aggregation coefficients a (K,) for preference ``weights``: searched or interpolated."""
+        w = check_weights(weights, k=len(self.objectives))
+        if not self.table:
+            return w  # no search yet: a = w
+        prefs = np.stack([p for p, _ in self.table])  # (P, K)
+        coefs = np.stack([a for _, a in self.table])  # (P, K)
+        dist = np.sqrt(((prefs - w) ** 2).sum(-1))  # (P,)
+        if dist.min() < 1e-9:
+            return coefs[int(dist.argmin())]
+        inverse = 1.0 / dist**2
+        return (inverse[:, None] * coefs).sum(0) / inverse.sum()
+
+    def decode(self, prompts, coefficients: np.ndarray, **gen: Any) -> list[str]:
+        """Generate with explicit coefficients: (K,) for all rows or (len(prompts), K)."""
+        self.mixer.weights = torch.as_tensor(np.asarray(coefficients), dtype=torch.float32)
+        return self.policy.generate(list(prompts), **gen)
+
+    def generate(self, prompts, weights, **gen: Any) -> list[str]:
+        return self.decode(prompts, self.coefficients(weights), **gen)
+
+
+def search_prompts(config: RunConfig, n: int) -> tuple[list[str], bool]:
+    """The search prompts (last ``n`` of the eval split) and whether they overlap the front's."""
+    prompts = load_prompts(config.prompt_set, "eval")
+    chosen = prompts[-n:]
+    return chosen, len(prompts) - len(chosen) < min(config.eval_prompts, len(prompts))
+
+
+def search_table(
+    steerable: Emorl, config: RunConfig, preferences: np.ndarray, prompts: list[str], rounds: int
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Hierarchical grid search of a*(w) for each preference; returns the table and its cost."""
+    k = len(config.objectives)
+    cache: dict[tuple[float, ...], np.ndarray] = {}  # coefficients -> mean objective vector (K,)
+    start = time.perf_counter()
+
+    def vectors(points: np.ndarray) -> np.ndarray:  # (n, K) coefficients -> (n, K) rewards
+        new = [p for p in map(tuple, points) if p not in cache]
+        if new:
+            rows = [p for p in new for _ in prompts]  # candidate-major, one row per prompt
+            asked = [q for _ in new for q in prompts]
+            texts = steerable.decode(
+                asked,
+                np.asarray(rows),
+                seed=SEARCH_SEED,
+                max_new_tokens=EVAL_DECODING["max_new_tokens"],
+                temperature=EVAL_DECODING["temperature"],
+                top_p=EVAL_DECODING["top_p"],
+            )
+            rewards = objective_registry.score(list(config.objectives), asked, texts)  # (R, K)
+            means = rewards.reshape(len(new), len(prompts), k).mean(1)  # (n_new, K)
+            cache.update(zip(new, means, strict=True))
+        return np.stack([cache[p] for p in map(tuple, points)])
+
+    table, requested = [], 0
+    for w in preferences:
+        result = hierarchical_grid_search(lambda pts, w=w: vectors(pts) @ w, k, rounds=rounds)
+        requested += result.evaluations
+        table.append(
+            {
+                "preference": w.tolist(),
+                "coefficients": result.best.tolist(),
+                "value": result.value,
+                "objectives": cache[tuple(result.best)].tolist(),
+            }
+        )
+    cost = {
+        "seconds": time.perf_counter() - start,
+        "evaluations": len(cache),  # distinct coefficient vectors decoded and scored
+        "evaluations_requested": requested,  # without sharing between preferences
+        "samples": len(cache) * len(prompts),  # prompt-completion pairs scored by the search
+        "prompts": len(prompts),
+        "rounds": rounds,
+    }
+    return table, cost
+
+
+def train(config: RunConfig, run_dir: Path, callback: TrainCallback) -> None:
+    spec = METHODS["emorl"]
+    rounds = spec.option(config.options, "search_rounds")
+    n_prompts = spec.option(config.options, "search_prompts")
+    if rounds < 1 or n_prompts < 1:
+        raise ValueError(
+            f"options.search_rounds and options.search_prompts must be >= 1, got {rounds}, {n_prompts}"
+        )
+    policy = open_policy(config)
+    names = expert_names(config.objectives)
+    prompts, overlap = search_prompts(config, n_prompts)
+    found: dict[str, Any] = {}
+
+    def search() -> Emorl:
+        steerable = Emorl(policy, config.objectives, names)
+        table, cost = search_table(steerable, config, eval_preferences(config), prompts, rounds)
+        steerable.table = [
+            (np.asarray(t["preference"]), np.asarray(t["coefficients"])) for t in table
+        ]
+        found.update(table=table, cost=cost, steerable=steerable)
+        return steerable
+
+    def front_fn(index: int, finished: bool) -> dict[str, Any] | None:
+        if index < len(names) - 1 or not finished:
+            return None  # the front exists once every expert is trained and searched
+        front = snapshot(search(), config)
+        return {**front, "search": {k: v for k, v in found["cost"].items() if k != "seconds"}}
+
+    experts_from = spec.option(config.options, "experts_from")
+    if not train_experts(config, run_dir, callback, policy, front_fn, experts_from):
+        return
+    if not found:  # resumed after the last expert, or experts copied: search now
+        search()
+    cost = found["cost"]
+    # wall-clock time differs run to run: kept out of the (reproducible) artifact
+    write_json_atomic(Path(run_dir) / SEARCH_TIMING, {"seconds": cost.pop("seconds")})
+    write_artifact(
+        run_dir,
+        config,
+        {n: None for n in names},
+        experts=names,
+        aggregation=found["table"],
+        search={**cost, "overlaps_eval_prompts": overlap, "seconds_in": SEARCH_TIMING},
+    )
+
+
+def load(run_dir: Path, device: str = "auto") -> Emorl:
+    artifact = read_artifact(run_dir)
+    names = expert_names(artifact["objectives"])
+    policy, _ = load_adapters(run_dir, device, names)
+    table = [(t["preference"], t["coefficients"]) for t in artifact.get("aggregation", [])]
+    return Emorl(policy, tuple(artifact["objectives"]), names, table)

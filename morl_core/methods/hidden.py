@@ -1,0 +1,151 @@
+"""Hidden-state fusion of frozen experts, shared by EMORL (D3) and the meta-policy (E).
+
+Both methods run K per-objective experts (LoRA adapters of one base model) side by side and mix
+their *last hidden states* (after the final layer norm) before the base model's LM head::
+
+    h_t = sum_i a_{t,i} h_{t,i}          logits_t = lm_head(h_t)
+
+EMORL fixes the coefficients a per preference (found by grid search); the meta-policy computes
+them per token with a small network. :class:`HiddenFusion` wraps this as a model with the
+interface the sampler and :class:`~morl_core.rl.trainer.RLTrainer` use (``forward`` with a cache,
+``config``, ``disable_adapter``), so generation and RL reuse the shared code unchanged. The cache
+is a list of the K experts' caches; cost is K forward passes per token (zero-weight experts in
+EMORL are skipped).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+
+from morl_core.policy import Policy
+
+
+def expert_hidden(model, name: str, input_ids, attention_mask, position_ids, cache, use_cache):
+    """Last hidden states (B, T, D) of adapter ``name`` of a peft model, and its new cache."""
+    model.set_adapter(name, inference_mode=True)  # frozen: set_adapter would make it trainable
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        cache=cache,
+        use_cache=use_cache,
+        output_hidden_states=True,
+        logits_to_keep=1,  # the experts' own logits are not needed
+    )
+    return out.hidden_states[-1], out.cache
+
+
+class FixedMixer(nn.Module):
+    """EMORL's mixer: coefficients a (K,) for every row, or (B, K) one row each (batched search)."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.weights = torch.full((k,), 1.0 / k)
+
+    def active(self) -> list[int]:
+        """Experts with a non-zero coefficient in some row (the others are not run)."""
+        w = self.weights.reshape(-1, self.weights.shape[-1])
+        used = [i for i in range(w.shape[-1]) if bool((w[:, i] != 0).any())]
+        return used or [0]  # all zero: h = 0 either way, but one pass keeps the shapes
+
+    def forward(self, hidden: torch.Tensor, experts: list[int]) -> torch.Tensor:
+        # hidden (B, T, K', D) for the experts in ``experts``
+        w = self.weights.to(hidden.device, hidden.dtype)[..., experts]  # (K',) or (B, K')
+        w = w[None, None, :] if w.ndim == 1 else w[:, None, :]  # (1|B, 1, K')
+        return (w[..., None] * hidden).sum(-2)  # (B, T, D)
+
+
+class HiddenFusion(nn.Module):
+    """A causal LM whose hidden state is a mix of K frozen experts' last hidden states.
+
+    Args:
+        model: a peft model holding the experts as named adapters.
+        experts: adapter names, one per objective, in objective order.
+        mixer: ``mixer(hidden (B, T, K', D), experts) -> (B, T, D)``; may be trainable. It may
+            define ``active() -> list[int]`` to skip experts (default: all run).
+    """
+
+    def __init__(self, model, experts: Sequence[str], mixer: nn.Module):
+        super().__init__()
+        self.model = model
+        self.experts = list(experts)
+        self.mixer = mixer
+        self._reference = False
+        self.eval()  # never dropout: rollouts restore the mode they found, so it must start off
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @contextlib.contextmanager
+    def disable_adapter(self):
+        """Run the plain base model (the KL reference of RL)."""
+        self._reference = True
+        try:
+            with self.model.disable_adapter():
+                yield
+        finally:
+            self._reference = False
+
+    def hidden_states(
+        self, input_ids, attention_mask, position_ids=None, cache=None, use_cache=False
+    ):
+        """The active experts' last hidden states (B, T, K', D), their indices and new caches."""
+        if position_ids is None:
+            position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, -input_ids.shape[1] :]
+        active = self.mixer.active() if hasattr(self.mixer, "active") else range(len(self.experts))
+        active = list(active)
+        caches = list(cache) if cache is not None else [None] * len(self.experts)
+        states = []
+        with torch.no_grad():  # the experts are frozen: no graph through K transformer passes
+            for i in active:
+                h, caches[i] = expert_hidden(
+                    self.model,
+                    self.experts[i],
+                    input_ids,
+                    attention_mask,
+                    position_ids,
+                    caches[i],
+                    use_cache,
+                )
+                states.append(h)
+        return torch.stack(states, dim=-2), active, caches  # (B, T, K', D)
+
+    def forward(
+        self,
+        input_ids,
+        attention_mask,
+        position_ids=None,
+        cache=None,
+        use_cache: bool = False,
+        logits_to_keep: int = 0,
+        **kw,
+    ):
+        if self._reference:
+            return self.model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                cache=cache,
+                use_cache=use_cache,
+                logits_to_keep=logits_to_keep,
+                **kw,
+            )
+        hidden, active, caches = self.hidden_states(
+            input_ids, attention_mask, position_ids, cache, use_cache
+        )
+        mixed = self.mixer(hidden, active)  # (B, T, D)
+        if logits_to_keep:
+            mixed = mixed[:, -logits_to_keep:]
+        logits = self.model.get_output_embeddings()(mixed)  # (B, T, V), the shared LM head
+        return SimpleNamespace(logits=logits, cache=caches if use_cache else None)
+
+
+def fused_policy(policy: Policy, fusion: HiddenFusion) -> Policy:
+    """A :class:`Policy` that decodes with ``fusion`` (same tokenizer and device)."""
+    return Policy(model=fusion, tokenizer=policy.tokenizer, device=policy.device, name=policy.name)

@@ -1,0 +1,257 @@
+"""E. Bi-level meta-policy: a small network learns how to mix frozen per-objective experts.
+
+References: Kong et al., "Multi-Objective Reinforcement Learning for Large Language Model
+Optimization: Visionary Perspective" (arXiv 2509.21613), the bi-level meta-policy it proposes;
+its prototype, EMORL's hidden-state fusion (arXiv 2505.02579); Chen et al., "Meta-Learning for
+Multi-objective Reinforcement Learning" (arXiv 1811.03376).
+
+**Lower level.** K LoRA experts, expert i trained by RL on objective i alone (shared with soups,
+MOD and EMORL; ``experts_from`` reuses another run's), then frozen.
+
+**Upper level.** At every token t a network g_phi reads the experts' last hidden states
+h_{t,1..K} (after the final layer norm) and the preference w, and mixes them before the shared
+LM head::
+
+    c_t = LN(mean_i h_{t,i})                                   context: what has been written
+    s_{t,i} = <W_q [c_t; w], W_k LN(h_{t,i}) + e_i> / sqrt(d)  attention of (context, w) on experts
+    g_{t,i} = B tanh(s_{t,i} / B)                              bounded learned adjustment
+    alpha_t = softmax_i( log(w_i + eps) + g_{t,i} )            mixing weights on the simplex
+    pi_phi(y_t | x, y_<t, w) = softmax( lm_head( sum_i alpha_{t,i} h_{t,i} ) )
+
+Only phi = (W_q, W_k, e, LN) trains (about 2 d D parameters), by REINFORCE with the group
+baseline of the shared trainer on the preference-scalarised reward, one preference per batch:
+
+    max_phi  E_{w ~ Dir(1)} E_{y ~ pi_phi(.|x, w)} [ f_w(r(x, y)) ] - beta_KL KL(pi_phi || pi_base)
+
+**Design choices and what they trade.**
+
+* *Hidden-state fusion, not logits or weights*: one LM head and a convex combination keep the
+  result a sentence of the base model's language (EMORL's finding); the cost is K passes per
+  token, as for MOD and EMORL, plus a negligible network (``cost`` in the artifact).
+* *The preference prior* log(w + eps) *plus a bounded adjustment* g in [-B, B]: W_q starts at
+  zero, so at initialisation alpha = w (up to eps), i.e. the meta-policy starts as EMORL with
+  a = w, and it can only move each expert's log-weight by B (``score_bound``). At a one-hot w the
+  other experts keep at most about e^{2B} eps of the mass. Without the bound, attention scores
+  grow fast under RL and the network learned to ignore w (one expert for every preference,
+  optimal on average under a lopsided front, worst at the other corner). This trades
+  flexibility (it cannot override the user's preference) for stability and explainability;
+  ``prior_eps`` and ``score_bound`` set it.
+* *Per-token, context-dependent weights* let it, e.g., hand the end of a sentence to a brevity
+  expert; they make alpha a trajectory, so we report its mean per preference.
+* *Convex mixing* (alpha on the simplex) keeps alpha readable as per-objective contributions
+  but, unlike EMORL's unnormalised a, cannot sharpen or flatten the distribution.
+* *Frozen experts*: cheap (gradients never enter the transformer) and reusable; the front can
+  be no better than what mixtures of these experts can reach.
+
+**Research questions exposed.** The artifact records the mean mixing weights per evaluated
+preference (``mixing``: which expert it actually uses for each w, i.e. the learned per-objective
+contributions), the upper-level cost (``cost``: parameters, passes per token = K); the quality
+benchmark (``benchmarks/meta_quality.py``) compares it per preference against MORLHF to show
+where it degrades (extremes, concave parts) and times decoding against K.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from morl_core.config import RunConfig
+from morl_core.methods import METHODS
+from morl_core.methods.base import StepInfo, TrainCallback
+from morl_core.methods.common import (
+    adapter_dir,
+    load_adapters,
+    open_policy,
+    read_artifact,
+    snapshot,
+    write_artifact,
+)
+from morl_core.methods.conditioned import train_over_preferences
+from morl_core.methods.experts import expert_names, train_experts
+from morl_core.methods.hidden import HiddenFusion, fused_policy
+from morl_core.weights import check_weights
+
+FILE = "meta.safetensors"
+
+
+class MetaMixer(nn.Module):
+    """The upper level g_phi: attention of (context, preference) over the experts' states."""
+
+    def __init__(
+        self,
+        dim: int,
+        k: int,
+        hidden: int = 64,
+        prior_eps: float = 0.01,
+        score_bound: float = 1.0,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if hidden < 1 or not 0 < prior_eps < 1 or not score_bound > 0:
+            raise ValueError(
+                "options.meta_hidden must be >= 1, options.prior_eps in (0, 1) and "
+                f"options.score_bound > 0, got {hidden}, {prior_eps}, {score_bound}"
+            )
+        generator = torch.Generator().manual_seed(seed)  # never the global RNG
+        self.settings = {
+            "dim": dim,
+            "k": k,
+            "hidden": hidden,
+            "prior_eps": prior_eps,
+            "score_bound": score_bound,
+            "seed": seed,
+        }
+        self.norm = nn.LayerNorm(dim)
+        self.query = nn.Linear(dim + k, hidden)  # zero: at start alpha is the prior alone
+        self.key = nn.Linear(dim, hidden)
+        self.expert_embedding = nn.Parameter(0.02 * torch.randn(k, hidden, generator=generator))
+        with torch.no_grad():
+            self.query.weight.zero_()
+            self.query.bias.zero_()
+            self.key.weight.copy_(torch.randn(hidden, dim, generator=generator) / math.sqrt(dim))
+            self.key.bias.zero_()
+        self.register_buffer("preference", torch.full((k,), 1.0 / k), persistent=False)
+        self.record: list[torch.Tensor] | None = None  # mixing weights of each decoding step
+
+    def set_preference(self, weights) -> None:
+        self.preference.copy_(torch.as_tensor(np.asarray(weights, dtype=np.float32)))
+
+    def mixing(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Mixing weights alpha (B, T, K) from expert states (B, T, K, D)."""
+        hidden = hidden.to(self.key.weight.dtype)
+        normed = self.norm(hidden)  # (B, T, K, D)
+        context = self.norm(hidden.mean(-2))  # (B, T, D)
+        w = self.preference.expand(*context.shape[:-1], -1)  # (B, T, K)
+        query = self.query(torch.cat([context, w], dim=-1))  # (B, T, d)
+        keys = self.key(normed) + self.expert_embedding  # (B, T, K, d)
+        scores = (keys @ query[..., None]).squeeze(-1) / math.sqrt(query.shape[-1])  # (B, T, K)
+        bound = self.settings["score_bound"]
+        adjustment = bound * torch.tanh(scores / bound)  # (B, T, K) in [-bound, bound]
+        return torch.softmax(torch.log(w + self.settings["prior_eps"]) + adjustment, dim=-1)
+
+    def forward(self, hidden: torch.Tensor, experts: list[int]) -> torch.Tensor:
+        alpha = self.mixing(hidden)  # (B, T, K)
+        if self.record is not None:  # the last position predicts the next token
+            self.record.append(alpha[:, -1].detach().mean(0).cpu())
+        return (alpha[..., None] * hidden.to(alpha.dtype)).sum(-2).to(hidden.dtype)  # (B, T, D)
+
+    def save(self, folder: Path) -> Path:
+        from safetensors.torch import save_file
+
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {n: p.detach().cpu().contiguous() for n, p in self.named_parameters()}
+        tmp = folder / (FILE + ".tmp")
+        save_file(tensors, str(tmp), metadata={"settings": json.dumps(self.settings)})
+        tmp.replace(folder / FILE)
+        return folder / FILE
+
+    @classmethod
+    def from_folder(cls, folder: Path) -> MetaMixer:
+        from safetensors import safe_open
+
+        with safe_open(str(Path(folder) / FILE), framework="pt", device="cpu") as handle:
+            settings = json.loads(handle.metadata()["settings"])
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+        mixer = cls(**settings)
+        mixer.load_state_dict(tensors, strict=False)  # the preference buffer is not saved
+        return mixer.requires_grad_(False)
+
+
+class MetaPolicy:
+    """Steerable: the frozen experts mixed per token by the trained upper-level network."""
+
+    def __init__(self, policy, objectives: tuple[str, ...], experts: list[str], mixer: MetaMixer):
+        self.mixer = mixer.to(policy.device)
+        self.policy = fused_policy(policy, HiddenFusion(policy.model, experts, self.mixer))
+        self.objectives = tuple(objectives)
+        self.models_kept = len(experts) + 1  # K experts (adapters) + the meta-network
+        self.passes_per_token = len(experts)
+        self.mixing_log: dict[tuple[float, ...], list[float]] = {}
+
+    def generate(self, prompts, weights, **gen: Any) -> list[str]:
+        w = check_weights(weights, k=len(self.objectives))
+        self.mixer.set_preference(w)
+        self.mixer.record = []
+        try:
+            texts = self.policy.generate(list(prompts), **gen)
+            alpha = torch.stack(self.mixer.record).mean(0)  # (K,) mean over decoding steps
+            self.mixing_log[tuple(np.round(w, 6))] = alpha.tolist()
+        finally:
+            self.mixer.record = None
+        return texts
+
+
+def train(config: RunConfig, run_dir: Path, callback: TrainCallback) -> None:
+    spec = METHODS["metapolicy"]
+    option = lambda name: spec.option(config.options, name)  # noqa: E731
+    if option("meta_steps") < 0 or option("meta_lr") < 0:
+        raise ValueError("options.meta_steps and options.meta_lr must be >= 0 (0 = the run's)")
+    policy = open_policy(config)
+    names = expert_names(config.objectives)
+    meta_steps = option("meta_steps") or config.steps
+
+    def expert_callback(info: StepInfo) -> bool:  # the run's total includes the upper level
+        return callback(dataclasses.replace(info, total_steps=info.total_steps + meta_steps))
+
+    if not train_experts(
+        config, run_dir, expert_callback, policy, lambda i, done: None, option("experts_from")
+    ):
+        return
+    for name in names:  # make sure every expert is loaded (a resumed run loads them here)
+        if name not in policy.model.peft_config:
+            raise ValueError(f"expert {name} is missing after training")
+    policy.model.requires_grad_(False)  # the lower level is frozen: only the mixer trains
+    dim = policy.model.get_output_embeddings().in_features
+    mixer = MetaMixer(
+        dim,
+        len(names),
+        option("meta_hidden"),
+        option("prior_eps"),
+        option("score_bound"),
+        config.seed,
+    )
+    steerable = MetaPolicy(policy, config.objectives, names, mixer)
+    finished = train_over_preferences(
+        config,
+        run_dir,
+        callback,
+        steerable.policy,
+        stage="meta-policy",
+        steps=meta_steps,
+        condition=mixer.set_preference,
+        front_fn=lambda: snapshot(steerable, config),
+        stages_done=len(names),
+        lr=option("meta_lr") or None,
+    )
+    if not finished:
+        return
+    mixer.save(adapter_dir(run_dir, "metapolicy"))
+    if not steerable.mixing_log:  # resumed after the last step: measure the mixing once
+        snapshot(steerable, config)
+    write_artifact(
+        run_dir,
+        config,
+        {n: None for n in names},
+        experts=names,
+        mixing=[{"preference": list(w), "mean_alpha": a} for w, a in steerable.mixing_log.items()],
+        cost={
+            "meta_parameters": sum(p.numel() for p in mixer.parameters()),
+            "passes_per_token": len(names),
+            "meta_steps": meta_steps,
+        },
+    )
+
+
+def load(run_dir: Path, device: str = "auto") -> MetaPolicy:
+    artifact = read_artifact(run_dir)
+    names = expert_names(artifact["objectives"])
+    policy, _ = load_adapters(run_dir, device, names)
+    mixer = MetaMixer.from_folder(adapter_dir(run_dir, "metapolicy"))
+    return MetaPolicy(policy, tuple(artifact["objectives"]), names, mixer)
