@@ -62,6 +62,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise ValueError(
             "--weights needs a trained run folder (morl generate RUN_FOLDER --weights ...)"
         )
+    from morl_core.policy.sampling import check_sampling
+
+    check_sampling(args.max_new_tokens, args.temperature, args.top_p)  # before a slow model load
     gen = dict(
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,

@@ -74,6 +74,7 @@ def load_adapter(
         policy.model = PeftModel.from_pretrained(
             policy.model, str(folder), adapter_name=adapter_name, is_trainable=trainable
         )
-    policy.model.set_adapter(adapter_name)
+    # set_adapter makes the adapter trainable unless told otherwise
+    policy.model.set_adapter(adapter_name, inference_mode=not trainable)
     policy.model.to(policy.device)
     return policy
