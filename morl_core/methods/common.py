@@ -105,9 +105,15 @@ def train_stages(
         ):
             load_adapter(policy, adapter_dir(run_dir, stage.name), adapter_name=stage.name)
             continue
-        attach_lora(policy, r=config.lora_r, alpha=config.lora_alpha, adapter_name=stage.name)
+        stage_seed = config.seed * 1000 + index
+        # LoRA A is drawn from torch's global RNG: seed it privately so the initial adapter
+        # depends on (seed, stage) alone, not on what ran before in this process (a resume
+        # at a stage boundary, or a second run in the same process, must match a fresh run).
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(stage_seed)
+            attach_lora(policy, r=config.lora_r, alpha=config.lora_alpha, adapter_name=stage.name)
         _train_only(policy, stage.name)
-        trainer = RLTrainer(policy, config, prompts, seed=config.seed * 1000 + index)
+        trainer = RLTrainer(policy, config, prompts, seed=stage_seed)
         if state is not None and index == first_stage and state["trainer"] is not None:
             trainer.load_state(tensors, state["trainer"])
             stage.load(state["method"])

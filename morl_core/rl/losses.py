@@ -20,16 +20,23 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     """Log-probs (B, T) of the last ``n_completion`` tokens, and the entropy (B, T) there.
 
     Left padding is handled with explicit position ids. Entropy is returned detached.
+    Only the last ``n_completion + 1`` positions go through the LM head (``logits_to_keep``):
+    on a small model the vocabulary projection is a large share of the forward pass, and the
+    prompt positions' logits are never used.
     """
     positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     logits = model(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=positions
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=positions,
+        logits_to_keep=n_completion + 1,
     ).logits
     logits = logits[:, -n_completion - 1 : -1, :].float()  # (B, T, V) predicting the completion
     logp_all = torch.log_softmax(logits, dim=-1)
     targets = input_ids[:, -n_completion:]
     logp = logp_all.gather(-1, targets[..., None]).squeeze(-1)  # (B, T)
-    entropy = -(logp_all.exp() * logp_all).sum(-1).detach()  # (B, T)
+    with torch.no_grad():  # a monitor-only quantity: keep it out of the autograd graph
+        entropy = -(logp_all.exp() * logp_all).sum(-1)  # (B, T)
     return logp, entropy
 
 
