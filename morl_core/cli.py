@@ -6,7 +6,7 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 EXIT_BAD_INPUT = 2
 
@@ -151,12 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("methods", help="list the registered MORL methods")
     p.set_defaults(func=cmd_methods)
 
-    for module in ("morl_core.train_cli", "morl_core.jobs.cli"):
-        try:
-            add: Callable = __import__(module, fromlist=["add_subcommands"]).add_subcommands
-        except ImportError:
-            continue
-        add(sub)
+    from morl_core import train_cli
+    from morl_core.bench import cli as bench_cli
+    from morl_core.jobs import cli as jobs_cli
+
+    train_cli.add_subcommands(sub)  # train, front
+    jobs_cli.add_subcommands(sub)  # submit, runs, status, logs, cancel, resume, worker
+    bench_cli.add_subcommands(sub)  # bench, leaderboard
     return parser
 
 
