@@ -1,0 +1,14 @@
+"""What the Streamlit pages need from the library, so a page stays widgets -> one call -> render.
+
+Nothing here imports Streamlit, and torch loads only when a model is first needed.
+
+Modules:
+    serving: demo artifacts and finished runs, the shared model pool, ``steer``.
+    fronts: reference point, indicators, fronts per method, degeneration flags, knee and
+        pseudo-weight picks.
+    runs: the Train page's form, submission and live run history.
+    studies: relations (correlations, pairs, dependency graph, gradient conflict), benchmark
+        records, taxonomy, method sources, the scalarisation tour.
+    figures: plotly builders the pages need beyond :mod:`morl_core.plots`.
+    report: the one-file HTML trade-off report.
+"""

@@ -1,0 +1,516 @@
+"""Fronts for the app: the fixed reference point, indicators, fronts served by any method,
+per-point degeneration flags (length, repetition, distinct-n, KL to the base) and picking a
+point for the user (knee point, pseudo-weights) with the reason in words.
+
+Maximisation convention throughout: every objective maps to [0, 1], larger is better.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from morl_core.app.serving import (
+    ArtifactInfo,
+    Progress,
+    SharedSteerable,
+    app_data_dir,
+    noop,
+    slug,
+    ui_threads,
+)
+
+
+def reference_point(k: int) -> np.ndarray:
+    """The fixed per-task reference point: 10% below 0 on every [0, 1] objective."""
+    from morl_core.pareto import reference_point_from_bounds
+    from morl_core.train_cli import REFERENCE_MARGIN
+
+    return reference_point_from_bounds(np.zeros(k), np.ones(k), REFERENCE_MARGIN)
+
+
+REFERENCE_EXPLAINED = (
+    "Every objective maps to [0, 1], so the reference point sits 10% of that range below 0 on "
+    "each axis: r = (-0.1, ..., -0.1). It is fixed per task, never derived from a front, so "
+    "hypervolumes of different runs and methods can be compared; the margin keeps the "
+    "single-objective extremes of a front contributing volume."
+)
+
+
+def front_indicators(front: Mapping[str, Any]) -> dict[str, Any]:
+    """HV, EU, sparsity, cardinality (and IGD/IGD+ where a true front is known) of a front dict."""
+    from morl_core.pareto import summary
+
+    points = np.asarray(front["points"], dtype=float)  # (P, K)
+    k = points.shape[1]
+    true = None
+    names = list(front["objectives"])
+    if k == 2:
+        from morl_core.objectives import OBJECTIVES, true_front
+
+        if all(OBJECTIVES.get(n) is not None and OBJECTIVES[n].kind == "synthetic" for n in names):
+            try:
+                true = true_front(names[0], names[1])
+            except ValueError:
+                true = None
+    prefs = np.asarray(front.get("preferences") or [], dtype=float)
+    return summary(
+        points, reference_point(k), weights=prefs if prefs.size else None, true_front=true
+    ).to_dict()
+
+
+def front_for(
+    info: ArtifactInfo, method: str | None = None, progress: Progress | None = None
+) -> dict[str, Any]:
+    """The evaluated front of ``info`` served by ``method`` (default: its own), with indicators.
+
+    The shipped ``front.json`` is used when it matches; otherwise the front is evaluated once
+    with the shared protocol on a private copy of the model (so no session waits on it) and
+    cached under :func:`app_data_dir`, never written into the (possibly read-only) run folder.
+    """
+    method = method or info.method
+    progress = progress or noop
+    cached = front_cached(info, method)
+    if cached is not None:
+        return cached
+    cache = front_cache_path(info, method)
+    progress(f"evaluating the {method} front once (cached afterwards)", 0.1)
+    from morl_core.methods.common import load_steerable, read_config, snapshot
+    from morl_core.policy import set_threads
+
+    set_threads(ui_threads())
+    steerable = load_steerable(info.run_dir, method=method)
+    progress("generating and scoring held-out prompts at each preference", 0.3)
+    data = snapshot(steerable, read_config(info.run_dir))
+    data["method"] = method
+    data["indicators"] = front_indicators(data)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(cache)
+    progress("front ready", 1.0)
+    return data
+
+
+def front_cache_path(info: ArtifactInfo, method: str) -> Path:
+    """Where the app caches the front of ``info`` served by ``method``."""
+    return app_data_dir() / "fronts" / f"{slug(str(info.run_dir.resolve()))}.{method}.json"
+
+
+def nearest_preference(preferences: Sequence[Sequence[float]], weights: Sequence[float]) -> int:
+    """Index of the evaluated preference closest (Euclidean) to ``weights``."""
+    prefs = np.asarray(preferences, dtype=float)  # (P, K)
+    return int(np.argmin(((prefs - np.asarray(weights, dtype=float)) ** 2).sum(-1)))
+
+
+# --- degeneration and picks ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Degeneration:
+    """Signs that a policy games its rewards instead of writing well (means over its texts).
+
+    Attributes:
+        words: Mean words per completion.
+        repetition: Share of word 3-grams that repeat an earlier 3-gram of the same text.
+        distinct1: Distinct words / words (over all texts together).
+        distinct2: Distinct word bigrams / bigrams.
+        kl: Mean per-token KL(policy || base) in nats, estimated on the texts; None if not cheap.
+        flags: Human-readable warnings (empty when nothing looks wrong).
+    """
+
+    words: float
+    repetition: float
+    distinct1: float
+    distinct2: float
+    kl: float | None
+    flags: tuple[str, ...]
+
+
+# Thresholds for the flags; chosen on the embedded model's base outputs, which pass all of them.
+SHORT_WORDS, LONG_WORDS = 2.0, 40.0
+MAX_REPETITION, MIN_DISTINCT2, MAX_KL = 0.25, 0.5, 1.0
+
+
+def _ngrams(words: list[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+
+
+def degeneration(texts: Sequence[str], kl: float | None = None) -> Degeneration:
+    """Length, repetition and distinct-n of ``texts`` (and a given KL), with flags."""
+    tokenized = [t.lower().split() for t in texts]
+    words = float(np.mean([len(w) for w in tokenized])) if tokenized else 0.0
+    repeats, total = 0, 0
+    for w in tokenized:
+        grams = _ngrams(w, 3)
+        repeats += len(grams) - len(set(grams))
+        total += len(grams)
+    repetition = repeats / total if total else 0.0
+    unigrams = [g for w in tokenized for g in w]
+    bigrams = [g for w in tokenized for g in _ngrams(w, 2)]
+    distinct1 = len(set(unigrams)) / len(unigrams) if unigrams else 0.0
+    distinct2 = len(set(bigrams)) / len(bigrams) if bigrams else 0.0
+    flags = []
+    if words < SHORT_WORDS:
+        flags.append(f"very short: {words:.1f} words on average (brevity gamed?)")
+    if words > LONG_WORDS:
+        flags.append(f"very long: {words:.0f} words on average")
+    if repetition > MAX_REPETITION:
+        flags.append(f"repetitive: {repetition:.0%} of 3-grams repeat")
+    if bigrams and distinct2 < MIN_DISTINCT2:
+        flags.append(f"low diversity: distinct-2 = {distinct2:.2f}")
+    if kl is not None and kl > MAX_KL:
+        flags.append(f"far from the base model: KL = {kl:.2f} nats/token")
+    return Degeneration(words, repetition, distinct1, distinct2, kl, tuple(flags))
+
+
+def kl_to_base(
+    shared: SharedSteerable, prompts: Sequence[str], texts: Sequence[str], weights
+) -> float | None:
+    """Monte-Carlo KL(policy || base) per token on sampled ``texts``; None when not cheap.
+
+    Cheap for single-model servers (an adapter or a soup: one forward pass with and one
+    without the adapter). Decoding-time mixtures (MOD: K models per token) and the base model
+    itself return None. The texts were sampled with top-p, so this is an estimate.
+    """
+    steerable = shared.steerable
+    policy = getattr(steerable, "policy", None)
+    if policy is None or not hasattr(steerable, "choose") or not texts:
+        return None
+    import torch
+
+    from morl_core.rl.losses import token_logprobs
+    from morl_core.weights import check_weights
+
+    tok = policy.tokenizer
+    rows = []
+    for prompt, text in zip(prompts, texts, strict=True):
+        p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+        c_ids = tok(" " + text, add_special_tokens=False)["input_ids"] if text else []
+        rows.append((p_ids, c_ids))
+    width = max(len(c) for _, c in rows)
+    if width == 0:
+        return None
+    ids, mask, cmask = [], [], []
+    total = max(len(p) for p, _ in rows) + width
+    for p_ids, c_ids in rows:  # left-pad the prompt, right-pad the completion
+        body = p_ids + c_ids + [policy.pad_id] * (width - len(c_ids))
+        pad = total - len(body)
+        ids.append([policy.pad_id] * pad + body)
+        mask.append([0] * pad + [1] * (len(p_ids) + len(c_ids)) + [0] * (width - len(c_ids)))
+        cmask.append([1] * len(c_ids) + [0] * (width - len(c_ids)))
+    input_ids = torch.tensor(ids, device=policy.device)
+    attention = torch.tensor(mask, device=policy.device)
+    completion_mask = torch.tensor(cmask, dtype=torch.float32, device=policy.device)
+    with shared.lock, torch.no_grad():
+        policy.model.set_adapter(steerable.choose(check_weights(weights, k=len(shared.objectives))))
+        logp, _ = token_logprobs(policy.model, input_ids, attention, width)
+        with policy.model.disable_adapter():
+            ref, _ = token_logprobs(policy.model, input_ids, attention, width)
+    per_token = ((logp - ref) * completion_mask).sum() / completion_mask.sum().clamp(min=1)
+    return max(0.0, float(per_token))
+
+
+@dataclass(frozen=True)
+class Pick:
+    """A front point chosen for the user, with the reason in words."""
+
+    index: int
+    rule: str
+    reason: str
+
+
+def _front_scaled(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from morl_core.pareto import non_dominated
+
+    on_front = np.flatnonzero(non_dominated(points))
+    front = points[on_front]
+    low, high = front.min(0), front.max(0)
+    span = np.where(high - low > 0, high - low, 1.0)
+    return on_front, (front - low) / span  # (m,), (m, K) in [0, 1] per objective
+
+
+def knee_point(points: Sequence[Sequence[float]]) -> Pick:
+    """The knee: the front point farthest beyond the hyperplane through the front's extremes.
+
+    Objectives are scaled to [0, 1] over the front; the hyperplane ``sum_i x_i = 1`` then passes
+    through the single-objective extremes, and the knee maximises ``sum_i x_i - 1``: moving
+    away from it costs more of one objective than it gains of the others (Das 1999; Branke et
+    al. 2004). With fewer than three front points there is no bend, so the best balanced point
+    (largest minimum objective) is taken and the reason says so.
+    """
+    pts = np.asarray(points, dtype=float)  # (P, K)
+    on_front, scaled = _front_scaled(pts)
+    if len(on_front) < 3:
+        best = int(np.argmax(pts[on_front].min(1)))
+        return Pick(
+            int(on_front[best]),
+            "knee",
+            f"only {len(on_front)} front point(s): no bend to find, so the most balanced one "
+            "(the largest worst objective) is shown",
+        )
+    bulge = scaled.sum(1) - 1.0  # (m,) distance beyond the extremes' hyperplane (unnormalised)
+    best = int(np.argmax(bulge))
+    distance = bulge[best] / math.sqrt(scaled.shape[1])
+    return Pick(
+        int(on_front[best]),
+        "knee",
+        f"largest bulge of the front: {distance:.2f} (scaled units) beyond the plane through "
+        "the single-objective extremes; leaving it in any direction gives up more than it gains",
+    )
+
+
+def pseudo_weight_pick(points: Sequence[Sequence[float]], preference: Sequence[float]) -> Pick:
+    """The front point whose pseudo-weights are closest to ``preference`` (Deb 2001, pymoo).
+
+    Pseudo-weight of objective i at a point: its scaled position ``(f_i - min_i) / (max_i -
+    min_i)`` over the front, normalised to sum 1 (maximisation), i.e. how far along each
+    objective's range the point sits relative to the others.
+    """
+    pts = np.asarray(points, dtype=float)
+    w = np.asarray(preference, dtype=float)
+    w = w / w.sum()
+    on_front, scaled = _front_scaled(pts)
+    sums = scaled.sum(1, keepdims=True)
+    pseudo = np.where(sums > 0, scaled / np.where(sums > 0, sums, 1.0), 1.0 / scaled.shape[1])
+    best = int(np.argmin(np.abs(pseudo - w).sum(1)))
+    shown = ", ".join(f"{x:.2f}" for x in pseudo[best])
+    wanted = ", ".join(f"{x:.2f}" for x in w)
+    return Pick(
+        int(on_front[best]),
+        "pseudo-weights",
+        f"its pseudo-weights ({shown}) are the closest on the front to your preference ({wanted})",
+    )
+
+
+def neighbour_index(points: Sequence[Sequence[float]], index: int) -> int | None:
+    """The closest other point (Euclidean in objective space), or None for a single point."""
+    pts = np.asarray(points, dtype=float)
+    if len(pts) < 2:
+        return None
+    d = ((pts - pts[index]) ** 2).sum(1)
+    d[index] = np.inf
+    return int(np.argmin(d))
+
+
+# --- the Steer page's front, simplex map and report ------------------------------------------
+
+
+def front_cached(info: ArtifactInfo, method: str) -> dict[str, Any] | None:
+    """The front of ``info`` served by ``method`` if it is shipped or cached, else None."""
+    shipped = info.run_dir / "front.json"
+    if shipped.exists():
+        data = json.loads(shipped.read_text())
+        if data.get("method", info.method) == method:
+            data.setdefault("indicators", front_indicators(data))
+            return data
+    cache = front_cache_path(info, method)
+    return json.loads(cache.read_text()) if cache.exists() else None
+
+
+def steer_point(front: Mapping[str, Any], info: ArtifactInfo, method: str, weights, result):
+    """One method's entry for the Steer figures: its front, the evaluated preference nearest
+    to ``weights``, and the mean scores of the generations on screen."""
+    return {
+        "label": method if info.method == method else f"{method} (experts of {info.method})",
+        "method": method,
+        "points": front["points"],
+        "preferences": front["preferences"],
+        "nearest": nearest_preference(front["preferences"], weights),
+        "now": [result.mean_scores[n] for n in info.objectives],
+        "indicators": front.get("indicators") or front_indicators(front),
+    }
+
+
+def steer_figures(curves: Sequence[Mapping[str, Any]], names: Sequence[str], weights):
+    """``(mini front, ternary map or None)`` for the Steer page."""
+    from morl_core.app.figures import steer_front_figure, ternary_figure
+
+    fig = steer_front_figure(
+        [{k: c[k] for k in ("label", "method", "points", "preferences")} for c in curves],
+        names,
+        nearest=[c["nearest"] for c in curves],
+        now=[c["now"] for c in curves],
+    )
+    ternary = None
+    if len(names) == 3:
+        first = curves[0]
+        ternary = ternary_figure(weights, names, first["preferences"], first["points"])
+    return fig, ternary
+
+
+def steer_report(info: ArtifactInfo, result, figure, indicators: Mapping[str, Any]) -> str:
+    """The one-file trade-off report of what the Steer page shows."""
+    from morl_core.app.report import tradeoff_report
+
+    flags = degeneration([g.text for g in result.generations]).flags
+    return tradeoff_report(
+        title=f"Trade-off: {', '.join(info.objectives)}",
+        artifact=info.label,
+        method=result.method,
+        objectives=info.objectives,
+        weights=result.weights,
+        generations=result.generations,
+        indicators=indicators,
+        figure=figure,
+        flags=flags,
+        reference_note=REFERENCE_EXPLAINED,
+    )
+
+
+# --- the Fronts page -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FrontTable:
+    """Several fronts of one objective set, flattened so a clicked row maps to its source.
+
+    Attributes:
+        objectives: Objective names.
+        series: Per front: ``label``, ``method``, ``key``, ``points``, ``preferences``,
+            ``offset`` (its first row in the flat arrays) and ``indicators``.
+        points: (N, K) all points.
+        preferences: (N, K) the preference each point was evaluated at.
+        series_of: (N,) index into ``series`` per row.
+    """
+
+    objectives: tuple[str, ...]
+    series: list[dict[str, Any]]
+    points: np.ndarray
+    preferences: np.ndarray
+    series_of: np.ndarray
+
+    def rows_of(self, s: int) -> np.ndarray:
+        """Flat row indices of series ``s``."""
+        return np.flatnonzero(self.series_of == s)
+
+    def indicator_rows(self) -> list[dict[str, Any]]:
+        """One row per front for the indicator table."""
+        out = []
+        for s in self.series:
+            ind = s["indicators"]
+            out.append(
+                {
+                    "front": s["label"],
+                    "HV": ind.get("hypervolume"),
+                    "EU": ind.get("expected_utility"),
+                    "sparsity": ind.get("sparsity"),
+                    "IGD+": ind.get("igd_plus"),
+                    "cardinality": ind.get("cardinality"),
+                    "points": ind.get("n_points"),
+                }
+            )
+        return out
+
+    def figure(self, selected: int | None = None, picked: int | None = None):
+        """The overlay (2-D with the reference point, 3-D, or parallel coordinates)."""
+        from morl_core.app.figures import highlight, overlay_fronts_figure
+        from morl_core.plots import front_3d_figure, parallel_coordinates_figure
+
+        names = list(self.objectives)
+        k = len(names)
+        if k == 2:
+            fig = overlay_fronts_figure(self.series, names, ref=reference_point(2))
+        elif k == 3:
+            labels = [self.series[s]["label"] for s in self.series_of]
+            fig = front_3d_figure(self.points, names, methods=labels, preferences=self.preferences)
+        else:
+            methods = [self.series[s]["method"] for s in self.series_of]
+            return parallel_coordinates_figure(self.points, names, methods=methods)
+        if picked is not None:
+            highlight(fig, self.points[picked], "picked for you", names, "star")
+        if selected is not None:
+            highlight(fig, self.points[selected], "selected", names, "circle-open")
+        fig.update_layout(height=460, clickmode="event+select")
+        return fig
+
+    def neighbour(self, row: int) -> int | None:
+        """The nearest other point of the same front (in objective space)."""
+        rows = self.rows_of(int(self.series_of[row]))
+        near = neighbour_index(self.points[rows], int(np.flatnonzero(rows == row)[0]))
+        return None if near is None else int(rows[near])
+
+    def describe(self, row: int) -> str:
+        """``label, w = (...)`` of a row."""
+        w = ", ".join(f"{x:.2f}" for x in self.preferences[row])
+        return f"{self.series[int(self.series_of[row])]['label']}, w = ({w})"
+
+
+def front_table(entries: Sequence[tuple[ArtifactInfo, str, Mapping[str, Any]]]) -> FrontTable:
+    """Flatten ``(artifact, method, front)`` entries of one objective set into a table."""
+    series, points, prefs, owner = [], [], [], []
+    offset = 0
+    for i, (info, method, front) in enumerate(entries):
+        pts = np.asarray(front["points"], dtype=float)
+        label = f"{method} · {info.label.removeprefix('demo: ')}"
+        series.append(
+            {
+                "label": label,
+                "method": method,
+                "key": (info.key, method),
+                "points": pts,
+                "preferences": front["preferences"],
+                "offset": offset,
+                "indicators": front.get("indicators") or front_indicators(front),
+            }
+        )
+        points.append(pts)
+        prefs.append(np.asarray(front["preferences"], dtype=float))
+        owner += [i] * len(pts)
+        offset += len(pts)
+    return FrontTable(
+        tuple(entries[0][0].objectives) if entries else (),
+        series,
+        np.concatenate(points) if points else np.zeros((0, 2)),
+        np.concatenate(prefs) if prefs else np.zeros((0, 2)),
+        np.asarray(owner, dtype=int),
+    )
+
+
+@dataclass(frozen=True)
+class PointInspection:
+    """What a policy at one front point writes, and how healthy that writing looks."""
+
+    weights: tuple[float, ...]
+    generations: list  # serving.Generation
+    degeneration: Degeneration
+
+
+def inspect_point(
+    shared: SharedSteerable, weights: Sequence[float], *, n_prompts: int = 3, seed: int = 0
+) -> PointInspection:
+    """Generate for the first held-out prompts at ``weights``, score, and flag degeneration."""
+    from morl_core.app.serving import STEER_DECODING, Generation, example_prompts, score_texts
+
+    prompts = example_prompts(n_prompts)
+    texts, _ = shared.generate(prompts, list(weights), seed=seed, **STEER_DECODING)
+    scores = score_texts(shared.objectives, prompts, texts)
+    gens = [
+        Generation(p, t, {n: float(v) for n, v in zip(shared.objectives, row, strict=True)})
+        for p, t, row in zip(prompts, texts, scores, strict=True)
+    ]
+    kl = kl_to_base(shared, prompts, texts, weights)
+    return PointInspection(tuple(float(w) for w in weights), gens, degeneration(texts, kl))
+
+
+def selected_row(state: Mapping[str, Any] | None) -> int | None:
+    """The table row of the first clicked point in a plotly selection state, if any.
+
+    Front traces carry their table row in ``customdata``; highlight and reference-point traces
+    carry none, so clicking them selects nothing.
+    """
+    points = ((state or {}).get("selection") or {}).get("points") or []
+    for point in points:
+        data = point.get("customdata")
+        if isinstance(data, list | tuple):
+            data = data[0] if data else None
+        if isinstance(data, int | float) and not isinstance(data, bool):
+            return int(data)
+    return None

@@ -1,0 +1,286 @@
+"""Training from the app: a form derived from ``RunConfig``, submission to the job system with
+field-named errors, and a run's history (metrics, front snapshots, hypervolume, ETA) read
+incrementally from its folder for the live view.
+"""
+
+from __future__ import annotations
+
+import time
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from morl_core.app.fronts import reference_point
+from morl_core.app.serving import allowed_models, ui_allows_imports, ui_objectives
+
+# --- the Train page --------------------------------------------------------------------------
+
+MAIN_FIELDS = ("method", "objectives", "steps", "seed", "model", "device")
+ADVANCED_FIELDS = (
+    "n_preferences",
+    "eval_every",
+    "eval_prompts",
+    "batch_prompts",
+    "k_samples",
+    "max_new_tokens",
+    "lr",
+    "kl_coef",
+    "scalarization",
+    "normalization",
+    "advantage",
+    "lora_r",
+    "lora_alpha",
+    "threads",
+)
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One form widget derived from a ``RunConfig`` field.
+
+    Attributes:
+        name: The field name (errors are reported under it).
+        label: Widget label.
+        help: The field's help text from the dataclass.
+        kind: ``choice``, ``multichoice``, ``int``, ``float`` or ``text``.
+        default: Default value.
+        choices: Allowed values for the choice kinds.
+    """
+
+    name: str
+    label: str
+    help: str
+    kind: str
+    default: Any
+    choices: tuple[Any, ...] = ()
+
+
+def form_fields(names: Sequence[str] = MAIN_FIELDS) -> list[FormField]:
+    """Form widgets for ``names``, derived from ``RunConfig`` (type, default, help, choices)."""
+    from morl_core import config as cfg
+    from morl_core.config import RunConfig, field_help
+    from morl_core.methods import METHODS
+
+    helps = field_help()
+    hints = typing.get_type_hints(RunConfig)
+    defaults = RunConfig()
+    choices: dict[str, tuple[Any, ...]] = {
+        "method": tuple(METHODS),
+        "objectives": tuple(ui_objectives()),
+        "model": allowed_models(),
+        "device": cfg.DEVICES,
+        "scalarization": cfg.SCALARIZATIONS,
+        "advantage": cfg.ADVANTAGES,
+        "normalization": cfg.NORMALIZATIONS,
+    }
+    by_name = {f.name: f for f in fields(RunConfig)}
+    out = []
+    for name in names:
+        if name not in by_name:
+            raise ValueError(f"{name!r} is not a RunConfig field")
+        hint = hints[name]
+        if name == "objectives":
+            kind = "multichoice"
+        elif name in choices:
+            kind = "choice"
+        elif hint is int:
+            kind = "int"
+        elif hint is float:
+            kind = "float"
+        else:
+            kind = "text"
+        default = getattr(defaults, name)
+        out.append(
+            FormField(
+                name=name,
+                label=name.replace("_", " "),
+                help=helps[name],
+                kind=kind,
+                default=list(default) if isinstance(default, tuple) else default,
+                choices=choices.get(name, ()),
+            )
+        )
+    return out
+
+
+def parse_options(text: str | Mapping[str, Any] | None) -> dict[str, Any]:
+    """Method options from the form's JSON text (``{}`` when blank).
+
+    Raises:
+        ConfigError: ``options`` is not a JSON object.
+    """
+    import json
+
+    from morl_core.config import ConfigError
+
+    if text is None or isinstance(text, Mapping):
+        return dict(text or {})
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(
+            {"options": f'must be a JSON object like {{"gamma": 0.2}} ({exc})'}
+        ) from None
+    if not isinstance(value, dict):
+        raise ConfigError({"options": f"must be a JSON object, got {type(value).__name__}"})
+    return value
+
+
+def submit_run(values: Mapping[str, Any], executor=None) -> str:
+    """Validate form values and submit them to the job system; returns the run id.
+
+    The web UI only trains on the server's allowed models and registered objectives (dotted
+    paths import code: CLI and config files only, unless the operator allows it). Training
+    happens in a worker process started by the executor, never in the UI process.
+
+    Args:
+        values: Field name -> value (``options`` may be JSON text).
+        executor: A :class:`morl_core.jobs.Executor`; default the configured one.
+
+    Raises:
+        ConfigError: every bad field by name (nothing is submitted).
+    """
+    from morl_core import jobs
+    from morl_core.config import ConfigError, RunConfig
+
+    data = dict(values)
+    errors: dict[str, str] = {}
+    try:
+        data["options"] = parse_options(data.get("options"))
+    except ConfigError as exc:
+        errors.update(exc.errors)
+        data["options"] = {}
+    if data.get("model", "embedded") not in allowed_models():
+        errors["model"] = f"not on this server's list; allowed: {', '.join(allowed_models())}"
+        data["model"] = "embedded"
+    if not ui_allows_imports():
+        bad = [o for o in data.get("objectives") or () if o not in ui_objectives()]
+        if bad:
+            errors["objectives"] = f"not registered objectives: {bad} (dotted paths: CLI only)"
+    try:
+        config = RunConfig.from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError({**exc.errors, **errors}) from None
+    if errors:
+        raise ConfigError(errors)
+    return (executor or jobs.get_executor()).submit(config)
+
+
+def run_folder(executor, run_id: str) -> Path:
+    """The folder of ``run_id`` in the executor's store (bad ids raise ``RunIdError``)."""
+    return executor.store.run_dir(run_id)
+
+
+def runs_table(statuses) -> list[dict[str, Any]]:
+    """Rows for the runs list: id, method, objectives, state, progress, message."""
+    return [
+        {
+            "run": s.run_id,
+            "method": s.method,
+            "objectives": ", ".join(s.objectives),
+            "state": str(s.state),
+            "progress": round(s.progress, 3),
+            "message": s.message,
+        }
+        for s in statuses
+    ]
+
+
+def metric_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """One ``metrics.jsonl`` record as a flat row, from the worker's or ``morl train``'s format."""
+    row = {k: v for k, v in record.items() if k != "metrics"}
+    row.update(record.get("metrics") or {})
+    return row
+
+
+def front_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """One ``front.jsonl`` snapshot as ``{step, samples, objectives, preferences, points}``."""
+    front = record.get("front") if isinstance(record.get("front"), Mapping) else record
+    return {
+        "step": int(record.get("step", 0)),
+        "samples": record.get("samples"),
+        "objectives": list(front.get("objectives") or []),
+        "preferences": front.get("preferences") or [],
+        "points": front.get("points") or [],
+        "partial": bool(front.get("partial", False)),
+    }
+
+
+@dataclass
+class RunHistory:
+    """Everything the live view draws, read incrementally from a run folder.
+
+    Call :meth:`update` on every poll: it reads only the bytes appended since the last call.
+    """
+
+    run_dir: Path
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    fronts: list[dict[str, Any]] = field(default_factory=list)
+    offsets: dict[str, int] = field(default_factory=lambda: {"metrics": 0, "fronts": 0})
+
+    def update(self) -> RunHistory:
+        """Append new records; returns self."""
+        from morl_core.jobs.files import read_jsonl
+
+        new, self.offsets["metrics"] = read_jsonl(
+            self.run_dir / "metrics.jsonl", self.offsets["metrics"]
+        )
+        self.metrics += [metric_record(r) for r in new]
+        new, self.offsets["fronts"] = read_jsonl(
+            self.run_dir / "front.jsonl", self.offsets["fronts"]
+        )
+        for record in new:
+            snap = front_record(record)
+            if snap["samples"] is None:
+                snap["samples"] = self.samples_at(snap["step"])
+            self.fronts.append(snap)
+        return self
+
+    def samples_at(self, step: int) -> int | None:
+        """Training samples at ``step`` (from the metrics), if known."""
+        for row in reversed(self.metrics):
+            if row.get("step") == step:
+                return row.get("samples")
+        return None
+
+    def frame(self):
+        """Metrics as a pandas DataFrame (one row per step)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.metrics)
+
+    def hypervolume_curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """(samples, HV) per front snapshot, with the task's fixed reference point."""
+        from morl_core.pareto import hypervolume
+
+        xs, hv = [], []
+        for snap in self.fronts:
+            pts = np.asarray(snap["points"], dtype=float)
+            if pts.ndim != 2 or not len(pts):
+                continue
+            xs.append(snap["samples"] if snap["samples"] is not None else snap["step"])
+            hv.append(hypervolume(pts, reference_point(pts.shape[1])))
+        return np.asarray(xs, dtype=float), np.asarray(hv, dtype=float)
+
+
+def progress_eta(status, now: float | None = None) -> tuple[float, str]:
+    """(fraction done, a line like ``step 12/40 - 1.3 s/step - about 36 s left``)."""
+    now = time.time() if now is None else now
+    fraction = status.progress
+    state = str(status.state)
+    if status.done:
+        took = (status.finished or now) - (status.started or status.created or now)
+        return (1.0 if state == "succeeded" else fraction), f"{state} after {took:.0f} s"
+    if not status.step or not status.started:
+        return fraction, f"{state}: waiting for the first step"
+    rate = (now - status.started) / status.step
+    left = rate * max(0, status.total_steps - status.step)
+    return fraction, (
+        f"step {status.step}/{status.total_steps} - {rate:.1f} s/step - about {left:.0f} s left"
+    )

@@ -1,0 +1,394 @@
+"""Serving trained artifacts to many sessions: where they are, one shared copy, steering.
+
+* where things are: demo artifacts shipped in ``assets/demo``, the app's writable cache, the
+  server's allowed models and the UI's import policy;
+* artifacts: trained run folders the app can steer (demos and finished runs of the job store)
+  and which registered methods can serve each;
+* :class:`ModelPool`: loads each steerable once per process and guards its ``generate`` with a
+  lock per model, so 30 sessions share it safely (the app keeps one pool with
+  ``st.cache_resource``);
+* :func:`steer`: one preference -> generated completions with their per-objective scores.
+
+Torch loads only when a model is first needed, so the first page renders fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from morl_core.policy.model import ASSETS
+
+# progress(message, fraction_done in [0, 1]); the pages draw it as a progress bar.
+Progress = Callable[[str, float], None]
+
+# --- where things are ------------------------------------------------------------------------
+
+DEMO_DIR = ASSETS / "demo"
+KEPT_RUN_FILES = frozenset(
+    {"config.json", "artifact.json", "metrics.jsonl", "front.jsonl", "front.json", "adapters"}
+)
+DEMO_FIRST = ("soups-sentiment-brevity",)
+MODELS_ENV = "MORL_UI_MODELS"  # comma-separated models the web UI may train on
+IMPORTS_ENV = "MORL_UI_ALLOW_IMPORT"  # "1": the operator lets the UI import dotted objectives
+THREADS_ENV = "MORL_UI_THREADS"
+# The evaluation protocol's decoding (morl_core.methods.evaluate), also the Steer default.
+STEER_DECODING = {"max_new_tokens": 24, "temperature": 1.0, "top_p": 0.9}
+
+
+def noop(message: str, fraction: float) -> None:
+    return None
+
+
+def data_dir() -> Path:
+    """The job store's data directory (``$MORL_DATA_DIR`` or the per-user default)."""
+    from morl_core.jobs.paths import resolve_data_dir
+
+    return resolve_data_dir()
+
+
+def app_data_dir() -> Path:
+    """Writable folder for the app's own caches (``DATA/app``); demo folders stay read-only."""
+    from morl_core.jobs.paths import default_data_dir
+
+    return default_data_dir() / "app"
+
+
+def allowed_models() -> tuple[str, ...]:
+    """Models the web UI offers for training: ``$MORL_UI_MODELS`` (comma list) or embedded."""
+    names = [m.strip() for m in os.environ.get(MODELS_ENV, "embedded").split(",") if m.strip()]
+    return tuple(names) or ("embedded",)
+
+
+def ui_allows_imports() -> bool:
+    """Whether the operator switched on dotted-path objectives in the UI (off by default)."""
+    return os.environ.get(IMPORTS_ENV, "") == "1"
+
+
+def ui_threads() -> int:
+    """Torch threads of the UI process (``$MORL_UI_THREADS``, default 1)."""
+    return max(1, int(os.environ.get(THREADS_ENV, "1")))
+
+
+def ui_objectives() -> list[str]:
+    """Objective names the web UI offers: the registered ones only."""
+    from morl_core.objectives import OBJECTIVES
+
+    return list(OBJECTIVES)
+
+
+def example_prompts(n: int = 8) -> list[str]:
+    """A few held-out prompts of the default set, for the prompt picker."""
+    from morl_core.prompts import load_prompts
+
+    return load_prompts("default", "eval")[:n]
+
+
+# --- artifacts -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    """A trained run folder the app can steer.
+
+    Attributes:
+        key: Stable id, ``demo/<name>`` or ``run/<run id>``.
+        label: What the pickers show.
+        run_dir: The run folder (read-only for demos).
+        method: The method it was trained with.
+        objectives: Objective names, in order.
+        steer_methods: Methods that can serve it: its own, plus every registered method built
+            from per-objective experts when the artifact holds experts (soups <-> mod, ...).
+        source: ``demo`` or ``run``.
+    """
+
+    key: str
+    label: str
+    run_dir: Path
+    method: str
+    objectives: tuple[str, ...]
+    steer_methods: tuple[str, ...]
+    source: str
+
+
+def steer_methods_for(method: str, artifact: Mapping[str, Any]) -> tuple[str, ...]:
+    """Registered methods that can serve an artifact (its own first).
+
+    A method whose spec takes the ``experts_from`` option is built from per-objective experts,
+    so it can re-aggregate any artifact that holds experts; nothing is hard-coded per method.
+    """
+    from morl_core.methods import METHODS
+
+    found = [method]
+    if artifact.get("experts"):
+        found += [
+            name
+            for name, spec in METHODS.items()
+            if name != method and "experts_from" in spec.options
+        ]
+    return tuple(found)
+
+
+def read_artifact_info(run_dir: Path, key: str, label: str, source: str) -> ArtifactInfo | None:
+    """The :class:`ArtifactInfo` of a finished run folder, or None if it holds no artifact."""
+    run_dir = Path(run_dir)
+    try:
+        config = json.loads((run_dir / "config.json").read_text())
+        artifact = json.loads((run_dir / "artifact.json").read_text())
+    except (OSError, ValueError):
+        return None
+    method = str(artifact.get("method") or config.get("method"))
+    return ArtifactInfo(
+        key=key,
+        label=label,
+        run_dir=run_dir,
+        method=method,
+        objectives=tuple(artifact.get("objectives") or config.get("objectives") or ()),
+        steer_methods=steer_methods_for(method, artifact),
+        source=source,
+    )
+
+
+def discover_artifacts(data_dir: Path | str | None = None, runs: bool = True) -> list[ArtifactInfo]:
+    """Demo artifacts first, then finished runs of the job store (newest first)."""
+    found = []
+    folders = sorted(DEMO_DIR.glob("*")) if DEMO_DIR.is_dir() else []
+    # the landing artifact first: two objectives, served by more than one method
+    folders.sort(key=lambda f: (f.name not in DEMO_FIRST, f.name))
+    for folder in folders:
+        info = read_artifact_info(folder, f"demo/{folder.name}", f"demo: {folder.name}", "demo")
+        if info is not None:
+            found.append(info)
+    if runs:
+        from morl_core.jobs import RunStore, StoreError
+
+        try:
+            store = RunStore(data_dir)
+            statuses = store.list({"succeeded"})
+        except (StoreError, OSError):
+            statuses, store = [], None
+        for status in statuses:
+            label = f"run {status.run_id}: {status.method} on {', '.join(status.objectives)}"
+            info = read_artifact_info(
+                store.runs_dir / status.run_id, f"run/{status.run_id}", label, "run"
+            )
+            if info is not None:
+                found.append(info)
+    return found
+
+
+def slug(text: str) -> str:
+    digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[-60:] + "-" + digest
+
+
+# --- shared models ---------------------------------------------------------------------------
+
+
+class BaseSteerable:
+    """The base model as a Steerable that ignores the preference (the 'before RL' reference)."""
+
+    passes_per_token = 1
+    models_kept = 1
+
+    def __init__(self, policy, objectives: Sequence[str] = ()):
+        self.policy = policy
+        self.objectives = tuple(objectives)
+
+    def generate(self, prompts, weights=None, **gen: Any) -> list[str]:
+        """Completions of the base model (``weights`` is ignored)."""
+        return self.policy.generate(list(prompts), **gen)
+
+
+class SharedSteerable:
+    """A loaded Steerable shared by every session of the process; ``generate`` holds a lock.
+
+    One lock per model: generations on the same model run one at a time (they would only
+    compete for the same cores), different models run in parallel. A small LRU cache of recent
+    generations makes repeated slider positions instant for everyone (the classroom case);
+    results say when they came from it.
+    """
+
+    def __init__(self, steerable, method: str, run_dir: Path | None, cache_size: int = 512):
+        self.steerable = steerable
+        self.method = method
+        self.run_dir = run_dir
+        self.objectives = tuple(getattr(steerable, "objectives", ()))
+        self.passes_per_token = int(getattr(steerable, "passes_per_token", 1))
+        self.models_kept = int(getattr(steerable, "models_kept", 1))
+        self.lock = threading.Lock()
+        self._cache: OrderedDict[tuple, list[str]] = OrderedDict()
+        self._cache_size = cache_size
+        self._cache_lock = threading.Lock()
+
+    def generate(self, prompts: Sequence[str], weights: Sequence[float], **gen: Any):
+        """``(completions, from_cache)`` for ``prompts`` at preference ``weights``."""
+        key = (
+            tuple(prompts),
+            tuple(round(float(w), 4) for w in weights),
+            tuple(sorted(gen.items())),
+        )
+        with self._cache_lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return list(self._cache[key]), True
+        with self.lock:
+            texts = self.steerable.generate(list(prompts), list(weights), **gen)
+        with self._cache_lock:
+            self._cache[key] = list(texts)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return texts, False
+
+
+class ModelPool:
+    """Load-once registry of :class:`SharedSteerable` s for one process (thread-safe).
+
+    The app keeps one pool per process with ``st.cache_resource``; each key loads once even when
+    many sessions ask at the same time (a lock per key), with progress reported to the first.
+    """
+
+    def __init__(self, device: str = "auto", threads: int | None = None):
+        self.device = device
+        self.threads = threads or ui_threads()
+        self._models: dict[tuple, SharedSteerable] = {}
+        self._locks: dict[tuple, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def loaded(self, run_dir: Path | None, method: str) -> bool:
+        """Whether ``(run_dir, method)`` is already in memory."""
+        return (str(run_dir), method) in self._models
+
+    def get(
+        self, run_dir: Path | None, method: str, progress: Progress | None = None
+    ) -> SharedSteerable:
+        """The shared steerable of ``run_dir`` served by ``method`` (``run_dir=None``: base model).
+
+        Raises:
+            ValueError: the folder holds no artifact, or the method cannot serve it.
+        """
+        key = (str(run_dir), method)
+        if key in self._models:
+            return self._models[key]
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._models:
+                self._models[key] = self._load(run_dir, method, progress or noop)
+        return self._models[key]
+
+    def _load(self, run_dir: Path | None, method: str, progress: Progress) -> SharedSteerable:
+        progress("importing torch and transformers (first time only)", 0.05)
+        from morl_core.policy import load_policy, set_threads
+
+        set_threads(self.threads)
+        if run_dir is None:
+            progress("loading the embedded base model", 0.5)
+            steerable: Any = BaseSteerable(load_policy("embedded", device=self.device))
+        else:
+            from morl_core.methods.common import load_steerable
+
+            progress(f"loading the base model and the {method} adapters", 0.4)
+            steerable = load_steerable(Path(run_dir), method=method, device=self.device)
+            progress("loading the objective scorers", 0.85)
+            from morl_core import objectives
+
+            objectives.prepare(list(steerable.objectives), allow_import=ui_allows_imports())
+        progress("ready", 1.0)
+        return SharedSteerable(steerable, method, run_dir)
+
+
+# --- steering --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One completion and its per-objective scores (each in [0, 1] for built-ins)."""
+
+    prompt: str
+    text: str
+    scores: dict[str, float]
+
+
+@dataclass(frozen=True)
+class SteerResult:
+    """What one preference gives: the completions, their scores and what it cost."""
+
+    method: str
+    weights: tuple[float, ...]
+    generations: list[Generation]
+    seconds: float
+    cached: bool
+    passes_per_token: int
+    models_kept: int
+
+    @property
+    def mean_scores(self) -> dict[str, float]:
+        """Mean score per objective over the generations."""
+        names = list(self.generations[0].scores) if self.generations else []
+        return {n: float(np.mean([g.scores[n] for g in self.generations])) for n in names}
+
+
+def score_texts(objective_names: Sequence[str], prompts: Sequence[str], texts: Sequence[str]):
+    """(N, K) scores with the UI's import policy."""
+    from morl_core import objectives
+
+    return objectives.score(
+        list(objective_names), list(prompts), list(texts), allow_import=ui_allows_imports()
+    )
+
+
+def steer(
+    shared: SharedSteerable,
+    prompt: str,
+    weights: Sequence[float],
+    *,
+    samples: int = 2,
+    seed: int = 0,
+    **decoding: Any,
+) -> SteerResult:
+    """Generate ``samples`` completions of ``prompt`` at preference ``weights`` and score them.
+
+    The seed is fixed per sample, so moving a slider changes the text only through the
+    preference, not through fresh dice.
+
+    Raises:
+        ValueError: an empty prompt or weights off the simplex.
+    """
+    from morl_core.weights import check_weights
+
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError("prompt: type a prompt or pick an example")
+    w = check_weights(weights, k=len(shared.objectives))
+    gen = {**STEER_DECODING, **decoding, "seed": int(seed)}
+    start = time.perf_counter()
+    texts, cached = [], True
+    for s in range(samples):
+        out, hit = shared.generate([prompt], w.tolist(), **{**gen, "seed": int(seed) + s})
+        texts += out
+        cached = cached and hit
+    scores = score_texts(shared.objectives, [prompt] * len(texts), texts)  # (N, K)
+    generations = [
+        Generation(prompt, text, {n: float(v) for n, v in zip(shared.objectives, row, strict=True)})
+        for text, row in zip(texts, scores, strict=True)
+    ]
+    return SteerResult(
+        method=shared.method,
+        weights=tuple(float(x) for x in w),
+        generations=generations,
+        seconds=time.perf_counter() - start,
+        cached=cached,
+        passes_per_token=shared.passes_per_token,
+        models_kept=shared.models_kept,
+    )

@@ -1,0 +1,206 @@
+"""Streamlit pieces shared by the pages: the process-wide model pool, progress boxes, the simplex
+sliders with locks, generation cards, figure export and field errors.
+
+Only Streamlit glue lives here; everything it calls is in ``morl_core.app``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import streamlit as st
+
+from morl_core.app import serving
+
+
+def use_router() -> None:
+    """Make sure the page runs inside ``app.py``'s ``st.navigation``.
+
+    Streamlit still has a legacy mode for a ``pages/`` folder: when the very first request to a
+    fresh server is a page URL (``/fronts``), it runs that file directly, without ``app.py``,
+    and lists every file of the folder in the sidebar. Every page calls this first: it switches
+    the legacy mode off for the process and reruns through the router (once per server).
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
+
+
+@st.cache_resource(show_spinner=False)
+def pool() -> serving.ModelPool:
+    """One model pool per server process, shared by every session."""
+    return serving.ModelPool(device="auto")
+
+
+def artifacts() -> list[serving.ArtifactInfo]:
+    """Demo artifacts and finished runs of this server's data directory (re-listed every 20 s)."""
+    return _artifacts(str(serving.data_dir()))
+
+
+@st.cache_data(ttl=20, show_spinner=False)
+def _artifacts(data_dir: str) -> list[serving.ArtifactInfo]:
+    return serving.discover_artifacts(data_dir)
+
+
+@contextlib.contextmanager
+def progress_box(label: str):
+    """A status box with a progress bar while something slow runs; it disappears when done.
+
+    Yields ``progress(message, fraction)``. On an error the box stays, marked failed.
+    """
+    holder = st.empty()
+    box = holder.status(label, expanded=True)
+    bar = box.progress(0.0, text="starting")
+
+    def progress(message: str, fraction: float) -> None:
+        bar.progress(min(1.0, max(0.0, fraction)), text=message)
+
+    try:
+        yield progress
+    except BaseException:
+        box.update(label=f"{label} failed", state="error")
+        raise
+    holder.empty()
+
+
+def model(info: serving.ArtifactInfo | None, method: str) -> serving.SharedSteerable | None:
+    """The shared model for ``info`` served by ``method`` (None: the base model).
+
+    Shows a progress bar while it loads (once per process); a load error is shown, not raised.
+    """
+    run_dir = info.run_dir if info is not None else None
+    models = pool()
+    if models.loaded(run_dir, method):
+        return models.get(run_dir, method)
+    try:
+        with progress_box(f"Loading {method} (first use on this server)") as progress:
+            return models.get(run_dir, method, progress=progress)
+    except (ValueError, OSError) as exc:
+        st.error(f"{method} cannot serve this artifact: {exc}")
+        return None
+
+
+def computed(key: tuple, label: str, fn):
+    """``fn(progress)`` computed once per session for ``key``, with a progress box meanwhile."""
+    cache = st.session_state.setdefault("computed", {})
+    if key not in cache:
+        with progress_box(label) as progress:
+            cache[key] = fn(progress)
+    return cache[key]
+
+
+def simplex_sliders(names: list[str], key: str) -> list[float]:
+    """One slider per objective kept on the simplex, each with a lock; returns the weights.
+
+    Moving a slider rescales the unlocked others so the weights still sum to 1
+    (:func:`morl_core.weights.sliders_to_weights`); a locked slider keeps its value.
+    """
+    from morl_core.weights import sliders_to_weights
+
+    keys = [f"{key}:w:{name}" for name in names]
+    locks = [f"{key}:lock:{name}" for name in names]
+    for k in keys:
+        st.session_state.setdefault(k, round(1.0 / len(names), 2))
+
+    def moved(index: int) -> None:
+        values = [st.session_state[k] for k in keys]
+        locked = [i for i, k in enumerate(locks) if st.session_state.get(k) and i != index]
+        try:
+            weights = sliders_to_weights(values, locked=locked, moved=index)
+        except ValueError as exc:
+            st.session_state[f"{key}:error"] = str(exc)
+            return
+        st.session_state.pop(f"{key}:error", None)
+        for k, w in zip(keys, weights, strict=True):
+            st.session_state[k] = round(float(w), 2)
+
+    for i, name in enumerate(names):
+        left, right = st.columns([3, 1], vertical_alignment="center")
+        left.slider(name, 0.0, 1.0, step=0.01, key=keys[i], on_change=moved, args=(i,),
+                    disabled=bool(st.session_state.get(locks[i])))  # fmt: skip
+        right.checkbox("lock", key=locks[i], help=f"keep {name}'s weight fixed")
+    if st.session_state.get(f"{key}:error"):
+        st.warning(st.session_state[f"{key}:error"])
+    values = [float(st.session_state[k]) for k in keys]
+    total = sum(values) or 1.0
+    return [v / total for v in values]
+
+
+def generation_cards(result) -> None:
+    """Each generation with its per-objective score bars, then what it cost."""
+    from morl_core.app.report import generation_html
+
+    for i, g in enumerate(result.generations):
+        with st.container(key=f"gen-{result.method}-{i}"):
+            st.markdown(generation_html(g.text, g.scores), unsafe_allow_html=True)
+    cost = "cached" if result.cached else f"{result.seconds * 1000:.0f} ms"
+    st.caption(
+        f"{cost} · {result.passes_per_token} forward pass(es) per token · "
+        f"{result.models_kept} model(s) kept"
+    )
+
+
+def export_figure(fig, name: str) -> None:
+    """Download buttons for a figure: HTML (offline, plotly.js inlined) and PNG via kaleido."""
+    from morl_core.app import figures
+
+    left, right = st.columns(2)
+    left.download_button("Download HTML", lambda: figures.figure_html(fig),
+                         file_name=f"{name}.html", mime="text/html", key=f"html:{name}")  # fmt: skip
+    if figures.png_available():
+        right.download_button("Download PNG", lambda: figures.figure_png(fig),
+                              file_name=f"{name}.png", mime="image/png", key=f"png:{name}")  # fmt: skip
+    else:
+        right.caption("PNG: use the camera icon on the chart (kaleido is not installed).")
+
+
+def field_errors(errors: dict[str, str], name: str) -> None:
+    """Show the error for one form field, if any, right under its widget."""
+    for field, message in errors.items():
+        if field == name or field.startswith(f"{name}."):
+            st.error(f"**{field}**: {message}", icon=":material/error:")
+
+
+def executor():
+    """The job system's executor, one per server process and data directory (it tracks its
+    worker processes)."""
+    return _executor(str(serving.data_dir()))
+
+
+@st.cache_resource(show_spinner=False)
+def _executor(data_dir: str):
+    from morl_core import jobs
+
+    return jobs.get_executor(data_dir=data_dir)
+
+
+def form_widget(field, errors: dict[str, str]):
+    """The widget for one :class:`morl_core.app.runs.FormField`; its error shows under it.
+
+    Numbers have no min/max here on purpose: the config validates them and names the field.
+    """
+    key = f"form:{field.name}"
+    if field.kind == "multichoice":
+        value = st.multiselect(
+            field.label, field.choices, default=field.default, help=field.help, key=key
+        )
+    elif field.kind == "choice":
+        index = field.choices.index(field.default) if field.default in field.choices else 0
+        value = st.selectbox(field.label, field.choices, index=index, help=field.help, key=key)
+    elif field.kind == "int":
+        value = st.number_input(
+            field.label, value=int(field.default), step=1, help=field.help, key=key
+        )
+    elif field.kind == "float":
+        value = st.number_input(
+            field.label, value=float(field.default), format="%g", help=field.help, key=key
+        )
+    else:
+        value = st.text_input(field.label, value=str(field.default), help=field.help, key=key)
+    field_errors(errors, field.name)
+    return value

@@ -1,0 +1,101 @@
+"""Fronts: overlay the fronts of several runs and methods, click a point to read its policy."""
+
+import streamlit as st
+
+from morl_core.app import fronts
+from morl_core.app.report import generation_html
+from pages._widgets import (
+    PLOTLY_CONFIG,
+    artifacts,
+    export_figure,
+    model,
+    progress_box,
+    simplex_sliders,
+    use_router,
+)
+
+use_router()
+st.title("Fronts")
+st.caption("Every point is one policy (one preference) evaluated on the same held-out prompts.")
+found = artifacts()
+if not found:
+    st.warning("No trained artifacts yet: build the demos or train a run first.")
+    st.stop()
+sets = list(dict.fromkeys(a.objectives for a in found))
+objectives = st.selectbox("Objectives", sets, format_func=", ".join, key="front-set")
+choices = [(a, m) for a in found if a.objectives == objectives for m in a.steer_methods]
+ready = [c for c in choices if fronts.front_cached(*c) is not None]
+picked = st.multiselect("Fronts to overlay", choices, default=ready or choices[:1],
+                        format_func=lambda c: f"{c[1]} · {c[0].label}", key="front-picked")  # fmt: skip
+entries = []
+for art, method in picked:
+    front = fronts.front_cached(art, method)
+    if front is None:
+        with progress_box(f"Evaluating the {method} front (once per server)") as progress:
+            front = fronts.front_for(art, method, progress=progress)
+    entries.append((art, method, front))
+if not entries:
+    st.info("Pick at least one front.")
+    st.stop()
+table = fronts.front_table(entries)
+
+chart, side = st.columns([3, 2], gap="large")
+with side:
+    rule = st.radio("Pick a point for me", ["none", "knee", "pseudo-weights"], horizontal=True)
+    picked_row = None
+    if rule != "none":
+        s = st.selectbox(
+            "On front", range(len(table.series)), format_func=lambda i: table.series[i]["label"]
+        )
+        points = table.series[s]["points"]
+        if rule == "knee":
+            pick = fronts.knee_point(points)
+        else:
+            pick = fronts.pseudo_weight_pick(
+                points, simplex_sliders(list(objectives), key="pseudo")
+            )
+        picked_row = table.series[s]["offset"] + pick.index
+        st.success(f"**{rule}**: {table.describe(picked_row)} - {pick.reason}")
+    clicked = fronts.selected_row(st.session_state.get("front-chart"))
+    default = clicked if clicked is not None else (picked_row if picked_row is not None else 0)
+    row = st.selectbox("Inspect point (or click one on the chart)", range(len(table.points)),
+                       index=int(default), format_func=table.describe, key=f"inspect:{default}")  # fmt: skip
+
+with chart:
+    fig = table.figure(selected=row, picked=picked_row)
+    st.plotly_chart(
+        fig, on_select="rerun", selection_mode="points", key="front-chart", config=PLOTLY_CONFIG
+    )
+    export_figure(fig, "fronts")
+with side:
+    st.markdown("**Indicators** (on each front's non-dominated points)")
+    st.dataframe(table.indicator_rows(), hide_index=True)
+    with st.expander("The reference point r = (-0.1, ..., -0.1)"):
+        st.write(fronts.REFERENCE_EXPLAINED)
+
+st.subheader("What these policies write")
+neighbour = table.neighbour(row)
+for column, r, title in zip(
+    st.columns(2), [row, neighbour], ["selected", "nearest neighbour"], strict=True
+):
+    with column:
+        if r is None:
+            st.caption("This front has a single point: no neighbour.")
+            continue
+        series = table.series[int(table.series_of[r])]
+        st.markdown(f"**{title}**: {table.describe(r)}")
+        art = next(a for a, m, _ in entries if (a.key, m) == series["key"])
+        shared = model(art, series["method"])
+        if shared is None:
+            continue
+        seen = fronts.inspect_point(shared, table.preferences[r])
+        for g in seen.generations:
+            st.markdown(generation_html(g.text, g.scores, g.prompt), unsafe_allow_html=True)
+        d = seen.degeneration
+        kl = "n/a (K models mixed per token)" if d.kl is None else f"{d.kl:.3f} nats/token"
+        st.caption(f"{d.words:.1f} words · repetition {d.repetition:.0%} · distinct-1 {d.distinct1:.2f} · "
+                   f"distinct-2 {d.distinct2:.2f} · KL to base {kl}")  # fmt: skip
+        for flag in d.flags:
+            st.warning(flag, icon=":material/flag:")
+        if not d.flags:
+            st.success("No degeneration flags.", icon=":material/check:")

@@ -1,0 +1,198 @@
+"""Page tests with Streamlit's AppTest: every page renders, its main widgets are there, moving a
+preference slider changes the generations, and bad form input shows an error naming the field.
+
+The pages run against the shipped demo artifacts (``assets/demo``) on the embedded model, on
+CPU; the job store lives in a temporary data directory.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from morl_core.app import serving  # noqa: E402
+
+TIMEOUT = 300  # first runs load torch and the model (seconds on a 2-core CPU)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("MORL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MORL_HEARTBEAT_S", "0.5")
+    return tmp_path / "data"
+
+
+def page(path: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    if path:
+        at.switch_page(path)
+    return at.run()
+
+
+def no_exceptions(at: AppTest) -> None:
+    assert not at.exception, [e.message for e in at.exception]
+
+
+def generations(at: AppTest) -> list[str]:
+    return [m.value for m in at.markdown if 'class="gen-text"' in m.value]
+
+
+def test_demo_artifacts_are_shipped():
+    found = serving.discover_artifacts(runs=False)
+    assert [a.key for a in found][0] == "demo/soups-sentiment-brevity"
+    soups = found[0]
+    assert soups.steer_methods[:2] == ("soups", "mod")
+    assert any(a.method == "morlhf" for a in found)
+    assert any(len(a.objectives) == 3 for a in found)
+
+
+def test_steer_renders_with_sliders_generations_and_front():
+    at = page()
+    no_exceptions(at)
+    assert at.title[0].value == "Steer"
+    assert [s.label for s in at.slider] == ["sentiment", "brevity"]
+    assert len(at.checkbox) == 2  # one lock per slider
+    assert len(generations(at)) == 2  # two samples of the landing method
+    assert at.text_area(key="prompt").value
+    charts = at.get("plotly_chart")
+    assert charts, "the mini front is drawn"
+    assert any("report" in b.label for b in at.get("download_button"))
+
+
+def test_slider_move_changes_generations_and_stays_on_simplex():
+    at = page()
+    before = generations(at)
+    at.slider[0].set_value(0.95).run()
+    no_exceptions(at)
+    assert [round(s.value, 2) for s in at.slider] == [0.95, 0.05]
+    after = generations(at)
+    assert after and after != before
+
+
+def test_locked_slider_keeps_its_weight_with_three_objectives():
+    at = page()
+    labels = at.selectbox(key="artifact").options  # the formatted labels
+    at.selectbox(key="artifact").select_index(
+        labels.index("demo: soups-sentiment-brevity-readability")
+    )
+    at.run()
+    no_exceptions(at)
+    assert [s.label for s in at.slider] == ["sentiment", "brevity", "readability"]
+    at.checkbox[2].check().run()  # lock readability at 0.33
+    at.slider[0].set_value(0.6).run()
+    no_exceptions(at)
+    values = [s.value for s in at.slider]
+    assert values[2] == pytest.approx(0.33)
+    assert values[0] == pytest.approx(0.6)
+    assert sum(values) == pytest.approx(1.0, abs=0.011)
+    assert at.slider[2].disabled
+    assert len(at.get("plotly_chart")) >= 2  # the front and the ternary simplex map
+
+
+def test_compare_methods_side_by_side():
+    at = page()
+    at.toggle(key="compare").set_value(True).run()
+    no_exceptions(at)
+    shown = [h.value for h in at.subheader]
+    assert {"soups", "mod", "morlhf"} <= set(shown)
+    assert len(generations(at)) == 2 * len(shown)
+
+
+def test_train_page_form_from_config():
+    at = page("pages/train.py")
+    no_exceptions(at)
+    labels = {w.label for w in [*at.selectbox, *at.number_input, *at.multiselect]}
+    assert {"method", "objectives", "steps", "seed", "model", "device"} <= labels
+    assert at.selectbox(key="form:model").options == list(serving.allowed_models())
+
+
+def test_train_bad_input_shows_field_errors():
+    at = page("pages/train.py")
+    at.number_input(key="form:steps").set_value(0)
+    at.multiselect(key="form:objectives").set_value(["sentiment"])
+    at.button[0].click().run()
+    no_exceptions(at)
+    shown = " ".join(e.value for e in at.error)
+    assert "**steps**" in shown and "at least two objectives" in shown
+    assert "Traceback" not in shown
+
+
+def test_train_submit_puts_run_in_url_and_cancel_ends_it(data_dir):
+    at = page("pages/train.py")
+    at.number_input(key="form:steps").set_value(2)
+    at.button[0].click().run()
+    no_exceptions(at)
+    run_id = at.query_params.get("run")
+    run_id = run_id[0] if isinstance(run_id, list) else run_id
+    assert run_id and (data_dir / "runs" / run_id / "config.json").exists()
+    cancel = [b for b in at.button if b.label == "Cancel run"]
+    if cancel:  # still queued or running
+        cancel[0].click().run()
+    from morl_core import jobs
+
+    executor = jobs.get_executor(data_dir=data_dir)
+    deadline = time.time() + 120
+    while not executor.status(run_id).done and time.time() < deadline:
+        time.sleep(0.5)
+    assert executor.status(run_id).done
+
+
+def test_fronts_page_overlay_inspect_and_knee():
+    at = page("pages/fronts.py")
+    no_exceptions(at)
+    assert at.get("plotly_chart")
+    assert at.dataframe, "indicator table"
+    assert len(generations(at)) >= 2  # selected point and its neighbour
+    at.radio[0].set_value("knee").run()
+    no_exceptions(at)
+    assert any("knee" in s.value for s in at.success)
+
+
+def test_relations_page_heatmap_pairs_and_graph():
+    at = page("pages/relations.py")
+    no_exceptions(at)
+    assert len(at.get("plotly_chart")) >= 2  # heatmap and dependency graph
+    at.radio(key="rel-kind").set_value("pearson").run()
+    no_exceptions(at)
+    assert any("Pearson" in str(c.proto.spec) for c in at.get("plotly_chart"))
+
+
+BENCH_RECORD = {
+    "suite": "pair", "method": "soups", "seed": 0, "status": "succeeded",
+    "objectives": ["sentiment", "brevity"], "front": [[0.9, 0.4], [0.5, 0.9]],
+    "hypervolume": 0.8, "expected_utility": 0.7, "training_samples": 960, "wall_seconds": 100.0,
+}  # fmt: skip
+
+
+def test_benchmark_empty_state_then_records(tmp_path, monkeypatch):
+    monkeypatch.setenv("MORL_BENCH_OUT", str(tmp_path / "bench"))
+    at = page("pages/benchmark.py")
+    no_exceptions(at)
+    assert any("No benchmark records yet" in i.value for i in at.info)
+    records = tmp_path / "bench" / "pair" / "records"
+    records.mkdir(parents=True)
+    for seed in (0, 1):
+        (records / f"soups-{seed}.json").write_text(json.dumps(BENCH_RECORD | {"seed": seed}))
+    at = page("pages/benchmark.py")
+    no_exceptions(at)
+    assert not any("No benchmark records yet" in i.value for i in at.info)
+    assert at.dataframe[0].value["method"].tolist() == ["soups"]
+    assert len(at.get("plotly_chart")) >= 3
+
+
+def test_learn_page_lists_every_registered_method_with_source():
+    from morl_core.methods import METHODS
+
+    at = page("pages/learn.py")
+    no_exceptions(at)
+    shown = {row for row in at.dataframe[0].value["method"]}
+    assert shown == set(METHODS)
+    assert any("def load" in c.value for c in at.code)
+    assert at.get("plotly_chart")  # the guided tour

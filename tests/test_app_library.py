@@ -1,0 +1,261 @@
+"""The app's library side (morl_core.app): pure helpers, tested without Streamlit or a model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from morl_core.app import figures, fronts, report, runs, serving, studies
+from morl_core.config import ConfigError
+
+
+def test_app_modules_do_not_import_streamlit_or_torch():
+    code = (
+        "import sys; import morl_core.app.serving, morl_core.app.fronts, morl_core.app.runs, "
+        "morl_core.app.studies, morl_core.app.report; "
+        "print('streamlit' in sys.modules, 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+# --- picks -----------------------------------------------------------------------------------
+
+
+def test_knee_point_is_the_bulge_of_a_bent_front():
+    points = [[0.0, 1.0], [0.8, 0.8], [0.9, 0.3], [1.0, 0.0], [0.5, 0.5]]  # last is dominated
+    pick = fronts.knee_point(points)
+    assert pick.index == 1 and pick.rule == "knee"
+    assert "bulge" in pick.reason
+
+
+def test_knee_point_with_two_points_says_why():
+    pick = fronts.knee_point([[0.0, 1.0], [0.6, 0.7]])
+    assert pick.index == 1
+    assert "no bend" in pick.reason
+
+
+def test_pseudo_weights_follow_the_preference():
+    points = [[0.0, 1.0], [0.25, 0.75], [0.5, 0.5], [0.75, 0.25], [1.0, 0.0]]
+    assert fronts.pseudo_weight_pick(points, [0.75, 0.25]).index == 3
+    assert fronts.pseudo_weight_pick(points, [0.0, 1.0]).index == 0
+    assert "closest" in fronts.pseudo_weight_pick(points, [0.5, 0.5]).reason
+
+
+def test_neighbour_and_nearest_preference():
+    pts = [[0.0, 1.0], [0.5, 0.5], [0.6, 0.4]]
+    assert fronts.neighbour_index(pts, 1) == 2
+    assert fronts.neighbour_index([[1.0, 1.0]], 0) is None
+    assert fronts.nearest_preference([[1, 0], [0.5, 0.5], [0, 1]], [0.4, 0.6]) == 1
+
+
+# --- degeneration ----------------------------------------------------------------------------
+
+
+def test_degeneration_flags_repetition_shortness_and_kl():
+    healthy = fronts.degeneration(["The staff were kind and the soup was warm."])
+    assert healthy.flags == ()
+    looped = fronts.degeneration(["a friend of mine likes a friend of mine likes a friend of mine"])
+    assert any("repetitive" in f for f in looped.flags)
+    short = fronts.degeneration(["..", ""], kl=2.0)
+    assert any("very short" in f for f in short.flags)
+    assert any("KL" in f for f in short.flags)
+
+
+# --- selection, records ----------------------------------------------------------------------
+
+
+def test_selected_row_reads_customdata_and_ignores_other_traces():
+    state = {"selection": {"points": [{"curve_number": 3}, {"customdata": 7}]}}
+    assert fronts.selected_row(state) == 7
+    assert fronts.selected_row({"selection": {"points": [{"customdata": [4, "x"]}]}}) == 4
+    assert fronts.selected_row(None) is None
+    assert fronts.selected_row({"selection": {"points": []}}) is None
+
+
+def test_metric_and_front_records_of_both_writers():
+    worker = {"step": 3, "samples": 48, "stage": "s", "metrics": {"kl": 0.1, "reward/a": 0.5}}
+    flat = {"step": 3, "samples": 48, "stage": "s", "kl": 0.1, "reward/a": 0.5}
+    assert runs.metric_record(worker) == runs.metric_record(flat)
+    snap = {"objectives": ["a", "b"], "preferences": [[1, 0]], "points": [[0.5, 0.2]]}
+    a = runs.front_record({"step": 5, "front": snap})
+    b = runs.front_record({"step": 5, "samples": 80, **snap})
+    assert a["points"] == b["points"] and a["objectives"] == ["a", "b"]
+    assert a["samples"] is None and b["samples"] == 80
+
+
+def test_run_history_reads_incrementally_and_skips_a_torn_line(tmp_path):
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text(json.dumps({"step": 1, "samples": 16, "metrics": {"kl": 0.0}}) + "\n")
+    snap = {"step": 1, "front": {"objectives": ["a", "b"], "preferences": [[1, 0], [0, 1]],
+                                 "points": [[0.9, 0.1], [0.2, 0.8]]}}  # fmt: skip
+    (tmp_path / "front.jsonl").write_text(json.dumps(snap) + "\n")
+    history = runs.RunHistory(tmp_path).update()
+    assert len(history.metrics) == 1 and history.fronts[0]["samples"] == 16
+    with metrics.open("a") as handle:
+        handle.write(json.dumps({"step": 2, "samples": 32, "metrics": {}}) + "\n" + '{"step": 3')
+    history.update()
+    assert [m["step"] for m in history.metrics] == [1, 2]
+    samples, hv = history.hypervolume_curve()
+    assert samples.tolist() == [16.0] and hv[0] > 0
+
+
+def test_progress_eta_line():
+    from morl_core.jobs import RunState, RunStatus
+
+    status = RunStatus("x", RunState.RUNNING, step=10, total_steps=40, started=100.0)
+    fraction, line = runs.progress_eta(status, now=120.0)
+    assert fraction == 0.25 and "2.0 s/step" in line and "60 s left" in line
+
+
+# --- the Train form --------------------------------------------------------------------------
+
+
+def test_form_fields_derive_from_run_config():
+    from morl_core.methods import METHODS
+
+    by_name = {f.name: f for f in runs.form_fields()}
+    assert set(by_name) == set(runs.MAIN_FIELDS)
+    assert by_name["steps"].kind == "int" and by_name["method"].choices == tuple(METHODS)
+    assert by_name["objectives"].kind == "multichoice"
+    assert by_name["model"].choices == serving.allowed_models()
+    advanced = {f.name: f for f in runs.form_fields(runs.ADVANCED_FIELDS)}
+    assert advanced["lr"].kind == "float" and "AdamW" in advanced["lr"].help
+
+
+def test_submit_run_names_every_bad_field(monkeypatch):
+    class NoExecutor:
+        def submit(self, config):  # pragma: no cover - must not be reached
+            raise AssertionError("submitted a bad config")
+
+    monkeypatch.setenv(serving.MODELS_ENV, "embedded")
+    values = {"method": "soups", "objectives": ["sentiment", "os.path:join"], "steps": 0,
+              "model": "gpt2", "options": "{not json"}  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        runs.submit_run(values, NoExecutor())
+    assert {"steps", "model", "objectives", "options"} <= set(info.value.errors)
+
+
+def test_submit_run_hands_a_valid_config_to_the_executor():
+    seen = {}
+
+    class Recorder:
+        def submit(self, config):
+            seen["config"] = config
+            return "20260101-000000-00000000"
+
+    run_id = runs.submit_run(
+        {"method": "dynaopt", "steps": 3, "options": '{"gamma": 0.3}'}, Recorder()
+    )
+    assert run_id.startswith("2026") and seen["config"].options == {"gamma": 0.3}
+
+
+# --- artifacts, studies, figures, report -----------------------------------------------------
+
+
+def test_steer_methods_come_from_the_registry():
+    assert serving.steer_methods_for("morlhf", {"adapters": {}}) == ("morlhf",)
+    with_experts = serving.steer_methods_for("soups", {"experts": ["e1", "e2"]})
+    assert with_experts[0] == "soups" and "mod" in with_experts
+
+
+def test_scalarisation_tour_linear_reaches_only_the_ends():
+    tour = studies.scalarisation_tour(21)
+    assert len(set(tour.linear.tolist())) == 2
+    assert len(set(tour.tchebycheff.tolist())) > 10
+    assert len(figures.tour_figure(tour, 10).data) >= 5
+
+
+def test_taxonomy_and_real_sources_cover_every_method():
+    from morl_core.methods import METHODS
+
+    rows = studies.taxonomy()
+    assert {r["method"] for r in rows} == set(METHODS)
+    families = [r["family"].split(".")[0] for r in rows]
+    assert families == sorted(families, key=["A", "B", "C", "D1", "D2", "D3", "E"].index)
+    doc, source = studies.method_source("soups")
+    assert "Rewarded" in doc and "def load" in source
+
+
+def test_benchmark_records_and_leaderboard(tmp_path):
+    pytest.importorskip("morl_core.bench")
+    assert studies.benchmark_records(tmp_path) == []
+    (tmp_path / "s" / "records").mkdir(parents=True)
+    for seed, hv in ((0, 0.6), (1, 0.8)):
+        record = {"suite": "s", "method": "mod", "seed": seed, "status": "succeeded",
+                  "objectives": ["a", "b"], "front": [[1.0, 0.0]], "hypervolume": hv}  # fmt: skip
+        (tmp_path / "s" / "records" / f"mod-{seed}.json").write_text(json.dumps(record))
+    board = studies.leaderboard(studies.benchmark_records(tmp_path))
+    row = board.display_table()[0]
+    assert row["method"] == "mod" and row["seeds"] == 2 and row["hypervolume"] == "0.7 ± 0.1"
+    assert "fronts_s" in board.figures
+
+
+def test_front_indicators_use_the_fixed_reference_and_know_synthetic_fronts():
+    front = {"objectives": ["synth_nature", "synth_city"], "preferences": [[1, 0], [0, 1]],
+             "points": [[1.0, 0.0], [0.0, 1.0]]}  # fmt: skip
+    ind = fronts.front_indicators(front)
+    assert ind["ref"] == [-0.1, -0.1] and ind["igd_plus"] is not None
+    assert ind["hypervolume"] == pytest.approx(2 * 1.1 * 0.1 - 0.1 * 0.1)  # two boxes, overlap once
+
+
+def test_ternary_and_overlay_figures():
+    fig = figures.ternary_figure([0.2, 0.3, 0.5], ["a", "b", "c"], [[1, 0, 0]], [[0.5, 0.2, 0.1]])
+    assert [t.type for t in fig.data] == ["scatterternary", "scatterternary"]
+    over = figures.overlay_fronts_figure(
+        [{"label": "x", "method": "soups", "points": [[0.1, 0.9], [0.9, 0.1], [0.05, 0.05]],
+          "offset": 10}], ["a", "b"], ref=[-0.1, -0.1],
+    )  # fmt: skip
+    front = next(t for t in over.data if t.name == "x")
+    assert sorted(front.customdata.tolist()) == [10, 11]
+    assert any(t.name == "reference point" for t in over.data)
+
+
+def test_report_is_one_escaped_html_file():
+    gen = serving.Generation("Hi <b>", "ok & <script>", {"a": 0.5, "b": 1.0})
+    html = report.tradeoff_report(
+        title="T", artifact="demo", method="soups", objectives=["a", "b"], weights=[0.3, 0.7],
+        generations=[gen], indicators={"hypervolume": 0.8}, flags=["very short"],
+    )  # fmt: skip
+    assert html.startswith("<!doctype html>") and "&lt;script&gt;" in html
+    assert "<script>" not in html.split("</style>", 1)[1]  # no figure: no script at all
+    assert "very short" in html and "0.7" in html
+
+
+def test_figure_html_is_standalone():
+    html = figures.figure_html(figures.leaderboard_figure([{"method": "mod", "hv": 1.0}], "hv"))
+    assert "Plotly.newPlot" in html and '<script src="http' not in html
+
+
+@pytest.mark.skipif(not figures.png_available(), reason="kaleido not installed")
+@pytest.mark.slow
+def test_png_export_through_kaleido():
+    data = figures.figure_png(figures.leaderboard_figure([{"method": "mod", "hv": 1.0}], "hv"))
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_shared_steerable_caches_and_locks():
+    calls = []
+
+    class Fake:
+        objectives = ("brevity", "diversity")
+
+        def generate(self, prompts, weights, **gen):
+            calls.append(tuple(weights))
+            return [f"{weights[0]:.2f}" for _ in prompts]
+
+    shared = serving.SharedSteerable(Fake(), "fake", None, cache_size=2)
+    assert shared.generate(["p"], [0.5, 0.5], seed=0) == (["0.50"], False)
+    assert shared.generate(["p"], [0.5, 0.5], seed=0) == (["0.50"], True)
+    shared.generate(["p"], [0.1, 0.9], seed=0)
+    shared.generate(["p"], [0.2, 0.8], seed=0)
+    assert shared.generate(["p"], [0.5, 0.5], seed=0)[1] is False  # evicted (LRU of 2)
+    assert len(calls) == 4
+    result = serving.steer(shared, "p", np.array([0.25, 0.75]), samples=2)
+    assert [g.text for g in result.generations] == ["0.25", "0.25"]
+    with pytest.raises(ValueError, match="prompt"):
+        serving.steer(shared, "  ", [0.5, 0.5])
