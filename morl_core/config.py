@@ -88,7 +88,9 @@ class RunConfig:
             err["method"] = f"unknown method {self.method!r}; allowed: {', '.join(sorted(METHODS))}"
         objs = tuple(self.objectives) if not isinstance(self.objectives, str) else ()
         if len(objs) < 2:
-            err["objectives"] = f"need at least two objectives, got {len(objs)}"
+            err["objectives"] = (
+                f"need at least two objectives, got {len(objs)}; allowed: {', '.join(OBJECTIVES)}"
+            )
         elif len(set(objs)) != len(objs):
             err["objectives"] = f"objectives must be distinct, got {list(objs)}"
         else:

@@ -13,7 +13,7 @@ import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 FAMILIES = {
     "A": "fixed scalarization",
@@ -68,6 +68,16 @@ class Steerable(Protocol):
         ...
 
 
+class Option(NamedTuple):
+    """A method option: type, default, help, and optionally a range check with its wording."""
+
+    kind: type
+    default: Any
+    help: str
+    check: Callable[[Any], bool] | None = None
+    allowed: str = ""
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     """A registry entry. ``module`` holds ``train`` and ``load``; it is imported on first use."""
@@ -107,4 +117,8 @@ class MethodSpec:
                 ok = True
             if not ok:
                 err[f"options.{key}"] = f"must be {kind.__name__}, got {value!r}"
+                continue
+            spec = Option(*self.options[key])
+            if spec.check is not None and not spec.check(value):
+                err[f"options.{key}"] = f"must be {spec.allowed}, got {value!r}"
         return err

@@ -1,6 +1,7 @@
 """The built-in methods, registered in taxonomy order (see ../shared/MORL.md)."""
 
 from morl_core.methods import MethodSpec, register
+from morl_core.methods.base import Option
 
 register(
     MethodSpec(
@@ -19,8 +20,8 @@ register(
         summary="one policy; objective weights moved during training by an Exp3 bandit",
         paper="Min et al. 2024, DynaOpt (arXiv 2403.13578)",
         options={
-            "gamma": (float, 0.2, "Exp3 exploration rate in (0, 1]"),
-            "window": (int, 5, "steps between bandit updates"),
+            "gamma": Option(float, 0.2, "Exp3 exploration rate", lambda v: 0 < v <= 1, "in (0, 1]"),
+            "window": Option(int, 5, "steps between bandit updates", lambda v: v >= 1, ">= 1"),
         },
     )
 )
@@ -78,8 +79,20 @@ register(
         paper="Kong et al. 2025, EMORL (arXiv 2505.02579)",
         options={
             _EXPERTS_FROM[0]: _EXPERTS_FROM[1],
-            "search_rounds": (int, 5, "hierarchical grid search rounds (each halves the box)"),
-            "search_prompts": (int, 8, "held-out prompts scored per candidate in the search"),
+            "search_rounds": Option(
+                int,
+                5,
+                "hierarchical grid search rounds (each halves the box)",
+                lambda v: v >= 1,
+                ">= 1",
+            ),
+            "search_prompts": Option(
+                int,
+                8,
+                "held-out prompts scored per candidate in the search",
+                lambda v: v >= 1,
+                ">= 1",
+            ),
         },
     )
 )
@@ -92,11 +105,33 @@ register(
         paper="Kong et al. 2025, MORL for LLMs: Visionary Perspective (arXiv 2509.21613)",
         options={
             _EXPERTS_FROM[0]: _EXPERTS_FROM[1],
-            "meta_steps": (int, 0, "RL steps of the upper level (0 = the run's steps)"),
-            "meta_lr": (float, 0.0, "learning rate of the upper level (0 = the run's lr)"),
-            "meta_hidden": (int, 64, "attention width of the upper-level network"),
-            "prior_eps": (float, 0.01, "eps of the preference prior log(w + eps) in (0, 1)"),
-            "score_bound": (float, 1.0, "bound B of the learned log-weight adjustment, > 0"),
+            "meta_steps": Option(
+                int,
+                0,
+                "RL steps of the upper level (0 = the run's steps)",
+                lambda v: v >= 0,
+                ">= 0",
+            ),
+            "meta_lr": Option(
+                float,
+                0.0,
+                "learning rate of the upper level (0 = the run's lr)",
+                lambda v: 0 <= v <= 1,
+                "in [0, 1]",
+            ),
+            "meta_hidden": Option(
+                int, 64, "attention width of the upper-level network", lambda v: v >= 1, ">= 1"
+            ),
+            "prior_eps": Option(
+                float,
+                0.01,
+                "eps of the preference prior log(w + eps)",
+                lambda v: 0 < v < 1,
+                "in (0, 1)",
+            ),
+            "score_bound": Option(
+                float, 1.0, "bound B of the learned log-weight adjustment", lambda v: v > 0, "> 0"
+            ),
         },
     )
 )

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
 
 from morl_core.policy.model import Policy
 
 DEFAULT_ADAPTER = "default"
+
+
+@contextlib.contextmanager
+def _quiet_peft():
+    """Silence peft's use of a deprecated transformers name (gradient checkpointing query)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
+        )
+        yield
 
 
 def attach_lora(
@@ -32,11 +44,16 @@ def attach_lora(
         task_type="CAUSAL_LM",
         fan_in_fan_out=_is_conv1d_model(policy.model),
     )
-    if isinstance(policy.model, PeftModel):
-        policy.model.add_adapter(adapter_name, config)
-        policy.model.set_adapter(adapter_name)
-    else:
-        policy.model = get_peft_model(policy.model, config, adapter_name=adapter_name)
+    was_training = policy.model.training
+    with _quiet_peft():
+        if isinstance(policy.model, PeftModel):
+            policy.model.add_adapter(adapter_name, config)
+            policy.model.set_adapter(adapter_name)
+        else:
+            policy.model = get_peft_model(policy.model, config, adapter_name=adapter_name)
+    policy.model.train(
+        was_training
+    )  # peft switches to train mode (dropout on); keep the caller's mode
     return policy
 
 
@@ -68,12 +85,15 @@ def load_adapter(
     folder = Path(folder)
     if not (folder / "adapter_config.json").exists():
         raise ValueError(f"not an adapter folder (no adapter_config.json): {folder}")
-    if isinstance(policy.model, PeftModel):
-        policy.model.load_adapter(str(folder), adapter_name=adapter_name, is_trainable=trainable)
-    else:
-        policy.model = PeftModel.from_pretrained(
-            policy.model, str(folder), adapter_name=adapter_name, is_trainable=trainable
-        )
+    with _quiet_peft():
+        if isinstance(policy.model, PeftModel):
+            policy.model.load_adapter(
+                str(folder), adapter_name=adapter_name, is_trainable=trainable
+            )
+        else:
+            policy.model = PeftModel.from_pretrained(
+                policy.model, str(folder), adapter_name=adapter_name, is_trainable=trainable
+            )
     # set_adapter makes the adapter trainable unless told otherwise
     policy.model.set_adapter(adapter_name, inference_mode=not trainable)
     policy.model.to(policy.device)
