@@ -21,9 +21,11 @@ def use_router() -> None:
     and lists every file of the folder in the sidebar. Every page calls this first: it switches
     the legacy mode off for the process and reruns through the router (once per server).
     """
+    from streamlit import config
     from streamlit.runtime.pages_manager import PagesManager
 
-    if PagesManager.uses_pages_directory:
+    # AppTest resets the flag before every run (and reruns would eat button clicks): skip there
+    if PagesManager.uses_pages_directory and not config.get_option("global.appTest"):
         PagesManager.uses_pages_directory = False
         st.rerun()
 
@@ -51,7 +53,7 @@ def _artifacts(data_dir: str) -> list[serving.ArtifactInfo]:
 def progress_box(label: str):
     """A status box with a progress bar while something slow runs; it disappears when done.
 
-    Yields ``progress(message, fraction)``. On an error the box stays, marked failed.
+    Yields ``progress(message, fraction)``.
     """
     holder = st.empty()
     box = holder.status(label, expanded=True)
@@ -62,10 +64,8 @@ def progress_box(label: str):
 
     try:
         yield progress
-    except BaseException:
-        box.update(label=f"{label} failed", state="error")
-        raise
-    holder.empty()
+    finally:
+        holder.empty()  # on an error the caller says what went wrong
 
 
 def model(info: serving.ArtifactInfo | None, method: str) -> serving.SharedSteerable | None:
@@ -75,13 +75,13 @@ def model(info: serving.ArtifactInfo | None, method: str) -> serving.SharedSteer
     """
     run_dir = info.run_dir if info is not None else None
     models = pool()
-    if models.loaded(run_dir, method):
-        return models.get(run_dir, method)
     try:
+        if models.loaded(run_dir, method):
+            return models.get(run_dir, method)
         with progress_box(f"Loading {method} (first use on this server)") as progress:
             return models.get(run_dir, method, progress=progress)
     except (ValueError, OSError) as exc:
-        st.error(f"{method} cannot serve this artifact: {exc}")
+        st.info(f"**{method}** cannot serve this artifact: {exc}", icon=":material/info:")
         return None
 
 

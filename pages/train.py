@@ -47,12 +47,12 @@ with live_col:
         st.info("No runs yet. Fill in the form and press **Start training**.")
         st.stop()
     ids = [s.run_id for s in statuses]
-    current = st.query_params.get("run")
+    current = st.query_params.get("run") or st.session_state.get("train-run")
     run_id = st.selectbox(
         "Run", ids, index=ids.index(current) if current in ids else 0,
         format_func=lambda i: next(f"{i} · {s.method} · {s.state}" for s in statuses if s.run_id == i),
     )  # fmt: skip
-    st.query_params["run"] = run_id
+    st.query_params["run"] = st.session_state["train-run"] = run_id
     started_live = not jobs.status(run_id).done
 
     @st.fragment(run_every=2.0 if started_live else None)

@@ -259,3 +259,47 @@ def test_shared_steerable_caches_and_locks():
     assert [g.text for g in result.generations] == ["0.25", "0.25"]
     with pytest.raises(ValueError, match="prompt"):
         serving.steer(shared, "  ", [0.5, 0.5])
+
+
+def test_shared_replicas_serve_concurrent_sessions():
+    import threading
+    import time
+
+    busy, overlap = [], []
+
+    class Slow:
+        objectives = ("brevity", "diversity")
+
+        def generate(self, prompts, weights, **gen):
+            busy.append(self)
+            overlap.append(len(busy))
+            time.sleep(0.05)
+            busy.remove(self)
+            return ["x" for _ in prompts]
+
+    shared = serving.SharedSteerable(Slow(), "slow", None, replicas=[Slow()])
+    threads = [
+        threading.Thread(target=shared.generate, args=(["p"], [w, 1 - w]))
+        for w in (0.1, 0.2, 0.3, 0.4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert max(overlap) == 2  # two replicas busy at once, never the same one twice
+    assert shared._free.qsize() == 2
+
+
+def test_model_pool_remembers_a_method_that_cannot_serve(monkeypatch):
+    pool = serving.ModelPool(device="cpu")
+    calls = []
+
+    def failing(run_dir, method, progress):
+        calls.append(method)
+        raise ValueError("no trained meta-policy")
+
+    monkeypatch.setattr(pool, "_load", failing)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="meta-policy"):
+            pool.get(None, "metapolicy")
+    assert calls == ["metapolicy"] and pool.loaded(None, "metapolicy")

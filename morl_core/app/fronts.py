@@ -209,11 +209,13 @@ def kl_to_base(
     input_ids = torch.tensor(ids, device=policy.device)
     attention = torch.tensor(mask, device=policy.device)
     completion_mask = torch.tensor(cmask, dtype=torch.float32, device=policy.device)
-    with shared.lock, torch.no_grad():
-        policy.model.set_adapter(steerable.choose(check_weights(weights, k=len(shared.objectives))))
-        logp, _ = token_logprobs(policy.model, input_ids, attention, width)
-        with policy.model.disable_adapter():
-            ref, _ = token_logprobs(policy.model, input_ids, attention, width)
+    w = check_weights(weights, k=len(shared.objectives))
+    with shared.replica() as replica, torch.no_grad():  # the same weights as every replica
+        model = replica.policy.model
+        model.set_adapter(replica.choose(w))
+        logp, _ = token_logprobs(model, input_ids, attention, width)
+        with model.disable_adapter():
+            ref, _ = token_logprobs(model, input_ids, attention, width)
     per_token = ((logp - ref) * completion_mask).sum() / completion_mask.sum().clamp(min=1)
     return max(0.0, float(per_token))
 
@@ -309,7 +311,8 @@ def front_cached(info: ArtifactInfo, method: str) -> dict[str, Any] | None:
     if shipped.exists():
         data = json.loads(shipped.read_text())
         if data.get("method", info.method) == method:
-            data.setdefault("indicators", front_indicators(data))
+            if "indicators" not in data:
+                data["indicators"] = front_indicators(data)
             return data
     cache = front_cache_path(info, method)
     return json.loads(cache.read_text()) if cache.exists() else None

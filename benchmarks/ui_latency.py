@@ -1,0 +1,348 @@
+"""UI latency of the Streamlit app, measured from outside like a user (or a classroom) sees it.
+
+Four measurements against a fresh ``streamlit run app.py`` on localhost:
+
+1. **cold start**: server process start -> health check -> Steer page title visible -> first
+   generation visible, in headless Chromium (the first visit loads torch and the model).
+2. **slider -> new generation visible**, in the real browser: focus the first preference
+   slider, press an arrow key (one 0.01 step), wait until the first method's timing caption
+   changes (it is written after the generation cards in the same script run, so the new
+   generation is on screen), ``--moves`` times over distinct positions (no cache hits).
+   Single-model soups alone; MOD (K forward passes per token) alone; soups while a training
+   run (a job-system worker) occupies the other core.
+3. **classroom load**: ``--clients`` concurrent websocket sessions speaking Streamlit's own
+   protocol (BackMsg/ForwardMsg), each moving the sentiment slider to a random position every
+   1-3 s for ``--duration`` seconds: errors (exceptions, timeouts, dropped connections) and
+   latency percentiles (send -> generation delta received, send -> script finished), with the
+   share of moves served from the shared generation cache.
+
+Results go to ``benchmarks/results/ui_latency.json`` (git-ignored), with the machine's load
+average during each phase (other processes on a 2-core machine change the numbers)::
+
+    python benchmarks/ui_latency.py                 # everything (about 8 minutes)
+    python benchmarks/ui_latency.py --skip-load     # browser numbers only
+    python benchmarks/ui_latency.py --skip-browser --clients 30 --duration 120
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "ui_latency.json"
+CHROMIUM = os.environ.get("MORL_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]  # fmt: skip
+CAPTION_JS = (
+    "() => { const c = [...document.querySelectorAll('[data-testid=\"stCaptionContainer\"]')]"
+    ".find(e => e.innerText.includes('forward pass')); return c ? c.innerText : null; }"
+)
+
+
+def percentiles(values: list[float]) -> dict[str, float | int]:
+    """n, p50, p95, max and mean of ``values`` (seconds -> milliseconds)."""
+    if not values:
+        return {"n": 0}
+    ms = sorted(v * 1000 for v in values)
+
+    def pick(q: float) -> float:
+        return round(ms[min(len(ms) - 1, int(round(q * (len(ms) - 1))))], 1)
+
+    return {"n": len(ms), "p50_ms": pick(0.5), "p95_ms": pick(0.95), "max_ms": round(ms[-1], 1),
+            "mean_ms": round(statistics.fmean(ms), 1)}  # fmt: skip
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+# --- the server ------------------------------------------------------------------------------
+
+
+class Server:
+    """``streamlit run app.py`` on a free port with a fresh data directory (a cold start)."""
+
+    def __init__(self, data_dir: Path):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.data_dir = data_dir
+        env = {**os.environ, "MORL_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1",
+               "OMP_NUM_THREADS": "1"}  # fmt: skip
+        cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+               "--server.port", str(self.port), "--server.address", "127.0.0.1"]  # fmt: skip
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                if urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=1).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            self.stop()
+            raise RuntimeError("streamlit did not start within 90 s")
+        self.healthy_after = time.perf_counter() - self.started
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+# --- the browser -----------------------------------------------------------------------------
+
+
+def settle(tab, timeout: float = 300.0) -> None:
+    """Wait until the app has stopped running for a moment."""
+    tab.wait_for_selector('[data-testid="stMainBlockContainer"] h1', timeout=timeout * 1000)
+    quiet, deadline = 0, time.time() + timeout
+    while quiet < 4 and time.time() < deadline:
+        quiet = 0 if tab.query_selector('[data-testid="stStatusWidget"]') else quiet + 1
+        time.sleep(0.1)
+
+
+def slider_moves(tab, moves: int, key: str) -> list[float]:
+    """Press an arrow key on the first slider ``moves`` times; seconds to each new generation."""
+    thumb = tab.locator('[data-testid="stSlider"] input[type="range"]').first
+    latencies = []
+    for i in range(moves):
+        before = tab.evaluate(CAPTION_JS)
+        thumb.focus()
+        start = time.perf_counter()
+        tab.keyboard.press(key)
+        tab.wait_for_function(f"(old) => {{ const now = ({CAPTION_JS})(); "
+                              "return now !== null && now !== old; }", arg=before,
+                              timeout=120_000, polling=10)  # fmt: skip
+        latencies.append(time.perf_counter() - start)
+        settle(tab)
+        if i == 0 and "cached" in (tab.evaluate(CAPTION_JS) or ""):
+            raise RuntimeError("the first move was a cache hit; positions must be fresh")
+    return latencies
+
+
+def browser_phase(server: Server, moves: int) -> dict:
+    """Cold start and slider latencies (soups, MOD, soups while training)."""
+    from playwright.sync_api import sync_playwright
+
+    out: dict = {"server_healthy_s": round(server.healthy_after, 2)}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        tab = browser.new_page(viewport={"width": 1400, "height": 1600})
+        start = time.perf_counter()
+        tab.goto(server.url)
+        tab.wait_for_selector('[data-testid="stMainBlockContainer"] h1', timeout=300_000)
+        out["cold_title_visible_s"] = round(time.perf_counter() - start, 2)
+        tab.wait_for_selector(".gen-text", timeout=300_000)
+        out["cold_first_generation_s"] = round(time.perf_counter() - start, 2)
+        out["cold_from_process_start_s"] = round(time.perf_counter() - server.started, 2)
+        settle(tab)
+        start = time.perf_counter()
+        tab.goto(f"{server.url}/learn")
+        tab.wait_for_selector("text=Taxonomy", timeout=60_000)
+        out["warm_learn_page_s"] = round(time.perf_counter() - start, 2)
+        tab.goto(server.url)
+        settle(tab)
+
+        load = load_average()
+        out["soups_alone"] = percentiles(slider_moves(tab, moves, "ArrowRight")) | {"load": load}
+        print("soups alone", out["soups_alone"], flush=True)
+
+        tab.get_by_role("radio", name="mod", exact=True).click()
+        settle(tab)
+        load = load_average()
+        out["mod_alone"] = percentiles(slider_moves(tab, moves, "ArrowLeft")) | {"load": load}
+        print("mod alone", out["mod_alone"], flush=True)
+
+        tab.get_by_role("radio", name="soups", exact=True).click()
+        settle(tab)
+        run_id = start_training(server.data_dir)
+        try:
+            load = load_average()
+            lat = slider_moves(tab, moves, "ArrowLeft")  # 0.49, 0.48, ...: fresh for soups
+            out["soups_while_training"] = percentiles(lat) | {"load": load, "run": run_id}
+            print("soups while training", out["soups_while_training"], flush=True)
+        finally:
+            stop_training(server.data_dir, run_id)
+        browser.close()
+    return out
+
+
+def start_training(data_dir: Path) -> str:
+    """Submit a long run to the job system and wait until its worker is training."""
+    os.environ["MORL_DATA_DIR"] = str(data_dir)
+    from morl_core import jobs
+
+    executor = jobs.get_executor(data_dir=data_dir)
+    run_id = executor.submit({"method": "morlhf", "objectives": ["sentiment", "brevity"],
+                              "steps": 400, "n_preferences": 2, "eval_every": 0,
+                              "device": "cpu", "threads": 1})  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and executor.status(run_id).step < 2:
+        time.sleep(0.5)
+    return run_id
+
+
+def stop_training(data_dir: Path, run_id: str) -> None:
+    from morl_core import jobs
+
+    executor = jobs.get_executor(data_dir=data_dir)
+    executor.cancel(run_id)
+    deadline = time.time() + 60
+    while time.time() < deadline and not executor.status(run_id).done:
+        time.sleep(0.5)
+
+
+# --- the classroom: websocket clients --------------------------------------------------------
+
+
+class Client:
+    """One session speaking Streamlit's websocket protocol, as the browser does."""
+
+    def __init__(self, url: str):
+        self.url = url.replace("http", "ws") + "/_stcore/stream"
+        self.slider_id = ""
+
+    async def run_once(self, ws, widget: tuple[str, float] | None) -> dict:
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        msg = BackMsg()
+        msg.rerun_script.query_string = ""
+        if widget is not None:
+            state = msg.rerun_script.widget_states.widgets.add()
+            state.id = widget[0]
+            state.double_array_value.data.extend([widget[1]])
+        start = time.perf_counter()
+        await ws.send(msg.SerializeToString())
+        result = {"generation_s": None, "cached": False, "errors": []}
+        while True:
+            forward = ForwardMsg()
+            forward.ParseFromString(await asyncio.wait_for(ws.recv(), timeout=120))
+            kind = forward.WhichOneof("type")
+            if kind == "delta" and forward.delta.WhichOneof("type") == "new_element":
+                element = forward.delta.new_element
+                what = element.WhichOneof("type")
+                if what == "slider" and element.slider.label == "sentiment":
+                    self.slider_id = element.slider.id
+                elif what == "markdown" and "gen-text" in element.markdown.body:
+                    result["generation_s"] = result["generation_s"] or time.perf_counter() - start
+                elif what == "markdown" and "forward pass" in element.markdown.body:
+                    result["cached"] = element.markdown.body.startswith("cached")
+                elif what == "exception":
+                    result["errors"].append(element.exception.message)
+            elif kind == "script_finished":
+                if forward.script_finished == ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+                    continue
+                result["finished_s"] = time.perf_counter() - start
+                return result
+
+    async def session(self, until: float, rng: random.Random, log: list[dict]) -> None:
+        import websockets
+
+        try:
+            async with websockets.connect(self.url, subprotocols=["streamlit"],
+                                          max_size=None, open_timeout=60) as ws:  # fmt: skip
+                first = await self.run_once(ws, None)
+                log.append(first | {"first": True})
+                while time.time() < until:
+                    await asyncio.sleep(rng.uniform(1.0, 3.0))
+                    value = round(rng.randint(1, 99) / 100, 2)
+                    log.append(await self.run_once(ws, (self.slider_id, value)))
+        except Exception as exc:  # noqa: BLE001 -- every failure counts as an error
+            log.append({"errors": [f"{type(exc).__name__}: {exc}"], "finished_s": None})
+
+
+def load_phase(server: Server, clients: int, duration: float, seed: int = 0) -> dict:
+    """``clients`` sessions moving sliders for ``duration`` seconds against one server."""
+    logs: list[list[dict]] = [[] for _ in range(clients)]
+    until = time.time() + duration
+    load_before = load_average()
+
+    async def main() -> None:
+        tasks = []
+        for i in range(clients):
+            await asyncio.sleep(0.1)  # students arrive within a few seconds, not in one tick
+            tasks.append(Client(server.url).session(until, random.Random(seed + i), logs[i]))
+        await asyncio.gather(*tasks)
+
+    start = time.perf_counter()
+    asyncio.run(main())
+    flat = [r for log in logs for r in log]
+    moves = [r for r in flat if not r.get("first")]
+    errors = [e for r in flat for e in r.get("errors", [])]
+    return {
+        "clients": clients,
+        "duration_s": duration,
+        "wall_s": round(time.perf_counter() - start, 1),
+        "load_before": load_before,
+        "load_after": load_average(),
+        "errors": len(errors),
+        "error_examples": sorted(set(errors))[:5],
+        "first_render": percentiles([r["finished_s"] for r in flat if r.get("first")
+                                     and r.get("finished_s")]),  # fmt: skip
+        "moves": len(moves),
+        "cached_share": round(sum(r.get("cached", False) for r in moves) / max(1, len(moves)), 3),
+        "move_to_generation": percentiles([r["generation_s"] for r in moves if r.get("generation_s")]),
+        "move_to_script_finished": percentiles([r["finished_s"] for r in moves if r.get("finished_s")]),
+        "uncached_move_to_generation": percentiles(
+            [r["generation_s"] for r in moves if r.get("generation_s") and not r.get("cached")]
+        ),
+    }  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; see the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--moves", type=int, default=50)
+    parser.add_argument("--clients", type=int, default=30)
+    parser.add_argument("--duration", type=float, default=120.0)
+    parser.add_argument("--skip-browser", action="store_true")
+    parser.add_argument("--skip-load", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    results: dict = {"machine": {"cpus": os.cpu_count(), "load_at_start": load_average()},
+                     "settings": vars(args) | {"out": str(args.out)}}  # fmt: skip
+    if not args.skip_browser:
+        with tempfile.TemporaryDirectory() as tmp:
+            server = Server(Path(tmp))
+            try:
+                results["browser"] = browser_phase(server, args.moves)
+            finally:
+                server.stop()
+    if not args.skip_load:
+        with tempfile.TemporaryDirectory() as tmp:
+            server = Server(Path(tmp))
+            try:
+                results["classroom"] = load_phase(server, args.clients, args.duration)
+            finally:
+                server.stop()
+        print("classroom", json.dumps(results["classroom"], indent=1), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
