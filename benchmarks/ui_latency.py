@@ -222,6 +222,7 @@ class Client:
     def __init__(self, url: str):
         self.url = url.replace("http", "ws") + "/_stcore/stream"
         self.slider_id = ""
+        self.fragment_id = ""  # the slider lives in a fragment: a move reruns only that
 
     async def run_once(self, ws, widget: tuple[str, float] | None) -> dict:
         from streamlit.proto.BackMsg_pb2 import BackMsg
@@ -229,6 +230,8 @@ class Client:
 
         msg = BackMsg()
         msg.rerun_script.query_string = ""
+        if widget is not None and self.fragment_id:
+            msg.rerun_script.fragment_id = self.fragment_id
         if widget is not None:
             state = msg.rerun_script.widget_states.widgets.add()
             state.id = widget[0]
@@ -245,6 +248,7 @@ class Client:
                 what = element.WhichOneof("type")
                 if what == "slider" and element.slider.label == "sentiment":
                     self.slider_id = element.slider.id
+                    self.fragment_id = forward.delta.fragment_id
                 elif what == "markdown" and "gen-text" in element.markdown.body:
                     result["generation_s"] = result["generation_s"] or time.perf_counter() - start
                 elif what == "markdown" and "forward pass" in element.markdown.body:
@@ -252,7 +256,9 @@ class Client:
                 elif what == "exception":
                     result["errors"].append(element.exception.message)
             elif kind == "script_finished":
-                if forward.script_finished == ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+                if (
+                    forward.script_finished == ForwardMsg.FINISHED_EARLY_FOR_RERUN
+                ):  # pragma: no cover
                     continue
                 result["finished_s"] = time.perf_counter() - start
                 return result

@@ -29,10 +29,14 @@ picked = st.multiselect("Fronts to overlay", choices, default=ready or choices[:
                         format_func=lambda c: f"{c[1]} · {c[0].label}", key="front-picked")  # fmt: skip
 entries = []
 for art, method in picked:
-    front = fronts.front_cached(art, method)
-    if front is None:
-        with progress_box(f"Evaluating the {method} front (once per server)") as progress:
-            front = fronts.front_for(art, method, progress=progress)
+    try:
+        front = fronts.front_cached(art, method)
+        if front is None:
+            with progress_box(f"Evaluating the {method} front (once per server)") as progress:
+                front = fronts.front_for(art, method, progress=progress)
+    except (ValueError, OSError) as exc:
+        st.info(f"**{method}** cannot serve {art.label}: {exc}", icon=":material/info:")
+        continue
     entries.append((art, method, front))
 if not entries:
     st.info("Pick at least one front.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,18 @@ def front_for(
     cached = front_cached(info, method)
     if cached is not None:
         return cached
+    with _FRONT_GUARD:
+        lock = _FRONT_LOCKS.setdefault((str(info.run_dir), method), threading.Lock())
+    with lock:  # many sessions asking at once: one evaluates, the others read its result
+        cached = front_cached(info, method)
+        return cached if cached is not None else _evaluate_front(info, method, progress)
+
+
+_FRONT_GUARD = threading.Lock()
+_FRONT_LOCKS: dict[tuple[str, str], threading.Lock] = {}
+
+
+def _evaluate_front(info: ArtifactInfo, method: str, progress: Progress) -> dict[str, Any]:
     cache = front_cache_path(info, method)
     progress(f"evaluating the {method} front once (cached afterwards)", 0.1)
     from morl_core.methods.common import load_steerable, read_config, snapshot

@@ -233,7 +233,8 @@ class SharedSteerable:
     its duration (so no two threads ever drive one model at once) and others wait. With one
     torch thread per generation, two replicas keep both cores of a small server busy. A small
     LRU cache of recent generations makes repeated slider positions instant for everyone (the
-    classroom case); results say when they came from it.
+    classroom case), and a request already being generated for another session is waited for,
+    not generated twice; results say when they came from the cache.
     """
 
     def __init__(
@@ -257,6 +258,7 @@ class SharedSteerable:
         self._cache: OrderedDict[tuple, list[str]] = OrderedDict()
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
+        self._inflight: dict[tuple, threading.Event] = {}
 
     @contextlib.contextmanager
     def replica(self) -> Iterator[Any]:
@@ -274,16 +276,27 @@ class SharedSteerable:
             tuple(round(float(w), 4) for w in weights),
             tuple(sorted(gen.items())),
         )
-        with self._cache_lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return list(self._cache[key]), True
-        with self.replica() as steerable:
-            texts = steerable.generate(list(prompts), list(weights), **gen)
-        with self._cache_lock:
-            self._cache[key] = list(texts)
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+        while True:
+            with self._cache_lock:
+                if key in self._cache:
+                    self._cache.move_to_end(key)
+                    return list(self._cache[key]), True
+                pending = self._inflight.get(key)
+                if pending is None:  # nobody is generating this: we do
+                    done = self._inflight[key] = threading.Event()
+                    break
+            pending.wait()  # the same request is being generated: wait and read it
+        try:
+            with self.replica() as steerable:
+                texts = steerable.generate(list(prompts), list(weights), **gen)
+            with self._cache_lock:
+                self._cache[key] = list(texts)
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        finally:
+            with self._cache_lock:
+                del self._inflight[key]
+            done.set()
         return texts, False
 
 
