@@ -16,8 +16,11 @@ model's shared head. For a target preference w the coefficients are
 found by hierarchical grid search (:func:`morl_core.search.hierarchical_grid_search`: 3^K grid,
 keep the best 2^K sub-cube, shrink, ``search_rounds`` rounds) on ``search_prompts`` held-out
 prompts S (the *last* prompts of the eval split; the front is measured on the first
-``eval_prompts``, and the artifact says whether the two overlap). a is not normalised, as in the
-paper: the search may also pick the norm of h, which acts like a temperature.
+``eval_prompts``, and the artifact says whether the two overlap). a ranges over the box
+[0, 1]^K and is not normalised, so the search also picks the norm of h, which acts like a
+sampling temperature; on a small model it can find near-uniform, high-temperature text that
+games a scorer (``formality`` rewards the absence of informal markers), which the quality
+benchmark shows.
 
 Here the search runs at the end of training for every preference of the evaluation grid; the
 objective vectors of candidate coefficients are cached and shared between preferences, and the
@@ -58,7 +61,7 @@ from morl_core.prompts import load_prompts
 from morl_core.search import hierarchical_grid_search
 from morl_core.weights import check_weights
 
-SEARCH_SEED = 4242  # one seed for every candidate: the same sampling noise stream
+SEARCH_SEED = 4242  # fixed: the search is reproducible (rows of one batch draw their own noise)
 SEARCH_TIMING = "search_timing.json"
 
 

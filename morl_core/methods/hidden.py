@@ -84,7 +84,12 @@ class HiddenFusion(nn.Module):
 
     @contextlib.contextmanager
     def disable_adapter(self):
-        """Run the plain base model (the KL reference of RL)."""
+        """The KL reference of RL: the mixer's own reference when it has one (the meta-policy's
+        untrained mixing), else the plain base model."""
+        if hasattr(self.mixer, "reference"):
+            with self.mixer.reference():
+                yield
+            return
         self._reference = True
         try:
             with self.model.disable_adapter():

@@ -21,7 +21,11 @@ LM head::
 Only phi = (W_q, W_k, e, LN) trains (about 2 d D parameters), by REINFORCE with the group
 baseline of the shared trainer on the preference-scalarised reward, one preference per batch:
 
-    max_phi  E_{w ~ Dir(1)} E_{y ~ pi_phi(.|x, w)} [ f_w(r(x, y)) ] - beta_KL KL(pi_phi || pi_base)
+    max_phi  E_{w ~ Dir(1)} E_{y ~ pi_phi(.|x, w)} [ f_w(r(x, y)) ] - beta_KL KL(pi_phi || pi_0)
+
+where pi_0 is the same experts mixed by the prior alone (g = 0, alpha = softmax(log(w + eps))):
+the KL term is a trust region on what the upper level changes. (KL to the base model instead
+would pull alpha towards whichever expert moved least from the base, whatever w asks.)
 
 **Design choices and what they trade.**
 
@@ -52,6 +56,7 @@ where it degrades (extremes, concave parts) and times decoding against K.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -119,6 +124,7 @@ class MetaMixer(nn.Module):
             self.key.bias.zero_()
         self.register_buffer("preference", torch.full((k,), 1.0 / k), persistent=False)
         self.record: list[torch.Tensor] | None = None  # mixing weights of each decoding step
+        self.adjust = True  # False: alpha is the prior alone (the KL reference pi_0)
 
     def set_preference(self, weights) -> None:
         self.preference.copy_(torch.as_tensor(np.asarray(weights, dtype=np.float32)))
@@ -132,9 +138,21 @@ class MetaMixer(nn.Module):
         query = self.query(torch.cat([context, w], dim=-1))  # (B, T, d)
         keys = self.key(normed) + self.expert_embedding  # (B, T, K, d)
         scores = (keys @ query[..., None]).squeeze(-1) / math.sqrt(query.shape[-1])  # (B, T, K)
+        prior = torch.log(w + self.settings["prior_eps"])  # (B, T, K)
+        if not self.adjust:
+            return torch.softmax(prior, dim=-1)
         bound = self.settings["score_bound"]
         adjustment = bound * torch.tanh(scores / bound)  # (B, T, K) in [-bound, bound]
-        return torch.softmax(torch.log(w + self.settings["prior_eps"]) + adjustment, dim=-1)
+        return torch.softmax(prior + adjustment, dim=-1)
+
+    @contextlib.contextmanager
+    def reference(self):
+        """Mix by the prior alone: the reference policy pi_0 of the KL term."""
+        self.adjust = False
+        try:
+            yield
+        finally:
+            self.adjust = True
 
     def forward(self, hidden: torch.Tensor, experts: list[int]) -> torch.Tensor:
         alpha = self.mixing(hidden)  # (B, T, K)
@@ -156,6 +174,11 @@ class MetaMixer(nn.Module):
     def from_folder(cls, folder: Path) -> MetaMixer:
         from safetensors import safe_open
 
+        if not (Path(folder) / FILE).is_file():
+            raise ValueError(
+                f"no trained meta-policy at {Path(folder) / FILE}; train method 'metapolicy' "
+                "(option experts_from reuses this run's experts)"
+            )
         with safe_open(str(Path(folder) / FILE), framework="pt", device="cpu") as handle:
             settings = json.loads(handle.metadata()["settings"])
             tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118

@@ -185,6 +185,8 @@ def load_panacea(policy: Policy, folder: Path) -> PanaceaModel:
     """Attach and fill the Panacea layers saved in ``folder`` (safetensors; no pickle)."""
     from safetensors import safe_open
 
+    if not (Path(folder) / FILE).is_file():
+        raise ValueError(f"no trained Panacea adapter at {Path(folder) / FILE}")
     with safe_open(str(Path(folder) / FILE), framework="pt", device="cpu") as handle:
         settings = json.loads(handle.metadata()["panacea"])
         tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
