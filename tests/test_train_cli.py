@@ -185,13 +185,13 @@ def test_bad_train_input_exits_2_naming_the_field(args, expected, tmp_path):
     assert not out.exists()  # nothing written for a config that never validated
 
 
-def test_option_out_of_range_is_reported_at_train_time(tmp_path):
-    done = morl(
-        "train", "--method", "dynaopt", "--option", "gamma=2.0", *TINY_ARGS, "--out", str(tmp_path)
-    )
+def test_option_out_of_range_is_refused_before_anything_is_written(tmp_path):
+    out = tmp_path / "run"
+    done = morl("train", "--method", "dynaopt", "--option", "gamma=2.0", *TINY_ARGS, "--out", str(out))
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
-    assert "options.gamma must be in (0, 1], got 2.0" in done.stderr
+    assert "options.gamma: must be in (0, 1], got 2.0" in done.stderr
+    assert not out.exists()  # validated with the config, before the run folder is made
 
 
 def test_out_folder_that_is_not_a_run_is_refused(tmp_path):
