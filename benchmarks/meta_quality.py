@@ -41,6 +41,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -153,6 +154,8 @@ def run_job(pair: str, objectives: tuple[str, ...], seed: int, scale: dict, out:
     tokenizer = load_policy("embedded", device="cpu", threads=1).tokenizer
     objective_registry.score(list(objectives), ["Hi"], ["Hello there."])
     root = out / "runs" / f"{pair}-seed{seed}"
+    if root.exists():  # a run folder would resume, not retrain: always start from scratch
+        shutil.rmtree(root)
     fields = ("steps", "batch_prompts", "k_samples", "max_new_tokens", "eval_prompts", "lr")
     base = {f: scale[f] for f in fields} | {
         "objectives": list(objectives),
