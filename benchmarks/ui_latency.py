@@ -122,23 +122,41 @@ def settle(tab, timeout: float = 300.0) -> None:
         time.sleep(0.1)
 
 
-def slider_moves(tab, moves: int, key: str) -> list[float]:
-    """Press an arrow key on the first slider ``moves`` times; seconds to each new generation."""
+def slider_moves(tab, moves: int, key: str) -> tuple[list[float], int]:
+    """Press an arrow key on the first slider ``moves`` times.
+
+    Returns the seconds from each key press to the new generation on screen (the caption under
+    the generations names the preference it was made for, so it changes on every move), and
+    the number of moves that timed out (60 s).
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     thumb = tab.locator('[data-testid="stSlider"] input[type="range"]').first
-    latencies = []
-    for i in range(moves):
+    latencies, timeouts = [], 0
+    for _ in range(moves):
         before = tab.evaluate(CAPTION_JS)
         thumb.focus()
         start = time.perf_counter()
         tab.keyboard.press(key)
-        tab.wait_for_function(f"(old) => {{ const now = ({CAPTION_JS})(); "
-                              "return now !== null && now !== old; }", arg=before,
-                              timeout=120_000, polling=10)  # fmt: skip
+        try:
+            tab.wait_for_function(f"(old) => {{ const now = ({CAPTION_JS})(); "
+                                  "return now !== null && now !== old; }", arg=before,
+                                  timeout=60_000, polling=10)  # fmt: skip
+        except PlaywrightTimeout:
+            timeouts += 1
+            continue
         latencies.append(time.perf_counter() - start)
+        if "cached" in (tab.evaluate(CAPTION_JS) or ""):
+            raise RuntimeError("a move was a cache hit; positions must be fresh")
         settle(tab)
-        if i == 0 and "cached" in (tab.evaluate(CAPTION_JS) or ""):
-            raise RuntimeError("the first move was a cache hit; positions must be fresh")
-    return latencies
+    return latencies, timeouts
+
+
+def measured(tab, moves: int, key: str) -> dict:
+    """Percentiles of :func:`slider_moves`, with timeouts and the load average."""
+    load = load_average()
+    latencies, timeouts = slider_moves(tab, moves, key)
+    return percentiles(latencies) | {"timeouts": timeouts, "load": load}
 
 
 def browser_phase(server: Server, moves: int) -> dict:
@@ -164,23 +182,19 @@ def browser_phase(server: Server, moves: int) -> dict:
         tab.goto(server.url)
         settle(tab)
 
-        load = load_average()
-        out["soups_alone"] = percentiles(slider_moves(tab, moves, "ArrowRight")) | {"load": load}
+        out["soups_alone"] = measured(tab, moves, "ArrowRight")
         print("soups alone", out["soups_alone"], flush=True)
 
         tab.get_by_role("radio", name="mod", exact=True).click()
         settle(tab)
-        load = load_average()
-        out["mod_alone"] = percentiles(slider_moves(tab, moves, "ArrowLeft")) | {"load": load}
+        out["mod_alone"] = measured(tab, moves, "ArrowLeft")
         print("mod alone", out["mod_alone"], flush=True)
 
         tab.get_by_role("radio", name="soups", exact=True).click()
         settle(tab)
         run_id = start_training(server.data_dir)
-        try:
-            load = load_average()
-            lat = slider_moves(tab, moves, "ArrowLeft")  # 0.49, 0.48, ...: fresh for soups
-            out["soups_while_training"] = percentiles(lat) | {"load": load, "run": run_id}
+        try:  # 0.49, 0.48, ...: fresh positions for soups
+            out["soups_while_training"] = measured(tab, moves, "ArrowLeft") | {"run": run_id}
             print("soups while training", out["soups_while_training"], flush=True)
         finally:
             stop_training(server.data_dir, run_id)
@@ -252,7 +266,7 @@ class Client:
                 elif what == "markdown" and "gen-text" in element.markdown.body:
                     result["generation_s"] = result["generation_s"] or time.perf_counter() - start
                 elif what == "markdown" and "forward pass" in element.markdown.body:
-                    result["cached"] = element.markdown.body.startswith("cached")
+                    result["cached"] = "· cached ·" in element.markdown.body
                 elif what == "exception":
                     result["errors"].append(element.exception.message)
             elif kind == "script_finished":
@@ -328,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     results: dict = {"machine": {"cpus": os.cpu_count(), "load_at_start": load_average()},
-                     "settings": vars(args) | {"out": str(args.out)}}  # fmt: skip
+                     "settings": vars(args) | {"out": str(args.out)},
+                     "recorded": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
     if not args.skip_browser:
         with tempfile.TemporaryDirectory() as tmp:
             server = Server(Path(tmp))
@@ -345,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
                 server.stop()
         print("classroom", json.dumps(results["classroom"], indent=1), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.out.exists():  # keep the phases this run skipped
+        results = json.loads(args.out.read_text()) | results
     args.out.write_text(json.dumps(results, indent=1))
     print(f"wrote {args.out}")
     return 0

@@ -139,8 +139,9 @@ def generation_cards(result) -> None:
         with st.container(key=f"gen-{result.method}-{i}"):
             st.markdown(generation_html(g.text, g.scores), unsafe_allow_html=True)
     cost = "cached" if result.cached else f"{result.seconds * 1000:.0f} ms"
+    weights = ", ".join(f"{w:.2f}" for w in result.weights)
     st.caption(
-        f"{cost} · {result.passes_per_token} forward pass(es) per token · "
+        f"w = ({weights}) · {cost} · {result.passes_per_token} forward pass(es) per token · "
         f"{result.models_kept} model(s) kept"
     )
 

@@ -98,7 +98,7 @@ for column, r, title in zip(
         d = seen.degeneration
         kl = "n/a (K models mixed per token)" if d.kl is None else f"{d.kl:.3f} nats/token"
         st.caption(f"{d.words:.1f} words · repetition {d.repetition:.0%} · distinct-1 {d.distinct1:.2f} · "
-                   f"distinct-2 {d.distinct2:.2f} · KL to base {kl}")  # fmt: skip
+                   f"distinct-2 {d.distinct2:.2f} · garbled {d.garbled:.0%} · KL to base {kl}")  # fmt: skip
         for flag in d.flags:
             st.warning(flag, icon=":material/flag:")
         if not d.flags:

@@ -162,6 +162,10 @@ def test_relations_page_heatmap_pairs_and_graph():
     at.radio(key="rel-kind").set_value("pearson").run()
     no_exceptions(at)
     assert any("Pearson" in str(c.proto.spec) for c in at.get("plotly_chart"))
+    charts = len(at.get("plotly_chart"))
+    at.button(key="grad-go").click().run()  # gradient conflict on demand
+    no_exceptions(at)
+    assert len(at.get("plotly_chart")) == charts + 1
 
 
 BENCH_RECORD = {

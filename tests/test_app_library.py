@@ -61,6 +61,8 @@ def test_degeneration_flags_repetition_shortness_and_kl():
     assert healthy.flags == ()
     looped = fronts.degeneration(["a friend of mine likes a friend of mine likes a friend of mine"])
     assert any("repetitive" in f for f in looped.flags)
+    garbled = fronts.degeneration(["The owner...... is....m drug. Epic data."])
+    assert any("garbled" in f for f in garbled.flags)
     short = fronts.degeneration(["..", ""], kl=2.0)
     assert any("very short" in f for f in short.flags)
     assert any("KL" in f for f in short.flags)

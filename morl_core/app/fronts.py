@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -135,6 +136,8 @@ class Degeneration:
         repetition: Share of word 3-grams that repeat an earlier 3-gram of the same text.
         distinct1: Distinct words / words (over all texts together).
         distinct2: Distinct word bigrams / bigrams.
+        garbled: Share of words holding a run of 3+ punctuation marks (``is....m``): a policy
+            that games a length or style reward often emits such debris.
         kl: Mean per-token KL(policy || base) in nats, estimated on the texts; None if not cheap.
         flags: Human-readable warnings (empty when nothing looks wrong).
     """
@@ -143,13 +146,15 @@ class Degeneration:
     repetition: float
     distinct1: float
     distinct2: float
+    garbled: float
     kl: float | None
     flags: tuple[str, ...]
 
 
 # Thresholds for the flags; chosen on the embedded model's base outputs, which pass all of them.
 SHORT_WORDS, LONG_WORDS = 2.0, 40.0
-MAX_REPETITION, MIN_DISTINCT2, MAX_KL = 0.25, 0.5, 1.0
+MAX_REPETITION, MIN_DISTINCT2, MAX_KL, MAX_GARBLED = 0.25, 0.5, 1.0, 0.1
+_PUNCTUATION_RUN = re.compile(r"[^\w\s]{3,}")
 
 
 def _ngrams(words: list[str], n: int) -> list[tuple[str, ...]]:
@@ -157,7 +162,8 @@ def _ngrams(words: list[str], n: int) -> list[tuple[str, ...]]:
 
 
 def degeneration(texts: Sequence[str], kl: float | None = None) -> Degeneration:
-    """Length, repetition and distinct-n of ``texts`` (and a given KL), with flags."""
+    """Length, repetition, distinct-n and punctuation debris of ``texts`` (and a given KL),
+    with flags."""
     tokenized = [t.lower().split() for t in texts]
     words = float(np.mean([len(w) for w in tokenized])) if tokenized else 0.0
     repeats, total = 0, 0
@@ -170,6 +176,7 @@ def degeneration(texts: Sequence[str], kl: float | None = None) -> Degeneration:
     bigrams = [g for w in tokenized for g in _ngrams(w, 2)]
     distinct1 = len(set(unigrams)) / len(unigrams) if unigrams else 0.0
     distinct2 = len(set(bigrams)) / len(bigrams) if bigrams else 0.0
+    garbled = sum(bool(_PUNCTUATION_RUN.search(g)) for g in unigrams) / max(1, len(unigrams))
     flags = []
     if words < SHORT_WORDS:
         flags.append(f"very short: {words:.1f} words on average (brevity gamed?)")
@@ -179,9 +186,11 @@ def degeneration(texts: Sequence[str], kl: float | None = None) -> Degeneration:
         flags.append(f"repetitive: {repetition:.0%} of 3-grams repeat")
     if bigrams and distinct2 < MIN_DISTINCT2:
         flags.append(f"low diversity: distinct-2 = {distinct2:.2f}")
+    if garbled > MAX_GARBLED:
+        flags.append(f"garbled: {garbled:.0%} of words hold runs of punctuation")
     if kl is not None and kl > MAX_KL:
         flags.append(f"far from the base model: KL = {kl:.2f} nats/token")
-    return Degeneration(words, repetition, distinct1, distinct2, kl, tuple(flags))
+    return Degeneration(words, repetition, distinct1, distinct2, garbled, kl, tuple(flags))
 
 
 def kl_to_base(
