@@ -32,17 +32,33 @@ def check(device: str, steps: int) -> dict:
     out["generate_s"] = time.perf_counter() - t
     with tempfile.TemporaryDirectory() as tmp:
         for method in ("morlhf", "soups"):
-            config = RunConfig(method=method, objectives=("sentiment", "brevity"), steps=steps,
-                               n_preferences=2, eval_every=0, eval_prompts=4, device=device).validated()
+            config = RunConfig(
+                method=method,
+                objectives=("sentiment", "brevity"),
+                steps=steps,
+                n_preferences=2,
+                eval_every=0,
+                eval_prompts=4,
+                device=device,
+            ).validated()
             times = []
             t = time.perf_counter()
-            run_training(config, Path(tmp) / method, lambda info: times.append(time.perf_counter()) or True)
+            run_training(
+                config, Path(tmp) / method, lambda info, times=times: times.append(time.perf_counter()) or True
+            )
             out[f"{method}_s_per_step"] = (times[-1] - t) / len(times)
-            out[f"{method}_final_metrics"] = {k: v for k, v in json.loads(
-                (Path(tmp) / method / "metrics.jsonl").read_text().splitlines()[-1]).items() if k.startswith(("reward/", "kl"))}
+            out[f"{method}_final_metrics"] = {
+                k: v
+                for k, v in json.loads(
+                    (Path(tmp) / method / "metrics.jsonl").read_text().splitlines()[-1]
+                ).items()
+                if k.startswith(("reward/", "kl"))
+            }
         for method in ("soups", "mod"):
             steerable = get(method).load(Path(tmp) / "soups", device=device)
-            out[f"{method}_steer"] = steerable.generate(["I think homework is"], [0.5, 0.5], seed=1, max_new_tokens=24)[0]
+            out[f"{method}_steer"] = steerable.generate(
+                ["I think homework is"], [0.5, 0.5], seed=1, max_new_tokens=24
+            )[0]
     return out
 
 
@@ -51,9 +67,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     args = parser.parse_args()
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    results = {"torch": torch.__version__, "cuda": torch.cuda.is_available(),
-               "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-               "runs": [check(d, args.steps) for d in devices]}
+    results = {
+        "torch": torch.__version__,
+        "cuda": torch.cuda.is_available(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "runs": [check(d, args.steps) for d in devices],
+    }
     print(json.dumps(results, indent=2))
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)

@@ -31,8 +31,9 @@ import statistics
 import sys
 import time
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+from morl_core.jobs.records import git_hash, package_versions
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -42,7 +43,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.scorers import git_hash  # noqa: E402
 
 SETTINGS = {
     "top_p": dict(temperature=1.0, top_p=0.9, greedy=False),
@@ -128,16 +128,6 @@ def paired_ratio(timings: dict) -> float:
     """Median over runs of ours / HF, each pair timed back to back (robust to load drifts)."""
     pairs = zip(timings["ours"], timings["hf_generate"], strict=True)
     return round(statistics.median(ours / hf for ours, hf in pairs), 3)
-
-
-def package_versions() -> dict[str, str]:
-    found = {}
-    for name in ["torch", "transformers", "peft", "tokenizers"]:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = "missing"
-    return found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -235,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "goals": goals,
         "load_average_1min": {"before": load_before[0], "after": load_after[0]},
-        "versions": {"python": platform.python_version(), **package_versions()},
+        "versions": {"python": platform.python_version(), **package_versions(("tokenizers",))},
         "git_hash": git_hash(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
     }

@@ -42,7 +42,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -61,6 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from morl_core import objectives as objective_registry  # noqa: E402
+from morl_core.jobs.records import git_hash  # noqa: E402
 
 METHODS = ("morlhf", "dynaopt", "soups", "mod", "ric", "panacea", "emorl", "metapolicy")
 USES_EXPERTS = ("soups", "mod", "emorl", "metapolicy")
@@ -503,15 +503,6 @@ def figure_html(jobs: list[dict], summary: dict, cost: list[dict]) -> str:
         parts.append(fig)
     html = [p.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, p in enumerate(parts)]
     return "<html><body>" + "\n".join(html) + "</body></html>"
-
-
-def git_hash() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -35,6 +34,8 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
+
+from morl_core.jobs.records import git_hash
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL = 1.2
@@ -61,16 +62,6 @@ def time_pair(
         baseline()
         times_base.append(time.perf_counter() - start)
     return times_ours, times_base
-
-
-def git_hash() -> str:
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        )
-        return result.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,11 +17,9 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -29,6 +27,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
+
+from morl_core.jobs.records import git_hash, package_versions
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = [
@@ -61,27 +61,6 @@ def make_texts(n: int, rng: np.random.Generator) -> tuple[list[str], list[str]]:
         picked = rng.choice(len(SENTENCES), size=int(rng.integers(2, 5)), replace=False)
         completions.append(" ".join(SENTENCES[j] for j in picked) + f" (note {i})")
     return prompts, completions
-
-
-def package_versions() -> dict[str, str]:
-    names = ["torch", "numpy", "sentence-transformers", "scikit-learn", "vaderSentiment"]
-    found = {}
-    for name in names:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = "missing"
-    return found
-
-
-def git_hash() -> str:
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        )
-        return result.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,7 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         "torch_threads": torch.get_num_threads(),
         "mean_completion_words": float(np.mean([len(c.split()) for c in completions])),
         "results": results,
-        "versions": {"python": platform.python_version(), **package_versions()},
+        "versions": {
+            "python": platform.python_version(),
+            **package_versions(
+                ("sentence-transformers", "scikit-learn", "vaderSentiment", "alt-profanity-check")
+            ),
+        },
         "git_hash": git_hash(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
     }

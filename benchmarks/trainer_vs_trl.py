@@ -33,14 +33,14 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import warnings
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+from morl_core.jobs.records import git_hash, package_versions
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -232,26 +232,6 @@ def median_shares(runs: list[dict]) -> dict[str, float]:
     }
 
 
-def package_versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for name in ("torch", "transformers", "peft", "accelerate", "trl", "datasets", "numpy"):
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = "missing"
-    return found
-
-
-def git_hash() -> str:
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        )
-        return done.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=8, help="steps per run (first is warm-up)")
@@ -334,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summary,
         "ours": ours,
         "trl": theirs,
-        "versions": package_versions(),
+        "versions": package_versions(("accelerate", "trl", "datasets")),
         "git_hash": git_hash(),
         "machine": {
             "platform": platform.platform(),

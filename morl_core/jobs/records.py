@@ -172,12 +172,22 @@ def read_status(run_dir: Path) -> dict[str, Any] | None:
 
 # --- provenance ---
 @functools.cache
-def package_versions() -> dict[str, str]:
-    """Versions of Python and the packages a result depends on."""
+def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """Versions of Python and the packages a result depends on (plus ``extra`` packages)."""
     from importlib import metadata
 
     versions = {"python": sys.version.split()[0]}
-    for name in ("morl-studio", "torch", "transformers", "peft", "numpy", "safetensors", "moocore"):
+    names = (
+        "morl-studio",
+        "torch",
+        "transformers",
+        "peft",
+        "numpy",
+        "safetensors",
+        "moocore",
+        *extra,
+    )
+    for name in names:
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[name] = metadata.version(name)
     return versions
