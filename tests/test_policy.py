@@ -474,3 +474,15 @@ def test_check_sampling_reports_every_bad_field():
     assert "max_new_tokens" in str(error.value)
     assert "temperature" in str(error.value)
     assert "top_p" in str(error.value)
+
+
+def test_prefix_survives_truncation_of_a_long_prompt(policy):
+    prefix = "<sentiment=1.0><brevity=0.6>\n"
+    short_ids, _ = policy.encode(["The hotel was"], prefix=prefix)
+    joint_ids, _ = policy.encode([prefix + "The hotel was"])
+    assert short_ids.tolist() == joint_ids.tolist()  # a prompt that fits: same as writing it in
+    ids, mask = policy.encode(["word " * 400 + "The hotel was"], max_new_tokens=24, prefix=prefix)
+    assert ids.shape[1] == policy.max_length - 24 and int(mask.sum()) == ids.shape[1]
+    head = policy.tokenizer(prefix, add_special_tokens=False)["input_ids"]
+    assert ids[0, : len(head)].tolist() == head  # the tags are kept whole
+    assert policy.tokenizer.decode(ids[0, -4:]).strip().endswith("hotel was")

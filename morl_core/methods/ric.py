@@ -93,8 +93,8 @@ class PrefixedPolicy(Policy):
 
     prefix: str = ""
 
-    def encode(self, prompts, max_new_tokens: int = 0):
-        return super().encode([self.prefix + p for p in prompts], max_new_tokens)
+    def encode(self, prompts, max_new_tokens: int = 0, prefix: str = ""):
+        return super().encode(prompts, max_new_tokens, prefix=self.prefix + prefix)
 
 
 def prefixed(policy: Policy) -> PrefixedPolicy:

@@ -79,14 +79,22 @@ class Policy:
             getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", 1024)
         )
 
-    def encode(self, prompts: Sequence[str], max_new_tokens: int = 0):
-        """Left-padded prompt ids and mask on the policy's device, truncated from the left."""
+    def encode(self, prompts: Sequence[str], max_new_tokens: int = 0, prefix: str = ""):
+        """Left-padded prompt ids and mask on the policy's device, truncated from the left.
+
+        ``prefix`` (e.g. RiC's target-reward tags) is written before every prompt and is never
+        truncated: a prompt too long for the context loses its own first tokens instead.
+        """
         check_prompts(prompts)
         room = max(1, self.max_length - max_new_tokens)
-        rows = [
-            self.tokenizer(p, add_special_tokens=False)["input_ids"][-room:] or [self.eos_id]
-            for p in prompts
-        ]
+        tokenize = lambda text: self.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+        head = tokenize(prefix) if prefix else []
+        rows = []
+        for p in prompts:
+            row = tokenize(prefix + p)
+            if len(row) > room and head:
+                row = head + tokenize(p)[len(head) - room :] if room > len(head) else head[-room:]
+            rows.append(row[-room:] or [self.eos_id])
         width = max(len(r) for r in rows)
         import torch
 
