@@ -14,6 +14,7 @@ One model and one forward pass per token whatever K; the front is traced by swee
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +34,21 @@ from morl_core.methods.common import (
 from morl_core.methods.experts import expert_names, train_experts
 
 SOUP = "soup"
+CACHED_SOUPS = 16
 
 
 class Soup(AdapterPolicy):
-    """Serves w with the weight-space mixture of the experts (cached for the last w)."""
+    """Serves w with the weight-space mixture of the experts.
+
+    The last ``CACHED_SOUPS`` mixtures stay loaded (a few MB each for a small model), so moving
+    a slider back and forth over the same positions costs no adapter rebuild.
+    """
 
     def __init__(self, policy, objectives, adapters):
         super().__init__(policy, objectives, adapters)
         self.models_kept = 1  # the soup is one model; experts are its ingredients
-        self._mixed_for: tuple[float, ...] | None = None
+        self._soups: OrderedDict[tuple[float, ...], str] = OrderedDict()  # weights -> adapter name
+        self._next = 0
 
     def choose(self, weights: np.ndarray) -> str:
         experts = list(self.adapters)
@@ -49,15 +56,20 @@ class Soup(AdapterPolicy):
         if len(used) == 1:  # a one-hot preference is exactly that expert
             return used[0][0]
         key = tuple(round(float(w), 6) for w in weights)
-        if key != self._mixed_for:
-            model = self.policy.model
-            if SOUP in model.peft_config:
-                model.delete_adapter(SOUP)
-            model.add_weighted_adapter(
-                [n for n, _ in used], [w for _, w in used], SOUP, combination_type="cat"
-            )
-            self._mixed_for = key
-        return SOUP
+        if key in self._soups:
+            self._soups.move_to_end(key)
+            return self._soups[key]
+        model = self.policy.model
+        if len(self._soups) >= CACHED_SOUPS:
+            _, oldest = self._soups.popitem(last=False)
+            model.delete_adapter(oldest)
+        name = f"{SOUP}{self._next}"
+        self._next += 1
+        model.add_weighted_adapter(
+            [n for n, _ in used], [w for _, w in used], name, combination_type="cat"
+        )
+        self._soups[key] = name
+        return name
 
 
 def train(config: RunConfig, run_dir: Path, callback: TrainCallback) -> None:
