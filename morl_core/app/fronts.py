@@ -1,6 +1,6 @@
-"""Fronts for the app: the fixed reference point, indicators, fronts served by any method,
-per-point degeneration flags (length, repetition, distinct-n, KL to the base) and picking a
-point for the user (knee point, pseudo-weights) with the reason in words.
+"""Fronts for the app: the fixed reference point, indicators, fronts served by any method, KL
+to the base per point, the Steer page's front and report, and the Fronts page's table. The
+pure point choosers and degeneration flags live in :mod:`morl_core.app.points`.
 
 Maximisation convention throughout: every objective maps to [0, 1], larger is better.
 """
@@ -8,9 +8,7 @@ Maximisation convention throughout: every objective maps to [0, 1], larger is be
 from __future__ import annotations
 
 import json
-import math
 import os
-import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +17,15 @@ from typing import Any
 
 import numpy as np
 
+from morl_core.app.points import (  # noqa: F401  (pages reach them as fronts.*)
+    Degeneration,
+    Pick,
+    degeneration,
+    knee_point,
+    nearest_preference,
+    neighbour_index,
+    pseudo_weight_pick,
+)
 from morl_core.app.serving import (
     ArtifactInfo,
     Progress,
@@ -118,81 +125,6 @@ def front_cache_path(info: ArtifactInfo, method: str) -> Path:
     return app_data_dir() / "fronts" / f"{slug(str(info.run_dir.resolve()))}.{method}.json"
 
 
-def nearest_preference(preferences: Sequence[Sequence[float]], weights: Sequence[float]) -> int:
-    """Index of the evaluated preference closest (Euclidean) to ``weights``."""
-    prefs = np.asarray(preferences, dtype=float)  # (P, K)
-    return int(np.argmin(((prefs - np.asarray(weights, dtype=float)) ** 2).sum(-1)))
-
-
-# --- degeneration and picks ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Degeneration:
-    """Signs that a policy games its rewards instead of writing well (means over its texts).
-
-    Attributes:
-        words: Mean words per completion.
-        repetition: Share of word 3-grams that repeat an earlier 3-gram of the same text.
-        distinct1: Distinct words / words (over all texts together).
-        distinct2: Distinct word bigrams / bigrams.
-        garbled: Share of words holding a run of 3+ punctuation marks (``is....m``): a policy
-            that games a length or style reward often emits such debris.
-        kl: Mean per-token KL(policy || base) in nats, estimated on the texts; None if not cheap.
-        flags: Human-readable warnings (empty when nothing looks wrong).
-    """
-
-    words: float
-    repetition: float
-    distinct1: float
-    distinct2: float
-    garbled: float
-    kl: float | None
-    flags: tuple[str, ...]
-
-
-# Thresholds for the flags; chosen on the embedded model's base outputs, which pass all of them.
-SHORT_WORDS, LONG_WORDS = 2.0, 40.0
-MAX_REPETITION, MIN_DISTINCT2, MAX_KL, MAX_GARBLED = 0.25, 0.5, 1.0, 0.1
-_PUNCTUATION_RUN = re.compile(r"[^\w\s]{3,}")
-
-
-def _ngrams(words: list[str], n: int) -> list[tuple[str, ...]]:
-    return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-
-
-def degeneration(texts: Sequence[str], kl: float | None = None) -> Degeneration:
-    """Length, repetition, distinct-n and punctuation debris of ``texts`` (and a given KL),
-    with flags."""
-    tokenized = [t.lower().split() for t in texts]
-    words = float(np.mean([len(w) for w in tokenized])) if tokenized else 0.0
-    repeats, total = 0, 0
-    for w in tokenized:
-        grams = _ngrams(w, 3)
-        repeats += len(grams) - len(set(grams))
-        total += len(grams)
-    repetition = repeats / total if total else 0.0
-    unigrams = [g for w in tokenized for g in w]
-    bigrams = [g for w in tokenized for g in _ngrams(w, 2)]
-    distinct1 = len(set(unigrams)) / len(unigrams) if unigrams else 0.0
-    distinct2 = len(set(bigrams)) / len(bigrams) if bigrams else 0.0
-    garbled = sum(bool(_PUNCTUATION_RUN.search(g)) for g in unigrams) / max(1, len(unigrams))
-    flags = []
-    if words < SHORT_WORDS:
-        flags.append(f"very short: {words:.1f} words on average (brevity gamed?)")
-    if words > LONG_WORDS:
-        flags.append(f"very long: {words:.0f} words on average")
-    if repetition > MAX_REPETITION:
-        flags.append(f"repetitive: {repetition:.0%} of 3-grams repeat")
-    if bigrams and distinct2 < MIN_DISTINCT2:
-        flags.append(f"low diversity: distinct-2 = {distinct2:.2f}")
-    if garbled > MAX_GARBLED:
-        flags.append(f"garbled: {garbled:.0%} of words hold runs of punctuation")
-    if kl is not None and kl > MAX_KL:
-        flags.append(f"far from the base model: KL = {kl:.2f} nats/token")
-    return Degeneration(words, repetition, distinct1, distinct2, garbled, kl, tuple(flags))
-
-
 def kl_to_base(
     shared: SharedSteerable, prompts: Sequence[str], texts: Sequence[str], weights
 ) -> float | None:
@@ -240,88 +172,6 @@ def kl_to_base(
             ref, _ = token_logprobs(model, input_ids, attention, width)
     per_token = ((logp - ref) * completion_mask).sum() / completion_mask.sum().clamp(min=1)
     return max(0.0, float(per_token))
-
-
-@dataclass(frozen=True)
-class Pick:
-    """A front point chosen for the user, with the reason in words."""
-
-    index: int
-    rule: str
-    reason: str
-
-
-def _front_scaled(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from morl_core.pareto import non_dominated
-
-    on_front = np.flatnonzero(non_dominated(points))
-    front = points[on_front]
-    low, high = front.min(0), front.max(0)
-    span = np.where(high - low > 0, high - low, 1.0)
-    return on_front, (front - low) / span  # (m,), (m, K) in [0, 1] per objective
-
-
-def knee_point(points: Sequence[Sequence[float]]) -> Pick:
-    """The knee: the front point farthest beyond the hyperplane through the front's extremes.
-
-    Objectives are scaled to [0, 1] over the front; the hyperplane ``sum_i x_i = 1`` then passes
-    through the single-objective extremes, and the knee maximises ``sum_i x_i - 1``: moving
-    away from it costs more of one objective than it gains of the others (Das 1999; Branke et
-    al. 2004). With fewer than three front points there is no bend, so the best balanced point
-    (largest minimum objective) is taken and the reason says so.
-    """
-    pts = np.asarray(points, dtype=float)  # (P, K)
-    on_front, scaled = _front_scaled(pts)
-    if len(on_front) < 3:
-        best = int(np.argmax(pts[on_front].min(1)))
-        return Pick(
-            int(on_front[best]),
-            "knee",
-            f"only {len(on_front)} front point(s): no bend to find, so the most balanced one "
-            "(the largest worst objective) is shown",
-        )
-    bulge = scaled.sum(1) - 1.0  # (m,) distance beyond the extremes' hyperplane (unnormalised)
-    best = int(np.argmax(bulge))
-    distance = bulge[best] / math.sqrt(scaled.shape[1])
-    return Pick(
-        int(on_front[best]),
-        "knee",
-        f"largest bulge of the front: {distance:.2f} (scaled units) beyond the plane through "
-        "the single-objective extremes; leaving it in any direction gives up more than it gains",
-    )
-
-
-def pseudo_weight_pick(points: Sequence[Sequence[float]], preference: Sequence[float]) -> Pick:
-    """The front point whose pseudo-weights are closest to ``preference`` (Deb 2001, pymoo).
-
-    Pseudo-weight of objective i at a point: its scaled position ``(f_i - min_i) / (max_i -
-    min_i)`` over the front, normalised to sum 1 (maximisation), i.e. how far along each
-    objective's range the point sits relative to the others.
-    """
-    pts = np.asarray(points, dtype=float)
-    w = np.asarray(preference, dtype=float)
-    w = w / w.sum()
-    on_front, scaled = _front_scaled(pts)
-    sums = scaled.sum(1, keepdims=True)
-    pseudo = np.where(sums > 0, scaled / np.where(sums > 0, sums, 1.0), 1.0 / scaled.shape[1])
-    best = int(np.argmin(np.abs(pseudo - w).sum(1)))
-    shown = ", ".join(f"{x:.2f}" for x in pseudo[best])
-    wanted = ", ".join(f"{x:.2f}" for x in w)
-    return Pick(
-        int(on_front[best]),
-        "pseudo-weights",
-        f"its pseudo-weights ({shown}) are the closest on the front to your preference ({wanted})",
-    )
-
-
-def neighbour_index(points: Sequence[Sequence[float]], index: int) -> int | None:
-    """The closest other point (Euclidean in objective space), or None for a single point."""
-    pts = np.asarray(points, dtype=float)
-    if len(pts) < 2:
-        return None
-    d = ((pts - pts[index]) ** 2).sum(1)
-    d[index] = np.inf
-    return int(np.argmin(d))
 
 
 # --- the Steer page's front, simplex map and report ------------------------------------------
