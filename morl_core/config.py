@@ -162,8 +162,25 @@ class RunConfig:
 
     # --- (de)serialisation ---
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
-        """Build and validate a config from plain data (JSON, form values, CLI options)."""
+    def from_dict(
+        cls, data: Mapping[str, Any], errors: Mapping[str, str] | None = None
+    ) -> RunConfig:
+        """Build and validate a config from plain data (JSON, form values, CLI options).
+
+        ``errors`` are problems a caller already found while reading its input (a bad
+        ``KEY=VALUE``, a model not on a server's list); they are reported together with the
+        validation errors in one :class:`ConfigError`.
+        """
+        try:
+            config = cls._from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError({**exc.errors, **(errors or {})}) from None
+        if errors:
+            raise ConfigError(errors)
+        return config
+
+    @classmethod
+    def _from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
         if not isinstance(data, Mapping):
             raise ConfigError({"config": f"must be a mapping, got {type(data).__name__}"})
         known = {f.name for f in fields(cls)}

@@ -163,13 +163,7 @@ def submit_run(values: Mapping[str, Any], executor=None) -> str:
         bad = [o for o in data.get("objectives") or () if o not in ui_objectives()]
         if bad:
             errors["objectives"] = f"not registered objectives: {bad} (dotted paths: CLI only)"
-    try:
-        config = RunConfig.from_dict(data)
-    except ConfigError as exc:
-        raise ConfigError({**exc.errors, **errors}) from None
-    if errors:
-        raise ConfigError(errors)
-    return (executor or jobs.get_executor()).submit(config)
+    return (executor or jobs.get_executor()).submit(RunConfig.from_dict(data, errors))
 
 
 def run_folder(executor, run_id: str) -> Path:

@@ -101,13 +101,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             options[key.strip()] = value
     if options:
         data["options"] = options
-    try:
-        config = RunConfig.from_dict(data)
-    except ConfigError as exc:
-        raise ConfigError({**exc.errors, **errors}) from None
-    if errors:
-        raise ConfigError(errors)
-    return config
+    return RunConfig.from_dict(data, errors)
 
 
 # --- helpers ---
