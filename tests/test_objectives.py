@@ -109,7 +109,7 @@ EXACT = [
     ("readability", "The cat sat on the mat.", {}, 1.0),  # FRE 116 clipped to 100
     ("brevity", "one two three", {"target_words": 3}, 1.0),
     ("brevity", "one two three four five six", {"target_words": 3}, 0.5),
-    ("brevity", " ".join(["w"] * 16), {}, 0.5),  # default target 8 words
+    ("brevity", " ".join(f"w{i}" for i in range(16)), {}, 0.5),  # default target 8 words
     ("diversity", "a b c d", {}, 1.0),
     ("diversity", "a a a a a", {"max_n": 1}, 0.2),
     ("synth_nature", "tree river car road", {}, 0.5),
@@ -377,8 +377,9 @@ BAD_INPUTS = [
     (["brevity"], "a prompt", ["c"], {}, "prompts must be a list of strings, got a single string"),
     (["brevity"], ["p", 3], ["c", "d"], {}, r"prompts\[1\] must hold strings"),
     (["brevity"], ["p"], [None], {}, r"completions\[0\] must hold strings"),
-    (["brevity"], ["p"], ["c"], {"target_words": 0}, "target_words must be a positive integer"),
-    (["diversity"], ["p"], ["c"], {"max_n": 0}, "max_n must be a positive integer"),
+    (["brevity"], ["p"], ["c"], {"target_words": 0}, r"target_words must be an integer in \[1, "),
+    (["brevity"], ["p"], ["c"], {"target_words": 10**6}, "target_words must be an integer in"),
+    (["diversity"], ["p"], ["c"], {"max_n": 0}, r"max_n must be an integer in \[1, 8\]"),
 ]
 
 

@@ -3,7 +3,8 @@
 No model is loaded; every function is a pure function of the completion (the prompt is
 ignored). All share one tokenisation: a *word* is a run of letters or digits, optionally joined by
 apostrophes (``don't`` is one word). An empty or whitespace-only completion scores 0 on every
-objective here, so that an RL policy cannot win by saying nothing.
+objective here, so that an RL policy cannot win by saying nothing, and neither do punctuation
+runs or one repeated word (the fluency gate below).
 
 Readability uses the Flesch reading ease formula (Flesch 1948) computed here, not by
 ``textstat`` (whose 0.7.13 release downloads data at run time)::
@@ -12,6 +13,21 @@ Readability uses the Flesch reading ease formula (Flesch 1948) computed here, no
 
 Syllables are counted by a documented heuristic (``count_syllables``), sentences by terminal
 punctuation (``.``, ``!``, ``?``) and line breaks.
+
+**The fluency gate.** An RL policy games a text scorer with output that is not language: a
+punctuation run scores as "short" and "easy to read", one repeated word ("great great great")
+as "positive" or "formal". Every real objective is therefore multiplied by
+``fluency_gate(text)`` in [0, 1], a product of two ramps that are 1 on ordinary sentences::
+
+    gate = ramp(nonword_ratio; 0.1 -> 0.4) * ramp(repetition; 0.3 -> 0.6)
+
+where ``ramp(x; a -> b)`` is 1 for x <= a, 0 for x >= b and linear between (a slope the
+policy can climb back along). ``nonword_ratio`` is the share of the non-space characters that sit
+in tokens which are not words (``is_word_token``: punctuation runs, 4+ repeated letters, 25+
+letter strings, long strings without a vowel); ``repetition`` is the larger of the share of
+adjacent repeated words and 1 - distinct-2 of the words. An empty text has gate 0. The gate
+reads the text only (no model), so it costs microseconds; perplexity under the base model is
+reported separately by :mod:`morl_core.objectives.degeneration`.
 """
 
 from __future__ import annotations
@@ -34,6 +50,116 @@ def words_of(text: str) -> list[str]:
         ["Don't", 'panic', "it's", '42']
     """
     return WORD_PATTERN.findall(text)
+
+
+# --- the fluency gate: non-words and repetition ---
+
+# Punctuation allowed around a word ("(yes),", "end...", "'quoted'"): at most this many marks.
+EDGE_PUNCTUATION = "\"'“”‘’«»()[]{}<>*_.,;:!?…-–—"
+MAX_EDGE_MARKS = 3
+# A word token's core: words joined by hyphens, apostrophes, slashes, dots or colons
+# (well-known, don't, and/or, 3.14, 10:30).
+WORD_CORE_PATTERN = re.compile(r"^[^\W_]+(?:[-'’/.,:][^\W_]+)*$")
+REPEATED_LETTER_PATTERN = re.compile(r"([^\W\d_])\1{3}")  # "soooo", "aaaah"
+NO_VOWEL_PATTERN = re.compile(r"^[b-df-hj-np-tv-xz]{5,}$")  # ASCII letters only, lower case
+# "antidisestablishmentarianism" has 28 letters; real replies almost never hold a word this
+# long, degenerate ones often do ("aaaaaaaa...", glued tokens).
+MAX_WORD_LETTERS = 24
+# Ramps of the gate (see the module docstring); chosen so that the embedded model's own samples
+# and ordinary English pass with gate 1 (tests/test_scorer_exploits.py checks both sides).
+NONWORD_RAMP = (0.1, 0.4)
+REPETITION_RAMP = (0.3, 0.6)
+
+
+def is_word_token(token: str) -> bool:
+    """Whether a whitespace-separated token is a word, allowing a little punctuation around it.
+
+    A token is a word when, after stripping at most ``MAX_EDGE_MARKS`` marks from each end, its
+    core is letters or digits (joined by ``-'/.,:``), no part is longer than
+    ``MAX_WORD_LETTERS``, no letter repeats 4+ times in a row, and no ASCII part of 5+ letters
+    lacks a vowel.
+
+    Example:
+        >>> [is_word_token(t) for t in ["Hello,", "(don't)", "3.14", "end...", "....", "is....m",
+        ...                             "soooo", "xkcdqwrtz", "a" * 30]]
+        [True, True, True, True, False, False, False, False, False]
+    """
+    core = token.strip(EDGE_PUNCTUATION)
+    if not core:
+        return False
+    lead = len(token) - len(token.lstrip(EDGE_PUNCTUATION))
+    trail = len(token) - len(token.rstrip(EDGE_PUNCTUATION))
+    if lead > MAX_EDGE_MARKS or trail > MAX_EDGE_MARKS or not WORD_CORE_PATTERN.match(core):
+        return False
+    if REPEATED_LETTER_PATTERN.search(core):
+        return False
+    for part in WORD_PATTERN.findall(core):
+        if len(part) > MAX_WORD_LETTERS or NO_VOWEL_PATTERN.match(part.lower()):
+            return False
+    return True
+
+
+def nonword_ratio(text: str) -> float:
+    """Share of the non-space characters that sit in non-word tokens (1.0 for an empty text).
+
+    Weighting by characters makes one dash in a sentence harmless and a long punctuation run
+    after a word ("Yes ..................") decisive.
+
+    Example:
+        >>> nonword_ratio("The hotel was lovely."), nonword_ratio("....."), nonword_ratio("Yes ......")
+        (0.0, 1.0, 0.6666666666666666)
+    """
+    tokens = text.split()
+    total = sum(map(len, tokens))
+    if total == 0:
+        return 1.0
+    return sum(len(token) for token in tokens if not is_word_token(token)) / total
+
+
+def distinct_n(words: list[str], n: int) -> float | None:
+    """Fraction of the word n-grams that are distinct; None when there is no n-gram."""
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else None
+
+
+def repetition(text: str) -> float:
+    """How much the text repeats itself, in [0, 1]: 0 = no repeat, 1 = one word over and over.
+
+    The larger of the share of adjacent word pairs that are the same word ("great great") and
+    1 - distinct-2 of the lower-cased words (repeated phrases, "I love it. I love it."). A text
+    of fewer than two words scores 0.
+
+    Example:
+        >>> repetition("The staff were kind and helpful."), repetition("friend friend friend")
+        (0.0, 1.0)
+        >>> round(repetition("so good so good so good"), 2)
+        0.6
+    """
+    words = [word.lower() for word in words_of(text)]
+    if len(words) < 2:
+        return 0.0
+    adjacent = sum(a == b for a, b in zip(words, words[1:], strict=False)) / (len(words) - 1)
+    return max(adjacent, 1.0 - (distinct_n(words, 2) or 1.0))
+
+
+def ramp(value: float, start: float, stop: float) -> float:
+    """1 for ``value <= start``, 0 for ``value >= stop``, linear between."""
+    return min(max((stop - value) / (stop - start), 0.0), 1.0)
+
+
+def fluency_gate(text: str) -> float:
+    """The factor in [0, 1] that every real objective is multiplied by (module docstring).
+
+    1 for ordinary sentences; 0 for an empty text, punctuation runs and one repeated word.
+
+    Example:
+        >>> [fluency_gate(t) for t in ["The staff were kind and helpful.", "", ".......",
+        ...                            "great great great great", "Yes ................"]]
+        [1.0, 0.0, 0.0, 0.0, 0.0]
+    """
+    if not text.strip():
+        return 0.0
+    return ramp(nonword_ratio(text), *NONWORD_RAMP) * ramp(repetition(text), *REPETITION_RAMP)
 
 
 # --- readability ---
@@ -81,18 +207,20 @@ def flesch_reading_ease(text: str) -> float:
 def readability(prompts: list, completions: list, **kwargs) -> list[float]:
     """Flesch reading ease of the completion, clipped to [0, 100] and divided by 100.
 
-    Map: ``clip(FRE, 0, 100) / 100``; 1 = very easy (short words, short sentences),
-    0 = very hard (FRE <= 0, e.g. long sentences of long words); empty text scores 0.
+    Map: ``clip(FRE, 0, 100) / 100 * fluency_gate``; 1 = very easy (short words, short
+    sentences), 0 = very hard (FRE <= 0, e.g. long sentences of long words); empty text,
+    punctuation runs and one repeated word score 0 (the gate).
 
     Example:
-        >>> readability(["Explain."], ["The cat sat on the mat.", ""])
-        [1.0, 0.0]
+        >>> readability(["Explain."], ["The cat sat on the mat.", "", "a a a a a a"])
+        [1.0, 0.0, 0.0]
     """
     scores = []
     for completion in completions:
         text = as_text(completion)
-        fre = flesch_reading_ease(text) if text.strip() else 0.0
-        scores.append(min(max(fre, 0.0), 100.0) / 100.0)
+        gate = fluency_gate(text)
+        fre = flesch_reading_ease(text) if gate > 0.0 else 0.0
+        scores.append(min(max(fre, 0.0), 100.0) / 100.0 * gate)
     return scores
 
 
@@ -100,6 +228,7 @@ def readability(prompts: list, completions: list, **kwargs) -> list[float]:
 
 # 8 words: the embedded model replies in 10-30 words, so the reward keeps a slope there.
 DEFAULT_TARGET_WORDS = 8
+MAX_TARGET_WORDS = 1000
 
 
 def brevity(
@@ -107,30 +236,38 @@ def brevity(
 ) -> list[float]:
     """Rewards completions that stay within a target number of words.
 
-    Map: 1.0 for 1..``target_words`` words, ``target_words / n`` for n words beyond it
-    (half marks at twice the target), 0.0 for an empty completion. ``target_words`` is a
-    keyword argument (default 8), e.g. ``score(["brevity"], ..., target_words=10)``.
+    Map: ``min(1, target_words / n) * fluency_gate`` for n words: 1.0 for 1..``target_words``
+    words, half marks at twice the target. Saying nothing is not brief: an empty completion, a
+    punctuation run ("....") or one repeated word ("ok ok ok") scores 0 (the gate), and a
+    word followed by debris ("Yes ........") is judged by its debris. ``target_words`` is a
+    keyword argument (default 8, at most ``MAX_TARGET_WORDS``), e.g.
+    ``score(["brevity"], ..., target_words=10)``.
 
     Example:
-        >>> brevity(["Hi"], ["Hello there.", "one two three four"], target_words=2)
-        [1.0, 0.5]
+        >>> brevity(["Hi"] * 4, ["Hello there.", "one two three four", "....", "Yes ......."],
+        ...         target_words=2)
+        [1.0, 0.5, 0.0, 0.0]
     """
-    if not isinstance(target_words, int) or isinstance(target_words, bool) or target_words < 1:
-        raise ValueError(f"target_words must be a positive integer, got {target_words!r}")
+    if (
+        not isinstance(target_words, int)
+        or isinstance(target_words, bool)
+        or not 1 <= target_words <= MAX_TARGET_WORDS
+    ):
+        raise ValueError(
+            f"target_words must be an integer in [1, {MAX_TARGET_WORDS}], got {target_words!r}"
+        )
     scores = []
     for completion in completions:
-        count = len(words_of(as_text(completion)))
-        scores.append(0.0 if count == 0 else min(1.0, target_words / count))
+        text = as_text(completion)
+        count = len(words_of(text))
+        gate = fluency_gate(text)
+        scores.append(0.0 if count == 0 else min(1.0, target_words / count) * gate)
     return scores
 
 
 # --- diversity ---
 
-
-def distinct_n(words: list[str], n: int) -> float | None:
-    """Fraction of the word n-grams that are distinct; None when there is no n-gram."""
-    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-    return len(set(grams)) / len(grams) if grams else None
+MAX_NGRAM = 8
 
 
 def diversity(prompts: list, completions: list, max_n: int = 2, **kwargs) -> list[float]:
@@ -138,19 +275,23 @@ def diversity(prompts: list, completions: list, max_n: int = 2, **kwargs) -> lis
 
     Map: the mean, over n = 1..``max_n`` (default 2), of distinct n-grams / total n-grams of the
     lower-cased words; orders with no n-gram (text shorter than n words) are left out; 1.0 =
-    no repetition, near 0 = one word repeated; empty text scores 0.
+    no repetition, near 0 = one word repeated; empty text scores 0. Repetition is what this
+    objective measures, so only the non-word half of the fluency gate applies: strings of
+    distinct non-words ("xkcdqwrtz bvnmqwrt ...") score 0, not 1.
 
     Example:
         >>> diversity([""], ["the cat sat on the mat", "no no no no"])
         [0.9166666666666667, 0.29166666666666663]
     """
-    if not isinstance(max_n, int) or isinstance(max_n, bool) or max_n < 1:
-        raise ValueError(f"max_n must be a positive integer, got {max_n!r}")
+    if not isinstance(max_n, int) or isinstance(max_n, bool) or not 1 <= max_n <= MAX_NGRAM:
+        raise ValueError(f"max_n must be an integer in [1, {MAX_NGRAM}], got {max_n!r}")
     scores = []
     for completion in completions:
-        words = [word.lower() for word in words_of(as_text(completion))]
+        text = as_text(completion)
+        words = [word.lower() for word in words_of(text)]
         values = [v for n in range(1, max_n + 1) if (v := distinct_n(words, n)) is not None]
-        scores.append(sum(values) / len(values) if values else 0.0)
+        mean = sum(values) / len(values) if values else 0.0
+        scores.append(mean * ramp(nonword_ratio(text), *NONWORD_RAMP) if values else 0.0)
     return scores
 
 
@@ -242,7 +383,8 @@ def formality(prompts: list, completions: list, **kwargs) -> list[float]:
     Map: ``sigmoid(sum(weight * feature))`` with the features of
     ``formality_features`` and the weights in ``FORMALITY_WEIGHTS``; near 1 = formal (articles,
     prepositions, nominalisations, connectives, long words), near 0 = informal (I/you,
-    slang, contractions, exclamations); empty text scores 0.
+    slang, contractions, exclamations); the value is multiplied by ``fluency_gate``, so empty
+    text, punctuation runs and one repeated word ("regulation regulation ...") score 0.
 
     Example:
         >>> formal, slangy = formality(["", ""], [
@@ -254,13 +396,15 @@ def formality(prompts: list, completions: list, **kwargs) -> list[float]:
     scores = []
     for completion in completions:
         text = as_text(completion)
-        if not words_of(text):
+        gate = fluency_gate(text)
+        if gate == 0.0 or not words_of(text):
             scores.append(0.0)
             continue
         features = formality_features(text)
         logit = sum(FORMALITY_WEIGHTS[k] * features[k] for k in FORMALITY_WEIGHTS)
         # stable sigmoid: exp() of a large positive number would overflow
-        scores.append(
+        value = (
             1.0 / (1.0 + math.exp(-logit)) if logit >= 0 else 1.0 - 1.0 / (1.0 + math.exp(logit))
         )
+        scores.append(value * gate)
     return scores

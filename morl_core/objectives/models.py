@@ -9,8 +9,10 @@ classroom server calls these from many sessions at once). Call ``prepare`` (or
 takes a few seconds on first load.
 
 torch does not pin its own thread count here: the process that uses the scorers does (see
-DESIGN.md, "Threads on small machines"). An empty or whitespace-only completion scores 0 on
-every objective here, so that an RL policy cannot win by saying nothing. MiniLM runs on the GPU
+DESIGN.md, "Threads on small machines"). Every score here is multiplied by the fluency gate
+of :mod:`morl_core.objectives.lexical` (1 on ordinary sentences), so that an RL policy cannot
+win by saying nothing, by a punctuation run or by one repeated word ("friend friend friend" is
+not "positive"): an empty completion scores 0, and so do those. MiniLM runs on the GPU
 when torch sees one, else on the CPU (about 1.3 s per 100 replies of ~40 words on one thread).
 """
 
@@ -21,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from morl_core.objectives.lexical import fluency_gate
 from morl_core.objectives.registry import LazyResource, ProgressCallback, as_text
 
 # --- sentiment ---
@@ -40,23 +43,26 @@ VADER = LazyResource("VADER", _load_vader, steps=1, show_bar=False)
 def sentiment(prompts: list, completions: list, **kwargs) -> list[float]:
     """Positive sentiment of the completion, from VADER's compound polarity score.
 
-    Map: ``(compound + 1) / 2``; VADER's compound lies in [-1, 1], so 1 = very positive,
-    0.5 = neutral, 0 = very negative; empty text scores 0.
+    Map: ``(compound + 1) / 2 * fluency_gate``; VADER's compound lies in [-1, 1], so
+    1 = very positive, 0.5 = neutral, 0 = very negative; empty text, punctuation runs and one
+    repeated word score 0.
 
     Example:
-        >>> warm, hostile = sentiment(["", ""], ["Thank you, this is wonderful!", "I hate this."])
-        >>> warm > 0.5 > hostile
+        >>> warm, hostile, loop = sentiment(
+        ...     [""] * 3, ["Thank you, this is wonderful!", "I hate this.", "great great great"])
+        >>> warm > 0.5 > hostile > loop
         True
     """
     analyzer = VADER.get()
     scores = []
     for completion in completions:
         text = as_text(completion)
-        if not text.strip():
+        gate = fluency_gate(text)
+        if gate == 0.0:
             scores.append(0.0)
             continue
         compound = analyzer.polarity_scores(text)["compound"]
-        scores.append(min(max((compound + 1.0) / 2.0, 0.0), 1.0))
+        scores.append(min(max((compound + 1.0) / 2.0, 0.0), 1.0) * gate)
     return scores
 
 
@@ -76,8 +82,9 @@ PROFANITY = LazyResource("profanity classifier", _load_profanity, steps=1)
 def nontoxic(prompts: list, completions: list, **kwargs) -> list[float]:
     """Non-toxicity of the completion, from the alt-profanity-check linear SVM classifier.
 
-    Map: ``1 - p(offensive)`` with the classifier's calibrated probability, so 1 = clean,
-    0 = offensive; empty text scores 0.
+    Map: ``(1 - p(offensive)) * fluency_gate`` with the classifier's calibrated probability,
+    so 1 = clean, 0 = offensive; empty text, punctuation runs and one repeated word score 0
+    (they are not clean replies, only empty of insults).
 
     Example:
         >>> kind, rude = nontoxic(["", ""], ["You are a lovely person.", "Shut up, you idiot."])
@@ -86,12 +93,13 @@ def nontoxic(prompts: list, completions: list, **kwargs) -> list[float]:
     """
     predict_prob = PROFANITY.get()
     texts = [as_text(completion) for completion in completions]
-    present = [i for i, text in enumerate(texts) if text.strip()]
+    gates = [fluency_gate(text) for text in texts]
+    present = [i for i, gate in enumerate(gates) if gate > 0.0]
     scores = [0.0] * len(texts)
     if present:
         offensive = predict_prob([texts[i] for i in present])  # (M,)
         for i, p in zip(present, offensive, strict=True):
-            scores[i] = float(min(max(1.0 - p, 0.0), 1.0))
+            scores[i] = float(min(max(1.0 - p, 0.0), 1.0)) * gates[i]
     return scores
 
 
@@ -139,8 +147,9 @@ def relevance(prompts: list, completions: list, batch_size: int = 32, **kwargs) 
 
     Map: cosine similarity of the prompt and completion embeddings clipped to [0, 1]. MiniLM
     puts unrelated English texts near cosine 0 and rarely below, so clipping loses little,
-    where ``(cos + 1) / 2`` would squeeze nearly every pair into [0.5, 0.85]. Empty text
-    scores 0. Each distinct text is embedded once per call.
+    where ``(cos + 1) / 2`` would squeeze nearly every pair into [0.5, 0.85]. The value is
+    multiplied by ``fluency_gate``: empty text, punctuation runs and the prompt's words
+    repeated over and over score 0. Each distinct text is embedded once per call.
 
     Example:
         >>> on, off = relevance(["How do I bake bread?"] * 2,
@@ -155,11 +164,12 @@ def relevance(prompts: list, completions: list, batch_size: int = 32, **kwargs) 
     vectors = embed(unique, batch_size=batch_size)  # (U, 384)
     scores = []
     for prompt, completion in zip(prompt_texts, completion_texts, strict=True):
-        if not completion.strip():
+        gate = fluency_gate(completion)
+        if gate == 0.0:
             scores.append(0.0)
             continue
         cosine = float(vectors[index[prompt]] @ vectors[index[completion]])
-        scores.append(min(max(cosine, 0.0), 1.0))
+        scores.append(min(max(cosine, 0.0), 1.0) * gate)
     return scores
 
 
