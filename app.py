@@ -1,9 +1,11 @@
 """MORL Studio: the Streamlit router. Every page lives in ``pages/``; run ``streamlit run app.py``."""
 
+import logging
+
 import streamlit as st
 
 st.set_page_config(page_title="MORL Studio", page_icon=":material/tune:", layout="wide")
-st.navigation(
+page = st.navigation(
     [
         st.Page("pages/steer.py", title="Steer", icon=":material/tune:", default=True),
         st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
@@ -12,4 +14,14 @@ st.navigation(
         st.Page("pages/benchmark.py", title="Benchmark", icon=":material/leaderboard:"),
         st.Page("pages/learn.py", title="Learn", icon=":material/school:"),
     ]
-).run()
+)
+# st.stop() and st.rerun() raise BaseExceptions, so they pass through this handler untouched.
+try:
+    page.run()
+except Exception as exc:  # noqa: BLE001  (the user gets one plain line; details go to the log)
+    logging.getLogger("morl_studio").exception("page %s failed", page.title)
+    st.error(
+        f"Something went wrong on this page ({type(exc).__name__}). The details are in the "
+        "server log; reload the page or pick other settings.",
+        icon=":material/error:",
+    )

@@ -443,3 +443,70 @@ def hypervolume_curve_figure(
         y_title += " (ref = (" + ", ".join(f"{r:g}" for r in ref_vec) + "))"
     fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, legend_title="run")
     return fig
+
+
+def preference_posterior_figure(
+    particles,
+    probabilities,
+    objective_names: Sequence[str],
+    estimate: Sequence[float],
+    lower: Sequence[float] | None = None,
+    upper: Sequence[float] | None = None,
+    truth: Sequence[float] | None = None,
+) -> go.Figure:
+    """The posterior over preferences on the simplex, with the estimate (and its interval).
+
+    Two objectives: the density of the first weight on [0, 1] with the interval shaded. Three:
+    a ternary map of the particles coloured by probability. More: one bar per objective with
+    its interval as error bars.
+
+    Args:
+        particles: (M, K) points on the simplex.
+        probabilities: (M,) their posterior probabilities.
+        objective_names: K names.
+        estimate: (K,) the posterior mean.
+        lower: (K,) interval lower ends (optional).
+        upper: (K,) interval upper ends (optional).
+        truth: (K,) the true weights when known (a simulation).
+    """
+    pts = np.asarray(particles, dtype=float)  # (M, K)
+    prob = np.asarray(probabilities, dtype=float)  # (M,)
+    names = _names(objective_names, pts.shape[1])
+    mean = np.asarray(estimate, dtype=float)
+    fig = go.Figure()
+    if len(names) == 2:
+        order = np.argsort(pts[:, 0])
+        fig.add_trace(go.Scatter(x=pts[order, 0], y=prob[order], mode="lines", fill="tozeroy",
+                                 name="posterior", line={"color": "#2C7BB6"}))  # fmt: skip
+        if lower is not None and upper is not None:
+            fig.add_vrect(x0=lower[0], x1=upper[0], fillcolor="#2C7BB6", opacity=0.12,
+                          line_width=0)  # fmt: skip
+        fig.add_vline(x=mean[0], line_dash="dash", annotation_text=f"estimate {mean[0]:.2f}")
+        if truth is not None:
+            fig.add_vline(x=truth[0], line_dash="dot", line_color="#B2182B",
+                          annotation_text="truth")  # fmt: skip
+        fig.update_layout(xaxis_title=f"weight on {names[0]} (1 - weight on {names[1]})",
+                          yaxis_title="posterior probability", xaxis_range=[0, 1])  # fmt: skip
+    elif len(names) == 3:
+        fig.add_trace(go.Scatterternary(
+            a=pts[:, 0], b=pts[:, 1], c=pts[:, 2], mode="markers", name="posterior",
+            marker={"size": 5, "color": prob, "colorscale": "Blues", "showscale": False},
+            hoverinfo="skip",
+        ))  # fmt: skip
+        fig.add_trace(go.Scatterternary(a=[mean[0]], b=[mean[1]], c=[mean[2]], mode="markers",
+                                        name="estimate", marker={"size": 14, "symbol": "star",
+                                                                 "color": "#B2182B"}))  # fmt: skip
+        fig.update_layout(ternary={"aaxis": {"title": {"text": names[0]}},
+                                   "baxis": {"title": {"text": names[1]}},
+                                   "caxis": {"title": {"text": names[2]}}})  # fmt: skip
+    else:
+        error = None
+        if lower is not None and upper is not None:
+            error = {"type": "data", "array": np.asarray(upper) - mean,
+                     "arrayminus": mean - np.asarray(lower)}  # fmt: skip
+        fig.add_trace(go.Bar(x=names, y=mean, error_y=error, name="estimate",
+                             marker_color=[objective_color(n) for n in names]))  # fmt: skip
+        fig.update_layout(yaxis_title="weight", yaxis_range=[0, 1])
+    fig.update_layout(title="What your choices say about your preference", height=320,
+                      showlegend=False, margin={"l": 40, "r": 20, "t": 50, "b": 40})  # fmt: skip
+    return fig

@@ -7,6 +7,7 @@ Only Streamlit glue lives here; everything it calls is in ``morl_core.app``.
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import streamlit as st
 
@@ -30,7 +31,9 @@ def use_router() -> None:
         st.rerun()
 
 
-PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
+# The toolbar shows on hover only: on a phone it otherwise covers the chart titles.
+PLOTLY_CONFIG = {"displaylogo": False, "displayModeBar": "hover",
+                 "toImageButtonOptions": {"format": "png", "scale": 2}}  # fmt: skip
 
 
 @st.cache_resource(show_spinner=False)
@@ -81,7 +84,9 @@ def model(info: serving.ArtifactInfo | None, method: str) -> serving.SharedSteer
         with progress_box(f"Loading {method} (first use on this server)") as progress:
             return models.get(run_dir, method, progress=progress)
     except (ValueError, OSError) as exc:
-        st.info(f"**{method}** cannot serve this artifact: {exc}", icon=":material/info:")
+        logging.getLogger("morl_studio").warning("%s cannot serve %s: %s", method, run_dir, exc)
+        st.info(f"**{method}** cannot serve this artifact: {serving.user_message(exc)}",
+                icon=":material/info:")  # fmt: skip
         return None
 
 
@@ -131,13 +136,17 @@ def simplex_sliders(names: list[str], key: str) -> list[float]:
     return [v / total for v in values]
 
 
-def generation_cards(result) -> None:
-    """Each generation with its per-objective score bars, then what it cost."""
+def generation_cards(result, key: str = "") -> None:
+    """Each generation with its per-objective score bars and any degeneration flag, then what
+    it cost. ``key`` tells apart cards of one method shown twice (two artifacts)."""
+    from morl_core.app.points import degeneration
     from morl_core.app.report import generation_html
 
     for i, g in enumerate(result.generations):
-        with st.container(key=f"gen-{result.method}-{i}"):
+        with st.container(key=f"gen-{key or result.method}-{i}"):
             st.markdown(generation_html(g.text, g.scores), unsafe_allow_html=True)
+            for flag in degeneration([g.text]).flags:
+                st.warning(f"Check this text: {flag}", icon=":material/flag:")
     cost = "cached" if result.cached else f"{result.seconds * 1000:.0f} ms"
     weights = ", ".join(f"{w:.2f}" for w in result.weights)
     st.caption(
@@ -205,3 +214,46 @@ def form_widget(field, errors: dict[str, str]):
         value = st.text_input(field.label, value=str(field.default), help=field.help, key=key)
     field_errors(errors, field.name)
     return value
+
+
+class UrlState:
+    """The view in the URL (``st.query_params``): artifact, method, preference, prompt and the
+    selected point, so a link opens the same view. Read once per session, written every run."""
+
+    def __init__(self, found) -> None:
+        first = "url-read" not in st.session_state
+        st.session_state["url-read"] = True
+        params = st.query_params if first else {}
+        keys = [a.key for a in found]
+        self.artifact_index = keys.index(params["artifact"]) if params.get("artifact") in keys else 0
+        self.method = params.get("method")
+        self.prompt = params.get("prompt")
+        self.point = params.get("point")
+        try:
+            self.weights = [float(x) for x in params.get("w", "").split(",") if x.strip()]
+        except ValueError:
+            self.weights = []
+
+    def seed_sliders(self, key: str, names: list[str]) -> None:
+        """Start the sliders at the URL's preference (when it fits these objectives)."""
+        if len(self.weights) == len(names) and all(0 <= w <= 1 for w in self.weights):
+            total = sum(self.weights) or 1.0
+            for name, w in zip(names, self.weights, strict=True):
+                st.session_state.setdefault(f"{key}:w:{name}", round(w / total, 2))
+        self.weights = []
+
+    def write(self, info, method: str, weights=None, prompt: str | None = None, **extra) -> None:
+        """Put the current view into the URL."""
+        params = {"artifact": info.key, "method": method, **extra}
+        if weights is not None:
+            params["w"] = ",".join(f"{w:.2f}" for w in weights)
+        if prompt:
+            params["prompt"] = prompt[:500]
+        for name, value in params.items():
+            if st.query_params.get(name) != str(value):
+                st.query_params[name] = str(value)
+
+
+def url_state(found) -> UrlState:
+    """The view the URL asks for (see :class:`UrlState`)."""
+    return UrlState(found)

@@ -1,16 +1,20 @@
-"""Steer: move the preference sliders, watch a trained model's answer change."""
+"""Steer: move the preference sliders, watch a trained model's answer change; or answer
+"which reply is better?" and let the app infer your preference. The view is kept in the URL."""
 
 import streamlit as st
 
-from morl_core.app import fronts, serving
+from morl_core import plots
+from morl_core.app import choices, fronts, serving
 from pages._widgets import (
     PLOTLY_CONFIG,
     artifacts,
+    computed,
     export_figure,
     generation_cards,
     model,
     progress_box,
     simplex_sliders,
+    url_state,
     use_router,
 )
 
@@ -24,30 +28,84 @@ found = artifacts()
 if not found:
     st.warning("No trained artifacts: run `python scripts/build_demo_artifacts.py` or train one.")
     st.stop()
+url = url_state(found)
 
 pick, ask = st.columns([2, 3], gap="large")
 with pick:
-    info = st.selectbox("Trained artifact", found, format_func=lambda a: a.label, key="artifact")
+    info = st.selectbox("Trained artifact", found, index=url.artifact_index,
+                        format_func=lambda a: a.label, key="artifact")  # fmt: skip
     compare = st.toggle(
         "Compare methods", key="compare", help="same prompt and preference, side by side"
     )
     same = [a for a in found if a.objectives == info.objectives]
-    choices = sorted(
+    options = sorted(
         ((a, m) for a in same for m in a.steer_methods), key=lambda c: c[1] != c[0].method
     )
     if compare:
-        picked = st.multiselect("Methods", choices, default=choices[:3], key="methods",
+        distinct = list({m: (a, m) for a, m in reversed(options)}.values())[::-1]
+        picked = st.multiselect("Methods", options, default=distinct[:3], key="methods",
                                 format_func=lambda c: f"{c[1]} · {c[0].label}")  # fmt: skip
     else:
-        method = st.segmented_control("Method", info.steer_methods, default=info.method,
+        default = url.method if url.method in info.steer_methods else info.method
+        method = st.segmented_control("Method", info.steer_methods, default=default,
                                       key=f"method:{info.key}") or info.method  # fmt: skip
         picked = [(info, method)]
+        st.toggle("Which reply is better?", key="ask",
+                  help="pick the better of two replies ~10 times; the app infers your weights")  # fmt: skip
 with ask:
     examples = serving.example_prompts()
-    st.session_state.setdefault("prompt", examples[0])
+    st.session_state.setdefault("prompt", url.prompt or examples[0])
     st.pills("Example prompts", examples, key="example",
              on_change=lambda: st.session_state.update(prompt=st.session_state.example or st.session_state.prompt))  # fmt: skip
     prompt = st.text_area("Prompt", key="prompt", height=68)
+names = list(info.objectives)
+slider_key = f"pref:{','.join(names)}"
+url.seed_sliders(slider_key, names)
+
+
+def choice_panel(info, method, prompt) -> None:
+    """Two replies from different preferences; each pick updates the posterior and sliders."""
+    shared = model(info, method)
+    if shared is None:
+        return
+    key = ("choices", info.key, method, prompt)
+    try:
+        replies = computed(key, "Writing replies at spread-out preferences",
+                           lambda progress: choices.write_replies(shared, prompt, progress=progress))  # fmt: skip
+    except ValueError as exc:
+        st.warning(serving.user_message(exc))
+        return
+    session = st.session_state.setdefault(f"elicit:{key}", choices.ChoiceSession.start(replies))
+    a, b = session.pair()
+
+    def chose(winner: int, loser: int) -> None:
+        session.choose(winner, loser)
+        for name, w in zip(names, session.estimate().mean, strict=True):
+            st.session_state[f"{slider_key}:w:{name}"] = round(float(w), 2)
+
+    st.markdown(f"**Which reply is better?** (choice {session.posterior.choices + 1})")
+    for column, (me, other), label in zip(st.columns(2), [(a, b), (b, a)], "AB", strict=True):
+        with column, st.container(border=True):
+            st.markdown(f"**Reply {label}**")
+            st.write(replies.texts[me] or "(empty reply)")
+            st.button(f"{label} is better", key=f"choose-{label}", on_click=chose, args=(me, other),
+                      use_container_width=True)  # fmt: skip
+    estimate = session.estimate()
+    fig = plots.preference_posterior_figure(
+        session.posterior.particles, session.posterior.probabilities, names,
+        estimate.mean, estimate.lower, estimate.upper,
+    )  # fmt: skip
+    st.plotly_chart(fig, config=PLOTLY_CONFIG, key="posterior")
+    if session.done:
+        st.success(f"**Your inferred weights** (90% interval): {session.summary(names)}. "
+                   "The sliders below are set to this estimate; the reply there is below.")  # fmt: skip
+    else:
+        st.caption(f"{session.posterior.choices} of {choices.ENOUGH_CHOICES} choices; "
+                   f"current estimate: {session.summary(names)}")  # fmt: skip
+
+
+if not compare and st.session_state.get("ask"):
+    choice_panel(info, picked[0][1], prompt)
 
 
 @st.fragment  # a slider move reruns only this part of the page
@@ -55,24 +113,28 @@ def steer_view(info, picked, prompt) -> None:
     sliders, output = st.columns([2, 3], gap="large")
     with sliders:
         st.markdown("**Preference** (weights sum to 1)")
-        weights = simplex_sliders(list(info.objectives), key=f"pref:{','.join(info.objectives)}")
+        weights = simplex_sliders(names, key=slider_key)
         with st.expander("Decoding"):
             samples = st.number_input("Samples per method", 1, 4, 2, key="samples")
             seed = st.number_input("Seed", 0, 10_000, 0, key="seed")
+    url.write(info, picked[0][1], weights, prompt)
     shown = []
     with output:
-        for column, (art, method) in zip(st.columns(max(1, len(picked))), picked, strict=False):
+        columns = st.columns(max(1, len(picked)))
+        for index, (column, (art, method)) in enumerate(zip(columns, picked, strict=False)):
             with column:
                 st.subheader(method)
+                if compare:
+                    st.caption(art.label)
                 shared = model(art, method)
                 if shared is None:
                     continue
                 try:
                     result = serving.steer(shared, prompt, weights, samples=samples, seed=seed)
                 except ValueError as exc:
-                    st.warning(str(exc))
+                    st.warning(serving.user_message(exc))
                     continue
-                generation_cards(result)
+                generation_cards(result, key=f"{index}-{method}")
                 shown.append((art, method, result))
         if not shown:
             return
@@ -83,10 +145,11 @@ def steer_view(info, picked, prompt) -> None:
                 with progress_box(f"Evaluating the {method} front (once per server)") as progress:
                     front = fronts.front_for(art, method, progress=progress)
             curves.append(fronts.steer_point(front, art, method, weights, result))
-        fig, ternary = fronts.steer_figures(curves, list(info.objectives), weights)
+        fig, ternary = fronts.steer_figures(curves, names, weights)
         tabs = st.tabs(["Front", "Preference simplex"] if ternary else ["Front"])
         with tabs[0]:
             st.plotly_chart(fig, config=PLOTLY_CONFIG, key="mini-front")
+            st.caption(fronts.ON_SCREEN_NOTE)
             export_figure(fig, "steer-front")
         if ternary:
             with tabs[1]:

@@ -200,3 +200,110 @@ def test_learn_page_lists_every_registered_method_with_source():
     assert shown == set(METHODS)
     assert any("def load" in c.value for c in at.code)
     assert at.get("plotly_chart")  # the guided tour
+
+
+# --- defects found in a real browser, each reproduced here first -----------------------------
+
+
+def two_morlhf_demos(tmp_path, monkeypatch):
+    """The demo folder plus a second morlhf artifact of the same objectives (as after anyone
+    trains a morlhf run)."""
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    for folder in serving.DEMO_DIR.iterdir():
+        (demo / folder.name).symlink_to(folder)
+    (demo / "morlhf-copy").symlink_to(serving.DEMO_DIR / "morlhf-sentiment-brevity")
+    monkeypatch.setattr(serving, "DEMO_DIR", demo)
+
+
+def test_compare_with_two_artifacts_of_one_method_does_not_crash(tmp_path, monkeypatch):
+    two_morlhf_demos(tmp_path, monkeypatch)
+    at = page()
+    at.toggle(key="compare").set_value(True).run()
+    no_exceptions(at)
+    assert not at.error, [e.value for e in at.error]
+    methods = at.multiselect(key="methods")
+    morlhf = [o for o in methods.options if o.startswith("morlhf")]
+    assert len(morlhf) == 2
+    methods.set_value([methods.options[0], *morlhf]).run()  # hmm: values are the tuples
+    no_exceptions(at)
+    assert not at.error, [e.value for e in at.error]
+    assert [h.value for h in at.subheader].count("morlhf") == 2
+    assert any("report" in b.label for b in at.get("download_button"))
+
+
+def test_steer_offers_only_methods_that_can_serve():
+    at = page()
+    no_exceptions(at)
+    offered = at.get("button_group")[0].proto.options
+    labels = [o.content for o in offered]
+    assert "metapolicy" not in labels and "soups" in labels and "mod" in labels
+    assert "metapolicy" not in serving.steer_methods_for("soups", {"experts": ["a", "b"]})
+    assert "metapolicy" in serving.steer_methods_for("metapolicy", {"experts": ["a", "b"]})
+
+
+def test_error_messages_never_show_server_paths():
+    message = serving.user_message(ValueError("no trained meta-policy at /srv/x/y/meta.safetensors"))
+    assert "/srv" not in message and "meta.safetensors" in message
+
+
+def test_steer_flags_degenerate_text_on_its_card(monkeypatch):
+    garbled = "......i is.... Lupism."
+    monkeypatch.setattr(serving.SharedSteerable, "generate",
+                        lambda self, prompts, weights, **gen: ([garbled] * len(prompts), False))  # fmt: skip
+    at = page()
+    no_exceptions(at)
+    assert garbled in " ".join(generations(at))
+    flags = [w.value for w in at.warning if "Check this text" in w.value]
+    assert len(flags) == 2 and "garbled" in flags[0]
+    assert any("held-out prompt" in c.value for c in at.caption), "why the diamond is off"
+
+
+def test_a_page_error_is_a_plain_message_without_paths(monkeypatch):
+    def broken(n: int = 8):
+        raise RuntimeError("cannot read /srv/secret/morl/assets/prompts.json")
+
+    monkeypatch.setattr(serving, "example_prompts", broken)
+    at = page()
+    no_exceptions(at)
+    shown = " ".join(e.value for e in at.error)
+    assert "Something went wrong" in shown and "/srv" not in shown and "Traceback" not in shown
+
+
+def test_server_config_hides_error_details():
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    # errors inside fragments never reach app.py's handler: Streamlit itself must redact them
+    assert config["client"]["showErrorDetails"] == "none"
+
+
+def test_steer_view_is_in_the_url_and_a_link_opens_it():
+    at = page()
+    at.slider[0].set_value(0.8).run()
+    no_exceptions(at)
+    params = {k: at.query_params[k] for k in at.query_params}
+    flat = {k: v[0] if isinstance(v, list) else v for k, v in params.items()}
+    assert flat["artifact"] == "demo/soups-sentiment-brevity" and flat["method"] == "soups"
+    assert flat["w"] == "0.80,0.20" and flat["prompt"]
+    link = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    link.query_params.update(artifact="demo/morlhf-sentiment-brevity", method="morlhf",
+                             w="0.30,0.70", prompt="Tell me about the sea.")  # fmt: skip
+    link.run()
+    no_exceptions(link)
+    assert link.selectbox(key="artifact").value.key == "demo/morlhf-sentiment-brevity"
+    assert [s.value for s in link.slider] == [0.3, 0.7]
+    assert link.text_area(key="prompt").value == "Tell me about the sea."
+
+
+def test_which_reply_is_better_moves_the_sliders_to_the_estimate():
+    at = page()
+    at.toggle(key="ask").set_value(True).run()
+    no_exceptions(at)
+    assert at.button(key="choose-A") and at.button(key="choose-B")
+    for _ in range(10):
+        at.button(key="choose-A").click().run()
+    no_exceptions(at)
+    assert any("inferred weights" in s.value for s in at.success)
+    values = [s.value for s in at.slider]
+    assert sum(values) == pytest.approx(1.0, abs=0.011) and values != [0.5, 0.5]

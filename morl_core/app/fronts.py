@@ -53,6 +53,13 @@ REFERENCE_EXPLAINED = (
 )
 
 
+ON_SCREEN_NOTE = (
+    "Diamond (on screen now): the mean scores of the replies shown above, on this one prompt. "
+    "The front's points are means over the held-out prompt set, so the diamond can sit off "
+    "the front: one prompt is easier or harder than the average."
+)
+
+
 def front_indicators(front: Mapping[str, Any]) -> dict[str, Any]:
     """HV, EU, sparsity, cardinality (and IGD/IGD+ where a true front is known) of a front dict."""
     from morl_core.pareto import summary

@@ -140,8 +140,11 @@ class ArtifactInfo:
 def steer_methods_for(method: str, artifact: Mapping[str, Any]) -> tuple[str, ...]:
     """Registered methods that can serve an artifact (its own first).
 
-    A method whose spec takes the ``experts_from`` option is built from per-objective experts,
-    so it can re-aggregate any artifact that holds experts; nothing is hard-coded per method.
+    A method whose spec takes the ``experts_from`` option is built from per-objective experts.
+    Only the aggregation families (D: parameters, tokens, hidden states) combine experts with
+    nothing trained on top, so only they can re-serve another method's experts; a bi-level
+    meta-policy (family E) needs its own trained upper level and serves its own runs only.
+    Nothing is hard-coded per method.
     """
     from morl_core.methods import METHODS
 
@@ -150,9 +153,21 @@ def steer_methods_for(method: str, artifact: Mapping[str, Any]) -> tuple[str, ..
         found += [
             name
             for name, spec in METHODS.items()
-            if name != method and "experts_from" in spec.options
+            if name != method and "experts_from" in spec.options and spec.family.startswith("D")
         ]
     return tuple(found)
+
+
+_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[/\\][\w.~@+-]+){2,}[/\\]?")
+
+
+def user_message(exc: BaseException | str) -> str:
+    """An error as one plain line for the user: absolute paths replaced by their last part.
+
+    The full message (with paths) belongs in the server log only.
+    """
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return _PATH.sub(lambda m: "…/" + re.split(r"[/\\]", m.group(0).rstrip("/\\"))[-1], text)
 
 
 def read_artifact_info(run_dir: Path, key: str, label: str, source: str) -> ArtifactInfo | None:
