@@ -324,3 +324,90 @@ def test_symlinked_run_folder_is_refused(executor, tmp_path):
     (executor.store.runs_dir / "20260101-000000-abcdef01").symlink_to(outside)
     with pytest.raises(RunIdError):
         executor.store.status("20260101-000000-abcdef01")
+
+
+# --- stage-exact resume with a real multi-stage method ---
+# Soups on the embedded model: two experts of two steps each, a checkpoint after every step.
+_SOUPS = {
+    "method": "soups",
+    "objectives": ["sentiment", "formality"],
+    "steps": 2,
+    "batch_prompts": 2,
+    "k_samples": 2,
+    "max_new_tokens": 4,
+    "eval_prompts": 2,
+    "n_preferences": 2,
+    "eval_every": 0,
+    "checkpoint_every": 1,
+    "device": "cpu",
+    "threads": 1,
+    "lr": 0.01,
+    "seed": 1,
+}
+
+
+def _comparable(metrics):
+    return {k: v for k, v in metric_values(metrics).items() if not k.startswith("time/")}
+
+
+@pytest.fixture(scope="module")
+def soups_reference(tmp_path_factory):
+    """The soups config trained in this process without interruption: metrics, front, adapters."""
+    from morl_core.config import RunConfig
+
+    folder = tmp_path_factory.mktemp("soups_reference")
+    config = RunConfig.from_dict(_SOUPS)
+    steps, fronts = [], []
+
+    def record(info):
+        steps.append(_comparable(info.metrics))
+        if info.front is not None:
+            fronts.append(info.front)
+        return True
+
+    get("soups").train(config, folder, record)
+    return config, steps, fronts, folder
+
+
+def _kill_params():
+    # The stage-boundary kill on the local executor runs by default (about 40 s on 2 busy
+    # cores); the other points and executors are marked slow to keep the default suite short.
+    slow = pytest.mark.slow
+    return [
+        pytest.param("local", "stage_boundary"),
+        pytest.param("local", "adapter_save", marks=slow),
+        pytest.param("ray", "stage_boundary", marks=slow),
+        pytest.param("ray", "adapter_save", marks=slow),
+    ]
+
+
+@pytest.mark.parametrize(("executor", "point"), _kill_params(), indirect=["executor"])
+def test_kill_at_a_stage_boundary_resumes_equal_to_uninterrupted(
+    executor, soups_reference, point, monkeypatch
+):
+    from safetensors.torch import load_file
+
+    from morl_core.methods.common import adapter_dir
+
+    monkeypatch.setenv("MORL_PLUGINS", "tests.stub_method,tests.kill_points")
+    config, ref_steps, ref_fronts, ref_dir = soups_reference
+    run_id = executor.store.create(config, executor.name).run_id
+    run_dir = executor.store.run_dir(run_id)
+    (run_dir / "kill_at").write_text(point)
+    executor.reconcile(force=True)
+    status = _finish(executor, run_id, timeout=120)
+    assert (run_dir / "killed_at").exists(), (status, executor.logs(run_id)[0][-3000:])
+    assert (run_dir / "killed_at").read_text() == point  # the first attempt died there
+    assert status.state == RunState.SUCCEEDED, executor.logs(run_id)[0]
+    assert status.attempt == 2 and status.step == status.total_steps == 4
+    records = _steps(executor, run_id)
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert [_comparable(r) for r in records] == ref_steps
+    fronts, _ = executor.store.fronts(run_id)
+    assert [f["points"] for f in fronts] == [f["points"] for f in ref_fronts]
+    for name in ("expert_sentiment", "expert_formality"):
+        got = load_file(adapter_dir(run_dir, name) / "adapter_model.safetensors")
+        want = load_file(adapter_dir(ref_dir, name) / "adapter_model.safetensors")
+        assert got.keys() == want.keys() and all(got[k].equal(want[k]) for k in got)
+    assert not list((run_dir / "adapters").glob(".*.tmp"))
+    assert executor.store.result(run_id)["steps_done"] == 4

@@ -9,7 +9,9 @@ from the newest checkpoint with exactly the state an uninterrupted run would hav
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +32,7 @@ from morl_core.policy import (
     save_adapter,
     set_threads,
 )
-from morl_core.prompts import load_prompts
+from morl_core.prompts import load_prompt_columns, load_prompts
 from morl_core.rl.trainer import RLTrainer
 
 ARTIFACT = "artifact.json"
@@ -71,7 +73,14 @@ def snapshot(steerable, config: RunConfig, preferences: np.ndarray | None = None
     """Evaluate ``steerable`` on the held-out prompts (the shared protocol)."""
     prompts = load_prompts(config.prompt_set, "eval")[: config.eval_prompts]
     prefs = eval_preferences(config) if preferences is None else preferences
-    return evaluate_front(steerable, prompts, prefs, config.objectives, seed=config.seed)
+    return evaluate_front(
+        steerable,
+        prompts,
+        prefs,
+        config.objectives,
+        seed=config.seed,
+        prompt_columns=load_prompt_columns(config.prompt_set, "eval"),
+    )
 
 
 def train_stages(
@@ -86,6 +95,19 @@ def train_stages(
 
     ``front_fn(stage_index, stage_finished)`` returns a front snapshot to report (or None); it
     is called every ``eval_every`` steps and at the end of each stage.
+
+    A stage ends in this order, so that a kill between any two of these lines resumes to the
+    result of an uninterrupted run:
+
+    1. the last step's metrics (and the stage's front) go to the callback;
+    2. the adapter is saved to a temp folder and renamed to ``adapters/NAME`` (a kill mid-save
+       leaves only the temp folder, which is ignored and retrained from the checkpoint);
+    3. a stage-done checkpoint records that the next stage starts fresh.
+
+    A stage whose adapter folder exists is finished, whatever the checkpoint says (a kill
+    between 2 and 3, or experts copied from another run); the global step is always the
+    steps of the stages before plus the steps done in this one, so it never depends on which
+    checkpoint the run resumed from.
     """
     from morl_core.jobs.checkpoint import load_latest_checkpoint, save_checkpoint
 
@@ -94,16 +116,27 @@ def train_stages(
     total = sum(s.steps for s in stages)
     batch = config.batch_prompts * config.k_samples
     resume = load_latest_checkpoint(run_dir)
-    global_step, first_stage, tensors, state = 0, 0, None, None
+    first_stage, tensors, state = 0, None, None
     if resume is not None:
-        global_step, tensors, state = resume
+        _, tensors, state = resume
         first_stage = int(state["stage"])
+    steps_before = 0  # steps of the stages before ``index`` (an uninterrupted run's numbering)
     for index, stage in enumerate(stages):
-        if (
-            index < first_stage
-            or (adapter_dir(run_dir, stage.name) / "adapter_config.json").exists()
-        ):
-            load_adapter(policy, adapter_dir(run_dir, stage.name), adapter_name=stage.name)
+        folder = adapter_dir(run_dir, stage.name)
+        if index < first_stage or (folder / "adapter_config.json").exists():
+            load_adapter(policy, folder, adapter_name=stage.name)
+            steps_before += stage.steps
+            if resume is not None and index >= first_stage:
+                # Killed after the adapter was renamed into place but before its stage-done
+                # checkpoint: write that checkpoint now, so whatever resumes next (a later
+                # stage, the meta-policy loop) sees this stage as done at its exact step.
+                save_checkpoint(
+                    run_dir,
+                    steps_before,
+                    {"stage_done": torch.zeros(1)},
+                    {"stage": index + 1, "trainer": None, "method": {}},
+                )
+                first_stage, state = index + 1, None
             continue
         stage_seed = config.seed * 1000 + index
         # LoRA A is drawn from torch's global RNG: seed it privately so the initial adapter
@@ -120,15 +153,11 @@ def train_stages(
         while trainer.steps_done < stage.steps:
             metrics, raw = trainer.step(stage.weights(trainer.steps_done))
             stage.after_step(metrics, raw)
-            global_step += 1
+            global_step = steps_before + trainer.steps_done
             done = trainer.steps_done == stage.steps
             front = None
             if done or (config.eval_every and trainer.steps_done % config.eval_every == 0):
                 front = front_fn(index, done)
-            if done:
-                save_adapter(
-                    policy, _fresh(adapter_dir(run_dir, stage.name)), adapter_name=stage.name
-                )
             keep_going = callback(
                 StepInfo(
                     step=global_step,
@@ -140,6 +169,7 @@ def train_stages(
                 )
             )
             if done:  # the adapter folder now holds the stage; the next one starts fresh
+                save_adapter_atomic(policy, folder, stage.name)
                 save_checkpoint(
                     run_dir,
                     global_step,
@@ -153,6 +183,7 @@ def train_stages(
                 )
             if not keep_going:
                 return False
+        steps_before += stage.steps
     return True
 
 
@@ -162,9 +193,28 @@ def _train_only(policy: Policy, adapter: str) -> None:
         param.requires_grad_("lora_" in name and f".{adapter}." in name)
 
 
-def _fresh(folder: Path) -> Path:
-    if folder.exists():
-        shutil.rmtree(folder)
+def save_adapter_atomic(policy: Policy, folder: Path, adapter_name: str) -> Path:
+    """Save an adapter to a temp folder beside ``folder``, then rename it into place.
+
+    peft writes ``adapter_config.json`` before the weights, so a folder written in place can
+    look finished while it holds no weights; a renamed folder is complete or absent.
+    """
+    folder = Path(folder)
+    parent = folder.parent
+    if parent.is_symlink() or folder.is_symlink():
+        raise OSError(errno.ELOOP, "refusing to write through a symlink", str(folder))
+    parent.mkdir(parents=True, exist_ok=True)
+    for stale in parent.glob(f".{folder.name}.*.tmp"):  # left by a save that was killed
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = parent / f".{folder.name}.{os.getpid()}.tmp"
+    try:
+        save_adapter(policy, tmp, adapter_name=adapter_name)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.rename(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return folder
 
 
