@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from morl_core.app import fronts
+from morl_core.app import fronts, serving
 from morl_core.app.report import generation_html
 from pages._widgets import (
     PLOTLY_CONFIG,
@@ -22,11 +22,20 @@ if not found:
     st.warning("No trained artifacts yet: build the demos or train a run first.")
     st.stop()
 sets = list(dict.fromkeys(a.objectives for a in found))
-objectives = st.selectbox("Objectives", sets, format_func=", ".join, key="front-set")
+params = st.query_params
+url_set = (
+    tuple(params.get("objectives", "").split(",")) if "front-set" not in st.session_state else None
+)
+objectives = st.selectbox("Objectives", sets, format_func=", ".join, key="front-set",
+                          index=sets.index(url_set) if url_set in sets else 0)  # fmt: skip
 choices = [(a, m) for a in found if a.objectives == objectives for m in a.steer_methods]
-ready = [c for c in choices if fronts.front_cached(*c) is not None]
-picked = st.multiselect("Fronts to overlay", choices, default=ready or choices[:1],
-                        format_func=lambda c: f"{c[1]} · {c[0].label}", key="front-picked")  # fmt: skip
+keys = [f"{a.key}:{m}" for a, m in choices]
+# The default overlay comes from the URL or is this set's first front: never from what other
+# sessions happened to evaluate.
+wanted = [k for k in params.get("fronts", "").split("|") if k in keys]
+default = [choices[keys.index(k)] for k in wanted] or choices[:1]
+picked = st.multiselect("Fronts to overlay", choices, default=default,
+                        format_func=lambda c: f"{c[1]} · {c[0].label}", key=f"front-picked:{objectives}")  # fmt: skip
 entries = []
 for art, method in picked:
     try:
@@ -35,7 +44,8 @@ for art, method in picked:
             with progress_box(f"Evaluating the {method} front (once per server)") as progress:
                 front = fronts.front_for(art, method, progress=progress)
     except (ValueError, OSError) as exc:
-        st.info(f"**{method}** cannot serve {art.label}: {exc}", icon=":material/info:")
+        st.info(f"**{method}** cannot serve {art.label}: {serving.user_message(exc)}",
+                icon=":material/info:")  # fmt: skip
         continue
     entries.append((art, method, front))
 if not entries:
@@ -43,9 +53,19 @@ if not entries:
     st.stop()
 table = fronts.front_table(entries)
 
-chart, side = st.columns([3, 2], gap="large")
-with side:
-    rule = st.radio("Pick a point for me", ["none", "knee", "pseudo-weights"], horizontal=True)
+st.dataframe(table.indicator_rows(), hide_index=True, use_container_width=True)
+plotted, matrix = table, False
+if len(objectives) >= 4:
+    view = st.radio("View", ["scatter matrix", "two or three objectives", "parallel coordinates"],
+                    horizontal=True, key="front-view")  # fmt: skip
+    matrix = view == "scatter matrix"
+    if view == "two or three objectives":
+        axes = st.multiselect("Objectives to plot", list(objectives), default=list(objectives[:2]),
+                              max_selections=3, key="front-axes")  # fmt: skip
+        if len(axes) >= 2:
+            plotted = table.project([objectives.index(a) for a in axes])
+with st.expander("Pick a point for me (knee, pseudo-weights)"):
+    rule = st.radio("Rule", ["none", "knee", "pseudo-weights"], horizontal=True)
     picked_row = None
     if rule != "none":
         s = st.selectbox(
@@ -60,22 +80,25 @@ with side:
             )
         picked_row = table.series[s]["offset"] + pick.index
         st.success(f"**{rule}**: {table.describe(picked_row)} - {pick.reason}")
-    clicked = fronts.selected_row(st.session_state.get("front-chart"))
-    default = clicked if clicked is not None else (picked_row if picked_row is not None else 0)
-    row = st.selectbox("Inspect point (or click one on the chart)", range(len(table.points)),
-                       index=int(default), format_func=table.describe, key=f"inspect:{default}")  # fmt: skip
-
-with chart:
-    fig = table.figure(selected=row, picked=picked_row)
-    st.plotly_chart(
-        fig, on_select="rerun", selection_mode="points", key="front-chart", config=PLOTLY_CONFIG
-    )
-    export_figure(fig, "fronts")
-with side:
-    st.markdown("**Indicators** (on each front's non-dominated points)")
-    st.dataframe(table.indicator_rows(), hide_index=True)
-    with st.expander("The reference point r = (-0.1, ..., -0.1)"):
-        st.write(fronts.REFERENCE_EXPLAINED)
+clicked = fronts.selected_row(st.session_state.get("front-chart"))
+url_point = params.get("point")
+from_url = (
+    int(url_point)
+    if url_point and url_point.isdigit() and int(url_point) < len(table.points)
+    else 0
+)
+default = clicked if clicked is not None else (picked_row if picked_row is not None else from_url)
+fig = plotted.figure(selected=int(default), picked=picked_row, matrix=matrix)
+st.plotly_chart(fig, on_select="rerun", selection_mode="points", key="front-chart",
+                config=PLOTLY_CONFIG, use_container_width=True)  # fmt: skip
+st.caption("Colour: method · line: solid = trained run, dotted = demo · grey: dominated points. "
+           "HV and EU in the legend and the table; the interval is 90% over the evaluation's "
+           "standard errors. " + fronts.REFERENCE_EXPLAINED)  # fmt: skip
+row = st.selectbox("Inspect point (or click one on the chart)", range(len(table.points)),
+                   index=int(default), format_func=table.describe, key=f"inspect:{default}")  # fmt: skip
+export_figure(fig, "fronts")
+st.query_params.update(objectives=",".join(objectives), point=str(row),
+                       fronts="|".join(f"{a.key}:{m}" for a, m, _ in entries))  # fmt: skip
 
 st.subheader("What these policies write")
 neighbour = table.neighbour(row)

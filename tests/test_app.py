@@ -243,7 +243,9 @@ def test_steer_offers_only_methods_that_can_serve():
 
 
 def test_error_messages_never_show_server_paths():
-    message = serving.user_message(ValueError("no trained meta-policy at /srv/x/y/meta.safetensors"))
+    message = serving.user_message(
+        ValueError("no trained meta-policy at /srv/x/y/meta.safetensors")
+    )
     assert "/srv" not in message and "meta.safetensors" in message
 
 
@@ -307,3 +309,40 @@ def test_which_reply_is_better_moves_the_sliders_to_the_estimate():
     assert any("inferred weights" in s.value for s in at.success)
     values = [s.value for s in at.slider]
     assert sum(values) == pytest.approx(1.0, abs=0.011) and values != [0.5, 0.5]
+
+
+def chart_spec(at: AppTest, index: int = 0) -> dict:
+    return json.loads(at.get("plotly_chart")[index].proto.spec)
+
+
+def test_fronts_read_at_a_glance_and_keep_the_view_in_the_url(tmp_path, monkeypatch):
+    two_morlhf_demos(tmp_path, monkeypatch)
+    at = page("pages/fronts.py")
+    no_exceptions(at)
+    picked = at.multiselect(key=at.multiselect[0].key)
+    assert len(picked.value) == 1  # this set's first front, whatever others evaluated
+    morlhf = [o for o in picked.options if o.startswith("morlhf")]
+    picked.set_value([picked.options[0], *morlhf]).run()
+    no_exceptions(at)
+    spec = chart_spec(at)
+    layout, data = spec["layout"], spec["data"]
+    assert layout["height"] >= 450
+    assert layout["legend"]["orientation"] == "h" and layout["legend"]["y"] < 0  # below
+    assert layout["xaxis"]["range"][0] > -0.1, "zoomed to the data, not from the reference point"
+    assert any("reference point" in a["text"] for a in layout["annotations"])
+    fronts = [t for t in data if t.get("showlegend", True) and "customdata" in t]
+    assert all("HV" in t["name"] and "EU" in t["name"] for t in fronts)
+    assert {t["line"]["dash"] for t in fronts} == {"dot"}  # all demos: one dash per source
+    assert len({t["marker"]["symbol"] for t in fronts}) == len(fronts)  # coinciding stay visible
+    rows = at.dataframe[0].value
+    assert "[" in rows["HV [90%]"].iloc[0], "HV with its interval"
+    at.selectbox(key=at.selectbox[-1].key).select_index(3).run()
+    no_exceptions(at)
+    assert at.query_params["point"] in ("3", ["3"])
+    link = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    link.switch_page("pages/fronts.py")
+    link.query_params.update({k: at.query_params[k] for k in at.query_params})
+    link.run()
+    no_exceptions(link)
+    assert link.selectbox(key="inspect:3").value == 3  # the shared point is selected
+    assert len(link.multiselect[0].value) == 3

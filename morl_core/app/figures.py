@@ -23,58 +23,87 @@ HIGHLIGHT = {"symbol": "star", "size": 18, "color": "#FFD000", "line": {"width":
 _DASHES = ("solid", "dash", "dot", "dashdot")
 
 
+_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "pentagon", "hexagon", "star-square")
+SOURCE_DASH = {"demo": "dot", "run": "solid"}  # one dash per source, one colour per method
+
+
 def overlay_fronts_figure(
     series: Sequence[Mapping[str, Any]],
     objective_names: Sequence[str],
     *,
     ref: Sequence[float] | None = None,
     title: str | None = None,
+    zoom: bool = False,
 ) -> go.Figure:
     """Fronts of several runs/methods on one 2-D plot (maximisation).
 
     Args:
         series: One mapping per front: ``label``, ``method`` (for the colour), ``points``
-            (P, 2), optional ``preferences`` (P, K) and ``offset`` (the row index of its first
-            point in the caller's table, stored in ``customdata`` so a click maps back).
+            (P, 2), optional ``preferences`` (P, K), ``source`` (``demo`` / ``run``: the line
+            dash) and ``offset`` (the row index of its first point in the caller's table,
+            stored in ``customdata`` so a click maps back).
         objective_names: The two objective names (x, y).
-        ref: The task's fixed reference point, drawn with its box when given.
+        ref: The task's fixed reference point.
         title: Figure title.
+        zoom: Axes fitted to the data, the reference point as an inset note (the Fronts page);
+            otherwise fixed [r, 1] axes with the reference point drawn (comparable snapshots).
 
     Returns:
         Per series a ``"<label>"`` front trace (non-dominated, lines+markers, the method's
-        colour, dashed for a repeated method) and a grey ``"<label> dominated"`` trace.
+        colour, the source's dash, its own marker symbol so coinciding fronts stay visible)
+        and a grey ``"<label> dominated"`` trace (not in the legend).
     """
     fig = go.Figure()
     seen: dict[str, int] = {}
-    for s in series:
+    for index, s in enumerate(series):
         pts = np.asarray(s["points"], dtype=float)  # (P, 2)
         prefs = s.get("preferences")
         offset = int(s.get("offset", 0))
         colour = method_color(s["method"])
-        dash = _DASHES[seen.get(s["method"], 0) % len(_DASHES)]
+        if s.get("source") in SOURCE_DASH:
+            dash = SOURCE_DASH[s["source"]]
+        else:
+            dash = _DASHES[seen.get(s["method"], 0) % len(_DASHES)]
         seen[s["method"]] = seen.get(s["method"], 0) + 1
+        symbol = _SYMBOLS[index % len(_SYMBOLS)]
         on_front = non_dominated(pts)
         order = np.flatnonzero(on_front)[np.argsort(pts[on_front, 0], kind="stable")]
         hover = [
             f"{s['label']}<br>"
-            + (f"w = ({', '.join(f'{x:.2f}' for x in prefs[i])})<br>" if prefs else "")
+            + (f"w = ({', '.join(f'{x:.2f}' for x in prefs[i])})<br>" if prefs is not None and len(prefs) else "")
             + "<br>".join(f"{n}: {v:.3f}" for n, v in zip(objective_names, pts[i], strict=True))
             for i in range(len(pts))
-        ]
+        ]  # fmt: skip
         for part, rows, mode, marker in (
-            ("", order, "lines+markers", {"color": colour, "size": 10}),
-            (" dominated", np.flatnonzero(~on_front), "markers", {"color": DOMINATED_COLOR, "size": 8}),
+            ("", order, "lines+markers", {"color": colour, "size": 11, "symbol": symbol,
+                                          "line": {"width": 1, "color": "white"}}),
+            (" dominated", np.flatnonzero(~on_front), "markers",
+             {"color": DOMINATED_COLOR, "size": 9, "symbol": symbol}),
         ):  # fmt: skip
             if rows.size:
                 fig.add_trace(
                     go.Scatter(
                         x=pts[rows, 0], y=pts[rows, 1], mode=mode, name=s["label"] + part,
                         legendgroup=s["label"], line={"color": colour, "dash": dash},
-                        marker=marker, customdata=rows + offset,
-                        hovertext=[hover[i] for i in rows], hoverinfo="text",
+                        marker=marker, customdata=rows + offset, showlegend=part == "",
+                        hovertext=[hover[i] for i in rows], hoverinfo="text", opacity=0.9,
                     )
                 )  # fmt: skip
-    if ref is not None:
+    if ref is not None and zoom:
+        every = np.concatenate([np.asarray(s["points"], dtype=float) for s in series] or
+                               [np.zeros((0, 2))])  # fmt: skip
+        if len(every):
+            low, high = every.min(0), every.max(0)
+            pad = np.maximum(0.06 * (high - low), 0.02)
+            fig.update_xaxes(range=[low[0] - pad[0], high[0] + pad[0]])
+            fig.update_yaxes(range=[low[1] - pad[1], high[1] + pad[1]])
+        fig.add_annotation(
+            text=f"HV reference point r = ({', '.join(f'{float(x):g}' for x in ref)}), "
+            "outside this zoomed view",
+            xref="paper", yref="paper", x=0.01, y=0.01, xanchor="left", yanchor="bottom",
+            showarrow=False, font={"size": 11, "color": "#555"}, bgcolor="rgba(255,255,255,0.8)",
+        )  # fmt: skip
+    elif ref is not None:
         add_reference_point(fig, ref)
         # objectives live in [0, 1]: fixed axes keep snapshots and overlays comparable
         low = min(float(ref[0]), float(ref[1])) - 0.05
@@ -82,7 +111,7 @@ def overlay_fronts_figure(
         fig.update_yaxes(range=[low, 1.05])
     fig.update_layout(
         title=title, xaxis_title=objective_names[0], yaxis_title=objective_names[1],
-        legend={"orientation": "h", "y": -0.25}, **COMPACT,
+        legend={"orientation": "h", "y": -0.18, "yanchor": "top", "x": 0}, **COMPACT,
     )  # fmt: skip
     return fig
 
@@ -376,4 +405,38 @@ def readable_graph(fig: go.Figure, height: int = 420) -> go.Figure:
             ]  # fmt: skip
     fig.update_layout(height=height, xaxis={"range": [-1.8, 1.8]}, yaxis={"range": [-1.5, 1.5]},
                       margin={"l": 10, "r": 10, "t": 10, "b": 10})  # fmt: skip
+    return fig
+
+
+def scatter_matrix_figure(
+    series: Sequence[Mapping[str, Any]],
+    objective_names: Sequence[str],
+    selected: int | None = None,
+) -> go.Figure:
+    """Every pair of objectives at once (a scatter matrix), one colour per method.
+
+    Args:
+        series: As for :func:`overlay_fronts_figure` (``label``, ``method``, ``points`` (P, K),
+            ``offset``); ``customdata`` holds the caller's row indices.
+        objective_names: K >= 2 names.
+        selected: A caller row to outline, if any.
+    """
+    names = list(objective_names)
+    fig = go.Figure()
+    for index, s in enumerate(series):
+        pts = np.asarray(s["points"], dtype=float)  # (P, K)
+        rows = np.arange(len(pts)) + int(s.get("offset", 0))
+        fig.add_trace(
+            go.Splom(
+                dimensions=[{"label": n, "values": pts[:, j]} for j, n in enumerate(names)],
+                name=s["label"], customdata=rows, showupperhalf=False, diagonal_visible=False,
+                marker={"color": method_color(s["method"]), "size": 7,
+                        "symbol": _SYMBOLS[index % len(_SYMBOLS)],
+                        "line": {"width": [2 if r == selected else 0 for r in rows],
+                                 "color": "#222"}},
+            )
+        )  # fmt: skip
+    fig.update_layout(height=max(460, 150 * len(names)), dragmode="select",
+                      legend={"orientation": "h", "y": -0.08, "yanchor": "top", "x": 0},
+                      **COMPACT)  # fmt: skip
     return fig

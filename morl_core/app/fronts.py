@@ -82,6 +82,49 @@ def front_indicators(front: Mapping[str, Any]) -> dict[str, Any]:
     ).to_dict()
 
 
+INTERVAL_DRAWS = 200  # parametric bootstrap draws for the HV / EU intervals
+
+
+def indicator_intervals(
+    front: Mapping[str, Any], level: float = 0.9, draws: int = INTERVAL_DRAWS, seed: int = 0
+) -> dict[str, tuple[float, float]]:
+    """``level`` intervals of HV and EU from the evaluation's per-point standard errors.
+
+    The protocol stores each point's mean and standard error over the held-out prompts
+    (``stderr``); the points are redrawn from N(mean, stderr) ``draws`` times (fixed seed, so
+    the page shows the same numbers every time) and HV / EU recomputed on each draw. Fronts
+    without standard errors get no interval (an empty dict).
+    """
+    from morl_core.pareto import expected_utility, hypervolume
+
+    points = np.asarray(front["points"], dtype=float)  # (P, K)
+    stderr = np.asarray(front.get("stderr") or [], dtype=float)
+    if stderr.shape != points.shape or not np.all(np.isfinite(stderr)):
+        return {}
+    draws = int(min(max(draws, 10), 2000))
+    rng = np.random.default_rng(seed)
+    ref = reference_point(points.shape[1])
+    prefs = np.asarray(front.get("preferences") or [], dtype=float)
+    hv, eu = [], []
+    for _ in range(draws):
+        noisy = np.clip(points + rng.normal(size=points.shape) * stderr, ref + 1e-9, None)
+        hv.append(hypervolume(noisy, ref))
+        if prefs.size:
+            eu.append(expected_utility(noisy, prefs))
+    tail = 100 * (1 - level) / 2
+    out = {"hypervolume": tuple(float(x) for x in np.percentile(hv, [tail, 100 - tail]))}
+    if eu:
+        out["expected_utility"] = tuple(float(x) for x in np.percentile(eu, [tail, 100 - tail]))
+    return out
+
+
+def with_interval(value: float | None, interval: tuple[float, float] | None) -> str:
+    """``0.815 [0.80, 0.83]`` (or ``n/a``)."""
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
+
+
 def front_for(
     info: ArtifactInfo, method: str | None = None, progress: Progress | None = None
 ) -> dict[str, Any]:
@@ -274,35 +317,52 @@ class FrontTable:
         return np.flatnonzero(self.series_of == s)
 
     def indicator_rows(self) -> list[dict[str, Any]]:
-        """One row per front for the indicator table."""
+        """One row per front for the indicator table (HV and EU with their 90% intervals)."""
         out = []
         for s in self.series:
-            ind = s["indicators"]
+            ind, ci = s["indicators"], s.get("intervals") or {}
             out.append(
                 {
                     "front": s["label"],
-                    "HV": ind.get("hypervolume"),
-                    "EU": ind.get("expected_utility"),
+                    "HV [90%]": with_interval(ind.get("hypervolume"), ci.get("hypervolume")),
+                    "EU [90%]": with_interval(
+                        ind.get("expected_utility"), ci.get("expected_utility")
+                    ),
                     "sparsity": ind.get("sparsity"),
                     "IGD+": ind.get("igd_plus"),
-                    "cardinality": ind.get("cardinality"),
+                    "on front": ind.get("cardinality"),
                     "points": ind.get("n_points"),
                 }
             )
         return out
 
-    def figure(self, selected: int | None = None, picked: int | None = None):
-        """The overlay (2-D with the reference point, 3-D, or parallel coordinates)."""
-        from morl_core.app.figures import highlight, overlay_fronts_figure
+    def project(self, axes: Sequence[int]) -> FrontTable:
+        """The same table on a subset of the objectives (rows keep their indices)."""
+        axes = [int(a) for a in axes]
+        series = [{**s, "points": np.asarray(s["points"])[:, axes]} for s in self.series]
+        names = tuple(self.objectives[a] for a in axes)
+        return FrontTable(names, series, self.points[:, axes], self.preferences, self.series_of)
+
+    def figure(self, selected: int | None = None, picked: int | None = None, matrix: bool = False):
+        """The overlay: 2-D zoomed to the data, 3-D, or for 4+ objectives a scatter matrix
+        (``matrix``) or parallel coordinates; use :meth:`project` to plot 2 or 3 of them."""
+        from morl_core.app.figures import highlight, overlay_fronts_figure, scatter_matrix_figure
         from morl_core.plots import front_3d_figure, parallel_coordinates_figure
 
         names = list(self.objectives)
         k = len(names)
+        legend = [
+            {**s, "label": f"{s['label']}  (HV {s['indicators'].get('hypervolume', 0):.3f}, "
+                           f"EU {s['indicators'].get('expected_utility') or 0:.3f})"}
+            for s in self.series
+        ]  # fmt: skip
         if k == 2:
-            fig = overlay_fronts_figure(self.series, names, ref=reference_point(2))
+            fig = overlay_fronts_figure(legend, names, ref=reference_point(2), zoom=True)
         elif k == 3:
-            labels = [self.series[s]["label"] for s in self.series_of]
+            labels = [legend[s]["label"] for s in self.series_of]
             fig = front_3d_figure(self.points, names, methods=labels, preferences=self.preferences)
+        elif matrix:
+            return scatter_matrix_figure(legend, names, selected=selected)
         else:
             methods = [self.series[s]["method"] for s in self.series_of]
             return parallel_coordinates_figure(self.points, names, methods=methods)
@@ -310,7 +370,8 @@ class FrontTable:
             highlight(fig, self.points[picked], "picked for you", names, "star")
         if selected is not None:
             highlight(fig, self.points[selected], "selected", names, "circle-open")
-        fig.update_layout(height=460, clickmode="event+select")
+        fig.update_layout(height=540, clickmode="event+select",
+                          legend={"orientation": "h", "y": -0.15, "yanchor": "top", "x": 0})  # fmt: skip
         return fig
 
     def neighbour(self, row: int) -> int | None:
@@ -325,17 +386,27 @@ class FrontTable:
         return f"{self.series[int(self.series_of[row])]['label']}, w = ({w})"
 
 
+def _short_label(info: ArtifactInfo, method: str) -> str:
+    """``soups · demo`` / ``morlhf · run 1a2b3c`` (served by another method: ``mod · demo``)."""
+    if info.source == "run":
+        return f"{method} · run {info.run_dir.name[-6:]}"
+    return f"{method} · demo"
+
+
 def front_table(entries: Sequence[tuple[ArtifactInfo, str, Mapping[str, Any]]]) -> FrontTable:
     """Flatten ``(artifact, method, front)`` entries of one objective set into a table."""
     series, points, prefs, owner = [], [], [], []
     offset = 0
+    short = [_short_label(info, method) for info, method, _ in entries]
     for i, (info, method, front) in enumerate(entries):
         pts = np.asarray(front["points"], dtype=float)
-        label = f"{method} · {info.label.removeprefix('demo: ')}"
+        label = short[i] if short.count(short[i]) == 1 else f"{short[i]} ({info.run_dir.name})"
         series.append(
             {
                 "label": label,
                 "method": method,
+                "source": info.source,
+                "intervals": indicator_intervals(front),
                 "key": (info.key, method),
                 "points": pts,
                 "preferences": front["preferences"],
