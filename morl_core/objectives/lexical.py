@@ -54,8 +54,8 @@ def words_of(text: str) -> list[str]:
 
 # --- the fluency gate: non-words and repetition ---
 
-# Punctuation allowed around a word ("(yes),", "end...", "'quoted'"): at most this many marks.
-EDGE_PUNCTUATION = "\"'“”‘’«»()[]{}<>*_.,;:!?…-–—"
+# Marks allowed around a word ("(yes),", "end...", "'quoted'", "$3", "5%"): at most this many.
+EDGE_PUNCTUATION = "\"'“”‘’«»()[]{}<>*_.,;:!?…-–—$€£%#&+"
 MAX_EDGE_MARKS = 3
 # A word token's core: words joined by hyphens, apostrophes, slashes, dots or colons
 # (well-known, don't, and/or, 3.14, 10:30).

@@ -1,0 +1,281 @@
+"""The degeneration guard: per-completion signs that a policy games its scorers instead of writing.
+
+At small budgets RL finds exploits: punctuation runs scored as "brief", one repeated word as
+"positive". The real objectives already multiply their value by the lexical fluency gate of
+:mod:`morl_core.objectives.lexical`; this module reports the measurements behind it, plus
+perplexity under the base model, for every completion, so that they can sit next to every score
+and serve as a constraint or a penalty:
+
+==================  ===========================================================================
+key                 meaning (one value per completion)
+==================  ===========================================================================
+``words``           number of words
+``distinct1``       distinct words / words (1.0 for fewer than 1 word)
+``distinct2``       distinct word bigrams / bigrams (1.0 for fewer than 2 words)
+``repetition``      max(adjacent repeated words, 1 - distinct2) in [0, 1]
+``nonword_ratio``   share of non-space characters in non-word tokens (1.0 for empty text)
+``lexical_gate``    ``fluency_gate``: ramp(nonword_ratio) * ramp(repetition), in [0, 1]
+``perplexity``      exp(mean NLL per token) of the completion given its prompt under the
+                    embedded base model (NaN for an empty completion); only when asked for
+``fluency``         the lexical gate, or 0 where perplexity exceeds ``max_perplexity`` when
+                    one is given; in [0, 1], 1 = fluent
+==================  ===========================================================================
+
+``fluency`` is also a TRL-style objective (``fluency(prompts, completions)``, lexical only, no
+model), and ``degeneration_penalty`` is ``1 - fluency``: subtract ``lam * penalty`` from a
+reward, or require ``penalty <= threshold`` as a constraint.
+
+**Perplexity** is measured by the embedded model of ``assets/embedded-model`` (6.9 M parameters,
+loaded on first use, once per process, on the CPU). It says how far a policy's text has drifted
+from what the base would write, and is reported beside the scores; it is *not* part of the
+gate, because this small model does not separate exploits from plain English. Measured after
+the prompt "The hotel was": the model's own samples have median perplexity 1.5 (99th
+percentile 101), but "I would not recommend it to anyone." scores 9, "Thank you, this is
+wonderful!" 2,492, "Yes." 152,390, while "!!!!!!!!!!!!!!!!" scores 1,141 and "great great
+great ..." 520,738. A capable base model (or a domain where its perplexity is trustworthy) can
+use it as a constraint through ``max_perplexity``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from morl_core.objectives.lexical import (
+    distinct_n,
+    fluency_gate,
+    nonword_ratio,
+    repetition,
+    words_of,
+)
+from morl_core.objectives.registry import LazyResource, Objective, ProgressCallback, as_text
+
+MAX_BATCH_SIZE = 256
+KEYS = (
+    "words",
+    "distinct1",
+    "distinct2",
+    "repetition",
+    "nonword_ratio",
+    "lexical_gate",
+    "perplexity",
+    "fluency",
+)
+
+# --- the base model, loaded once ---
+
+
+def _load_base_model(step) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    from morl_core.policy.model import embedded_model_path
+
+    hf_logging.disable_progress_bar()
+    path = embedded_model_path()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    step("tokenizer")
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    step("weights")
+    return tokenizer, model
+
+
+BASE_MODEL = LazyResource("base model (perplexity)", _load_base_model, steps=2, show_bar=False)
+# The fast tokenizer and the model are shared by every thread of a server; one at a time.
+BASE_MODEL_LOCK = threading.Lock()
+
+
+def prepare_base_model(progress: ProgressCallback | None = None) -> None:
+    """Loads the embedded base model now instead of on first use (well under a second)."""
+    BASE_MODEL.get(progress)
+
+
+def perplexity(
+    prompts: Sequence, completions: Sequence, batch_size: int = 32
+) -> np.ndarray:  # (N,)
+    """Perplexity of each completion given its prompt under the embedded base model.
+
+    The completion is scored as the model would have written it after the prompt: joined by one
+    space unless the prompt ends in white space (byte-level BPE puts the space in the first
+    token). When prompt and completion exceed the context (256 tokens), the prompt loses its
+    first tokens, then the completion its last.
+
+    Args:
+        prompts: N prompts (strings or TRL message lists).
+        completions: N completions, one per prompt.
+        batch_size: Completions per forward pass, 1..``MAX_BATCH_SIZE``.
+
+    Returns:
+        Float array (N,): exp(mean negative log-likelihood per completion token); NaN for an
+        empty completion.
+
+    Raises:
+        ValueError: Mismatched lengths, non-text items or a bad batch size.
+    """
+    prompt_texts, completion_texts = _texts(prompts, completions)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+        raise ValueError(f"batch_size must be an integer in [1, {MAX_BATCH_SIZE}]")
+    if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise ValueError(
+            f"batch_size must be an integer in [1, {MAX_BATCH_SIZE}], got {batch_size}"
+        )
+    import torch
+
+    tokenizer, model = BASE_MODEL.get()
+    context = int(model.config.n_positions)
+    result = np.full(len(completion_texts), math.nan)
+    rows: list[tuple[int, list[int], int]] = []  # (index, ids, completion length)
+    with BASE_MODEL_LOCK:
+        for i, (prompt, completion) in enumerate(zip(prompt_texts, completion_texts, strict=True)):
+            if not completion.strip():
+                continue
+            joiner = "" if not prompt or prompt[-1].isspace() else " "
+            head = tokenizer(prompt, add_special_tokens=False)["input_ids"] or [
+                tokenizer.eos_token_id
+            ]
+            tail = tokenizer(joiner + completion.lstrip(), add_special_tokens=False)["input_ids"]
+            tail = tail[: context - 1]
+            head = head[-(context - len(tail)) :]
+            rows.append((i, head + tail, len(tail)))
+        with torch.inference_mode():
+            for start in range(0, len(rows), batch_size):
+                batch = rows[start : start + batch_size]
+                width = max(len(ids) for _, ids, _ in batch)
+                ids = torch.zeros((len(batch), width), dtype=torch.long)
+                mask = torch.zeros((len(batch), width), dtype=torch.long)
+                for b, (_, row, _) in enumerate(batch):
+                    ids[b, : len(row)] = torch.tensor(row)
+                    mask[b, : len(row)] = 1
+                logits = model(input_ids=ids, attention_mask=mask).logits  # (B, T, V)
+                logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, T-1, V)
+                token_logp = logp.gather(-1, ids[:, 1:, None])[..., 0]  # (B, T-1)
+                for b, (i, row, n_tail) in enumerate(batch):
+                    # the tail's tokens sit at positions len(row)-n_tail .. len(row)-1,
+                    # predicted from the position before each
+                    nll = -token_logp[b, len(row) - n_tail - 1 : len(row) - 1].mean()
+                    result[i] = math.exp(float(nll))
+    return result
+
+
+# --- the report ---
+
+
+def degeneration(
+    prompts: Sequence,
+    completions: Sequence,
+    *,
+    with_perplexity: bool = True,
+    max_perplexity: float | None = None,
+    batch_size: int = 32,
+) -> dict[str, np.ndarray]:
+    """Per-completion degeneration measurements (module docstring lists the keys).
+
+    Args:
+        prompts: N prompts (strings or TRL message lists); used for perplexity only.
+        completions: N completions, one per prompt.
+        with_perplexity: Whether to load the base model and measure perplexity (else the
+            ``perplexity`` key is absent).
+        max_perplexity: When given (> 1), ``fluency`` is 0 where perplexity exceeds it; when
+            None, ``fluency`` equals ``lexical_gate``.
+        batch_size: Completions per forward pass of the base model.
+
+    Returns:
+        A dict of float arrays of shape (N,), keys in the order of ``KEYS``.
+
+    Raises:
+        ValueError: Mismatched lengths, non-text items or a bad ``max_perplexity``.
+
+    Example:
+        >>> report = degeneration(["Hi", "Hi"], ["Hello, how are you?", "....."],
+        ...                       with_perplexity=False)
+        >>> report["nonword_ratio"].tolist(), report["fluency"].tolist()
+        ([0.0, 1.0], [1.0, 0.0])
+    """
+    _, texts = _texts(prompts, completions)
+    if max_perplexity is not None:
+        if isinstance(max_perplexity, bool) or not isinstance(max_perplexity, int | float):
+            raise ValueError(f"max_perplexity must be a number > 1 or None, got {max_perplexity!r}")
+        if not 1.0 < max_perplexity < math.inf:
+            raise ValueError(f"max_perplexity must be a finite number > 1, got {max_perplexity!r}")
+        with_perplexity = True
+    report: dict[str, np.ndarray] = {}
+    words = [[word.lower() for word in words_of(text)] for text in texts]
+    report["words"] = np.array([len(w) for w in words], dtype=np.float64)
+    for n in (1, 2):
+        report[f"distinct{n}"] = np.array(
+            [value if (value := distinct_n(w, n)) is not None else 1.0 for w in words]
+        )
+    report["repetition"] = np.array([repetition(text) for text in texts])
+    report["nonword_ratio"] = np.array([nonword_ratio(text) for text in texts])
+    report["lexical_gate"] = np.array([fluency_gate(text) for text in texts])
+    fluency_values = report["lexical_gate"].copy()
+    if with_perplexity:
+        report["perplexity"] = perplexity(prompts, completions, batch_size=batch_size)
+    if max_perplexity is not None:
+        # NaN (empty completion) compares False: its gate is 0 already
+        fluency_values[report["perplexity"] > max_perplexity] = 0.0
+    report["fluency"] = fluency_values
+    return report
+
+
+def degeneration_penalty(
+    prompts: Sequence, completions: Sequence, *, max_perplexity: float | None = None
+) -> np.ndarray:  # (N,)
+    """``1 - fluency`` per completion, in [0, 1]: 0 for fluent text, 1 for degenerate text.
+
+    Use as a penalty (``reward - lam * penalty``) or a constraint (``penalty <= 0.5``). Loads
+    the base model only when ``max_perplexity`` is given (see ``degeneration``).
+
+    Example:
+        >>> degeneration_penalty(["Hi"] * 3, ["Hello there.", "ok ok ok ok", "Fine ......."]).tolist()
+        [0.0, 1.0, 1.0]
+    """
+    report = degeneration(
+        prompts,
+        completions,
+        with_perplexity=max_perplexity is not None,
+        max_perplexity=max_perplexity,
+    )
+    return 1.0 - report["fluency"]
+
+
+def fluency(prompts: list, completions: list, **kwargs) -> list[float]:
+    """Fluency of the completion: the lexical fluency gate (no model, microseconds per reply).
+
+    Map: ``ramp(nonword_ratio; 0.1 -> 0.4) * ramp(repetition; 0.3 -> 0.6)`` in [0, 1];
+    1 = ordinary sentences, 0 = empty, punctuation runs or one repeated word.
+
+    Example:
+        >>> fluency(["Hi"] * 3, ["Hello, how are you?", "so good so good so good", ""])
+        [1.0, 0.0, 0.0]
+    """
+    return [fluency_gate(text) for text in _texts(prompts, completions)[1]]
+
+
+def fluency_objective() -> Objective:
+    """The ``fluency`` objective (the degeneration guard as a reward), for ``register``."""
+    return Objective(
+        "fluency",
+        fluency,
+        "fluent text: no punctuation runs, non-words or loops (degeneration guard)",
+        "ramp(non-word share; 0.1 -> 0.4) x ramp(repetition; 0.3 -> 0.6); 0 if empty",
+    )
+
+
+def _texts(prompts: Sequence, completions: Sequence) -> tuple[list[str], list[str]]:
+    for field, values in (("prompts", prompts), ("completions", completions)):
+        if isinstance(values, str | bytes) or not isinstance(values, Sequence):
+            raise ValueError(f"{field} must be a list of strings, got {type(values).__name__}")
+    if len(prompts) != len(completions):
+        raise ValueError(
+            f"completions has {len(completions)} items but prompts has {len(prompts)}; "
+            "pass one completion per prompt"
+        )
+    prompt_texts = [as_text(p, f"prompts[{i}]") for i, p in enumerate(prompts)]
+    completion_texts = [as_text(c, f"completions[{i}]") for i, c in enumerate(completions)]
+    return prompt_texts, completion_texts
