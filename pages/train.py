@@ -1,8 +1,11 @@
-"""Train: start a run in a worker process, watch it live, cancel it. The run id is in the URL."""
+"""Train: start a run in a worker process, watch it live, cancel, resume or delete it. Your own
+runs by default (everyone's one click away); the run id is in the URL."""
+
+import uuid
 
 import streamlit as st
 
-from morl_core.app import figures, fronts, runs
+from morl_core.app import figures, fronts, runs, serving
 from morl_core.config import ConfigError
 from pages._widgets import (
     PLOTLY_CONFIG,
@@ -20,15 +23,19 @@ st.caption(
     "session stay responsive. Leave and come back: the run id in the URL brings you here."
 )
 jobs = executor()
+me = st.session_state.setdefault("owner", uuid.uuid4().hex[:12])
 errors = st.session_state.get("train-errors", {})
 form_col, live_col = st.columns([2, 3], gap="large")
 
 with form_col, st.form("train-form"):
     values = {f.name: form_widget(f, errors) for f in runs.form_fields()}
-    with st.expander("Advanced settings"):
+    advanced_errors = {k: v for k, v in errors.items() if k.split(".")[0] in runs.ADVANCED_FIELDS}
+    with st.expander("Advanced settings", expanded=bool(advanced_errors)):
         values |= {f.name: form_widget(f, errors) for f in runs.form_fields(runs.ADVANCED_FIELDS)}
         values["options"] = st.text_input("options (JSON)", "{}", help="method-specific options")
         field_errors(errors, "options")
+    for name, message in advanced_errors.items():  # visible even with the expander closed
+        st.error(f"Advanced settings · **{name}**: {message}", icon=":material/error:")
     if st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:"):
         try:
             run_id = runs.submit_run(values, jobs)
@@ -36,23 +43,30 @@ with form_col, st.form("train-form"):
             st.session_state["train-errors"] = exc.errors
         else:
             st.session_state["train-errors"] = {}
+            runs.record_owner(run_id, me)
             st.query_params["run"] = run_id
         st.rerun()
 if errors:
     form_col.error("Fix these fields: " + "; ".join(f"**{k}**: {v}" for k, v in errors.items()))
 
-statuses = jobs.list()
 with live_col:
+    everyone = st.toggle("Show everyone's runs", key="all-runs",
+                         help="by default only the runs this browser session started")  # fmt: skip
+    statuses = jobs.list() if everyone else runs.mine(jobs.list(), me)
+    current = st.query_params.get("run") or st.session_state.get("train-run")
+    if current and current not in {s.run_id for s in statuses}:  # a shared link to a run
+        statuses = [s for s in jobs.list() if s.run_id == current] + statuses
     if not statuses:
-        st.info("No runs yet. Fill in the form and press **Start training**.")
+        st.info("No runs of yours yet. Fill in the form and press **Start training**"
+                + ("" if everyone else ", or show everyone's runs") + ".")  # fmt: skip
         st.stop()
     ids = [s.run_id for s in statuses]
-    current = st.query_params.get("run") or st.session_state.get("train-run")
     run_id = st.selectbox(
         "Run", ids, index=ids.index(current) if current in ids else 0,
         format_func=lambda i: next(f"{i} · {s.method} · {s.state}" for s in statuses if s.run_id == i),
     )  # fmt: skip
     st.query_params["run"] = st.session_state["train-run"] = run_id
+    owner = runs.owner_of(run_id)
     started_live = not jobs.status(run_id).done
 
     @st.fragment(run_every=2.0 if started_live else None)
@@ -65,9 +79,18 @@ with live_col:
         fraction, line = runs.progress_eta(status)
         st.progress(fraction, text=line)
         if status.message:
-            st.caption(status.message)
+            st.caption(serving.user_message(status.message))
         if not status.done:
-            st.button("Cancel run", on_click=jobs.cancel, args=(run_id,), icon=":material/stop:")
+            if owner == me:
+                st.button(
+                    "Cancel run", on_click=jobs.cancel, args=(run_id,), icon=":material/stop:"
+                )
+            else:
+                sure = st.checkbox(
+                    "I know this run was started by someone else", key=f"sure:{run_id}"
+                )
+                st.button("Cancel someone else's run", on_click=jobs.cancel, args=(run_id,),
+                          disabled=not sure, icon=":material/stop:", key="cancel-other")  # fmt: skip
         if history.metrics:
             curves = figures.training_curves_figure(history.metrics, status.objectives)
             st.plotly_chart(curves, config=PLOTLY_CONFIG, key="curves")
@@ -96,5 +119,31 @@ with live_col:
             st.rerun()  # the run ended: redraw the page once, without polling
 
     live_view()
-    with st.expander("All runs"):
+    status = jobs.status(run_id)
+    history = st.session_state[f"history:{run_id}"]
+    manage = st.columns(4)
+    if status.done and str(status.state) != "succeeded":
+        manage[0].button("Resume", key="resume", icon=":material/replay:",
+                         on_click=jobs.resume, args=(run_id,))  # fmt: skip
+    manage[1].download_button("Metrics CSV", runs.export_metrics_csv(history) if history.metrics else "",
+                              f"{run_id}-metrics.csv", "text/csv", key="csv")  # fmt: skip
+    manage[2].download_button("Fronts CSV", runs.export_fronts_csv(history),
+                              f"{run_id}-fronts.csv", "text/csv", key="fronts-csv")  # fmt: skip
+    manage[3].download_button("All (JSON)", runs.export_json(history),
+                              f"{run_id}.json", "application/json", key="json")  # fmt: skip
+    with st.expander("Worker log (the end)"):
+        st.code(runs.log_tail(jobs, run_id) or "(empty)", language=None)
+    if status.done:
+        with st.expander("Delete this run"):
+            confirm = st.text_input("Type the run id to confirm", key=f"delete:{run_id}")
+            if st.button("Delete run", key="delete", disabled=confirm != run_id, type="primary"):
+                try:
+                    runs.delete_run(jobs, run_id)
+                except (ValueError, OSError) as exc:
+                    st.error(serving.user_message(exc))
+                else:
+                    st.query_params.pop("run", None)
+                    st.session_state.pop("train-run", None)
+                    st.rerun()
+    with st.expander("Runs table"):
         st.dataframe(runs.runs_table(statuses), hide_index=True)

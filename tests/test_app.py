@@ -138,10 +138,81 @@ def test_train_submit_puts_run_in_url_and_cancel_ends_it(data_dir):
     from morl_core import jobs
 
     executor = jobs.get_executor(data_dir=data_dir)
+    wait_done(executor, run_id)
+
+
+def wait_done(executor, run_id: str) -> None:
     deadline = time.time() + 120
     while not executor.status(run_id).done and time.time() < deadline:
         time.sleep(0.5)
     assert executor.status(run_id).done
+
+
+def test_runs_are_mine_by_default_and_can_be_resumed_logged_exported_and_deleted(data_dir):
+    from morl_core import jobs
+
+    at = page("pages/train.py")
+    at.number_input(key="form:steps").set_value(2)
+    at.button[0].click().run()
+    run_id = at.query_params["run"]
+    run_id = run_id[0] if isinstance(run_id, list) else run_id
+    executor = jobs.get_executor(data_dir=data_dir)
+    executor.cancel(run_id)
+    wait_done(executor, run_id)
+
+    other = page("pages/train.py")  # another browser session on the same server
+    no_exceptions(other)
+    assert any("No runs of yours yet" in i.value for i in other.info)
+    other.toggle(key="all-runs").set_value(True).run()
+    assert other.selectbox[-1].value == run_id  # everyone's runs, one click away
+
+    at.run()
+    no_exceptions(at)
+    assert str(data_dir) not in " ".join(c.value for c in at.code), "log viewer shows no paths"
+    labels = [b.label for b in at.get("download_button")]
+    assert {"Metrics CSV", "Fronts CSV", "All (JSON)"} <= set(labels)
+    at.button(key="resume").click().run()
+    no_exceptions(at)
+    assert str(executor.status(run_id).state) != "cancelled"
+    executor.cancel(run_id)
+    wait_done(executor, run_id)
+    at.run()
+    assert at.button(key="delete").disabled  # nothing deleted without typing the id
+    at.text_input(key=f"delete:{run_id}").input(run_id).run()
+    at.button(key="delete").click().run()
+    no_exceptions(at)
+    assert not (data_dir / "runs" / run_id).exists()
+    assert run_id not in {s.run_id for s in executor.list()}
+
+
+def test_someone_elses_live_run_needs_a_confirmation_to_cancel(data_dir, monkeypatch):
+    from morl_core.app import runs
+
+    at = page("pages/train.py")
+    at.number_input(key="form:steps").set_value(50)
+    at.button[0].click().run()
+    run_id = at.query_params["run"]
+    run_id = run_id[0] if isinstance(run_id, list) else run_id
+    runs.record_owner(run_id, "someone-else")
+    at.run()
+    no_exceptions(at)
+    from morl_core import jobs
+
+    executor = jobs.get_executor(data_dir=data_dir)
+    if not executor.status(run_id).done:
+        assert not [b for b in at.button if b.label == "Cancel run"]
+        assert at.button(key="cancel-other").disabled
+    executor.cancel(run_id)
+    wait_done(executor, run_id)
+
+
+def test_advanced_field_errors_show_outside_the_closed_expander():
+    at = page("pages/train.py")
+    at.number_input(key="form:lr").set_value(-1.0)
+    at.button[0].click().run()
+    no_exceptions(at)
+    assert any(e.value.startswith("Advanced settings · **lr**") for e in at.error)
+    assert at.expander[0].proto.expanded
 
 
 def test_fronts_page_overlay_inspect_and_knee():

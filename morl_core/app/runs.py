@@ -278,3 +278,94 @@ def progress_eta(status, now: float | None = None) -> tuple[float, str]:
     return fraction, (
         f"step {status.step}/{status.total_steps} - {rate:.1f} s/step - about {left:.0f} s left"
     )
+
+
+# --- managing runs: owners, delete, logs, exports ---------------------------------------------
+
+LOG_TAIL_CHARS = 6000  # what the log viewer shows (the end of worker.log)
+
+
+def _owner_file(run_id: str) -> Path:
+    from morl_core.app.serving import app_data_dir
+    from morl_core.jobs.paths import check_run_id
+
+    check_run_id(run_id)
+    return app_data_dir() / "owners" / run_id
+
+
+def record_owner(run_id: str, owner: str) -> None:
+    """Remember which app session started ``run_id`` (one small file per run, in the app's
+    data folder: the run folder and the job index stay as the job system writes them)."""
+    path = _owner_file(run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(str(owner)[:64])
+    tmp.replace(path)
+
+
+def owner_of(run_id: str) -> str | None:
+    """The session id that started ``run_id`` from the app, or None (CLI, bench, unknown)."""
+    try:
+        return _owner_file(run_id).read_text().strip() or None
+    except (OSError, ValueError):
+        return None
+
+
+def mine(statuses, owner: str) -> list:
+    """The runs this session started, newest first."""
+    return [s for s in statuses if owner_of(s.run_id) == owner]
+
+
+def delete_run(executor, run_id: str) -> None:
+    """Delete a finished run: its folder, its index row and the app's owner note.
+
+    Raises:
+        ValueError: the run is still queued or running (cancel it first).
+    """
+    import shutil
+
+    status = executor.status(run_id)
+    if not status.done:
+        raise ValueError(f"run {run_id} is {status.state}: cancel it before deleting it")
+    shutil.rmtree(executor.store.run_dir(run_id))
+    executor.store.index.delete([run_id])
+    _owner_file(run_id).unlink(missing_ok=True)
+
+
+def log_tail(executor, run_id: str, chars: int = LOG_TAIL_CHARS) -> str:
+    """The end of the run's worker log with server paths shortened (for the log viewer)."""
+
+    from morl_core.app.serving import user_message
+
+    text, _ = executor.logs(run_id, 0)
+    text = text[-max(200, min(int(chars), 100_000)) :]
+    return "\n".join(user_message(line) if line.strip() else line for line in text.splitlines())
+
+
+def export_metrics_csv(history: RunHistory) -> str:
+    """The run's metrics as CSV (one row per logged step)."""
+    return history.frame().to_csv(index=False)
+
+
+def export_json(history: RunHistory) -> str:
+    """Metrics and front snapshots as one JSON document."""
+    import json
+
+    return json.dumps({"metrics": history.metrics, "fronts": history.fronts}, default=float)
+
+
+def export_fronts_csv(history: RunHistory) -> str:
+    """Every front snapshot point as a CSV row: step, samples, preference, objective scores."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = None
+    for snap in history.fronts:
+        names = list(snap["objectives"])
+        if writer is None:
+            writer = csv.writer(out)
+            writer.writerow(["step", "samples", *[f"w_{n}" for n in names], *names])
+        for pref, point in zip(snap["preferences"], snap["points"], strict=False):
+            writer.writerow([snap["step"], snap["samples"], *pref, *point])
+    return out.getvalue()
