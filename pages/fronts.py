@@ -53,7 +53,7 @@ if not entries:
     st.stop()
 table = fronts.front_table(entries)
 
-st.dataframe(table.indicator_rows(), hide_index=True, use_container_width=True)
+st.dataframe(table.indicator_rows(), hide_index=True, width="stretch")
 plotted, matrix = table, False
 if len(objectives) >= 4:
     view = st.radio("View", ["scatter matrix", "two or three objectives", "parallel coordinates"],
@@ -90,7 +90,7 @@ from_url = (
 default = clicked if clicked is not None else (picked_row if picked_row is not None else from_url)
 fig = plotted.figure(selected=int(default), picked=picked_row, matrix=matrix)
 st.plotly_chart(fig, on_select="rerun", selection_mode="points", key="front-chart",
-                config=PLOTLY_CONFIG, use_container_width=True)  # fmt: skip
+                config=PLOTLY_CONFIG, width="stretch")  # fmt: skip
 st.caption("Colour: method · line: solid = trained run, dotted = demo · grey: dominated points. "
            "HV and EU in the legend and the table; the interval is 90% over the evaluation's "
            "standard errors. " + fronts.REFERENCE_EXPLAINED)  # fmt: skip

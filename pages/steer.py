@@ -89,7 +89,7 @@ def choice_panel(info, method, prompt) -> None:
             st.markdown(f"**Reply {label}**")
             st.write(replies.texts[me] or "(empty reply)")
             st.button(f"{label} is better", key=f"choose-{label}", on_click=chose, args=(me, other),
-                      use_container_width=True)  # fmt: skip
+                      width="stretch")  # fmt: skip
     estimate = session.estimate()
     fig = plots.preference_posterior_figure(
         session.posterior.particles, session.posterior.probabilities, names,

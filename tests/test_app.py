@@ -250,14 +250,14 @@ def test_benchmark_empty_state_then_records(tmp_path, monkeypatch):
     monkeypatch.setenv("MORL_BENCH_OUT", str(tmp_path / "bench"))
     at = page("pages/benchmark.py")
     no_exceptions(at)
-    assert any("No benchmark records yet" in i.value for i in at.info)
+    assert any("No benchmark records on this server yet" in i.value for i in at.info)
     records = tmp_path / "bench" / "pair" / "records"
     records.mkdir(parents=True)
     for seed in (0, 1):
         (records / f"soups-{seed}.json").write_text(json.dumps(BENCH_RECORD | {"seed": seed}))
     at = page("pages/benchmark.py")
     no_exceptions(at)
-    assert not any("No benchmark records yet" in i.value for i in at.info)
+    assert not any("No benchmark records on this server" in i.value for i in at.info)
     assert at.dataframe[0].value["method"].tolist() == ["soups"]
     assert len(at.get("plotly_chart")) >= 3
 
@@ -417,3 +417,30 @@ def test_fronts_read_at_a_glance_and_keep_the_view_in_the_url(tmp_path, monkeypa
     no_exceptions(link)
     assert link.selectbox(key="inspect:3").value == 3  # the shared point is selected
     assert len(link.multiselect[0].value) == 3
+
+
+def test_benchmark_shows_the_published_leaderboard_and_confirms_before_running(monkeypatch):
+    from morl_core.app import studies
+
+    started = []
+    monkeypatch.setattr(
+        studies, "start_suite", lambda suite, out=None: started.append(suite) or (999_999, None)
+    )
+    monkeypatch.delenv("MORL_BENCH_OUT", raising=False)
+    at = page("pages/benchmark.py")
+    no_exceptions(at)
+    published = at.dataframe[0].value  # a fresh clone: no records, the findings still show
+    assert (
+        "emorl" in published["method"].tolist()
+        and "Conflicting pair" in published["suite"].tolist()
+    )
+    at.button(key="bench-start").click().run()
+    no_exceptions(at)
+    assert started == [], "one click starts nothing"
+    plan = studies.plan_suite(at.selectbox(key="bench-suite").value)
+    assert any(f"{plan.runs} runs" in w.value and "min" in w.value for w in at.warning)
+    at.button(key="bench-yes").click().run()
+    no_exceptions(at)
+    assert started == [plan.suite]
+    assert at.button(key="bench-stop")
+    assert studies.bench_out().is_relative_to(serving.data_dir()), "never into the repository"

@@ -305,3 +305,28 @@ def test_model_pool_remembers_a_method_that_cannot_serve(monkeypatch):
         with pytest.raises(ValueError, match="meta-policy"):
             pool.get(None, "metapolicy")
     assert calls == ["metapolicy"] and pool.loaded(None, "metapolicy")
+
+
+def test_published_leaderboard_matches_docs_findings():
+    """The shipped data is the table of docs/findings.md (so the two cannot drift apart)."""
+    from morl_core.app import studies
+
+    about, rows = studies.published_leaderboard()
+    text = (studies.PUBLISHED.parents[2] / "docs" / "findings.md").read_text()
+    assert about["source"] == "docs/findings.md" and len(rows) == 24
+    for row in rows:
+        if row["suite"] == "Conflicting pair":
+            assert f"| {row['HV']} |" in text.replace(" ± ", " ± "), row
+        else:
+            assert row["HV"] in text, row
+
+
+def test_evaluated_runs_group_by_objective_set():
+    from morl_core.app import studies
+
+    rows = studies.evaluated_runs_table(serving.discover_artifacts(runs=False))
+    fronts = {r["front"] for r in rows}
+    assert (
+        "soups · sentiment, brevity" in fronts
+        and "soups · sentiment, brevity, readability" in fronts
+    )

@@ -208,7 +208,7 @@ def gradient_conflict_study(
 BENCH_OUT_ENV = "MORL_BENCH_OUT"
 BENCH_HOWTO = (
     "Records come from `morl bench SUITE` (suite x methods x seeds through the job system, one "
-    "record per run, written under `benchmarks/results/bench/SUITE/records/`, or "
+    "record per run, written under the data folder's `bench/SUITE/records/`, or "
     "`$MORL_BENCH_OUT`). Start one below or on the command line, then "
     "`morl leaderboard` writes the same table as CSV/Markdown."
 )
@@ -220,9 +220,87 @@ def bench_available() -> bool:
 
 
 def bench_out() -> Path:
-    """Where benchmark records live: ``$MORL_BENCH_OUT`` or ``benchmarks/results/bench``."""
-    root = Path(__file__).resolve().parents[2]
-    return Path(os.environ.get(BENCH_OUT_ENV) or root / "benchmarks" / "results" / "bench")
+    """Where benchmark records go: ``$MORL_BENCH_OUT`` or the data folder's ``bench`` (the app
+    never writes into the repository)."""
+    from morl_core.app.serving import data_dir
+
+    return Path(os.environ.get(BENCH_OUT_ENV) or data_dir() / "bench")
+
+
+PUBLISHED = Path(__file__).resolve().parents[2] / "assets" / "leaderboard" / "findings.json"
+DEFAULT_RUN_SECONDS = 90.0  # per run, when the published table has no time for a method
+SUITE_TITLES = {"conflicting": "Conflicting pair", "independent": "Independent pair",
+                "correlated": "Correlated pair"}  # fmt: skip
+
+
+def published_leaderboard() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The leaderboard of ``docs/findings.md``, shipped as data: ``(about, display rows)``.
+
+    HV is only compared within a suite (a 2- and a 3-objective hypervolume are different
+    quantities), so the rows carry their suite and objectives.
+    """
+    try:
+        data = json.loads(PUBLISHED.read_text())
+    except (OSError, ValueError):
+        return {}, []
+    rows = []
+    for r in data.get("rows", []):
+        hv = f"{r['hypervolume_mean']:.3f}"
+        if r.get("hypervolume_std") is not None:
+            hv += f" ± {r['hypervolume_std']:.3f}"
+        rows.append({
+            "suite": SUITE_TITLES.get(r["suite"], r["suite"]),
+            "objectives": " vs ".join(r["objectives"]),
+            "method": r["method"], "seeds": r["seeds"], "HV": hv,
+            "EU": r.get("expected_utility_mean"), "training samples": r.get("training_samples"),
+            "wall s": r.get("wall_seconds"), "models kept": r.get("models_kept"),
+        })  # fmt: skip
+    about = {k: data.get(k) for k in ("source", "date", "setting")}
+    return about, rows
+
+
+@dataclass(frozen=True)
+class SuitePlan:
+    """What starting a suite will do: how many runs and roughly how long."""
+
+    suite: str
+    runs: int
+    methods: tuple[str, ...]
+    seeds: tuple[int, ...]
+    seconds: float
+
+    def describe(self) -> str:
+        """``24 runs (8 methods x 3 seeds), about 40 min on this kind of machine``."""
+        return (f"{self.runs} runs ({len(self.methods)} methods x {len(self.seeds)} seeds), "
+                f"about {self.seconds / 60:.0f} min (from the published runs' wall time)")  # fmt: skip
+
+
+def plan_suite(suite: str) -> SuitePlan:
+    """Count the runs of ``suite`` and estimate their time from the published wall seconds.
+
+    Raises:
+        ValueError: unknown suite.
+    """
+    from morl_core.bench import load_suite
+
+    spec = load_suite(suite)
+    _, rows = published_leaderboard()
+    wall = {r["method"]: r["wall s"] for r in rows if r.get("wall s")}
+    per_seed = sum(wall.get(m, DEFAULT_RUN_SECONDS) for m in spec.methods)
+    return SuitePlan(spec.name, len(spec.methods) * len(spec.seeds), tuple(spec.methods),
+                     tuple(spec.seeds), per_seed * len(spec.seeds))  # fmt: skip
+
+
+def stop_suite(pid: int) -> bool:
+    """Stop a suite process started by :func:`start_suite` (its runs already queued finish or
+    can be cancelled on the Train page); False when it had already ended."""
+    import signal
+
+    try:
+        os.killpg(int(pid), signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 def benchmark_records(out: Path | str | None = None) -> list[dict[str, Any]]:
@@ -314,6 +392,8 @@ def evaluated_runs_table(artifacts: Sequence[ArtifactInfo]) -> list[dict[str, An
             {
                 "artifact": info.label,
                 "method": front.get("method", info.method),
+                # bars group by method *and* objective set: HVs of 2 and 3 objectives differ
+                "front": f"{front.get('method', info.method)} · {', '.join(info.objectives)}",
                 "objectives": ", ".join(info.objectives),
                 "hypervolume": ind.get("hypervolume"),
                 "expected_utility": ind.get("expected_utility"),
