@@ -51,3 +51,30 @@ def load_prompts(name: str = "default", split: str = "train") -> list[str]:
     if not prompts:
         raise ValueError(f"prompt set {name!r} is empty")
     return prompts
+
+def load_prompt_columns(name: str = "default", split: str = "train") -> dict[str, dict]:
+    """The extra fields of a JSONL prompt set, keyed by prompt text: ``{text: {field: value}}``.
+
+    Fields other than ``"text"`` are the set's columns (e.g. a ``solution`` for TRL's
+    ``accuracy_reward``); scoring passes them to imported reward functions as keyword
+    arguments, one value per sample, as TRL passes a data set's columns. A ``.txt`` set has none.
+
+    Raises:
+        ValueError: As ``load_prompts``; or one prompt text given twice with different fields.
+    """
+    load_prompts(name, split)  # validates the set, the file and every line
+    shipped = ASSETS / "prompts" / f"{name}.{split}.jsonl"
+    is_shipped = isinstance(name, str) and "/" not in name and shipped.is_file()
+    path = shipped if is_shipped else Path(name)
+    if path.suffix != ".jsonl":
+        return {}
+    columns: dict[str, dict] = {}
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        text = record.pop("text")
+        if text in columns and columns[text] != record:
+            raise ValueError(f"{path}:{i}: prompt {text[:40]!r} repeats with different fields")
+        columns[text] = record
+    return {text: fields for text, fields in columns.items() if fields}
