@@ -3,20 +3,71 @@
 Everything derives from :class:`RunConfig`: the Train page's form, the CLI's options, the
 ``config.json`` in a run folder. ``RunConfig.from_dict`` is the single entry point for
 untrusted input (UI, CLI, JSON); it reports *every* bad field at once in a :class:`ConfigError`.
+
+Every value is checked for its type before anything compares or converts it (a list where a
+name belongs, ``null``, ``true`` where a count belongs, NaN, 10**30 are all field errors), and
+every number against a closed range (:func:`int_ranges`, :data:`FLOAT_RANGES`), before a worker
+allocates anything. Paths (``prompt_set`` given as a file, ``model`` given as a folder, method
+options declared ``path="run"``) are resolved to absolute paths once, when the config is
+built, checked to exist, and from input also checked to lie under the allowed folders
+(:func:`morl_core.jobs.paths.allowed_roots`), so a retry started from any directory reads the
+same files and no input reaches a file outside the store, the assets or the allow-list.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
+import json
 import math
+import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 SCALARIZATIONS = ("linear", "logsum", "tchebycheff")
 ADVANTAGES = ("rloo", "kscst")
 DEVICES = ("auto", "cpu", "cuda")
 NORMALIZATIONS = ("fixed", "running")
+
+# --- bounds: every number has a range, checked before anything is allocated ---
+MAX_STEPS = 100_000
+INT64_MAX = 2**63 - 1  # seeds are stored in SQLite and handed to numpy/torch as int64
+MAX_OBJECTIVES = 8  # EMORL's grid search evaluates 3**K candidates per round
+MAX_TEXT = 4096  # characters of any text field (names, paths)
+HUB_CONTEXT = 4096  # context assumed for a hub model whose config is not cached; the worker checks
+DEFAULT_CONTEXT = 1024  # what Policy.max_length assumes when a config names no context
+MAX_MODEL_CONFIG_BYTES = 2**20
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "steps": (1, MAX_STEPS),
+    "seed": (0, INT64_MAX),
+    "batch_prompts": (1, 256),
+    "k_samples": (2, 64),
+    "lora_r": (1, 256),
+    "lora_alpha": (1, 1024),
+    "n_preferences": (2, 128),
+    "eval_prompts": (1, 1024),
+    "eval_every": (0, MAX_STEPS),
+    "checkpoint_every": (1, MAX_STEPS),
+}
+FLOAT_RANGES: dict[str, tuple[float, float]] = {
+    "temperature": (1e-3, 10.0),
+    "top_p": (1e-3, 1.0),
+    "lr": (1e-8, 1.0),
+    "kl_coef": (0.0, 100.0),
+    "grad_clip": (1e-6, 1e6),
+}
+CHOICES: dict[str, tuple[str, ...]] = {
+    "device": DEVICES,
+    "advantage": ADVANTAGES,
+    "scalarization": SCALARIZATIONS,
+    "normalization": NORMALIZATIONS,
+}
+# Hugging Face repo ids: "name" or "org/name".
+HUB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
 
 
 class ConfigError(ValueError):
@@ -26,6 +77,198 @@ class ConfigError(ValueError):
         self.errors = dict(errors)
         lines = [f"  {name}: {msg}" for name, msg in self.errors.items()]
         super().__init__("invalid run configuration:\n" + "\n".join(lines))
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters: an error message stays one short line."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print in decimal
+        text = f"<{type(value).__name__} too large to print>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def is_integer(value: Any) -> bool:
+    """An ``int`` that is not a ``bool`` (JSON ``true`` is no count)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """A finite ``int`` or ``float`` that is not a ``bool`` (ints of any size are finite)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return isinstance(value, int) or math.isfinite(value)
+
+
+def host_threads() -> int:
+    """The most torch threads a run may ask for: this host's CPU count."""
+    return os.cpu_count() or 1
+
+
+def int_ranges(model: Any = "embedded") -> dict[str, tuple[int, int]]:
+    """Every integer field's closed range; ``threads`` follows the host, lengths the model.
+
+    ``max_new_tokens`` leaves at least one position of ``model``'s context for the prompt.
+    """
+    return {
+        **INT_RANGES,
+        "threads": (1, host_threads()),
+        "max_new_tokens": (1, max(1, model_context(model) - 1)),
+    }
+
+
+# --- the model's context, read from its config.json without loading weights ---
+def _context_from_config(path: Path) -> int:
+    try:
+        stat = path.stat()
+    except OSError:
+        return HUB_CONTEXT
+    return _context_cached(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _context_cached(path: str, _mtime: int, size: int) -> int:
+    if size > MAX_MODEL_CONFIG_BYTES:
+        return HUB_CONTEXT
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return HUB_CONTEXT
+    if not isinstance(data, dict):
+        return HUB_CONTEXT
+    # the keys Policy.max_length reads, in its order
+    for key in ("n_positions", "max_position_embeddings"):
+        value = data.get(key)
+        if is_integer(value) and 2 <= value <= 10**7:
+            return value
+    return DEFAULT_CONTEXT
+
+
+def model_context(model: Any) -> int:
+    """Positions in ``model``'s context (``n_positions`` / ``max_position_embeddings``).
+
+    ``'embedded'`` and local folders are read from their ``config.json``; a hub name from the
+    local Hugging Face cache when it is there, else :data:`HUB_CONTEXT` (the worker checks).
+    """
+    from morl_core.policy.model import EMBEDDED, embedded_model_path
+
+    if not isinstance(model, str) or not model or len(model) > MAX_TEXT or "\0" in model:
+        return HUB_CONTEXT
+    if model == EMBEDDED:
+        return _context_from_config(embedded_model_path() / "config.json")
+    if _model_is_path(model):
+        return _context_from_config(resolve_path(model) / "config.json")
+    if HUB_NAME.fullmatch(model):
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(model, "config.json")
+        except Exception:  # noqa: BLE001 - any cache trouble means "unknown", not an error
+            cached = None
+        if isinstance(cached, str):
+            return _context_from_config(Path(cached))
+    return HUB_CONTEXT
+
+
+def is_hub_name(model: Any) -> bool:
+    """``model`` names a hub repository (not 'embedded', not a local path)."""
+    from morl_core.policy.model import EMBEDDED
+
+    return (
+        isinstance(model, str)
+        and model != EMBEDDED
+        and bool(HUB_NAME.fullmatch(model))
+        and not _model_is_path(model)
+    )
+
+
+# --- paths: resolved once, checked to exist, and from input checked against the allow-list ---
+def resolve_path(text: str | os.PathLike) -> Path:
+    """``text`` as an absolute path with ``~`` expanded and symlinks resolved (against the cwd).
+
+    A path that cannot be resolved (an unknown ``~user``, a symlink loop) stays absolute but
+    unresolved; the existence check then reports it.
+    """
+    path = Path(text)
+    with contextlib.suppress(RuntimeError):  # ~user with no such user stays as written
+        path = path.expanduser()
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return Path(os.path.abspath(path))
+
+
+def _model_is_path(model: str) -> bool:
+    from morl_core.policy.model import _looks_like_path
+
+    if _looks_like_path(model):
+        return True
+    try:
+        return Path(model).expanduser().exists()
+    except (OSError, RuntimeError, ValueError):  # a name too long for the file system, ~user
+        return False
+
+
+def _is_path_text(value: Any) -> bool:
+    return (
+        isinstance(value, str)
+        and bool(value.strip())
+        and len(value) <= MAX_TEXT
+        and ("\0" not in value)
+    )
+
+
+def _resolved_paths(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with every path field made absolute (names and hub ids stay as given)."""
+    from morl_core.methods import METHODS
+    from morl_core.policy.model import EMBEDDED
+    from morl_core.prompts import shipped_file
+
+    out = dict(values)
+    prompt_set = out.get("prompt_set")
+    if _is_path_text(prompt_set) and shipped_file(prompt_set) is None:
+        out["prompt_set"] = str(resolve_path(prompt_set))
+    model = out.get("model")
+    if _is_path_text(model) and model != EMBEDDED and _model_is_path(model):
+        out["model"] = str(resolve_path(model))
+    method, options = out.get("method"), out.get("options")
+    if isinstance(method, str) and method in METHODS and isinstance(options, Mapping):
+        spec = METHODS[method]
+        options = dict(options)
+        for key, value in options.items():
+            if key in spec.options and spec.spec(key).path and _is_path_text(value):
+                options[key] = str(resolve_path(value))
+        out["options"] = options
+    return out
+
+
+def _path_problem(kind: str, path: Path) -> str | None:
+    """Why ``path`` cannot serve as ``kind`` ('prompts', 'model' or 'run'), or ``None``."""
+    try:
+        return _path_problem_unguarded(kind, path)
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        return f"cannot use {short_repr(str(path))}: {exc.strerror or exc}"
+
+
+def _path_problem_unguarded(kind: str, path: Path) -> str | None:
+    from morl_core.prompts import PROMPT_SUFFIXES
+
+    if kind == "prompts":
+        if not path.is_file():
+            return f"no prompt file at {path}; give a shipped set or a .txt / .jsonl file"
+        if path.suffix not in PROMPT_SUFFIXES:
+            return f"{path} is not a .txt or .jsonl file"
+    elif kind == "model":
+        if not path.is_dir():
+            return f"no model folder at {path}"
+        if not (path / "config.json").is_file():
+            return f"{path} is a folder but not a model folder (no config.json)"
+    elif kind == "run":
+        if not path.is_dir():
+            return f"no run folder at {path}"
+        if not (path / "config.json").is_file():
+            return f"{path} is not a run folder (no config.json)"
+    return None
 
 
 def _help(text: str, **kw: Any) -> Any:
@@ -78,134 +321,254 @@ class RunConfig:
     )
 
     # --- validation ---
-    def errors(self) -> dict[str, str]:
-        """Every problem, keyed by field name; empty when the config is valid."""
+    def errors(self, check_files: bool = True) -> dict[str, str]:
+        """Every problem, keyed by field name; empty when the config is valid.
+
+        Any value of any type gives a message, never an exception. With ``check_files`` the
+        files the config names must exist (relative paths are taken from the cwd).
+        """
         from morl_core.methods import METHODS
         from morl_core.objectives import OBJECTIVES
+        from morl_core.policy.model import EMBEDDED
+        from morl_core.prompts import available, shipped_file
 
         err: dict[str, str] = {}
-        if self.method not in METHODS:
-            err["method"] = f"unknown method {self.method!r}; allowed: {', '.join(sorted(METHODS))}"
-        objs = tuple(self.objectives) if not isinstance(self.objectives, str) else ()
-        if len(objs) < 2:
-            err["objectives"] = (
-                f"need at least two objectives, got {len(objs)}; allowed: {', '.join(OBJECTIVES)}"
+        names = ", ".join(sorted(METHODS))
+        if not isinstance(self.method, str):
+            err["method"] = (
+                f"must be a method name (text), got {short_repr(self.method)}; allowed: {names}"
             )
-        elif len(set(objs)) != len(objs):
-            err["objectives"] = f"objectives must be distinct, got {list(objs)}"
+        elif self.method not in METHODS:
+            err["method"] = f"unknown method {short_repr(self.method)}; allowed: {names}"
+
+        objs: tuple = ()
+        allowed_objectives = ", ".join(OBJECTIVES)
+        if isinstance(self.objectives, list | tuple):
+            objs = tuple(self.objectives)
+            bad = [o for o in objs if not isinstance(o, str) or not o or len(o) > 200]
+            if bad:
+                err["objectives"] = (
+                    f"every entry must be an objective name, got {short_repr(bad[0])}"
+                )
+            elif len(objs) < 2:
+                err["objectives"] = (
+                    f"need at least two objectives, got {len(objs)}; allowed: {allowed_objectives}"
+                )
+            elif len(objs) > MAX_OBJECTIVES:
+                err["objectives"] = f"need at most {MAX_OBJECTIVES} objectives, got {len(objs)}"
+            elif len(set(objs)) != len(objs):
+                err["objectives"] = f"objectives must be distinct, got {short_repr(list(objs))}"
+            else:
+                unknown = [o for o in objs if o not in OBJECTIVES and ":" not in o and "." not in o]
+                if unknown:
+                    err["objectives"] = (
+                        f"unknown {short_repr(unknown)}; allowed: {allowed_objectives}"
+                    )
         else:
-            unknown = [o for o in objs if o not in OBJECTIVES and ":" not in o and "." not in o]
-            if unknown:
-                err["objectives"] = f"unknown {unknown}; allowed: {', '.join(OBJECTIVES)}"
-        if not isinstance(self.model, str) or not self.model.strip():
-            err["model"] = "must be 'embedded', a model folder or a hub name"
-        for name, low in [
-            ("steps", 1),
-            ("threads", 1),
-            ("batch_prompts", 1),
-            ("k_samples", 2),
-            ("max_new_tokens", 1),
-            ("lora_r", 1),
-            ("lora_alpha", 1),
-            ("n_preferences", 2),
-            ("eval_prompts", 1),
-            ("seed", 0),
-            ("eval_every", 0),
-            ("checkpoint_every", 1),
-        ]:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                err[name] = f"must be an integer >= {low}, got {value!r}"
-        for name, low, high in [
-            ("temperature", 1e-3, 10.0),
-            ("top_p", 1e-3, 1.0),
-            ("lr", 1e-8, 1.0),
-            ("kl_coef", 0.0, 100.0),
-            ("grad_clip", 1e-6, 1e6),
-        ]:
-            value = getattr(self, name)
-            ok = (
-                isinstance(value, int | float)
-                and not isinstance(value, bool)
-                and math.isfinite(value)
+            err["objectives"] = (
+                f"must be a list of objective names, got {short_repr(self.objectives)}; "
+                f"allowed: {allowed_objectives}"
             )
-            if not ok or not low <= value <= high:
-                err[name] = f"must be a number in [{low:g}, {high:g}], got {value!r}"
-        for name, allowed in [
-            ("device", DEVICES),
-            ("advantage", ADVANTAGES),
-            ("scalarization", SCALARIZATIONS),
-            ("normalization", NORMALIZATIONS),
-        ]:
-            if getattr(self, name) not in allowed:
-                err[name] = f"must be one of {', '.join(allowed)}; got {getattr(self, name)!r}"
+
+        model_ok = False
+        if not isinstance(self.model, str) or not self.model.strip() or len(self.model) > MAX_TEXT:
+            err["model"] = (
+                f"must be 'embedded', a model folder or a hub name, got {short_repr(self.model)}"
+            )
+        elif "\0" in self.model:
+            err["model"] = "must not contain a NUL character"
+        elif self.model != EMBEDDED and _model_is_path(self.model):
+            problem = _path_problem("model", resolve_path(self.model)) if check_files else None
+            if problem:
+                err["model"] = problem
+            model_ok = problem is None
+        elif self.model != EMBEDDED and not HUB_NAME.fullmatch(self.model):
+            err["model"] = (
+                f"must be 'embedded', a model folder or a hub name like org/name, "
+                f"got {short_repr(self.model)}"
+            )
+        else:
+            model_ok = True
+
+        ranges = int_ranges(self.model if model_ok else None)
+        for name, (low, high) in ranges.items():
+            value = getattr(self, name)
+            if not is_integer(value) or not low <= value <= high:
+                extra = ""
+                if name == "threads":
+                    extra = " (at most this host's CPU count)"
+                elif name == "max_new_tokens":
+                    extra = " (the model's context minus one prompt token)"
+                err[name] = f"must be an integer in [{low}, {high}]{extra}, got {short_repr(value)}"
+        for name, (low, high) in FLOAT_RANGES.items():
+            value = getattr(self, name)
+            if not is_number(value) or not low <= value <= high:
+                err[name] = f"must be a number in [{low:g}, {high:g}], got {short_repr(value)}"
+        for name, allowed in CHOICES.items():
+            value = getattr(self, name)
+            if not isinstance(value, str) or value not in allowed:
+                err[name] = f"must be one of {', '.join(allowed)}; got {short_repr(value)}"
+
+        if not isinstance(self.prompt_set, str) or not self.prompt_set.strip():
+            err["prompt_set"] = (
+                f"must be a shipped prompt set ({', '.join(available())}) or a .txt / .jsonl "
+                f"file, got {short_repr(self.prompt_set)}"
+            )
+        elif len(self.prompt_set) > MAX_TEXT or "\0" in self.prompt_set:
+            err["prompt_set"] = f"must be a name or a path of at most {MAX_TEXT} characters"
+        elif check_files and shipped_file(self.prompt_set) is None:
+            problem = _path_problem("prompts", resolve_path(self.prompt_set))
+            if problem:
+                err["prompt_set"] = f"{problem} (shipped sets: {', '.join(available())})"
+
         if self.weights is not None:
             w = self.weights
-            if "objectives" not in err and len(w) != len(objs):
+            numbers = isinstance(w, list | tuple) and all(
+                isinstance(x, int | float) and not isinstance(x, bool) for x in w
+            )
+            if not numbers:
+                err["weights"] = f"must be numbers, one per objective, got {short_repr(w)}"
+            elif "objectives" not in err and len(w) != len(objs):
                 err["weights"] = f"need {len(objs)} weights (one per objective), got {len(w)}"
-            elif any(not isinstance(x, int | float) or not math.isfinite(x) or x < 0 for x in w):
-                err["weights"] = f"must be finite and >= 0, got {list(w)}"
+            elif any(not is_number(x) or not 0 <= x <= 1 for x in w):
+                err["weights"] = (
+                    f"must be finite and >= 0 (each in [0, 1]), got {short_repr(list(w))}"
+                )
             elif abs(sum(w) - 1.0) > 1e-6:
                 err["weights"] = f"must sum to 1 (a point on the simplex), got sum {sum(w):.6g}"
+
         if not isinstance(self.options, Mapping):
             err["options"] = f"must be a mapping, got {type(self.options).__name__}"
+        elif not all(isinstance(k, str) for k in self.options):
+            err["options"] = "option names must be text"
         elif "method" not in err:
-            err.update(METHODS[self.method].option_errors(self.options))
+            spec = METHODS[self.method]
+            option_err = spec.option_errors(self.options)
+            err.update(option_err)
+            if check_files:
+                for key, value in self.options.items():
+                    name = f"options.{key}"
+                    if name in option_err or key not in spec.options:
+                        continue
+                    kind = spec.spec(key).path
+                    if kind and value:
+                        problem = _path_problem(kind, resolve_path(value))
+                        if problem:
+                            err[name] = problem
         return err
 
+    def outside_errors(self, data_dir: str | os.PathLike | None = None) -> dict[str, str]:
+        """The path fields that name files outside the allowed folders, by field name.
+
+        See :func:`morl_core.jobs.paths.allowed_roots`: the store (``data_dir``), the assets,
+        and ``$MORL_ALLOWED_PATHS``. Paths are resolved first, so a symlink counts where it
+        points.
+        """
+        from morl_core.jobs.paths import outside_allowed
+        from morl_core.methods import METHODS
+        from morl_core.policy.model import EMBEDDED
+        from morl_core.prompts import shipped_file
+
+        named: dict[str, str] = {}
+        if _is_path_text(self.prompt_set) and shipped_file(self.prompt_set) is None:
+            named["prompt_set"] = self.prompt_set
+        if _is_path_text(self.model) and self.model != EMBEDDED and _model_is_path(self.model):
+            named["model"] = self.model
+        if (
+            isinstance(self.method, str)
+            and self.method in METHODS
+            and isinstance(self.options, Mapping)
+        ):
+            spec = METHODS[self.method]
+            for key, value in self.options.items():
+                if key in spec.options and spec.spec(key).path and _is_path_text(value):
+                    named[f"options.{key}"] = value
+        err = {}
+        for name, text in named.items():
+            problem = outside_allowed(resolve_path(text), data_dir)
+            if problem:
+                err[name] = problem
+        return err
+
+    def resolved(self) -> RunConfig:
+        """A copy whose path fields are absolute (resolved against the cwd); names stay names."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        changed = _resolved_paths(values)
+        if all(changed[k] is values[k] or changed[k] == values[k] for k in values):
+            return self
+        return dataclasses.replace(self, **changed)
+
     def validated(self) -> RunConfig:
-        """Return self, or raise :class:`ConfigError` naming every bad field."""
+        """This config with its paths made absolute, or :class:`ConfigError` naming every bad field.
+
+        Checks types, ranges and that the named files exist; the allow-list applies to input
+        (:meth:`from_dict`), not to a config built in Python.
+        """
         err = self.errors()
         if err:
             raise ConfigError(err)
-        return self
+        return self.resolved()
 
     # --- (de)serialisation ---
     @classmethod
     def from_dict(
-        cls, data: Mapping[str, Any], errors: Mapping[str, str] | None = None
+        cls,
+        data: Mapping[str, Any],
+        errors: Mapping[str, str] | None = None,
+        *,
+        data_dir: str | os.PathLike | None = None,
+        check_files: bool = True,
     ) -> RunConfig:
         """Build and validate a config from plain data (JSON, form values, CLI options).
 
+        Relative paths are resolved against the current directory and stored absolute. With
+        ``check_files`` (the default, for input) the files must exist and lie under the
+        allowed folders (:func:`morl_core.jobs.paths.allowed_roots` of ``data_dir``).
         ``errors`` are problems a caller already found while reading its input (a bad
         ``KEY=VALUE``, a model not on a server's list); they are reported together with the
         validation errors in one :class:`ConfigError`.
+
+        Raises:
+            ConfigError: every bad field by name, whatever the types in ``data``.
         """
-        try:
-            config = cls._from_dict(data)
-        except ConfigError as exc:
-            raise ConfigError({**exc.errors, **(errors or {})}) from None
-        if errors:
-            raise ConfigError(errors)
+        err: dict[str, str] = {}
+        config = None
+        if not isinstance(data, Mapping):
+            err["config"] = f"must be a mapping of field names to values, got {type(data).__name__}"
+        else:
+            values, err = cls._values(data)
+            config = cls(**values)
+            # The allow-list first: a path outside it is refused without saying whether it exists.
+            if check_files:
+                err.update(config.outside_errors(data_dir))
+            err.update({k: v for k, v in config.errors(check_files).items() if k not in err})
+        err.update(errors or {})
+        if err:
+            raise ConfigError(err)
         return config
 
     @classmethod
-    def _from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
-        if not isinstance(data, Mapping):
-            raise ConfigError({"config": f"must be a mapping, got {type(data).__name__}"})
+    def _values(cls, data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        """Known fields of ``data`` in the shapes the dataclass holds, and the unknown ones."""
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(
-                {name: f"unknown field; allowed: {', '.join(sorted(known))}" for name in unknown}
-            )
-        values = dict(data)
+        err = {
+            str(name): f"unknown field; allowed: {', '.join(sorted(known))}"
+            for name in data
+            if name not in known
+        }
+        values = {k: v for k, v in data.items() if k in known}
         for name in ("objectives", "weights"):
-            if isinstance(values.get(name), str):
-                parts = [p.strip() for p in values[name].split(",") if p.strip()]
-                values[name] = parts
-        if values.get("objectives") is not None:
+            value = values.get(name)
+            if isinstance(value, str):  # "a,b" from a form or a flag
+                values[name] = [p.strip() for p in value.split(",") if p.strip()]
+        if isinstance(values.get("objectives"), list):
             values["objectives"] = tuple(values["objectives"])
-        if values.get("weights") is not None:
-            try:
-                values["weights"] = tuple(float(x) for x in values["weights"])
-            except (TypeError, ValueError):
-                raise ConfigError(
-                    {"weights": f"must be numbers, got {values['weights']!r}"}
-                ) from None
-        if "options" in values and isinstance(values["options"], Mapping):
+        weights = values.get("weights")
+        if isinstance(weights, list | tuple):
+            values["weights"] = tuple(_number(x) for x in weights)
+        if isinstance(values.get("options"), Mapping):
             values["options"] = dict(values["options"])
-        return cls(**values).validated()
+        return _resolved_paths(values), err
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data; ``from_dict(to_dict())`` round-trips."""
@@ -218,6 +581,21 @@ class RunConfig:
     def replace(self, **changes: Any) -> RunConfig:
         """A validated copy with some fields changed."""
         return RunConfig.from_dict({**self.to_dict(), **changes})
+
+
+def _number(value: Any) -> Any:
+    """A weight as given, or parsed from text ("0.5" from a comma list); junk stays junk."""
+    if isinstance(value, str) and len(value) <= 64:
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    if is_number(value):
+        try:
+            return float(value)
+        except OverflowError:  # an int past float range; the range check names it
+            return value
+    return value
 
 
 def field_help() -> dict[str, str]:

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 from morl_core.policy.model import ASSETS
 
 SPLITS = ("train", "eval")
+PROMPT_SUFFIXES = (".txt", ".jsonl")
+MAX_FILE_BYTES = 64 * 2**20  # a prompt file is read whole: bound it before reading
+# A shipped set is named, never pathed: "../x" or "/etc/x" must not reach a join with ASSETS.
+_SHIPPED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 def available() -> list[str]:
@@ -15,19 +21,37 @@ def available() -> list[str]:
     return sorted({p.name.split(".")[0] for p in (ASSETS / "prompts").glob("*.train.jsonl")})
 
 
-def load_prompts(name: str = "default", split: str = "train") -> list[str]:
+def shipped_file(name: object, split: str = "train") -> Path | None:
+    """The file of the shipped set ``name`` for ``split``, or ``None`` when there is no such set."""
+    if not isinstance(name, str) or not _SHIPPED_NAME.fullmatch(name):
+        return None
+    path = ASSETS / "prompts" / f"{name}.{split}.jsonl"
+    return path if path.is_file() else None
+
+
+def load_prompts(name: str | os.PathLike = "default", split: str = "train") -> list[str]:
     """Prompts of a shipped set (``name``) or of a file (one prompt a line, or JSONL with "text").
 
     A file path gives the same prompts for both splits.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    shipped = ASSETS / "prompts" / f"{name}.{split}.jsonl"
-    path = shipped if shipped.exists() else Path(name)
-    if not path.is_file():
+    if not isinstance(name, str | os.PathLike):
+        raise ValueError(f"prompt set must be a name or a file path, got {name!r}")
+    path = shipped_file(name, split) or Path(name)
+    try:
+        is_file = path.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        is_file = False
+    if not is_file:
         raise ValueError(
             f"unknown prompt set {name!r}; shipped: {', '.join(available())}, "
             "or give a .txt / .jsonl file path"
+        )
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise ValueError(
+            f"{path}: {size} bytes; prompt files are read whole, at most {MAX_FILE_BYTES}"
         )
     try:
         text = path.read_text(encoding="utf-8")
@@ -51,6 +75,7 @@ def load_prompts(name: str = "default", split: str = "train") -> list[str]:
     if not prompts:
         raise ValueError(f"prompt set {name!r} is empty")
     return prompts
+
 
 def load_prompt_columns(name: str = "default", split: str = "train") -> dict[str, dict]:
     """The extra fields of a JSONL prompt set, keyed by prompt text: ``{text: {field: value}}``.

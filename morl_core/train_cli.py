@@ -100,19 +100,54 @@ def evaluate_run(run_dir: Path, method: str | None = None, device: str = "auto")
     return front
 
 
+# --- checks that need the file system, done before anything is written ---
+def check_out_folder(out: Path) -> None:
+    """Refuse an ``--out`` that is a file, or a folder with other things in it than a run."""
+    try:
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} is a file; give a new or empty folder")
+        if out.is_dir() and any(out.iterdir()) and not (out / "config.json").exists():
+            raise ValueError(
+                f"--out {out} exists and is not a run folder; choose an empty or new folder"
+            )
+    except OSError as exc:
+        raise ValueError(f"--out {out}: cannot read it ({exc.strerror or exc})") from None
+
+
+def check_model_reachable(model: str) -> None:
+    """A hub model must be in the local cache when the hub is offline (checked before training).
+
+    Raises:
+        ConfigError: ``model`` names a hub model that cannot be loaded offline.
+    """
+    import os
+
+    from morl_core.config import ConfigError, is_hub_name
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    if not offline or not is_hub_name(model):
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if not isinstance(try_to_load_from_cache(model, "config.json"), str):
+        raise ConfigError(
+            {"model": f"hub model {model!r} is not in the local cache and HF_HUB_OFFLINE is set"}
+        )
+
+
 # --- commands ---
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    # Everything is checked before the first byte is written: a refused run leaves no folder.
     config = config_from_args(args)
-    if (
-        Path(args.out).exists()
-        and any(Path(args.out).iterdir())
-        and not (Path(args.out) / "config.json").exists()
-    ):
-        raise ValueError(
-            f"--out {args.out} exists and is not a run folder; choose an empty or new folder"
-        )
+    out = Path(args.out)
+    check_out_folder(out)
+    check_model_reachable(config.model)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--out {args.out}: cannot create it ({exc.strerror or exc})") from None
     bar = tqdm(desc=f"{config.method}", unit="step")
 
     def show(info: StepInfo) -> bool:

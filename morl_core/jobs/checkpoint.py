@@ -26,11 +26,14 @@ How a method uses it (see ``tests/stub_method.py`` for a complete example)::
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from morl_core.jobs.files import SymlinkRefused, open_fd
 
 CHECKPOINTS = "checkpoints"
 _STATE_KEY = "morl_state"
@@ -52,11 +55,21 @@ def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
 
 def list_checkpoints(run_dir: str | os.PathLike) -> list[int]:
     """Steps that have a complete checkpoint, ascending."""
-    folder = checkpoint_dir(run_dir)
+    folder = _own_folder(run_dir)
     if not folder.is_dir():
         return []
     steps = [int(m.group(1)) for p in folder.iterdir() if (m := _NAME.match(p.name))]
     return sorted(steps)
+
+
+def _own_folder(run_dir: str | os.PathLike) -> Path:
+    """``run_dir/checkpoints``, refusing a symlink (it would write or read outside the run)."""
+    folder = checkpoint_dir(run_dir)
+    if folder.is_symlink():
+        raise SymlinkRefused(
+            errno.ELOOP, "refusing to follow a symlink in a run folder", str(folder)
+        )
+    return folder
 
 
 def _path(run_dir: str | os.PathLike, step: int) -> Path:
@@ -105,7 +118,7 @@ def save_checkpoint(
     cpu = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     data = save_bytes(cpu, metadata={_STATE_KEY: state_json, "step": str(step)})
 
-    folder = checkpoint_dir(run_dir)
+    folder = _own_folder(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob(".*.tmp"):  # left by a save that was killed
         with contextlib.suppress(OSError):
@@ -113,7 +126,7 @@ def save_checkpoint(
     final = _path(run_dir, step)
     tmp = folder / f".{final.name}.{os.getpid()}.tmp"
     try:
-        with open(tmp, "wb") as handle:
+        with os.fdopen(open_fd(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

@@ -20,10 +20,11 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
-from morl_core.config import ConfigError, RunConfig, field_help
+from morl_core.config import ConfigError, RunConfig, field_help, short_repr
 from morl_core.jobs.paths import RunIdError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+MAX_CONFIG_BYTES = 2**20  # a --config file is read whole
 
 
 # --- config options from RunConfig ---
@@ -77,31 +78,61 @@ def _convert(name: str, raw: str) -> Any:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """The validated ``RunConfig`` from parsed options; raises ConfigError naming every bad field."""
+    """The validated ``RunConfig`` from parsed options; raises ConfigError naming every bad field.
+
+    Paths are resolved against the current directory and checked against the allow-list of
+    the command's data directory (``--data-dir``), before anything is written.
+    """
     errors: dict[str, str] = {}
     data: dict[str, Any] = {}
     if getattr(args, "cfg_file", None):
-        try:
-            data = json.loads(Path(args.cfg_file).read_text())
-        except (OSError, ValueError) as exc:
-            raise ConfigError({"config": f"cannot read {args.cfg_file}: {exc}"}) from None
+        data = _read_config_file(args.cfg_file)
     for f in fields(RunConfig):
         value = getattr(args, f"cfg_{f.name}", None)
         if f.name != "options" and value is not None:
             data[f.name] = _convert(f.name, value)
-    options = dict(data.get("options") or {})
-    for item in getattr(args, "cfg_option", None) or []:
+    items = getattr(args, "cfg_option", None) or []
+    options = data.get("options", {})
+    if items and not isinstance(options, dict):  # --option cannot merge into it
+        errors["options"] = f"must be a JSON object, got {type(options).__name__}"
+        options = {}
+    options = dict(options) if items else options
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            errors["options"] = f"expected KEY=VALUE, got {item!r}"
+            errors["options"] = f"expected KEY=VALUE, got {short_repr(item)}"
             continue
         try:
             options[key.strip()] = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON (or nested past the parser): text
             options[key.strip()] = value
-    if options:
+    if items:
         data["options"] = options
-    return RunConfig.from_dict(data, errors)
+    return RunConfig.from_dict(data, errors, data_dir=getattr(args, "data_dir", None))
+
+
+def _read_config_file(name: str) -> dict[str, Any]:
+    """The JSON object in ``name``; anything else is a ``config`` field error."""
+    try:
+        path = Path(name)
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                {"config": f"{name} is {size} bytes; a config file is at most {MAX_CONFIG_BYTES}"}
+            )
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ConfigError({"config": f"cannot read {short_repr(name)}: {reason}"}) from None
+    except RecursionError:
+        raise ConfigError({"config": f"{short_repr(name)} is nested too deeply"}) from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            {"config": f"{short_repr(name)} must hold a JSON object, got {type(data).__name__}"}
+        )
+    return data
 
 
 # --- helpers ---
@@ -189,6 +220,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
         for r in runs
     ]
     print(_table(rows) if runs else "no runs yet (start one with `morl submit`)")
+    for r in runs:  # a broken folder is skipped by the executors: say why
+        if r.state == "broken":
+            print(f"{r.run_id}: broken: {r.message}")
     return EXIT_OK
 
 
@@ -288,6 +322,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return worker.main(argv + (["--no-redirect"] if args.no_redirect else []))
 
 
+def cmd_supervise(args: argparse.Namespace) -> int:
+    """Reconcile every --interval seconds until Ctrl-C (see executors.supervise)."""
+    from morl_core.jobs.executors import supervise
+
+    return supervise(args.data_dir, args.interval)
+
+
 def add_subcommands(subparsers: Any) -> None:
     """Add submit, runs, status, logs, cancel, resume and worker to an argparse subparsers object."""
 
@@ -337,6 +378,13 @@ def add_subcommands(subparsers: Any) -> None:
     )
     worker.add_argument(
         "--no-redirect", action="store_true", help="print here instead of worker.log"
+    )
+    add(
+        "supervise",
+        cmd_supervise,
+        "reconcile on a timer: dead workers are noticed within INTERVAL seconds, queued runs start",
+    ).add_argument(
+        "--interval", type=float, default=5.0, help="seconds between rounds, 0.2 to 3600 (default 5)"
     )
 
 

@@ -13,6 +13,16 @@ Reconciling happens on every executor call (throttled), and a local worker recon
 exits, which starts the next queued run. Any process can reconcile (an app restarted, the CLI):
 liveness is read from the folder and the OS/Ray, so a new process re-adopts running jobs.
 A data-directory lock makes one process reconcile at a time.
+
+A run folder that cannot be trusted is marked ``broken`` in the index (see
+:meth:`RunStore.inspect`) and skipped, so one bad folder never stalls the runs queued behind it.
+Reconciling never overwrites a final ``result.json`` that a worker wrote for its attempt.
+
+Nothing needs to reconcile for a local queue to move (a finishing worker starts the next run),
+but a worker that dies is only noticed by the next reconcile. :func:`supervise`
+(``morl supervise``) reconciles every ``interval`` seconds (default
+``SUPERVISE_INTERVAL`` = 5 s): a dead local worker is then noticed within ``interval`` seconds
+and its run resumed; a hung one (alive, no heartbeat) within ``heartbeat_timeout + interval``.
 """
 
 from __future__ import annotations
@@ -23,27 +33,31 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from morl_core.config import RunConfig
-from morl_core.jobs.files import locked
-from morl_core.jobs.paths import check_run_id
+from morl_core.jobs.files import describe_os_error, locked, open_fd, read_json
+from morl_core.jobs.paths import INDEX, RUNS, check_run_id
 from morl_core.jobs.records import (
     ACTIVE,
     CANCEL,
     LOG,
     RESULT,
+    TERMINAL,
     RunState,
     RunStatus,
     read_status,
     write_result,
 )
-from morl_core.jobs.store import RunStore, StoreError
+from morl_core.jobs.store import BrokenRun, RunStore, StoreError
 
 EXECUTORS = ("local", "ray")
+SUPERVISE_INTERVAL = 5.0
+SUPERVISE_BOUNDS = (0.2, 3600.0)
 
 
 def _env_number(name: str, default: float) -> float:
@@ -81,6 +95,7 @@ class Executor:
         self.heartbeat_timeout = heartbeat_timeout or _env_number("MORL_HEARTBEAT_TIMEOUT", 30.0)
         self.cancel_grace = cancel_grace
         self._last_reconcile = 0.0
+        self.last_error = ""
 
     # --- the contract ---
     def submit(self, config: RunConfig | Mapping[str, Any]) -> str:
@@ -165,28 +180,51 @@ class Executor:
 
     # --- lifecycle ---
     def reconcile(self, force: bool = False) -> None:
-        """Detect lost workers, retry or fail them, start queued runs, refresh the index."""
+        """Detect lost workers, retry or fail them, start queued runs, refresh the index.
+
+        Never raises for one run's sake: a broken folder is marked ``broken`` and skipped, a
+        storage error on one run skips that run this time; a store that cannot be written
+        (read-only, disk full) is left as it is and recorded in ``last_error``.
+        """
         now = time.time()
         if not force and now - self._last_reconcile < 0.5:
             return
         self._last_reconcile = now
+        if self.store.read_only:
+            return
+        try:
+            self._reconcile(now, force)
+            self.last_error = ""
+        except (StoreError, OSError) as exc:
+            self.last_error = str(exc) if isinstance(exc, StoreError) else describe_os_error(exc)
+
+    def _reconcile(self, now: float, force: bool) -> None:
         with locked(self.store.data_dir / "scheduler.lock", blocking=force) as got:
             if not got:  # another process is reconciling right now
                 return
             live = []
-            for row in self.store.index.rows(
-                {s.value for s in RunState} - {"succeeded", "failed", "cancelled"}
-            ):
-                data = read_status(self.store.runs_dir / row["id"])
-                if data is not None and data.get("executor") == self.name:
+            for row in self.store.index.rows({s.value for s in RunState if s not in TERMINAL}):
+                try:
+                    data = self.store.inspect(row["id"])
+                except BrokenRun as exc:
+                    self.store.mark_broken(row["id"], str(exc))
+                    continue
+                if data.get("executor") != self.name:
+                    continue
+                try:
                     live.append(self._check(data, now))
+                except OSError:  # this run's folder cannot be written now: the others go on
+                    continue
             active = sum(1 for d in live if d.get("state") in ACTIVE)
             for data in sorted(live, key=lambda d: d.get("created") or 0):
                 if data.get("state") != RunState.QUEUED:
                     continue
                 if self.max_workers is not None and active >= self.max_workers:
                     break
-                active += self._start(data)
+                try:
+                    active += self._start(data)
+                except OSError:
+                    continue
             self.store.sync([d["run_id"] for d in live])
 
     def _check(self, data: dict[str, Any], now: float) -> dict[str, Any]:
@@ -241,13 +279,20 @@ class Executor:
         return data
 
     def _end(self, data: dict[str, Any], state: RunState, message: str) -> dict[str, Any]:
-        changed = self.store.update(
-            data["run_id"],
-            {"state": state, "message": message, "finished": time.time()},
-            expect_attempt=data.get("attempt"),
-        )
-        if changed is not None:
-            write_result(self.store.runs_dir / data["run_id"], changed, state, message)
+        """End a run the worker could not end; a final result the worker wrote wins."""
+        run_dir = self.store.runs_dir / data["run_id"]
+        final = _final_result(run_dir, data.get("attempt"))
+        if final is not None:  # the worker finished but died before recording its state
+            state, message = RunState(final["status"]), str(final.get("message") or "")
+        changes = {"state": state, "message": message, "finished": time.time()}
+        if final is not None:
+            changes.update(
+                finished=final.get("finished") or changes["finished"],
+                step=final.get("steps_done", data.get("step")),
+            )
+        changed = self.store.update(data["run_id"], changes, expect_attempt=data.get("attempt"))
+        if changed is not None and final is None:
+            write_result(run_dir, changed, state, message)
         return changed or data
 
     def _start(self, data: dict[str, Any]) -> int:
@@ -310,6 +355,21 @@ class Executor:
         raise NotImplementedError
 
 
+def _final_result(run_dir: Path, attempt: Any) -> dict[str, Any] | None:
+    """The final ``result.json`` a worker wrote for ``attempt``, if there is one."""
+    try:
+        result = read_json(run_dir / RESULT)
+    except (OSError, ValueError):
+        return None
+    if (
+        isinstance(result, dict)
+        and result.get("attempt") == attempt
+        and result.get("status") in {str(s) for s in TERMINAL - {RunState.BROKEN}}
+    ):
+        return result
+    return None
+
+
 def _pid_is_worker(pid: int, run_id: str) -> bool:
     """Whether ``pid`` is a live (not zombie) worker of ``run_id`` on this host."""
     proc = Path(f"/proc/{pid}")
@@ -360,7 +420,7 @@ class LocalExecutor(Executor):
         self, run_id: str, run_dir: Path, attempt: int, config: dict[str, Any]
     ) -> dict[str, Any]:
         env = {**os.environ, **self.worker_env(config)}
-        with open(run_dir / LOG, "ab") as log:
+        with os.fdopen(open_fd(run_dir / LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab") as log:
             # A fresh interpreter in its own session: never a fork of this process's state, and
             # it outlives this process (an app restart does not stop training).
             proc = subprocess.Popen(
@@ -420,3 +480,73 @@ def executor_for(run_id: str, data_dir: str | Path | None = None, **kwargs: Any)
     """The executor that owns ``run_id`` (as recorded in its status)."""
     store = RunStore(data_dir)
     return get_executor(store.status(run_id).executor, store=store, **kwargs)
+
+
+def store_of_run_folder(run_dir: Path) -> Path | None:
+    """The data directory that holds ``run_dir`` (``DATA/runs/<id>`` with an index), else None.
+
+    A worker started on a folder outside any store must not create an index or a lock in
+    whatever directory happens to be two levels up.
+    """
+    run_dir = Path(run_dir)
+    data_dir = run_dir.parent.parent
+    if run_dir.parent.name != RUNS or not (data_dir / INDEX).is_file():
+        return None
+    return data_dir
+
+
+def supervise(
+    data_dir: str | Path | None = None,
+    interval: float = SUPERVISE_INTERVAL,
+    *,
+    stop: threading.Event | None = None,
+    iterations: int | None = None,
+    log=None,
+    **kwargs: Any,
+) -> int:
+    """Reconcile the store every ``interval`` seconds until ``stop`` is set (or Ctrl-C).
+
+    Dead local workers are noticed within ``interval`` seconds and their runs resumed, hung
+    ones within ``heartbeat_timeout + interval``, and queued runs start without anyone
+    calling the CLI or opening the app. Ray runs are supervised too when ``RAY_ADDRESS`` is set.
+
+    Args:
+        data_dir: the data directory.
+        interval: seconds between reconciles, within ``SUPERVISE_BOUNDS`` (0.2 to 3600).
+        stop: set it to end the loop (from another thread).
+        iterations: stop after this many rounds (tests); None runs until stopped.
+        log: a ``print``-like function for one line per problem (default: stderr).
+        **kwargs: passed to each executor (``heartbeat_timeout``, ``max_retries``, ...).
+
+    Returns:
+        0 once stopped.
+
+    Raises:
+        ValueError: ``interval`` is out of bounds.
+    """
+    low, high = SUPERVISE_BOUNDS
+    if not isinstance(interval, int | float) or not low <= interval <= high:
+        raise ValueError(
+            f"interval: must be a number of seconds from {low} to {high}, got {interval!r}"
+        )
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    stop = stop or threading.Event()
+    store = RunStore(data_dir)
+    executors: list[Executor] = [LocalExecutor(store=store, **kwargs)]
+    if os.environ.get("RAY_ADDRESS"):
+        try:
+            executors.append(get_executor("ray", store=store, **kwargs))
+        except (ImportError, ValueError) as exc:
+            log(f"supervise: ray runs are not supervised: {exc}")
+    rounds, last = 0, ""
+    while not stop.is_set():
+        for executor in executors:
+            executor.reconcile(force=True)
+            if executor.last_error and executor.last_error != last:
+                log(f"supervise: {executor.name}: {executor.last_error}")
+            last = executor.last_error or last
+        rounds += 1
+        if iterations is not None and rounds >= iterations:
+            break
+        stop.wait(interval)
+    return 0

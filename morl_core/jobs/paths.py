@@ -60,3 +60,37 @@ def run_path(data_dir: Path, run_id: object) -> Path:
     if path.exists() and path.resolve().parent != runs:
         raise RunIdError(f"run folder {path} resolves outside {runs}")
     return path
+
+
+# --- which files a config may name: the allow-list, read here and nowhere else ---
+ALLOWED_PATHS_ENV = "MORL_ALLOWED_PATHS"
+
+
+def allowed_roots(data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Folders whose files a run config may name (prompt sets, model folders, expert runs).
+
+    The data directory (the store), the project assets (embedded model, shipped prompt sets)
+    and every folder in ``$MORL_ALLOWED_PATHS`` (``os.pathsep``-separated), all resolved. The
+    person running the server widens the list with that variable; input never can.
+
+    Args:
+        data_dir: the store in use; default :func:`default_data_dir`.
+    """
+    from morl_core.policy.model import ASSETS
+
+    roots = [resolve_data_dir(data_dir), Path(ASSETS).resolve()]
+    for entry in os.environ.get(ALLOWED_PATHS_ENV, "").split(os.pathsep):
+        if entry.strip():
+            roots.append(Path(entry.strip()).expanduser().resolve())
+    return roots
+
+
+def outside_allowed(path: Path, data_dir: str | os.PathLike | None = None) -> str | None:
+    """Why ``path`` (absolute, resolved) may not be read, or ``None`` when it is under a root."""
+    roots = allowed_roots(data_dir)
+    if any(path == root or path.is_relative_to(root) for root in roots):
+        return None
+    return (
+        f"{path} is outside the folders runs may read ({', '.join(map(str, roots))}); "
+        f"the person running the server can allow a folder with {ALLOWED_PATHS_ENV}=/that/folder"
+    )

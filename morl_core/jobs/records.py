@@ -10,6 +10,10 @@ States::
     queued -> starting -> running -> succeeded | failed | cancelled
                  \\           \\-> cancel_requested -> cancelled
                   \\-> lost (no heartbeat / process gone) -> queued (next attempt) | failed
+
+``broken`` is set by the store, not by this lifecycle: the run folder cannot be trusted (a
+symlink, a ``status.json`` that does not parse, a missing ``config.json``). It lives in the
+index only (the folder is left as found) and is final: executors skip the run.
 """
 
 from __future__ import annotations
@@ -51,9 +55,10 @@ class RunState(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     LOST = "lost"
+    BROKEN = "broken"
 
 
-TERMINAL = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED})
+TERMINAL = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.BROKEN})
 ACTIVE = frozenset({RunState.STARTING, RunState.RUNNING, RunState.CANCEL_REQUESTED})
 
 

@@ -15,12 +15,23 @@ Layout under the data directory (see :mod:`morl_core.jobs.paths`)::
 Workers only write their run folder, never the index, so the folder protocol also works on a
 shared file system for remote (Ray) workers. The index is written by executors (through one
 write connection per process, ``BEGIN IMMEDIATE`` + busy timeout); reading it never writes.
+
+A store that cannot be written (a read-only mount, another user's files, a full disk that
+cannot even open the index) still reads: the index is opened read-only (``mode=ro``), or, when
+SQLite cannot open it at all, rebuilt in memory from the folders. Writes then fail with one
+line saying why (read-only, disk full), never "disk I/O error".
+
+A run folder that cannot be trusted (a symlink, a ``status.json`` that does not parse, a missing
+``config.json``) is *broken*: its index row says so with the reason, it is listed, and the
+executors skip it instead of failing every reconcile.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import os
 import shutil
 import sqlite3
 import threading
@@ -30,7 +41,13 @@ from typing import Any
 
 from morl_core.config import RunConfig
 from morl_core.jobs import paths
-from morl_core.jobs.files import describe_os_error, read_json, read_jsonl, write_json_atomic
+from morl_core.jobs.files import (
+    describe_os_error,
+    open_fd,
+    read_json,
+    read_jsonl,
+    write_json_atomic,
+)
 from morl_core.jobs.records import (
     CANCEL,
     CONFIG,
@@ -39,6 +56,7 @@ from morl_core.jobs.records import (
     METRICS,
     RESULT,
     SCHEMA_VERSION,
+    STATUS,
     TERMINAL,
     RunState,
     RunStatus,
@@ -76,6 +94,40 @@ class StoreError(RuntimeError):
     """The store cannot do what was asked (unknown run, unwritable data directory, ...)."""
 
 
+class ReadOnlyStore(StoreError):
+    """The store can be read but not written (read-only file system, permissions, full disk)."""
+
+
+class BrokenRun(StoreError):
+    """A run folder the job system cannot trust; the message says why."""
+
+
+_INT64 = (-(2**63), 2**63 - 1)
+_INT_COLUMNS = ("step", "total_steps", "attempt")
+_TIME_COLUMNS = ("created", "started", "finished")
+
+
+def describe_sqlite_error(exc: sqlite3.Error, data_dir: Path) -> str:
+    """A one-line reason for an index error: "disk full" when the disk is full, not "I/O error".
+
+    SQLite reports a failed write on a full disk as ``SQLITE_FULL`` or, in WAL mode, often as a
+    generic ``SQLITE_IOERR``; the free space of the data directory tells which it was.
+    """
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    full = name == "SQLITE_FULL"
+    if not full and (name.startswith("SQLITE_IOERR") or "disk" in str(exc)):
+        with contextlib.suppress(OSError):
+            stats = os.statvfs(data_dir)
+            full = stats.f_bavail * stats.f_frsize < (1 << 20) or (
+                stats.f_files > 0 and stats.f_favail == 0
+            )
+    if full:
+        return describe_os_error(OSError(errno.ENOSPC, "disk full", str(data_dir)))
+    if name in ("SQLITE_READONLY", "SQLITE_CANTOPEN") or "readonly" in str(exc):
+        return f"storage error: the run index in {data_dir} cannot be written ({exc})"
+    return f"storage error: run index in {data_dir}: {exc}"
+
+
 class RunNotFound(StoreError, KeyError):
     """No run with this id in the data directory."""
 
@@ -84,10 +136,16 @@ class RunNotFound(StoreError, KeyError):
 
 
 class Index:
-    """The SQLite index: one guarded write connection, one read connection per thread."""
+    """The SQLite index: one guarded write connection, one read connection per thread.
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
+    Args:
+        path: the index file.
+        read_only: open it with ``mode=ro`` (never creates or writes it).
+    """
+
+    def __init__(self, path: Path | str, read_only: bool = False):
+        self.path = Path(path) if path != ":memory:" else path
+        self.read_only = read_only
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self._writer = self._connect()
@@ -96,21 +154,43 @@ class Index:
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
         ).fetchone()
         if not exists:
+            if read_only:
+                raise sqlite3.OperationalError("the run index does not exist yet")
             with self._write_lock:
-                if self._writer.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                journal = self._writer.execute("PRAGMA journal_mode").fetchone()[0]
+                if self.path != ":memory:" and journal != "wal":
                     self._writer.execute("PRAGMA journal_mode=WAL")
                 self._writer.executescript(_SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path, timeout=_BUSY_MS / 1000, isolation_level=None, check_same_thread=False
-        )
+        if self.path == ":memory:":
+            # One shared in-memory database (a fallback index rebuilt from the folders).
+            if getattr(self, "_memory", None) is None:
+                self._memory = sqlite3.connect(":memory:", check_same_thread=False)
+                self._memory.row_factory = sqlite3.Row
+                self._memory.isolation_level = None
+            return self._memory
+        if self.read_only:
+            conn = sqlite3.connect(
+                f"file:{self.path}?mode=ro",
+                uri=True,
+                timeout=_BUSY_MS / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        else:
+            conn = sqlite3.connect(
+                self.path, timeout=_BUSY_MS / 1000, isolation_level=None, check_same_thread=False
+            )
         conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        if not self.read_only:
+            conn.execute("PRAGMA synchronous=NORMAL")
         conn.row_factory = sqlite3.Row
         return conn
 
     def _reader(self) -> sqlite3.Connection:
+        if self.path == ":memory:":
+            return self._writer
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = self._connect()
@@ -131,7 +211,8 @@ class Index:
                 self._writer.executemany(sql, values)
                 self._writer.execute("COMMIT")
             except BaseException:
-                self._writer.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    self._writer.execute("ROLLBACK")
                 raise
 
     def delete(self, run_ids: list[str]) -> None:
@@ -146,15 +227,64 @@ class Index:
         if states:
             sql += f" WHERE state IN ({', '.join('?' * len(states))})"
             args = sorted(states)
-        rows = self._reader().execute(sql + " ORDER BY created DESC, id DESC", args).fetchall()
+        with self._write_lock if self.path == ":memory:" else contextlib.nullcontext():
+            rows = self._reader().execute(sql + " ORDER BY created DESC, id DESC", args).fetchall()
         return [dict(r) for r in rows]
 
 
 def _row(status: dict[str, Any]) -> dict[str, Any]:
+    """The index row of a status; a value SQLite cannot hold raises ``ValueError``."""
+    if not isinstance(status, dict):
+        raise ValueError(f"{STATUS} holds {type(status).__name__}, not an object")
     row = {c: status.get(c) for c in _COLUMNS}
-    row["id"] = status["run_id"]
-    row["objectives"] = json.dumps(list(status.get("objectives") or []))
+    row["id"] = paths.check_run_id(status.get("run_id"))
+    try:
+        row["state"] = str(RunState(status.get("state")))
+    except ValueError:
+        raise ValueError(f"unknown state {status.get('state')!r} in {STATUS}") from None
+    for column in _INT_COLUMNS:
+        value = row[column]
+        if value is not None and (
+            not isinstance(value, int)
+            or isinstance(value, bool)
+            or not _INT64[0] <= value <= _INT64[1]
+        ):
+            raise ValueError(f"{column} in {STATUS} is not an integer within int64: {value!r}")
+    for column in _TIME_COLUMNS:
+        if row[column] is not None and not isinstance(row[column], int | float):
+            raise ValueError(f"{column} in {STATUS} is not a time: {row[column]!r}")
+    objectives = status.get("objectives") or []
+    if not isinstance(objectives, list) or not all(isinstance(o, str) for o in objectives):
+        raise ValueError(f"objectives in {STATUS} is not a list of names")
+    row["objectives"] = json.dumps(objectives)
+    for column in ("method", "executor", "message"):
+        if row[column] is not None:
+            row[column] = str(row[column])
     return row
+
+
+def _broken_row(run_id: str, reason: str, previous: dict[str, Any] | None) -> dict[str, Any]:
+    row = dict(previous or {})
+    row.update(id=run_id, state=str(RunState.BROKEN), message=reason)
+    for column in ("method", "executor"):
+        row[column] = row.get(column) or ""
+    row["objectives"] = row.get("objectives") or "[]"
+    row["created"] = row.get("created") or _created_from_id(run_id)
+    return row
+
+
+def _names(row: dict[str, Any]) -> list[str]:
+    with contextlib.suppress(ValueError, TypeError):
+        names = json.loads(row.get("objectives") or "[]")
+        if isinstance(names, list):
+            return [str(n) for n in names]
+    return []
+
+
+def _created_from_id(run_id: str) -> float | None:
+    with contextlib.suppress(ValueError):
+        return float(time.mktime(time.strptime(run_id[:15], "%Y%m%d-%H%M%S")))
+    return None
 
 
 class RunStore:
@@ -167,27 +297,112 @@ class RunStore:
     def __init__(self, data_dir: str | Path | None = None):
         self.data_dir = paths.resolve_data_dir(data_dir)
         self.runs_dir = self.data_dir / paths.RUNS
+        self.read_only_reason = ""
         try:
             self.runs_dir.mkdir(parents=True, exist_ok=True)
+            # SQLite may open a file it cannot write without a word and fail at the first
+            # write; a read-only mount or directory is known before that (root included).
+            if not os.access(self.data_dir, os.W_OK):
+                read_only_fs = os.statvfs(self.data_dir).f_flag & os.ST_RDONLY
+                code = errno.EROFS if read_only_fs else errno.EACCES
+                raise OSError(code, os.strerror(code), str(self.data_dir))
             self.index = Index(self.data_dir / paths.INDEX)
-        except OSError as exc:
-            raise StoreError(
-                f"cannot use data directory {self.data_dir}: {describe_os_error(exc)}"
-            ) from exc
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot open the run index in {self.data_dir}: {exc}") from exc
+        except (OSError, sqlite3.Error) as exc:
+            reason = (
+                describe_os_error(exc)
+                if isinstance(exc, OSError)
+                else describe_sqlite_error(exc, self.data_dir)
+            )
+            if not self.runs_dir.is_dir():
+                raise StoreError(f"cannot use data directory {self.data_dir}: {reason}") from exc
+            self.read_only_reason = reason
+            self.index = self._read_only_index()
+
+    @property
+    def read_only(self) -> bool:
+        """True when the store could only be opened for reading (see ``read_only_reason``)."""
+        return bool(self.read_only_reason)
+
+    def _read_only_index(self) -> Index:
+        """The index opened ``mode=ro``, else an in-memory index rebuilt from the folders."""
+        with contextlib.suppress(sqlite3.Error):
+            index = Index(self.data_dir / paths.INDEX, read_only=True)
+            index.rows()
+            return index
+        index = Index(":memory:")
+        index.upsert(self._scan()[0])
+        return index
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyStore(
+                f"the store in {self.data_dir} can only be read: {self.read_only_reason}"
+            )
+
+    def _index_write(self, call, *args: Any) -> None:
+        """An index write, with "disk full" or "read-only" instead of SQLite's wording."""
+        self._writable()
+        try:
+            call(*args)
+        except sqlite3.Error as exc:
+            raise StoreError(describe_sqlite_error(exc, self.data_dir)) from exc
 
     # --- folders ---
     def run_dir(self, run_id: str) -> Path:
         """The folder of an existing run; bad ids raise ``RunIdError``, unknown ones RunNotFound."""
         path = paths.run_path(self.data_dir, run_id)
-        if not (path / "status.json").is_file():
+        if not (path / STATUS).is_file():
             raise RunNotFound(f"no run {run_id} in {self.data_dir}")
         return path
+
+    def inspect(self, run_id: str) -> dict[str, Any]:
+        """The status of a run folder the job system can act on, else :class:`BrokenRun`.
+
+        Checks what reconciling needs: a real folder (not a symlink), a ``status.json`` that is
+        a regular file, parses and names this run with a known state, and a ``config.json``.
+        """
+        folder = self.runs_dir / paths.check_run_id(run_id)
+        if folder.is_symlink():
+            raise BrokenRun("the run folder is a symlink")
+        if not folder.is_dir():
+            raise BrokenRun("the run folder is missing")
+        try:
+            data = read_status(folder)
+        except OSError as exc:
+            raise BrokenRun(f"{STATUS} cannot be read: {describe_os_error(exc)}") from exc
+        except ValueError as exc:
+            raise BrokenRun(f"{STATUS} does not parse: {exc}") from exc
+        if data is None:
+            raise BrokenRun(f"{STATUS} is missing")
+        try:
+            _row(data)
+        except ValueError as exc:
+            raise BrokenRun(str(exc)) from exc
+        if data.get("run_id") != run_id:
+            raise BrokenRun(f"{STATUS} names another run ({data.get('run_id')!r})")
+        try:
+            config = read_json(folder / CONFIG)
+        except OSError as exc:
+            raise BrokenRun(f"{CONFIG} cannot be read: {describe_os_error(exc)}") from exc
+        except ValueError as exc:
+            raise BrokenRun(f"{CONFIG} does not parse: {exc}") from exc
+        if not isinstance(config, dict):
+            raise BrokenRun(
+                f"{CONFIG} is missing" if config is None else f"{CONFIG} is not an object"
+            )
+        return data
+
+    def mark_broken(self, run_id: str, reason: str) -> None:
+        """Record in the index (only) that a run folder is broken, with the reason."""
+        previous = next((r for r in self.index.rows() if r["id"] == run_id), None)
+        if previous and previous["state"] == RunState.BROKEN and previous["message"] == reason:
+            return
+        self._index_write(self.index.upsert, [_broken_row(run_id, reason, previous)])
 
     def create(self, config: RunConfig, executor: str) -> RunStatus:
         """Record a new queued run: its folder, ``config.json``, ``status.json``, index row."""
         config = config.validated()
+        self._writable()
         run_id = paths.new_run_id()
         folder = paths.run_path(self.data_dir, run_id)
         status = {
@@ -204,22 +419,32 @@ class RunStore:
             "schema_version": SCHEMA_VERSION,
         }
         try:
+            row = _row(status)  # before anything is written: a value the index cannot hold
             folder.mkdir(parents=False, exist_ok=False)
             write_json_atomic(folder / CONFIG, config.to_dict())
             status = update_status(folder, status, create=True)
-            self.index.upsert([_row(status)])
-        except OSError as exc:
+            self._index_write(self.index.upsert, [row])
+        except (OSError, StoreError) as exc:
             shutil.rmtree(folder, ignore_errors=True)
+            if isinstance(exc, StoreError):
+                raise
             raise StoreError(f"cannot create run folder: {describe_os_error(exc)}") from exc
         return RunStatus.from_dict(status)
 
     # --- reading (never writes) ---
     def status(self, run_id: str) -> RunStatus:
         """The run's status, read from its folder."""
-        data = read_status(self.run_dir(run_id))
+        folder = self.run_dir(run_id)
+        try:
+            data = read_status(folder)
+        except (OSError, ValueError) as exc:
+            raise BrokenRun(f"run {run_id} is broken: {STATUS} cannot be read ({exc})") from exc
         if data is None:
             raise RunNotFound(f"no run {run_id} in {self.data_dir}")
-        return self._view(data)
+        try:
+            return self._view(data)
+        except (ValueError, TypeError) as exc:
+            raise BrokenRun(f"run {run_id} is broken: {exc}") from exc
 
     def _view(self, data: dict[str, Any]) -> RunStatus:
         status = RunStatus.from_dict(data)
@@ -229,25 +454,48 @@ class RunStore:
         return status
 
     def list(self, states: set[str] | None = None) -> list[RunStatus]:
-        """All runs, newest first; live runs are read from their folders, finished ones from the index."""
+        """All runs, newest first; live runs are read from their folders, finished ones from the index.
+
+        A run whose folder cannot be read is listed as ``broken`` with the reason, never dropped
+        and never raised: one bad folder must not hide the others.
+        """
+        try:
+            rows = self.index.rows(states)
+        except sqlite3.Error:  # an index that cannot be read: the folders are the truth
+            rows = [r for r in self._scan()[0] if not states or r["state"] in states]
         result = []
-        for row in self.index.rows(states):
+        for row in rows:
             data = None
             if row["state"] not in TERMINAL:
-                with contextlib.suppress(OSError, ValueError):
-                    data = read_status(self.runs_dir / row["id"])
+                try:
+                    data = self.inspect(row["id"])
+                except (BrokenRun, ValueError) as exc:
+                    data = _broken_row(row["id"], str(exc), row)
+                    data = {**data, "run_id": row["id"], "objectives": _names(data)}
             if data is None:
                 data = {
                     **row,
                     "run_id": row["id"],
                     "objectives": json.loads(row["objectives"] or "[]"),
                 }
-            result.append(self._view(data))
+            try:
+                result.append(self._view(data))
+            except (ValueError, TypeError) as exc:
+                bad = _broken_row(row["id"], f"unreadable status: {exc}", None)
+                result.append(RunStatus.from_dict({**bad, "run_id": row["id"], "objectives": []}))
         return result
+
+    def _read(self, call, *args: Any):
+        try:
+            return call(*args)
+        except ValueError as exc:
+            raise BrokenRun(f"cannot read {args[0]}: {exc}") from exc
+        except OSError as exc:
+            raise StoreError(describe_os_error(exc)) from exc
 
     def config(self, run_id: str) -> dict[str, Any]:
         """The run's ``config.json`` as plain data."""
-        return read_json(self.run_dir(run_id) / CONFIG)
+        return self._read(read_json, self.run_dir(run_id) / CONFIG)
 
     def metrics(self, run_id: str, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
         """Metric records from byte ``offset`` on, and the next offset (for incremental polling).
@@ -256,24 +504,28 @@ class RunStore:
         metric (``records.metric_values`` strips the bookkeeping keys). Steps are unique and
         increasing, also across resumed attempts.
         """
-        return read_jsonl(self.run_dir(run_id) / METRICS, offset)
+        return self._read(read_jsonl, self.run_dir(run_id) / METRICS, offset)
 
     def fronts(self, run_id: str, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
         """Front snapshots (StepInfo.front + step, samples, stage, time) from ``offset``, next offset."""
-        return read_jsonl(self.run_dir(run_id) / FRONTS, offset)
+        return self._read(read_jsonl, self.run_dir(run_id) / FRONTS, offset)
 
     def result(self, run_id: str) -> dict[str, Any] | None:
         """``result.json`` once the run has finished, else ``None``."""
-        return read_json(self.run_dir(run_id) / RESULT)
+        return self._read(read_json, self.run_dir(run_id) / RESULT)
 
     def logs(self, run_id: str, offset: int = 0, max_bytes: int = 1 << 20) -> tuple[str, int]:
         """Worker log text from byte ``offset`` (at most ``max_bytes``), and the next offset."""
+        path = self.run_dir(run_id) / LOG
         try:
-            with open(self.run_dir(run_id) / LOG, "rb") as handle:
-                handle.seek(offset)
-                data = handle.read(max_bytes)
+            fd = open_fd(path, os.O_RDONLY)
         except FileNotFoundError:
             return "", offset
+        except OSError as exc:
+            raise StoreError(describe_os_error(exc)) from exc
+        with os.fdopen(fd, "rb") as handle:
+            handle.seek(offset)
+            data = handle.read(max_bytes)
         return data.decode("utf-8", errors="replace"), offset + len(data)
 
     # --- writing ---
@@ -281,14 +533,16 @@ class RunStore:
         self, run_id: str, changes: dict[str, Any], **conditions: Any
     ) -> dict[str, Any] | None:
         """``records.update_status`` on the run's folder, then mirror it into the index."""
+        self._writable()
         status = update_status(self.run_dir(run_id), changes, **conditions)
         if status is not None:
-            self.index.upsert([_row(status)])
+            self._index_write(self.index.upsert, [_row(status)])
         return status
 
     def request_cancel(self, run_id: str) -> None:
         """Leave the cancel marker that the worker checks every step and every heartbeat."""
-        (self.run_dir(run_id) / CANCEL).touch()
+        self._writable()
+        os.close(open_fd(self.run_dir(run_id) / CANCEL, os.O_WRONLY | os.O_CREAT))
 
     def clear_cancel(self, run_id: str) -> None:
         """Remove the cancel marker (before a resume)."""
@@ -297,6 +551,8 @@ class RunStore:
 
     def sync(self, run_ids: list[str] | None = None) -> None:
         """Copy the folder status of live runs (or ``run_ids``) into the index."""
+        if self.read_only:
+            return
         if run_ids is None:
             run_ids = [r["id"] for r in self.index.rows() if r["state"] not in TERMINAL]
         rows = []
@@ -305,19 +561,28 @@ class RunStore:
                 data = read_status(self.runs_dir / run_id)
                 if data is not None:
                     rows.append(_row(data))
-        self.index.upsert(rows)
+        self._index_write(self.index.upsert, rows)
 
-    def rebuild_index(self) -> int:
-        """Re-create every index row from the run folders; returns the number of runs found."""
+    def _scan(self) -> tuple[list[dict[str, Any]], int]:
+        """Index rows read from every run folder (broken ones as ``broken``), and how many."""
         found = []
         for folder in sorted(self.runs_dir.iterdir()):
-            if not paths.RUN_ID_PATTERN.fullmatch(folder.name) or folder.is_symlink():
+            if not paths.RUN_ID_PATTERN.fullmatch(folder.name):
                 continue
-            with contextlib.suppress(OSError, ValueError):
-                data = read_status(folder)
-                if data is not None and data.get("run_id") == folder.name:
-                    found.append(_row(data))
+            try:
+                found.append(_row(self.inspect(folder.name)))
+            except BrokenRun as exc:
+                found.append(_broken_row(folder.name, str(exc), None))
+        return found, len(found)
+
+    def rebuild_index(self) -> int:
+        """Re-create every index row from the run folders; returns the number of runs found.
+
+        Folders that cannot be trusted get a ``broken`` row with the reason (shown by
+        ``morl runs``) instead of making the rebuild fail.
+        """
+        found, count = self._scan()
         stale = {r["id"] for r in self.index.rows()} - {r["id"] for r in found}
-        self.index.upsert(found)
-        self.index.delete(sorted(stale))
-        return len(found)
+        self._index_write(self.index.upsert, found)
+        self._index_write(self.index.delete, sorted(stale))
+        return count

@@ -33,6 +33,7 @@ from typing import Any
 from morl_core.jobs.files import (
     append_jsonl,
     describe_os_error,
+    open_fd,
     read_json,
     read_jsonl,
     repair_torn_tail,
@@ -139,6 +140,12 @@ class Worker:
     def run(self) -> int:
         """Claim, train, finish; returns the process exit code."""
         if not self.claim():
+            current = read_status(self.run_dir) or {}
+            if (
+                current.get("attempt") == self.attempt
+                and current.get("state") == RunState.CANCEL_REQUESTED
+            ):  # cancelled while starting: this attempt still owns the run, so it ends it now
+                return self.finish(RunState.CANCELLED, "cancelled before it started")
             _log(f"attempt {self.attempt} no longer owns the run; exiting")
             return EXIT_SUPERSEDED
         _log(f"worker pid {os.getpid()} attempt {self.attempt} running {self.run_dir.name}")
@@ -343,7 +350,7 @@ def _device(requested: str) -> str:
 
 def _redirect_output(log_path: Path) -> None:
     """Send this process's stdout and stderr (C level too) to ``worker.log``."""
-    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = open_fd(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     sys.stdout.flush()
     sys.stderr.flush()
     os.dup2(fd, 1)
@@ -366,12 +373,18 @@ def main(argv: list[str] | None = None) -> int:
     except RunIdError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if read_status(run_dir) is None:
-        print(f"error: {run_dir} is not a run folder (no status.json)", file=sys.stderr)
+    try:
+        if read_status(run_dir) is None:
+            print(f"error: {run_dir} is not a run folder (no status.json)", file=sys.stderr)
+            return EXIT_USAGE
+        if not args.no_redirect:
+            _redirect_output(run_dir / LOG)
+        raw = read_json(run_dir / CONFIG) or {}
+    except (OSError, ValueError) as exc:
+        reason = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+        print(f"error: {run_dir} cannot be used: {reason}", file=sys.stderr)
         return EXIT_USAGE
-    if not args.no_redirect:
-        _redirect_output(run_dir / LOG)
-    raw = read_json(run_dir / CONFIG) or {}
+    raw = raw if isinstance(raw, dict) else {}
     threads = raw.get("threads") if isinstance(raw.get("threads"), int) else 1
     import torch
 
@@ -395,13 +408,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _start_next(run_dir: Path) -> None:
     """Local runs chain: a finishing worker starts the next queued run (no daemon needed)."""
-    status = read_status(run_dir) or {}
-    if status.get("executor") != "local":
-        return
-    with contextlib.suppress(Exception):
-        from morl_core.jobs.executors import LocalExecutor
+    from morl_core.jobs.executors import LocalExecutor, store_of_run_folder
 
-        LocalExecutor(run_dir.parent.parent).reconcile(force=True)
+    with contextlib.suppress(Exception):
+        status = read_status(run_dir) or {}
+        data_dir = store_of_run_folder(run_dir)
+        if status.get("executor") != "local" or data_dir is None:
+            return  # a folder outside a store: never create an index or a lock next to it
+        LocalExecutor(data_dir).reconcile(force=True)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,11 @@
 """The built-in methods, registered in taxonomy order (see ../shared/MORL.md)."""
 
+from morl_core.config import MAX_STEPS
 from morl_core.methods import MethodSpec, register
 from morl_core.methods.base import Option
+
+# A run folder whose experts a method reuses: resolved, checked to exist and to be allowed.
+EXPERTS_FROM = Option(str, "", "run folder whose experts to reuse instead of training", path="run")
 
 register(
     MethodSpec(
@@ -20,8 +24,8 @@ register(
         summary="one policy; objective weights moved during training by an Exp3 bandit",
         paper="Min et al. 2024, DynaOpt (arXiv 2403.13578)",
         options={
-            "gamma": Option(float, 0.2, "Exp3 exploration rate", lambda v: 0 < v <= 1, "in (0, 1]"),
-            "window": Option(int, 5, "steps between bandit updates", lambda v: v >= 1, ">= 1"),
+            "gamma": Option(float, 0.2, "Exp3 exploration rate", low=0, high=1, open_low=True),
+            "window": Option(int, 2, "steps between bandit updates", low=1, high=MAX_STEPS),
         },
     )
 )
@@ -32,9 +36,7 @@ register(
         module="morl_core.methods.soups",
         summary="one LoRA expert per objective; the front by interpolating adapter weights",
         paper="Rame et al. 2023, Rewarded Soups (arXiv 2306.04488)",
-        options={
-            "experts_from": (str, "", "run folder whose experts to reuse instead of training")
-        },
+        options={"experts_from": EXPERTS_FROM},
     )
 )
 register(
@@ -44,14 +46,21 @@ register(
         module="morl_core.methods.mod",
         summary="the same experts mixed at decoding time by weighted log-probabilities",
         paper="Shi et al. 2024, Decoding-Time Language Model Alignment with Multiple Objectives (arXiv 2406.18853)",
-        options={
-            "experts_from": (str, "", "run folder whose experts to reuse instead of training")
-        },
+        options={"experts_from": EXPERTS_FROM},
+    )
+)
+register(
+    MethodSpec(
+        name="pmix",
+        family="D2",
+        module="morl_core.methods.mixture",
+        summary="the same experts mixed at decoding time by weighted probabilities (arithmetic mixture)",
+        paper="Kong et al. 2025, EMORL's logits-aggregation baseline (arXiv 2505.02579)",
+        options={"experts_from": EXPERTS_FROM},
     )
 )
 
-# --- issue 8: preference-conditioned policies, hidden-state aggregation, meta-policy ---
-_EXPERTS_FROM = ("experts_from", (str, "", "run folder whose experts to reuse instead of training"))
+# --- preference-conditioned policies, hidden-state aggregation, meta-policy ---
 register(
     MethodSpec(
         name="ric",
@@ -78,20 +87,19 @@ register(
         summary="experts mixed at the last hidden state; weights by hierarchical grid search",
         paper="Kong et al. 2025, EMORL (arXiv 2505.02579)",
         options={
-            _EXPERTS_FROM[0]: _EXPERTS_FROM[1],
+            "experts_from": EXPERTS_FROM,
             "search_rounds": Option(
-                int,
-                5,
-                "hierarchical grid search rounds (each halves the box)",
-                lambda v: v >= 1,
-                ">= 1",
+                int, 5, "hierarchical grid search rounds (each halves the box)", low=1, high=20
             ),
             "search_prompts": Option(
-                int,
-                8,
-                "held-out prompts scored per candidate in the search",
-                lambda v: v >= 1,
-                ">= 1",
+                int, 8, "training prompts scored per candidate in the search", low=1, high=1024
+            ),
+            "mix_at": Option(
+                str,
+                "final",
+                "mix after the final layer norm (= MOD up to temperature) or before it",
+                check=lambda v: v in ("final", "pre_norm"),
+                allowed="one of final, pre_norm",
             ),
         },
     )
@@ -104,33 +112,32 @@ register(
         summary="frozen experts mixed per token by a small network trained by RL over preferences",
         paper="Kong et al. 2025, MORL for LLMs: Visionary Perspective (arXiv 2509.21613)",
         options={
-            _EXPERTS_FROM[0]: _EXPERTS_FROM[1],
+            "experts_from": EXPERTS_FROM,
             "meta_steps": Option(
-                int,
-                0,
-                "RL steps of the upper level (0 = the run's steps)",
-                lambda v: v >= 0,
-                ">= 0",
+                int, 0, "RL steps of the upper level (0 = the run's steps)", low=0, high=MAX_STEPS
             ),
             "meta_lr": Option(
-                float,
-                0.0,
-                "learning rate of the upper level (0 = the run's lr)",
-                lambda v: 0 <= v <= 1,
-                "in [0, 1]",
+                float, 0.0, "learning rate of the upper level (0 = the run's lr)", low=0, high=1
             ),
             "meta_hidden": Option(
-                int, 64, "attention width of the upper-level network", lambda v: v >= 1, ">= 1"
+                int, 64, "attention width of the upper-level network", low=1, high=4096
             ),
             "prior_eps": Option(
                 float,
                 0.01,
                 "eps of the preference prior log(w + eps)",
-                lambda v: 0 < v < 1,
-                "in (0, 1)",
+                low=0,
+                high=1,
+                open_low=True,
+                open_high=True,
             ),
             "score_bound": Option(
-                float, 1.0, "bound B of the learned log-weight adjustment", lambda v: v > 0, "> 0"
+                float,
+                1.0,
+                "bound B of the learned log-weight adjustment",
+                low=0,
+                high=100,
+                open_low=True,
             ),
         },
     )
