@@ -15,6 +15,12 @@ page = st.navigation(
         st.Page("pages/learn.py", title="Learn", icon=":material/school:"),
     ]
 )
+# Phones: the plotly toolbar would cover chart titles (export stays on the download buttons),
+# and long equations scroll inside their box instead of widening the page.
+st.html(
+    "<style>@media (max-width: 640px) { .js-plotly-plot .modebar-container { display: none; } }"
+    " .katex-display { overflow-x: auto; overflow-y: hidden; max-width: 100%; }</style>"
+)
 # st.stop() and st.rerun() raise BaseExceptions, so they pass through this handler untouched.
 try:
     page.run()

@@ -64,7 +64,9 @@ with right:
     heat = plots.correlation_heatmap_figure(
         c.coefficient, names, lower=c.lower, upper=c.upper, title=title
     )
+    heat.update_layout(height=max(420, 70 * len(names)))  # 7 objectives stay readable
     st.plotly_chart(heat, config=PLOTLY_CONFIG, key="heatmap")
+    st.info(studies.whose_samples_note(data.source), icon=":material/info:")
     export_figure(heat, f"correlation-{kind}")
     st.caption(
         f"Hover a cell for its {c.confidence:.0%} bootstrap interval ({c.n_boot} resamples)."

@@ -444,3 +444,19 @@ def test_benchmark_shows_the_published_leaderboard_and_confirms_before_running(m
     assert started == [plan.suite]
     assert at.button(key="bench-stop")
     assert studies.bench_out().is_relative_to(serving.data_dir()), "never into the repository"
+
+
+def test_relations_says_whose_samples_it_measures():
+    at = page("pages/relations.py")
+    no_exceptions(at)
+    note = " ".join(i.value for i in at.info)
+    assert "measured on samples from **base model**" in note and "trained" in note
+    assert chart_spec(at)["layout"]["height"] >= 420
+
+
+def test_phone_width_styles_are_installed():
+    at = page()  # app.py installs them for every page
+    no_exceptions(at)
+    styles = " ".join(h.proto.body for h in at.get("html"))
+    assert ".katex-display" in styles and "overflow-x: auto" in styles
+    assert "max-width: 640px" in styles and "modebar" in styles

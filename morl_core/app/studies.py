@@ -111,6 +111,17 @@ class Relations:
         ]
 
 
+def whose_samples_note(source: str) -> str:
+    """Why the same pair can be "independent" here and "conflicting" elsewhere."""
+    return (
+        f"These relations are measured on samples from **{source}**. They describe those "
+        "samples, not the objectives in general: a trained policy moves its samples along the "
+        "trade-off, so a pair that looks independent on the base model's replies can conflict "
+        "on a trained model's (and the README's classes are measured on the base model). "
+        "Pick another source above to compare."
+    )
+
+
 def relate(
     data: RelationSamples, method: str = "spearman", seed: int = 0, n_boot: int = 500
 ) -> Relations:
