@@ -151,14 +151,20 @@ def perplexity(
                 for b, (_, row, _) in enumerate(batch):
                     ids[b, : len(row)] = torch.tensor(row)
                     mask[b, : len(row)] = 1
-                logits = model(input_ids=ids, attention_mask=mask).logits  # (B, T, V)
-                logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, T-1, V)
-                token_logp = logp.gather(-1, ids[:, 1:, None])[..., 0]  # (B, T-1)
-                for b, (i, row, n_tail) in enumerate(batch):
-                    # the tail's tokens sit at positions len(row)-n_tail .. len(row)-1,
-                    # predicted from the position before each
-                    nll = -token_logp[b, len(row) - n_tail - 1 : len(row) - 1].mean()
+                # the LM head (8,192 outputs) only where a completion token is predicted,
+                # not at prompt and padding positions
+                hidden = model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+                scored = torch.zeros((len(batch), width), dtype=torch.bool)  # predicts t+1
+                for b, (_, row, n_tail) in enumerate(batch):
+                    scored[b, len(row) - n_tail - 1 : len(row) - 1] = True
+                logits = model.get_output_embeddings()(hidden[scored]).float()  # (M, V)
+                targets = ids[:, 1:][scored[:, :-1]]  # (M,) the token each position predicts
+                token_logp = torch.log_softmax(logits, dim=-1).gather(-1, targets[:, None])[:, 0]
+                start_of = 0
+                for i, _, n_tail in batch:
+                    nll = -token_logp[start_of : start_of + n_tail].mean()
                     result[i] = math.exp(float(nll))
+                    start_of += n_tail
     return result
 
 
