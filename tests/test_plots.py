@@ -204,3 +204,64 @@ def test_numeric_core_never_imports_streamlit():
     script = "import sys\n" + "".join(f"import morl_core.{m}\n" for m in modules)
     script += "assert 'streamlit' not in sys.modules, 'streamlit imported'\n"
     subprocess.run([sys.executable, "-c", script], check=True)
+
+
+def test_preference_posterior_figure_for_two_three_and_more_objectives():
+    from morl_core import elicit
+
+    two = elicit.prior(2).update([1.0, 0.0], [0.0, 1.0], chose_a=True)
+    e = two.estimate()
+    fig = plots.preference_posterior_figure(
+        two.particles, two.probabilities, ["a", "b"], e.mean, e.lower, e.upper, truth=[0.7, 0.3]
+    )
+    assert fig.data[0].type == "scatter" and len(fig.data[0].x) == len(two.particles)
+    assert any("estimate" in (a.text or "") for a in fig.layout.annotations)
+    assert "weight on a" in fig.layout.xaxis.title.text
+    three = elicit.prior(3)
+    fig = plots.preference_posterior_figure(
+        three.particles, three.probabilities, ["a", "b", "c"], three.estimate().mean
+    )
+    assert [t.type for t in fig.data] == ["scatterternary", "scatterternary"]
+    four = elicit.prior(4, rng=np.random.default_rng(0), particles=200)
+    e = four.estimate()
+    fig = plots.preference_posterior_figure(
+        four.particles, four.probabilities, list("abcd"), e.mean, e.lower, e.upper
+    )
+    assert fig.data[0].type == "bar" and len(fig.data[0].error_y.array) == 4
+
+
+def test_zoomed_overlay_fits_the_data_and_notes_the_reference_point():
+    from morl_core.app import figures
+
+    series = [
+        {"label": "soups · demo", "method": "soups", "source": "demo", "offset": 0,
+         "points": [[0.6, 0.7], [0.7, 0.65], [0.65, 0.6]]},
+        {"label": "soups · run 1", "method": "soups", "source": "run", "offset": 3,
+         "points": [[0.62, 0.71], [0.72, 0.66]]},
+    ]  # fmt: skip
+    fig = figures.overlay_fronts_figure(series, ["a", "b"], ref=[-0.1, -0.1], zoom=True)
+    assert 0.5 < fig.layout.xaxis.range[0] < 0.6 and 0.72 < fig.layout.xaxis.range[1] < 0.8
+    assert "reference point" in fig.layout.annotations[0].text
+    fronts = [t for t in fig.data if t.showlegend]
+    assert [t.line.color for t in fronts][0] == [t.line.color for t in fronts][1]  # one method
+    assert [t.line.dash for t in fronts] == ["dot", "solid"]  # two sources
+    assert fronts[0].marker.symbol != fronts[1].marker.symbol
+    assert not any(t.name == "reference point" for t in fig.data)
+    fixed = figures.overlay_fronts_figure(series, ["a", "b"], ref=[-0.1, -0.1])
+    assert fixed.layout.xaxis.range[0] < -0.1  # snapshots keep the fixed axes
+
+
+def test_scatter_matrix_keeps_rows_for_clicks():
+    from morl_core.app import figures
+
+    series = [
+        {
+            "label": "x",
+            "method": "mod",
+            "offset": 5,
+            "points": np.random.default_rng(0).random((4, 4)),
+        }
+    ]
+    fig = figures.scatter_matrix_figure(series, list("abcd"), selected=6)
+    assert fig.data[0].type == "splom" and fig.data[0].customdata.tolist() == [5, 6, 7, 8]
+    assert fig.data[0].marker.line.width[1] == 2
