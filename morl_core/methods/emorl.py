@@ -1,40 +1,58 @@
-"""D3. EMORL: per-objective experts mixed at the last hidden state, weights by grid search.
+"""D3. EMORL: per-objective experts mixed at a hidden state, weights by grid search.
 
 Reference: Kong et al., "EMORL: Ensemble Multi-Objective Reinforcement Learning for Efficient and
 Flexible LLM Fine-Tuning" (SIGDIAL 2025, arXiv 2505.02579).
 
-Train one LoRA expert per objective (shared with soups/MOD, ``experts_from`` reuses another run's).
-For aggregation coefficients a in [0, 1]^K, the policy pi_a decodes with
+Train one LoRA expert per objective (shared with soups/MOD/PMIX, ``experts_from`` reuses another
+run's). For aggregation coefficients a in [0, 1]^K, the policy pi_a decodes with
 
-    h_t = sum_i a_i h_{t,i}(x, y_<t),       pi_a(y_t | x, y_<t) = softmax(lm_head(h_t))
+    h_t = sum_i a_i h_{t,i}(x, y_<t),       pi_a(y_t | x, y_<t) = softmax(W h_t)
 
-where h_{t,i} is expert i's last hidden state (after the final layer norm) and lm_head the base
-model's shared head. For a target preference w the coefficients are
+where h_{t,i} is expert i's last hidden state (after the final layer norm) and W the base model's
+shared LM head, as in the paper and in the authors' code (T5, last decoder hidden state).
+
+What this is, plainly: W is linear and bias-free, so W h_t = sum_i a_i W h_{t,i} is the weighted
+sum of the experts' own logits, and softmax(W sum_i a_i h_{t,i}) is exactly MOD (D2, the
+geometric mixture prod_i pi_i^{a_i / sum(a)}) at temperature 1 / sum(a). Mixing the last hidden
+state is MOD up to temperature; the grid search then tunes the mixture weights and the
+temperature together. ``tests/test_methods_emorl.py`` checks the identity to 1e-5. The paper's
+token-level baseline is different: an *arithmetic* mixture of probabilities, sum_i w_i pi_i,
+which is the ``pmix`` method here, so the paper's D2-vs-D3 comparison is ``pmix`` vs ``emorl``.
+
+Option ``mix_at`` picks the level (:mod:`morl_core.methods.hidden`): ``"final"`` (default, the
+above) or ``"pre_norm"``, which mixes the residual streams before the final layer norm and
+normalises the mix, W final_norm(sum_i a_i g_{t,i}): not a mixture of logits, a genuinely
+non-linear level that tests whether deeper mixing helps (the norm also makes the overall scale
+of a irrelevant, so there the search tunes the direction of a only).
+
+For a target preference w the coefficients are
 
     a*(w) = argmax_{a in [0,1]^K}  sum_i w_i * mean_{x in S, y ~ pi_a} r_i(x, y)
 
 found by hierarchical grid search (:func:`morl_core.search.hierarchical_grid_search`: 3^K grid,
-keep the best 2^K sub-cube, shrink, ``search_rounds`` rounds) on ``search_prompts`` held-out
-prompts S (the *last* prompts of the eval split; the front is measured on the first
-``eval_prompts``, and the artifact says whether the two overlap). a ranges over the box
-[0, 1]^K and is not normalised, so the search also picks the norm of h, which acts like a
-sampling temperature; on a small model it can find near-uniform, high-temperature text that
-games a scorer (``formality`` rewards the absence of informal markers), which the quality
-benchmark shows.
+keep the best 2^K sub-cube, shrink, ``search_rounds`` rounds) on the first ``search_prompts``
+*training* prompts S: the evaluation split is never searched on (the artifact records whether S
+shares any prompt text with the evaluated ones). a ranges over the box [0, 1]^K and is not
+normalised, so at ``"final"`` the search also picks the temperature; on a small model it can
+find near-uniform, high-temperature text that games a scorer (``formality`` rewards the absence
+of informal markers), which the quality benchmark shows.
 
 Here the search runs at the end of training for every preference of the evaluation grid; the
 objective vectors of candidate coefficients are cached and shared between preferences, and the
 candidates of one round are decoded in one batch. A preference off the grid is served by
 inverse-distance (Shepard) interpolation of the searched coefficients, so steering costs one
-decode, not a search. Search evaluations and scored samples go into the artifact (``search``)
-and the final front snapshot; the search's wall-clock seconds, which differ from run to run, go
-into ``search_timing.json`` next to it so that the artifact itself stays reproducible.
+decode, not a search. The search is training: every completion it scores counts in the run's
+``samples`` (the last step's StepInfo, hence ``result.json`` and the benchmark's
+``training_samples``), and its evaluations and samples also go into the artifact (``search``)
+and the metrics (``search/samples``, ``search/evaluations``). Its wall-clock seconds, which
+differ from run to run, go into ``search_timing.json`` so the artifact stays reproducible.
 Cost at inference: K models kept, K forward passes per token (experts with a_i = 0 skipped).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +63,7 @@ from morl_core import objectives as objective_registry
 from morl_core.config import RunConfig
 from morl_core.jobs.files import write_json_atomic
 from morl_core.methods import METHODS
-from morl_core.methods.base import TrainCallback
+from morl_core.methods.base import StepInfo, TrainCallback
 from morl_core.methods.common import (
     eval_preferences,
     load_adapters,
@@ -56,7 +74,7 @@ from morl_core.methods.common import (
 )
 from morl_core.methods.evaluate import EVAL_DECODING
 from morl_core.methods.experts import expert_names, train_experts
-from morl_core.methods.hidden import FixedMixer, HiddenFusion, fused_policy
+from morl_core.methods.hidden import MIX_LEVELS, FixedMixer, HiddenFusion, fused_policy
 from morl_core.prompts import load_prompts
 from morl_core.search import hierarchical_grid_search
 from morl_core.weights import check_weights
@@ -68,9 +86,17 @@ SEARCH_TIMING = "search_timing.json"
 class Emorl:
     """Steerable: hidden-state aggregation with coefficients looked up for the preference."""
 
-    def __init__(self, policy, objectives: tuple[str, ...], experts: list[str], table=()):
+    def __init__(
+        self,
+        policy,
+        objectives: tuple[str, ...],
+        experts: list[str],
+        table=(),
+        mix_at: str = "final",
+    ):
         self.mixer = FixedMixer(len(experts))
-        self.fusion = HiddenFusion(policy.model, experts, self.mixer)
+        self.fusion = HiddenFusion(policy.model, experts, self.mixer, level=mix_at)
+        self.mix_at = mix_at
         self.policy = fused_policy(policy, self.fusion)
         self.objectives = tuple(objectives)
         self.table = [(np.asarray(p, float), np.asarray(a, float)) for p, a in table]
@@ -100,10 +126,11 @@ class Emorl:
 
 
 def search_prompts(config: RunConfig, n: int) -> tuple[list[str], bool]:
-    """The search prompts (last ``n`` of the eval split) and whether they overlap the front's."""
-    prompts = load_prompts(config.prompt_set, "eval")
-    chosen = prompts[-n:]
-    return chosen, len(prompts) - len(chosen) < min(config.eval_prompts, len(prompts))
+    """The search prompts (the first ``n`` of the *training* split) and whether any of them is
+    also one of the evaluated prompts (the same text in both splits)."""
+    chosen = load_prompts(config.prompt_set, "train")[:n]
+    evaluated = set(load_prompts(config.prompt_set, "eval")[: config.eval_prompts])
+    return chosen, bool(evaluated.intersection(chosen))
 
 
 def search_table(
@@ -155,21 +182,34 @@ def search_table(
     return table, cost
 
 
+def search_metrics(cost: dict[str, Any]) -> dict[str, float]:
+    """The search's cost as step metrics (flat name -> float)."""
+    return {
+        "search/samples": float(cost["samples"]),
+        "search/evaluations": float(cost["evaluations"]),
+    }
+
+
 def train(config: RunConfig, run_dir: Path, callback: TrainCallback) -> None:
     spec = METHODS["emorl"]
     rounds = spec.option(config.options, "search_rounds")
     n_prompts = spec.option(config.options, "search_prompts")
+    mix_at = spec.option(config.options, "mix_at")
     if rounds < 1 or n_prompts < 1:
         raise ValueError(
             f"options.search_rounds and options.search_prompts must be >= 1, got {rounds}, {n_prompts}"
         )
+    if mix_at not in MIX_LEVELS:
+        raise ValueError(f"options.mix_at must be one of {', '.join(MIX_LEVELS)}, got {mix_at!r}")
     policy = open_policy(config)
     names = expert_names(config.objectives)
     prompts, overlap = search_prompts(config, n_prompts)
+    experts_from = spec.option(config.options, "experts_from")
+    total_steps = len(names) * config.steps
     found: dict[str, Any] = {}
 
     def search() -> Emorl:
-        steerable = Emorl(policy, config.objectives, names)
+        steerable = Emorl(policy, config.objectives, names, mix_at=mix_at)
         table, cost = search_table(steerable, config, eval_preferences(config), prompts, rounds)
         steerable.table = [
             (np.asarray(t["preference"]), np.asarray(t["coefficients"])) for t in table
@@ -177,17 +217,41 @@ def train(config: RunConfig, run_dir: Path, callback: TrainCallback) -> None:
         found.update(table=table, cost=cost, steerable=steerable)
         return steerable
 
+    def front(steerable: Emorl) -> dict[str, Any]:
+        searched = {k: v for k, v in found["cost"].items() if k != "seconds"}
+        return {**snapshot(steerable, config), "search": searched}
+
     def front_fn(index: int, finished: bool) -> dict[str, Any] | None:
         if index < len(names) - 1 or not finished:
             return None  # the front exists once every expert is trained and searched
-        front = snapshot(search(), config)
-        return {**front, "search": {k: v for k, v in found["cost"].items() if k != "seconds"}}
+        return front(search())
 
-    experts_from = spec.option(config.options, "experts_from")
-    if not train_experts(config, run_dir, callback, policy, front_fn, experts_from):
+    def counted(info: StepInfo) -> bool:
+        # The search runs inside front_fn, just before the last step is reported: from then
+        # on the run's samples include the completions the search scored (training cost).
+        if found:
+            info = replace(
+                info,
+                samples=info.samples + found["cost"]["samples"],
+                metrics={**info.metrics, **search_metrics(found["cost"])},
+            )
+        return callback(info)
+
+    if not train_experts(config, run_dir, counted, policy, front_fn, experts_from):
         return
-    if not found:  # resumed after the last expert, or experts copied: search now
-        search()
+    if not found:  # resumed after the last expert, or experts copied: search and report now
+        steerable = search()
+        trained = 0 if experts_from else total_steps * config.batch_prompts * config.k_samples
+        callback(
+            StepInfo(
+                step=total_steps,
+                total_steps=total_steps,
+                samples=trained + found["cost"]["samples"],
+                metrics=search_metrics(found["cost"]),
+                stage="search",
+                front=front(steerable),
+            )
+        )
     cost = found["cost"]
     # wall-clock time differs run to run: kept out of the (reproducible) artifact
     write_json_atomic(Path(run_dir) / SEARCH_TIMING, {"seconds": cost.pop("seconds")})
@@ -196,8 +260,14 @@ def train(config: RunConfig, run_dir: Path, callback: TrainCallback) -> None:
         config,
         {n: None for n in names},
         experts=names,
+        mix_at=mix_at,
         aggregation=found["table"],
-        search={**cost, "overlaps_eval_prompts": overlap, "seconds_in": SEARCH_TIMING},
+        search={
+            **cost,
+            "split": "train",
+            "overlaps_eval_prompts": overlap,
+            "seconds_in": SEARCH_TIMING,
+        },
     )
 
 
@@ -206,4 +276,5 @@ def load(run_dir: Path, device: str = "auto") -> Emorl:
     names = expert_names(artifact["objectives"])
     policy, _ = load_adapters(run_dir, device, names)
     table = [(t["preference"], t["coefficients"]) for t in artifact.get("aggregation", [])]
-    return Emorl(policy, tuple(artifact["objectives"]), names, table)
+    mix_at = artifact.get("mix_at", "final")  # artifacts written before the option: final
+    return Emorl(policy, tuple(artifact["objectives"]), names, table, mix_at=mix_at)

@@ -1,9 +1,24 @@
 """Hidden-state fusion of frozen experts, shared by EMORL (D3) and the meta-policy (E).
 
 Both methods run K per-objective experts (LoRA adapters of one base model) side by side and mix
-their *last hidden states* (after the final layer norm) before the base model's LM head::
+their hidden states before the base model's shared LM head. Two levels are offered:
 
-    h_t = sum_i a_{t,i} h_{t,i}          logits_t = lm_head(h_t)
+- ``"final"`` (the default, as in the EMORL authors' code): the *last* hidden states, after the
+  final layer norm::
+
+      h_t = sum_i a_{t,i} h_{t,i}          logits_t = lm_head(h_t)
+
+  The LM head is linear and bias-free (LoRA never adapts it), so
+  ``logits_t = sum_i a_{t,i} lm_head(h_{t,i})``: a weighted sum of the experts' own logits, i.e.
+  the geometric mixture ``prod_i pi_i^{a_i}`` renormalised. With coefficients fixed per
+  preference that is exactly MOD (D2) with weights ``a / sum(a)`` at temperature ``1 / sum(a)``.
+- ``"pre_norm"``: the residual streams *before* the final layer norm, normalised after mixing::
+
+      g_t = sum_i a_{t,i} g_{t,i}          logits_t = lm_head(final_norm(g_t))
+
+  The layer norm divides by the mixed vector's own scale, so this is not a mixture of the
+  experts' logits (and the overall scale of a no longer acts as a temperature): a genuinely
+  non-linear aggregation level.
 
 EMORL fixes the coefficients a per preference (found by grid search); the meta-policy computes
 them per token with a small network. :class:`HiddenFusion` wraps this as a model with the
@@ -24,20 +39,72 @@ from torch import nn
 
 from morl_core.policy import Policy
 
+MIX_LEVELS = ("final", "pre_norm")  # after the final layer norm, or before it
+# Attribute names of the final layer norm on a decoder (GPT-2, Llama/Qwen/SmolLM, OPT, Mamba).
+FINAL_NORMS = ("ln_f", "norm", "final_layer_norm", "norm_f")
 
-def expert_hidden(model, name: str, input_ids, attention_mask, position_ids, cache, use_cache):
-    """Last hidden states (B, T, D) of adapter ``name`` of a peft model, and its new cache."""
-    model.set_adapter(name, inference_mode=True)  # frozen: set_adapter would make it trainable
-    out = model(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        position_ids=position_ids,
-        cache=cache,
-        use_cache=use_cache,
-        output_hidden_states=True,
-        logits_to_keep=1,  # the experts' own logits are not needed
+
+def final_norm(model) -> nn.Module:
+    """The final layer norm of a (peft-wrapped) causal LM: the module ``pre_norm`` mixing skips.
+
+    Raises:
+        ValueError: the decoder has none of the usual names (:data:`FINAL_NORMS`).
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder = getattr(base, "base_model", base)
+    for attribute in FINAL_NORMS:
+        module = getattr(decoder, attribute, None)
+        if isinstance(module, nn.Module):
+            return module
+    raise ValueError(
+        f"mix_at='pre_norm': cannot find the final layer norm of {type(base).__name__} "
+        f"(looked for {', '.join(FINAL_NORMS)}); use mix_at='final'"
     )
-    return out.hidden_states[-1], out.cache
+
+
+def expert_hidden(
+    model,
+    name: str,
+    input_ids,
+    attention_mask,
+    position_ids,
+    cache,
+    use_cache,
+    norm: nn.Module | None = None,
+):
+    """Hidden states (B, T, D) of adapter ``name`` of a peft model, and its new cache.
+
+    The last hidden states (after the final layer norm) by default; with ``norm`` (the final
+    layer norm module) the input of that norm, i.e. the residual stream before it.
+    """
+    model.set_adapter(name, inference_mode=True)  # frozen: set_adapter would make it trainable
+    if norm is None:
+        out = model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=use_cache,
+            output_hidden_states=True,
+            logits_to_keep=1,  # the experts' own logits are not needed
+        )
+        return out.hidden_states[-1], out.cache
+    captured = []
+    handle = norm.register_forward_hook(lambda module, args, output: captured.append(args[0]))
+    try:
+        out = model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=use_cache,
+            logits_to_keep=1,
+        )
+    finally:
+        handle.remove()
+    if len(captured) != 1:
+        raise RuntimeError(f"the final layer norm ran {len(captured)} times in one forward pass")
+    return captured[0], out.cache
 
 
 class FixedMixer(nn.Module):
@@ -68,13 +135,22 @@ class HiddenFusion(nn.Module):
         experts: adapter names, one per objective, in objective order.
         mixer: ``mixer(hidden (B, T, K', D), experts) -> (B, T, D)``; may be trainable. It may
             define ``active() -> list[int]`` to skip experts (default: all run).
+        level: where to mix, one of :data:`MIX_LEVELS` (see the module docstring).
+
+    Raises:
+        ValueError: an unknown ``level``, or ``"pre_norm"`` on a model without a known final norm.
     """
 
-    def __init__(self, model, experts: Sequence[str], mixer: nn.Module):
+    def __init__(self, model, experts: Sequence[str], mixer: nn.Module, level: str = "final"):
         super().__init__()
+        if level not in MIX_LEVELS:
+            raise ValueError(f"mix_at must be one of {', '.join(MIX_LEVELS)}, got {level!r}")
         self.model = model
         self.experts = list(experts)
         self.mixer = mixer
+        self.level = level
+        # kept out of the module tree: the norm belongs to ``model`` (no duplicate parameters)
+        self._norm = (final_norm(model),) if level == "pre_norm" else ()
         self._reference = False
         self.eval()  # never dropout: rollouts restore the mode they found, so it must start off
 
@@ -100,7 +176,7 @@ class HiddenFusion(nn.Module):
     def hidden_states(
         self, input_ids, attention_mask, position_ids=None, cache=None, use_cache=False
     ):
-        """The active experts' last hidden states (B, T, K', D), their indices and new caches."""
+        """The active experts' hidden states (B, T, K', D) at ``level``, indices, new caches."""
         if position_ids is None:
             position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, -input_ids.shape[1] :]
         active = self.mixer.active() if hasattr(self.mixer, "active") else range(len(self.experts))
@@ -117,6 +193,7 @@ class HiddenFusion(nn.Module):
                     position_ids,
                     caches[i],
                     use_cache,
+                    norm=self._norm[0] if self._norm else None,
                 )
                 states.append(h)
         return torch.stack(states, dim=-2), active, caches  # (B, T, K', D)
@@ -147,6 +224,8 @@ class HiddenFusion(nn.Module):
         mixed = self.mixer(hidden, active)  # (B, T, D)
         if logits_to_keep:
             mixed = mixed[:, -logits_to_keep:]
+        if self._norm:  # pre_norm: the shared final norm sees the mixed residual stream
+            mixed = self._norm[0](mixed)
         logits = self.model.get_output_embeddings()(mixed)  # (B, T, V), the shared LM head
         return SimpleNamespace(logits=logits, cache=caches if use_cache else None)
 

@@ -9,6 +9,11 @@ With experts pi_i trained on objective i (KL-regularised to one base), the polic
 
 which is the optimum of the w-weighted KL-regularised objective (the paper's closed form).
 No training beyond the experts, any w at inference, but K forward passes (K KV caches) per token.
+
+This is the *geometric* mixture of the experts (a token must be likely under every weighted
+expert). Two relatives use the same experts: ``pmix`` (:mod:`morl_core.methods.mixture`) takes
+the *arithmetic* mixture sum_i w_i pi_i, and EMORL's default hidden-state mixing
+(:mod:`morl_core.methods.emorl`) is exactly this one at temperature 1 / sum(a).
 """
 
 from __future__ import annotations
@@ -31,26 +36,38 @@ from morl_core.methods.experts import expert_names, train_experts
 from morl_core.weights import check_weights
 
 
+def expert_logprobs(model, experts: list[str], input_ids, attention_mask, position_ids, caches):
+    """Each expert's next-token log-probabilities (B, K, V) in fp32, and the K new caches.
+
+    The next-token functions of MOD (geometric mixture) and PMIX (arithmetic mixture) both
+    start here: one forward pass per expert adapter, each with its own KV cache.
+    """
+    caches = caches or [None] * len(experts)
+    logps, new_caches = [], []
+    for name, cache in zip(experts, caches, strict=True):
+        model.set_adapter(name, inference_mode=True)  # frozen: set_adapter would make it trainable
+        out = model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        logps.append(torch.log_softmax(out.logits[:, -1, :].float(), dim=-1))
+        new_caches.append(out.cache)
+    return torch.stack(logps, dim=1), new_caches
+
+
 def mixed_next_token(model, experts: list[str], weights: list[float]):
     """Next-token function: sum_i w_i log_softmax(logits_i), one cache per expert."""
+    w = torch.tensor(weights, dtype=torch.float32)
 
     def forward(input_ids, attention_mask, position_ids, caches):
-        caches = caches or [None] * len(experts)
-        mixed, new_caches = None, []
-        for name, w, cache in zip(experts, weights, caches, strict=True):
-            model.set_adapter(name)
-            out = model(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=position_ids,
-                cache=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
-            logp = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1) * w
-            mixed = logp if mixed is None else mixed + logp
-            new_caches.append(out.cache)
-        return mixed, new_caches
+        logps, new_caches = expert_logprobs(
+            model, experts, input_ids, attention_mask, position_ids, caches
+        )  # (B, K, V)
+        return (w.to(logps.device)[None, :, None] * logps).sum(1), new_caches
 
     return forward
 

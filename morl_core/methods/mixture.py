@@ -1,0 +1,107 @@
+"""D2. PMIX: the arithmetic mixture of the experts' next-token probabilities.
+
+Reference: Kong et al., "EMORL: Ensemble Multi-Objective Reinforcement Learning for Efficient and
+Flexible LLM Fine-Tuning" (SIGDIAL 2025, arXiv 2505.02579): the "logits aggregation" baseline
+that the paper compares hidden-state aggregation (D3) against. In the authors' code it is
+
+    pi_w(y_t | x, y_<t) = sum_i w_i pi_i(y_t | x, y_<t)        (arithmetic mixture)
+
+where MOD (:mod:`morl_core.methods.mod`) takes the geometric mixture
+pi_w proportional to prod_i pi_i^{w_i}. The two behave differently where the experts disagree:
+the arithmetic mixture keeps every token that some weighted expert likes (at w = (0.5, 0.5) it
+says what one expert or the other would say), the geometric one only the tokens that all of them
+accept. EMORL's default hidden-state mixing equals MOD up to temperature (see ``emorl``), so
+the paper's D2-vs-D3 comparison is this method against ``emorl``, on the same experts.
+
+Same experts as soups/MOD/EMORL (``experts_from`` reuses another run's); any w at inference; K
+forward passes (K KV caches) per token, an expert with w_i = 0 skipped. The mixture goes to the
+shared sampler as logits ``log sum_i w_i pi_i`` (a logsumexp, exact in fp32), so temperature and
+top-p apply to the mixed distribution.
+
+Differs from the authors' code: there each expert first decodes its own reply and the per-step
+probabilities of those *different* prefixes are averaged and read out greedily; here every
+expert scores the one shared prefix, which is the token-level mixture the paper describes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from morl_core.config import RunConfig
+from morl_core.methods import METHODS
+from morl_core.methods.base import TrainCallback
+from morl_core.methods.common import (
+    load_adapters,
+    open_policy,
+    read_artifact,
+    snapshot,
+    write_artifact,
+)
+from morl_core.methods.experts import expert_names, train_experts
+from morl_core.methods.mod import expert_logprobs
+from morl_core.weights import check_weights
+
+
+def mixture_next_token(model, experts: list[str], weights: list[float]):
+    """Next-token function: logits log(sum_i w_i softmax(logits_i)), one cache per expert.
+
+    Args:
+        model: a peft model holding the experts as named adapters.
+        experts: adapter names of the experts to mix.
+        weights: their weights, > 0 (normalised here, so any positive scale gives the same mix).
+    """
+    w = torch.tensor(weights, dtype=torch.float32)
+    log_w = torch.log(w / w.sum())  # (K,)
+
+    def forward(input_ids, attention_mask, position_ids, caches):
+        logps, new_caches = expert_logprobs(
+            model, experts, input_ids, attention_mask, position_ids, caches
+        )  # (B, K, V)
+        mixed = torch.logsumexp(logps + log_w.to(logps.device)[None, :, None], dim=1)  # (B, V)
+        return mixed, new_caches
+
+    return forward
+
+
+class ProbabilityMixture:
+    """Steerable that samples from sum_i w_i pi_i over the experts."""
+
+    def __init__(self, policy, objectives: tuple[str, ...], experts: list[str]):
+        self.policy = policy
+        self.objectives = tuple(objectives)
+        self.experts = experts
+        self.models_kept = len(experts)
+        self.passes_per_token = len(experts)
+
+    def next_token(self, weights):
+        """The next-token function for preference ``weights`` (zero-weight experts left out)."""
+        w = check_weights(weights, k=len(self.objectives))
+        used = [(name, float(x)) for name, x in zip(self.experts, w, strict=True) if x > 0]
+        return mixture_next_token(self.policy.model, [n for n, _ in used], [x for _, x in used])
+
+    def generate(self, prompts, weights, **gen: Any) -> list[str]:
+        return self.policy.generate(list(prompts), next_token=self.next_token(weights), **gen)
+
+
+def train(config: RunConfig, run_dir: Path, callback: TrainCallback) -> None:
+    policy = open_policy(config)
+    names = expert_names(config.objectives)
+    experts_from = METHODS["pmix"].option(config.options, "experts_from")
+
+    def front_fn(index: int, finished: bool):
+        if index < len(names) - 1 or not finished:
+            return None  # the mixture exists once every expert is trained
+        return snapshot(ProbabilityMixture(policy, config.objectives, names), config)
+
+    if train_experts(config, run_dir, callback, policy, front_fn, experts_from):
+        write_artifact(run_dir, config, {n: None for n in names}, experts=names)
+
+
+def load(run_dir: Path, device: str = "auto") -> ProbabilityMixture:
+    artifact = read_artifact(run_dir)
+    names = expert_names(artifact["objectives"])
+    policy, _ = load_adapters(run_dir, device, names)
+    return ProbabilityMixture(policy, tuple(artifact["objectives"]), names)

@@ -1,0 +1,281 @@
+"""EMORL (D3) as it really is, PMIX (the arithmetic mixture, D2) and EMORL's grid search.
+
+Two tiny LoRA experts on the embedded model, fitted in a few supervised steps to put their
+first-token mass on warm adjectives and on cold ones (the known-answer classes), stand in for
+trained per-objective experts. On them we check, with exact next-token distributions:
+
+- EMORL's default mixing (after the final layer norm, shared bias-free head) *is* MOD with
+  weights a / sum(a) at temperature 1 / sum(a), to 1e-5, and decodes the same text;
+- mixing before the final norm (``mix_at="pre_norm"``) is not, and ignores the scale of a;
+- PMIX is the arithmetic mixture sum_i w_i pi_i, so its class rates are the w-weighted rates;
+- the grid search runs on training prompts only, its samples are counted as training cost, and
+  its coefficients beat a = w where they must: two disjoint experts, whose geometric mixture at
+  w = (0.5, 0.5) puts far less mass on either class than one expert alone does.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from morl_core import known_answers as ka
+from morl_core.config import ConfigError, RunConfig
+from morl_core.methods import StepInfo, get
+from morl_core.methods.common import ARTIFACT, _train_only, adapter_dir, save_adapter_atomic
+from morl_core.methods.emorl import SEARCH_SEED, Emorl, search_prompts, search_table
+from morl_core.methods.experts import expert_names
+from morl_core.methods.mixture import ProbabilityMixture, mixture_next_token
+from morl_core.methods.mod import Mod, mixed_next_token
+from morl_core.policy import attach_lora, load_policy, set_threads
+from morl_core.prompts import load_prompts
+
+set_threads(1)
+
+NAMES = expert_names(ka.KNOWN_OBJECTIVES)
+FIT_STEPS = 6  # supervised steps per expert: enough for ~0.98 of the mass on its class
+BASE = {
+    "objectives": list(ka.KNOWN_OBJECTIVES),
+    "prompt_set": ka.PROMPT_SET,
+    "steps": 1,
+    "batch_prompts": 2,
+    "k_samples": 2,
+    "max_new_tokens": 1,
+    "eval_prompts": 4,
+    "n_preferences": 2,
+    "eval_every": 0,
+    "device": "cpu",
+    "threads": 1,
+}
+
+
+def positions(mask: torch.Tensor) -> torch.Tensor:
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+@pytest.fixture(scope="module")
+def experts():
+    """(policy with the two fitted experts, token rewards (V, 2), training prompts)."""
+    policy = load_policy("embedded", device="cpu")
+    rewards = ka.token_rewards(policy)  # (V, 2)
+    prompts = load_prompts(ka.PROMPT_SET, "train")
+    ids, mask = policy.encode(prompts, max_new_tokens=1)
+    torch.manual_seed(0)
+    for k, name in enumerate(NAMES):
+        attach_lora(policy, r=4, alpha=8, adapter_name=name)
+        _train_only(policy, name)
+        params = [p for p in policy.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(params, lr=5e-3)
+        in_class = torch.as_tensor(rewards[:, k] > 0)
+        for _ in range(FIT_STEPS):  # maximise log pi(class of objective k | x)
+            logits = policy.model(
+                input_ids=ids, attention_mask=mask, position_ids=positions(mask), logits_to_keep=1
+            ).logits[:, -1]
+            logp = torch.log_softmax(logits.float(), -1)
+            loss = -torch.logsumexp(logp[:, in_class], -1).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        policy.model.set_adapter(name, inference_mode=True)
+    return policy, rewards, prompts
+
+
+def next_logprobs(policy, next_token, prompts) -> np.ndarray:
+    """log-softmax (P, V) of a next-token function's logits at the end of each prompt."""
+    ids, mask = policy.encode(prompts, max_new_tokens=1)
+    with torch.no_grad():
+        logits, _ = next_token(ids, mask, positions(mask), None)
+    return torch.log_softmax(logits.double(), -1).numpy()
+
+
+def emorl_logprobs(emorl: Emorl, coefficients, prompts) -> np.ndarray:
+    emorl.mixer.weights = torch.tensor(coefficients, dtype=torch.float32)
+    model = emorl.fusion
+
+    def next_token(ids, mask, pos, cache):
+        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=1)
+        return out.logits[:, -1].float(), None
+
+    return next_logprobs(emorl.policy, next_token, prompts)
+
+
+def mod_logprobs(policy, weights, temperature, prompts) -> np.ndarray:
+    forward = mixed_next_token(policy.model, NAMES, list(weights))
+    return next_logprobs(policy, lambda *a: (forward(*a)[0] / temperature, None), prompts)
+
+
+def expert_logprobs(policy, name, prompts) -> np.ndarray:
+    policy.model.set_adapter(name, inference_mode=True)
+    return ka.next_token_logprobs(policy, prompts)
+
+
+# --- D3 after the final norm is MOD up to temperature ---
+
+
+@pytest.mark.parametrize("coefficients", [(0.6, 0.3), (1.0, 1.0), (0.2, 0.9)])
+def test_emorl_final_mixing_is_mod_at_temperature_one_over_sum(experts, coefficients):
+    policy, _, prompts = experts
+    a = np.asarray(coefficients)
+    emorl = Emorl(policy, ka.KNOWN_OBJECTIVES, NAMES)
+    mixed = np.exp(emorl_logprobs(emorl, a, prompts))
+    mod = np.exp(mod_logprobs(policy, a / a.sum(), 1.0 / a.sum(), prompts))
+    assert np.abs(mixed - mod).max() < 1e-5
+    at_temperature_one = np.exp(mod_logprobs(policy, a / a.sum(), 1.0, prompts))
+    if a.sum() != 1.0:  # the comparison can fail: the temperature is what differs
+        assert np.abs(mixed - at_temperature_one).max() > 1e-3
+
+
+def test_emorl_and_mod_at_that_temperature_decode_the_same_text(experts):
+    policy, _, prompts = experts
+    a = np.asarray([0.7, 0.5])
+    emorl = Emorl(policy, ka.KNOWN_OBJECTIVES, NAMES)
+    mod = Mod(policy, ka.KNOWN_OBJECTIVES, NAMES)
+    gen = {"seed": 3, "max_new_tokens": 8}
+    texts = emorl.decode(prompts, a, temperature=1.0, **gen)
+    assert texts == mod.generate(prompts, a / a.sum(), temperature=1.0 / a.sum(), **gen)
+    assert texts != mod.generate(prompts, a / a.sum(), temperature=1.0, **gen)
+
+
+# --- D3 before the final norm is a different method ---
+
+
+def test_pre_norm_mixing_differs_from_mod_and_ignores_the_scale_of_a(experts):
+    policy, _, prompts = experts
+    final = Emorl(policy, ka.KNOWN_OBJECTIVES, NAMES, mix_at="final")
+    pre = Emorl(policy, ka.KNOWN_OBJECTIVES, NAMES, mix_at="pre_norm")
+    for name, one_hot in zip(NAMES, ([1.0, 0.0], [0.0, 1.0]), strict=True):
+        alone = np.exp(expert_logprobs(policy, name, prompts))
+        for emorl in (final, pre):  # one expert alone: both levels give that expert exactly
+            assert np.abs(np.exp(emorl_logprobs(emorl, one_hot, prompts)) - alone).max() < 1e-5
+    a = np.asarray([0.6, 0.3])
+    mod = np.exp(mod_logprobs(policy, a / a.sum(), 1.0 / a.sum(), prompts))
+    assert np.abs(np.exp(emorl_logprobs(final, a, prompts)) - mod).max() < 1e-5
+    deeper = np.exp(emorl_logprobs(pre, a, prompts))
+    assert np.abs(deeper - mod).max() > 1e-2  # not a mixture of logits
+    doubled = np.exp(emorl_logprobs(pre, 2 * a, prompts))
+    assert np.abs(doubled - deeper).max() < 1e-4  # the norm removes the scale of a
+
+
+def test_mix_at_is_validated_by_name(experts):
+    with pytest.raises(ConfigError) as refused:
+        RunConfig.from_dict({**BASE, "method": "emorl", "options": {"mix_at": "middle"}})
+    assert "final, pre_norm" in refused.value.errors["options.mix_at"]
+    with pytest.raises(ValueError, match="mix_at must be one of final, pre_norm"):
+        Emorl(experts[0], ka.KNOWN_OBJECTIVES, NAMES, mix_at="middle")
+
+
+# --- PMIX: the arithmetic mixture ---
+
+
+def test_pmix_is_the_arithmetic_mixture_of_the_experts(experts):
+    policy, rewards, prompts = experts
+    w = np.asarray([0.3, 0.7])
+    mixed = next_logprobs(policy, mixture_next_token(policy.model, NAMES, list(w)), prompts)
+    alone = [np.exp(expert_logprobs(policy, n, prompts)) for n in NAMES]  # oracle: no cache
+    assert np.abs(np.exp(mixed) - (w[0] * alone[0] + w[1] * alone[1])).max() < 1e-5
+    # so the class rates are the weighted rates exactly, where MOD's geometric mixture is not
+    weighted = w[0] * ka.rates(np.log(alone[0]), rewards) + w[1] * ka.rates(
+        np.log(alone[1]), rewards
+    )
+    np.testing.assert_allclose(ka.rates(mixed, rewards), weighted, atol=1e-5)
+    geometric = ka.rates(mod_logprobs(policy, w, 1.0, prompts), rewards)
+    assert np.abs(geometric - weighted).max() > 0.05
+    steerable = ProbabilityMixture(policy, ka.KNOWN_OBJECTIVES, NAMES)
+    one_hot = next_logprobs(policy, steerable.next_token([1.0, 0.0]), prompts)
+    assert np.abs(np.exp(one_hot) - alone[0]).max() < 1e-5
+
+
+# --- training with reused experts: pmix, and emorl's search as training cost ---
+
+
+@pytest.fixture(scope="module")
+def experts_run(experts, tmp_path_factory) -> Path:
+    """A finished-looking run folder holding the two fitted experts."""
+    policy, _, _ = experts
+    run_dir = tmp_path_factory.mktemp("known-experts")
+    config = RunConfig.from_dict({**BASE, "method": "soups"})
+    (run_dir / "config.json").write_text(json.dumps(config.to_dict()))
+    for name in NAMES:
+        save_adapter_atomic(policy, adapter_dir(run_dir, name), name)
+    return run_dir
+
+
+def train(method: str, run_dir: Path, source: Path, **options) -> list[StepInfo]:
+    config = RunConfig.from_dict(
+        {**BASE, "method": method, "options": {"experts_from": str(source), **options}}
+    )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(config.to_dict()))
+    infos: list[StepInfo] = []
+    get(method).train(config, run_dir, lambda info: infos.append(info) or True)
+    return infos
+
+
+def test_pmix_trains_on_reused_experts_and_serves_preferences(experts, experts_run, tmp_path):
+    _, _, prompts = experts
+    assert train("pmix", tmp_path, experts_run) == []  # copied experts: nothing trained
+    artifact = json.loads((tmp_path / ARTIFACT).read_text())
+    assert artifact["method"] == "pmix" and artifact["experts"] == NAMES
+    steerable = get("pmix").load(tmp_path, device="cpu")
+    assert steerable.passes_per_token == 2
+    warm = steerable.generate(prompts, [1.0, 0.0], seed=0, max_new_tokens=1)
+    cold = steerable.generate(prompts, [0.0, 1.0], seed=0, max_new_tokens=1)
+    assert ka.warm_word(prompts, warm) != ka.warm_word(prompts, cold)
+
+
+def test_emorl_searches_training_prompts_and_counts_them_as_samples(
+    experts_run, tmp_path, monkeypatch
+):
+    searched: list[str] = []
+    decode = Emorl.decode
+
+    def recording(self, prompts, coefficients, **gen):
+        if gen.get("seed") == SEARCH_SEED:
+            searched.extend(prompts)
+        return decode(self, prompts, coefficients, **gen)
+
+    monkeypatch.setattr(Emorl, "decode", recording)
+    infos = train("emorl", tmp_path, experts_run, search_rounds=1, search_prompts=3)
+    artifact = json.loads((tmp_path / ARTIFACT).read_text())
+    search = artifact["search"]
+    train_split = load_prompts(ka.PROMPT_SET, "train")
+    assert searched and set(searched) == set(train_split[:3])
+    assert not set(searched) & set(load_prompts(ka.PROMPT_SET, "eval"))
+    assert search["split"] == "train" and search["overlaps_eval_prompts"] is False
+    assert search["samples"] == search["evaluations"] * 3 == 9 * 3  # one 3x3 round
+    # experts were copied: the search is this run's whole training cost, reported once
+    assert len(infos) == 1 and infos[0].stage == "search" and infos[0].front is not None
+    assert infos[0].samples == search["samples"]
+    assert infos[0].metrics["search/samples"] == search["samples"]
+    assert artifact["mix_at"] == "final"
+    assert get("emorl").load(tmp_path, device="cpu").mix_at == "final"
+
+
+# --- the search finds coefficients that beat a = w ---
+
+
+def exact_value(emorl: Emorl, coefficients, w, rewards, prompts) -> float:
+    """w . (class rates) of pi_a on ``prompts``, by enumerating the vocabulary."""
+    return float(np.dot(w, ka.rates(emorl_logprobs(emorl, coefficients, prompts), rewards)))
+
+
+def test_searched_coefficients_beat_a_equals_w_where_they_must(experts):
+    """Disjoint experts: their geometric mixture at a = w = (0.5, 0.5) spreads its mass off
+    both classes, while one expert alone (a corner of the box) keeps ~0.98 on its class. The
+    value is measured exactly on the held-out prompts, not on the search's own samples."""
+    policy, rewards, _ = experts
+    config = RunConfig.from_dict({**BASE, "method": "emorl"})
+    prompts, overlap = search_prompts(config, 8)
+    assert not overlap
+    emorl = Emorl(policy, ka.KNOWN_OBJECTIVES, NAMES)
+    w = np.asarray([0.5, 0.5])
+    table, cost = search_table(emorl, config, w[None], prompts, rounds=1)
+    searched = np.asarray(table[0]["coefficients"])
+    held_out = load_prompts(ka.PROMPT_SET, "eval")
+    at_w = exact_value(emorl, w, w, rewards, held_out)
+    found = exact_value(emorl, searched, w, rewards, held_out)
+    assert found > at_w + 0.05, (searched.tolist(), found, at_w)
+    assert cost["evaluations"] == 9 and cost["samples"] == cost["evaluations"] * 8
