@@ -16,6 +16,7 @@ METHOD_COLORS: dict[str, str] = {
     "dynaopt": "#FF7F0E",
     "soups": "#2CA02C",
     "mod": "#D62728",
+    "pmix": "#BCBD22",
     "ric": "#9467BD",
     "panacea": "#8C564B",
     "emorl": "#E377C2",
