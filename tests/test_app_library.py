@@ -330,3 +330,12 @@ def test_evaluated_runs_group_by_objective_set():
         "soups · sentiment, brevity" in fronts
         and "soups · sentiment, brevity, readability" in fronts
     )
+
+
+def test_benchmark_front_lines_join_only_non_dominated_points():
+    from morl_core.bench.figures import fronts_overlay
+
+    record = {"suite": "s", "status": "succeeded", "objectives": ["a", "b"], "method": "mod",
+              "seed": 0, "front": [[0.1, 0.9], [0.5, 0.5], [0.4, 0.4], [0.9, 0.1]]}  # fmt: skip
+    line = fronts_overlay([record], "s").data[0]
+    assert list(line.x) == [0.1, 0.5, 0.9]  # (0.4, 0.4) is dominated: no zig-zag through it

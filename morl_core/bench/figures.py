@@ -44,8 +44,12 @@ def fronts_overlay(records: list[dict[str, Any]], suite: str) -> go.Figure:
     for rec in records:
         if rec.get("suite") != suite or rec.get("status") != "succeeded":
             continue
-        pts = np.asarray(rec["front"])
+        pts = np.asarray(rec["front"], dtype=float)
         names = rec["objectives"]
+        # only non-dominated points are joined: a line through dominated ones zig-zags
+        from morl_core.pareto import non_dominated
+
+        pts = pts[non_dominated(pts)]
         order = np.argsort(pts[:, 0])
         fig.add_trace(
             go.Scatter(
