@@ -7,7 +7,15 @@ import pytest
 import torch
 
 from morl_core.policy import load_policy, set_threads
-from morl_core.rl.losses import group_advantages, kl_k3, policy_loss, token_logprobs
+from morl_core.rl.losses import (
+    group_advantages,
+    kl_k3,
+    kl_report,
+    kl_shaped_rewards,
+    policy_loss,
+    sequence_kl,
+    token_logprobs,
+)
 from morl_core.rl.trainer import RewardNormalizer, distinct_n
 
 set_threads(1)
@@ -90,26 +98,51 @@ def test_policy_loss_values_on_a_hand_case():
     logp = torch.tensor([[-1.0, -2.0, -9.0], [-0.5, -0.5, -0.5]])  # (B=2, T=3)
     mask = torch.tensor([[1, 1, 0], [1, 1, 1]])  # row 0's last token is padding
     advantages = torch.tensor([2.0, -1.0])
-    ref = logp.clone()
-    loss, pg, kl = policy_loss(logp, ref, advantages, mask, kl_coef=0.5)
-    # pg = -mean(A * sum_t logp) = -mean(2 * -3, -1 * -1.5) = -mean(-6, 1.5) = 2.25
-    assert float(pg) == pytest.approx(2.25)
-    assert float(kl) == 0.0
+    loss = policy_loss(logp, advantages, mask)
+    # -mean(A * sum_t logp) = -mean(2 * -3, -1 * -1.5) = -mean(-6, 1.5) = 2.25
     assert float(loss) == pytest.approx(2.25)
 
-    ref = logp + torch.tensor([[0.1, 0.0, 5.0], [0.0, 0.0, 0.0]])
-    loss, pg, kl = policy_loss(logp, ref, advantages, mask, kl_coef=0.5)
-    k3 = np.exp(0.1) - 0.1 - 1.0
-    # mean over rows of the per-row mean-token KL; the padded token (q = 5) is not counted
-    assert float(kl) == pytest.approx((k3 / 2 + 0.0) / 2, rel=1e-5)
-    assert float(loss) == pytest.approx(2.25 + 0.5 * float(kl), rel=1e-6)
+
+def test_sequence_kl_sums_over_real_tokens_and_is_detached():
+    logp = torch.tensor([[-1.0, -2.0, -9.0], [-0.5, -0.5, -0.5]], requires_grad=True)
+    ref = logp.detach() + torch.tensor([[0.1, 0.3, 5.0], [0.0, 0.0, 0.0]])
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    kl = sequence_kl(logp, ref, mask)
+    # summed (not averaged) over tokens; the padded token (difference 5) is not counted
+    assert kl.tolist() == pytest.approx([-0.4, 0.0])
+    assert not kl.requires_grad
+    shaped = kl_shaped_rewards(torch.tensor([1.0, 1.0]), logp, ref, mask, kl_coef=0.5)
+    assert shaped.tolist() == pytest.approx([1.2, 1.0])
+    per_seq, per_tok = kl_report(logp, ref, mask)
+    k3 = sum(np.exp(q) - q - 1 for q in (0.1, 0.3))
+    assert per_seq == pytest.approx(k3 / 2, rel=1e-5)
+    assert per_tok == pytest.approx(k3 / 5, rel=1e-5)
+
+
+def test_expected_gradient_is_the_gradient_of_the_kl_regularised_objective():
+    """Exact expectation over a 4-token one-step policy: E_y[A(y) grad log pi(y)] of the shaped
+    reward equals grad (E[r] - beta KL(pi || ref)), computed by autograd on the closed form."""
+    torch.manual_seed(0)
+    beta = 0.3
+    logits = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    ref = torch.log_softmax(torch.randn(4, dtype=torch.float64), -1)
+    reward = torch.tensor([1.0, 0.0, 0.2, 0.0], dtype=torch.float64)
+
+    logp = torch.log_softmax(logits, -1)
+    exact = (logp.exp() * reward).sum() - beta * (logp.exp() * (logp - ref)).sum()
+    (grad_exact,) = torch.autograd.grad(exact, logits)
+
+    # score-function estimator in expectation: sum_y pi(y) * shaped(y) * grad log pi(y)
+    logp = torch.log_softmax(logits, -1)
+    shaped = kl_shaped_rewards(reward, logp[:, None], ref[:, None], torch.ones(4, 1), beta)
+    surrogate = (logp.exp().detach() * shaped * logp).sum()
+    (grad_estimator,) = torch.autograd.grad(surrogate, logits)
+    assert torch.allclose(grad_estimator, grad_exact, atol=1e-12)
 
 
 def test_padded_tokens_get_no_gradient():
     logp = torch.zeros(1, 3, requires_grad=True)
-    loss, _, _ = policy_loss(
-        logp, torch.full((1, 3), -1.0), torch.tensor([1.0]), torch.tensor([[1, 1, 0]]), 0.1
-    )
+    loss = policy_loss(logp, torch.tensor([1.0]), torch.tensor([[1, 1, 0]]))
     loss.backward()
     assert logp.grad[0, 2] == 0.0
     assert (logp.grad[0, :2] != 0).all()
@@ -125,7 +158,7 @@ def test_gradient_step_raises_logp_of_positive_advantage_samples():
         return torch.log_softmax(logits, -1).gather(-1, tokens[..., None]).squeeze(-1)  # (2, 1)
 
     before = logp_of_samples().detach()
-    loss, pg, _ = policy_loss(logp_of_samples(), before, advantages, torch.ones(2, 1), 0.0)
+    loss = policy_loss(logp_of_samples(), advantages, torch.ones(2, 1))
     loss.backward()
     with torch.no_grad():
         logits -= 0.5 * logits.grad  # one SGD step on the loss

@@ -3,12 +3,24 @@
 All of it works on a rollout of ``B = prompts * k`` rows ordered prompt-major (the k samples of
 one prompt are adjacent), in fp32 whatever the model's dtype.
 
-Objective maximised per step (REINFORCE with a group baseline and a KL penalty)::
+Objective maximised (the KL-regularised RL objective of RLHF)::
 
-    J(theta) = E[ A(y) * sum_t log pi_theta(y_t | x, y_<t) ] - beta * KL(pi_theta || pi_ref)
+    J(theta) = E_{x, y ~ pi_theta} [ r(x, y) ] - beta * KL(pi_theta(.|x) || pi_ref(.|x))
 
-with ``A = r - baseline`` from the other samples of the same prompt, and the KL estimated per
-token with the non-negative k3 estimator ``exp(q) - q - 1``, ``q = log pi_ref - log pi_theta``.
+with the KL taken over whole completions, i.e. summed over their tokens (per sequence, not per
+token). Its maximiser is pi*(y|x) proportional to pi_ref(y|x) exp(r(x, y) / beta).
+
+The gradient is estimated in the RLOO form (Ahmadian et al. 2024): the per-sequence estimate
+``k1(y) = sum_t log pi(y_t) - log pi_ref(y_t)`` is *detached* and folded into the reward,
+``r'(y) = r(y) - beta * k1(y)``, before the group baseline; the loss is then plain REINFORCE,
+``-A(y) * sum_t log pi(y_t)``. Since ``grad KL = E[k1 * grad log pi(y)]`` (the extra
+``E[grad log pi]`` term is zero), this is an unbiased gradient of ``J``. Backpropagating the k3
+estimator through ``log pi`` instead would follow ``KL(pi_ref || pi)``, and averaging the KL over
+tokens while summing the policy-gradient term would divide beta by the completion length; both
+were bugs here once, and ``tests/test_known_answers.py`` pins the exact optimum.
+
+The k3 estimator ``exp(q) - q - 1`` (``q = log ref - log pi``) is kept for *reporting* only: it is
+non-negative per token and unbiased for the KL under samples of pi.
 """
 
 from __future__ import annotations
@@ -62,16 +74,42 @@ def group_advantages(rewards: torch.Tensor, k: int, kind: str = "rloo") -> torch
 
 
 def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
-    """Per-token k3 estimate of KL(pi || ref): ``exp(q) - q - 1`` with ``q = ref - logp`` (>= 0)."""
+    """Per-token k3 estimate of KL(pi || ref): ``exp(q) - q - 1`` with ``q = ref - logp`` (>= 0).
+
+    For reporting: its gradient through ``logp`` is *not* the gradient of KL(pi || ref).
+    """
     q = ref_logp - logp
     return torch.exp(q) - q - 1.0
 
 
-def policy_loss(logp, ref_logp, advantages, mask, kl_coef: float):
-    """Loss to minimise and its parts: -(A * sum_t logp) + beta * mean-token KL, averaged over rows."""
+def sequence_kl(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Detached per-sequence k1 estimate (B,): ``sum_t (log pi - log ref)`` over real tokens.
+
+    Unbiased for KL(pi || ref) of the whole completion when ``y ~ pi``; a single sample may be
+    negative. This is the quantity beta multiplies in the shaped reward.
+    """
+    return ((logp.detach() - ref_logp.detach()) * mask.float()).sum(-1)
+
+
+def kl_shaped_rewards(
+    rewards: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor, mask, kl_coef: float
+) -> torch.Tensor:
+    """``r - beta * k1_sequence`` (B,): the reward the group baseline is taken on."""
+    return rewards - kl_coef * sequence_kl(logp, ref_logp, mask)
+
+
+def policy_loss(logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """REINFORCE loss to minimise: ``-mean_rows(A * sum_t log pi(y_t))`` over real tokens.
+
+    ``advantages`` (B,) come from :func:`group_advantages` of the KL-shaped rewards, so the
+    KL penalty is already inside them.
+    """
+    return -(advantages * (logp * mask.float()).sum(-1)).mean()
+
+
+def kl_report(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
+    """(KL per sequence, KL per token), both means over rows of the k3 estimate."""
     mask = mask.float()
-    lengths = mask.sum(-1).clamp(min=1.0)
-    pg = -(advantages * (logp * mask).sum(-1)).mean()
-    kl_tok = kl_k3(logp, ref_logp) * mask
-    kl = (kl_tok.sum(-1) / lengths).mean()
-    return pg + kl_coef * kl, pg.detach(), kl.detach()
+    per_row = (kl_k3(logp.detach(), ref_logp.detach()) * mask).sum(-1)  # (B,)
+    tokens = mask.sum().clamp(min=1.0)
+    return float(per_row.mean()), float(per_row.sum() / tokens)

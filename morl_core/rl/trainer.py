@@ -5,8 +5,11 @@ DynaOpt one whose weights a bandit moves. A step is::
 
     prompts --rollout (k samples each, KV cache)--> completions
             --objectives.score--> raw rewards (B, K) --normalise--> (B, K) in [0, 1]
-            --scalarize(weights)--> (B,) --group baseline--> advantages (B,)
-            --REINFORCE + KL(pi || base) --> AdamW step on the adapter only
+            --scalarize(weights)--> (B,) --minus beta * KL(pi || base) per sequence (detached)
+            --group baseline--> advantages (B,) --REINFORCE--> AdamW step on the adapter only
+
+The maximised objective is E[f_w(r)] - beta * KL(pi || pi_ref), KL summed over a completion's
+tokens; see :mod:`morl_core.rl.losses` for why the KL enters through the reward.
 """
 
 from __future__ import annotations
@@ -20,8 +23,16 @@ import torch
 
 from morl_core import objectives as objective_registry
 from morl_core.config import RunConfig
-from morl_core.rl.losses import group_advantages, policy_loss, token_logprobs
-from morl_core.scalarize import RunningMeanStd, scalarize
+from morl_core.objectives.normalize import RewardNormalizer  # noqa: F401 -- imported from here too
+from morl_core.prompts import load_prompt_columns
+from morl_core.rl.losses import (
+    group_advantages,
+    kl_report,
+    kl_shaped_rewards,
+    policy_loss,
+    token_logprobs,
+)
+from morl_core.scalarize import scalarize_available
 
 TCHEBYCHEFF_UTOPIA = 1.0  # normalised rewards live in [0, 1], so 1 is the ideal point
 
@@ -32,28 +43,6 @@ def distinct_n(texts: Sequence[str], n: int = 2) -> float:
         tuple(t.split()[i : i + n]) for t in texts for i in range(max(0, len(t.split()) - n + 1))
     ]
     return len(set(grams)) / len(grams) if grams else 0.0
-
-
-class RewardNormalizer:
-    """'fixed': objectives already map to [0, 1], clip. 'running': z-score by running mean/std,
-    squashed by a sigmoid into (0, 1) so every scalarisation (log-sum included) stays defined."""
-
-    def __init__(self, kind: str, k: int):
-        self.kind = kind
-        self.stats = RunningMeanStd(k) if kind == "running" else None
-
-    def __call__(self, raw: np.ndarray) -> np.ndarray:  # (B, K) -> (B, K)
-        if self.stats is None:
-            return np.clip(raw, 0.0, 1.0)
-        self.stats.update(raw)
-        return 1.0 / (1.0 + np.exp(-self.stats.normalize(raw)))
-
-    def state(self) -> dict[str, Any]:
-        return {"kind": self.kind, "stats": self.stats.state_dict() if self.stats else None}
-
-    def load(self, state: dict[str, Any]) -> None:
-        if state.get("stats") is not None:
-            self.stats = RunningMeanStd.from_state_dict(state["stats"])
 
 
 class RLTrainer:
@@ -73,7 +62,10 @@ class RLTrainer:
         self.generator = torch.Generator(device=policy.device)
         self.generator.manual_seed(seed)
         self.rng = np.random.default_rng(seed)
-        self.normalizer = RewardNormalizer(config.normalization, len(self.objectives))
+        # imported objectives get their range mapped to [0, 1] (given, declared or learned)
+        self.normalizer = objective_registry.RewardNormalizer(config.normalization, self.objectives)
+        # the prompt set's extra JSONL fields, passed to imported reward functions as TRL does
+        self.prompt_columns = load_prompt_columns(config.prompt_set, "train")
         self.steps_done = 0
 
     # --- one step ---
@@ -97,28 +89,40 @@ class RLTrainer:
 
         # --- rewards ---
         repeated = [p for p in batch for _ in range(cfg.k_samples)]
-        raw = objective_registry.score(self.objectives, repeated, texts)  # (B, K)
+        raw = objective_registry.score(
+            self.objectives,
+            repeated,
+            texts,
+            completion_ids=[
+                ids[: int(m.sum())]  # the generated ids, as TRL passes them
+                for ids, m in zip(
+                    rollout.completion_ids.tolist(), rollout.completion_mask, strict=True
+                )
+            ],
+            prompt_columns=self.prompt_columns,
+            trainer_state=objective_registry.TrainerState(self.steps_done, cfg.steps),
+        )  # (B, K), NaN = not applicable
         norm = self.normalizer(raw)  # (B, K)
         kw = (
             {"utopia": np.full(len(self.objectives), TCHEBYCHEFF_UTOPIA)}
             if cfg.scalarization == "tchebycheff"
             else {}
         )
-        scalar = scalarize(norm, weights, cfg.scalarization, **kw)  # (B,)
-        advantages = group_advantages(
-            torch.as_tensor(scalar, dtype=torch.float32), cfg.k_samples, cfg.advantage
-        )
+        scalar = scalarize_available(
+            norm, weights, cfg.scalarization, group_size=cfg.k_samples, **kw
+        )  # (B,)
         t2 = time.perf_counter()
 
-        # --- update ---
+        # --- update: REINFORCE on the KL-shaped reward, group baseline (RLOO / kSCST) ---
         model = policy.model
         model.eval()  # no dropout: the sampled and the scored policy must be the same
         mask = rollout.completion_mask
         n_tok = mask.shape[1]
         metrics_extra: dict[str, float] = {}
+        kl_seq = kl_tok = 0.0
         if n_tok == 0:
             metrics_extra["skipped"] = 1.0
-            pg = kl = torch.tensor(0.0)
+            pg = torch.tensor(0.0)
             entropy = torch.tensor(0.0)
         else:
             logp, ent = token_logprobs(model, rollout.input_ids, rollout.attention_mask, n_tok)
@@ -126,29 +130,40 @@ class RLTrainer:
                 ref_logp, _ = token_logprobs(
                     model, rollout.input_ids, rollout.attention_mask, n_tok
                 )
-            loss, pg, kl = policy_loss(
-                logp, ref_logp, advantages.to(logp.device), mask, cfg.kl_coef
-            )
+            shaped = kl_shaped_rewards(
+                torch.as_tensor(scalar, dtype=torch.float32, device=logp.device),
+                logp,
+                ref_logp,
+                mask,
+                cfg.kl_coef,
+            )  # (B,)
+            advantages = group_advantages(shaped, cfg.k_samples, cfg.advantage)
+            pg = policy_loss(logp, advantages, mask)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            pg.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(
                 [p for _, p in self.named_params], cfg.grad_clip
             )
             self.optimizer.step()
             metrics_extra["grad_norm"] = float(grad_norm)
+            kl_seq, kl_tok = kl_report(logp, ref_logp, mask)
             entropy = (ent * mask).sum() / mask.sum().clamp(min=1)
         t3 = time.perf_counter()
         self.steps_done += 1
 
         metrics: dict[str, float] = {}
+        raw_means = objective_registry.mean_applicable_columns(raw)  # (K,)
+        norm_means = objective_registry.mean_applicable_columns(norm)  # (K,)
         for i, name in enumerate(self.objectives):
-            metrics[f"reward/{name}"] = float(raw[:, i].mean())
-            metrics[f"reward_norm/{name}"] = float(norm[:, i].mean())
+            metrics[f"reward/{name}"] = float(raw_means[i])  # over applicable samples
+            metrics[f"reward_norm/{name}"] = float(norm_means[i])
+        metrics.update(self.normalizer.metrics())  # range_low/NAME, range_high/NAME
         metrics.update(
             {
                 "reward/scalarized": float(scalar.mean()),
-                "loss/policy": float(pg),
-                "kl": float(kl),
+                "loss/policy": float(pg.detach()),
+                "kl": kl_seq,  # KL(pi || ref) per completion (summed over its tokens)
+                "kl_per_token": kl_tok,
                 "entropy": float(entropy),
                 "length": float(mask.sum(-1).float().mean()) if n_tok else 0.0,
                 "distinct2": distinct_n(texts, 2),
