@@ -395,7 +395,6 @@ def train_categorical_policy(kind: str, steps: int = 300, seed: int = 0) -> np.n
     normalizer = RewardNormalizer("fixed", len(NONCONVEX))
     weights = np.array([0.5, 0.5])
     options = {"utopia": np.full(2, TCHEBYCHEFF_UTOPIA)} if kind == "tchebycheff" else {}
-    reference = torch.full((groups * k, 1), -math.log(len(texts)))  # uniform start policy
     for _ in range(steps):
         probs = torch.softmax(theta.detach(), -1)
         index = torch.multinomial(probs, groups * k, replacement=True, generator=generator)
@@ -404,7 +403,7 @@ def train_categorical_policy(kind: str, steps: int = 300, seed: int = 0) -> np.n
         scalar = scalarize(normalizer(raw), weights, kind, **options)  # (B,)
         advantages = group_advantages(torch.as_tensor(scalar, dtype=torch.float32), k, "rloo")
         logp = torch.log_softmax(theta, -1)[index][:, None]  # (B, 1)
-        loss, _, _ = policy_loss(logp, reference, advantages, torch.ones_like(logp), kl_coef=0.0)
+        loss = policy_loss(logp, advantages, torch.ones_like(logp))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
