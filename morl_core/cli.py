@@ -37,16 +37,26 @@ def cmd_objectives(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from morl_core.objectives import score
+    from morl_core.objectives import score, split_specs
 
-    names = [n.strip() for n in args.objectives.split(",") if n.strip()]
+    names = split_specs(args.objectives)  # commas inside a factory's (settings) stay put
+    columns = {}
+    for item in args.column:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ValueError(f"--column must be NAME=VALUE with NAME an identifier, got {item!r}")
+        columns[key.strip()] = value
     prompts = [args.prompt] * len(args.texts)
-    matrix = score(names, prompts, list(args.texts), allow_import=True)
-    if args.json:
-        print(json.dumps({"objectives": names, "scores": matrix.tolist()}))
+    matrix = score(
+        names, prompts, list(args.texts), allow_import=True, prompt_columns={args.prompt: columns}
+    )
+    if args.json:  # NaN (not applicable) -> null
+        scores = [[None if math.isnan(v) else v for v in row] for row in matrix.tolist()]
+        print(json.dumps({"objectives": names, "scores": scores}))
     else:
         rows = [
-            [t[:48], *(f"{v:.3f}" for v in row)] for t, row in zip(args.texts, matrix, strict=True)
+            [t[:48], *("n/a" if math.isnan(v) else f"{v:.3f}" for v in row)]
+            for t, row in zip(args.texts, matrix, strict=True)
         ]
         print(_table(rows, ["text", *names]))
     return 0
@@ -122,9 +132,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("score", help="score texts on objectives")
     p.add_argument("texts", nargs="+", help="texts to score")
     p.add_argument(
-        "--objectives", required=True, help="comma-separated names, e.g. sentiment,brevity"
+        "--objectives",
+        required=True,
+        help="comma-separated names or specs, e.g. sentiment,trl.rewards:think_format_reward",
     )
     p.add_argument("--prompt", default="", help="prompt the texts answer (for relevance)")
+    p.add_argument(
+        "--column",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a prompt-set column for imported reward functions, e.g. solution=42 "
+        "(repeat for several)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_score)
 

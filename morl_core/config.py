@@ -329,6 +329,7 @@ class RunConfig:
         """
         from morl_core.methods import METHODS
         from morl_core.objectives import OBJECTIVES
+        from morl_core.objectives.specs import spec_errors
         from morl_core.policy.model import EMBEDDED
         from morl_core.prompts import available, shipped_file
 
@@ -364,6 +365,8 @@ class RunConfig:
                     err["objectives"] = (
                         f"unknown {short_repr(unknown)}; allowed: {allowed_objectives}"
                     )
+                elif spec_problems := spec_errors(o for o in objs if o not in OBJECTIVES):
+                    err["objectives"] = spec_problems  # syntax only: importing waits for the run
         else:
             err["objectives"] = (
                 f"must be a list of objective names, got {short_repr(self.objectives)}; "
@@ -559,7 +562,11 @@ class RunConfig:
         values = {k: v for k, v in data.items() if k in known}
         for name in ("objectives", "weights"):
             value = values.get(name)
-            if isinstance(value, str):  # "a,b" from a form or a flag
+            if isinstance(value, str) and name == "objectives":  # commas in a spec's (...) stay
+                from morl_core.objectives.specs import split_specs
+
+                values[name] = split_specs(value)
+            elif isinstance(value, str):  # "a,b" from a form or a flag
                 values[name] = [p.strip() for p in value.split(",") if p.strip()]
         if isinstance(values.get("objectives"), list):
             values["objectives"] = tuple(values["objectives"])

@@ -139,6 +139,66 @@ def scalarize(
     return SCALARIZATIONS[kind](rewards, weights, **kwargs)
 
 
+def scalarize_available(
+    rewards: ArrayLike,
+    weights: ArrayLike,
+    kind: str = "linear",
+    group_size: int | None = None,
+    **kwargs: object,
+) -> np.ndarray:
+    """``scalarize`` where NaN means "objective not applicable to this sample".
+
+    Each row is scalarised over its applicable objectives only, with the preference
+    renormalised over them (a reward function that returns None for a sample must not count
+    as 0 there). A row with no applicable objective, or whose applicable objectives all have
+    weight 0, has no scalar reward: it gets the mean of the other rows of its group of
+    ``group_size`` adjacent rows (so its group-baseline advantage is about 0), or of all rows
+    when ``group_size`` is None, or 0 when nothing in reach applies.
+
+    Args:
+        rewards: Shape (N, K); larger is better; NaN where not applicable.
+        weights: Preference, shape (K,).
+        kind: As for :func:`scalarize`.
+        group_size: Rows per group (k samples of one prompt), or None.
+        **kwargs: As for :func:`scalarize`; a ``utopia`` vector is subset like the weights.
+
+    Returns:
+        Shape (N,); finite.
+
+    Example:
+        >>> scalarize_available([[1.0, float("nan")], [0.2, 0.4]], [0.5, 0.5]).tolist()
+        [1.0, 0.30000000000000004]
+    """
+    r = as_matrix(rewards, "rewards", min_k=1, allow_nan_rows=True)  # (N, K)
+    w = check_weights(weights, k=r.shape[1])
+    if not np.isnan(r).any():
+        return scalarize(r, w, kind, **kwargs)
+    out = np.full(r.shape[0], np.nan)  # (N,)
+    applicable = ~np.isnan(r)  # (N, K)
+    for pattern in np.unique(applicable, axis=0):
+        rows = (applicable == pattern).all(axis=1)
+        if not pattern.any() or w[pattern].sum() <= 0:
+            continue
+        options = dict(kwargs)
+        if options.get("utopia") is not None:
+            options["utopia"] = as_vector(options["utopia"], "utopia", k=r.shape[1])[pattern]
+        sub_w = w[pattern] / w[pattern].sum()
+        out[rows] = scalarize(r[rows][:, pattern], sub_w, kind, **options)
+    return _fill_missing(out, group_size)
+
+
+def _fill_missing(values: np.ndarray, group_size: int | None) -> np.ndarray:
+    if not np.isnan(values).any():
+        return values
+    n = len(values)
+    size = n if not group_size or n % group_size else group_size
+    groups = values.reshape(-1, size).copy()  # (G, size)
+    for g in groups:
+        known = g[~np.isnan(g)]
+        g[np.isnan(g)] = known.mean() if known.size else 0.0
+    return groups.reshape(-1)
+
+
 # --- normalisation ---------------------------------------------------------------------------
 
 

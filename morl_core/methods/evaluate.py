@@ -38,8 +38,13 @@ def evaluate_front(
     seed: int = 0,
     samples: int = 1,
     max_new_tokens: int = EVAL_DECODING["max_new_tokens"],
+    prompt_columns: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Front points of ``steerable`` at each preference.
+
+    ``prompt_columns`` are the prompt set's extra fields for imported reward functions (see
+    :func:`morl_core.prompts.load_prompt_columns`). Points are means over the samples an
+    objective applies to (a reward function's ``None`` is left out, not counted as 0).
 
     Returns:
         {"objectives": [...], "preferences": (P, K), "points": (P, K) mean rewards,
@@ -63,13 +68,11 @@ def evaluate_front(
                 top_p=EVAL_DECODING["top_p"],
             )
             asked += list(prompts)
-        rewards = objective_registry.score(list(objectives), asked, texts)  # (n, K)
-        points.append(rewards.mean(0))
-        errors.append(
-            rewards.std(0, ddof=1) / np.sqrt(len(rewards))
-            if len(rewards) > 1
-            else np.zeros(len(objectives))
-        )
+        rewards = objective_registry.score(
+            list(objectives), asked, texts, prompt_columns=prompt_columns
+        )  # (n, K), NaN = not applicable
+        points.append(objective_registry.mean_applicable_columns(rewards))
+        errors.append(objective_registry.stderr_applicable_columns(rewards))
         examples.append([asked[0], texts[0]])
         distinct1.append(distinct_n(texts, 1))
         distinct2.append(distinct_n(texts, 2))

@@ -22,28 +22,45 @@ completions)`` for an (N, K) matrix, ``describe()`` for table rows, ``prepare(na
 slow scorers ahead of time (MiniLM: a few seconds, with a progress bar), ``true_front`` and
 ``SYNTHETIC_PAIRS`` for the analytic fronts of the synthetic objectives.
 
-**Your own objective**: pass a dotted path, ``"mypkg.rewards:my_reward"`` or
-``"mypkg.rewards.my_reward"``, anywhere a name is accepted; it is imported and called with the
-same contract (values not checked to lie in [0, 1]). Importing runs the module's code, so the
-web UI refuses dotted paths (``allow_import=False``) unless its operator switches them on.
-Or build an ``Objective`` and ``register`` it.
+**Your own objective, or TRL's**: pass a spec anywhere a name is accepted:
+``"mypkg.rewards:my_reward"``, ``"trl.rewards:think_format_reward"``, a factory with literal
+settings ``"trl.rewards:get_repetition_penalty_reward(ngram_size=3, max_penalty=-1.0)"``, and
+optionally a range ``"...@[-1, 0]"`` (see ``specs``). It is called exactly as TRL's
+``GRPOTrainer`` calls reward functions (keywords, the prompt set's extra columns, ``None`` ->
+NaN "not applicable", async awaited; see ``scoring``); its range is the one given, the one it
+declares, or one learned from the base model's samples (see ``normalize``). Importing runs the
+module's code, so the web UI imports only modules under ``$MORL_ALLOWED_IMPORTS`` (default
+``trl.rewards``) unless its operator switches imports on. Or build an ``Objective`` and
+``register`` it.
 
 Importing this package is cheap: torch, sentence-transformers, scikit-learn and VADER load
 inside the scorers, once per process, on first use (thread-safe).
 """
 
 from morl_core.objectives import lexical, models, synthetic
+from morl_core.objectives.normalize import RewardNormalizer, learn_range
 from morl_core.objectives.registry import (
     OBJECTIVES,
     Objective,
     ProgressCallback,
     RewardFunction,
     as_text,
+    declared_range,
     import_objective,
     register,
     resolve,
 )
-from morl_core.objectives.scoring import ObjectiveRow, describe, prepare, score
+from morl_core.objectives.scoring import (
+    ObjectiveError,
+    ObjectiveRow,
+    TrainerState,
+    describe,
+    mean_applicable_columns,
+    prepare,
+    score,
+    stderr_applicable_columns,
+)
+from morl_core.objectives.specs import ObjectiveSpec, parse_spec, split_specs
 from morl_core.objectives.synthetic import (
     SYNTHETIC_PAIRS,
     SyntheticPair,
@@ -57,19 +74,29 @@ __all__ = [
     "OBJECTIVES",
     "SYNTHETIC_PAIRS",
     "Objective",
+    "ObjectiveError",
     "ObjectiveRow",
+    "ObjectiveSpec",
     "ProgressCallback",
     "RewardFunction",
+    "RewardNormalizer",
     "SyntheticPair",
+    "TrainerState",
     "as_text",
     "compose_text",
+    "declared_range",
     "describe",
     "import_objective",
+    "learn_range",
+    "mean_applicable_columns",
+    "parse_spec",
     "prepare",
     "register",
     "resolve",
     "sample_texts",
     "score",
+    "split_specs",
+    "stderr_applicable_columns",
     "true_front",
     "word_class_objective",
 ]

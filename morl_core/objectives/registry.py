@@ -8,11 +8,20 @@ is not in it may still be used when it is a dotted path to an importable reward 
 
 Also here: ``LazyResource``, the thread-safe load-once cache that the model-backed scorers use,
 and ``as_text``, which accepts both plain strings and TRL's conversational message lists.
+
+Imported objectives are named by a spec (see :mod:`morl_core.objectives.specs`): a dotted path,
+optionally a factory with literal settings, optionally a value range. Their value range comes
+from, in this order: the spec (``@[low, high]``, source ``given``), the function itself (a
+``value_range`` attribute, or the documented range of one of TRL's own reward functions, source
+``declared``), or, when neither says, the base model's samples at the start of training
+(source ``learned``, see :mod:`morl_core.objectives.normalize`).
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
+import math
 import re
 import sys
 import threading
@@ -20,16 +29,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from morl_core.objectives.specs import (
+    ObjectiveSpec,
+    allowed_prefixes,
+    import_allowed,
+    looks_like_spec,
+    parse_spec,
+)
+
 RewardFunction = Callable[..., list[float]]
 # progress(message, fraction_done): called while a slow scorer loads, fraction in [0, 1].
 ProgressCallback = Callable[[str, float], None]
 
 KINDS = ("real", "synthetic", "imported")
+RANGE_SOURCES = ("fixed", "given", "declared", "learned")
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-# "pkg.mod:fn" or "pkg.mod.fn": at least one dot or colon between Python identifiers.
-DOTTED_PATH_PATTERN = re.compile(
-    r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*|\.[A-Za-z_]\w*)$"
-)
 
 
 @dataclass(frozen=True)
@@ -45,6 +59,14 @@ class Objective:
             ``imported`` (a user function reached by dotted path).
         bounded: True when values are guaranteed to lie in [0, 1].
         prepare: Optional ``prepare(progress)`` that loads the scorer ahead of the first call.
+        spec: For imported objectives, the spec as written (the name used in configs).
+        bounds: ``(low, high)`` of the raw values for imported objectives, or None when the
+            range has to be learned; built-in objectives lie in [0, 1].
+        bounds_source: Where ``bounds`` came from: ``fixed`` (built-in [0, 1]), ``given``
+            (the spec's ``@[low, high]``), ``declared`` (by the function or TRL's docs) or
+            ``learned`` (still to be learned from the base model's samples).
+        conversational: Whether the function reads completions as message lists (TRL's
+            ``completion[0]["content"]``) even when the prompts are plain strings.
     """
 
     name: str
@@ -54,6 +76,10 @@ class Objective:
     kind: str = "real"
     bounded: bool = True
     prepare: Callable[[ProgressCallback | None], None] | None = None
+    spec: str | None = None
+    bounds: tuple[float, float] | None = None
+    bounds_source: str = "fixed"
+    conversational: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -70,13 +96,32 @@ class Objective:
                 problems.append(f"{field} must be one non-empty line, got {value!r}")
         if self.kind not in KINDS:
             problems.append(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.bounds_source not in RANGE_SOURCES:
+            problems.append(
+                f"bounds_source must be one of {RANGE_SOURCES}, got {self.bounds_source!r}"
+            )
+        if self.bounds is not None and not (
+            len(self.bounds) == 2
+            and all(math.isfinite(b) for b in self.bounds)
+            and self.bounds[0] < self.bounds[1]
+        ):
+            problems.append(f"bounds must be two finite numbers low < high, got {self.bounds!r}")
         if problems:
             raise ValueError(f"invalid objective {self.name!r}: " + "; ".join(problems))
 
     @property
     def value_range(self) -> str:
-        """The range of values as shown in tables: ``[0, 1]`` or ``any float``."""
-        return "[0, 1]" if self.bounded else "any float"
+        """The range of values as shown in tables: ``[0, 1]``, ``[low, high] (source)``, ``any float``."""
+        if self.bounded:
+            return "[0, 1]"
+        if self.bounds is not None:
+            return f"[{self.bounds[0]:g}, {self.bounds[1]:g}] ({self.bounds_source})"
+        return "any float (range learned)"
+
+    @property
+    def known_bounds(self) -> tuple[float, float] | None:
+        """``(low, high)`` known before any sample is scored, or None when it must be learned."""
+        return (0.0, 1.0) if self.bounded else self.bounds
 
 
 OBJECTIVES: dict[str, Objective] = {}
@@ -102,78 +147,185 @@ def register(objective: Objective) -> Objective:
     return objective
 
 
-def import_objective(path: str) -> Objective:
-    """Imports a TRL-style reward function by dotted path and wraps it as an objective.
+# spec text -> (module object, objective): a factory runs once per process and module load
+_IMPORTED: dict[str, tuple[Any, Objective]] = {}
+_IMPORT_LOCK = threading.Lock()
+
+# TRL's own reward functions declare no range in code; these are the ranges their docstrings
+# state (trl 1.16.0, trl/rewards/*.py), keyed by the function's or the factory class's name.
+_TRL_RANGES: dict[str, Callable[[Any], tuple[float, float] | None]] = {
+    "think_format_reward": lambda fn: (0.0, 1.0),
+    "accuracy_reward": lambda fn: (0.0, 1.0),
+    "reasoning_accuracy_reward": lambda fn: (0.0, 1.0),
+    "_RepetitionPenalty": lambda fn: (float(fn.max_penalty), 0.0),
+    "_SoftOverlongPunishment": lambda fn: (-1.0, 0.0),
+    "_CosineScaledReward": lambda fn: (
+        min(fn.min_value_wrong, fn.max_value_wrong, fn.min_value_correct, fn.max_value_correct),
+        max(fn.min_value_wrong, fn.max_value_wrong, fn.min_value_correct, fn.max_value_correct),
+    ),
+}
+
+
+def declared_range(fn: Any) -> tuple[float, float] | None:
+    """The value range a reward function declares, or None.
+
+    A function declares its range with a ``value_range = (low, high)`` attribute; TRL's own
+    reward functions (which have none) get the range their documentation states.
+    """
+    declared = getattr(fn, "value_range", None)
+    if declared is None and (getattr(fn, "__module__", "") or "").startswith("trl.rewards"):
+        key = fn.__name__ if inspect.isfunction(fn) else type(fn).__name__
+        rule = _TRL_RANGES.get(key)
+        try:
+            declared = rule(fn) if rule else None
+        except (AttributeError, TypeError, ValueError):
+            declared = None
+    try:
+        low, high = (float(v) for v in declared)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return None
+    return (low, high) if math.isfinite(low) and math.isfinite(high) and low < high else None
+
+
+def wants_messages(fn: Any) -> bool:
+    """Whether ``fn`` annotates ``completions`` as message lists (``list[list[dict]]``).
+
+    TRL's own functions read ``completion[0]["content"]``; they are given conversational
+    completions even where the prompts are plain strings, which TRL itself would not do.
+    """
+    try:
+        parameter = inspect.signature(fn).parameters.get("completions")
+    except (TypeError, ValueError):
+        return False
+    if parameter is None or parameter.annotation is inspect.Parameter.empty:
+        return False
+    annotation = parameter.annotation
+    text = annotation if isinstance(annotation, str) else repr(annotation)
+    return re.sub(r"\s|typing\.", "", text).lower().startswith("list[list[dict")
+
+
+def import_objective(path: str, allow_import: bool = True) -> Objective:
+    """Imports a TRL-style reward function by spec and wraps it as an objective.
 
     Args:
-        path: ``"package.module:function"`` or ``"package.module.function"``.
+        path: A spec: ``"package.module:function"`` or ``"package.module.function"``,
+            optionally ``"module:factory(name=value, ...)"`` (the factory is called with
+            those literal settings and must return the reward function) and ``"@[low, high]"``.
+        allow_import: Whether any module may be imported; when False only modules under
+            ``$MORL_ALLOWED_IMPORTS`` (default ``trl.rewards``) may.
 
     Returns:
-        An unregistered ``Objective`` of kind ``imported``; its values are not checked to lie
-        in [0, 1] (``bounded`` is False) and ``None`` values become NaN in ``score``.
+        An unregistered ``Objective`` of kind ``imported`` (``bounded`` is False; ``None``
+        values become NaN in ``score``). The same spec returns the same object in a process.
 
     Raises:
-        ValueError: If the path is malformed, the module or attribute is missing, importing the
-            module fails, or the attribute is not callable.
+        ValueError: If the spec is malformed, the module is not allowed, missing or raises on
+            import, the attribute is missing or not callable, or the factory rejects its
+            settings or returns something that is not callable.
     """
-    if not DOTTED_PATH_PATTERN.match(path):
+    spec = parse_spec(path)
+    if not import_allowed(spec.module, allow_import):
         raise ValueError(
-            f"objective path {path!r} is not 'package.module:function' or 'package.module.function'"
+            f"objective {spec.text!r}: importing {spec.module!r} is not allowed here "
+            f"(allow_import=False); allowed module prefixes: {', '.join(allowed_prefixes()) or 'none'}"
+            " (set MORL_ALLOWED_IMPORTS)"
         )
-    module_name, _, attribute = path.partition(":") if ":" in path else path.rpartition(".")
+    with _IMPORT_LOCK:
+        module, objective = _IMPORTED.get(spec.text, (None, None))
+        if objective is None or sys.modules.get(spec.module) is not module:  # new or reloaded
+            objective = _build_imported(spec)
+            _IMPORTED[spec.text] = (sys.modules.get(spec.module), objective)
+    return objective
+
+
+def _build_imported(spec: ObjectiveSpec) -> Objective:
+    path = spec.text
     try:
-        target: Any = importlib.import_module(module_name)
+        target: Any = importlib.import_module(spec.module)
     except ImportError as error:
         raise ValueError(f"cannot import objective {path!r}: {error}") from error
     except Exception as error:  # the module itself raised while importing
         raise ValueError(
-            f"cannot import objective {path!r}: importing {module_name!r} raised "
+            f"cannot import objective {path!r}: importing {spec.module!r} raised "
             f"{type(error).__name__}: {error}"
         ) from error
-    for part in attribute.split("."):
-        if not hasattr(target, part):
-            raise ValueError(f"cannot import objective {path!r}: {module_name!r} has no {part!r}")
-        target = getattr(target, part)
+    for part in spec.attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ValueError(
+                f"cannot import objective {path!r}: {spec.module!r} has no {part!r}"
+            ) from None
+        except Exception as error:  # a lazy module failing to import the attribute's module
+            raise ValueError(
+                f"cannot import objective {path!r}: {spec.module}.{part} raised "
+                f"{type(error).__name__}: {error}"
+            ) from None
     if not callable(target):
         raise ValueError(f"objective {path!r} is not callable ({type(target).__name__})")
-    doc_lines = (getattr(target, "__doc__", None) or "").strip().splitlines()
-    description = doc_lines[0].strip() if doc_lines else f"reward function {path}"
+    doc_source = target
+    if spec.call:
+        try:
+            target = target(*spec.args, **dict(spec.kwargs))
+        except Exception as error:  # the factory rejected its settings
+            raise ValueError(
+                f"objective {path!r}: {spec.attribute}(...) rejected its settings: "
+                f"{type(error).__name__}: {error}"
+            ) from None
+        if not callable(target):
+            raise ValueError(
+                f"objective {path!r}: {spec.attribute}(...) returned "
+                f"{type(target).__name__}, not a reward function"
+            )
+    doc_lines = (getattr(doc_source, "__doc__", None) or "").strip().splitlines()
+    description = doc_lines[0].strip() if doc_lines else f"reward function {spec.path}"
+    bounds, source = spec.value_range, "given"
+    if bounds is None:
+        bounds, source = declared_range(target), "declared"
+    if bounds is None:
+        source = "learned"
+    mapping = (
+        f"[{bounds[0]:g}, {bounds[1]:g}] ({source}) -> [0, 1]"
+        if bounds
+        else "range learned from the base model's samples -> [0, 1]"
+    )
     return Objective(
-        name=re.sub(r"\W+", "_", path.lower()).strip("_")[:64] or "imported",
+        name=re.sub(r"\W+", "_", spec.path.lower()).strip("_")[:64] or "imported",
         fn=target,
-        description=description,
-        mapping="as returned by the function (not checked to lie in [0, 1])",
+        description=description[:200] or f"reward function {spec.path}",
+        mapping=mapping,
         kind="imported",
         bounded=False,
+        spec=spec.text,
+        bounds=bounds,
+        bounds_source=source,
+        conversational=wants_messages(target),
     )
 
 
 def resolve(name: str, allow_import: bool = True) -> Objective:
-    """Finds an objective by registry name or, when allowed, by dotted path.
+    """Finds an objective by registry name or by spec (dotted path).
 
     Args:
-        name: A key of ``OBJECTIVES`` or a dotted path such as ``"mypkg.rewards:length"``.
-        allow_import: Whether dotted paths may be imported. The web UI passes False unless its
-            operator has switched imports on, because importing runs arbitrary code.
+        name: A key of ``OBJECTIVES`` or a spec such as ``"mypkg.rewards:length"`` or
+            ``"trl.rewards:get_repetition_penalty_reward(ngram_size=3)"``.
+        allow_import: Whether any module may be imported. The web UI passes False unless its
+            operator has switched imports on; then only the allow-list's modules
+            (``$MORL_ALLOWED_IMPORTS``, default ``trl.rewards``) may be.
 
     Returns:
         The objective.
 
     Raises:
-        ValueError: For an unknown name (the message lists the available ones), a dotted path
-            while imports are off, or a dotted path that cannot be imported.
+        ValueError: For an unknown name (the message lists the available ones), a spec whose
+            module is not allowed, or a spec that cannot be imported.
     """
     if not isinstance(name, str):
         raise ValueError(f"objective names must be strings, got {type(name).__name__}")
     if name in OBJECTIVES:
         return OBJECTIVES[name]
-    if ":" in name or "." in name:
-        if not allow_import:
-            raise ValueError(
-                f"objective {name!r} looks like a dotted path, but importing objectives is "
-                "switched off here (allow_import=False); available: " + ", ".join(OBJECTIVES)
-            )
-        return import_objective(name)
+    if looks_like_spec(name):
+        return import_objective(name, allow_import)
     raise ValueError(
         f"unknown objective {name!r}; available: {', '.join(OBJECTIVES)} "
         "(or a dotted path 'package.module:function' to a TRL-style reward function)"
