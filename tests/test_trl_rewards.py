@@ -432,3 +432,35 @@ def test_builtin_objectives_train_one_step_of_trls_grpo_trainer(tmp_path):
     for name in names:
         key = f"rewards/{OBJECTIVES[name].fn.__name__}/mean"
         assert key in logged and 0.0 <= logged[key] <= 1.0, key
+
+
+def test_a_failing_reward_fails_a_job_with_one_line_in_status_and_log(tmp_path, monkeypatch):
+    from morl_core.jobs import LocalExecutor, RunState
+    from tests.jobs_support import stop_all, wait_for, worker_env
+
+    (tmp_path / "job_rewards.py").write_text(
+        "def broken(prompts, completions, **kwargs):\n    raise KeyError('content')\n"
+    )
+    worker_env(monkeypatch)
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}:{__import__('os').environ['PYTHONPATH']}")
+    executor = LocalExecutor(tmp_path / "data", heartbeat_timeout=30, max_retries=0)
+    try:
+        config = RunConfig.from_dict(
+            {
+                "objectives": ["job_rewards:broken", "sentiment"],
+                "steps": 1,
+                "n_preferences": 2,
+                "batch_prompts": 1,
+                "k_samples": 2,
+                "max_new_tokens": 2,
+                "device": "cpu",
+            }
+        )
+        run_id = executor.submit(config)
+        status = wait_for(lambda: (s := executor.status(run_id)).done and s, 120)
+        line = "objective 'job_rewards:broken' failed: broken() raised KeyError: 'content'"
+        assert status.state == RunState.FAILED and status.message == line
+        log, _ = executor.logs(run_id)
+        assert line in log and "Traceback" not in log
+    finally:
+        stop_all(executor)

@@ -153,6 +153,7 @@ class Worker:
             return self.finish(RunState.CANCELLED, "cancelled before it started")
         from morl_core.config import ConfigError, RunConfig
         from morl_core.methods import get
+        from morl_core.objectives import ObjectiveError
 
         try:
             config = RunConfig.from_dict(read_json(self.run_dir / CONFIG) or {})
@@ -181,6 +182,8 @@ class Worker:
         except OSError as exc:
             traceback.print_exc()
             return self.finish(RunState.FAILED, describe_os_error(exc))
+        except ObjectiveError as exc:  # a reward function failed: one line names it, no traceback
+            return self.finish(RunState.FAILED, str(exc))
         except Exception as exc:  # noqa: BLE001 -- any failure of the method fails the run
             traceback.print_exc()
             return self.finish(RunState.FAILED, f"{type(exc).__name__}: {exc} (traceback in {LOG})")
