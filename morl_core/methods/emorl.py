@@ -84,7 +84,16 @@ SEARCH_TIMING = "search_timing.json"
 
 
 class Emorl:
-    """Steerable: hidden-state aggregation with coefficients looked up for the preference."""
+    """Steerable: hidden-state aggregation with coefficients looked up for the preference.
+
+    Args:
+        policy: the base policy holding the experts as named LoRA adapters.
+        objectives: objective names, in the experts' order.
+        experts: adapter names, one per objective.
+        table: searched (preference, coefficients) pairs; empty means a = w.
+        mix_at: ``"final"`` (after the final layer norm: MOD up to temperature) or
+            ``"pre_norm"`` (before it); see :mod:`morl_core.methods.hidden`.
+    """
 
     def __init__(
         self,
