@@ -464,3 +464,27 @@ def test_a_failing_reward_fails_a_job_with_one_line_in_status_and_log(tmp_path, 
         assert line in log and "Traceback" not in log
     finally:
         stop_all(executor)
+
+
+def test_the_train_form_offers_trl_rewards_behind_the_allow_list(monkeypatch):
+    from morl_core.app import runs, serving
+
+    class Recorder:  # stands in for the job system: keeps what would be submitted
+        def submit(self, config):
+            self.config = config
+            return "run-1"
+
+    monkeypatch.delenv("MORL_ALLOWED_IMPORTS", raising=False)
+    monkeypatch.delenv(serving.IMPORTS_ENV, raising=False)
+    monkeypatch.delenv(serving.UI_IMPORTED_ENV, raising=False)
+    assert REPEAT in serving.ui_objectives() and "sentiment" in serving.ui_objectives()
+    recorder = Recorder()
+    runs.submit_run({"objectives": [REPEAT, "sentiment"]}, executor=recorder)
+    assert recorder.config.objectives == (REPEAT, "sentiment")
+    runs.submit_run({"objectives": f"{ACCURACY},sentiment"}, executor=recorder)  # typed, allowed
+    with pytest.raises(ConfigError, match="objectives: not offered here: \\['os:system'\\]"):
+        runs.submit_run({"objectives": ["os:system", "sentiment"]}, executor=recorder)
+    monkeypatch.setenv("MORL_ALLOWED_IMPORTS", "")  # the operator allows no imports at all
+    assert REPEAT not in serving.ui_objectives()
+    with pytest.raises(ConfigError, match="not offered here"):
+        runs.submit_run({"objectives": [REPEAT, "sentiment"]}, executor=recorder)

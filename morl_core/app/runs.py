@@ -160,9 +160,27 @@ def submit_run(values: Mapping[str, Any], executor=None) -> str:
         errors["model"] = f"not on this server's list; allowed: {', '.join(allowed_models())}"
         data["model"] = "embedded"
     if not ui_allows_imports():
-        bad = [o for o in data.get("objectives") or () if o not in ui_objectives()]
+        from morl_core.objectives.specs import (
+            allowed_prefixes,
+            import_allowed,
+            looks_like_spec,
+            parse_spec,
+        )
+
+        def refused(name: object) -> bool:  # a spec of a module off this server's allow-list
+            if not looks_like_spec(name) or name in ui_objectives():
+                return False  # registered names and unknown ones: RunConfig names them
+            try:
+                return not import_allowed(parse_spec(name).module, False)
+            except ValueError:
+                return False  # a malformed spec: RunConfig names the problem
+
+        bad = [o for o in data.get("objectives") or () if refused(o)]
         if bad:
-            errors["objectives"] = f"not registered objectives: {bad} (dotted paths: CLI only)"
+            errors["objectives"] = (
+                f"not offered here: {bad}; registered objectives, or specs of modules under "
+                f"{', '.join(allowed_prefixes()) or 'none'} (other dotted paths: CLI only)"
+            )
     return (executor or jobs.get_executor()).submit(RunConfig.from_dict(data, errors))
 
 

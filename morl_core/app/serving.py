@@ -96,11 +96,41 @@ def ui_replicas(device: str = "cpu") -> int:
     return 1
 
 
-def ui_objectives() -> list[str]:
-    """Objective names the web UI offers: the registered ones only."""
-    from morl_core.objectives import OBJECTIVES
+# TRL's own reward functions offered in the Train form when trl is installed (allow-listed by
+# default); an operator lists others, or none, in $MORL_UI_IMPORTED_OBJECTIVES (";"-separated).
+UI_IMPORTED_ENV = "MORL_UI_IMPORTED_OBJECTIVES"
+DEFAULT_UI_IMPORTED = (
+    "trl.rewards:think_format_reward",
+    "trl.rewards:get_repetition_penalty_reward(ngram_size=3,max_penalty=-1.0)",
+)
 
-    return list(OBJECTIVES)
+
+def ui_objectives() -> list[str]:
+    """Objectives the web UI offers: the registered ones, then imported specs it may import.
+
+    The imported ones are ``$MORL_UI_IMPORTED_OBJECTIVES`` (``;``-separated specs) or, when
+    that is unset and ``trl`` is installed, two of TRL's own reward functions; a spec whose
+    module is not on the import allow-list (``$MORL_ALLOWED_IMPORTS``) is left out.
+    """
+    import importlib.util
+
+    from morl_core.objectives import OBJECTIVES
+    from morl_core.objectives.specs import import_allowed, parse_spec
+
+    raw = os.environ.get(UI_IMPORTED_ENV)
+    if raw is None:
+        specs = list(DEFAULT_UI_IMPORTED) if importlib.util.find_spec("trl") else []
+    else:
+        specs = [s.strip() for s in raw.split(";") if s.strip()]
+    offered = []
+    for spec in specs:
+        try:
+            module = parse_spec(spec).module
+        except ValueError:
+            continue  # a bad operator entry is not offered; the CLI reports it by name
+        if import_allowed(module, ui_allows_imports()):
+            offered.append(spec)
+    return [*OBJECTIVES, *offered]
 
 
 def example_prompts(n: int = 8) -> list[str]:
