@@ -81,17 +81,19 @@ def evaluate_run(run_dir: Path, method: str | None = None, device: str = "auto")
     """Evaluate a finished run's front (the shared protocol) and its indicators; save front.json."""
     import numpy as np
 
-    from morl_core.jobs.files import write_json_atomic
+    from morl_core.jobs.files import read_jsonl, write_json_atomic
     from morl_core.methods import get
     from morl_core.methods.common import read_config, snapshot
+    from morl_core.objectives import front_bounds
     from morl_core.pareto import reference_point_from_bounds, summary
 
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     steerable = get(method or config.method).load(run_dir, device=device)
     front = snapshot(steerable, config)
-    k = len(config.objectives)
-    ref = reference_point_from_bounds(np.zeros(k), np.ones(k), REFERENCE_MARGIN)
+    # each objective on its own scale: [0, 1] built in, an imported one's given/declared/learned
+    records, _ = read_jsonl(run_dir / "metrics.jsonl")
+    ref = reference_point_from_bounds(*front_bounds(config.objectives, records), REFERENCE_MARGIN)
     front["indicators"] = summary(
         np.asarray(front["points"]), ref, weights=np.asarray(front["preferences"])
     ).to_dict()

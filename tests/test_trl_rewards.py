@@ -488,3 +488,17 @@ def test_the_train_form_offers_trl_rewards_behind_the_allow_list(monkeypatch):
     assert REPEAT not in serving.ui_objectives()
     with pytest.raises(ConfigError, match="not offered here"):
         runs.submit_run({"objectives": [REPEAT, "sentiment"]}, executor=recorder)
+
+
+def test_front_bounds_put_each_objective_on_its_own_scale(probe_module):
+    from morl_core.objectives import front_bounds
+
+    words = "probe_rewards:words"
+    records = [
+        {f"range_low/{words}": 1.0, f"range_high/{words}": 7.0},
+        {f"range_low/{words}": 0.5, f"range_high/{words}": 6.0},  # a later stage learned its own
+        {"reward/sentiment": 0.5},
+    ]
+    low, high = front_bounds([REPEAT, "sentiment", words], records)
+    assert low.tolist() == [-1.0, 0.0, 0.5] and high.tolist() == [0.0, 1.0, 7.0]
+    assert front_bounds([words])[0].tolist() == [0.0]  # nothing learned yet: [0, 1]

@@ -38,7 +38,7 @@ inside the scorers, once per process, on first use (thread-safe).
 """
 
 from morl_core.objectives import lexical, models, synthetic
-from morl_core.objectives.normalize import RewardNormalizer, learn_range
+from morl_core.objectives.normalize import RewardNormalizer, front_bounds, learn_range
 from morl_core.objectives.registry import (
     OBJECTIVES,
     Objective,
@@ -86,6 +86,7 @@ __all__ = [
     "compose_text",
     "declared_range",
     "describe",
+    "front_bounds",
     "import_objective",
     "learn_range",
     "mean_applicable_columns",

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -146,3 +146,28 @@ class RewardNormalizer:
             for i, bound in enumerate(saved):
                 if bound is not None and all(math.isfinite(v) for v in bound):
                     self.bounds[i] = (float(bound[0]), float(bound[1]))
+
+
+def front_bounds(
+    names: Sequence[str], records: Sequence[Mapping[str, Any]] = (), allow_import: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-objective ``(low, high)`` of raw values, for a front's hypervolume reference point.
+
+    Fronts show every objective on its own scale: built-in ones in [0, 1], imported ones in
+    their given or declared range, or, for a learned range, the widest range the run learned
+    (the ``range_low/NAME`` and ``range_high/NAME`` of its metric ``records``); [0, 1] when a
+    run has not recorded one yet.
+
+    Returns:
+        ``low`` and ``high``, each of shape (K,).
+    """
+    low, high = [], []
+    for name in names:
+        bound = resolve(name, allow_import).known_bounds
+        if bound is None:
+            lows = [r[f"range_low/{name}"] for r in records if f"range_low/{name}" in r]
+            highs = [r[f"range_high/{name}"] for r in records if f"range_high/{name}" in r]
+            bound = (min(lows), max(highs)) if lows and highs else (0.0, 1.0)
+        low.append(bound[0])
+        high.append(bound[1])
+    return np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
