@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from pathlib import Path
 
 POINTS = ("startup", "checkpoint", "stage_boundary", "adapter_save")
@@ -45,7 +46,8 @@ def _install() -> None:
     real_save_adapter = common.save_adapter
     real_save_checkpoint = checkpoint.save_checkpoint
     real_replace = os.replace
-    real_claim = worker.Worker.claim
+    # The worker runs as ``python -m morl_core.jobs.worker``: its classes live in ``__main__``.
+    workers = {worker.Worker, getattr(sys.modules.get("__main__"), "Worker", worker.Worker)}
 
     def save_adapter(policy, folder, adapter_name="default"):
         result = real_save_adapter(policy, folder, adapter_name=adapter_name)
@@ -69,16 +71,20 @@ def _install() -> None:
                 _die(run_dir, "checkpoint")
         return real_replace(src, dst, *args, **kwargs)
 
-    def claim(self):
-        taken = real_claim(self)
-        if taken and _armed(self.run_dir, "startup"):
-            _die(self.run_dir, "startup")
-        return taken
-
     common.save_adapter = save_adapter
     checkpoint.save_checkpoint = save_checkpoint
     os.replace = replace
-    worker.Worker.claim = claim
+    for cls in workers:
+        if hasattr(cls, "claim"):
+            real = cls.claim
+
+            def patched(self, real=real):
+                taken = real(self)
+                if taken and _armed(self.run_dir, "startup"):
+                    _die(self.run_dir, "startup")
+                return taken
+
+            cls.claim = patched
 
 
 _install()
