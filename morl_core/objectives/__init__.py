@@ -7,15 +7,25 @@ in the plain dict ``OBJECTIVES`` with a one-line description and its [0, 1] map.
 =================  =========  ======================================================
 name               kind       map to [0, 1]
 =================  =========  ======================================================
-sentiment          real       VADER compound c in [-1, 1] -> (c + 1) / 2
-nontoxic           real       1 - p(offensive) from alt-profanity-check
-readability        real       clip(Flesch reading ease, 0, 100) / 100
-brevity            real       1 up to ``target_words`` (8) words, then target / n
-diversity          real       mean distinct-1..distinct-``max_n`` (2) of the words
-relevance          real       cosine(MiniLM(prompt), MiniLM(completion)) clipped to [0, 1]
-formality          real       sigmoid of a weighted lexical / part-of-speech heuristic
+sentiment          real       VADER compound c in [-1, 1] -> (c + 1) / 2, x gate
+nontoxic           real       1 - p(offensive) from alt-profanity-check, x gate
+readability        real       clip(Flesch reading ease, 0, 100) / 100, x gate
+brevity            real       1 up to ``target_words`` (8) words, then target / n, x gate
+diversity          real       mean distinct-1..distinct-``max_n`` (2), x non-word gate
+relevance          real       cosine(MiniLM(prompt), MiniLM(completion)) in [0, 1], x gate
+formality          real       sigmoid of a weighted lexical / part-of-speech heuristic, x gate
+fluency            real       the gate itself: 0 for punctuation runs, loops, empty text
+*_heldout          real       a second, independent scorer of sentiment, readability,
+                              brevity and formality (train on one, report both)
 synth_*            synthetic  (word-class rate) ** p, p in {0.5, 1, 2}; fronts known exactly
+warm_word          synthetic  1 if the first word is a warm adjective (known answers)
+cold_word          synthetic  1 if the first word is a cold adjective (known answers)
 =================  =========  ======================================================
+
+"gate" is the lexical fluency gate of :mod:`morl_core.objectives.lexical`: a reply made of
+punctuation runs, non-words or one repeated word scores 0 on every real objective, so no scorer
+is maximised by an exploit; :mod:`morl_core.objectives.degeneration` reports the measurements
+behind it (distinct-n, non-word ratio, repetition, perplexity under the base model).
 
 Empty completions score 0 on every built-in objective. Use ``score(names, prompts,
 completions)`` for an (N, K) matrix, ``describe()`` for table rows, ``prepare(names)`` to load
@@ -164,5 +174,35 @@ register(
     )
 )
 for _objective in synthetic.builtin_synthetic_objectives():
+    register(_objective)
+del _objective
+
+# The known-answer pair (first word's class at an adjective slot; see morl_core.known_answers).
+from morl_core.objectives import adjectives as _known  # noqa: E402
+
+register(
+    Objective(
+        "warm_word",
+        _known.warm_word,
+        "the reply's first word is a warm adjective (lovely, friendly, ...)",
+        "1 if the first word is in the warm list, else 0",
+        kind="synthetic",
+    )
+)
+register(
+    Objective(
+        "cold_word",
+        _known.cold_word,
+        "the reply's first word is a cold adjective (rude, noisy, ...)",
+        "1 if the first word is in the cold list, else 0",
+        kind="synthetic",
+    )
+)
+
+# The fluency guard and the held-out twins (a second, independent scorer per objective).
+from morl_core.objectives import degeneration as _degeneration  # noqa: E402
+from morl_core.objectives import heldout as _heldout  # noqa: E402
+
+for _objective in (_degeneration.fluency_objective(), *_heldout.heldout_objectives()):
     register(_objective)
 del _objective
