@@ -59,6 +59,7 @@ FLOAT_RANGES: dict[str, tuple[float, float]] = {
     "lr": (1e-8, 1.0),
     "kl_coef": (0.0, 100.0),
     "grad_clip": (1e-6, 1e6),
+    "fluency_penalty": (0.0, 10.0),
 }
 CHOICES: dict[str, tuple[str, ...]] = {
     "device": DEVICES,
@@ -297,7 +298,16 @@ class RunConfig:
     temperature: float = _help("sampling temperature during training", default=1.0)
     top_p: float = _help("nucleus sampling mass during training", default=1.0)
     lr: float = _help("AdamW learning rate for the LoRA parameters", default=1e-3)
-    kl_coef: float = _help("KL penalty coefficient to the frozen reference policy", default=0.05)
+    kl_coef: float = _help(
+        "beta of E[r] - beta * KL(pi || ref), with the KL summed over a completion's tokens "
+        "(nats per completion, not per token)",
+        default=0.05,
+    )
+    fluency_penalty: float = _help(
+        "subtract this times (1 - fluency) from each sample's scalarised reward "
+        "(0 = off; fluency is 0 for punctuation runs, one-word loops, empty replies)",
+        default=0.0,
+    )
     grad_clip: float = _help("gradient norm clip", default=2.0)
     advantage: str = _help(
         "'rloo' (leave-one-out baseline) or 'kscst' (mean of the k)", default="rloo"

@@ -23,6 +23,7 @@ import torch
 
 from morl_core import objectives as objective_registry
 from morl_core.config import RunConfig
+from morl_core.objectives.lexical import fluency_gate
 from morl_core.objectives.normalize import RewardNormalizer  # noqa: F401 -- imported from here too
 from morl_core.prompts import load_prompt_columns
 from morl_core.rl.losses import (
@@ -111,6 +112,9 @@ class RLTrainer:
         scalar = scalarize_available(
             norm, weights, cfg.scalarization, group_size=cfg.k_samples, **kw
         )  # (B,)
+        fluency = np.asarray([fluency_gate(t) for t in texts])  # (B,) 1 = fluent
+        if cfg.fluency_penalty:
+            scalar = scalar - cfg.fluency_penalty * (1.0 - fluency)
         t2 = time.perf_counter()
 
         # --- update: REINFORCE on the KL-shaped reward, group baseline (RLOO / kSCST) ---
@@ -167,6 +171,7 @@ class RLTrainer:
                 "entropy": float(entropy),
                 "length": float(mask.sum(-1).float().mean()) if n_tok else 0.0,
                 "distinct2": distinct_n(texts, 2),
+                "fluency": float(fluency.mean()),  # the degeneration guard, beside every score
                 "time/generate": t1 - t0,
                 "time/score": t2 - t1,
                 "time/update": t3 - t2,
