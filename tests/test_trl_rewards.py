@@ -135,7 +135,7 @@ def test_accuracy_reward_reads_the_solution_column_and_none_is_not_applicable():
     assert np.isnan(rewards[2, 0]) and np.isfinite(rewards[:, 1]).all()  # None -> NaN, never 0
 
 
-def test_ranges_of_trl_functions_are_declared_and_a_given_range_wins():
+def test_ranges_of_trl_functions_are_declared_and_a_given_range_wins(capsys):
     assert resolve(THINK).bounds == (0.0, 1.0) and resolve(THINK).bounds_source == "declared"
     assert resolve(REPEAT).bounds == (-1.0, 0.0)
     penalty = resolve("trl.rewards:get_repetition_penalty_reward(max_penalty=-2.0)")
@@ -143,6 +143,8 @@ def test_ranges_of_trl_functions_are_declared_and_a_given_range_wins():
     given = resolve(REPEAT + "@[-0.5, 0]")
     assert given.bounds == (-0.5, 0.0) and given.bounds_source == "given"
     assert "declared" in resolve(REPEAT).value_range
+    RewardNormalizer("fixed", ["trl.rewards:get_repetition_penalty_reward(max_penalty=-3.0)"])
+    assert "range [-3, 0] -> [0, 1] (declared by the function" in capsys.readouterr().err
 
 
 # --- the calling convention, observed from inside a reward function ---

@@ -29,6 +29,11 @@ import numpy as np
 from morl_core.objectives.registry import resolve
 from morl_core.scalarize import RunningMeanStd
 
+SOURCE_WORDS = {
+    "given": "given after @ in the spec",
+    "declared": "declared by the function or TRL's documentation",
+}
+_ANNOUNCED: set[tuple[str, Any]] = set()
 LEARNED_MARGIN = 0.25  # of the base samples' spread, added below the min and above the max
 CONSTANT_HALF_WIDTH = 0.5  # half-width of the range learned from a batch with no spread
 
@@ -77,6 +82,16 @@ class RewardNormalizer:
         self.bounds = bounds
         self.sources = sources
         self.stats = RunningMeanStd(len(names)) if kind == "running" else None
+        if kind == "fixed":
+            for name, bound, source in zip(names, bounds, sources, strict=True):
+                if source in ("given", "declared") and (name, bound) not in _ANNOUNCED:
+                    _ANNOUNCED.add((name, bound))  # once per process, not once per stage
+                    print(
+                        f"objective {name!r}: range [{bound[0]:.4g}, {bound[1]:.4g}] -> [0, 1] "
+                        f"({SOURCE_WORDS[source]})",
+                        file=sys.stderr,
+                        flush=True,
+                    )
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:  # (B, K) -> (B, K), NaN kept
         raw = np.asarray(raw, dtype=np.float64)
