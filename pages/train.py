@@ -116,6 +116,7 @@ with live_col:
         elif not status.done:
             st.caption("The front appears at the first evaluation (see eval_every).")
         if status.done and started_live:
+            st.toast(f"Run {run_id} ended: {status.state}", icon=":material/notifications:")
             st.rerun()  # the run ended: redraw the page once, without polling
 
     live_view()

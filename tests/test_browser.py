@@ -49,11 +49,53 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def twenty_point_front(data: Path) -> None:
+    """A 20-point 2-objective front of the soups demo served by MOD, in the app's front cache
+    (what the app writes after evaluating it), so a click on every point can be tried."""
+    import json
+
+    import numpy as np
+
+    from morl_core.app import serving
+
+    demo = serving.DEMO_DIR / "soups-sentiment-brevity"
+    t = np.linspace(0.0, 1.0, 20)
+    x = 0.3 + 0.6 * t
+    front = {"method": "mod", "objectives": ["sentiment", "brevity"],
+             "preferences": np.stack([t, 1 - t], 1).round(4).tolist(),
+             "points": np.stack([x, 0.3 + 0.6 * np.sqrt(1 - t**2)], 1).tolist()}  # fmt: skip
+    cache = data / "app" / "fronts" / f"{serving.slug(str(demo.resolve()))}.mod.json"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(front))
+
+
+def second_morlhf_run(data: Path) -> None:
+    """A finished morlhf run (a copy of the demo's artifact), as after someone trained one."""
+    from morl_core.app import serving
+    from morl_core.config import RunConfig
+    from morl_core.jobs import RunStore
+
+    store = RunStore(data)
+    status = store.create(RunConfig(method="morlhf", objectives=("sentiment", "brevity"),
+                                    steps=2), executor="local")  # fmt: skip
+    folder = store.run_dir(status.run_id)
+    demo = serving.DEMO_DIR / "morlhf-sentiment-brevity"
+    for name in ("artifact.json", "front.json", "front.jsonl", "metrics.jsonl"):
+        if (demo / name).exists():
+            shutil.copy(demo / name, folder / name)
+    shutil.copytree(demo / "adapters", folder / "adapters")
+    store.update(status.run_id, {"state": "succeeded", "finished": time.time()})
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """``streamlit run app.py`` on a free port with a fresh data directory."""
+    """``streamlit run app.py`` on a free port with a fresh data directory (plus a 20-point
+    front and a second morlhf artifact)."""
     port = free_port()
-    env = {**os.environ, "MORL_DATA_DIR": str(tmp_path_factory.mktemp("data")),
+    data = tmp_path_factory.mktemp("data")
+    twenty_point_front(data)
+    second_morlhf_run(data)
+    env = {**os.environ, "MORL_DATA_DIR": str(data),
            "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}  # fmt: skip
     cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
            "--server.port", str(port), "--server.address", "127.0.0.1"]  # fmt: skip
@@ -166,3 +208,88 @@ def test_click_a_front_point_shows_its_generations(server, page):
     assert selected_point(page) != before
     assert page.locator(".gen-text").count() >= 2
     page.screenshot(path=SHOTS / "fronts-after-click.png")
+
+
+def test_every_point_of_a_20_point_front_can_be_clicked_at_1366x768(server, browser):
+    tab = browser.new_page(viewport={"width": 1366, "height": 768})
+    try:
+        tab.goto(f"{server}/fronts?objectives=sentiment,brevity"
+                 "&fronts=demo/soups-sentiment-brevity:mod")  # fmt: skip
+        settle(tab)
+        no_exception(tab)
+        trace = tab.locator(".js-plotly-plot .scatterlayer .trace").first.locator(".points path")
+        assert trace.count() == 20
+        seen = {selected_point(tab)}
+        for i in range(20):
+            trace = tab.locator(".js-plotly-plot .scatterlayer .trace").first.locator(
+                ".points path"
+            )
+            trace.nth(i).scroll_into_view_if_needed()
+            box = trace.nth(i).bounding_box()
+            before = selected_point(tab)
+            tab.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            if i:  # the first point is selected on arrival
+                tab.wait_for_function(
+                    "(old) => [...document.querySelectorAll('p')]"
+                    ".some(e => e.innerText.startsWith('selected:') && e.innerText !== old)",
+                    arg=before, timeout=60_000,
+                )  # fmt: skip
+            settle(tab)
+            no_exception(tab)
+            seen.add(selected_point(tab))
+        assert len(seen) == 20, seen
+        tab.screenshot(path=SHOTS / "fronts-20-points.png")
+    finally:
+        tab.close()
+
+
+def test_compare_two_artifacts_of_one_method(server, page):
+    page.goto(server)
+    settle(page)
+    page.get_by_text("Compare methods").click()
+    page.wait_for_selector('[data-testid="stMultiSelect"]', timeout=60_000)
+    settle(page)
+    page.locator('[data-testid="stMultiSelect"] input').first.click()
+    page.keyboard.type("morlhf · run")  # the second morlhf artifact (a trained run)
+    page.keyboard.press("Enter")
+    page.keyboard.press("Escape")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('h3')].filter(h => h.innerText.trim() === 'morlhf')"
+        ".length === 2",
+        timeout=180_000,
+    )
+    settle(page)
+    no_exception(page)
+    assert page.get_by_text("Something went wrong").count() == 0
+    assert page.locator(".gen-text").count() >= 6  # 3 methods x 2 samples
+    page.screenshot(path=SHOTS / "steer-compare.png")
+
+
+def test_start_cancel_and_resume_a_run(server, page):
+    page.goto(f"{server}/train")
+    settle(page)
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_role("button", name="Cancel run").click(timeout=120_000)
+    page.get_by_role("button", name="Resume").click(timeout=120_000)
+    settle(page)
+    no_exception(page)
+    cancel = page.get_by_role("button", name="Cancel run")
+    if cancel.count():  # resumed and queued or running again: end it, leave nothing behind
+        cancel.click()
+    page.get_by_role("button", name="Resume").wait_for(timeout=120_000)
+    no_exception(page)
+    page.get_by_text("Worker log (the end)").click()
+    assert "/tmp/" not in page.locator('[data-testid="stCode"]').last.inner_text()
+    page.screenshot(path=SHOTS / "train-cancel-resume.png")
+
+
+def test_phone_width_learn_page_does_not_overflow(server, browser):
+    tab = browser.new_page(viewport={"width": 390, "height": 844})
+    try:
+        tab.goto(f"{server}/learn")
+        settle(tab)
+        no_exception(tab)
+        assert tab.evaluate("document.documentElement.scrollWidth") <= 392
+        tab.screenshot(path=SHOTS / "learn-phone.png")
+    finally:
+        tab.close()
