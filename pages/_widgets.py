@@ -225,7 +225,9 @@ class UrlState:
         st.session_state["url-read"] = True
         params = st.query_params if first else {}
         keys = [a.key for a in found]
-        self.artifact_index = keys.index(params["artifact"]) if params.get("artifact") in keys else 0
+        self.artifact_index = (
+            keys.index(params["artifact"]) if params.get("artifact") in keys else 0
+        )
         self.method = params.get("method")
         self.prompt = params.get("prompt")
         self.point = params.get("point")
