@@ -3,12 +3,21 @@
 Reference: Min et al., "Dynamic Reward Adjustment in Multi-Reward Reinforcement Learning for
 Counselor Reflection Generation" (LREC-COLING 2024, arXiv 2403.13578).
 
-One LoRA policy maximises sum_i w_i(t) r_i with w(t) the Exp3 distribution over the K
-objectives (arms). Every ``window`` steps the bandit plays an arm a ~ w(t) (seeded) and is paid
-the improvement of objective a's mean normalised reward over the last window, g in [0, 1]
-(0.5 = no change); Exp3 updates the played arm with the importance-weighted gain:
+One LoRA policy maximises sum_i w_i(t) r_i - beta KL(pi || ref) with w(t) the Exp3 distribution
+over the K objectives (arms). Every ``window`` steps the bandit plays an arm a ~ w(t) (seeded)
+and is paid how far objective a lags behind the others in the last window's mean normalised
+rewards rbar, g_a = clip(0.5 + LAG_SCALE * (mean_j rbar_j - rbar_a), 0, 1); Exp3 updates the
+played arm with the importance-weighted gain::
 
-    log_w_a += gamma * g / (K * p_a),      w = (1 - gamma) * softmax(log_w) + gamma / K
+    log_w_a += gamma * g_a / (K * p_a),      w = (1 - gamma) * softmax(log_w) + gamma / K
+
+so training weight flows to the objective that is behind, and back as it catches up.
+
+**Differs from the paper**: the gain. Paying the played objective's *improvement* over the
+last window (as this file once did) gave a signal far below the batch noise at our budgets: 30
+steps made 5 updates and ended at weights (0.49, 0.51), i.e. fixed uniform weights. Paying the
+lag makes the bandit balance the objectives, which is what the dynamic weighting is for; the
+default window is 2 steps so a short run makes many updates.
 
 The preference is applied *during training*: the result is one policy, not a steerable front
 (``generate`` ignores the requested weights and says so in ``models_kept == 1``).
@@ -34,6 +43,7 @@ from morl_core.methods.common import (
 )
 
 POLICY = "dynaopt"
+LAG_SCALE = 2.0  # a 0.25 lag in [0, 1] rewards pays the arm 1.0 (the gain's ceiling)
 
 
 class Exp3:
@@ -84,10 +94,9 @@ def train(config: RunConfig, run_dir: Path, callback) -> None:
     def after_step(metrics: dict[str, float], raw: np.ndarray) -> None:
         history["rewards"].append(np.clip(raw, 0, 1).mean(0).tolist())
         if len(history["rewards"]) == window:
-            current = np.mean(history["rewards"], axis=0)
-            if history["previous"] is not None:
-                gains = np.clip(0.5 + (current - np.asarray(history["previous"])), 0.0, 1.0)
-                metrics["bandit/arm"] = float(bandit.update(gains))
+            current = np.mean(history["rewards"], axis=0)  # (K,)
+            gains = np.clip(0.5 + LAG_SCALE * (current.mean() - current), 0.0, 1.0)
+            metrics["bandit/arm"] = float(bandit.update(gains))
             history["previous"], history["rewards"] = current.tolist(), []
 
     def state() -> dict[str, Any]:

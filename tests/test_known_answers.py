@@ -1,0 +1,256 @@
+"""Behaviour with known answers: the trainer and every method move the language model where the
+exact KL-regularised optimum says they should.
+
+The problem (``morl_core.known_answers``): at adjective-slot prompts a one-token reply is scored
+1 by ``warm_word`` when it is a warm adjective and by ``cold_word`` when it is a cold one. For a
+preference w the maximiser of E[w . r] - beta KL(pi || ref) is pi*_w = ref exp(w . r / beta) / Z,
+computed by enumerating the vocabulary, so each test compares against an exact number.
+
+Each test was checked to fail when the code is broken on purpose: the reward's sign flipped in
+``RLTrainer.step`` (rates move away from the optimum), the Exp3 update frozen (the bandit's
+weights stay uniform), the meta-policy's update removed (it no longer beats its prior).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from morl_core import known_answers as ka
+from morl_core import objectives as objective_registry
+from morl_core.config import RunConfig
+from morl_core.methods import METHODS
+from morl_core.policy import attach_lora, load_policy, set_threads
+from morl_core.prompts import load_prompts
+from morl_core.rl.trainer import RLTrainer
+
+set_threads(1)
+
+BETA = 0.3
+KNOWN = {
+    "objectives": list(ka.KNOWN_OBJECTIVES),
+    "prompt_set": ka.PROMPT_SET,
+    "max_new_tokens": 1,
+    "batch_prompts": 8,
+    "k_samples": 4,
+    "kl_coef": BETA,
+    "lr": 2e-3,
+    "eval_prompts": 4,
+    "n_preferences": 2,
+    "eval_every": 0,
+    "checkpoint_every": 1000,
+    "device": "cpu",
+    "threads": 1,
+}
+EXTREMES = [(1.0, 0.0), (0.0, 1.0)]
+
+
+@pytest.fixture(scope="module")
+def prompts() -> list[str]:
+    return load_prompts(ka.PROMPT_SET, "train")
+
+
+@pytest.fixture(scope="module")
+def base(prompts):
+    """The base model's exact rates and the per-token rewards."""
+    policy = load_policy("embedded", device="cpu", threads=1)
+    rewards = ka.token_rewards(policy)  # (V, 2)
+    ref = ka.reference_logprobs(policy, prompts)  # (P, V)
+    return {"rewards": rewards, "ref": ref, "rates": ka.rates(ref, rewards)}
+
+
+# --- the exact side ---------------------------------------------------------------------------
+
+
+def test_token_rewards_agree_with_the_registered_objectives(base):
+    policy = load_policy("embedded", device="cpu", threads=1)
+    warm = [t for t in range(base["rewards"].shape[0]) if base["rewards"][t, 0] == 1.0]
+    cold = [t for t in range(base["rewards"].shape[0]) if base["rewards"][t, 1] == 1.0]
+    assert len(warm) >= 10 and len(cold) >= 10
+    texts = [policy.tokenizer.decode([t]) for t in warm[:5] + cold[:5]]
+    scores = objective_registry.score(ka.KNOWN_OBJECTIVES, [""] * 10, texts)
+    np.testing.assert_array_equal(scores[:5], [[1.0, 0.0]] * 5)
+    np.testing.assert_array_equal(scores[5:], [[0.0, 1.0]] * 5)
+
+
+def test_the_exact_optimum_beats_every_perturbation_of_it(base):
+    """pi* maximises E[s] - beta KL(pi || ref): random perturbations never do better."""
+    rng = np.random.default_rng(0)
+    ref = base["ref"][:1]
+    scores = ka.scalarized_scores(base["rewards"], (0.7, 0.3), "linear")
+    star = ka.optimal_logprobs(ref, scores, BETA)
+
+    def value(logp):
+        return float((np.exp(logp) * scores).sum() - BETA * ka.kl(logp, ref))
+
+    best = value(star)
+    for _ in range(20):
+        noisy = star + rng.normal(0, 0.3, star.shape)
+        noisy -= np.logaddexp.reduce(noisy, axis=-1, keepdims=True)
+        assert value(noisy) < best
+    # and the optimum moved mass towards the rewarded classes
+    assert ka.rates(star, base["rewards"])[0] > base["rates"][0] + 0.3
+
+
+# --- the trainer ------------------------------------------------------------------------------
+
+
+def train_one(weights, steps: int, seed: int = 0, **changes):
+    config = RunConfig.from_dict({**KNOWN, "weights": list(weights), **changes})
+    policy = load_policy("embedded", device="cpu", threads=1)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        attach_lora(policy, r=config.lora_r, alpha=config.lora_alpha, adapter_name="policy")
+    for name, param in policy.model.named_parameters():
+        param.requires_grad_("lora_" in name)
+    trainer = RLTrainer(policy, config, load_prompts(ka.PROMPT_SET, "train"), seed=seed)
+    for _ in range(steps):
+        trainer.step(weights)
+    return policy
+
+
+def test_trainer_reaches_the_exact_kl_regularised_optimum(prompts, base):
+    weights = (1.0, 0.0)
+    policy = train_one(weights, steps=45, k_samples=8, lr=1e-3)
+    logp = ka.next_token_logprobs(policy, prompts)
+    result = ka.compare(logp, base["ref"], base["rewards"], weights, BETA)
+    start = ka.compare(base["ref"], base["ref"], base["rewards"], weights, BETA)
+    target = int(np.argmax(weights))
+    # the rewarded class moved from the base rate to the exact optimum, within 0.03
+    assert result.rates[target] > base["rates"][target] + 0.3
+    assert abs(result.rates[target] - result.optimal_rates[target]) < 0.03, result.to_dict()
+    # and the whole distribution is close to pi*: KL(pi || pi*) fell at least five-fold
+    assert result.kl_to_optimum < start.kl_to_optimum / 5, (result.kl_to_optimum, start)
+
+
+@pytest.mark.slow
+def test_trainer_matches_the_optimum_within_0_02_after_150_steps(prompts, base):
+    """The issue's acceptance case: beta 0.3, 150 steps of 8 prompts x 8 samples."""
+    policy = train_one((1.0, 0.0), steps=150, k_samples=8, lr=1e-3)
+    logp = ka.next_token_logprobs(policy, prompts)
+    result = ka.compare(logp, base["ref"], base["rewards"], (1.0, 0.0), BETA)
+    assert abs(result.rates[0] - result.optimal_rates[0]) < 0.02, result.to_dict()
+
+
+# --- every method -----------------------------------------------------------------------------
+
+
+def sampled_rates(steerable, weights, prompts, n: int = 32, seed: int = 0) -> np.ndarray:
+    """Class rates (2,) of ``n`` sampled one-token replies per prompt (common random numbers)."""
+    texts = steerable.generate(prompts, weights, n=n, max_new_tokens=1, seed=seed)
+    repeated = [p for p in prompts for _ in range(n)]
+    return objective_registry.score(ka.KNOWN_OBJECTIVES, repeated, texts).mean(0)
+
+
+@pytest.fixture(scope="module")
+def expert_run(tmp_path_factory):
+    """Soups run on the known-answer pair: its experts serve soups, MOD, EMORL, meta-policy."""
+    run = tmp_path_factory.mktemp("known-experts")
+    config = RunConfig.from_dict({**KNOWN, "method": "soups", "steps": 15})
+    (run / "config.json").write_text(json.dumps(config.to_dict()))
+    METHODS["soups"].train(config, run)
+    return run
+
+
+AGGREGATIONS = {
+    "soups": {},
+    "mod": {},
+    "emorl": {"search_rounds": 1},
+    "metapolicy": {"meta_steps": 20},
+}
+SINGLE = {"morlhf": 15, "ric": 40, "panacea": 30}
+# How far each extreme must move its objective. RiC learns to read its target tags from
+# scratch (40 steps here took the warm rate from 0.13 to 0.27 at w = (1, 0)): a smaller margin.
+MARGIN = {"ric": 0.1}
+
+
+@pytest.fixture(scope="module")
+def trained_methods(expert_run, tmp_path_factory):
+    """Each family trained on the known-answer pair, on first use (aggregations reuse one set
+    of experts), so a selection of these tests trains only what it needs."""
+    cache = {}
+
+    def get(name: str):
+        if name not in cache:
+            run = tmp_path_factory.mktemp(name)
+            if name in AGGREGATIONS:
+                config = {**KNOWN, "method": name, "steps": 15}
+                config["options"] = {"experts_from": str(expert_run), **AGGREGATIONS[name]}
+            else:
+                config = {**KNOWN, "method": name, "steps": SINGLE[name]}
+            METHODS[name].train(RunConfig.from_dict(config), run)
+            cache[name] = METHODS[name].load(run, device="cpu")
+        return cache[name]
+
+    return get
+
+
+def reference_rates(method, steerable, weights, prompts, base):
+    """What the method starts from at ``weights``: the base model's rates, except for RiC,
+    whose prompt carries the target tags (the base model reads a different prompt there)."""
+    if method != "ric":
+        return base["rates"]
+    with steerable.policy.model.disable_adapter():
+        return sampled_rates(steerable, weights, prompts)
+
+
+@pytest.mark.parametrize("method", [*AGGREGATIONS, *SINGLE])
+def test_each_extreme_preference_moves_its_objective_the_right_way(
+    method, trained_methods, prompts, base
+):
+    steerable = trained_methods(method)
+    warm_end = sampled_rates(steerable, EXTREMES[0], prompts)
+    cold_end = sampled_rates(steerable, EXTREMES[1], prompts)
+    warm_start = reference_rates(method, steerable, EXTREMES[0], prompts, base)
+    cold_start = reference_rates(method, steerable, EXTREMES[1], prompts, base)
+    # w = (1, 0): more warm words than the base model; w = (0, 1): more cold words
+    margin = MARGIN.get(method, 0.15)
+    assert warm_end[0] > warm_start[0] + margin, (warm_end, warm_start)
+    assert cold_end[1] > cold_start[1] + margin, (cold_end, cold_start)
+    # and the two ends are measurably different policies
+    assert warm_end[0] - cold_end[0] > margin and cold_end[1] - warm_end[1] > margin
+
+
+# --- DynaOpt's bandit -------------------------------------------------------------------------
+
+
+def test_dynaopt_moves_weight_to_the_lagging_objective(tmp_path, prompts, base):
+    """The base model says more warm than cold words, so cold lags; Exp3 must shift the
+    training weights towards it (window 2: 15 updates in 30 steps), and back as it catches up."""
+    assert base["rates"][1] < base["rates"][0]  # the premise: cold_word is the lagging one
+    weights = []
+
+    def record(info):
+        weights.append(info.metrics["weight/cold_word"])
+        return True
+
+    config = RunConfig.from_dict({**KNOWN, "method": "dynaopt", "steps": 30})
+    METHODS["dynaopt"].train(config, tmp_path, record)
+    assert weights[0] == pytest.approx(0.5)
+    # the lagging objective gets more than half the weight on average, and clearly so at times
+    # (a frozen bandit stays at exactly 0.5; paying the leader would push it below 0.5)
+    assert np.mean(weights) > 0.52 and max(weights) > 0.55, weights
+    steerable = METHODS["dynaopt"].load(tmp_path, device="cpu")
+    rates = sampled_rates(steerable, (0.5, 0.5), prompts)
+    # one policy trained on moving weights: both objectives above the base model
+    assert rates[0] > base["rates"][0] + 0.1 and rates[1] > base["rates"][1] + 0.03, rates
+
+
+# --- the meta-policy against its own prior ----------------------------------------------------
+
+
+def test_trained_meta_policy_beats_its_untrained_prior(trained_methods, prompts):
+    """The upper level must add something: at middle preferences its replies earn more
+    scalarised reward than the same experts mixed by the prior alone (alpha = w), on the same
+    prompts and sampling seeds. Removing the upper level's update makes the two equal."""
+    meta = trained_methods("metapolicy")
+    gains = []
+    for w in [(0.25, 0.75), (0.5, 0.5), (0.75, 0.25)]:
+        trained = sampled_rates(meta, w, prompts, n=64) @ np.asarray(w)
+        with meta.mixer.reference():
+            prior = sampled_rates(meta, w, prompts, n=64) @ np.asarray(w)
+        gains.append(trained - prior)
+    assert np.mean(gains) > 0.03, gains
