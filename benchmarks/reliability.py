@@ -1,7 +1,7 @@
 """Job-system reliability: kills survived at each point, reads under load, cancel latency.
 
-    PYTHONPATH=. python benchmarks/reliability.py [--tries 3] [--soups-tries 1] [--cancels 8]
-        [--readers 50] [--out benchmarks/results/reliability.json]
+    PYTHONPATH=. python benchmarks/reliability.py [--tries 3] [--model-tries 1] [--cancels 8]
+        [--readers 50] [--only POINT] [--out benchmarks/results/reliability.json]
 
 Everything runs on the local executor in a temporary data directory:
 
@@ -12,7 +12,9 @@ Everything runs on the local executor in a temporary data directory:
   random number of steps), ``mid_checkpoint`` (a checkpoint's temp file written, not renamed) on
   the ``stub`` method; ``stage_boundary`` (an adapter saved, its stage-done checkpoint not) and
   ``adapter_save`` (peft's config written, its weights not) on a real two-stage ``soups`` run on
-  the embedded model. Exact points are hit through ``tests/kill_points.py``.
+  the embedded model; ``emorl_search`` (EMORL's coefficient search has begun) and
+  ``meta_training`` (a meta-policy step done, its checkpoint not written) on tiny EMORL and
+  meta-policy runs. Exact points are hit through ``tests/kill_points.py``.
 * **reads under load**: ``--readers`` threads, each with its own store, list/status/metrics/
   fronts in a loop while a worker writes and an executor reconciles; errors and torn or
   out-of-order lines are counted.
@@ -41,6 +43,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 STUB_POINTS = ("startup", "mid_step", "mid_checkpoint")
 SOUPS_POINTS = ("stage_boundary", "adapter_save")
+# point -> method: EMORL's search; the meta-policy's own loop, and the boundary after its last
+# expert (the meta loop must start at the exact step, whatever checkpoint the kill left).
+METHOD_POINTS = {
+    "emorl_search": "emorl",
+    "meta_training": "metapolicy",
+    "last_stage_boundary": "metapolicy",
+}
 SOUPS = {
     "method": "soups",
     "objectives": ["sentiment", "formality"],
@@ -75,16 +84,26 @@ def _wait(predicate, timeout: float, interval: float = 0.05):
     return None
 
 
-def _reference(config) -> tuple[list[dict], dict]:
-    """Metrics and final tensors of an uninterrupted run, trained in this process."""
+def _reference(config) -> tuple[list[dict], dict, list]:
+    """Metrics, final tensors and front points of an uninterrupted run, trained in this process."""
     from morl_core.methods import get
 
     steps: list[dict] = []
+    fronts: list = []
+
+    def record(info) -> bool:
+        steps.append(_comparable(info.metrics))
+        if info.front is not None:
+            fronts.append(json.loads(json.dumps(info.front, default=_plain))["points"])
+        return True
+
     with tempfile.TemporaryDirectory() as tmp:
-        get(config.method).train(
-            config, Path(tmp), lambda info: steps.append(_comparable(info.metrics)) or True
-        )
-        return steps, _final_tensors(Path(tmp), config)
+        get(config.method).train(config, Path(tmp), record)
+        return steps, _final_tensors(Path(tmp), config), fronts
+
+
+def _plain(value):
+    return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
 def _final_tensors(run_dir: Path, config) -> dict:
@@ -92,10 +111,10 @@ def _final_tensors(run_dir: Path, config) -> dict:
 
     from morl_core.jobs.checkpoint import load_latest_checkpoint
 
-    if config.method == "soups":
+    if config.method != "stub":  # every adapter and mixer file of the run
         return {
-            name: load_file(run_dir / "adapters" / name / "adapter_model.safetensors")
-            for name in ("expert_sentiment", "expert_formality")
+            str(path.relative_to(run_dir)): load_file(path)
+            for path in sorted((run_dir / "adapters").glob("*/*.safetensors"))
         }
     found = load_latest_checkpoint(run_dir)
     return {"checkpoint": found.tensors} if found else {}
@@ -121,7 +140,10 @@ def kill_once(data_dir: Path, config, point: str, reference) -> dict:
     executor = LocalExecutor(data_dir, heartbeat_timeout=5, max_retries=2)
     run_id = executor.store.create(config, "local").run_id
     run_dir = executor.store.run_dir(run_id)
-    hook = {"mid_checkpoint": "checkpoint"}.get(point, point)
+    # names in tests/kill_points.py; the last boundary of a two-objective run is after stage 2
+    hook = {"mid_checkpoint": "checkpoint", "last_stage_boundary": "stage_boundary:2"}.get(
+        point, point
+    )
     if point != "mid_step":
         (run_dir / "kill_at").write_text(hook)
     executor.reconcile(force=True)
@@ -135,7 +157,8 @@ def kill_once(data_dir: Path, config, point: str, reference) -> dict:
             killed = True
     status = _wait(lambda: (s := executor.status(run_id)).done and s, 300)
     records, _ = executor.store.metrics(run_id)
-    ref_steps, ref_tensors = reference
+    ref_steps, ref_tensors, ref_fronts = reference
+    fronts, _ = executor.store.fronts(run_id)
     checks = {
         "killed": killed and (point == "mid_step" or (run_dir / "killed_at").exists()),
         "succeeded": bool(status) and status.state == RunState.SUCCEEDED,
@@ -143,8 +166,16 @@ def kill_once(data_dir: Path, config, point: str, reference) -> dict:
         "steps_once": [r["step"] for r in records] == list(range(1, len(ref_steps) + 1)),
         "metrics_equal": [_comparable(r) for r in records] == ref_steps,
         "parameters_equal": _same(_final_tensors(run_dir, config), ref_tensors),
+        "fronts_equal": [f["points"] for f in fronts] == ref_fronts,
     }
-    return {"point": point, "run_id": run_id, "survived": all(checks.values()), **checks}
+    return {
+        "point": point,
+        "run_id": run_id,
+        "survived": all(checks.values()),
+        "step": status.step if status else None,
+        "total_steps": status.total_steps if status else None,
+        **checks,
+    }
 
 
 def reads_under_load(data_dir: Path, readers: int) -> dict:
@@ -256,15 +287,21 @@ def cancel_latency(data_dir: Path, runs: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tries", type=int, default=3, help="kills per stub point (1-50)")
-    parser.add_argument("--soups-tries", type=int, default=1, help="kills per soups point (0-10)")
+    parser.add_argument(
+        "--model-tries",
+        type=int,
+        default=1,
+        help="kills per point on the embedded model (soups, emorl, metapolicy; 0-10)",
+    )
     parser.add_argument("--readers", type=int, default=50, help="reader threads (1-200)")
     parser.add_argument("--cancels", type=int, default=8, help="runs cancelled (1-100)")
+    parser.add_argument("--only", action="append", help="only these kill points (repeatable)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "reliability.json"))
     args = parser.parse_args()
     for name, value, low, high in (
         ("--tries", args.tries, 1, 50),
-        ("--soups-tries", args.soups_tries, 0, 10),
+        ("--model-tries", args.model_tries, 0, 10),
         ("--readers", args.readers, 1, 200),
         ("--cancels", args.cancels, 1, 100),
     ):
@@ -298,10 +335,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="morl-reliability-") as tmp:
         tmp = Path(tmp)
         plan = [(stub, p, args.tries) for p in STUB_POINTS]
-        plan += [(soups, p, args.soups_tries) for p in SOUPS_POINTS]
+        plan += [(soups, p, args.model_tries) for p in SOUPS_POINTS]
+        for point, method in METHOD_POINTS.items():
+            options = {"search_rounds": 1, "search_prompts": 2} if method == "emorl" else {}
+            other = RunConfig.from_dict({**SOUPS, "method": method, "options": options})
+            plan.append((other, point, args.model_tries))
+        known = {*STUB_POINTS, *SOUPS_POINTS, *METHOD_POINTS}
+        if args.only and not set(args.only) <= known:
+            parser.error(
+                f"--only: unknown points {sorted(set(args.only) - known)}; allowed: {sorted(known)}"
+            )
+        plan = [step for step in plan if not args.only or step[1] in args.only]
         references = {}
         for config, point, tries in plan:
             if tries and config.method not in references:
+                print(f"reference run: {config.method}", flush=True)
                 references[config.method] = _reference(config)
             for i in range(tries):
                 trial = kill_once(tmp / f"{point}-{i}", config, point, references[config.method])
@@ -316,7 +364,7 @@ def main() -> None:
             "survived": sum(t["survived"] for t in trials if t["point"] == point),
             "tried": sum(t["point"] == point for t in trials),
         }
-        for point in (*STUB_POINTS, *SOUPS_POINTS)
+        for point in (*STUB_POINTS, *SOUPS_POINTS, *METHOD_POINTS)
     }
     result = {
         "kills": kills,

@@ -7,9 +7,12 @@ so the resumed attempt runs through. Points:
 
 * ``adapter_save``: peft has written ``adapter_config.json`` of the first stage's adapter but
   not its weights (the weights file is removed before the kill to leave exactly that state);
-* ``stage_boundary``: the first stage's adapter is saved, its stage-done checkpoint is not;
+* ``stage_boundary`` (or ``stage_boundary:N``): the first (N-th) stage's adapter is saved, its
+  stage-done checkpoint is not;
 * ``checkpoint``: a checkpoint's temp file is written and synced, not yet renamed;
-* ``startup``: the worker has claimed the run (``running``) and not trained a step.
+* ``startup``: the worker has claimed the run (``running``) and not trained a step;
+* ``emorl_search``: EMORL's experts are trained and its coefficient search has begun;
+* ``meta_training``: the meta-policy has trained a step, its checkpoint is not written.
 
 Nothing here runs unless a test asks for it; it is a fixture, never imported by morl_core.
 """
@@ -21,16 +24,31 @@ import signal
 import sys
 from pathlib import Path
 
-POINTS = ("startup", "checkpoint", "stage_boundary", "adapter_save")
+POINTS = (
+    "startup",
+    "checkpoint",
+    "stage_boundary",
+    "adapter_save",
+    "emorl_search",
+    "meta_training",
+)
 REQUEST = "kill_at"
 DONE = "killed_at"
 
 
-def _armed(run_dir: Path, point: str) -> bool:
+def _armed(run_dir: Path, point: str, stage: int | None = None) -> bool:
+    """Whether ``run_dir`` asks for a kill at ``point`` and has not had it yet.
+
+    ``stage_boundary:N`` asks for the boundary after stage N (1-based); plain
+    ``stage_boundary`` means the first one.
+    """
     request = run_dir / REQUEST
-    return (
-        request.is_file() and request.read_text().strip() == point and not (run_dir / DONE).exists()
-    )
+    if not request.is_file() or (run_dir / DONE).exists():
+        return False
+    name, _, number = request.read_text().strip().partition(":")
+    if name != point:
+        return False
+    return stage is None or stage == int(number or 1)
 
 
 def _die(run_dir: Path, point: str) -> None:
@@ -59,9 +77,26 @@ def _install() -> None:
         return result
 
     def save_checkpoint(run_dir, step, tensors, state=None, **kwargs):
-        if (state or {}).get("trainer", "") is None and _armed(Path(run_dir), "stage_boundary"):
+        state = state or {}
+        stage_done = state.get("trainer", "") is None and state.get("conditioned") is None
+        if stage_done and _armed(Path(run_dir), "stage_boundary", int(state.get("stage", 1))):
             _die(Path(run_dir), "stage_boundary")
+        if state.get("conditioned") is not None and _armed(Path(run_dir), "meta_training"):
+            _die(Path(run_dir), "meta_training")
         return real_save_checkpoint(run_dir, step, tensors, state, **kwargs)
+
+    import morl_core.methods.emorl as emorl
+
+    real_search_table = emorl.search_table
+
+    def search_table(*args, **kwargs):
+        # The worker's command line is ``python -m morl_core.jobs.worker RUN_DIR ...``.
+        run_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else None
+        if run_dir is not None and _armed(run_dir, "emorl_search"):
+            _die(run_dir, "emorl_search")
+        return real_search_table(*args, **kwargs)
+
+    emorl.search_table = search_table
 
     def replace(src, dst, *args, **kwargs):
         src_path = Path(src)
