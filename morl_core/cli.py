@@ -174,10 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     from morl_core import train_cli
     from morl_core.bench import cli as bench_cli
     from morl_core.jobs import cli as jobs_cli
+    from morl_core.policy import cli as models_cli
 
     train_cli.add_subcommands(sub)  # train, front
     jobs_cli.add_subcommands(sub)  # submit, runs, status, logs, cancel, resume, worker
     bench_cli.add_subcommands(sub)  # bench, leaderboard
+    models_cli.add_subcommands(sub)  # models
     return parser
 
 

