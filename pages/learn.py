@@ -21,8 +21,11 @@ name = st.segmented_control("Method", names, default=names[0], key="learn-method
 row = next(r for r in rows if r["method"] == name)
 family = row["family"].split(".")[0]
 st.markdown(f"**Family {row['family']}** · {row['idea']} · *{row['paper']}*")
-if family in studies.FAMILY_EQUATIONS:
-    st.latex(studies.FAMILY_EQUATIONS[family])
+equation = studies.method_equation(name, family)
+if equation:
+    st.latex(equation)
+if name in studies.METHOD_NOTES:
+    st.info(studies.METHOD_NOTES[name])
 doc, source = studies.method_source(name)
 st.code(doc, language=None, wrap_lines=True)
 with st.expander(f"The real source of `{name}` ({len(source.splitlines())} lines)"):

@@ -339,3 +339,11 @@ def test_benchmark_front_lines_join_only_non_dominated_points():
               "seed": 0, "front": [[0.1, 0.9], [0.5, 0.5], [0.4, 0.4], [0.9, 0.1]]}  # fmt: skip
     line = fronts_overlay([record], "s").data[0]
     assert list(line.x) == [0.1, 0.5, 0.9]  # (0.4, 0.4) is dominated: no zig-zag through it
+
+
+def test_learn_says_emorl_is_mod_up_to_temperature_and_shows_pmix_own_equation():
+    from morl_core.app import studies
+
+    assert "temperature 1/sum(a)" in studies.METHOD_NOTES["emorl"]
+    assert studies.method_equation("pmix", "D2") != studies.method_equation("mod", "D2")
+    assert r"\sum_i w_i\, \pi_i" in studies.method_equation("pmix", "D2")

@@ -434,7 +434,7 @@ FAMILY_EQUATIONS = {
     "A": r"\max_\theta\; \mathbb{E}_{y\sim\pi_\theta}\big[f_w(r_1,\dots,r_K)\big]"
     r" - \beta\,\mathrm{KL}(\pi_\theta\,\|\,\pi_{\mathrm{ref}}),\quad"
     r" f_w \in \{\textstyle\sum_i w_i r_i,\ \sum_i w_i\log r_i,\ -\max_i w_i|z^*_i - r_i|\}",
-    "B": r"w_t \leftarrow \mathrm{Exp3}(w_{t-1}, \Delta r)\ \text{every few steps},\quad"
+    "B": r"w_t \leftarrow \mathrm{Exp3}(w_{t-1},\ \bar r - \bar r_a)\ \text{every few steps},\quad"
     r" \max_\theta \mathbb{E}\big[\textstyle\sum_i w_{t,i} r_i\big]",
     "C": r"\pi_\theta(y \mid x, w):\ \text{one policy, the preference is an input}",
     "D1": r"\theta(w) = \theta_0 + \textstyle\sum_i w_i\,\Delta\theta_i",
@@ -445,6 +445,30 @@ FAMILY_EQUATIONS = {
     "E": r"\alpha = g_\phi(w, x),\quad \pi_{w}(y\mid x) = \mathrm{combine}_\alpha"
     r"(\pi_1, \dots, \pi_K),\quad \max_\phi \mathbb{E}_w\big[w^\top r\big]",
 }
+
+
+# Methods whose maths differs from their family's equation, and what a reader must not miss.
+METHOD_EQUATIONS = {
+    "pmix": r"\pi_w(y_t\mid x, y_{<t}) = \textstyle\sum_i w_i\, \pi_i(y_t\mid x, y_{<t})",
+}
+METHOD_NOTES = {
+    "emorl": (
+        "EMORL's default mixing (after the final layer norm, with the shared bias-free linear "
+        "head) is exactly MOD with weights a/sum(a) at temperature 1/sum(a), as in the EMORL "
+        "authors' own code: D3 here is D2's geometric mixture up to temperature. The paper's "
+        "token-level baseline is the arithmetic mixture sum_i w_i p_i (method `pmix`), and "
+        "`mix_at=pre_norm` mixes before the final norm, a genuinely different level."
+    ),
+    "pmix": (
+        "The arithmetic mixture of the experts' next-token probabilities: EMORL's token-level "
+        "baseline. MOD (`mod`) is the geometric mixture; the two differ most at middle weights."
+    ),
+}
+
+
+def method_equation(name: str, family: str) -> str | None:
+    """The LaTeX equation to show for a method: its own, else its family's."""
+    return METHOD_EQUATIONS.get(name, FAMILY_EQUATIONS.get(family))
 
 
 def taxonomy() -> list[dict[str, str]]:
