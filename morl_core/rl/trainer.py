@@ -113,8 +113,7 @@ class RLTrainer:
             norm, weights, cfg.scalarization, group_size=cfg.k_samples, **kw
         )  # (B,)
         fluency = np.asarray([fluency_gate(t) for t in texts])  # (B,) 1 = fluent
-        if cfg.fluency_penalty:
-            scalar = scalar - cfg.fluency_penalty * (1.0 - fluency)
+        trained_on = scalar - cfg.fluency_penalty * (1.0 - fluency)  # (B,) the RL reward
         t2 = time.perf_counter()
 
         # --- update: REINFORCE on the KL-shaped reward, group baseline (RLOO / kSCST) ---
@@ -135,7 +134,7 @@ class RLTrainer:
                     model, rollout.input_ids, rollout.attention_mask, n_tok
                 )
             shaped = kl_shaped_rewards(
-                torch.as_tensor(scalar, dtype=torch.float32, device=logp.device),
+                torch.as_tensor(trained_on, dtype=torch.float32, device=logp.device),
                 logp,
                 ref_logp,
                 mask,
