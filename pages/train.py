@@ -102,7 +102,7 @@ with live_col:
                 else 1
             )
             snap = history.fronts[index - 1]
-            ref = fronts.reference_point(len(snap["objectives"]))
+            ref = fronts.reference_point(snap["objectives"])
             title = f"front at step {snap['step']}" + (" (partial)" if snap["partial"] else "")
             front_fig = figures.snapshot_figure(snap | {"method": status.method}, ref, title)
             st.plotly_chart(front_fig, config=PLOTLY_CONFIG, key="snapshot")

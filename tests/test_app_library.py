@@ -347,3 +347,14 @@ def test_learn_says_emorl_is_mod_up_to_temperature_and_shows_pmix_own_equation()
     assert "temperature 1/sum(a)" in studies.METHOD_NOTES["emorl"]
     assert studies.method_equation("pmix", "D2") != studies.method_equation("mod", "D2")
     assert r"\sum_i w_i\, \pi_i" in studies.method_equation("pmix", "D2")
+
+
+def test_app_reference_point_puts_an_imported_reward_on_its_own_scale():
+    """The app's fronts use the same bounds as ``morl front``: a TRL penalty in [-1, 0] gets a
+    reference point below -1, a built-in objective one below 0."""
+    from morl_core.app.fronts import reference_point
+
+    penalty = "trl.rewards:get_repetition_penalty_reward(ngram_size=3,max_penalty=-1.0)"
+    ref = reference_point([penalty, "sentiment"])
+    assert ref[0] < -1.0 and -0.2 < ref[1] < 0.0
+    np.testing.assert_allclose(reference_point(2), reference_point(["sentiment", "brevity"]))

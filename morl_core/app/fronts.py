@@ -37,12 +37,27 @@ from morl_core.app.serving import (
 )
 
 
-def reference_point(k: int) -> np.ndarray:
-    """The fixed per-task reference point: 10% below 0 on every [0, 1] objective."""
+def reference_point(objectives: int | Sequence[str]) -> np.ndarray:
+    """The fixed per-task reference point: 10% of each objective's range below its low end.
+
+    Built-in objectives live in [0, 1]; an imported one (a TRL reward) on its own given or
+    declared range (:func:`morl_core.objectives.front_bounds`, the same source ``morl front``
+    uses). A bare count ``k`` means k objectives in [0, 1].
+    """
     from morl_core.pareto import reference_point_from_bounds
     from morl_core.train_cli import REFERENCE_MARGIN
 
-    return reference_point_from_bounds(np.zeros(k), np.ones(k), REFERENCE_MARGIN)
+    if isinstance(objectives, int):
+        low, high = np.zeros(objectives), np.ones(objectives)
+    else:
+        from morl_core.objectives import front_bounds
+
+        names = list(objectives)
+        try:
+            low, high = front_bounds(names, allow_import=False)
+        except ValueError:  # an imported objective this server may not import: its [0, 1] map
+            low, high = np.zeros(len(names)), np.ones(len(names))
+    return reference_point_from_bounds(low, high, REFERENCE_MARGIN)
 
 
 REFERENCE_EXPLAINED = (
@@ -78,7 +93,7 @@ def front_indicators(front: Mapping[str, Any]) -> dict[str, Any]:
                 true = None
     prefs = np.asarray(front.get("preferences") or [], dtype=float)
     return summary(
-        points, reference_point(k), weights=prefs if prefs.size else None, true_front=true
+        points, reference_point(names), weights=prefs if prefs.size else None, true_front=true
     ).to_dict()
 
 
@@ -103,7 +118,7 @@ def indicator_intervals(
         return {}
     draws = int(min(max(draws, 10), 2000))
     rng = np.random.default_rng(seed)
-    ref = reference_point(points.shape[1])
+    ref = reference_point(list(front.get("objectives") or []) or points.shape[1])
     prefs = np.asarray(front.get("preferences") or [], dtype=float)
     hv, eu = [], []
     for _ in range(draws):
@@ -357,7 +372,7 @@ class FrontTable:
             for s in self.series
         ]  # fmt: skip
         if k == 2:
-            fig = overlay_fronts_figure(legend, names, ref=reference_point(2), zoom=True)
+            fig = overlay_fronts_figure(legend, names, ref=reference_point(names), zoom=True)
         elif k == 3:
             labels = [legend[s]["label"] for s in self.series_of]
             fig = front_3d_figure(self.points, names, methods=labels, preferences=self.preferences)

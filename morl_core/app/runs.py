@@ -277,7 +277,8 @@ class RunHistory:
             if pts.ndim != 2 or not len(pts):
                 continue
             xs.append(snap["samples"] if snap["samples"] is not None else snap["step"])
-            hv.append(hypervolume(pts, reference_point(pts.shape[1])))
+            names = snap.get("objectives") or pts.shape[1]
+            hv.append(hypervolume(pts, reference_point(names)))
         return np.asarray(xs, dtype=float), np.asarray(hv, dtype=float)
 
 
