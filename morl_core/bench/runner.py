@@ -143,7 +143,7 @@ def run_suite(
             while True:
                 ex.reconcile()
                 status = ex.status(run_id)
-                if status.state in (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED):
+                if status.done:  # succeeded, failed, cancelled or broken: stop waiting
                     break
                 time.sleep(poll_seconds)
             if status.state == RunState.SUCCEEDED:
