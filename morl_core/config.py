@@ -172,12 +172,12 @@ def model_context(model: Any) -> int:
 
 
 def is_hub_name(model: Any) -> bool:
-    """``model`` names a hub repository (not 'embedded', not a local path)."""
-    from morl_core.policy.model import EMBEDDED
+    """``model`` names a hub repository (not a registered name, not a local path)."""
+    from morl_core.policy.registry import MODELS
 
     return (
         isinstance(model, str)
-        and model != EMBEDDED
+        and model not in MODELS
         and bool(HUB_NAME.fullmatch(model))
         and not _model_is_path(model)
     )

