@@ -156,7 +156,12 @@ class Worker:
         from morl_core.objectives import ObjectiveError
 
         try:
-            config = RunConfig.from_dict(read_json(self.run_dir / CONFIG) or {})
+            from morl_core.jobs.executors import store_of_run_folder
+
+            # paths are checked against the allow-list of the store that holds this run
+            config = RunConfig.from_dict(
+                read_json(self.run_dir / CONFIG) or {}, data_dir=store_of_run_folder(self.run_dir)
+            )
             device = _device(config.device)
         except (ConfigError, ValueError) as exc:
             return self.finish(RunState.FAILED, str(exc))

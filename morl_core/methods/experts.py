@@ -39,12 +39,18 @@ def copy_experts(config: RunConfig, run_dir: Path, source: Path) -> None:
         src = adapter_dir(source, name)
         if not (src / "adapter_config.json").exists():
             raise ValueError(
-                f"options.experts_from: {source} has no finished expert {name!r}; "
-                f"it has {sorted(p.name for p in (source / 'adapters').glob('*'))}"
+                f"options.experts_from: the run has no finished expert {name!r} "
+                f"(experts are trained per objective: {', '.join(config.objectives)})"
+            )
+        linked = [p.name for p in [src, *src.rglob("*")] if p.is_symlink()]
+        if linked:  # never copy a file from outside the store through a link
+            raise ValueError(
+                f"options.experts_from: expert {name!r} contains symbolic links ({linked[:3]}); "
+                "only plain files are copied"
             )
         dst = adapter_dir(run_dir, name)
         if not dst.exists():
-            shutil.copytree(src, dst)
+            shutil.copytree(src, dst, symlinks=True)
 
 
 def train_experts(
