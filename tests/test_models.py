@@ -287,6 +287,11 @@ def test_gguf_file_converts_once_to_the_cache(tmp_path, cache):
         == "<|im_start|>user\nthe<|im_end|>\n<|im_start|>assistant\n"
     )
     assert len(policy.generate(["the"], max_new_tokens=4, seed=0)) == 1
+    gguf_path.write_bytes(gguf_path.read_bytes())  # rewritten (a reinstall): converts again
+    again = registry.resolve_model(str(gguf_path), progress=False).path
+    assert again != str(folder) and [p.name for p in folder.parent.iterdir()] == [
+        registry.converted_folder(gguf_path).name
+    ]  # the stale conversion is gone
 
 
 def test_gguf_second_load_reads_the_cache(tmp_path, cache, monkeypatch):

@@ -258,7 +258,21 @@ def convert_gguf(gguf: Path, *, progress: bool = True) -> Path:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    _drop_stale_conversions(target, gguf)
     return target
+
+
+def _drop_stale_conversions(current: Path, gguf: Path) -> None:
+    """Delete older conversions of the same file (e.g. before a reinstall): ~540 MB each."""
+    for folder in current.parent.iterdir():
+        if folder == current or not folder.name.startswith(current.name.rsplit("-", 1)[0] + "-"):
+            continue
+        try:
+            record = json.loads((folder / SOURCE_RECORD).read_text())
+        except (OSError, ValueError):
+            continue  # not a finished conversion (maybe another process's temp folder)
+        if isinstance(record, dict) and record.get("gguf") == str(gguf):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _write_conversion(gguf: Path, out: Path, progress: bool) -> None:
