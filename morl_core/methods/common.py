@@ -126,6 +126,8 @@ def train_stages(
         if index < first_stage or (folder / "adapter_config.json").exists():
             load_adapter(policy, folder, adapter_name=stage.name)
             steps_before += stage.steps
+            if state is not None and index == first_stage - 1 and state.get("method"):
+                stage.load(state["method"])  # the finished stage's method state
             if resume is not None and index >= first_stage:
                 # Killed after the adapter was renamed into place but before its stage-done
                 # checkpoint: write that checkpoint now, so whatever resumes next (a later
@@ -170,11 +172,11 @@ def train_stages(
             )
             if done:  # the adapter folder now holds the stage; the next one starts fresh
                 save_adapter_atomic(policy, folder, stage.name)
-                save_checkpoint(
+                save_checkpoint(  # the method's state too: DynaOpt's bandit outlives its stage
                     run_dir,
                     global_step,
                     {"stage_done": torch.zeros(1)},
-                    {"stage": index + 1, "trainer": None, "method": {}},
+                    {"stage": index + 1, "trainer": None, "method": stage.state()},
                 )
             elif global_step % config.checkpoint_every == 0 or not keep_going:
                 t, s = trainer.state()
