@@ -357,3 +357,41 @@ def test_smollm2_loads_and_answers():
     assert policy.tokenizer.decode(ids[0]).endswith("<|im_start|>assistant\n")
     reply = policy.generate(["What is the capital of France?"], max_new_tokens=12, greedy=True)[0]
     assert "Paris" in reply
+
+
+# --- streaming ---
+@pytest.fixture(scope="module")
+def embedded():
+    return load_policy("embedded", device="cpu")
+
+
+@pytest.mark.parametrize("settings", [dict(seed=3, top_p=0.9), dict(greedy=True)])
+def test_stream_pieces_join_to_the_generated_text(embedded, chat_folder, settings):
+    for policy in (embedded, load_policy(str(chat_folder), device="cpu")):
+        prompt = "The hotel was"
+        pieces = list(policy.stream(prompt, max_new_tokens=16, **settings))
+        assert len(pieces) > 1 and all(pieces)
+        assert (
+            "".join(pieces).strip() == policy.generate([prompt], max_new_tokens=16, **settings)[0]
+        )
+
+
+def test_stream_yields_before_the_reply_is_done(embedded):
+    from morl_core.policy.sampling import hf_next_token
+
+    calls = []
+    forward = hf_next_token(embedded.model)
+
+    def counting(*args):
+        calls.append(1)
+        logits, cache = forward(*args)
+        logits[:, embedded.eos_id] = float("-inf")  # the reply runs its full length
+        return logits, cache
+
+    stream = embedded.stream("The hotel was", max_new_tokens=30, seed=0, next_token=counting)
+    next(stream)
+    assert len(calls) <= 3  # the first piece came after a step or so, not after 30
+    rest = list(stream)
+    assert len(calls) == 30 and rest
+    with pytest.raises(ValueError, match="prompt must be a string"):
+        next(embedded.stream(["a list"]))

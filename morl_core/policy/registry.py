@@ -368,9 +368,14 @@ def describe_models() -> list[ModelInfo]:
         if gguf is None:
             rows.append(_info(spec, spec.download, False, None, f"install: {spec.install}"))
             continue
-        done = is_converted(converted_folder(gguf))
-        note = "converted" if done else "converts on first load (seconds)"
-        rows.append(_info(spec, human_size(gguf.stat().st_size), True, done, f"{note}; {gguf}"))
+        folder = converted_folder(gguf)
+        done = is_converted(folder)
+        note = (
+            f"converted ({human_size(_folder_bytes(folder))} in {folder.parent})"
+            if done
+            else f"{gguf}; converts once on first load (up to a minute)"
+        )
+        rows.append(_info(spec, human_size(gguf.stat().st_size), True, done, note))
     return rows
 
 
