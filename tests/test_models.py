@@ -195,6 +195,20 @@ def test_chat_rollout_decodes_the_reply_and_scores(chat_folder):
     assert logp.shape == rollout.completion_ids.shape and torch.isfinite(logp).all()
 
 
+def test_policies_built_from_a_chat_policy_stay_chat(chat_folder):
+    from morl_core.methods.hidden import fused_policy
+    from morl_core.methods.ric import prefixed
+
+    policy = load_policy(str(chat_folder), device="cpu")
+    ric = prefixed(policy)
+    ric.prefix = "<tag=1.0>\n"
+    ids, mask = ric.encode(["Hi"])
+    assert policy.tokenizer.decode(ids[0]) == (
+        "<|im_start|>user\n<tag=1.0>\nHi<|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert fused_policy(policy, fusion=policy.model).chat  # the fusion module is not called here
+
+
 def test_chat_flag_checks(chat_folder):
     assert load_policy("embedded", device="cpu").chat is False
     with pytest.raises(ValueError, match="has no chat template"):
