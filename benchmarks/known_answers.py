@@ -78,15 +78,12 @@ def settings(args) -> dict:
 def exact_part(policy, prompts, beta: float) -> dict:
     rewards = ka.token_rewards(policy)
     ref = ka.reference_logprobs(policy, prompts)
-    experts = [
-        ka.optimal_logprobs(ref, ka.scalarized_scores(rewards, w, "linear"), beta)
-        for w in ((1.0, 0.0), (0.0, 1.0))
-    ]
+    experts = [ka.optimum(ref, rewards, w, beta, "linear") for w in ((1.0, 0.0), (0.0, 1.0))]
     mod_errors = []
     for w in PREFERENCES:
         mixed = w[0] * experts[0] + w[1] * experts[1]
         mixed -= np.logaddexp.reduce(mixed, axis=-1, keepdims=True)
-        star = ka.optimal_logprobs(ref, ka.scalarized_scores(rewards, w, "linear"), beta)
+        star = ka.optimum(ref, rewards, w, beta, "linear")
         mod_errors.append(float(np.abs(np.exp(mixed) - np.exp(star)).max()))
     front = ka.exact_front(ref, rewards, beta)
     grid = [(a, 1 - a) for a in np.linspace(0, 1, 11)]
@@ -95,20 +92,13 @@ def exact_part(policy, prompts, beta: float) -> dict:
         target = ka.transformed(front, power)
         row = {}
         for kind in ("linear", "tchebycheff"):
-            points = [
-                ka.rates(
-                    ka.optimal_logprobs(ref, ka.scalarized_scores(rewards, w, kind), beta), rewards
-                )
-                for w in grid
-            ]
+            points = [ka.rates(ka.optimum(ref, rewards, w, beta, kind), rewards) for w in grid]
             row[kind] = ka.igd(ka.transformed(np.asarray(points), power), target)
         transforms[str(power)] = row
     return {
         "base_rates": ka.rates(ref, rewards).tolist(),
         "optimal_rates": {
-            str(w): ka.rates(
-                ka.optimal_logprobs(ref, ka.scalarized_scores(rewards, w, "linear"), beta), rewards
-            ).tolist()
+            str(w): ka.rates(ka.optimum(ref, rewards, w, beta, "linear"), rewards).tolist()
             for w in PREFERENCES
         },
         "mod_of_optimal_experts_max_abs_error": max(mod_errors),
@@ -151,7 +141,7 @@ def measure(steerable, prompts, rewards_ref, beta: float, samples: int, seed: in
         scores = objective_registry.score(ka.KNOWN_OBJECTIVES, repeated, texts)  # (N, 2)
         rates = scores.mean(0)
         stderr = scores.std(0, ddof=1) / np.sqrt(len(scores))
-        star = ka.optimal_logprobs(ref, ka.scalarized_scores(rewards, w, "linear"), beta)
+        star = ka.optimum(ref, rewards, w, beta, "linear")
         optimal = ka.rates(star, rewards)
         row = {
             "weights": list(w),

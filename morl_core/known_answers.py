@@ -96,6 +96,13 @@ def optimal_logprobs(ref_logp: np.ndarray, scores: np.ndarray, beta: float) -> n
     return logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
 
 
+def optimum(
+    ref_logp: np.ndarray, rewards: np.ndarray, weights, beta: float, kind: str = "linear"
+) -> np.ndarray:
+    """log pi*_w (P, V) for preference ``weights`` under the trainer's ``kind`` scalarisation."""
+    return optimal_logprobs(ref_logp, scalarized_scores(rewards, weights, kind), beta)
+
+
 def rates(logp: np.ndarray, rewards: np.ndarray) -> np.ndarray:
     """Each objective's expected value under the policy, mean over prompts: (K,)."""
     return (np.exp(logp) @ rewards).mean(0)
@@ -144,7 +151,7 @@ def compare(
     kind: str = "linear",
 ) -> Comparison:
     """Compare a policy's next-token log-probs (P, V) with pi*_w for the same prompts."""
-    star = optimal_logprobs(ref_logp, scalarized_scores(rewards, weights, kind), beta)
+    star = optimum(ref_logp, rewards, weights, beta, kind)
     return Comparison(
         weights=tuple(float(x) for x in weights),
         rates=tuple(rates(logp, rewards).tolist()),
@@ -163,8 +170,7 @@ def exact_front(
         raise ValueError(f"exact_front sweeps two objectives, got {rewards.shape[1]}")
     points = []
     for a in np.linspace(0.0, 1.0, n):
-        scores = scalarized_scores(rewards, (a, 1.0 - a), kind)
-        points.append(rates(optimal_logprobs(ref_logp, scores, beta), rewards))
+        points.append(rates(optimum(ref_logp, rewards, (a, 1.0 - a), beta, kind), rewards))
     return np.asarray(points)
 
 
