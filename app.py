@@ -4,17 +4,10 @@ import logging
 
 import streamlit as st
 
+from pages._widgets import navigation
+
 st.set_page_config(page_title="MORL Studio", page_icon=":material/tune:", layout="wide")
-page = st.navigation(
-    [
-        st.Page("pages/steer.py", title="Steer", icon=":material/tune:", default=True),
-        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-        st.Page("pages/fronts.py", title="Fronts", icon=":material/scatter_plot:"),
-        st.Page("pages/relations.py", title="Relations", icon=":material/hub:"),
-        st.Page("pages/benchmark.py", title="Benchmark", icon=":material/leaderboard:"),
-        st.Page("pages/learn.py", title="Learn", icon=":material/school:"),
-    ]
-)
+page = navigation()  # the pages and their order: pages/_widgets.PAGES
 # Phones: the plotly toolbar would cover chart titles (export stays on the download buttons),
 # and long equations scroll inside their box instead of widening the page.
 st.html(

@@ -8,32 +8,67 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import streamlit as st
 
 from morl_core.app import serving
 
+if TYPE_CHECKING:
+    from streamlit.navigation.page import StreamlitPage
+
+
+# The app's pages in menu order: (file in pages/, title, icon). The first one is the landing page.
+PAGES = (
+    ("steer.py", "Steer", ":material/tune:"),
+    ("train.py", "Train", ":material/model_training:"),
+    ("fronts.py", "Fronts", ":material/scatter_plot:"),
+    ("relations.py", "Relations", ":material/hub:"),
+    ("benchmark.py", "Benchmark", ":material/leaderboard:"),
+    ("learn.py", "Learn", ":material/school:"),
+)
+_ROUTED = "router:routed"  # session state: this session has run through app.py's router
+
+
+def app_pages() -> list[StreamlitPage]:
+    """``st.Page`` objects for :data:`PAGES` (absolute paths: valid whichever script is main)."""
+    here = Path(__file__).resolve().parent
+    return [
+        st.Page(here / file, title=title, icon=icon, default=index == 0)
+        for index, (file, title, icon) in enumerate(PAGES)
+    ]
+
+
+def navigation(position: Literal["sidebar", "hidden", "top"] = "sidebar") -> StreamlitPage:
+    """``st.navigation`` over :func:`app_pages`; the session counts as routed from now on."""
+    st.session_state[_ROUTED] = True
+    return st.navigation(app_pages(), position=position)
+
 
 def use_router() -> None:
     """Make sure the page runs inside ``app.py``'s ``st.navigation``.
 
-    Streamlit still has a legacy mode for a ``pages/`` folder: when the very first request to a
-    fresh server is a page URL (``/fronts``), it runs that file directly, without ``app.py``,
-    and lists every file of the folder in the sidebar. Every page calls this first: it switches
-    the legacy mode off for the process and reruns through the router (once per server).
+    Streamlit keeps a legacy mode for a ``pages/`` folder next to the main script: until some
+    script calls ``st.navigation``, a fresh server runs a page URL (``/fronts``) as that file
+    alone, without ``app.py``, and lists every file of the folder in the sidebar. Every page
+    calls this first. In a session that has not been through the router yet it calls
+    ``st.navigation`` itself (hidden), which switches the legacy mode off for the server, and
+    reruns, so the rerun goes through ``app.py``. Later runs return at once, so a rerun never
+    eats a button click.
     """
-    from streamlit import config
-    from streamlit.runtime.pages_manager import PagesManager
-
-    # AppTest resets the flag before every run (and reruns would eat button clicks): skip there
-    if PagesManager.uses_pages_directory and not config.get_option("global.appTest"):
-        PagesManager.uses_pages_directory = False
-        st.rerun()
+    if st.session_state.get(_ROUTED):
+        return
+    navigation(position="hidden")
+    st.rerun()
 
 
 # The toolbar shows on hover only: on a phone it otherwise covers the chart titles.
-PLOTLY_CONFIG = {"displaylogo": False, "displayModeBar": "hover",
-                 "toImageButtonOptions": {"format": "png", "scale": 2}}  # fmt: skip
+PLOTLY_CONFIG = {
+    "displaylogo": False,
+    "displayModeBar": "hover",
+    "toImageButtonOptions": {"format": "png", "scale": 2},
+}
 
 
 @st.cache_resource(show_spinner=False)
@@ -85,8 +120,10 @@ def model(info: serving.ArtifactInfo | None, method: str) -> serving.SharedSteer
             return models.get(run_dir, method, progress=progress)
     except (ValueError, OSError) as exc:
         logging.getLogger("morl_studio").warning("%s cannot serve %s: %s", method, run_dir, exc)
-        st.info(f"**{method}** cannot serve this artifact: {serving.user_message(exc)}",
-                icon=":material/info:")  # fmt: skip
+        st.info(
+            f"**{method}** cannot serve this artifact: {serving.user_message(exc)}",
+            icon=":material/info:",
+        )
         return None
 
 
@@ -126,8 +163,16 @@ def simplex_sliders(names: list[str], key: str) -> list[float]:
 
     for i, name in enumerate(names):
         left, right = st.columns([3, 1], vertical_alignment="center")
-        left.slider(name, 0.0, 1.0, step=0.01, key=keys[i], on_change=moved, args=(i,),
-                    disabled=bool(st.session_state.get(locks[i])))  # fmt: skip
+        left.slider(
+            name,
+            0.0,
+            1.0,
+            step=0.01,
+            key=keys[i],
+            on_change=moved,
+            args=(i,),
+            disabled=bool(st.session_state.get(locks[i])),
+        )
         right.checkbox("lock", key=locks[i], help=f"keep {name}'s weight fixed")
     if st.session_state.get(f"{key}:error"):
         st.warning(st.session_state[f"{key}:error"])
@@ -160,11 +205,21 @@ def export_figure(fig, name: str) -> None:
     from morl_core.app import figures
 
     left, right = st.columns(2)
-    left.download_button("Download HTML", lambda: figures.figure_html(fig),
-                         file_name=f"{name}.html", mime="text/html", key=f"html:{name}")  # fmt: skip
+    left.download_button(
+        "Download HTML",
+        lambda: figures.figure_html(fig),
+        file_name=f"{name}.html",
+        mime="text/html",
+        key=f"html:{name}",
+    )
     if figures.png_available():
-        right.download_button("Download PNG", lambda: figures.figure_png(fig),
-                              file_name=f"{name}.png", mime="image/png", key=f"png:{name}")  # fmt: skip
+        right.download_button(
+            "Download PNG",
+            lambda: figures.figure_png(fig),
+            file_name=f"{name}.png",
+            mime="image/png",
+            key=f"png:{name}",
+        )
     else:
         right.caption("PNG: use the camera icon on the chart (kaleido is not installed).")
 

@@ -206,6 +206,38 @@ def test_someone_elses_live_run_needs_a_confirmation_to_cancel(data_dir, monkeyp
     wait_done(executor, run_id)
 
 
+def broken_runs(data_dir: Path) -> dict[str, str]:
+    """Two run folders the job store marks ``broken``: run id -> the reason it gives."""
+    from morl_core.config import RunConfig
+    from morl_core.jobs import RunStore
+
+    store = RunStore(data_dir)
+    config = RunConfig(method="morlhf", objectives=("sentiment", "brevity"), steps=2)
+    unparsable, no_config = (store.create(config, "local").run_id for _ in range(2))
+    (store.runs_dir / unparsable / "status.json").write_text("{not json")
+    (store.runs_dir / no_config / "config.json").unlink()
+    return {unparsable: "status.json does not parse", no_config: "config.json is missing"}
+
+
+def test_train_page_shows_broken_runs_with_their_reason(data_dir):
+    reasons = broken_runs(data_dir)
+    at = page("pages/train.py")
+    at.toggle(key="all-runs").set_value(True).run()
+    no_exceptions(at)
+    shown = " ".join(e.value for e in at.error)
+    assert "Something went wrong" not in shown and "Traceback" not in shown
+    assert str(data_dir) not in shown, "no server paths"
+    selected = at.selectbox[-1].value
+    assert f"Run {selected} is broken" in shown and reasons[selected] in shown
+    table = at.dataframe[-1].value.set_index("run")
+    for run_id, reason in reasons.items():
+        assert table.loc[run_id, "state"] == "broken" and reason in table.loc[run_id, "message"]
+    other = next(r for r in reasons if r != selected)
+    at.selectbox[-1].set_value(other).run()  # a shared link to the other one works too
+    no_exceptions(at)
+    assert reasons[other] in " ".join(e.value for e in at.error)
+
+
 def test_advanced_field_errors_show_outside_the_closed_expander():
     at = page("pages/train.py")
     at.number_input(key="form:lr").set_value(-1.0)
@@ -240,10 +272,17 @@ def test_relations_page_heatmap_pairs_and_graph():
 
 
 BENCH_RECORD = {
-    "suite": "pair", "method": "soups", "seed": 0, "status": "succeeded",
-    "objectives": ["sentiment", "brevity"], "front": [[0.9, 0.4], [0.5, 0.9]],
-    "hypervolume": 0.8, "expected_utility": 0.7, "training_samples": 960, "wall_seconds": 100.0,
-}  # fmt: skip
+    "suite": "pair",
+    "method": "soups",
+    "seed": 0,
+    "status": "succeeded",
+    "objectives": ["sentiment", "brevity"],
+    "front": [[0.9, 0.4], [0.5, 0.9]],
+    "hypervolume": 0.8,
+    "expected_utility": 0.7,
+    "training_samples": 960,
+    "wall_seconds": 100.0,
+}
 
 
 def test_benchmark_empty_state_then_records(tmp_path, monkeypatch):
@@ -322,8 +361,11 @@ def test_error_messages_never_show_server_paths():
 
 def test_steer_flags_degenerate_text_on_its_card(monkeypatch):
     garbled = "......i is.... Lupism."
-    monkeypatch.setattr(serving.SharedSteerable, "generate",
-                        lambda self, prompts, weights, **gen: ([garbled] * len(prompts), False))  # fmt: skip
+    monkeypatch.setattr(
+        serving.SharedSteerable,
+        "generate",
+        lambda self, prompts, weights, **gen: ([garbled] * len(prompts), False),
+    )
     at = page()
     no_exceptions(at)
     assert garbled in " ".join(generations(at))
@@ -360,8 +402,12 @@ def test_steer_view_is_in_the_url_and_a_link_opens_it():
     assert flat["artifact"] == "demo/soups-sentiment-brevity" and flat["method"] == "soups"
     assert flat["w"] == "0.80,0.20" and flat["prompt"]
     link = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    link.query_params.update(artifact="demo/morlhf-sentiment-brevity", method="morlhf",
-                             w="0.30,0.70", prompt="Tell me about the sea.")  # fmt: skip
+    link.query_params.update(
+        artifact="demo/morlhf-sentiment-brevity",
+        method="morlhf",
+        w="0.30,0.70",
+        prompt="Tell me about the sea.",
+    )
     link.run()
     no_exceptions(link)
     assert link.selectbox(key="artifact").value.key == "demo/morlhf-sentiment-brevity"
@@ -420,11 +466,11 @@ def test_fronts_read_at_a_glance_and_keep_the_view_in_the_url(tmp_path, monkeypa
 
 
 def test_benchmark_shows_the_published_leaderboard_and_confirms_before_running(monkeypatch):
-    from morl_core.app import studies
+    from morl_core.app import benchmark
 
     started = []
     monkeypatch.setattr(
-        studies, "start_suite", lambda suite, out=None: started.append(suite) or (999_999, None)
+        benchmark, "start_suite", lambda suite, out=None: started.append(suite) or (999_999, None)
     )
     monkeypatch.delenv("MORL_BENCH_OUT", raising=False)
     at = page("pages/benchmark.py")
@@ -437,13 +483,13 @@ def test_benchmark_shows_the_published_leaderboard_and_confirms_before_running(m
     at.button(key="bench-start").click().run()
     no_exceptions(at)
     assert started == [], "one click starts nothing"
-    plan = studies.plan_suite(at.selectbox(key="bench-suite").value)
+    plan = benchmark.plan_suite(at.selectbox(key="bench-suite").value)
     assert any(f"{plan.runs} runs" in w.value and "min" in w.value for w in at.warning)
     at.button(key="bench-yes").click().run()
     no_exceptions(at)
     assert started == [plan.suite]
     assert at.button(key="bench-stop")
-    assert studies.bench_out().is_relative_to(serving.data_dir()), "never into the repository"
+    assert benchmark.bench_out().is_relative_to(serving.data_dir()), "never into the repository"
 
 
 def test_relations_says_whose_samples_it_measures():
@@ -460,3 +506,16 @@ def test_phone_width_styles_are_installed():
     styles = " ".join(h.proto.body for h in at.get("html"))
     assert ".katex-display" in styles and "overflow-x: auto" in styles
     assert "max-width: 640px" in styles and "modebar" in styles
+
+
+def test_a_page_url_first_runs_through_the_router():
+    """A fresh server runs a page URL in Streamlit's legacy ``pages/`` mode (AppTest starts
+    every session that way): the page must send itself through app.py's ``st.navigation``."""
+    at = page("pages/learn.py")
+    no_exceptions(at)
+    assert at.title[0].value == "Learn"
+    styles = " ".join(h.proto.body for h in at.get("html"))
+    assert "max-width: 640px" in styles, "app.py ran: its styles are on the page"
+    alone = AppTest.from_file(str(ROOT / "pages" / "learn.py"), default_timeout=TIMEOUT).run()
+    no_exceptions(alone)  # a page file run as the main script still works
+    assert alone.title[0].value == "Learn"
