@@ -3,17 +3,19 @@ suite after a confirmation that says how many runs and how long."""
 
 import streamlit as st
 
-from morl_core.app import figures, serving, studies
+from morl_core.app import benchmark, figures, serving
 from pages._widgets import PLOTLY_CONFIG, artifacts, export_figure, use_router
 
 use_router()
 st.title("Benchmark")
-st.caption("Suites x methods x seeds, compared on quality (HV, EU, IGD+), cost and stability. "
-           "Hypervolume is compared within a suite only: a 2- and a 3-objective HV are "
-           "different quantities.")  # fmt: skip
-records = studies.benchmark_records()
+st.caption(
+    "Suites x methods x seeds, compared on quality (HV, EU, IGD+), cost and stability. "
+    "Hypervolume is compared within a suite only: a 2- and a 3-objective HV are "
+    "different quantities."
+)
+records = benchmark.benchmark_records()
 if records:
-    board = studies.leaderboard(records)
+    board = benchmark.leaderboard(records)
     st.subheader(f"This server's records: {len(records)}, mean ± std over seeds")
     st.dataframe(board.display_table(), hide_index=True)
     names = list(board.figures)
@@ -23,20 +25,22 @@ if records:
             st.plotly_chart(board.figures[name], config=PLOTLY_CONFIG, key=f"bench:{name}")
             export_figure(board.figures[name], f"bench-{name}")
 else:
-    st.info("**No benchmark records on this server yet.** " + studies.BENCH_HOWTO,
-            icon=":material/info:")  # fmt: skip
+    st.info(
+        "**No benchmark records on this server yet.** " + benchmark.BENCH_HOWTO,
+        icon=":material/info:",
+    )
 
-about, published = studies.published_leaderboard()
+about, published = benchmark.published_leaderboard()
 if published:
     st.subheader("Published leaderboard")
     st.caption(f"From `{about['source']}` ({about['date']}): {about['setting']}.")
     st.dataframe(published, hide_index=True, width="stretch")
 
 st.subheader("Start a suite")
-if studies.bench_available():
-    suite = st.selectbox("Suite", studies.bench_suites(), key="bench-suite")
+if benchmark.bench_available():
+    suite = st.selectbox("Suite", benchmark.bench_suites(), key="bench-suite")
     try:
-        plan = studies.plan_suite(suite)
+        plan = benchmark.plan_suite(suite)
     except ValueError as exc:
         st.warning(serving.user_message(exc))
         st.stop()
@@ -44,11 +48,13 @@ if studies.bench_available():
         st.session_state["bench-confirm"] = suite
     if st.session_state.get("bench-confirm") == suite:
         with st.container(border=True):
-            st.warning(f"**{suite}** will start {plan.describe()}. Records go to the server's "
-                       "data folder; the runs show on the Train page.")  # fmt: skip
+            st.warning(
+                f"**{suite}** will start {plan.describe()}. Records go to the server's "
+                "data folder; the runs show on the Train page."
+            )
             yes, no = st.columns(2)
             if yes.button(f"Yes, start {plan.runs} runs", type="primary", key="bench-yes"):
-                pid, _ = studies.start_suite(suite)
+                pid, _ = benchmark.start_suite(suite)
                 st.session_state["bench-pid"] = pid
                 st.session_state.pop("bench-confirm")
                 st.rerun()
@@ -58,13 +64,13 @@ if studies.bench_available():
     if st.session_state.get("bench-pid"):
         st.success("The suite is running; records appear above as its runs finish.")
         if st.button("Stop the suite", icon=":material/stop:", key="bench-stop"):
-            studies.stop_suite(st.session_state.pop("bench-pid"))
+            benchmark.stop_suite(st.session_state.pop("bench-pid"))
             st.info("Stopped: no new runs start; cancel queued ones on the Train page.")
 else:
     st.button("Start suite", disabled=True, help="morl_core.bench is not installed")
 
 st.subheader("Evaluated runs available now")
-rows = studies.evaluated_runs_table(artifacts())
+rows = benchmark.evaluated_runs_table(artifacts())
 if rows:
     st.dataframe(rows, hide_index=True)
     fig = figures.leaderboard_figure(rows, "hypervolume", group="front")

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from morl_core.app import figures, studies
+from morl_core.app import figures, learn
 from pages._widgets import PLOTLY_CONFIG, use_router
 
 use_router()
@@ -12,7 +12,7 @@ st.caption(
     "when w is applied (training or inference) and how many models they keep."
 )
 st.subheader("Taxonomy")
-rows = studies.taxonomy()
+rows = learn.taxonomy()
 st.dataframe(rows, hide_index=True)
 
 st.subheader("Methods")
@@ -21,18 +21,18 @@ name = st.segmented_control("Method", names, default=names[0], key="learn-method
 row = next(r for r in rows if r["method"] == name)
 family = row["family"].split(".")[0]
 st.markdown(f"**Family {row['family']}** · {row['idea']} · *{row['paper']}*")
-equation = studies.method_equation(name, family)
+equation = learn.method_equation(name, family)
 if equation:
     st.latex(equation)
-if name in studies.METHOD_NOTES:
-    st.info(studies.METHOD_NOTES[name])
-doc, source = studies.method_source(name)
+if name in learn.METHOD_NOTES:
+    st.info(learn.METHOD_NOTES[name])
+doc, source = learn.method_source(name)
 st.code(doc, language=None, wrap_lines=True)
 with st.expander(f"The real source of `{name}` ({len(source.splitlines())} lines)"):
     st.code(source, language="python", line_numbers=True)
 
 st.subheader("Guided tour: why linear scalarisation misses part of the front")
-tour = studies.scalarisation_tour()
+tour = learn.scalarisation_tour()
 text, chart = st.columns([2, 3], gap="large")
 with text:
     st.markdown(
@@ -48,11 +48,16 @@ with text:
         "Train page offers `scalarization = tchebycheff`."
     )
     index = st.select_slider(
-        "Weight on the first objective", range(len(tour.weights)), value=len(tour.weights) // 2 - 3,
-        format_func=lambda i: f"{tour.weights[i][0]:.3f}", key="tour",
-    )  # fmt: skip
+        "Weight on the first objective",
+        range(len(tour.weights)),
+        value=len(tour.weights) // 2 - 3,
+        format_func=lambda i: f"{tour.weights[i][0]:.3f}",
+        key="tour",
+    )
     reached = len(set(tour.linear.tolist()))
-    st.caption(f"Over {len(tour.weights)} preferences, linear reaches {reached} distinct "
-               f"points; Tchebycheff {len(set(tour.tchebycheff.tolist()))}.")  # fmt: skip
+    st.caption(
+        f"Over {len(tour.weights)} preferences, linear reaches {reached} distinct "
+        f"points; Tchebycheff {len(set(tour.tchebycheff.tolist()))}."
+    )
 with chart:
     st.plotly_chart(figures.tour_figure(tour, index), config=PLOTLY_CONFIG, key="tour-fig")

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from morl_core import plots
-from morl_core.app import figures, serving, studies
+from morl_core.app import figures, relations, serving
 from pages._widgets import PLOTLY_CONFIG, artifacts, computed, export_figure, model, use_router
 
 use_router()
@@ -11,7 +11,7 @@ use_router()
 
 @st.cache_data(show_spinner="Computing per-objective gradients (a few seconds)...", max_entries=8)
 def conflict(names, seed):
-    return studies.gradient_conflict_study(list(names), seed=seed)
+    return relations.gradient_conflict_study(list(names), seed=seed)
 
 
 st.title("Relations")
@@ -22,8 +22,12 @@ found = artifacts()
 left, right = st.columns([1, 2], gap="large")
 with left:
     sources = [None, *found]
-    source = st.selectbox("Generations from", sources, key="rel-source",
-                          format_func=lambda a: "the base model" if a is None else a.label)  # fmt: skip
+    source = st.selectbox(
+        "Generations from",
+        sources,
+        key="rel-source",
+        format_func=lambda a: "the base model" if a is None else a.label,
+    )
     default = ["sentiment", "brevity", "readability", "diversity"]
     names = st.multiselect(
         "Objectives", serving.ui_objectives(), default=default, key="rel-objectives"
@@ -33,8 +37,13 @@ with left:
     prompt_set = st.selectbox("Prompt set", available(), key="rel-prompts")
     n_prompts = st.slider("Prompts", 4, 22, 16, key="rel-n")
     per_prompt = st.slider("Samples per prompt", 1, 8, 4, key="rel-k")
-    kind = st.radio("Correlation", ["spearman", "pearson"], horizontal=True, key="rel-kind",
-                    format_func=str.capitalize)  # fmt: skip
+    kind = st.radio(
+        "Correlation",
+        ["spearman", "pearson"],
+        horizontal=True,
+        key="rel-kind",
+        format_func=str.capitalize,
+    )
     seed = st.number_input("Seed", 0, 10_000, 0, key="rel-seed")
 
 with right:
@@ -49,13 +58,18 @@ with right:
     data = computed(
         ("relations", key, tuple(names), prompt_set, n_prompts, per_prompt, seed),
         "Generating and scoring samples",
-        lambda progress: studies.relation_samples(
-            shared, names, prompt_set=prompt_set, n_prompts=n_prompts, samples=per_prompt,
-            seed=seed, progress=progress,
+        lambda progress: relations.relation_samples(
+            shared,
+            names,
+            prompt_set=prompt_set,
+            n_prompts=n_prompts,
+            samples=per_prompt,
+            seed=seed,
+            progress=progress,
         ),
-    )  # fmt: skip
+    )
     try:
-        rel = studies.relate(data, kind, seed=seed)
+        rel = relations.relate(data, kind, seed=seed)
     except ValueError as exc:
         st.warning(str(exc))
         st.stop()
@@ -66,7 +80,7 @@ with right:
     )
     heat.update_layout(height=max(420, 70 * len(names)))  # 7 objectives stay readable
     st.plotly_chart(heat, config=PLOTLY_CONFIG, key="heatmap")
-    st.info(studies.whose_samples_note(data.source), icon=":material/info:")
+    st.info(relations.whose_samples_note(data.source), icon=":material/info:")
     export_figure(heat, f"correlation-{kind}")
     st.caption(
         f"Hover a cell for its {c.confidence:.0%} bootstrap interval ({c.n_boot} resamples)."
@@ -87,10 +101,17 @@ with right:
             cos, norms = conflict(tuple(names), seed)
             g = plots.correlation_heatmap_figure(cos, names, colorbar_title="cosine")
             st.plotly_chart(g.update_layout(height=420), config=PLOTLY_CONFIG, key="grad")
-            st.caption("Negative: a step that helps one objective hurts the other. Gradient norms: "
-                       + ", ".join(f"{n} {v:.2g}" for n, v in zip(names, norms, strict=True)))  # fmt: skip
+            st.caption(
+                "Negative: a step that helps one objective hurts the other. Gradient norms: "
+                + ", ".join(f"{n} {v:.2g}" for n, v in zip(names, norms, strict=True))
+            )
         else:
             st.caption("A fresh LoRA adapter on the embedded model, averaged over 3 batches.")
     with st.expander("The samples"):
-        st.dataframe({"prompt": data.prompts, "completion": data.texts,
-                      **{n: data.rewards[:, i] for i, n in enumerate(names)}})  # fmt: skip
+        st.dataframe(
+            {
+                "prompt": data.prompts,
+                "completion": data.texts,
+                **{n: data.rewards[:, i] for i, n in enumerate(names)},
+            }
+        )

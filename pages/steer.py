@@ -32,8 +32,13 @@ url = url_state(found)
 
 pick, ask = st.columns([2, 3], gap="large")
 with pick:
-    info = st.selectbox("Trained artifact", found, index=url.artifact_index,
-                        format_func=lambda a: a.label, key="artifact")  # fmt: skip
+    info = st.selectbox(
+        "Trained artifact",
+        found,
+        index=url.artifact_index,
+        format_func=lambda a: a.label,
+        key="artifact",
+    )
     compare = st.toggle(
         "Compare methods", key="compare", help="same prompt and preference, side by side"
     )
@@ -43,20 +48,38 @@ with pick:
     )
     if compare:
         distinct = list({m: (a, m) for a, m in reversed(options)}.values())[::-1]
-        picked = st.multiselect("Methods", options, default=distinct[:3], key="methods",
-                                format_func=lambda c: f"{c[1]} · {c[0].label}")  # fmt: skip
+        picked = st.multiselect(
+            "Methods",
+            options,
+            default=distinct[:3],
+            key="methods",
+            format_func=lambda c: f"{c[1]} · {c[0].label}",
+        )
     else:
         default = url.method if url.method in info.steer_methods else info.method
-        method = st.segmented_control("Method", info.steer_methods, default=default,
-                                      key=f"method:{info.key}") or info.method  # fmt: skip
+        method = (
+            st.segmented_control(
+                "Method", info.steer_methods, default=default, key=f"method:{info.key}"
+            )
+            or info.method
+        )
         picked = [(info, method)]
-        st.toggle("Which reply is better?", key="ask",
-                  help="pick the better of two replies ~10 times; the app infers your weights")  # fmt: skip
+        st.toggle(
+            "Which reply is better?",
+            key="ask",
+            help="pick the better of two replies ~10 times; the app infers your weights",
+        )
 with ask:
     examples = serving.example_prompts()
     st.session_state.setdefault("prompt", url.prompt or examples[0])
-    st.pills("Example prompts", examples, key="example",
-             on_change=lambda: st.session_state.update(prompt=st.session_state.example or st.session_state.prompt))  # fmt: skip
+    st.pills(
+        "Example prompts",
+        examples,
+        key="example",
+        on_change=lambda: st.session_state.update(
+            prompt=st.session_state.example or st.session_state.prompt
+        ),
+    )
     prompt = st.text_area("Prompt", key="prompt", height=68)
 names = list(info.objectives)
 slider_key = f"pref:{','.join(names)}"
@@ -70,8 +93,11 @@ def choice_panel(info, method, prompt) -> None:
         return
     key = ("choices", info.key, method, prompt)
     try:
-        replies = computed(key, "Writing replies at spread-out preferences",
-                           lambda progress: choices.write_replies(shared, prompt, progress=progress))  # fmt: skip
+        replies = computed(
+            key,
+            "Writing replies at spread-out preferences",
+            lambda progress: choices.write_replies(shared, prompt, progress=progress),
+        )
     except ValueError as exc:
         st.warning(serving.user_message(exc))
         return
@@ -88,20 +114,33 @@ def choice_panel(info, method, prompt) -> None:
         with column, st.container(border=True):
             st.markdown(f"**Reply {label}**")
             st.write(replies.texts[me] or "(empty reply)")
-            st.button(f"{label} is better", key=f"choose-{label}", on_click=chose, args=(me, other),
-                      width="stretch")  # fmt: skip
+            st.button(
+                f"{label} is better",
+                key=f"choose-{label}",
+                on_click=chose,
+                args=(me, other),
+                width="stretch",
+            )
     estimate = session.estimate()
     fig = plots.preference_posterior_figure(
-        session.posterior.particles, session.posterior.probabilities, names,
-        estimate.mean, estimate.lower, estimate.upper,
-    )  # fmt: skip
+        session.posterior.particles,
+        session.posterior.probabilities,
+        names,
+        estimate.mean,
+        estimate.lower,
+        estimate.upper,
+    )
     st.plotly_chart(fig, config=PLOTLY_CONFIG, key="posterior")
     if session.done:
-        st.success(f"**Your inferred weights** (90% interval): {session.summary(names)}. "
-                   "The sliders below are set to this estimate; the reply there is below.")  # fmt: skip
+        st.success(
+            f"**Your inferred weights** (90% interval): {session.summary(names)}. "
+            "The sliders below are set to this estimate; the reply there is below."
+        )
     else:
-        st.caption(f"{session.posterior.choices} of {choices.ENOUGH_CHOICES} choices; "
-                   f"current estimate: {session.summary(names)}")  # fmt: skip
+        st.caption(
+            f"{session.posterior.choices} of {choices.ENOUGH_CHOICES} choices; "
+            f"current estimate: {session.summary(names)}"
+        )
 
 
 if not compare and st.session_state.get("ask"):
@@ -158,8 +197,10 @@ def steer_view(info, picked, prompt) -> None:
         st.download_button(
             "Download trade-off report (HTML)",
             lambda: fronts.steer_report(art, result, fig, curves[0]["indicators"]),
-            "tradeoff-report.html", mime="text/html", type="primary",
-        )  # fmt: skip
+            "tradeoff-report.html",
+            mime="text/html",
+            type="primary",
+        )
 
 
 steer_view(info, picked, prompt)

@@ -7,6 +7,7 @@ import streamlit as st
 
 from morl_core.app import figures, fronts, runs, serving
 from morl_core.config import ConfigError
+from morl_core.jobs import StoreError
 from pages._widgets import (
     PLOTLY_CONFIG,
     executor,
@@ -26,6 +27,18 @@ jobs = executor()
 me = st.session_state.setdefault("owner", uuid.uuid4().hex[:12])
 errors = st.session_state.get("train-errors", {})
 form_col, live_col = st.columns([2, 3], gap="large")
+
+
+def runs_table(statuses) -> None:
+    with st.expander("Runs table"):
+        st.dataframe(runs.runs_table(statuses), hide_index=True)
+
+
+def unreadable(run_id: str, reason: str) -> None:
+    """Say in one line why a run cannot be shown (the store marks such a folder broken)."""
+    st.error(f"Run {run_id} is broken: {serving.user_message(reason)}", icon=":material/error:")
+    st.caption("The job system skips it and keeps running the others; `morl runs` lists it too.")
+
 
 with form_col, st.form("train-form"):
     values = {f.name: form_widget(f, errors) for f in runs.form_fields()}
@@ -50,28 +63,47 @@ if errors:
     form_col.error("Fix these fields: " + "; ".join(f"**{k}**: {v}" for k, v in errors.items()))
 
 with live_col:
-    everyone = st.toggle("Show everyone's runs", key="all-runs",
-                         help="by default only the runs this browser session started")  # fmt: skip
+    everyone = st.toggle(
+        "Show everyone's runs",
+        key="all-runs",
+        help="by default only the runs this browser session started",
+    )
     statuses = jobs.list() if everyone else runs.mine(jobs.list(), me)
     current = st.query_params.get("run") or st.session_state.get("train-run")
     if current and current not in {s.run_id for s in statuses}:  # a shared link to a run
         statuses = [s for s in jobs.list() if s.run_id == current] + statuses
     if not statuses:
-        st.info("No runs of yours yet. Fill in the form and press **Start training**"
-                + ("" if everyone else ", or show everyone's runs") + ".")  # fmt: skip
+        st.info(
+            "No runs of yours yet. Fill in the form and press **Start training**"
+            + ("" if everyone else ", or show everyone's runs")
+            + "."
+        )
         st.stop()
     ids = [s.run_id for s in statuses]
     run_id = st.selectbox(
-        "Run", ids, index=ids.index(current) if current in ids else 0,
-        format_func=lambda i: next(f"{i} · {s.method} · {s.state}" for s in statuses if s.run_id == i),
-    )  # fmt: skip
+        "Run",
+        ids,
+        index=ids.index(current) if current in ids else 0,
+        format_func=lambda i: next(
+            f"{i} · {s.method} · {s.state}" for s in statuses if s.run_id == i
+        ),
+    )
     st.query_params["run"] = st.session_state["train-run"] = run_id
+    selected = next(s for s in statuses if s.run_id == run_id)
+    if str(selected.state) == "broken":
+        unreadable(run_id, selected.message)
+        runs_table(statuses)
+        st.stop()
     owner = runs.owner_of(run_id)
-    started_live = not jobs.status(run_id).done
+    started_live = not selected.done
 
     @st.fragment(run_every=2.0 if started_live else None)
     def live_view() -> None:
-        status = jobs.status(run_id)
+        try:
+            status = jobs.status(run_id)
+        except StoreError as exc:  # the folder went bad since the list was read
+            unreadable(run_id, str(exc))
+            return
         history = st.session_state.setdefault(
             f"history:{run_id}", runs.RunHistory(runs.run_folder(jobs, run_id))
         )
@@ -89,8 +121,14 @@ with live_col:
                 sure = st.checkbox(
                     "I know this run was started by someone else", key=f"sure:{run_id}"
                 )
-                st.button("Cancel someone else's run", on_click=jobs.cancel, args=(run_id,),
-                          disabled=not sure, icon=":material/stop:", key="cancel-other")  # fmt: skip
+                st.button(
+                    "Cancel someone else's run",
+                    on_click=jobs.cancel,
+                    args=(run_id,),
+                    disabled=not sure,
+                    icon=":material/stop:",
+                    key="cancel-other",
+                )
         if history.metrics:
             curves = figures.training_curves_figure(history.metrics, status.objectives)
             st.plotly_chart(curves, config=PLOTLY_CONFIG, key="curves")
@@ -110,8 +148,12 @@ with live_col:
             samples, hv = history.hypervolume_curve()
             from morl_core.plots import hypervolume_curve_figure
 
-            hv_fig = hypervolume_curve_figure({run_id: (samples, hv)}, methods={run_id: status.method},
-                                              ref=ref, x_title="training samples")  # fmt: skip
+            hv_fig = hypervolume_curve_figure(
+                {run_id: (samples, hv)},
+                methods={run_id: status.method},
+                ref=ref,
+                x_title="training samples",
+            )
             st.plotly_chart(hv_fig.update_layout(height=300), config=PLOTLY_CONFIG, key="hv")
         elif not status.done:
             st.caption("The front appears at the first evaluation (see eval_every).")
@@ -120,18 +162,37 @@ with live_col:
             st.rerun()  # the run ended: redraw the page once, without polling
 
     live_view()
-    status = jobs.status(run_id)
-    history = st.session_state[f"history:{run_id}"]
+    try:
+        status = jobs.status(run_id)
+    except StoreError:  # live_view said why
+        runs_table(statuses)
+        st.stop()
+    history = (
+        st.session_state.get(f"history:{run_id}")
+        or runs.RunHistory(runs.run_folder(jobs, run_id)).update()
+    )
     manage = st.columns(4)
     if status.done and str(status.state) != "succeeded":
-        manage[0].button("Resume", key="resume", icon=":material/replay:",
-                         on_click=jobs.resume, args=(run_id,))  # fmt: skip
-    manage[1].download_button("Metrics CSV", runs.export_metrics_csv(history) if history.metrics else "",
-                              f"{run_id}-metrics.csv", "text/csv", key="csv")  # fmt: skip
-    manage[2].download_button("Fronts CSV", runs.export_fronts_csv(history),
-                              f"{run_id}-fronts.csv", "text/csv", key="fronts-csv")  # fmt: skip
-    manage[3].download_button("All (JSON)", runs.export_json(history),
-                              f"{run_id}.json", "application/json", key="json")  # fmt: skip
+        manage[0].button(
+            "Resume", key="resume", icon=":material/replay:", on_click=jobs.resume, args=(run_id,)
+        )
+    manage[1].download_button(
+        "Metrics CSV",
+        runs.export_metrics_csv(history) if history.metrics else "",
+        f"{run_id}-metrics.csv",
+        "text/csv",
+        key="csv",
+    )
+    manage[2].download_button(
+        "Fronts CSV",
+        runs.export_fronts_csv(history),
+        f"{run_id}-fronts.csv",
+        "text/csv",
+        key="fronts-csv",
+    )
+    manage[3].download_button(
+        "All (JSON)", runs.export_json(history), f"{run_id}.json", "application/json", key="json"
+    )
     with st.expander("Worker log (the end)"):
         st.code(runs.log_tail(jobs, run_id) or "(empty)", language=None)
     if status.done:
@@ -146,5 +207,4 @@ with live_col:
                     st.query_params.pop("run", None)
                     st.session_state.pop("train-run", None)
                     st.rerun()
-    with st.expander("Runs table"):
-        st.dataframe(runs.runs_table(statuses), hide_index=True)
+    runs_table(statuses)

@@ -9,14 +9,15 @@ import sys
 import numpy as np
 import pytest
 
-from morl_core.app import figures, fronts, report, runs, serving, studies
+from morl_core.app import benchmark, figures, fronts, learn, report, runs, serving
 from morl_core.config import ConfigError
 
 
 def test_app_modules_do_not_import_streamlit_or_torch():
     code = (
         "import sys; import morl_core.app.serving, morl_core.app.fronts, morl_core.app.runs, "
-        "morl_core.app.studies, morl_core.app.report; "
+        "morl_core.app.relations, morl_core.app.benchmark, morl_core.app.learn, "
+        "morl_core.app.report; "
         "print('streamlit' in sys.modules, 'torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -156,7 +157,7 @@ def test_submit_run_hands_a_valid_config_to_the_executor():
     assert run_id.startswith("2026") and seen["config"].options == {"gamma": 0.3}
 
 
-# --- artifacts, studies, figures, report -----------------------------------------------------
+# --- artifacts, learn, benchmark, figures, report ------------------------------------------
 
 
 def test_steer_methods_come_from_the_registry():
@@ -166,7 +167,7 @@ def test_steer_methods_come_from_the_registry():
 
 
 def test_scalarisation_tour_linear_reaches_only_the_ends():
-    tour = studies.scalarisation_tour(21)
+    tour = learn.scalarisation_tour(21)
     assert len(set(tour.linear.tolist())) == 2
     assert len(set(tour.tchebycheff.tolist())) > 10
     assert len(figures.tour_figure(tour, 10).data) >= 5
@@ -175,23 +176,23 @@ def test_scalarisation_tour_linear_reaches_only_the_ends():
 def test_taxonomy_and_real_sources_cover_every_method():
     from morl_core.methods import METHODS
 
-    rows = studies.taxonomy()
+    rows = learn.taxonomy()
     assert {r["method"] for r in rows} == set(METHODS)
     families = [r["family"].split(".")[0] for r in rows]
     assert families == sorted(families, key=["A", "B", "C", "D1", "D2", "D3", "E"].index)
-    doc, source = studies.method_source("soups")
+    doc, source = learn.method_source("soups")
     assert "Rewarded" in doc and "def load" in source
 
 
 def test_benchmark_records_and_leaderboard(tmp_path):
     pytest.importorskip("morl_core.bench")
-    assert studies.benchmark_records(tmp_path) == []
+    assert benchmark.benchmark_records(tmp_path) == []
     (tmp_path / "s" / "records").mkdir(parents=True)
     for seed, hv in ((0, 0.6), (1, 0.8)):
         record = {"suite": "s", "method": "mod", "seed": seed, "status": "succeeded",
                   "objectives": ["a", "b"], "front": [[1.0, 0.0]], "hypervolume": hv}  # fmt: skip
         (tmp_path / "s" / "records" / f"mod-{seed}.json").write_text(json.dumps(record))
-    board = studies.leaderboard(studies.benchmark_records(tmp_path))
+    board = benchmark.leaderboard(benchmark.benchmark_records(tmp_path))
     row = board.display_table()[0]
     assert row["method"] == "mod" and row["seeds"] == 2 and row["hypervolume"] == "0.7 ± 0.1"
     assert "fronts_s" in board.figures
@@ -309,10 +310,8 @@ def test_model_pool_remembers_a_method_that_cannot_serve(monkeypatch):
 
 def test_published_leaderboard_matches_docs_findings():
     """The shipped data is the table of docs/findings.md (so the two cannot drift apart)."""
-    from morl_core.app import studies
-
-    about, rows = studies.published_leaderboard()
-    text = (studies.PUBLISHED.parents[2] / "docs" / "findings.md").read_text()
+    about, rows = benchmark.published_leaderboard()
+    text = (benchmark.PUBLISHED.parents[2] / "docs" / "findings.md").read_text()
     assert about["source"] == "docs/findings.md" and len(rows) == 24
     for row in rows:
         if row["suite"] == "Conflicting pair":
@@ -322,9 +321,7 @@ def test_published_leaderboard_matches_docs_findings():
 
 
 def test_evaluated_runs_group_by_objective_set():
-    from morl_core.app import studies
-
-    rows = studies.evaluated_runs_table(serving.discover_artifacts(runs=False))
+    rows = benchmark.evaluated_runs_table(serving.discover_artifacts(runs=False))
     fronts = {r["front"] for r in rows}
     assert (
         "soups · sentiment, brevity" in fronts
@@ -342,11 +339,9 @@ def test_benchmark_front_lines_join_only_non_dominated_points():
 
 
 def test_learn_says_emorl_is_mod_up_to_temperature_and_shows_pmix_own_equation():
-    from morl_core.app import studies
-
-    assert "temperature 1/sum(a)" in studies.METHOD_NOTES["emorl"]
-    assert studies.method_equation("pmix", "D2") != studies.method_equation("mod", "D2")
-    assert r"\sum_i w_i\, \pi_i" in studies.method_equation("pmix", "D2")
+    assert "temperature 1/sum(a)" in learn.METHOD_NOTES["emorl"]
+    assert learn.method_equation("pmix", "D2") != learn.method_equation("mod", "D2")
+    assert r"\sum_i w_i\, \pi_i" in learn.method_equation("pmix", "D2")
 
 
 def test_app_reference_point_puts_an_imported_reward_on_its_own_scale():

@@ -7,8 +7,9 @@ Modules:
     fronts: reference point, indicators, fronts per method, degeneration flags, knee and
         pseudo-weight picks.
     runs: the Train page's form, submission and live run history.
-    studies: relations (correlations, pairs, dependency graph, gradient conflict), benchmark
-        records, taxonomy, method sources, the scalarisation tour.
+    relations: the Relations page (correlations, pairs, dependency graph, gradient conflict).
+    benchmark: the Benchmark page (records, leaderboards, starting a suite, evaluated runs).
+    learn: the Learn page (taxonomy, equations, method sources, the scalarisation tour).
     figures: plotly builders the pages need beyond :mod:`morl_core.plots`.
     report: the one-file HTML trade-off report.
 """
