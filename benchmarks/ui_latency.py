@@ -16,18 +16,31 @@ Four measurements against a fresh ``streamlit run app.py`` on localhost:
    latency percentiles (send -> generation delta received, send -> script finished), with the
    share of moves served from the shared generation cache.
 
-Results go to ``benchmarks/results/ui_latency.json`` (git-ignored), with the machine's load
-average during each phase (other processes on a 2-core machine change the numbers)::
+4. **classroom while training** (``--classroom``, a phase of its own): a fresh server, two real
+   training runs submitted through the job system to its store (embedded model, small steps,
+   so they keep writing metrics and fronts all along), and ``--clients`` concurrent websocket
+   sessions that each load Steer (until a generation is on it), Fronts (its chart) and Train
+   (one of the live runs, with the runs table). Errors: an exception element, app.py's "Something
+   went wrong" line, a page without its title or main content, a page not found, an HTTP or
+   websocket failure, a message that takes over 300 s. Prints sessions, pages loaded, errors
+   and page latency p50/p95 (request -> script finished), with the runs' steps before and
+   after; everything it started is stopped at the end, whatever happens.
 
-    python benchmarks/ui_latency.py                 # everything (about 8 minutes)
+Results go to ``benchmarks/results/ui_latency.json`` (``ui_classroom.json`` for phase 4), with
+the machine's load average during each phase (other processes on a 2-core machine change the
+numbers)::
+
+    python benchmarks/ui_latency.py                 # phases 1-3 (about 8 minutes)
     python benchmarks/ui_latency.py --skip-load     # browser numbers only
     python benchmarks/ui_latency.py --skip-browser --clients 30 --duration 120
+    python benchmarks/ui_latency.py --classroom --clients 30 --train-runs 2   # phase 4
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -45,9 +58,14 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "ui_latency.json"
 CHROMIUM = os.environ.get("MORL_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 CAPTION_JS = (
     "() => { const c = [...document.querySelectorAll('[data-testid=\"stCaptionContainer\"]')]"
     ".find(e => e.innerText.includes('forward pass')); return c ? c.innerText : null; }"
@@ -63,8 +81,13 @@ def percentiles(values: list[float]) -> dict[str, float | int]:
     def pick(q: float) -> float:
         return round(ms[min(len(ms) - 1, int(round(q * (len(ms) - 1))))], 1)
 
-    return {"n": len(ms), "p50_ms": pick(0.5), "p95_ms": pick(0.95), "max_ms": round(ms[-1], 1),
-            "mean_ms": round(statistics.fmean(ms), 1)}  # fmt: skip
+    return {
+        "n": len(ms),
+        "p50_ms": pick(0.5),
+        "p95_ms": pick(0.95),
+        "max_ms": round(ms[-1], 1),
+        "mean_ms": round(statistics.fmean(ms), 1),
+    }
 
 
 def load_average() -> list[float]:
@@ -83,13 +106,35 @@ class Server:
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
-        env = {**os.environ, "MORL_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1",
-               "OMP_NUM_THREADS": "1"}  # fmt: skip
-        cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-               "--server.port", str(self.port), "--server.address", "127.0.0.1"]  # fmt: skip
+        env = {
+            **os.environ,
+            "MORL_DATA_DIR": str(data_dir),
+            "HF_HUB_OFFLINE": "1",
+            "OMP_NUM_THREADS": "1",  # threads pinned: one per process on a shared machine
+            "MORL_THREADS": "1",
+        }
+        cmd = [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(self.port),
+            "--server.address",
+            "127.0.0.1",
+        ]
         self.started = time.perf_counter()
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.time() + 90
         while time.time() < deadline:
             try:
@@ -139,9 +184,12 @@ def slider_moves(tab, moves: int, key: str) -> tuple[list[float], int]:
         start = time.perf_counter()
         tab.keyboard.press(key)
         try:
-            tab.wait_for_function(f"(old) => {{ const now = ({CAPTION_JS})(); "
-                                  "return now !== null && now !== old; }", arg=before,
-                                  timeout=60_000, polling=10)  # fmt: skip
+            tab.wait_for_function(
+                f"(old) => {{ const now = ({CAPTION_JS})(); return now !== null && now !== old; }}",
+                arg=before,
+                timeout=60_000,
+                polling=10,
+            )
         except PlaywrightTimeout:
             timeouts += 1
             continue
@@ -208,9 +256,17 @@ def start_training(data_dir: Path) -> str:
     from morl_core import jobs
 
     executor = jobs.get_executor(data_dir=data_dir)
-    run_id = executor.submit({"method": "morlhf", "objectives": ["sentiment", "brevity"],
-                              "steps": 400, "n_preferences": 2, "eval_every": 0,
-                              "device": "cpu", "threads": 1})  # fmt: skip
+    run_id = executor.submit(
+        {
+            "method": "morlhf",
+            "objectives": ["sentiment", "brevity"],
+            "steps": 400,
+            "n_preferences": 2,
+            "eval_every": 0,
+            "device": "cpu",
+            "threads": 1,
+        }
+    )
     deadline = time.time() + 120
     while time.time() < deadline and executor.status(run_id).step < 2:
         time.sleep(0.5)
@@ -281,8 +337,9 @@ class Client:
         import websockets
 
         try:
-            async with websockets.connect(self.url, subprotocols=["streamlit"],
-                                          max_size=None, open_timeout=60) as ws:  # fmt: skip
+            async with websockets.connect(
+                self.url, subprotocols=["streamlit"], max_size=None, open_timeout=60
+            ) as ws:
                 first = await self.run_once(ws, None)
                 log.append(first | {"first": True})
                 while time.time() < until:
@@ -319,16 +376,255 @@ def load_phase(server: Server, clients: int, duration: float, seed: int = 0) -> 
         "load_after": load_average(),
         "errors": len(errors),
         "error_examples": sorted(set(errors))[:5],
-        "first_render": percentiles([r["finished_s"] for r in flat if r.get("first")
-                                     and r.get("finished_s")]),  # fmt: skip
+        "first_render": percentiles(
+            [r["finished_s"] for r in flat if r.get("first") and r.get("finished_s")]
+        ),
         "moves": len(moves),
         "cached_share": round(sum(r.get("cached", False) for r in moves) / max(1, len(moves)), 3),
-        "move_to_generation": percentiles([r["generation_s"] for r in moves if r.get("generation_s")]),
-        "move_to_script_finished": percentiles([r["finished_s"] for r in moves if r.get("finished_s")]),
+        "move_to_generation": percentiles(
+            [r["generation_s"] for r in moves if r.get("generation_s")]
+        ),
+        "move_to_script_finished": percentiles(
+            [r["finished_s"] for r in moves if r.get("finished_s")]
+        ),
         "uncached_move_to_generation": percentiles(
             [r["generation_s"] for r in moves if r.get("generation_s") and not r.get("cached")]
         ),
-    }  # fmt: skip
+    }
+
+
+# --- the classroom while training: page loads ----------------------------------------------
+
+CLASSROOM_RESULTS = ROOT / "benchmarks" / "results" / "ui_classroom.json"
+# (page, url path, what must be on it): Steer with a generation, Fronts, Train's runs table
+CLASSROOM_PAGES = (
+    ("steer", "", "generation"),
+    ("fronts", "fronts", "chart"),
+    ("train", "train", "runs table"),
+)
+CRASH_LINE = "Something went wrong"  # app.py's one-line message for a page that raised
+MESSAGE_TIMEOUT_S = 300.0  # one ForwardMsg; a page load slower than this counts as an error
+
+
+class PageClient:
+    """One classroom session: a websocket that loads pages as the browser's page links do."""
+
+    def __init__(self, url: str):
+        self.http = url
+        self.url = url.replace("http", "ws") + "/_stcore/stream"
+        self.hashes: dict[str, str] = {}  # url path -> page script hash (from the navigation)
+
+    async def load(self, ws, name: str, path: str, query: str, expect: str) -> dict:
+        """Run one page; the seconds from request to script finished, and what went wrong."""
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        msg = BackMsg()
+        msg.rerun_script.query_string = query
+        msg.rerun_script.page_name = path
+        msg.rerun_script.page_script_hash = self.hashes.get(path, "")
+        start = time.perf_counter()
+        await ws.send(msg.SerializeToString())
+        seen, errors = set(), []
+        while True:
+            forward = ForwardMsg()
+            raw = await asyncio.wait_for(ws.recv(), timeout=MESSAGE_TIMEOUT_S)
+            forward.ParseFromString(raw)
+            kind = forward.WhichOneof("type")
+            if kind == "navigation":
+                self.hashes = {
+                    p.url_pathname: p.page_script_hash for p in forward.navigation.app_pages
+                }
+            elif kind == "page_not_found":
+                errors.append(f"{name}: page not found")
+            elif kind == "delta" and forward.delta.WhichOneof("type") == "add_block":
+                block = forward.delta.add_block
+                if (
+                    block.WhichOneof("type") == "expandable"
+                    and block.expandable.label == "Runs table"
+                ):
+                    seen.add("runs table")
+            elif kind == "delta" and forward.delta.WhichOneof("type") == "new_element":
+                element = forward.delta.new_element
+                what = element.WhichOneof("type")
+                if what == "exception":
+                    errors.append(f"{name}: exception: {element.exception.message[:200]}")
+                elif what == "alert" and CRASH_LINE in element.alert.body:
+                    errors.append(f"{name}: {element.alert.body[:200]}")
+                elif what == "heading":
+                    seen.add(f"title:{element.heading.body}")
+                elif what == "markdown" and "gen-text" in element.markdown.body:
+                    seen.add("generation")
+                elif what == "plotly_chart":
+                    seen.add("chart")
+            elif kind == "script_finished":
+                if forward.script_finished == ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+                    continue  # the page reran itself (st.rerun): wait for that run
+                if forward.script_finished == ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY:
+                    continue  # a fragment's own run, not the page's
+                seconds = time.perf_counter() - start
+                if f"title:{name.capitalize()}" not in seen or expect not in seen:
+                    errors.append(f"{name}: incomplete page (saw {sorted(seen)})")
+                return {"page": name, "seconds": seconds, "ok": not errors, "errors": errors}
+
+    async def http_ok(self, path: str) -> str | None:
+        """GET the page's URL (what a browser fetches first); an error line or None."""
+
+        def get() -> str | None:
+            try:
+                with urllib.request.urlopen(f"{self.http}/{path}", timeout=60) as response:
+                    return None if response.status == 200 else f"HTTP {response.status} /{path}"
+            except OSError as exc:
+                return f"HTTP /{path}: {type(exc).__name__}: {exc}"
+
+        return await asyncio.to_thread(get)
+
+    async def session(self, run_id: str, log: list[dict]) -> None:
+        """Steer (one generation), Fronts, then Train on a live run: every page once."""
+        import websockets
+
+        try:
+            async with websockets.connect(
+                self.url, subprotocols=["streamlit"], max_size=None, open_timeout=120
+            ) as ws:
+                for name, path, expect in CLASSROOM_PAGES:
+                    failed = await self.http_ok(path)
+                    query = f"run={run_id}" if name == "train" else ""
+                    record = await self.load(ws, name, path, query, expect)
+                    if failed:
+                        record["errors"].append(failed)
+                        record["ok"] = False
+                    log.append(record)
+        except Exception as exc:  # noqa: BLE001 -- every failure counts as an error
+            log.append(
+                {
+                    "page": "connection",
+                    "seconds": None,
+                    "ok": False,
+                    "errors": [f"{type(exc).__name__}: {exc}"],
+                }
+            )
+
+
+TRAINING_RUN = {
+    "method": "morlhf",
+    "objectives": ["sentiment", "brevity"],
+    "n_preferences": 2,
+    "eval_every": 3,
+    "eval_prompts": 4,
+    "batch_prompts": 2,
+    "k_samples": 2,
+    "max_new_tokens": 12,
+    "device": "cpu",
+    "threads": 1,
+    "model": "embedded",
+}
+
+
+def start_runs(data_dir: Path, n: int, steps: int) -> tuple[object, list[str]]:
+    """Submit ``n`` small-step runs through the job system; wait until each has logged a step."""
+    os.environ["MORL_DATA_DIR"] = str(data_dir)
+    from morl_core import jobs
+
+    executor = jobs.get_executor(data_dir=data_dir)
+    run_ids = [executor.submit(TRAINING_RUN | {"steps": steps, "seed": i}) for i in range(n)]
+    deadline = time.time() + 300
+    while time.time() < deadline and min(executor.status(r).step for r in run_ids) < 1:
+        if any(executor.status(r).done for r in run_ids):
+            break
+        time.sleep(0.5)
+    return executor, run_ids
+
+
+def stop_runs(executor, run_ids: list[str]) -> None:
+    """Cancel the runs, wait for their workers, and kill any worker still alive after 60 s."""
+    import signal
+
+    for run_id in run_ids:
+        with contextlib.suppress(Exception):
+            executor.cancel(run_id)
+    deadline = time.time() + 60
+    while time.time() < deadline and not all(executor.status(r).done for r in run_ids):
+        time.sleep(0.5)
+    for run_id in run_ids:
+        pid = executor.status(run_id).pid
+        if pid and not executor.status(run_id).done:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+
+
+def run_progress(executor, run_ids: list[str]) -> dict[str, dict]:
+    """Each run's state, step and metrics lines written so far."""
+    out = {}
+    for run_id in run_ids:
+        status = executor.status(run_id)
+        records, _ = executor.store.metrics(run_id)
+        out[run_id] = {
+            "state": str(status.state),
+            "step": status.step,
+            "metrics_lines": len(records),
+        }
+    return out
+
+
+def classroom_training_phase(clients: int, train_runs: int, steps: int) -> dict:
+    """A fresh server, ``train_runs`` runs writing, and ``clients`` sessions loading pages."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp)
+        server = Server(data)
+        executor, run_ids = None, []
+        try:
+            executor, run_ids = start_runs(data, train_runs, steps)
+            before = run_progress(executor, run_ids)
+            logs: list[list[dict]] = [[] for _ in range(clients)]
+            load_before = load_average()
+
+            async def main() -> None:
+                tasks = []
+                for i in range(clients):
+                    await asyncio.sleep(0.2)  # a class arrives within seconds, not in one tick
+                    run_id = run_ids[i % len(run_ids)]
+                    tasks.append(
+                        asyncio.create_task(PageClient(server.url).session(run_id, logs[i]))
+                    )
+                await asyncio.gather(*tasks)
+
+            start = time.perf_counter()
+            asyncio.run(main())
+            wall = time.perf_counter() - start
+            after = run_progress(executor, run_ids)
+        finally:
+            if executor is not None:
+                stop_runs(executor, run_ids)
+            server.stop()
+    flat = [r for log in logs for r in log]
+    errors = [e for r in flat for e in r["errors"]]
+    pages = [r for r in flat if r["page"] != "connection"]
+    return {
+        "sessions": clients,
+        "sessions_completed": sum(
+            len(log) == len(CLASSROOM_PAGES) and all(r["ok"] for r in log) for log in logs
+        ),
+        "page_loads_tried": clients * len(CLASSROOM_PAGES),
+        "pages_loaded": sum(r["ok"] for r in pages),
+        "errors": len(errors),
+        "error_examples": sorted(set(errors))[:8],
+        "wall_s": round(wall, 1),
+        "load_before": load_before,
+        "load_after": load_average(),
+        "page_latency": percentiles([r["seconds"] for r in pages if r["seconds"] is not None]),
+        "per_page": {
+            name: percentiles([r["seconds"] for r in pages if r["page"] == name])
+            for name, _, _ in CLASSROOM_PAGES
+        },
+        "training": {
+            "runs": train_runs,
+            "steps": steps,
+            "config": TRAINING_RUN,
+            "before": before,
+            "after": after,
+        },
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -340,10 +636,47 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-browser", action="store_true")
     parser.add_argument("--skip-load", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--classroom",
+        action="store_true",
+        help="only the classroom-while-training phase (sessions x pages while "
+        "--train-runs runs write); results to benchmarks/results/ui_classroom.json",
+    )
+    parser.add_argument("--train-runs", type=int, default=2)
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=400,
+        help="steps of each training run (it is cancelled when the load ends)",
+    )
     args = parser.parse_args(argv)
-    results: dict = {"machine": {"cpus": os.cpu_count(), "load_at_start": load_average()},
-                     "settings": vars(args) | {"out": str(args.out)},
-                     "recorded": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
+    if not 1 <= args.clients <= 200 or not 0 <= args.train_runs <= 4 or not 1 <= args.steps <= 5000:
+        parser.error("--clients 1..200, --train-runs 0..4, --steps 1..5000")
+    if args.classroom:
+        result = classroom_training_phase(args.clients, args.train_runs, args.steps)
+        result |= {
+            "machine": {"cpus": os.cpu_count()},
+            "recorded": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        CLASSROOM_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        CLASSROOM_RESULTS.write_text(json.dumps(result, indent=1))
+        lat = result["page_latency"]
+        print(
+            f"sessions {result['sessions']} (completed {result['sessions_completed']}), "
+            f"pages loaded {result['pages_loaded']}/{result['page_loads_tried']}, "
+            f"errors {result['errors']}, page latency p50 {lat.get('p50_ms')} ms "
+            f"p95 {lat.get('p95_ms')} ms; training {result['training']['before']} -> "
+            f"{result['training']['after']}"
+        )
+        for example in result["error_examples"]:
+            print("  error:", example)
+        print(f"wrote {CLASSROOM_RESULTS}")
+        return 0 if result["errors"] == 0 else 1
+    results: dict = {
+        "machine": {"cpus": os.cpu_count(), "load_at_start": load_average()},
+        "settings": vars(args) | {"out": str(args.out)},
+        "recorded": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     if not args.skip_browser:
         with tempfile.TemporaryDirectory() as tmp:
             server = Server(Path(tmp))

@@ -26,12 +26,23 @@ ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "tests" / "screenshots"
 CHROMIUM = os.environ.get("MORL_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 # A page URL first: a fresh server must still route it through app.py (not legacy pages/ mode).
-PAGES = {"train": "train", "steer": "", "fronts": "fronts", "relations": "relations",
-         "benchmark": "benchmark", "learn": "learn"}  # fmt: skip
+PAGES = {
+    "train": "train",
+    "steer": "",
+    "fronts": "fronts",
+    "relations": "relations",
+    "benchmark": "benchmark",
+    "learn": "learn",
+}
 
 playwright = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed (run .ci/install_browser.sh)"
@@ -61,9 +72,12 @@ def twenty_point_front(data: Path) -> None:
     demo = serving.DEMO_DIR / "soups-sentiment-brevity"
     t = np.linspace(0.0, 1.0, 20)
     x = 0.3 + 0.6 * t
-    front = {"method": "mod", "objectives": ["sentiment", "brevity"],
-             "preferences": np.stack([t, 1 - t], 1).round(4).tolist(),
-             "points": np.stack([x, 0.3 + 0.6 * np.sqrt(1 - t**2)], 1).tolist()}  # fmt: skip
+    front = {
+        "method": "mod",
+        "objectives": ["sentiment", "brevity"],
+        "preferences": np.stack([t, 1 - t], 1).round(4).tolist(),
+        "points": np.stack([x, 0.3 + 0.6 * np.sqrt(1 - t**2)], 1).tolist(),
+    }
     cache = data / "app" / "fronts" / f"{serving.slug(str(demo.resolve()))}.mod.json"
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(front))
@@ -76,8 +90,9 @@ def second_morlhf_run(data: Path) -> None:
     from morl_core.jobs import RunStore
 
     store = RunStore(data)
-    status = store.create(RunConfig(method="morlhf", objectives=("sentiment", "brevity"),
-                                    steps=2), executor="local")  # fmt: skip
+    status = store.create(
+        RunConfig(method="morlhf", objectives=("sentiment", "brevity"), steps=2), executor="local"
+    )
     folder = store.run_dir(status.run_id)
     demo = serving.DEMO_DIR / "morlhf-sentiment-brevity"
     for name in ("artifact.json", "front.json", "front.jsonl", "metrics.jsonl"):
@@ -95,12 +110,28 @@ def server(tmp_path_factory):
     data = tmp_path_factory.mktemp("data")
     twenty_point_front(data)
     second_morlhf_run(data)
-    env = {**os.environ, "MORL_DATA_DIR": str(data),
-           "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}  # fmt: skip
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-           "--server.port", str(port), "--server.address", "127.0.0.1"]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    env = {**os.environ, "MORL_DATA_DIR": str(data), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -213,8 +244,9 @@ def test_click_a_front_point_shows_its_generations(server, page):
 def test_every_point_of_a_20_point_front_can_be_clicked_at_1366x768(server, browser):
     tab = browser.new_page(viewport={"width": 1366, "height": 768})
     try:
-        tab.goto(f"{server}/fronts?objectives=sentiment,brevity"
-                 "&fronts=demo/soups-sentiment-brevity:mod")  # fmt: skip
+        tab.goto(
+            f"{server}/fronts?objectives=sentiment,brevity&fronts=demo/soups-sentiment-brevity:mod"
+        )
         settle(tab)
         no_exception(tab)
         trace = tab.locator(".js-plotly-plot .scatterlayer .trace").first.locator(".points path")
@@ -232,8 +264,9 @@ def test_every_point_of_a_20_point_front_can_be_clicked_at_1366x768(server, brow
                 tab.wait_for_function(
                     "(old) => [...document.querySelectorAll('p')]"
                     ".some(e => e.innerText.startsWith('selected:') && e.innerText !== old)",
-                    arg=before, timeout=60_000,
-                )  # fmt: skip
+                    arg=before,
+                    timeout=60_000,
+                )
             settle(tab)
             no_exception(tab)
             seen.add(selected_point(tab))
