@@ -10,8 +10,11 @@ For each pair of objectives and each seed, every method is trained on the embedd
 the same config (``--scale`` presets, each field overridable); the per-objective experts are
 trained once (by ``soups``) and reused by ``mod``, ``emorl`` and ``metapolicy`` through
 ``experts_from``, but their samples and seconds are charged to every method that uses them.
-Every front is then measured by the shared protocol (``evaluate_front``: the 11-preference grid,
-the first ``eval_prompts`` held-out prompts, seeded decoding, 24 new tokens).
+Every front, and the base model's (a reference row), is then measured by the evaluation
+protocol (:mod:`morl_core.evaluation`: every held-out prompt x 4 samples at each of the
+11 preferences, common random numbers, HV of the mean points with a bootstrap interval over
+prompts, EU over the protocol's fixed lattice, KL to the base model); ``--eval-prompts`` caps
+the prompts (0 = all; the ``tiny`` smoke preset uses 2) and the cap is recorded.
 
 Pairs:
 
@@ -23,11 +26,11 @@ Pairs:
   pair has the same known front but the embedded model almost never writes those words (rate
   ~0.001), so RL at benchmark scale gets no signal; ``--synthetic registered`` uses it anyway.
 
-Reported per method (mean and standard deviation over seeds): hypervolume with the fixed
-reference point (-0.1, -0.1) (objectives live in [0, 1]), expected utility over 101 preferences,
-IGD+ (synthetic), training samples (prompt-completion pairs scored to train, experts included),
-search samples and seconds (EMORL), training wall seconds (experts included), inference seconds
-per reply, forward passes per token, models kept. Headline: the meta-policy's hypervolume as a
+Reported per method (mean and standard deviation over seeds): hypervolume and expected utility
+under the protocol (its reference point and EU preferences), IGD+ (synthetic), KL to the base per
+token, training samples (what each run reported scoring, plus the experts it reused), search
+samples and seconds (EMORL), training wall seconds (experts included), inference seconds per
+reply, forward passes per token, models kept. Headline: the meta-policy's hypervolume as a
 fraction of the 11-preference MORLHF front's, and its training samples as a fraction of MORLHF's;
 per-preference utility gaps to MORLHF show where it degrades; a decoding-time table against K
 shows how its cost grows with the number of objectives.
@@ -70,14 +73,13 @@ PRONOUNS = frozenset(
 )
 PAIRS = {"real": ("readability", "formality"), "synthetic": ("bench_articles", "bench_pronouns")}
 REGISTERED_SYNTHETIC = ("synth_nature", "synth_city")
-REFERENCE = (-0.1, -0.1)
 SCALES = {  # RunConfig fields + benchmark knobs; every one can be overridden on the command line
     "tiny": dict(
         steps=2,
         batch_prompts=2,
         k_samples=2,
         max_new_tokens=8,
-        eval_prompts=2,
+        eval_prompts=2,  # a smoke run: only 2 held-out prompts (recorded in the protocol)
         lr=0.01,
         search_rounds=2,
         search_prompts=2,
@@ -88,7 +90,7 @@ SCALES = {  # RunConfig fields + benchmark knobs; every one can be overridden on
         batch_prompts=2,
         k_samples=4,
         max_new_tokens=16,
-        eval_prompts=12,
+        eval_prompts=0,
         lr=0.005,
         search_rounds=5,
         search_prompts=4,
@@ -99,7 +101,7 @@ SCALES = {  # RunConfig fields + benchmark knobs; every one can be overridden on
         batch_prompts=4,
         k_samples=4,
         max_new_tokens=24,
-        eval_prompts=16,
+        eval_prompts=0,
         lr=0.002,
         search_rounds=5,
         search_prompts=8,
@@ -137,26 +139,58 @@ def classify_pair(objectives: tuple[str, ...], seed: int) -> dict:
     return {"label": pairs[0].label, "spearman": pairs[0].coefficient, "reason": pairs[0].reason}
 
 
+def run_samples(run_dir: Path) -> int:
+    """Prompt-completion pairs the run itself scored to train (its last reported count)."""
+    from morl_core.jobs.files import read_jsonl
+
+    records, _ = read_jsonl(run_dir / "metrics.jsonl")
+    return int(max((r.get("samples") or 0 for r in records), default=0))
+
+
+def protocol_for(scale: dict):
+    """The evaluation protocol; a scale may only cap its prompts (``eval_prompts``, 0 = all)."""
+    import dataclasses
+
+    from morl_core.evaluation import default_protocol
+
+    return dataclasses.replace(default_protocol(), max_prompts=int(scale["eval_prompts"]))
+
+
+def front_row(front: dict) -> dict:
+    """The quality fields of one front evaluated by :mod:`morl_core.evaluation`."""
+    indicators = front["indicators"]
+    kl = [v for v in front["kl_per_token"] if v is not None]
+    return {
+        "preferences": front["preferences"],
+        "points": front["points"],
+        "hypervolume": indicators["hypervolume"],
+        "expected_utility": indicators["expected_utility"],
+        "igd_plus": indicators["igd_plus"],
+        "intervals": indicators["intervals"],
+        "kl_per_token": front["kl_per_token"],
+        "mean_kl_per_token": float(np.mean(kl)) if kl else None,
+    }
+
+
 def run_job(pair: str, objectives: tuple[str, ...], seed: int, scale: dict, out: Path) -> dict:
     """Train and measure every method on one pair with one seed (runs in a worker process)."""
     from morl_core.config import RunConfig
+    from morl_core.evaluation import BasePolicy, evaluate_base, evaluate_run
     from morl_core.methods import get
-    from morl_core.methods.common import snapshot
-    from morl_core.pareto import summary
     from morl_core.policy import load_policy, set_threads
     from morl_core.prompts import load_prompts
     from morl_core.train_cli import run_training
-    from morl_core.weights import simplex_lattice
 
     set_threads(1)
     register_benchmark_objectives()
+    protocol = protocol_for(scale)
     # warm up (imports, model load, scorers) so the first method's wall time is not charged
     tokenizer = load_policy("embedded", device="cpu", threads=1).tokenizer
     objective_registry.score(list(objectives), ["Hi"], ["Hello there."])
     root = out / "runs" / f"{pair}-seed{seed}"
     if root.exists():  # a run folder would resume, not retrain: always start from scratch
         shutil.rmtree(root)
-    fields = ("steps", "batch_prompts", "k_samples", "max_new_tokens", "eval_prompts", "lr")
+    fields = ("steps", "batch_prompts", "k_samples", "max_new_tokens", "lr")
     base = {f: scale[f] for f in fields} | {
         "objectives": list(objectives),
         "seed": seed,
@@ -166,7 +200,6 @@ def run_job(pair: str, objectives: tuple[str, ...], seed: int, scale: dict, out:
         "eval_every": 0,
         "checkpoint_every": 1000,
     }
-    batch = scale["batch_prompts"] * scale["k_samples"]
     options = {
         "emorl": {
             "search_rounds": scale["search_rounds"],
@@ -174,17 +207,8 @@ def run_job(pair: str, objectives: tuple[str, ...], seed: int, scale: dict, out:
         },
         "metapolicy": {"meta_steps": scale.get("meta_steps") or scale["steps"]},
     }
-    own_steps = {
-        "morlhf": N_PREFERENCES * scale["steps"],
-        "dynaopt": scale["steps"],
-        "ric": scale["steps"],
-        "panacea": scale["steps"],
-        "metapolicy": options["metapolicy"]["meta_steps"],
-    }
-    expert_steps = len(objectives) * scale["steps"]
-    true_front = objective_registry.true_front(*objectives) if pair == "synthetic" else None
-    lattice = simplex_lattice(len(objectives), 100)
-    results, experts_seconds = {}, 0.0
+    prompts = load_prompts("default", "eval")[:8]  # the decoding-time measurement's prompts
+    results, experts_seconds, experts_samples = {}, 0.0, 0
     for method in ("soups", *[m for m in scale["methods"] if m != "soups"]):
         run_dir = root / method
         opts = dict(options.get(method, {}))
@@ -195,30 +219,24 @@ def run_job(pair: str, objectives: tuple[str, ...], seed: int, scale: dict, out:
         run_training(config, run_dir)
         seconds = time.perf_counter() - start
         if method == "soups":
-            experts_seconds = seconds
+            experts_seconds, experts_samples = seconds, run_samples(run_dir)
+        front = evaluate_run(run_dir, device="cpu", protocol=protocol)
         steerable = get(method).load(run_dir, device="cpu")
-        front = snapshot(steerable, config)
-        points = np.asarray(front["points"])  # (11, 2)
-        prompts = load_prompts(config.prompt_set, "eval")[: config.eval_prompts]
         per_reply, per_token, distinct2 = decoding_seconds(steerable, prompts, tokenizer)
-        indicators = summary(points, REFERENCE, weights=lattice, true_front=true_front)
         artifact = json.loads((run_dir / "artifact.json").read_text())
         search = artifact.get("search", {})
         timing = run_dir / search.get("seconds_in", "none")
-        uses = method in USES_EXPERTS
+        reused = method in USES_EXPERTS and method != "soups"
         results[method] = {
-            "preferences": front["preferences"],
-            "points": front["points"],
-            "hypervolume": indicators.hypervolume,
-            "expected_utility": indicators.expected_utility,
-            "igd_plus": indicators.igd_plus,
-            "train_samples": batch * (own_steps.get(method, 0) + (expert_steps if uses else 0)),
+            **front_row(front),
+            # what the run itself reported, plus the experts it reused (trained by soups)
+            "train_samples": run_samples(run_dir) + (experts_samples if reused else 0),
             "search_samples": search.get("samples", 0),
             "search_seconds": json.loads(timing.read_text())["seconds"]
             if timing.is_file()
             else 0.0,
             "search_evaluations": search.get("evaluations", 0),
-            "wall_seconds": seconds + (experts_seconds if uses and method != "soups" else 0.0),
+            "wall_seconds": seconds + (experts_seconds if reused else 0.0),
             "inference_seconds_per_reply": per_reply,
             "inference_seconds_per_token": per_token,
             "distinct2": distinct2,
@@ -227,21 +245,15 @@ def run_job(pair: str, objectives: tuple[str, ...], seed: int, scale: dict, out:
             "mixing": artifact.get("mixing"),
         }
         print(
-            f"[{pair} seed {seed}] {method}: HV {indicators.hypervolume:.4f}, {seconds:.0f}s",
+            f"[{pair} seed {seed}] {method}: HV {front['indicators']['hypervolume']:.4f}, "
+            f"{seconds:.0f}s",
             flush=True,
         )
-    base_policy = BaseModel(load_policy("embedded", device="cpu", threads=1), objectives)
-    front = snapshot(base_policy, RunConfig.from_dict({**base, "method": "morlhf"}))
-    indicators = summary(
-        np.asarray(front["points"]), REFERENCE, weights=lattice, true_front=true_front
-    )
+    front = evaluate_base(objectives, n_preferences=N_PREFERENCES, device="cpu", protocol=protocol)
+    base_policy = BasePolicy(load_policy("embedded", device="cpu", threads=1), objectives)
     per_reply, per_token, distinct2 = decoding_seconds(base_policy, prompts, tokenizer)
     results["base"] = {
-        "preferences": front["preferences"],
-        "points": front["points"],
-        "hypervolume": indicators.hypervolume,
-        "expected_utility": indicators.expected_utility,
-        "igd_plus": indicators.igd_plus,
+        **front_row(front),
         "train_samples": 0,
         "search_samples": 0,
         "search_seconds": 0.0,
@@ -254,20 +266,13 @@ def run_job(pair: str, objectives: tuple[str, ...], seed: int, scale: dict, out:
         "models_kept": 1,
         "mixing": None,
     }
-    return {"pair": pair, "objectives": list(objectives), "seed": seed, "methods": results}
-
-
-class BaseModel:
-    """The untrained base model as a Steerable (it ignores the preference): the reference row."""
-
-    models_kept = 1
-    passes_per_token = 1
-
-    def __init__(self, policy, objectives):
-        self.policy, self.objectives = policy, tuple(objectives)
-
-    def generate(self, prompts, weights, **gen):
-        return self.policy.generate(list(prompts), **gen)
+    return {
+        "pair": pair,
+        "objectives": list(objectives),
+        "seed": seed,
+        "protocol": protocol.to_dict(),
+        "methods": results,
+    }
 
 
 def decoding_seconds(steerable, prompts: list[str], tokenizer) -> tuple[float, float, float]:
@@ -460,7 +465,7 @@ def figure_html(jobs: list[dict], summary: dict, cost: list[dict]) -> str:
             rows=1,
             cols=3,
             subplot_titles=(
-                "hypervolume (ref -0.1, -0.1)",
+                "hypervolume (the protocol's reference point)",
                 "training samples",
                 "inference s / reply",
             ),
@@ -556,13 +561,8 @@ def main(argv: list[str] | None = None) -> int:
             "workers": args.workers,
             "threads_per_worker": 1,
         },
-        "scale": {
-            "name": args.scale,
-            **scale,
-            "n_preferences": N_PREFERENCES,
-            "reference_point": REFERENCE,
-            "eval_new_tokens": 24,
-        },
+        "scale": {"name": args.scale, **scale, "n_preferences": N_PREFERENCES},
+        "protocol": protocol_for(scale).to_dict(),
         "pairs": {p: {"objectives": list(o), "relation": relations[p]} for p, o in pairs.items()},
         "summary": summary,
         "cost_vs_k": cost,

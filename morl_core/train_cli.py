@@ -16,9 +16,6 @@ from morl_core.jobs.cli import add_config_options, config_from_args
 from morl_core.methods.base import StepInfo, TrainCallback
 
 FRONT_FILE = "front.json"
-# Objectives all map to [0, 1]; the reference point sits 10% below the worst value, fixed per
-# task so hypervolumes of different runs on the same objectives are comparable.
-REFERENCE_MARGIN = 0.1
 
 
 # --- config <-> command-line options: the job CLI's, so `morl train` and `morl submit` agree ---
@@ -78,26 +75,16 @@ def run_training(config: RunConfig, run_dir: Path, callback: TrainCallback | Non
 
 
 def evaluate_run(run_dir: Path, method: str | None = None, device: str = "auto") -> dict[str, Any]:
-    """Evaluate a finished run's front (the shared protocol) and its indicators; save front.json."""
-    import numpy as np
+    """Evaluate a finished run under the evaluation protocol and save it as ``front.json``.
 
-    from morl_core.jobs.files import read_jsonl, write_json_atomic
-    from morl_core.methods import get
-    from morl_core.methods.common import read_config, snapshot
-    from morl_core.objectives import front_bounds
-    from morl_core.pareto import reference_point_from_bounds, summary
+    The front, its indicators (with bootstrap intervals) and the KL to the base model are
+    :func:`morl_core.evaluation.evaluate_run`'s; the file records the protocol it used.
+    """
+    from morl_core import evaluation
+    from morl_core.jobs.files import write_json_atomic
 
     run_dir = Path(run_dir)
-    config = read_config(run_dir)
-    steerable = get(method or config.method).load(run_dir, device=device)
-    front = snapshot(steerable, config)
-    # each objective on its own scale: [0, 1] built in, an imported one's given/declared/learned
-    records, _ = read_jsonl(run_dir / "metrics.jsonl")
-    ref = reference_point_from_bounds(*front_bounds(config.objectives, records), REFERENCE_MARGIN)
-    front["indicators"] = summary(
-        np.asarray(front["points"]), ref, weights=np.asarray(front["preferences"])
-    ).to_dict()
-    front["method"] = method or config.method
+    front = evaluation.evaluate_run(run_dir, method=method, device=device)
     write_json_atomic(run_dir / FRONT_FILE, front)
     return front
 
@@ -172,14 +159,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_front(args: argparse.Namespace) -> int:
     front = evaluate_run(Path(args.run), method=args.method, device=args.device)
     names = front["objectives"]
-    print("preference".ljust(20) + "  ".join(n[:12].ljust(12) for n in names))
-    for w, p in zip(front["preferences"], front["points"], strict=True):
+    print("preference".ljust(20) + "  ".join(n[:12].ljust(12) for n in names) + "  KL/token")
+    for w, p, kl in zip(front["preferences"], front["points"], front["kl_per_token"], strict=True):
         print(
-            ",".join(f"{x:.2f}" for x in w).ljust(20) + "  ".join(f"{x:.3f}".ljust(12) for x in p)
+            ",".join(f"{x:.2f}" for x in w).ljust(20)
+            + "  ".join(f"{x:.3f}".ljust(12) for x in p)
+            + "  " + ("n/a" if kl is None else f"{kl:.4f}")
         )
-    for key, value in front["indicators"].items():
+    indicators = front["indicators"]
+    for key, value in indicators.items():
         if not isinstance(value, list | dict):
             print(f"{key}: {value}")
+    level = round(100 * indicators["level"])
+    for key, (low, high) in indicators["intervals"].items():
+        print(f"{key} {level}% interval (bootstrap over prompts): [{low:.4f}, {high:.4f}]")
+    print(f"reference point: {indicators['ref']}")
     return 0
 
 

@@ -51,9 +51,20 @@ for art, method in picked:
 if not entries:
     st.info("Pick at least one front.")
     st.stop()
+if st.toggle("Show the base model (no training) as a reference front", key="front-base"):
+    with progress_box("Evaluating the base model (once per server)") as progress:
+        entries.append((entries[0][0], "base", fronts.base_front(entries[0][0], progress)))
 table = fronts.front_table(entries)
 
 st.dataframe(table.indicator_rows(), hide_index=True, width="stretch")
+if any(s["protocol"] == fronts.OLD_PROTOCOL for s in table.series):
+    st.info("Fronts marked *old protocol* were evaluated before the evaluation protocol had a "
+            "version (fewer samples, no intervals, no KL): compare them with care.",
+            icon=":material/history:")  # fmt: skip
+kl_fig = table.kl_figure()
+if kl_fig is not None:
+    with st.expander("Reward against KL to the base model"):
+        st.plotly_chart(kl_fig, config=PLOTLY_CONFIG, width="stretch", key="front-kl")
 plotted, matrix = table, False
 if len(objectives) >= 4:
     view = st.radio("View", ["scatter matrix", "two or three objectives", "parallel coordinates"],
@@ -92,8 +103,9 @@ fig = plotted.figure(selected=int(default), picked=picked_row, matrix=matrix)
 st.plotly_chart(fig, on_select="rerun", selection_mode="points", key="front-chart",
                 config=PLOTLY_CONFIG, width="stretch")  # fmt: skip
 st.caption("Colour: method · line: solid = trained run, dotted = demo · grey: dominated points. "
-           "HV and EU in the legend and the table; the interval is 90% over the evaluation's "
-           "standard errors. " + fronts.REFERENCE_EXPLAINED)  # fmt: skip
+           "HV and EU in the legend and the table; the interval is a 95% bootstrap over the "
+           "held-out prompts. KL/token: KL to the base model per generated token. "
+           + fronts.REFERENCE_EXPLAINED)  # fmt: skip
 row = st.selectbox("Inspect point (or click one on the chart)", range(len(table.points)),
                    index=int(default), format_func=table.describe, key=f"inspect:{default}")  # fmt: skip
 export_figure(fig, "fronts")
@@ -111,6 +123,9 @@ for column, r, title in zip(
             continue
         series = table.series[int(table.series_of[r])]
         st.markdown(f"**{title}**: {table.describe(r)}")
+        if series["method"] == "base":
+            st.caption("The base model: the same replies at every preference.")
+            continue
         art = next(a for a, m, _ in entries if (a.key, m) == series["key"])
         shared = model(art, series["method"])
         if shared is None:

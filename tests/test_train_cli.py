@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from morl_core.config import RunConfig
+from morl_core.evaluation import PROTOCOL_VERSION, reference_point
 from morl_core.methods import METHODS
 from morl_core.methods.experts import expert_names
-from morl_core.pareto import hypervolume, reference_point_from_bounds
-from morl_core.train_cli import REFERENCE_MARGIN
+from morl_core.pareto import hypervolume
 
 OBJECTIVES = ["sentiment", "formality"]
 TINY_ARGS = [
@@ -130,9 +130,14 @@ def test_front_writes_front_json_with_indicators(soups_run, method):
     for key in ("hypervolume", "expected_utility", "sparsity", "cardinality", "n_points"):
         assert key in indicators
     assert indicators["n_points"] == 3
-    # the saved hypervolume is that of the saved points w.r.t. the fixed per-task reference
-    ref = reference_point_from_bounds(np.zeros(2), np.ones(2), REFERENCE_MARGIN)
+    # the saved hypervolume is that of the saved (mean) points w.r.t. the fixed per-task reference
+    ref = reference_point(OBJECTIVES)
     assert indicators["hypervolume"] == pytest.approx(hypervolume(points, ref))
+    assert indicators["ref"] == [-0.1, -0.1] and front["protocol_version"] == PROTOCOL_VERSION
+    low, high = indicators["intervals"]["hypervolume"]  # bootstrap over the held-out prompts
+    assert low <= indicators["hypervolume"] <= high
+    assert len(front["kl_per_token"]) == 3
+    assert "interval (bootstrap over prompts)" in done.stdout and "KL/token" in done.stdout
     assert 0 < indicators["hypervolume"] <= 1.1**2
 
 

@@ -440,3 +440,40 @@ def scatter_matrix_figure(
                       legend={"orientation": "h", "y": -0.08, "yanchor": "top", "x": 0},
                       **COMPACT)  # fmt: skip
     return fig
+
+
+def reward_kl_figure(series: Sequence[Mapping[str, Any]]) -> go.Figure:
+    """Reward against KL to the base model, one line per front (maximise y, read at equal x).
+
+    Args:
+        series: One mapping per front: ``label``, ``method`` (the colour), ``kl`` (P,) KL per
+            token (None where not measured: the point is left out), ``utility`` (P,) the
+            point's ``w . p`` at its own preference, ``preferences`` (P, K).
+
+    Returns:
+        A Figure with one ``lines+markers`` trace per front that has any KL.
+    """
+    fig = go.Figure()
+    for s in series:
+        rows = [i for i, v in enumerate(s["kl"]) if v is not None]
+        if not rows:
+            continue
+        order = sorted(rows, key=lambda i: s["kl"][i])
+        hover = [
+            f"{s['label']}<br>w = ({', '.join(f'{x:.2f}' for x in s['preferences'][i])})<br>"
+            f"KL {s['kl'][i]:.3f} nats/token<br>w . p = {s['utility'][i]:.3f}"
+            for i in order
+        ]
+        fig.add_trace(
+            go.Scatter(
+                x=[s["kl"][i] for i in order], y=[float(s["utility"][i]) for i in order],
+                mode="lines+markers", name=s["label"], hovertext=hover, hoverinfo="text",
+                line={"color": method_color(s["method"])}, marker={"size": 9},
+            )
+        )  # fmt: skip
+    fig.update_layout(
+        xaxis_title="KL to the base model (nats per token)",
+        yaxis_title="reward at its preference (w . p)",
+        legend={"orientation": "h", "y": -0.2, "yanchor": "top", "x": 0}, **COMPACT,
+    )  # fmt: skip
+    return fig

@@ -8,7 +8,6 @@ Maximisation convention throughout: every objective maps to [0, 1], larger is be
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,26 +37,10 @@ from morl_core.app.serving import (
 
 
 def reference_point(objectives: int | Sequence[str]) -> np.ndarray:
-    """The fixed per-task reference point: 10% of each objective's range below its low end.
+    """The fixed per-task reference point (:func:`morl_core.evaluation.reference_point`)."""
+    from morl_core.evaluation import reference_point as protocol_reference_point
 
-    Built-in objectives live in [0, 1]; an imported one (a TRL reward) on its own given or
-    declared range (:func:`morl_core.objectives.front_bounds`, the same source ``morl front``
-    uses). A bare count ``k`` means k objectives in [0, 1].
-    """
-    from morl_core.pareto import reference_point_from_bounds
-    from morl_core.train_cli import REFERENCE_MARGIN
-
-    if isinstance(objectives, int):
-        low, high = np.zeros(objectives), np.ones(objectives)
-    else:
-        from morl_core.objectives import front_bounds
-
-        names = list(objectives)
-        try:
-            low, high = front_bounds(names, allow_import=False)
-        except ValueError:  # an imported objective this server may not import: its [0, 1] map
-            low, high = np.zeros(len(names)), np.ones(len(names))
-    return reference_point_from_bounds(low, high, REFERENCE_MARGIN)
+    return protocol_reference_point(objectives)
 
 
 REFERENCE_EXPLAINED = (
@@ -76,68 +59,38 @@ ON_SCREEN_NOTE = (
 
 
 def front_indicators(front: Mapping[str, Any]) -> dict[str, Any]:
-    """HV, EU, sparsity, cardinality (and IGD/IGD+ where a true front is known) of a front dict."""
-    from morl_core.pareto import summary
+    """The indicators of a front dict: its own when it was evaluated under the current
+    protocol, else recomputed by the protocol's one indicator function (no intervals then)."""
+    from morl_core.evaluation import front_indicators as protocol_indicators
+    from morl_core.evaluation import is_current
 
-    points = np.asarray(front["points"], dtype=float)  # (P, K)
-    k = points.shape[1]
-    true = None
-    names = list(front["objectives"])
-    if k == 2:
-        from morl_core.objectives import OBJECTIVES, true_front
-
-        if all(OBJECTIVES.get(n) is not None and OBJECTIVES[n].kind == "synthetic" for n in names):
-            try:
-                true = true_front(names[0], names[1])
-            except ValueError:
-                true = None
-    prefs = np.asarray(front.get("preferences") or [], dtype=float)
-    return summary(
-        points, reference_point(names), weights=prefs if prefs.size else None, true_front=true
-    ).to_dict()
+    if is_current(front) and front.get("indicators"):
+        return dict(front["indicators"])
+    return protocol_indicators(front)
 
 
-INTERVAL_DRAWS = 200  # parametric bootstrap draws for the HV / EU intervals
+OLD_PROTOCOL = "old protocol"
 
 
-def indicator_intervals(
-    front: Mapping[str, Any], level: float = 0.9, draws: int = INTERVAL_DRAWS, seed: int = 0
-) -> dict[str, tuple[float, float]]:
-    """``level`` intervals of HV and EU from the evaluation's per-point standard errors.
-
-    The protocol stores each point's mean and standard error over the held-out prompts
-    (``stderr``); the points are redrawn from N(mean, stderr) ``draws`` times (fixed seed, so
-    the page shows the same numbers every time) and HV / EU recomputed on each draw. Fronts
-    without standard errors get no interval (an empty dict).
-    """
-    from morl_core.pareto import expected_utility, hypervolume
-
-    points = np.asarray(front["points"], dtype=float)  # (P, K)
-    stderr = np.asarray(front.get("stderr") or [], dtype=float)
-    if stderr.shape != points.shape or not np.all(np.isfinite(stderr)):
-        return {}
-    draws = int(min(max(draws, 10), 2000))
-    rng = np.random.default_rng(seed)
-    ref = reference_point(list(front.get("objectives") or []) or points.shape[1])
-    prefs = np.asarray(front.get("preferences") or [], dtype=float)
-    hv, eu = [], []
-    for _ in range(draws):
-        noisy = np.clip(points + rng.normal(size=points.shape) * stderr, ref + 1e-9, None)
-        hv.append(hypervolume(noisy, ref))
-        if prefs.size:
-            eu.append(expected_utility(noisy, prefs))
-    tail = 100 * (1 - level) / 2
-    out = {"hypervolume": tuple(float(x) for x in np.percentile(hv, [tail, 100 - tail]))}
-    if eu:
-        out["expected_utility"] = tuple(float(x) for x in np.percentile(eu, [tail, 100 - tail]))
-    return out
+def protocol_label(front: Mapping[str, Any]) -> str:
+    """The protocol version a front was evaluated under, or ``old protocol``."""
+    return front.get("protocol_version") or OLD_PROTOCOL
 
 
-def with_interval(value: float | None, interval: tuple[float, float] | None) -> str:
+def with_interval(value: float | None, interval: Sequence[float] | None) -> str:
     """``0.815 [0.80, 0.83]`` (or ``n/a``)."""
     if value is None:
         return "n/a"
     return f"{value:.3f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
+
+
+def kl_range(front: Mapping[str, Any]) -> str:
+    """KL to the base per token over a front's points: ``0.012-0.310`` (or ``n/a``)."""
+    values = [v for v in front.get("kl_per_token") or [] if v is not None]
+    if not values:
+        return "n/a"
+    low, high = min(values), max(values)
+    return f"{low:.3f}" if abs(high - low) < 5e-4 else f"{low:.3f}-{high:.3f}"
 
 
 def front_for(
@@ -168,21 +121,52 @@ _FRONT_LOCKS: dict[tuple[str, str], threading.Lock] = {}
 def _evaluate_front(info: ArtifactInfo, method: str, progress: Progress) -> dict[str, Any]:
     cache = front_cache_path(info, method)
     progress(f"evaluating the {method} front once (cached afterwards)", 0.1)
-    from morl_core.methods.common import load_steerable, read_config, snapshot
+    from morl_core.evaluation import evaluate_run
     from morl_core.policy import set_threads
 
     set_threads(ui_threads())
-    steerable = load_steerable(info.run_dir, method=method)
     progress("generating and scoring held-out prompts at each preference", 0.3)
-    data = snapshot(steerable, read_config(info.run_dir))
-    data["method"] = method
-    data["indicators"] = front_indicators(data)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(cache)
+    data = evaluate_run(info.run_dir, method=method)
+    _write_cache(cache, data)
     progress("front ready", 1.0)
     return data
+
+
+def _write_cache(path: Path, data: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
+
+
+def base_front(info: ArtifactInfo, progress: Progress | None = None) -> dict[str, Any]:
+    """The base model (no adapter) under the protocol, on ``info``'s objectives, prompt set and
+    preferences: the reference row of the Fronts page. Evaluated once, cached like a front."""
+    from morl_core.evaluation import evaluate_base, is_current
+    from morl_core.methods.common import read_config
+
+    config = read_config(info.run_dir)
+    key = slug(f"{config.model}|{config.prompt_set}|{','.join(config.objectives)}|"
+               f"{config.n_preferences}")  # fmt: skip
+    cache = app_data_dir() / "fronts" / f"base.{key}.json"
+    if cache.exists():
+        data = json.loads(cache.read_text())
+        if is_current(data):
+            return data
+    with _FRONT_GUARD:
+        lock = _FRONT_LOCKS.setdefault((str(cache), "base"), threading.Lock())
+    with lock:
+        if cache.exists() and is_current(data := json.loads(cache.read_text())):
+            return data
+        (progress or noop)("evaluating the base model once (cached afterwards)", 0.2)
+        from morl_core.policy import set_threads
+
+        set_threads(ui_threads())
+        data = evaluate_base(
+            config.objectives, config.model, config.prompt_set, config.n_preferences
+        )
+        _write_cache(cache, data)
+        return data
 
 
 def front_cache_path(info: ArtifactInfo, method: str) -> Path:
@@ -193,66 +177,39 @@ def front_cache_path(info: ArtifactInfo, method: str) -> Path:
 def kl_to_base(
     shared: SharedSteerable, prompts: Sequence[str], texts: Sequence[str], weights
 ) -> float | None:
-    """Monte-Carlo KL(policy || base) per token on sampled ``texts``; None when not cheap.
+    """KL(policy || base) per token on sampled ``texts`` (the protocol's estimate), on a free
+    replica; None where it is not cheap (decoding-time mixtures, the base model itself)."""
+    from morl_core.evaluation import kl_to_base as protocol_kl
 
-    Cheap for single-model servers (an adapter or a soup: one forward pass with and one
-    without the adapter). Decoding-time mixtures (MOD: K models per token) and the base model
-    itself return None. The texts were sampled with top-p, so this is an estimate.
-    """
-    steerable = shared.steerable
-    policy = getattr(steerable, "policy", None)
-    if policy is None or not hasattr(steerable, "choose") or not texts:
-        return None
-    import torch
-
-    from morl_core.rl.losses import token_logprobs
-    from morl_core.weights import check_weights
-
-    tok = policy.tokenizer
-    rows = []
-    for prompt, text in zip(prompts, texts, strict=True):
-        p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
-        c_ids = tok(" " + text, add_special_tokens=False)["input_ids"] if text else []
-        rows.append((p_ids, c_ids))
-    width = max(len(c) for _, c in rows)
-    if width == 0:
-        return None
-    ids, mask, cmask = [], [], []
-    total = max(len(p) for p, _ in rows) + width
-    for p_ids, c_ids in rows:  # left-pad the prompt, right-pad the completion
-        body = p_ids + c_ids + [policy.pad_id] * (width - len(c_ids))
-        pad = total - len(body)
-        ids.append([policy.pad_id] * pad + body)
-        mask.append([0] * pad + [1] * (len(p_ids) + len(c_ids)) + [0] * (width - len(c_ids)))
-        cmask.append([1] * len(c_ids) + [0] * (width - len(c_ids)))
-    input_ids = torch.tensor(ids, device=policy.device)
-    attention = torch.tensor(mask, device=policy.device)
-    completion_mask = torch.tensor(cmask, dtype=torch.float32, device=policy.device)
-    w = check_weights(weights, k=len(shared.objectives))
-    with shared.replica() as replica, torch.no_grad():  # the same weights as every replica
-        model = replica.policy.model
-        model.set_adapter(replica.choose(w))
-        logp, _ = token_logprobs(model, input_ids, attention, width)
-        with model.disable_adapter():
-            ref, _ = token_logprobs(model, input_ids, attention, width)
-    per_token = ((logp - ref) * completion_mask).sum() / completion_mask.sum().clamp(min=1)
-    return max(0.0, float(per_token))
+    with shared.replica() as replica:
+        kl = protocol_kl(replica, prompts, texts, weights)
+    return None if kl is None else max(0.0, float(kl[0].sum() / kl[1].sum()))
 
 
 # --- the Steer page's front, simplex map and report ------------------------------------------
 
 
 def front_cached(info: ArtifactInfo, method: str) -> dict[str, Any] | None:
-    """The front of ``info`` served by ``method`` if it is shipped or cached, else None."""
-    shipped = info.run_dir / "front.json"
-    if shipped.exists():
-        data = json.loads(shipped.read_text())
-        if data.get("method", info.method) == method:
-            if "indicators" not in data:
-                data["indicators"] = front_indicators(data)
-            return data
-    cache = front_cache_path(info, method)
-    return json.loads(cache.read_text()) if cache.exists() else None
+    """The front of ``info`` served by ``method`` if it is shipped or cached, else None.
+
+    A shipped or cached front of the current protocol wins; a shipped ``front.json`` written
+    before the protocol had a version (no ``protocol_version``) is still shown, marked
+    ``old protocol``, with indicators recomputed by the protocol's function.
+    """
+    from morl_core.evaluation import is_current, read_front
+
+    shipped = read_front(info.run_dir / "front.json")
+    if shipped is not None and shipped.get("method", info.method) != method:
+        shipped = None
+    if shipped is not None and is_current(shipped):
+        return shipped
+    cached = read_front(front_cache_path(info, method))
+    if cached is not None and is_current(cached):
+        return cached
+    if shipped is not None:
+        shipped["indicators"] = front_indicators(shipped)
+        return shipped
+    return None
 
 
 def steer_point(front: Mapping[str, Any], info: ArtifactInfo, method: str, weights, result):
@@ -332,24 +289,47 @@ class FrontTable:
         return np.flatnonzero(self.series_of == s)
 
     def indicator_rows(self) -> list[dict[str, Any]]:
-        """One row per front for the indicator table (HV and EU with their 90% intervals)."""
+        """One row per front: HV and EU with their bootstrap intervals, KL to the base per
+        token over its points, and the protocol it was evaluated under."""
         out = []
         for s in self.series:
-            ind, ci = s["indicators"], s.get("intervals") or {}
+            ind = s["indicators"]
+            ci = ind.get("intervals") or {}
             out.append(
                 {
                     "front": s["label"],
-                    "HV [90%]": with_interval(ind.get("hypervolume"), ci.get("hypervolume")),
-                    "EU [90%]": with_interval(
+                    "HV [95% CI]": with_interval(ind.get("hypervolume"), ci.get("hypervolume")),
+                    "EU [95% CI]": with_interval(
                         ind.get("expected_utility"), ci.get("expected_utility")
                     ),
+                    "KL/token": s["kl_range"],
                     "sparsity": ind.get("sparsity"),
                     "IGD+": ind.get("igd_plus"),
                     "on front": ind.get("cardinality"),
                     "points": ind.get("n_points"),
+                    "protocol": s["protocol"],
                 }
             )
         return out
+
+    def kl_figure(self):
+        """Reward against KL to the base: each point's utility ``w . p`` at its own preference
+        against its KL per token (methods compared at matched KL); None when no front has KL."""
+        from morl_core.app.figures import reward_kl_figure
+
+        series = [
+            {
+                "label": s["label"],
+                "method": s["method"],
+                "kl": s["kl_per_token"],
+                "utility": (np.asarray(s["points"]) * np.asarray(s["preferences"])).sum(1),
+                "preferences": s["preferences"],
+            }
+            for s in self.series
+        ]
+        if not any(v is not None for s in series for v in s["kl"]):
+            return None
+        return reward_kl_figure(series)
 
     def project(self, axes: Sequence[int]) -> FrontTable:
         """The same table on a subset of the objectives (rows keep their indices)."""
@@ -396,20 +376,28 @@ class FrontTable:
         return None if near is None else int(rows[near])
 
     def describe(self, row: int) -> str:
-        """``label, w = (...)`` of a row."""
+        """``label, w = (...), KL x nats/token`` of a row."""
         w = ", ".join(f"{x:.2f}" for x in self.preferences[row])
-        return f"{self.series[int(self.series_of[row])]['label']}, w = ({w})"
+        series = self.series[int(self.series_of[row])]
+        kl = series["kl_per_token"][row - series["offset"]]
+        tail = "" if kl is None else f", KL {kl:.3f} nats/token"
+        return f"{series['label']}, w = ({w}){tail}"
 
 
 def _short_label(info: ArtifactInfo, method: str) -> str:
     """``soups · demo`` / ``morlhf · run 1a2b3c`` (served by another method: ``mod · demo``)."""
+    if method == "base":
+        return "base model"
     if info.source == "run":
         return f"{method} · run {info.run_dir.name[-6:]}"
     return f"{method} · demo"
 
 
 def front_table(entries: Sequence[tuple[ArtifactInfo, str, Mapping[str, Any]]]) -> FrontTable:
-    """Flatten ``(artifact, method, front)`` entries of one objective set into a table."""
+    """Flatten ``(artifact, method, front)`` entries of one objective set into a table.
+
+    ``method == "base"`` marks the base model's front (:func:`base_front`).
+    """
     series, points, prefs, owner = [], [], [], []
     offset = 0
     short = [_short_label(info, method) for info, method, _ in entries]
@@ -421,12 +409,14 @@ def front_table(entries: Sequence[tuple[ArtifactInfo, str, Mapping[str, Any]]]) 
                 "label": label,
                 "method": method,
                 "source": info.source,
-                "intervals": indicator_intervals(front),
                 "key": (info.key, method),
                 "points": pts,
                 "preferences": front["preferences"],
                 "offset": offset,
-                "indicators": front.get("indicators") or front_indicators(front),
+                "indicators": front_indicators(front),
+                "kl_per_token": list(front.get("kl_per_token") or [None] * len(pts)),
+                "kl_range": kl_range(front),
+                "protocol": protocol_label(front),
             }
         )
         points.append(pts)

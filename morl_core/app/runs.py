@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from morl_core.app.fronts import reference_point
 from morl_core.app.serving import allowed_models, ui_allows_imports, ui_objectives
 
 # --- the Train page --------------------------------------------------------------------------
@@ -269,7 +268,7 @@ class RunHistory:
 
     def hypervolume_curve(self) -> tuple[np.ndarray, np.ndarray]:
         """(samples, HV) per front snapshot, with the task's fixed reference point."""
-        from morl_core.pareto import hypervolume
+        from morl_core.evaluation import snapshot_hypervolume
 
         xs, hv = [], []
         for snap in self.fronts:
@@ -278,7 +277,7 @@ class RunHistory:
                 continue
             xs.append(snap["samples"] if snap["samples"] is not None else snap["step"])
             names = snap.get("objectives") or pts.shape[1]
-            hv.append(hypervolume(pts, reference_point(names)))
+            hv.append(snapshot_hypervolume(pts, names))
         return np.asarray(xs, dtype=float), np.asarray(hv, dtype=float)
 
 

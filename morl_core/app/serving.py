@@ -46,7 +46,7 @@ MODELS_ENV = "MORL_UI_MODELS"  # comma-separated models the web UI may train on
 IMPORTS_ENV = "MORL_UI_ALLOW_IMPORT"  # "1": the operator lets the UI import dotted objectives
 THREADS_ENV = "MORL_UI_THREADS"
 REPLICAS_ENV = "MORL_UI_REPLICAS"
-# The evaluation protocol's decoding (morl_core.methods.evaluate), also the Steer default.
+# The evaluation protocol's decoding (morl_core.evaluation), also the Steer default.
 STEER_DECODING = {"max_new_tokens": 24, "temperature": 1.0, "top_p": 0.9}
 
 

@@ -24,6 +24,7 @@ METRICS = [
     "cardinality",
     "distinct1",
     "distinct2",
+    "kl_per_token",
     "training_samples",
     "wall_seconds",
     "search_seconds",

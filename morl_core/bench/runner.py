@@ -18,8 +18,8 @@ import numpy as np
 from morl_core.bench.suites import Suite
 from morl_core.jobs.files import read_json, write_json_atomic
 
-RECORD_SCHEMA = 1
-EU_DIVISIONS = {2: 20, 3: 8, 4: 5, 5: 4}  # fixed preference sets for expected utility
+RECORD_SCHEMA = 2  # 2: evaluated by morl_core.evaluation (protocol recorded, intervals, KL)
+BASE_METHOD = "base"  # the base model's row: no training, the same evaluation
 
 
 def cell_key(method: str, seed: int) -> str:
@@ -30,34 +30,44 @@ def suite_dir(out: Path, suite: Suite) -> Path:
     return Path(out) / suite.name
 
 
+def _front_fields(suite: Suite, front: dict[str, Any]) -> dict[str, Any]:
+    """The record fields every row shares, from a front of :mod:`morl_core.evaluation`."""
+    points = np.asarray(front["points"])
+    indicators = front["indicators"]
+    kl_token = [v for v in front["kl_per_token"] if v is not None]
+    kl_sequence = [v for v in front["kl_per_sequence"] if v is not None]
+    return {
+        "objectives": list(suite.objectives),
+        "reference_point": indicators["ref"],
+        **{k: v for k, v in indicators.items() if k not in ("ref", "intervals")},
+        "intervals": indicators["intervals"],
+        "protocol": front["protocol"],
+        "protocol_version": front["protocol_version"],
+        "front": front["points"],
+        "preferences": front["preferences"],
+        "kl_per_token": float(np.mean(kl_token)) if kl_token else None,
+        "kl_per_sequence": float(np.mean(kl_sequence)) if kl_sequence else None,
+        "front_kl_per_token": front["kl_per_token"],
+        "mean_reward": dict(zip(suite.objectives, points.mean(0).tolist(), strict=True)),
+        "distinct1": float(np.mean(front.get("distinct1", [np.nan]))),
+        "distinct2": float(np.mean(front.get("distinct2", [np.nan]))),
+        "inference_seconds_per_reply": front["eval_seconds"] / max(front["replies"], 1),
+        "passes_per_token": int(front["passes_per_token"]),
+        "models_kept": int(front["models_kept"]),
+    }
+
+
 def evaluate_record(
     suite: Suite, method: str, seed: int, run_dir: Path, status: Any
 ) -> dict[str, Any]:
-    """Evaluate a finished run with the suite's fixed protocol and reference point."""
-    from morl_core.methods import get
-    from morl_core.methods.common import read_artifact, snapshot
-    from morl_core.pareto import summary
-    from morl_core.weights import simplex_lattice
-
-    config = suite.run_config(method, seed)
-    result = read_json(run_dir / "result.json") or {}
-    steerable = get(method).load(run_dir)
-    t0 = time.perf_counter()
-    front = snapshot(steerable, config)
-    eval_seconds = time.perf_counter() - t0
-    points = np.asarray(front["points"])
-    k = len(suite.objectives)
-    true = suite.true_front()
-    indicators = summary(
-        points,
-        np.asarray(suite.reference_point),
-        weights=simplex_lattice(k, EU_DIVISIONS.get(k, 3)),
-        true_front=true,
-    ).to_dict()
-    artifact = read_artifact(run_dir)
-    replies = len(front["preferences"]) * config.eval_prompts
+    """Evaluate a finished run under the evaluation protocol (:mod:`morl_core.evaluation`)."""
+    from morl_core.evaluation import evaluate_run
     from morl_core.jobs.records import git_hash, package_versions
+    from morl_core.methods.common import read_artifact
 
+    result = read_json(run_dir / "result.json") or {}
+    front = evaluate_run(run_dir, method=method)
+    artifact = read_artifact(run_dir)
     return {
         "schema_version": RECORD_SCHEMA,
         "suite": suite.name,
@@ -66,22 +76,41 @@ def evaluate_record(
         "seed": seed,
         "run_id": run_dir.name,
         "status": "succeeded",
-        "objectives": list(suite.objectives),
-        "reference_point": list(suite.reference_point),
-        **{k: v for k, v in indicators.items() if k != "ref"},
-        "front": front["points"],
-        "preferences": front["preferences"],
-        "mean_reward": dict(zip(suite.objectives, points.mean(0).tolist(), strict=True)),
-        "distinct1": float(np.mean(front.get("distinct1", [np.nan]))),
-        "distinct2": float(np.mean(front.get("distinct2", [np.nan]))),
+        **_front_fields(suite, front),
         "training_samples": int(result.get("samples") or getattr(status, "samples", 0)),
         "wall_seconds": float(result.get("wall_seconds") or 0.0),
         "search_seconds": float((read_json(run_dir / "search_timing.json") or {}).get("seconds", 0.0)),
         "search_evaluations": int((artifact.get("search") or {}).get("evaluations", 0)),
-        "inference_seconds_per_reply": eval_seconds / max(replies, 1),
-        "passes_per_token": int(getattr(steerable, "passes_per_token", 1)),
-        "models_kept": int(getattr(steerable, "models_kept", 1)),
         "peak_rss_mb": result.get("peak_rss_mb"),
+        "versions": package_versions(),
+        "git": git_hash(),
+        "recorded": time.time(),
+    }
+
+
+def base_record(suite: Suite) -> dict[str, Any]:
+    """The base model's row: the suite's model, prompts and preferences, no training."""
+    from morl_core.evaluation import evaluate_base
+    from morl_core.jobs.records import git_hash, package_versions
+
+    config = suite.run_config(suite.methods[0], suite.seeds[0])
+    front = evaluate_base(
+        suite.objectives, config.model, config.prompt_set, config.n_preferences, config.device
+    )
+    return {
+        "schema_version": RECORD_SCHEMA,
+        "suite": suite.name,
+        "suite_version": suite.version,
+        "method": BASE_METHOD,
+        "seed": 0,
+        "run_id": None,
+        "status": "succeeded",
+        **_front_fields(suite, front),
+        "training_samples": 0,
+        "wall_seconds": 0.0,
+        "search_seconds": 0.0,
+        "search_evaluations": 0,
+        "peak_rss_mb": None,
         "versions": package_versions(),
         "git": git_hash(),
         "recorded": time.time(),
@@ -114,7 +143,8 @@ def run_suite(
     poll_seconds: float = 2.0,
     progress: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
-    """Train and evaluate every missing cell; returns all records of the requested cells."""
+    """Train and evaluate every missing cell; returns all records of the requested cells, then
+    the base model's row."""
     from morl_core.jobs import RunState, get_executor
 
     methods = list(methods or suite.methods)
@@ -156,4 +186,9 @@ def run_suite(
             write_json_atomic(record_path, record)
             progress(f"recorded {key}: {record['status']}")
         records.append(read_json(record_path))
+    base_path = base / "records" / f"{BASE_METHOD}.json"
+    if not base_path.exists():  # the reference row, once per suite (it has no seed to vary)
+        progress("evaluating the base model")
+        write_json_atomic(base_path, base_record(suite))
+    records.append(read_json(base_path))
     return records

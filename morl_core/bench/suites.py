@@ -5,8 +5,8 @@ A suite file in ``benchmarks/suites/`` names the objectives, prompt set, model, 
 and methods. ``_default.json`` holds what every suite shares. Published suites are never
 edited: change a copy under a new name, so old leaderboard records stay comparable.
 
-The reference point is fixed per suite (objectives map to [0, 1]; default 10% below 0 on each
-axis), never per run, so hypervolumes of every run in a suite are comparable.
+The reference point, like every rule of evaluation, is the evaluation protocol's
+(:mod:`morl_core.evaluation`): fixed per objective set, never per run or per suite file.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from morl_core.config import ConfigError, RunConfig
+from morl_core.evaluation import reference_point
 
 SUITES_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "suites"
 DEFAULT_FILE = "_default.json"
-REFERENCE_MARGIN = 0.1
 KEYS = {
     "name",
     "description",
@@ -52,7 +52,7 @@ class Suite:
     methods: tuple[str, ...]
     seeds: tuple[int, ...]
     preferences: int
-    reference_point: tuple[float, ...]
+    reference_point: tuple[float, ...]  # the protocol's, for the objectives (recorded)
     config: dict[str, Any] = field(default_factory=dict)
     relationship: dict[str, Any] | None = None
 
@@ -61,12 +61,10 @@ class Suite:
         return all(o.startswith("synth_") for o in self.objectives)
 
     def true_front(self) -> np.ndarray | None:
-        """The analytic front of a two-objective synthetic suite, else None."""
-        if not self.synthetic or len(self.objectives) != 2:
-            return None
-        from morl_core.objectives import true_front
+        """The analytic front of a two-objective synthetic suite, else None (the protocol's)."""
+        from morl_core.evaluation import true_front
 
-        return true_front(self.objectives[0], self.objectives[1], n=201)
+        return true_front(self.objectives)
 
     def run_config(self, method: str, seed: int) -> RunConfig:
         """The validated RunConfig of one (method, seed) cell."""
@@ -141,12 +139,10 @@ def validate(data: dict[str, Any]) -> Suite:
     prefs = data.get("preferences")
     if not isinstance(prefs, int) or prefs < 2:
         errors["preferences"] = f"need an integer >= 2, got {prefs!r}"
-    ref = data.get("reference_point")
-    if ref is None:
-        ref = [-REFERENCE_MARGIN] * len(objectives)
-    elif not isinstance(ref, list) or len(ref) != len(objectives):
+    if data.get("reference_point") is not None:
         errors["reference_point"] = (
-            f"need {len(objectives)} numbers (one per objective) or null, got {ref!r}"
+            "the reference point is the evaluation protocol's "
+            "(morl_core.evaluation.reference_point); leave it null"
         )
     if not isinstance(data.get("config", {}), dict):
         errors["config"] = "must be an object of RunConfig fields"
@@ -162,7 +158,7 @@ def validate(data: dict[str, Any]) -> Suite:
         methods=tuple(data["methods"]),
         seeds=tuple(data["seeds"]),
         preferences=prefs,
-        reference_point=tuple(float(x) for x in ref),
+        reference_point=tuple(float(x) for x in reference_point(objectives)),
         config=dict(data.get("config", {})),
         relationship=data.get("relationship"),
     )

@@ -23,7 +23,7 @@ import torch
 
 from morl_core.config import RunConfig
 from morl_core.methods.base import StepInfo, TrainCallback
-from morl_core.methods.evaluate import evaluate_front, preference_grid
+from morl_core.evaluation import evaluate_front, preference_grid
 from morl_core.policy import (
     Policy,
     attach_lora,

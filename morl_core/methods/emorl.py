@@ -72,7 +72,7 @@ from morl_core.methods.common import (
     snapshot,
     write_artifact,
 )
-from morl_core.methods.evaluate import EVAL_DECODING
+from morl_core.evaluation import EVAL_DECODING
 from morl_core.methods.experts import expert_names, train_experts
 from morl_core.methods.hidden import MIX_LEVELS, FixedMixer, HiddenFusion, fused_policy
 from morl_core.prompts import load_prompts

@@ -10,7 +10,8 @@ NaN policies (see :mod:`.dominance`) and the per-task reference-point policy (se
 Modules:
     dominance: ``non_dominated``, ``pareto_front``, ``cardinality``.
     hypervolume: ``hypervolume``, ``dominates_reference`` and the reference-point policy.
-    indicators: ``expected_utility``, ``sparsity``, ``igd``, ``igd_plus``, ``summary``.
+    indicators: ``expected_utility``, ``sparsity``, ``igd``, ``igd_plus``, ``summary``,
+        ``prompt_bootstrap``.
 """
 
 from morl_core.pareto.dominance import cardinality, non_dominated, pareto_front
@@ -26,6 +27,7 @@ from morl_core.pareto.indicators import (
     expected_utility,
     igd,
     igd_plus,
+    prompt_bootstrap,
     sparsity,
     summary,
 )
@@ -41,6 +43,7 @@ __all__ = [
     "igd_plus",
     "non_dominated",
     "pareto_front",
+    "prompt_bootstrap",
     "reference_point_from_bounds",
     "reference_point_from_points",
     "sparsity",

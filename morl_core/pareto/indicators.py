@@ -13,6 +13,10 @@ Convention: **maximisation** of every objective throughout. Definitions (see ``s
 * **IGD+** (Ishibuchi et al. 2015, moocore): as IGD but with the dominance-aware distance
   ``d+(t, p) = ||max(t - p, 0)||`` (only the shortfall of ``p`` below ``t`` counts); weakly
   Pareto-compliant, prefer it to IGD.
+* **Bootstrap over prompts** (:func:`prompt_bootstrap`): a front's points are means over
+  held-out prompts; resampling the prompts with replacement, recomputing the mean points and
+  their HV / EU gives a percentile interval (Efron and Tibshirani 1993) that says how much of a
+  difference between two fronts the prompt sample alone could produce.
 """
 
 from __future__ import annotations
@@ -193,3 +197,73 @@ def summary(
         igd=igd_value,
         igd_plus=igd_plus_value,
     )
+
+
+MAX_BOOTSTRAP = 5000  # resamples; each costs one HV and one EU of a small front
+
+
+def prompt_bootstrap(
+    sums: ArrayLike,
+    counts: ArrayLike,
+    ref: ArrayLike,
+    weights: ArrayLike | None,
+    *,
+    draws: int,
+    level: float,
+    rng: np.random.Generator,
+) -> dict[str, tuple[float, float]]:
+    """Percentile intervals of HV and EU of mean points, resampling prompts (maximisation).
+
+    Each resample draws N prompt indices with replacement (the same indices at every
+    preference: the preferences were evaluated on the same prompts), forms each preference's
+    mean point ``sum_i sums[p, i] / sum_i counts[p, i]`` over the drawn prompts, and computes
+    the HV and EU of those P points. With every prompt drawn once, the mean points are exactly
+    the front's points.
+
+    Args:
+        sums: Per preference and prompt, the sum of each objective over that prompt's samples,
+            shape (P, N, K); NaN-free (a not-applicable score adds 0 and is not counted).
+        counts: Scored samples behind each sum, shape (P, N, K), >= 0.
+        ref: Reference point, shape (K,).
+        weights: EU preferences (M, K), or None to skip EU.
+        draws: Number of resamples, in [1, ``MAX_BOOTSTRAP``].
+        level: Interval coverage in (0, 1), e.g. 0.95.
+        rng: The generator that draws the prompt indices (seed it for reproducible intervals).
+
+    Returns:
+        ``{"hypervolume": (low, high)}`` plus ``"expected_utility"`` when ``weights`` is given;
+        an empty dict when fewer than two prompts were evaluated (nothing to resample).
+
+    Raises:
+        ValueError: On mismatched shapes, ``draws`` or ``level`` out of range.
+    """
+    total = np.asarray(sums, dtype=float)  # (P, N, K)
+    n = np.asarray(counts, dtype=float)  # (P, N, K)
+    if total.ndim != 3 or n.shape != total.shape:
+        raise ValueError(f"sums/counts: expected two (P, N, K) arrays, got {total.shape} {n.shape}")
+    if isinstance(draws, bool) or not isinstance(draws, int) or not 1 <= draws <= MAX_BOOTSTRAP:
+        raise ValueError(f"draws: expected an integer in [1, {MAX_BOOTSTRAP}], got {draws!r}")
+    if not 0 < level < 1:
+        raise ValueError(f"level: expected a number in (0, 1), got {level!r}")
+    prompts = total.shape[1]
+    if prompts < 2:
+        return {}
+    hv, eu = [], []
+    for _ in range(draws):
+        pick = rng.integers(0, prompts, size=prompts)  # (N,)
+        seen = n[:, pick].sum(axis=1)  # (P, K)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            points = total[:, pick].sum(axis=1) / seen  # (P, K)
+        points = points[np.isfinite(points).all(axis=1)]  # a preference with no scored sample
+        if not len(points):
+            continue
+        hv.append(hypervolume(points, ref))
+        if weights is not None:
+            eu.append(expected_utility(points, weights))
+    if not hv:
+        return {}
+    tail = 100 * (1 - level) / 2
+    out = {"hypervolume": tuple(float(x) for x in np.percentile(hv, [tail, 100 - tail]))}
+    if eu:
+        out["expected_utility"] = tuple(float(x) for x in np.percentile(eu, [tail, 100 - tail]))
+    return out
