@@ -14,7 +14,7 @@ LM head::
 
     c_t = LN(mean_i h_{t,i})                                   context: what has been written
     s_{t,i} = <W_q [c_t; w], W_k LN(h_{t,i}) + e_i> / sqrt(d)  attention of (context, w) on experts
-    g_{t,i} = B tanh(s_{t,i} / B)                              bounded learned adjustment
+    g_{t,i} = B tanh((s_{t,i} - mean_j s_{t,j}) / B)           bounded learned adjustment
     alpha_t = softmax_i( log(w_i + eps) + g_{t,i} )            mixing weights on the simplex
     pi_phi(y_t | x, y_<t, w) = softmax( lm_head( sum_i alpha_{t,i} h_{t,i} ) )
 
@@ -142,6 +142,10 @@ class MetaMixer(nn.Module):
         if not self.adjust:
             return torch.softmax(prior, dim=-1)
         bound = self.settings["score_bound"]
+        # softmax ignores a shift shared by all experts, but tanh does not: uncentred, the
+        # part of the scores that every expert's key shares saturates every tanh at the
+        # same bound, where the adjustment and its gradient vanish (training did nothing)
+        scores = scores - scores.mean(-1, keepdim=True)
         adjustment = bound * torch.tanh(scores / bound)  # (B, T, K) in [-bound, bound]
         return torch.softmax(prior + adjustment, dim=-1)
 
