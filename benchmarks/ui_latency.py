@@ -569,6 +569,9 @@ def run_progress(executor, run_ids: list[str]) -> dict[str, dict]:
 
 def classroom_training_phase(clients: int, train_runs: int, steps: int) -> dict:
     """A fresh server, ``train_runs`` runs writing, and ``clients`` sessions loading pages."""
+    # every run trains at once (the local executor starts one at a time by default), in the
+    # benchmark's executor and the server's alike
+    os.environ["MORL_MAX_WORKERS"] = str(max(1, train_runs))
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
         server = Server(data)
