@@ -37,6 +37,12 @@ RECORD_FIELDS = {
     "status",
     "method",
     "suite",
+    "protocol",
+    "protocol_version",
+    "intervals",
+    "kl_per_token",
+    "kl_per_sequence",
+    "reference_point",
 }
 
 
@@ -90,6 +96,8 @@ def test_bad_suite_names_every_field():
             }
         )
     assert {"objectives", "methods", "seeds", "preferences", "colour"} <= set(err.value.errors)
+    # the reference point is the evaluation protocol's: a suite cannot carry its own
+    assert "reference_point" in err.value.errors
     with pytest.raises(ValueError, match="unknown suite"):
         load_suite("no_such_suite")
 
@@ -161,12 +169,20 @@ def tiny_suite(tmp_path_factory):
     return load_suite(str(path)), base
 
 
-def test_runner_writes_complete_records_and_resumes(tiny_suite):
+def test_runner_writes_complete_records_and_resumes(tiny_suite, monkeypatch):
+    from morl_core import evaluation
+
+    small = evaluation.EvalProtocol(max_prompts=2, samples=4, max_new_tokens=8, bootstrap=50)
+    monkeypatch.setattr(evaluation, "DEFAULT_PROTOCOL", small)
     suite, base = tiny_suite
     out, data = base / "out", base / "data"
     first = run_suite(suite, out, data_dir=data, poll_seconds=0.5, progress=lambda _: None)
-    assert len(first) == 1 and first[0]["status"] == "succeeded", first
-    record = first[0]
+    assert len(first) == 2 and first[0]["status"] == "succeeded", first
+    record, base_row = first
+    assert record["protocol"] == small.to_dict() == base_row["protocol"]
+    # the base model's row: same protocol, no training, no KL, one point repeated (CRN)
+    assert base_row["method"] == "base" and base_row["training_samples"] == 0
+    assert base_row["kl_per_token"] == 0.0 and base_row["front"][0] == base_row["front"][1]
     assert set(record) >= RECORD_FIELDS
     assert record["training_samples"] == 2 * 1 * 2  # two experts x one step x (1 prompt x k=2)
     assert record["models_kept"] == 1 and record["passes_per_token"] == 1
@@ -182,3 +198,4 @@ def test_runner_writes_complete_records_and_resumes(tiny_suite):
     assert set(runs_after) == {"soups__seed0", "soups__seed1"}
     assert second[0]["recorded"] == record["recorded"]
     assert second[1]["status"] == "succeeded" and second[1]["seed"] == 1
+    assert second[2]["recorded"] == base_row["recorded"]  # the base row is evaluated once
