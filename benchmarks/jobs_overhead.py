@@ -88,7 +88,7 @@ def read_costs(data_dir: Path, config, n_runs: int = 200) -> dict:
 
     store = RunStore(data_dir / "reads")
     ids = [store.create(config, "bench").run_id for _ in range(n_runs)]
-    from morl_core.jobs.files import append_jsonl
+    from morl_core.runfolder import append_jsonl
 
     append_jsonl(
         store.run_dir(ids[0]) / "metrics.jsonl",

@@ -69,7 +69,7 @@ SOUPS = {
 
 
 def _comparable(record: dict) -> dict:
-    from morl_core.jobs.records import metric_values
+    from morl_core.runfolder import metric_values
 
     return {k: v for k, v in metric_values(record).items() if not k.startswith("time/")}
 
@@ -109,7 +109,7 @@ def _plain(value):
 def _final_tensors(run_dir: Path, config) -> dict:
     from safetensors.torch import load_file
 
-    from morl_core.jobs.checkpoint import load_latest_checkpoint
+    from morl_core.runfolder import load_latest_checkpoint
 
     if config.method != "stub":  # every adapter and mixer file of the run
         return {

@@ -457,9 +457,9 @@ class BasePolicy:
 
 
 def _run_records(run_dir: Path) -> list[dict[str, Any]]:
-    from morl_core.jobs.files import read_jsonl
+    from morl_core.runfolder import read_metrics
 
-    records, _ = read_jsonl(Path(run_dir) / "metrics.jsonl")
+    records, _ = read_metrics(Path(run_dir))
     return records
 
 

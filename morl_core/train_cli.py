@@ -1,19 +1,21 @@
-"""Train in this process: ``morl train``, ``morl front``; and the run-folder writer they share.
+"""Train in this process: ``morl train``, ``morl front``.
 
-``morl submit`` (the job system) runs the same :func:`run_training` in a worker process; here it
-runs in the foreground with a progress bar, which is what a quick experiment wants.
+``morl train`` and a ``morl submit`` worker both train through
+:func:`morl_core.methods.common.train_run` and write the same run folder (files and record
+format: :mod:`morl_core.runfolder`); here it runs in the foreground with a progress bar, which is
+what a quick experiment wants.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Any
 
 from morl_core.config import RunConfig
 from morl_core.jobs.cli import add_config_options, config_from_args
 from morl_core.methods.base import StepInfo, TrainCallback
+from morl_core.runfolder import CONFIG, write_json_atomic
 
 FRONT_FILE = "front.json"
 
@@ -23,54 +25,18 @@ add_config_arguments = add_config_options
 
 
 # --- running a method into a run folder ---
-def folder_callback(run_dir: Path, inner: TrainCallback | None = None) -> TrainCallback:
-    """Append each step to ``metrics.jsonl`` and each front snapshot to ``front.jsonl``.
-
-    A resumed run re-reports nothing it already wrote: steps up to the last one on disk are
-    skipped (a torn last line from a crash is cut first).
-    """
-    from morl_core.jobs.files import append_jsonl, read_jsonl, repair_torn_tail
-
-    last = {}
-    for name in ("metrics.jsonl", "front.jsonl"):
-        repair_torn_tail(run_dir / name)
-        records, _ = read_jsonl(run_dir / name)
-        last[name] = max((int(r.get("step", 0)) for r in records), default=0)
-
-    def callback(info: StepInfo) -> bool:
-        if info.step <= last["metrics.jsonl"]:
-            return inner(info) if inner else True
-        append_jsonl(
-            run_dir / "metrics.jsonl",
-            [
-                {
-                    "step": info.step,
-                    "samples": info.samples,
-                    "stage": info.stage,
-                    "time": time.time(),
-                    **info.metrics,
-                }
-            ],
-        )
-        if info.front is not None and info.step > last["front.jsonl"]:
-            append_jsonl(
-                run_dir / "front.jsonl",
-                [{"step": info.step, "samples": info.samples, **info.front}],
-            )
-        return inner(info) if inner else True
-
-    return callback
-
-
 def run_training(config: RunConfig, run_dir: Path, callback: TrainCallback | None = None) -> Path:
-    """Write ``config.json`` and train ``config.method`` into ``run_dir`` (resuming if possible)."""
-    from morl_core.jobs.files import write_json_atomic
-    from morl_core.methods import get
+    """Write ``config.json`` and train ``config.method`` into ``run_dir`` (resuming if possible).
+
+    Training goes through :func:`~morl_core.methods.common.train_run`, which the job worker
+    calls too: both write the run folder's one record format.
+    """
+    from morl_core.methods.common import train_run  # torch: `morl --help` stays fast
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run_dir / "config.json", config.to_dict())
-    get(config.method).train(config, run_dir, folder_callback(run_dir, callback))
+    write_json_atomic(run_dir / CONFIG, config.to_dict())
+    train_run(config, run_dir, callback)
     return run_dir
 
 
@@ -81,7 +47,6 @@ def evaluate_run(run_dir: Path, method: str | None = None, device: str = "auto")
     :func:`morl_core.evaluation.evaluate_run`'s; the file records the protocol it used.
     """
     from morl_core import evaluation
-    from morl_core.jobs.files import write_json_atomic
 
     run_dir = Path(run_dir)
     front = evaluation.evaluate_run(run_dir, method=method, device=device)

@@ -57,8 +57,8 @@ def _die(run_dir: Path, point: str) -> None:
 
 
 def _install() -> None:
-    import morl_core.jobs.checkpoint as checkpoint
     import morl_core.methods.common as common
+    import morl_core.runfolder as checkpoint
     from morl_core.jobs import worker
 
     real_save_adapter = common.save_adapter

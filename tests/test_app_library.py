@@ -80,27 +80,17 @@ def test_selected_row_reads_customdata_and_ignores_other_traces():
     assert fronts.selected_row({"selection": {"points": []}}) is None
 
 
-def test_metric_and_front_records_of_both_writers():
-    worker = {"step": 3, "samples": 48, "stage": "s", "metrics": {"kl": 0.1, "reward/a": 0.5}}
-    flat = {"step": 3, "samples": 48, "stage": "s", "kl": 0.1, "reward/a": 0.5}
-    assert runs.metric_record(worker) == runs.metric_record(flat)
-    snap = {"objectives": ["a", "b"], "preferences": [[1, 0]], "points": [[0.5, 0.2]]}
-    a = runs.front_record({"step": 5, "front": snap})
-    b = runs.front_record({"step": 5, "samples": 80, **snap})
-    assert a["points"] == b["points"] and a["objectives"] == ["a", "b"]
-    assert a["samples"] is None and b["samples"] == 80
-
-
 def test_run_history_reads_incrementally_and_skips_a_torn_line(tmp_path):
     metrics = tmp_path / "metrics.jsonl"
-    metrics.write_text(json.dumps({"step": 1, "samples": 16, "metrics": {"kl": 0.0}}) + "\n")
-    snap = {"step": 1, "front": {"objectives": ["a", "b"], "preferences": [[1, 0], [0, 1]],
-                                 "points": [[0.9, 0.1], [0.2, 0.8]]}}  # fmt: skip
+    metrics.write_text(json.dumps({"step": 1, "samples": 16, "kl": 0.0}) + "\n")
+    snap = {"step": 1, "samples": 16, "objectives": ["a", "b"], "preferences": [[1, 0], [0, 1]],
+            "points": [[0.9, 0.1], [0.2, 0.8]]}  # fmt: skip
     (tmp_path / "front.jsonl").write_text(json.dumps(snap) + "\n")
     history = runs.RunHistory(tmp_path).update()
-    assert len(history.metrics) == 1 and history.fronts[0]["samples"] == 16
+    assert history.metrics == [{"step": 1, "samples": 16, "kl": 0.0}]
+    assert history.fronts[0]["samples"] == 16 and history.fronts[0]["partial"] is False
     with metrics.open("a") as handle:
-        handle.write(json.dumps({"step": 2, "samples": 32, "metrics": {}}) + "\n" + '{"step": 3')
+        handle.write(json.dumps({"step": 2, "samples": 32}) + "\n" + '{"step": 3')
     history.update()
     assert [m["step"] for m in history.metrics] == [1, 2]
     samples, hv = history.hypervolume_curve()

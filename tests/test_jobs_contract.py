@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from morl_core.config import ConfigError
-from morl_core.jobs import LocalExecutor, RunIdError, RunState, RunStore, load_latest_checkpoint
-from morl_core.jobs.records import metric_values
+from morl_core.jobs import LocalExecutor, RunIdError, RunState, RunStore
 from morl_core.methods import get
+from morl_core.runfolder import load_latest_checkpoint, metric_values
 from tests.jobs_support import (
     REPO,
     kill_worker,

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from morl_core.jobs import LocalExecutor, RunState, StoreError
-from morl_core.jobs.records import metric_values
+from morl_core.runfolder import metric_values
 from tests.jobs_support import kill_worker, stop_all, stub_config, wait_for, worker_env
 
 

@@ -19,8 +19,16 @@ import pytest
 
 from morl_core.jobs import LocalExecutor, RunState, RunStore, StoreError, cli, worker
 from morl_core.jobs.executors import Executor, supervise
-from morl_core.jobs.files import SymlinkRefused, append_jsonl, repair_torn_tail, write_json_atomic
-from morl_core.jobs.records import CANCEL, LOG, METRICS, RESULT
+from morl_core.runfolder import (
+    CANCEL,
+    LOG,
+    METRICS,
+    RESULT,
+    SymlinkRefused,
+    append_jsonl,
+    repair_torn_tail,
+    write_json_atomic,
+)
 from tests.jobs_support import stop_all, stub_config, wait_for, worker_env
 
 

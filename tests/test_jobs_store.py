@@ -11,6 +11,7 @@ import sys
 import pytest
 import torch
 
+from morl_core import runfolder
 from morl_core.config import ConfigError
 from morl_core.jobs import (
     RunIdError,
@@ -22,10 +23,15 @@ from morl_core.jobs import (
     paths,
     worker,
 )
-from morl_core.jobs import checkpoint as ckpt
-from morl_core.jobs.files import append_jsonl, read_jsonl, repair_torn_tail, write_json_atomic
 from morl_core.jobs.plugins import load_plugins, plugin_modules
-from morl_core.jobs.records import metric_values, update_status
+from morl_core.jobs.records import update_status
+from morl_core.runfolder import (
+    append_jsonl,
+    metric_values,
+    read_jsonl,
+    repair_torn_tail,
+    write_json_atomic,
+)
 from tests.jobs_support import stub_config
 
 
@@ -80,27 +86,27 @@ def test_run_ids_are_generated_and_checked():
 # --- checkpoints ---
 def test_checkpoint_round_trip_keeps_the_last_two(tmp_path):
     for step in (1, 2, 3):
-        ckpt.save_checkpoint(
+        runfolder.save_checkpoint(
             tmp_path, step, {"w": torch.full((2, 2), float(step))}, {"s": step, "big": 2**80}
         )
-    assert ckpt.list_checkpoints(tmp_path) == [2, 3]
-    step, tensors, state = ckpt.load_latest_checkpoint(tmp_path)
+    assert runfolder.list_checkpoints(tmp_path) == [2, 3]
+    step, tensors, state = runfolder.load_latest_checkpoint(tmp_path)
     assert step == 3 and tensors["w"].eq(3).all() and state == {"s": 3, "big": 2**80}
     assert not list((tmp_path / "checkpoints").glob(".*"))
 
 
 def test_checkpoint_skips_an_unreadable_newest_file_and_refuses_bad_input(tmp_path):
     shared = torch.arange(4.0)
-    ckpt.save_checkpoint(tmp_path, 5, {"a": shared, "view": shared[:2]}, {})
+    runfolder.save_checkpoint(tmp_path, 5, {"a": shared, "view": shared[:2]}, {})
     (tmp_path / "checkpoints" / "step-000000009.safetensors").write_bytes(b"garbage")
-    assert ckpt.load_latest_checkpoint(tmp_path).step == 5
-    assert ckpt.load_latest_checkpoint(tmp_path / "none") is None
+    assert runfolder.load_latest_checkpoint(tmp_path).step == 5
+    assert runfolder.load_latest_checkpoint(tmp_path / "none") is None
     with pytest.raises(ValueError, match="JSON"):
-        ckpt.save_checkpoint(tmp_path, 6, {}, {"x": object()})
+        runfolder.save_checkpoint(tmp_path, 6, {}, {"x": object()})
     with pytest.raises(ValueError, match="tensors"):
-        ckpt.save_checkpoint(tmp_path, 6, {"x": [1.0]})
+        runfolder.save_checkpoint(tmp_path, 6, {"x": [1.0]})
     with pytest.raises(ValueError, match="step"):
-        ckpt.save_checkpoint(tmp_path, -1, {})
+        runfolder.save_checkpoint(tmp_path, -1, {})
 
 
 # --- store ---
@@ -153,7 +159,7 @@ def test_worker_fails_the_run_on_a_full_disk(tmp_path, monkeypatch):
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(run_dir / "metrics.jsonl"))
 
-    monkeypatch.setattr(worker, "append_jsonl", full)
+    monkeypatch.setattr(runfolder, "append_jsonl", full)
     assert worker.Worker(run_dir, attempt=1, heartbeat_s=0.1).run() == worker.EXIT_FAILED
     status = store.status(run_id)
     assert status.state == RunState.FAILED and "disk full" in status.message

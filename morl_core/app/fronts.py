@@ -34,6 +34,7 @@ from morl_core.app.serving import (
     slug,
     ui_threads,
 )
+from morl_core.runfolder import write_json_atomic
 
 
 def reference_point(objectives: int | Sequence[str]) -> np.ndarray:
@@ -134,9 +135,7 @@ def _evaluate_front(info: ArtifactInfo, method: str, progress: Progress) -> dict
 
 def _write_cache(path: Path, data: Mapping[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
+    write_json_atomic(path, data)
 
 
 def base_front(info: ArtifactInfo, progress: Progress | None = None) -> dict[str, Any]:

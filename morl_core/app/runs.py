@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from morl_core import runfolder
 from morl_core.app.serving import allowed_models, ui_allows_imports, ui_objectives
 
 # --- the Train page --------------------------------------------------------------------------
@@ -203,31 +204,13 @@ def runs_table(statuses) -> list[dict[str, Any]]:
     ]
 
 
-def metric_record(record: Mapping[str, Any]) -> dict[str, Any]:
-    """One ``metrics.jsonl`` record as a flat row, from the worker's or ``morl train``'s format."""
-    row = {k: v for k, v in record.items() if k != "metrics"}
-    row.update(record.get("metrics") or {})
-    return row
-
-
-def front_record(record: Mapping[str, Any]) -> dict[str, Any]:
-    """One ``front.jsonl`` snapshot as ``{step, samples, objectives, preferences, points}``."""
-    front = record.get("front") if isinstance(record.get("front"), Mapping) else record
-    return {
-        "step": int(record.get("step", 0)),
-        "samples": record.get("samples"),
-        "objectives": list(front.get("objectives") or []),
-        "preferences": front.get("preferences") or [],
-        "points": front.get("points") or [],
-        "partial": bool(front.get("partial", False)),
-    }
-
-
 @dataclass
 class RunHistory:
     """Everything the live view draws, read incrementally from a run folder.
 
-    Call :meth:`update` on every poll: it reads only the bytes appended since the last call.
+    The records are the run folder's one format (:mod:`morl_core.runfolder`), the same for runs
+    of ``morl train`` and of the job system. Call :meth:`update` on every poll: it reads only the
+    bytes appended since the last call.
     """
 
     run_dir: Path
@@ -237,28 +220,11 @@ class RunHistory:
 
     def update(self) -> RunHistory:
         """Append new records; returns self."""
-        from morl_core.jobs.files import read_jsonl
-
-        new, self.offsets["metrics"] = read_jsonl(
-            self.run_dir / "metrics.jsonl", self.offsets["metrics"]
-        )
-        self.metrics += [metric_record(r) for r in new]
-        new, self.offsets["fronts"] = read_jsonl(
-            self.run_dir / "front.jsonl", self.offsets["fronts"]
-        )
-        for record in new:
-            snap = front_record(record)
-            if snap["samples"] is None:
-                snap["samples"] = self.samples_at(snap["step"])
-            self.fronts.append(snap)
+        new, self.offsets["metrics"] = runfolder.read_metrics(self.run_dir, self.offsets["metrics"])
+        self.metrics += new
+        new, self.offsets["fronts"] = runfolder.read_fronts(self.run_dir, self.offsets["fronts"])
+        self.fronts += new
         return self
-
-    def samples_at(self, step: int) -> int | None:
-        """Training samples at ``step`` (from the metrics), if known."""
-        for row in reversed(self.metrics):
-            if row.get("step") == step:
-                return row.get("samples")
-        return None
 
     def frame(self):
         """Metrics as a pandas DataFrame (one row per step)."""
@@ -316,9 +282,7 @@ def record_owner(run_id: str, owner: str) -> None:
     data folder: the run folder and the job index stay as the job system writes them)."""
     path = _owner_file(run_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(str(owner)[:64])
-    tmp.replace(path)
+    runfolder.write_bytes_atomic(path, str(owner)[:64].encode())
 
 
 def owner_of(run_id: str) -> str | None:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from morl_core.bench.suites import Suite
-from morl_core.jobs.files import read_json, write_json_atomic
+from morl_core.runfolder import read_json, write_json_atomic
 
 RECORD_SCHEMA = 2  # 2: evaluated by morl_core.evaluation (protocol recorded, intervals, KL)
 BASE_METHOD = "base"  # the base model's row: no training, the same evaluation

@@ -8,7 +8,7 @@ Quick use::
     records, offset = jobs.RunStore().metrics(run_id)  # poll with the returned offset
 
 See ``store.py`` for the run folder layout, ``worker.py`` for the worker protocol,
-``executors.py`` for the lifecycle, ``checkpoint.py`` for how methods checkpoint and resume.
+``executors.py`` for the lifecycle; run-folder files and checkpoints: ``morl_core.runfolder``.
 """
 
 from __future__ import annotations
@@ -16,12 +16,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from morl_core.jobs.checkpoint import (
-    Checkpoint,
-    list_checkpoints,
-    load_latest_checkpoint,
-    save_checkpoint,
-)
 from morl_core.jobs.executors import EXECUTORS, Executor, LocalExecutor, executor_for, get_executor
 from morl_core.jobs.paths import RunIdError, check_run_id, default_data_dir
 from morl_core.jobs.plugins import load_plugins
@@ -38,7 +32,6 @@ __all__ = [
     "ACTIVE",
     "EXECUTORS",
     "TERMINAL",
-    "Checkpoint",
     "Executor",
     "LocalExecutor",
     "RunIdError",
@@ -51,9 +44,6 @@ __all__ = [
     "default_data_dir",
     "executor_for",
     "get_executor",
-    "list_checkpoints",
-    "load_latest_checkpoint",
     "load_plugins",
-    "save_checkpoint",
     "submit",
 ]

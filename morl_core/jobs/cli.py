@@ -270,7 +270,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         ("folder", str(store.run_dir(args.run_id))),
     ]
     if records:
-        from morl_core.jobs.records import metric_values
+        from morl_core.runfolder import metric_values
 
         lines.append(
             ("last step", " ".join(f"{k}={v:.4g}" for k, v in metric_values(records[-1]).items()))

@@ -40,13 +40,10 @@ from pathlib import Path
 from typing import Any
 
 from morl_core.config import RunConfig
-from morl_core.jobs.files import describe_os_error, locked, open_fd, read_json
+from morl_core.jobs.files import locked
 from morl_core.jobs.paths import INDEX, RUNS, check_run_id
 from morl_core.jobs.records import (
     ACTIVE,
-    CANCEL,
-    LOG,
-    RESULT,
     TERMINAL,
     RunState,
     RunStatus,
@@ -54,6 +51,7 @@ from morl_core.jobs.records import (
     write_result,
 )
 from morl_core.jobs.store import BrokenRun, RunStore, StoreError
+from morl_core.runfolder import CANCEL, LOG, RESULT, describe_os_error, open_fd, read_json
 
 EXECUTORS = ("local", "ray")
 SUPERVISE_INTERVAL = 5.0

@@ -28,19 +28,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from morl_core.jobs.files import locked, read_json, write_json_atomic
+from morl_core.jobs.files import locked
+from morl_core.runfolder import RESULT, SCHEMA_VERSION, STATUS, read_json, write_json_atomic
 
-SCHEMA_VERSION = 1
-STATUS = "status.json"
-CONFIG = "config.json"
-METRICS = "metrics.jsonl"
-FRONTS = "front.jsonl"
-RESULT = "result.json"
-LOG = "worker.log"
-CANCEL = "cancel_requested"  # marker file: a cancel request that any process can make
 _LOCK = ".status.lock"
-# metrics.jsonl records are flat: these keys plus one key per metric (same as `morl train`).
-METRIC_META = ("step", "total_steps", "samples", "stage", "time", "attempt")
 _HISTORY_MAX = 200
 
 
@@ -163,11 +154,6 @@ def update_status(
         # Heartbeats are frequent and cheap to lose; state changes are made durable.
         write_json_atomic(path, new, fsync=state_changed)
         return new
-
-
-def metric_values(record: dict[str, Any]) -> dict[str, float]:
-    """The metrics of one ``metrics.jsonl`` record, without its bookkeeping keys."""
-    return {k: v for k, v in record.items() if k not in METRIC_META}
 
 
 def read_status(run_dir: Path) -> dict[str, Any] | None:

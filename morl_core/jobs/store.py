@@ -41,14 +41,8 @@ from typing import Any
 
 from morl_core.config import RunConfig
 from morl_core.jobs import paths
-from morl_core.jobs.files import (
-    describe_os_error,
-    open_fd,
-    read_json,
-    read_jsonl,
-    write_json_atomic,
-)
-from morl_core.jobs.records import (
+from morl_core.jobs.records import TERMINAL, RunState, RunStatus, read_status, update_status
+from morl_core.runfolder import (
     CANCEL,
     CONFIG,
     FRONTS,
@@ -57,11 +51,11 @@ from morl_core.jobs.records import (
     RESULT,
     SCHEMA_VERSION,
     STATUS,
-    TERMINAL,
-    RunState,
-    RunStatus,
-    read_status,
-    update_status,
+    describe_os_error,
+    open_fd,
+    read_json,
+    read_jsonl,
+    write_json_atomic,
 )
 
 _BUSY_MS = 30_000

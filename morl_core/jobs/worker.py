@@ -4,10 +4,10 @@ Executors start it as a fresh interpreter (never a fork of the UI, never a threa
 
 1. claims the run: ``starting -> running`` fenced by the attempt number it was launched with;
 2. validates ``config.json`` again (the folder may have been edited or written by an old version);
-3. calls ``METHODS[config.method].train(config, run_dir, callback)``, where the callback appends
-   each step to ``metrics.jsonl`` (skipping steps an earlier attempt already wrote, so a resumed
-   run continues the file without duplicates), appends front snapshots, and returns ``False``
-   once a cancel is requested;
+3. trains through :func:`morl_core.methods.common.train_run`, as ``morl train`` does: each step
+   goes to this worker's callback (which returns ``False`` once a cancel is requested), then to
+   ``metrics.jsonl`` and ``front.jsonl`` in the run folder's one record format (steps an earlier
+   attempt already wrote are skipped, so a resumed run continues the files without duplicates);
 4. heartbeats ``status.json`` from a thread and notices a cancel marker within one beat;
 5. writes ``result.json`` and the final state; storage errors (disk full, permissions) fail the
    run with a clear message. SIGTERM without a cancel request means "preempted": the method stops
@@ -30,30 +30,26 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from morl_core.jobs.files import (
-    append_jsonl,
-    describe_os_error,
-    open_fd,
-    read_json,
-    read_jsonl,
-    repair_torn_tail,
-    write_json_atomic,
-)
 from morl_core.jobs.paths import RunIdError, check_run_id
 from morl_core.jobs.records import (
-    CANCEL,
-    CONFIG,
-    FRONTS,
-    LOG,
-    METRICS,
-    RESULT,
-    SCHEMA_VERSION,
     RunState,
     git_hash,
-    metric_values,
     package_versions,
     read_status,
     update_status,
+)
+from morl_core.runfolder import (
+    CANCEL,
+    CONFIG,
+    LOG,
+    RESULT,
+    SCHEMA_VERSION,
+    RecordWriter,
+    describe_os_error,
+    list_checkpoints,
+    open_fd,
+    read_json,
+    write_json_atomic,
 )
 
 HEARTBEAT_ENV = "MORL_HEARTBEAT_S"
@@ -67,17 +63,6 @@ class _Superseded(BaseException):  # noqa: N818 -- BaseException so a method's `
 
 def _log(message: str) -> None:
     print(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {message}", flush=True)
-
-
-def _jsonable(value: Any) -> Any:
-    """Arrays and numpy scalars to lists and floats, recursively."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 class Worker:
@@ -94,9 +79,8 @@ class Worker:
         self.run_dir = Path(run_dir)
         self.attempt = attempt
         self.heartbeat_s = heartbeat_s or float(os.environ.get(HEARTBEAT_ENV, "1.0"))
-        self.step = self.total_steps = self.samples = self.last_step = 0
-        self.last_metrics: dict[str, float] = {}
-        self.front_steps: set[int] = set()
+        self.step = self.total_steps = self.samples = 0
+        self.records: RecordWriter | None = None  # the run's metrics/front files, once running
         self.cancel_seen = self.preempted = self.superseded = False
         self.storage_error: OSError | None = None
         self._stop = threading.Event()
@@ -152,7 +136,7 @@ class Worker:
         if (self.run_dir / CANCEL).exists():
             return self.finish(RunState.CANCELLED, "cancelled before it started")
         from morl_core.config import ConfigError, RunConfig
-        from morl_core.methods import get
+        from morl_core.methods.common import train_run
         from morl_core.objectives import ObjectiveError
 
         try:
@@ -167,7 +151,13 @@ class Worker:
             return self.finish(RunState.FAILED, str(exc))
         self.config = config
         self.total_steps = config.steps
-        self._continue_files()
+        self.records = RecordWriter(
+            self.run_dir, self.attempt
+        )  # cuts a killed attempt's torn tails
+        for name, removed in self.records.repaired.items():
+            if removed:
+                _log(f"removed a torn last line ({removed} bytes) from {name}")
+        self.samples = self.records.samples
         beat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         beat.start()
         if threading.current_thread() is threading.main_thread():
@@ -180,7 +170,7 @@ class Worker:
         )
         update_status(self.run_dir, {"device": device}, expect_attempt=self.attempt)
         try:
-            get(config.method).train(config, self.run_dir, self.callback)
+            train_run(config, self.run_dir, self.callback, self.records)
         except _Superseded:
             _log("a newer attempt took the run over; exiting without writing")
             return EXIT_SUPERSEDED
@@ -212,10 +202,13 @@ class Worker:
             return EXIT_OK
         return self.finish(RunState.SUCCEEDED, "")
 
+    @property
+    def last_step(self) -> int:
+        """The last step on disk in ``metrics.jsonl`` (0 before the run starts)."""
+        return self.records.last_step if self.records else 0
+
     def finish(self, state: RunState, message: str) -> int:
         """Write ``result.json`` and the final state; returns the exit code."""
-        from morl_core.jobs.checkpoint import list_checkpoints
-
         now = time.time()
         config = getattr(self, "config", None)
         result = {
@@ -229,7 +222,7 @@ class Worker:
             "steps_done": self.last_step,
             "total_steps": self.total_steps,
             "samples": self.samples,
-            "final_metrics": self.last_metrics,
+            "final_metrics": self.records.last_metrics if self.records else {},
             "attempt": self.attempt,
             "checkpoint_step": (list_checkpoints(self.run_dir) or [None])[-1],
             "started": self.started,
@@ -263,49 +256,16 @@ class Worker:
             return EXIT_SUPERSEDED
         return EXIT_OK if state != RunState.FAILED else EXIT_FAILED
 
-    # --- files ---
-    def _continue_files(self) -> None:
-        """Cut torn tails left by a killed attempt and find where the files end."""
-        for name in (METRICS, FRONTS):
-            if removed := repair_torn_tail(self.run_dir / name):
-                _log(f"removed a torn last line ({removed} bytes) from {name}")
-        records, _ = read_jsonl(self.run_dir / METRICS)
-        if records:
-            last = max(records, key=lambda r: r.get("step", 0))
-            self.last_step = self.step = int(last.get("step", 0))
-            self.samples = int(last.get("samples", 0))
-            self.last_metrics = metric_values(last)
-        fronts, _ = read_jsonl(self.run_dir / FRONTS)
-        self.front_steps = {int(f.get("step", 0)) for f in fronts}
-
     def callback(self, info: Any) -> bool:
-        """The ``TrainCallback`` given to the method: record the step, say whether to go on."""
+        """The worker's part of each step (``train_run`` then records it): say whether to go on.
+
+        A superseded attempt or a storage error raises here, before the step is written.
+        """
         if self.superseded:
             raise _Superseded
         if self.storage_error is not None:
             raise self.storage_error
         now = time.time()
-        if info.step > self.last_step:  # steps <= last_step were written by an earlier attempt
-            self.last_metrics = {str(k): float(v) for k, v in info.metrics.items()}
-            meta = {
-                "step": int(info.step),
-                "total_steps": int(info.total_steps),
-                "samples": int(info.samples),
-                "stage": info.stage,
-                "time": now,
-                "attempt": self.attempt,
-            }
-            append_jsonl(self.run_dir / METRICS, [{**self.last_metrics, **meta}])
-            self.last_step = int(info.step)
-        if info.front is not None and info.step not in self.front_steps:
-            meta = {
-                "step": int(info.step),
-                "samples": int(info.samples),
-                "stage": info.stage,
-                "time": now,
-            }
-            append_jsonl(self.run_dir / FRONTS, [{**_jsonable(info.front), **meta}])
-            self.front_steps.add(int(info.step))
         self.step, self.total_steps, self.samples = (
             int(info.step),
             int(info.total_steps),

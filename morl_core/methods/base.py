@@ -3,7 +3,7 @@
 A method file defines ``train(config, run_dir, callback) -> None`` and
 ``load(run_dir) -> Steerable``. Training reports every step through ``callback(StepInfo)``;
 a callback returning ``False`` stops training after the current step (Stable-Baselines3 style).
-Methods save checkpoints under ``run_dir/checkpoints`` with :mod:`morl_core.jobs.checkpoint`
+Methods save checkpoints under ``run_dir/checkpoints`` with :mod:`morl_core.runfolder`
 and resume from the latest one when it exists, so a killed run can be continued.
 """
 

@@ -1,18 +1,18 @@
-"""What every adapter-training method shares: stages, checkpoints, resume, front snapshots.
+"""What every trained method shares: stages, the training driver, checkpoints, resume.
 
-A method is a list of :class:`Stage` s, each training one LoRA adapter with :class:`RLTrainer`
-(MORLHF: one per preference; soups/MOD/EMORL: one per objective; DynaOpt: one). The driver
-reports each step to the callback, checkpoints every ``checkpoint_every`` steps, saves each
-finished adapter as a peft folder under ``run_dir/adapters/NAME``, and on a restart resumes
-from the newest checkpoint with exactly the state an uninterrupted run would have had.
+A method is a list of :class:`Stage` s trained in order by :func:`train_stages` with
+:class:`RLTrainer`. A stage's preferences are either given per step (MORLHF: one fixed
+preference per adapter; soups/MOD/EMORL: one one-hot per objective; DynaOpt: its bandit's) or
+sampled per step from Dirichlet(1) (RiC, Panacea, the meta-policy's upper level). The driver
+reports each step to the callback, evaluates a front every ``eval_every`` steps and at the end of
+each stage, checkpoints every ``checkpoint_every`` steps (the JSON state is a
+:class:`DriverState`), saves each finished adapter as a peft folder under ``run_dir/adapters/NAME``,
+and on a restart resumes from the newest checkpoint with exactly the state an uninterrupted run
+would have had. Run-folder files go through :mod:`morl_core.runfolder`.
 """
 
 from __future__ import annotations
 
-import errno
-import json
-import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +21,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from morl_core import runfolder
 from morl_core.config import RunConfig
-from morl_core.methods.base import StepInfo, TrainCallback
 from morl_core.evaluation import evaluate_front, preference_grid
+from morl_core.methods import get
+from morl_core.methods.base import StepInfo, TrainCallback
 from morl_core.policy import (
     Policy,
     attach_lora,
@@ -34,35 +36,97 @@ from morl_core.policy import (
 )
 from morl_core.prompts import load_prompt_columns, load_prompts
 from morl_core.rl.trainer import RLTrainer
+from morl_core.runfolder import ARTIFACT, RecordWriter, adapter_dir, read_artifact, read_config
+from morl_core.weights import dirichlet
 
-ARTIFACT = "artifact.json"
+SAMPLED_SEED = 500  # a sampled stage's trainer seed offset, apart from the adapter stages' indices
+PREFERENCE_STREAM = 8  # keeps the sampled preferences' generator apart from the trainers' seeds
 
 
 @dataclass
 class Stage:
-    """One adapter to train.
+    """One stretch of RL training, reported under ``name``.
 
-    ``weights(step_in_stage, trainer, last_raw)`` gives the preference used at each step
-    (constant for most methods; DynaOpt's bandit moves it). ``after_step`` may update method
-    state from the step's raw rewards; ``state``/``load`` put that state into checkpoints.
+    Attributes:
+        name: the stage's name in ``StepInfo.stage``; with ``adapter`` also the LoRA adapter's.
+        steps: RL steps of the stage.
+        weights: ``weights(step_in_stage) -> (K,)`` gives each step's preference (constant for
+            most methods; DynaOpt's bandit moves it); ``None`` samples it from Dirichlet(1) with
+            the run's preference generator (:func:`preference_rng`), checkpointed with the stage.
+        condition: told each step's preference before the step (RiC's prompt tags, Panacea's
+            singular values, the meta-network's input).
+        adapter: train a fresh LoRA adapter ``name`` (seeded by run seed and stage index) and
+            save it to ``adapters/NAME`` at the end; False trains whatever in the policy has
+            ``requires_grad`` and saves nothing (the method saves it), and must be the last stage.
+        lr: learning rate of the stage (default ``config.lr``).
+        after_step: ``after_step(metrics, raw_rewards)`` may update method state (and add metrics).
+        state: the method state to checkpoint; ``load`` puts a checkpointed one back.
+        info: free-form notes of the method.
     """
 
     name: str
     steps: int
-    weights: Callable[[int], np.ndarray]
+    weights: Callable[[int], np.ndarray] | None = None
     after_step: Callable[[dict[str, float], np.ndarray], None] = lambda metrics, raw: None
     state: Callable[[], dict[str, Any]] = lambda: {}
     load: Callable[[dict[str, Any]], None] = lambda state: None
+    condition: Callable[[np.ndarray], None] = lambda weights: None
+    adapter: bool = True
+    lr: float | None = None
     info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DriverState:
+    """What :func:`train_stages` keeps in a checkpoint's JSON state (the tensors are the trainer's).
+
+    Attributes:
+        stage: index of the stage in progress, or, when ``trainer`` is None, the number of
+            stages finished (a stage-done checkpoint: the next stage starts fresh).
+        trainer: ``RLTrainer.state()`` of the stage in progress; None at a stage boundary.
+        method: the stage's ``Stage.state()`` (kept at its end too: DynaOpt's bandit outlives it).
+        rng: state of a sampled stage's preference generator (None for a given-preference stage).
+        offset: steps the run did before a sampled stage (they continue the count).
+
+    On disk a sampled stage's own keys sit under ``"conditioned"`` (the format older runs wrote).
+    """
+
+    stage: int
+    trainer: dict[str, Any] | None = None
+    method: dict[str, Any] = field(default_factory=dict)
+    rng: dict[str, Any] | None = None
+    offset: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON state saved with the checkpoint."""
+        if self.rng is None:
+            return {"stage": self.stage, "trainer": self.trainer, "method": self.method}
+        own = {"offset": self.offset, "trainer": self.trainer, "rng": self.rng}
+        return {"stage": self.stage, "trainer": None, "method": self.method, "conditioned": own}
+
+    @classmethod
+    def from_json(cls, state: dict[str, Any]) -> DriverState:
+        """Read back what :meth:`to_json` wrote."""
+        own = state.get("conditioned")
+        if own is None:
+            return cls(int(state["stage"]), state.get("trainer"), state.get("method") or {})
+        return cls(
+            int(state["stage"]),
+            own["trainer"],
+            state.get("method") or {},
+            own["rng"],
+            own["offset"],
+        )
+
+
+def preference_rng(config: RunConfig) -> np.random.Generator:
+    """The run's generator of sampled training preferences."""
+    return np.random.default_rng([config.seed, PREFERENCE_STREAM])
 
 
 def open_policy(config: RunConfig) -> Policy:
     set_threads(config.threads)
     return load_policy(config.model, device=config.device, threads=config.threads)
-
-
-def adapter_dir(run_dir: Path, name: str) -> Path:
-    return Path(run_dir) / "adapters" / name
 
 
 def eval_preferences(config: RunConfig) -> np.ndarray:
@@ -90,14 +154,24 @@ def train_stages(
     policy: Policy,
     stages: list[Stage],
     front_fn: Callable[[int, bool], dict[str, Any] | None],
+    *,
+    stages_before: int = 0,
 ) -> bool:
     """Train ``stages`` in order, resuming from the newest checkpoint. False if stopped early.
 
-    ``front_fn(stage_index, stage_finished)`` returns a front snapshot to report (or None); it
-    is called every ``eval_every`` steps and at the end of each stage.
+    Args:
+        config: the run configuration (batch, k, decoding, KL, cadences, seed).
+        run_dir: the run folder (checkpoints go to ``run_dir/checkpoints``).
+        callback: receives a :class:`StepInfo` per step; returning False stops after the step.
+        policy: the policy to train.
+        stages: what to train, in order (see :class:`Stage`).
+        front_fn: ``front_fn(index_in_stages, stage_finished)`` returns a front snapshot to
+            report (or None); called every ``eval_every`` steps and at the end of each stage.
+        stages_before: stages an earlier call trained into this run folder (the meta-policy's
+            experts): their checkpoints count, and this call's steps continue their count.
 
-    A stage ends in this order, so that a kill between any two of these lines resumes to the
-    result of an uninterrupted run:
+    An adapter stage ends in this order, so that a kill between any two of these lines resumes
+    to the result of an uninterrupted run:
 
     1. the last step's metrics (and the stage's front) go to the callback;
     2. the adapter is saved to a temp folder and renamed to ``adapters/NAME`` (a kill mid-save
@@ -107,81 +181,91 @@ def train_stages(
     A stage whose adapter folder exists is finished, whatever the checkpoint says (a kill
     between 2 and 3, or experts copied from another run); the global step is always the
     steps of the stages before plus the steps done in this one, so it never depends on which
-    checkpoint the run resumed from.
+    checkpoint the run resumed from. A sampled stage checkpoints its last step as well, so the
+    method can save what it trained after a resume.
     """
-    from morl_core.jobs.checkpoint import load_latest_checkpoint, save_checkpoint
-
+    if any(not s.adapter for s in stages[:-1]):
+        raise ValueError("only the last stage may train without its own adapter")
     run_dir = Path(run_dir)
     prompts = load_prompts(config.prompt_set, "train")
-    total = sum(s.steps for s in stages)
     batch = config.batch_prompts * config.k_samples
-    resume = load_latest_checkpoint(run_dir)
-    first_stage, tensors, state = 0, None, None
-    if resume is not None:
-        _, tensors, state = resume
-        first_stage = int(state["stage"])
-    steps_before = 0  # steps of the stages before ``index`` (an uninterrupted run's numbering)
-    for index, stage in enumerate(stages):
+    found = runfolder.load_latest_checkpoint(run_dir)
+    point = DriverState.from_json(found.state) if found is not None else None
+    steps_before = 0  # steps of the stages before the one at hand (an uninterrupted run's count)
+    if point is not None and stages_before and point.stage == stages_before:
+        steps_before = point.offset if point.rng is not None else found.step
+    total = steps_before + sum(s.steps for s in stages)
+
+    def checkpoint(step: int, tensors: dict[str, Any], state: DriverState) -> None:
+        runfolder.save_checkpoint(run_dir, step, tensors, state.to_json())
+
+    for local, stage in enumerate(stages):
+        index = stages_before + local
         folder = adapter_dir(run_dir, stage.name)
-        if index < first_stage or (folder / "adapter_config.json").exists():
+        first = point.stage if point is not None else 0
+        if stage.adapter and (index < first or (folder / "adapter_config.json").exists()):
             load_adapter(policy, folder, adapter_name=stage.name)
             steps_before += stage.steps
-            if state is not None and index == first_stage - 1 and state.get("method"):
-                stage.load(state["method"])  # the finished stage's method state
-            if resume is not None and index >= first_stage:
+            if point is not None and index == first - 1 and point.method:
+                stage.load(point.method)  # the finished stage's method state
+            if found is not None and index >= first:
                 # Killed after the adapter was renamed into place but before its stage-done
                 # checkpoint: write that checkpoint now, so whatever resumes next (a later
                 # stage, the meta-policy loop) sees this stage as done at its exact step.
-                save_checkpoint(
-                    run_dir,
-                    steps_before,
-                    {"stage_done": torch.zeros(1)},
-                    {"stage": index + 1, "trainer": None, "method": {}},
-                )
-                first_stage, state = index + 1, None
+                checkpoint(steps_before, {"stage_done": torch.zeros(1)}, DriverState(index + 1))
+                point = DriverState(index + 1)
             continue
-        stage_seed = config.seed * 1000 + index
-        # LoRA A is drawn from torch's global RNG: seed it privately so the initial adapter
-        # depends on (seed, stage) alone, not on what ran before in this process (a resume
-        # at a stage boundary, or a second run in the same process, must match a fresh run).
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(stage_seed)
-            attach_lora(policy, r=config.lora_r, alpha=config.lora_alpha, adapter_name=stage.name)
-        _train_only(policy, stage.name)
-        trainer = RLTrainer(policy, config, prompts, seed=stage_seed)
-        if state is not None and index == first_stage and state["trainer"] is not None:
-            trainer.load_state(tensors, state["trainer"])
-            stage.load(state["method"])
+        seed = config.seed * 1000 + (index if stage.adapter else SAMPLED_SEED)
+        if stage.adapter:
+            # LoRA A is drawn from torch's global RNG: seed it privately so the initial adapter
+            # depends on (seed, stage) alone, not on what ran before in this process (a resume
+            # at a stage boundary, or a second run in the same process, must match a fresh run).
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                attach_lora(
+                    policy, r=config.lora_r, alpha=config.lora_alpha, adapter_name=stage.name
+                )
+            _train_only(policy, stage.name)
+        lr = config.lr if stage.lr is None else stage.lr
+        trainer = RLTrainer(
+            policy, config.replace(lr=lr) if lr != config.lr else config, prompts, seed
+        )
+        rng = preference_rng(config) if stage.weights is None else None
+        if point is not None and index == first and point.trainer is not None:
+            trainer.load_state(found.tensors, point.trainer)
+            stage.load(point.method)
+            if rng is not None:
+                rng.bit_generator.state = point.rng
         while trainer.steps_done < stage.steps:
-            metrics, raw = trainer.step(stage.weights(trainer.steps_done))
+            if rng is None:
+                weights = stage.weights(trainer.steps_done)
+            else:
+                weights = dirichlet(len(config.objectives), 1, rng)[0]  # (K,)
+            stage.condition(weights)
+            metrics, raw = trainer.step(weights)
             stage.after_step(metrics, raw)
             global_step = steps_before + trainer.steps_done
             done = trainer.steps_done == stage.steps
             front = None
             if done or (config.eval_every and trainer.steps_done % config.eval_every == 0):
-                front = front_fn(index, done)
+                front = front_fn(local, done)
             keep_going = callback(
-                StepInfo(
-                    step=global_step,
-                    total_steps=total,
-                    samples=global_step * batch,
-                    metrics=metrics,
-                    stage=stage.name,
-                    front=front,
-                )
+                StepInfo(global_step, total, global_step * batch, metrics, stage.name, front)
             )
-            if done:  # the adapter folder now holds the stage; the next one starts fresh
+            if done and stage.adapter:  # the adapter folder now holds the stage
                 save_adapter_atomic(policy, folder, stage.name)
-                save_checkpoint(  # the method's state too: DynaOpt's bandit outlives its stage
-                    run_dir,
+                checkpoint(
                     global_step,
                     {"stage_done": torch.zeros(1)},
-                    {"stage": index + 1, "trainer": None, "method": stage.state()},
+                    DriverState(index + 1, method=stage.state()),
                 )
-            elif global_step % config.checkpoint_every == 0 or not keep_going:
-                t, s = trainer.state()
-                save_checkpoint(
-                    run_dir, global_step, t, {"stage": index, "trainer": s, "method": stage.state()}
+            elif done or global_step % config.checkpoint_every == 0 or not keep_going:
+                tensors, trainer_state = trainer.state()
+                rng_state = None if rng is None else rng.bit_generator.state
+                checkpoint(
+                    global_step,
+                    tensors,
+                    DriverState(index, trainer_state, stage.state(), rng_state, steps_before),
                 )
             if not keep_going:
                 return False
@@ -196,28 +280,10 @@ def _train_only(policy: Policy, adapter: str) -> None:
 
 
 def save_adapter_atomic(policy: Policy, folder: Path, adapter_name: str) -> Path:
-    """Save an adapter to a temp folder beside ``folder``, then rename it into place.
-
-    peft writes ``adapter_config.json`` before the weights, so a folder written in place can
-    look finished while it holds no weights; a renamed folder is complete or absent.
-    """
-    folder = Path(folder)
-    parent = folder.parent
-    if parent.is_symlink() or folder.is_symlink():
-        raise OSError(errno.ELOOP, "refusing to write through a symlink", str(folder))
-    parent.mkdir(parents=True, exist_ok=True)
-    for stale in parent.glob(f".{folder.name}.*.tmp"):  # left by a save that was killed
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = parent / f".{folder.name}.{os.getpid()}.tmp"
-    try:
-        save_adapter(policy, tmp, adapter_name=adapter_name)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.rename(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
+    """Save a peft adapter to ``folder`` so that it is complete or absent (renamed into place)."""
+    return runfolder.write_folder_atomic(
+        folder, lambda tmp: save_adapter(policy, tmp, adapter_name=adapter_name)
+    )
 
 
 def write_artifact(
@@ -231,27 +297,7 @@ def write_artifact(
         "adapters": adapters,
         **extra,
     }
-    tmp = Path(run_dir) / (ARTIFACT + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(Path(run_dir) / ARTIFACT)
-
-
-def read_artifact(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / ARTIFACT
-    if not path.exists():
-        raise ValueError(
-            f"{run_dir} holds no trained artifact (no {ARTIFACT}); has the run finished?"
-        )
-    return json.loads(path.read_text())
-
-
-def read_config(run_dir: Path) -> RunConfig:
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
-        raise ValueError(f"{run_dir} is not a run folder (no config.json)")
-    # the files it names were resolved and checked when it was submitted; a finished run's
-    # config is read back as data (its experts' source may since have gone)
-    return RunConfig.from_dict(json.loads(path.read_text()), check_files=False)
+    runfolder.write_json_atomic(Path(run_dir) / ARTIFACT, data)
 
 
 class AdapterPolicy:
@@ -290,9 +336,29 @@ def load_adapters(
     return policy, artifact
 
 
+def train_run(
+    config: RunConfig,
+    run_dir: Path,
+    callback: TrainCallback | None = None,
+    records: RecordWriter | None = None,
+) -> None:
+    """Train ``config.method`` into ``run_dir``: what ``morl train`` and the job worker both run.
+
+    Each step goes to ``callback`` first (it may raise to stop before anything is written, as a
+    superseded worker does), then to the run folder's one record format (``records``, default a
+    new :class:`~morl_core.runfolder.RecordWriter`); the callback's answer says whether to go on.
+    """
+    records = records or RecordWriter(run_dir)
+
+    def record(info: StepInfo) -> bool:
+        keep_going = True if callback is None else callback(info)
+        records.write(info)
+        return keep_going
+
+    get(config.method).train(config, Path(run_dir), record)
+
+
 def load_steerable(run_dir: Path, method: str | None = None, device: str = "auto"):
     """The Steerable of a finished run; ``method`` re-aggregates its experts another way."""
-    from morl_core.methods import get
-
     config = read_config(run_dir)
     return get(method or config.method).load(Path(run_dir), device=device)

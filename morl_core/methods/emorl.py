@@ -61,7 +61,6 @@ import torch
 
 from morl_core import objectives as objective_registry
 from morl_core.config import RunConfig
-from morl_core.jobs.files import write_json_atomic
 from morl_core.methods import METHODS
 from morl_core.methods.base import StepInfo, TrainCallback
 from morl_core.methods.common import (
@@ -76,6 +75,7 @@ from morl_core.evaluation import EVAL_DECODING
 from morl_core.methods.experts import expert_names, train_experts
 from morl_core.methods.hidden import MIX_LEVELS, FixedMixer, HiddenFusion, fused_policy
 from morl_core.prompts import load_prompts
+from morl_core.runfolder import write_json_atomic
 from morl_core.search import hierarchical_grid_search
 from morl_core.weights import check_weights
 

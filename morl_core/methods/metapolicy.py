@@ -71,16 +71,18 @@ from morl_core.config import RunConfig
 from morl_core.methods import METHODS
 from morl_core.methods.base import StepInfo, TrainCallback
 from morl_core.methods.common import (
+    Stage,
     adapter_dir,
     load_adapters,
     open_policy,
     read_artifact,
     snapshot,
+    train_stages,
     write_artifact,
 )
-from morl_core.methods.conditioned import train_over_preferences
 from morl_core.methods.experts import expert_names, train_experts
 from morl_core.methods.hidden import HiddenFusion, fused_policy
+from morl_core.runfolder import write_safetensors_atomic
 from morl_core.weights import check_weights
 
 FILE = "meta.safetensors"
@@ -165,14 +167,10 @@ class MetaMixer(nn.Module):
         return (alpha[..., None] * hidden.to(alpha.dtype)).sum(-2).to(hidden.dtype)  # (B, T, D)
 
     def save(self, folder: Path) -> Path:
-        from safetensors.torch import save_file
-
-        folder.mkdir(parents=True, exist_ok=True)
-        tensors = {n: p.detach().cpu().contiguous() for n, p in self.named_parameters()}
-        tmp = folder / (FILE + ".tmp")
-        save_file(tensors, str(tmp), metadata={"settings": json.dumps(self.settings)})
-        tmp.replace(folder / FILE)
-        return folder / FILE
+        metadata = {"settings": json.dumps(self.settings)}
+        return write_safetensors_atomic(
+            Path(folder) / FILE, dict(self.named_parameters()), metadata
+        )
 
     @classmethod
     def from_folder(cls, folder: Path) -> MetaMixer:
@@ -245,19 +243,17 @@ def train(config: RunConfig, run_dir: Path, callback: TrainCallback) -> None:
         config.seed,
     )
     steerable = MetaPolicy(policy, config.objectives, names, mixer)
-    finished = train_over_preferences(
-        config,
-        run_dir,
-        callback,
-        steerable.policy,
-        stage="meta-policy",
-        steps=meta_steps,
+    stage = Stage(
+        "meta-policy",
+        meta_steps,
         condition=mixer.set_preference,
-        front_fn=lambda: snapshot(steerable, config),
-        stages_done=len(names),
+        adapter=False,
         lr=option("meta_lr") or None,
     )
-    if not finished:
+    front_fn = lambda index, done: snapshot(steerable, config)  # noqa: E731
+    if not train_stages(
+        config, run_dir, callback, steerable.policy, [stage], front_fn, stages_before=len(names)
+    ):
         return
     mixer.save(adapter_dir(run_dir, "metapolicy"))
     if not steerable.mixing_log:  # resumed after the last step: measure the mixing once

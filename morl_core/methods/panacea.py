@@ -47,14 +47,16 @@ from torch import nn
 from morl_core.config import RunConfig
 from morl_core.methods.base import TrainCallback
 from morl_core.methods.common import (
+    Stage,
     adapter_dir,
     open_policy,
     read_artifact,
     snapshot,
+    train_stages,
     write_artifact,
 )
-from morl_core.methods.conditioned import train_over_preferences
 from morl_core.policy import Policy, load_policy
+from morl_core.runfolder import write_safetensors_atomic
 from morl_core.weights import check_weights
 
 FILE = "adapter_model.safetensors"  # Panacea's own layout (no adapter_config.json: not peft)
@@ -164,14 +166,8 @@ class PanaceaModel(nn.Module):
         }
 
     def save(self, folder: Path) -> Path:
-        from safetensors.torch import save_file
-
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / FILE
-        tmp = folder / (FILE + ".tmp")
-        save_file(self.adapter_state(), str(tmp), metadata={"panacea": json.dumps(self.settings)})
-        tmp.replace(path)
-        return path
+        metadata = {"panacea": json.dumps(self.settings)}
+        return write_safetensors_atomic(Path(folder) / FILE, self.adapter_state(), metadata)
 
 
 def attach_panacea(policy: Policy, r: int, k: int, alpha: float, seed: int) -> PanaceaModel:
@@ -225,17 +221,9 @@ def train(config: RunConfig, run_dir: Path, callback: TrainCallback) -> None:
     k = len(config.objectives)
     model = attach_panacea(policy, config.lora_r, k, float(config.lora_alpha), config.seed)
     steerable = Panacea(policy, config.objectives)
-    finished = train_over_preferences(
-        config,
-        run_dir,
-        callback,
-        policy,
-        stage="panacea policy",
-        steps=config.steps,
-        condition=model.set_preference,
-        front_fn=lambda: snapshot(steerable, config),
-    )
-    if finished:
+    stage = Stage("panacea policy", config.steps, condition=model.set_preference, adapter=False)
+    front_fn = lambda index, done: snapshot(steerable, config)  # noqa: E731
+    if train_stages(config, run_dir, callback, policy, [stage], front_fn):
         model.save(adapter_dir(run_dir, "panacea"))
         scales = [SV_GAIN * layer.pref_scaling.item() for layer in model.layers]
         write_artifact(

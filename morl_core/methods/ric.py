@@ -49,15 +49,17 @@ import torch
 from morl_core.config import RunConfig
 from morl_core.methods.base import TrainCallback
 from morl_core.methods.common import (
+    Stage,
     adapter_dir,
     load_adapters,
     open_policy,
     read_artifact,
+    save_adapter_atomic,
     snapshot,
+    train_stages,
     write_artifact,
 )
-from morl_core.methods.conditioned import train_over_preferences
-from morl_core.policy import Policy, attach_lora, save_adapter
+from morl_core.policy import Policy, attach_lora
 from morl_core.weights import check_weights
 
 ADAPTER = "ric"
@@ -136,19 +138,11 @@ def train(config: RunConfig, run_dir: Path, callback: TrainCallback) -> None:
     def condition(weights: np.ndarray) -> None:
         policy.prefix = prefix(config.objectives, weights)
 
-    finished = train_over_preferences(
-        config,
-        run_dir,
-        callback,
-        policy,
-        stage="ric policy",
-        steps=config.steps,
-        condition=condition,
-        front_fn=lambda: snapshot(steerable, config),
-    )
-    if finished:
+    stage = Stage("ric policy", config.steps, condition=condition, adapter=False)
+    front_fn = lambda index, done: snapshot(steerable, config)  # noqa: E731
+    if train_stages(config, run_dir, callback, policy, [stage], front_fn):
         k = len(config.objectives)
-        save_adapter(policy, adapter_dir(run_dir, ADAPTER), adapter_name=ADAPTER)
+        save_adapter_atomic(policy, adapter_dir(run_dir, ADAPTER), ADAPTER)
         write_artifact(
             run_dir,
             config,
