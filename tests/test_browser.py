@@ -68,6 +68,7 @@ def twenty_point_front(data: Path) -> None:
     import numpy as np
 
     from morl_core.app import serving
+    from morl_core.evaluation import default_protocol
 
     demo = serving.DEMO_DIR / "soups-sentiment-brevity"
     t = np.linspace(0.0, 1.0, 20)
@@ -77,6 +78,7 @@ def twenty_point_front(data: Path) -> None:
         "objectives": ["sentiment", "brevity"],
         "preferences": np.stack([t, 1 - t], 1).round(4).tolist(),
         "points": np.stack([x, 0.3 + 0.6 * np.sqrt(1 - t**2)], 1).tolist(),
+        "protocol_version": default_protocol().version,  # an older cached front is re-evaluated
     }
     cache = data / "app" / "fronts" / f"{serving.slug(str(demo.resolve()))}.mod.json"
     cache.parent.mkdir(parents=True, exist_ok=True)
