@@ -195,6 +195,8 @@ def test_morl_front_fronts_page_and_leaderboard_print_the_same_hv_and_eu(
         ]
         assert values == pytest.approx([values[0]] * 5, abs=1e-12), key
     assert app_row["intervals"] == saved["indicators"]["intervals"] == record["intervals"]
+    assert app_front["protocol"] == saved["protocol"] == record["protocol"]
+    assert app_row["eu_preferences"] == saved["indicators"]["eu_preferences"] == 21
     assert record["reference_point"] == saved["indicators"]["ref"] == [-0.1, -0.1]
 
 
