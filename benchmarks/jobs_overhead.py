@@ -169,7 +169,7 @@ def main() -> None:
 
             args.ray, stop_ray = start_ray_head()
         if args.ray:
-            from morl_core.jobs.ray_executor import RayExecutor
+            from morl_core.jobs.executors import RayExecutor
 
             executors["ray"] = RayExecutor(Path(tmp) / "ray", address=args.ray)
         for name, executor in executors.items():

@@ -143,7 +143,7 @@ def bad_options(rng: random.Random) -> tuple[dict[str, Any], str]:
     if key == "no_such_option":
         value = junk(rng)
     else:
-        option = spec.spec(key)
+        option = spec.options[key]
         if option.kind is int:
             value = bad_integer(rng, int(option.low), int(option.high))
         elif option.kind is float:

@@ -8,13 +8,15 @@ import math
 import sys
 from collections.abc import Sequence
 
-EXIT_BAD_INPUT = 2
-
-
-def _table(rows: list[Sequence[str]], header: Sequence[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+from morl_core import train_cli
+from morl_core.bench import cli as bench_cli
+from morl_core.config_cli import EXIT_USAGE as EXIT_BAD_INPUT
+from morl_core.config_cli import table
+from morl_core.jobs import cli as jobs_cli
+from morl_core.methods import METHODS
+from morl_core.objectives import describe, score, split_specs
+from morl_core.policy import cli as models_cli
+from morl_core.policy import load_policy
 
 
 def _floats(text: str, field: str) -> list[float]:
@@ -29,16 +31,12 @@ def _floats(text: str, field: str) -> list[float]:
 
 # --- foundation commands ---
 def cmd_objectives(args: argparse.Namespace) -> int:
-    from morl_core.objectives import describe
-
     rows = [(r.name, r.kind, r.range, r.description) for r in describe()]
-    print(_table(rows, ["name", "kind", "range", "description"]))
+    print(table(rows, ["name", "kind", "range", "description"]))
     return 0
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from morl_core.objectives import score, split_specs
-
     names = split_specs(args.objectives)  # commas inside a factory's (settings) stay put
     columns = {}
     for item in args.column:
@@ -58,7 +56,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             [t[:48], *("n/a" if math.isnan(v) else f"{v:.3f}" for v in row)]
             for t, row in zip(args.texts, matrix, strict=True)
         ]
-        print(_table(rows, ["text", *names]))
+        print(table(rows, ["text", *names]))
     return 0
 
 
@@ -72,7 +70,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise ValueError(
             "--weights needs a trained run folder (morl generate RUN_FOLDER --weights ...)"
         )
-    from morl_core.policy.sampling import check_sampling
+    from morl_core.policy.sampling import check_sampling  # torch: only `morl generate` needs it
 
     check_sampling(args.max_new_tokens, args.temperature, args.top_p)  # before a slow model load
     gen = dict(
@@ -83,7 +81,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     if args.run:
-        from morl_core.methods.common import load_steerable
+        from morl_core.methods.common import load_steerable  # torch: only with a run folder
 
         steerable = load_steerable(args.run, device=args.device)
         if args.weights is None:
@@ -99,8 +97,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
         # prompt-major, as the base-model path orders them
         texts = [repeats[i][j] for j in range(len(args.prompt)) for i in range(args.n)]
     else:
-        from morl_core.policy import load_policy
-
         policy = load_policy(args.model, device=args.device, threads=args.threads)
         texts = policy.generate(args.prompt, n=args.n, **gen)
     for text in texts:
@@ -113,10 +109,8 @@ def _nth_seed(seed: int | None, i: int) -> int | None:
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
-    from morl_core.methods import METHODS
-
     rows = [(m.name, m.family, m.summary, m.paper) for m in METHODS.values()]
-    print(_table(rows, ["name", "family", "summary", "paper"]))
+    print(table(rows, ["name", "family", "summary", "paper"]))
     return 0
 
 
@@ -170,11 +164,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("methods", help="list the registered MORL methods")
     p.set_defaults(func=cmd_methods)
-
-    from morl_core import train_cli
-    from morl_core.bench import cli as bench_cli
-    from morl_core.jobs import cli as jobs_cli
-    from morl_core.policy import cli as models_cli
 
     train_cli.add_subcommands(sub)  # train, front
     jobs_cli.add_subcommands(sub)  # submit, runs, status, logs, cancel, resume, worker

@@ -24,9 +24,17 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import KW_ONLY, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from huggingface_hub import try_to_load_from_cache
+
+from morl_core.objectives import OBJECTIVES
+from morl_core.objectives.specs import spec_errors, split_specs
+from morl_core.policy.model import EMBEDDED, _looks_like_path, embedded_model_path
+from morl_core.policy.registry import MODELS
+from morl_core.prompts import PROMPT_SUFFIXES, available, shipped_file
 
 SCALARIZATIONS = ("linear", "logsum", "tchebycheff")
 ADVANTAGES = ("rloo", "kscst")
@@ -151,8 +159,6 @@ def model_context(model: Any) -> int:
     ``'embedded'`` and local folders are read from their ``config.json``; a hub name from the
     local Hugging Face cache when it is there, else :data:`HUB_CONTEXT` (the worker checks).
     """
-    from morl_core.policy.model import EMBEDDED, embedded_model_path
-
     if not isinstance(model, str) or not model or len(model) > MAX_TEXT or "\0" in model:
         return HUB_CONTEXT
     if model == EMBEDDED:
@@ -161,8 +167,6 @@ def model_context(model: Any) -> int:
         return _context_from_config(resolve_path(model) / "config.json")
     if HUB_NAME.fullmatch(model):
         try:
-            from huggingface_hub import try_to_load_from_cache
-
             cached = try_to_load_from_cache(model, "config.json")
         except Exception:  # noqa: BLE001 - any cache trouble means "unknown", not an error
             cached = None
@@ -173,8 +177,6 @@ def model_context(model: Any) -> int:
 
 def is_hub_name(model: Any) -> bool:
     """``model`` names a hub repository (not a registered name, not a local path)."""
-    from morl_core.policy.registry import MODELS
-
     return (
         isinstance(model, str)
         and model not in MODELS
@@ -200,8 +202,6 @@ def resolve_path(text: str | os.PathLike) -> Path:
 
 
 def _model_is_path(model: str) -> bool:
-    from morl_core.policy.model import _looks_like_path
-
     if _looks_like_path(model):
         return True
     try:
@@ -221,10 +221,6 @@ def _is_path_text(value: Any) -> bool:
 
 def _resolved_paths(values: dict[str, Any]) -> dict[str, Any]:
     """``values`` with every path field made absolute (names and hub ids stay as given)."""
-    from morl_core.methods import METHODS
-    from morl_core.policy.model import EMBEDDED
-    from morl_core.prompts import shipped_file
-
     out = dict(values)
     prompt_set = out.get("prompt_set")
     if _is_path_text(prompt_set) and shipped_file(prompt_set) is None:
@@ -232,14 +228,10 @@ def _resolved_paths(values: dict[str, Any]) -> dict[str, Any]:
     model = out.get("model")
     if _is_path_text(model) and model != EMBEDDED and _model_is_path(model):
         out["model"] = str(resolve_path(model))
-    method, options = out.get("method"), out.get("options")
-    if isinstance(method, str) and method in METHODS and isinstance(options, Mapping):
-        spec = METHODS[method]
-        options = dict(options)
-        for key, value in options.items():
-            if key in spec.options and spec.spec(key).path and _is_path_text(value):
-                options[key] = str(resolve_path(value))
-        out["options"] = options
+    options = out.get("options")
+    if isinstance(options, Mapping):
+        paths = path_options(out.get("method"), options)
+        out["options"] = {k: str(resolve_path(v)) if k in paths else v for k, v in options.items()}
     return out
 
 
@@ -252,8 +244,6 @@ def _path_problem(kind: str, path: Path) -> str | None:
 
 
 def _path_problem_unguarded(kind: str, path: Path) -> str | None:
-    from morl_core.prompts import PROMPT_SUFFIXES
-
     if kind == "prompts":
         if not path.is_file():
             return f"no prompt file at {path}; give a shipped set or a .txt / .jsonl file"
@@ -272,6 +262,193 @@ def _path_problem_unguarded(kind: str, path: Path) -> str | None:
         if not (path / "config.json").is_file():
             return f"{path} is not a run folder (no config.json)"
     return None
+
+
+# --- method options: declared once, here; validated by RunConfig; CLI flags and form widgets ---
+DEFAULT_INT_RANGE = (-(2**31), 2**31 - 1)  # for a plugin's option declared without bounds
+DEFAULT_FLOAT_RANGE = (-1e12, 1e12)
+OPTION_KINDS = (int, float, str)
+PATH_KINDS = ("", "run")
+
+
+@dataclass(frozen=True)
+class Option:
+    """A method option: type, default, help, and the values it may take.
+
+    Numbers are bounded: ``low``/``high`` (closed unless ``open_low``/``open_high``); a numeric
+    option declared without bounds gets :data:`DEFAULT_INT_RANGE` or :data:`DEFAULT_FLOAT_RANGE`,
+    so nothing unbounded reaches a method. Text is at most :data:`MAX_TEXT` characters and, with
+    ``choices``, one of them. ``path="run"`` marks text that names a run folder: it is resolved
+    to an absolute path, checked to exist and, from input, to lie under the allowed folders.
+    """
+
+    kind: type
+    default: Any
+    help: str
+    _: KW_ONLY
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+    choices: tuple[str, ...] = ()
+    path: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in OPTION_KINDS or self.path not in PATH_KINDS:
+            raise ValueError(
+                f"an Option's kind must be int, float or str and its path one of {PATH_KINDS}, "
+                f"got {self.kind!r}, {self.path!r}"
+            )
+        if self.error(self.default):
+            raise ValueError(f"an Option's default {self.default!r} {self.error(self.default)}")
+
+    def bounds(self) -> tuple[float, float]:
+        """The closed (or open, see ``open_low``/``open_high``) range of a numeric option."""
+        low, high = DEFAULT_INT_RANGE if self.kind is int else DEFAULT_FLOAT_RANGE
+        return (low if self.low is None else self.low, high if self.high is None else self.high)
+
+    def allowed(self) -> str:
+        """The allowed values in words, e.g. ``an integer in [1, 20]`` or ``one of a, b``."""
+        if self.choices:
+            return f"one of {', '.join(self.choices)}"
+        if self.kind is str:
+            return f"text of at most {MAX_TEXT} characters"
+        low, high = self.bounds()
+        span = f"{'(' if self.open_low else '['}{low:g}, {high:g}{')' if self.open_high else ']'}"
+        return f"{'an integer' if self.kind is int else 'a number'} in {span}"
+
+    def error(self, value: Any) -> str | None:
+        """Why ``value`` is not allowed (one line, with the allowed values), or ``None``.
+
+        The type is checked before any comparison (``bool`` is no number; an ``int`` serves
+        where a ``float`` is declared), then finiteness, then the range or the choices.
+        """
+        if self.kind is str:
+            fits = isinstance(value, str) and len(value) <= MAX_TEXT
+            fits = fits and (not self.choices or value in self.choices)
+        elif self.kind is int:
+            fits = is_integer(value)
+        else:
+            fits = is_number(value)
+        if fits and self.kind is not str:
+            low, high = self.bounds()
+            fits = (low < value if self.open_low else low <= value) and (
+                value < high if self.open_high else value <= high
+            )
+        return None if fits else f"must be {self.allowed()}, got {short_repr(value)}"
+
+
+EXPERTS_FROM = Option(str, "", "run folder whose experts to reuse instead of training", path="run")
+# Options of every registered method, by method name. The built-ins are declared here; a
+# plugin's are added by ``morl_core.methods.register`` (see :func:`declare_options`).
+METHOD_OPTIONS: dict[str, Mapping[str, Option]] = {
+    "morlhf": {},
+    "dynaopt": {
+        "gamma": Option(float, 0.2, "Exp3 exploration rate", low=0, high=1, open_low=True),
+        "window": Option(int, 2, "steps between bandit updates", low=1, high=MAX_STEPS),
+    },
+    "soups": {"experts_from": EXPERTS_FROM},
+    "mod": {"experts_from": EXPERTS_FROM},
+    "pmix": {"experts_from": EXPERTS_FROM},
+    "ric": {},
+    "panacea": {},
+    "emorl": {
+        "experts_from": EXPERTS_FROM,
+        "search_rounds": Option(
+            int, 5, "hierarchical grid search rounds (each halves the box)", low=1, high=20
+        ),
+        "search_prompts": Option(
+            int, 8, "training prompts scored per candidate in the search", low=1, high=1024
+        ),
+        "mix_at": Option(
+            str,
+            "final",
+            "mix after the final layer norm (= MOD up to temperature) or before it",
+            choices=("final", "pre_norm"),
+        ),
+    },
+    "metapolicy": {
+        "experts_from": EXPERTS_FROM,
+        "meta_steps": Option(
+            int, 0, "RL steps of the upper level (0 = the run's steps)", low=0, high=MAX_STEPS
+        ),
+        "meta_lr": Option(
+            float, 0.0, "learning rate of the upper level (0 = the run's lr)", low=0, high=1
+        ),
+        "meta_hidden": Option(
+            int, 64, "attention width of the upper-level network", low=1, high=4096
+        ),
+        "prior_eps": Option(
+            float,
+            0.01,
+            "eps of the preference prior log(w + eps)",
+            low=0,
+            high=1,
+            open_low=True,
+            open_high=True,
+        ),
+        "score_bound": Option(
+            float,
+            1.0,
+            "bound B of the learned log-weight adjustment",
+            low=0,
+            high=100,
+            open_low=True,
+        ),
+    },
+}
+
+
+def declare_options(method: str, options: Mapping[str, Any]) -> Mapping[str, Option]:
+    """Record ``method``'s options (built-ins must match their declaration here).
+
+    Raises:
+        ValueError: an entry is not an :class:`Option`, or a built-in's options differ.
+    """
+    for key, option in options.items():
+        if not isinstance(key, str) or not isinstance(option, Option):
+            raise ValueError(f"option {key!r} of {method!r} must be an Option, got {option!r}")
+    known = METHOD_OPTIONS.get(method)
+    if known is not None and dict(known) != dict(options):
+        raise ValueError(f"the options of {method!r} are declared in morl_core.config")
+    METHOD_OPTIONS[method] = dict(options)
+    return METHOD_OPTIONS[method]
+
+
+def option_value(method: str, options: Mapping[str, Any], name: str) -> Any:
+    """Option ``name`` of ``method`` from ``options``, or its declared default."""
+    return options.get(name, METHOD_OPTIONS[method][name].default)
+
+
+def path_options(method: Any, options: Mapping[str, Any]) -> list[str]:
+    """The keys of ``options`` that ``method`` declares as paths and that hold path text."""
+    declared = METHOD_OPTIONS.get(method, {}) if isinstance(method, str) else {}
+    return [
+        key
+        for key, value in options.items()
+        if key in declared and declared[key].path and _is_path_text(value)
+    ]
+
+
+def option_errors(
+    method: str, options: Mapping[str, Any], check_files: bool = True
+) -> dict[str, str]:
+    """Every bad option of ``method``, keyed ``options.NAME``: unknown, type, range, path."""
+    declared = METHOD_OPTIONS[method]
+    err = {}
+    for key, value in options.items():
+        option = declared.get(key)
+        if option is None:
+            allowed = ", ".join(declared) or "none"
+            err[f"options.{key}"] = f"unknown option for {method}; allowed: {allowed}"
+        elif (problem := option.error(value)) or (
+            check_files
+            and option.path
+            and value
+            and (problem := _path_problem(option.path, resolve_path(value)))
+        ):
+            err[f"options.{key}"] = problem
+    return err
 
 
 def _help(text: str, **kw: Any) -> Any:
@@ -339,19 +516,13 @@ class RunConfig:
         Any value of any type gives a message, never an exception. With ``check_files`` the
         files the config names must exist (relative paths are taken from the cwd).
         """
-        from morl_core.methods import METHODS
-        from morl_core.objectives import OBJECTIVES
-        from morl_core.objectives.specs import spec_errors
-        from morl_core.policy.model import EMBEDDED
-        from morl_core.prompts import available, shipped_file
-
         err: dict[str, str] = {}
-        names = ", ".join(sorted(METHODS))
+        names = ", ".join(sorted(METHOD_OPTIONS))
         if not isinstance(self.method, str):
             err["method"] = (
                 f"must be a method name (text), got {short_repr(self.method)}; allowed: {names}"
             )
-        elif self.method not in METHODS:
+        elif self.method not in METHOD_OPTIONS:
             err["method"] = f"unknown method {short_repr(self.method)}; allowed: {names}"
 
         objs: tuple = ()
@@ -457,19 +628,7 @@ class RunConfig:
         elif not all(isinstance(k, str) for k in self.options):
             err["options"] = "option names must be text"
         elif "method" not in err:
-            spec = METHODS[self.method]
-            option_err = spec.option_errors(self.options)
-            err.update(option_err)
-            if check_files:
-                for key, value in self.options.items():
-                    name = f"options.{key}"
-                    if name in option_err or key not in spec.options:
-                        continue
-                    kind = spec.spec(key).path
-                    if kind and value:
-                        problem = _path_problem(kind, resolve_path(value))
-                        if problem:
-                            err[name] = problem
+            err.update(option_errors(self.method, self.options, check_files))
         return err
 
     def outside_errors(self, data_dir: str | os.PathLike | None = None) -> dict[str, str]:
@@ -479,25 +638,17 @@ class RunConfig:
         and ``$MORL_ALLOWED_PATHS``. Paths are resolved first, so a symlink counts where it
         points.
         """
+        # jobs/__init__ imports the executors, which import this module: read jobs.paths late
         from morl_core.jobs.paths import outside_allowed
-        from morl_core.methods import METHODS
-        from morl_core.policy.model import EMBEDDED
-        from morl_core.prompts import shipped_file
 
         named: dict[str, str] = {}
         if _is_path_text(self.prompt_set) and shipped_file(self.prompt_set) is None:
             named["prompt_set"] = self.prompt_set
         if _is_path_text(self.model) and self.model != EMBEDDED and _model_is_path(self.model):
             named["model"] = self.model
-        if (
-            isinstance(self.method, str)
-            and self.method in METHODS
-            and isinstance(self.options, Mapping)
-        ):
-            spec = METHODS[self.method]
-            for key, value in self.options.items():
-                if key in spec.options and spec.spec(key).path and _is_path_text(value):
-                    named[f"options.{key}"] = value
+        if isinstance(self.options, Mapping):
+            for key in path_options(self.method, self.options):
+                named[f"options.{key}"] = self.options[key]
         err = {}
         for name, text in named.items():
             problem = outside_allowed(resolve_path(text), data_dir)
@@ -575,8 +726,6 @@ class RunConfig:
         for name in ("objectives", "weights"):
             value = values.get(name)
             if isinstance(value, str) and name == "objectives":  # commas in a spec's (...) stay
-                from morl_core.objectives.specs import split_specs
-
                 values[name] = split_specs(value)
             elif isinstance(value, str):  # "a,b" from a form or a flag
                 values[name] = [p.strip() for p in value.split(",") if p.strip()]

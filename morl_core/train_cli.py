@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from morl_core.config import RunConfig
-from morl_core.jobs.cli import add_config_options, config_from_args
+from morl_core.config_cli import add_config_options, config_from_args
 from morl_core.methods.base import StepInfo, TrainCallback
 from morl_core.runfolder import CONFIG, write_json_atomic
 
@@ -74,11 +74,10 @@ def check_model_reachable(model: str) -> None:
     Raises:
         ConfigError: ``model`` names a hub model that cannot be loaded offline.
     """
-    import os
-
+    from morl_core import settings
     from morl_core.config import ConfigError, is_hub_name
 
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    offline = settings.hub_offline()
     if not offline or not is_hub_name(model):
         return
     from huggingface_hub import try_to_load_from_cache

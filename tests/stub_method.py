@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from morl_core.config import Option
 from morl_core.methods import METHODS, MethodSpec, StepInfo, register
 from morl_core.runfolder import load_latest_checkpoint, save_checkpoint
 
@@ -25,9 +26,9 @@ SPEC = MethodSpec(
     paper="none (test fixture)",
     module=__name__,
     options={
-        "step_seconds": (float, 0.0, "sleep per step, to make runs last"),
-        "fail_at": (int, 0, "raise RuntimeError at this step (0 = never)"),
-        "batch": (int, 8, "samples per step"),
+        "step_seconds": Option(float, 0.0, "sleep per step, to make runs last", low=0, high=60),
+        "fail_at": Option(int, 0, "raise RuntimeError at this step (0 = never)", low=0),
+        "batch": Option(int, 8, "samples per step", low=1, high=4096),
     },
 )
 if "stub" not in METHODS:

@@ -24,14 +24,14 @@ from morl_core.config import (
     HUB_CONTEXT,
     INT64_MAX,
     ConfigError,
+    Option,
     RunConfig,
     int_ranges,
     model_context,
 )
-from morl_core.jobs.cli import add_config_options, config_from_args
+from morl_core.config_cli import add_config_options, config_from_args
 from morl_core.jobs.paths import ALLOWED_PATHS_ENV
 from morl_core.methods import METHODS
-from morl_core.methods.base import Option
 from morl_core.policy.model import embedded_model_path
 from morl_core.prompts import load_prompts
 
@@ -112,7 +112,7 @@ def test_every_numeric_method_option_is_bounded():
     assert len(built_in) >= 8
     for method in built_in:  # test stand-ins and plugins get the default bounds instead
         for key in method.options:
-            spec = method.spec(key)
+            spec = method.options[key]
             if spec.kind not in (int, float):
                 continue
             assert spec.low is not None and spec.high is not None, f"{method.name}.{key}"
@@ -124,11 +124,9 @@ def test_every_numeric_method_option_is_bounded():
 
 def test_an_option_declared_without_bounds_still_gets_finite_ones():
     spec = Option(float, 0.0, "a plugin's unbounded knob")
-    from morl_core.methods.base import option_value_error
-
-    assert option_value_error(spec, 1.0) is None
-    assert "[-1e+12, 1e+12]" in option_value_error(spec, 1e300)
-    assert "finite" in option_value_error(spec, math.inf)
+    assert spec.error(1.0) is None
+    assert "[-1e+12, 1e+12]" in spec.error(1e300)
+    assert "a number in [-1e+12, 1e+12], got inf" in spec.error(math.inf)
 
 
 # --- wrong JSON types are field errors, never TypeError/AttributeError ---
@@ -226,6 +224,27 @@ def parsed(*argv: str) -> RunConfig:
     parser.add_argument("--data-dir")
     add_config_options(parser)
     return config_from_args(parser.parse_args(list(argv)))
+
+
+def test_method_options_get_flags_generated_from_their_declarations():
+    config = parsed("--method", "emorl", "--search-rounds", "3", "--mix-at", "pre_norm")
+    assert dict(config.options) == {"search_rounds": 3, "mix_at": "pre_norm"}
+    with pytest.raises(ConfigError) as refused_flags:
+        parsed("--method", "dynaopt", "--gamma", "0", "--window", "two", "--search-rounds", "3")
+    errors = refused_flags.value.errors
+    assert errors["options.gamma"] == "must be a number in (0, 1], got 0.0"
+    assert errors["options.window"] == "must be an integer in [1, 100000], got 'two'"
+    assert errors["options.search_rounds"].startswith("unknown option for dynaopt; allowed: gamma")
+
+
+def test_a_bad_method_option_flag_exits_2_naming_it(tmp_path):
+    out = tmp_path / "out"
+    # steps=0 as well, so a widened range fails here instead of starting a training
+    argv = ["--method", "emorl", "--search-rounds", "21", "--steps", "0", "--out", str(out)]
+    code, err = run_cli("train", *argv)
+    assert code == 2 and "steps: must be an integer in [1, 100000], got 0" in err
+    assert "options.search_rounds: must be an integer in [1, 20], got 21" in err
+    assert not out.exists()
 
 
 def test_relative_paths_are_stored_absolute_and_work_from_another_directory(tmp_path, monkeypatch):

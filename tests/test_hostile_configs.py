@@ -34,7 +34,7 @@ from morl_core.config import (
     RunConfig,
     int_ranges,
 )
-from morl_core.jobs.cli import _convert
+from morl_core.config_cli import _convert
 from morl_core.methods import METHODS
 from morl_core.objectives import OBJECTIVES
 from morl_core.prompts import available
@@ -156,7 +156,7 @@ def bad_options(method: str) -> st.SearchStrategy:
         )
     ]
     for key in spec.options:
-        option = spec.spec(key)
+        option = spec.options[key]
         if option.kind is int:
             values = bad_integer(int(option.low), int(option.high))
         elif option.kind is float:

@@ -52,7 +52,7 @@ def executor(request, tmp_path, monkeypatch):
     if request.param == "local":
         ex = LocalExecutor(data, heartbeat_timeout=5)
     else:
-        from morl_core.jobs.ray_executor import RayExecutor
+        from morl_core.jobs.executors import RayExecutor
 
         ex = RayExecutor(data, address=request.getfixturevalue("ray_address"), heartbeat_timeout=5)
     yield ex

@@ -298,7 +298,7 @@ def test_morl_core_jobs_does_not_import_streamlit_or_ray():
 
     code = (
         "import sys, morl_core.jobs, morl_core.jobs.cli, morl_core.jobs.worker, "
-        "morl_core.jobs.ray_executor; print('streamlit' in sys.modules, 'ray' in sys.modules)"
+        "morl_core.jobs.executors; print('streamlit' in sys.modules, 'ray' in sys.modules)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ}, check=True

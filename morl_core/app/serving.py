@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import queue
 import re
 import threading
@@ -30,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from morl_core import settings
 from morl_core.policy.model import ASSETS
 
 # progress(message, fraction_done in [0, 1]); the pages draw it as a progress bar.
@@ -70,18 +70,17 @@ def app_data_dir() -> Path:
 
 def allowed_models() -> tuple[str, ...]:
     """Models the web UI offers for training: ``$MORL_UI_MODELS`` (comma list) or embedded."""
-    names = [m.strip() for m in os.environ.get(MODELS_ENV, "embedded").split(",") if m.strip()]
-    return tuple(names) or ("embedded",)
+    return settings.ui_models()
 
 
 def ui_allows_imports() -> bool:
     """Whether the operator switched on dotted-path objectives in the UI (off by default)."""
-    return os.environ.get(IMPORTS_ENV, "") == "1"
+    return settings.ui_allows_imports()
 
 
 def ui_threads() -> int:
     """Torch threads of the UI process (``$MORL_UI_THREADS``, default 1)."""
-    return max(1, int(os.environ.get(THREADS_ENV, "1")))
+    return settings.ui_threads()
 
 
 def ui_replicas(device: str = "cpu") -> int:
@@ -91,9 +90,7 @@ def ui_replicas(device: str = "cpu") -> int:
     with spare cores (measured on a busy 2-core machine: 4.8 -> 5.1 generations/s with 2 copies
     of the embedded model, the Python decode loop holding the GIL), not on a GPU.
     """
-    if os.environ.get(REPLICAS_ENV):
-        return max(1, int(os.environ[REPLICAS_ENV]))
-    return 1
+    return settings.ui_replicas()
 
 
 # TRL's own reward functions offered in the Train form when trl is installed (allow-listed by
@@ -117,11 +114,9 @@ def ui_objectives() -> list[str]:
     from morl_core.objectives import OBJECTIVES
     from morl_core.objectives.specs import import_allowed, parse_spec
 
-    raw = os.environ.get(UI_IMPORTED_ENV)
-    if raw is None:
+    specs = settings.ui_imported_objectives()
+    if specs is None:
         specs = list(DEFAULT_UI_IMPORTED) if importlib.util.find_spec("trl") else []
-    else:
-        specs = [s.strip() for s in raw.split(";") if s.strip()]
     offered = []
     for spec in specs:
         try:

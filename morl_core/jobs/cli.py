@@ -2,9 +2,9 @@
 
 ``morl_core/cli.py`` calls :func:`add_subcommands` on its subparsers and then dispatches with
 ``args.func(args)``, which returns the exit code: 0 ok, 1 the operation failed, 2 bad input
-(a bad config, run id or executor), never a traceback. The config options are generated from
-``RunConfig``'s fields (:func:`add_config_options` / :func:`config_from_args`), so ``morl train``
-can share them. Modules in ``$MORL_PLUGINS`` are imported first (extra methods).
+(a bad config, run id or executor), never a traceback. ``morl submit`` builds its config with
+:mod:`morl_core.config_cli`, as ``morl train`` does. Modules in ``$MORL_PLUGINS`` are imported
+first (extra methods).
 """
 
 from __future__ import annotations
@@ -16,130 +16,29 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
-from morl_core.config import ConfigError, RunConfig, field_help, short_repr
+from morl_core.config import ConfigError
+from morl_core.config_cli import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_config_options,
+    config_from_args,
+    table,
+)
+from morl_core.jobs import worker
+from morl_core.jobs.executors import executor_for, get_executor, supervise
 from morl_core.jobs.paths import RunIdError
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-MAX_CONFIG_BYTES = 2**20  # a --config file is read whole
-
-
-# --- config options from RunConfig ---
-def add_config_options(parser: argparse.ArgumentParser) -> None:
-    """One ``--field-name`` option per ``RunConfig`` field, plus ``--option KEY=VALUE``."""
-    helps = field_help()
-    group = parser.add_argument_group("run configuration (RunConfig)")
-    for f in fields(RunConfig):
-        if f.name == "options":
-            continue
-        default = f.default if f.default is not MISSING else None
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        group.add_argument(
-            "--" + f.name.replace("_", "-"),
-            dest=f"cfg_{f.name}",
-            default=None,
-            metavar=f.name.upper(),
-            help=f"{helps[f.name]} (default: {shown})",
-        )
-    group.add_argument(
-        "--option",
-        "-o",
-        dest="cfg_option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="method option; VALUE is read as JSON when it "
-        "parses (3, 0.5, true), else as text; repeat for several",
-    )
-    group.add_argument(
-        "--config",
-        dest="cfg_file",
-        metavar="FILE.json",
-        help="start from this JSON config; options given here override it",
-    )
-
-
-def _convert(name: str, raw: str) -> Any:
-    default = {f.name: f.default for f in fields(RunConfig)}.get(name)
-    if name == "weights":
-        return None if raw.strip().lower() in ("", "none") else raw
-    for kind in (bool, int, float):  # bool first: it is an int too
-        if isinstance(default, kind):
-            if kind is bool:
-                return raw
-            try:
-                return kind(raw)
-            except ValueError:
-                return raw  # validation reports it by name, with the allowed range
-    return raw
-
-
-def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """The validated ``RunConfig`` from parsed options; raises ConfigError naming every bad field.
-
-    Paths are resolved against the current directory and checked against the allow-list of
-    the command's data directory (``--data-dir``), before anything is written.
-    """
-    errors: dict[str, str] = {}
-    data: dict[str, Any] = {}
-    if getattr(args, "cfg_file", None):
-        data = _read_config_file(args.cfg_file)
-    for f in fields(RunConfig):
-        value = getattr(args, f"cfg_{f.name}", None)
-        if f.name != "options" and value is not None:
-            data[f.name] = _convert(f.name, value)
-    items = getattr(args, "cfg_option", None) or []
-    options = data.get("options", {})
-    if items and not isinstance(options, dict):  # --option cannot merge into it
-        errors["options"] = f"must be a JSON object, got {type(options).__name__}"
-        options = {}
-    options = dict(options) if items else options
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            errors["options"] = f"expected KEY=VALUE, got {short_repr(item)}"
-            continue
-        try:
-            options[key.strip()] = json.loads(value)
-        except (ValueError, RecursionError):  # not JSON (or nested past the parser): text
-            options[key.strip()] = value
-    if items:
-        data["options"] = options
-    return RunConfig.from_dict(data, errors, data_dir=getattr(args, "data_dir", None))
-
-
-def _read_config_file(name: str) -> dict[str, Any]:
-    """The JSON object in ``name``; anything else is a ``config`` field error."""
-    try:
-        path = Path(name)
-        size = path.stat().st_size
-        if size > MAX_CONFIG_BYTES:
-            raise ConfigError(
-                {"config": f"{name} is {size} bytes; a config file is at most {MAX_CONFIG_BYTES}"}
-            )
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, ConfigError):
-            raise
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise ConfigError({"config": f"cannot read {short_repr(name)}: {reason}"}) from None
-    except RecursionError:
-        raise ConfigError({"config": f"{short_repr(name)} is nested too deeply"}) from None
-    if not isinstance(data, dict):
-        raise ConfigError(
-            {"config": f"{short_repr(name)} must hold a JSON object, got {type(data).__name__}"}
-        )
-    return data
+from morl_core.jobs.plugins import load_plugins
+from morl_core.jobs.store import RunStore, StoreError
+from morl_core.runfolder import metric_values
 
 
 # --- helpers ---
 def _guard(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """Turn expected errors into a message and an exit code."""
-    from morl_core.jobs.plugins import load_plugins
-    from morl_core.jobs.store import StoreError
 
     def run(args: argparse.Namespace) -> int:
         try:
@@ -162,8 +61,6 @@ def _guard(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.N
 
 
 def _executor(args: argparse.Namespace, run_id: str | None = None):
-    from morl_core.jobs.executors import executor_for, get_executor
-
     if run_id is not None:
         return executor_for(run_id, args.data_dir)
     return get_executor(getattr(args, "executor", None), args.data_dir)
@@ -176,13 +73,6 @@ def _when(stamp: float | None) -> str:
 def _progress(status) -> str:
     return (
         f"{status.step}/{status.total_steps} {status.progress:4.0%}" if status.total_steps else "-"
-    )
-
-
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
     )
 
 
@@ -202,8 +92,6 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     """Table of runs, newest first."""
-    from morl_core.jobs.store import RunStore
-
     store = RunStore(args.data_dir)
     # Refresh live states first (lost workers, queued runs); ray only when a cluster is set.
     for name in {s.executor for s in store.list() if not s.done}:
@@ -219,7 +107,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
         [r.run_id, r.method, ",".join(r.objectives), str(r.state), _progress(r), _when(r.started)]
         for r in runs
     ]
-    print(_table(rows) if runs else "no runs yet (start one with `morl submit`)")
+    print(
+        table(rows[1:], rows[0], rule=False)
+        if runs
+        else "no runs yet (start one with `morl submit`)"
+    )
     for r in runs:  # a broken folder is skipped by the executors: say why
         if r.state == "broken":
             print(f"{r.run_id}: broken: {r.message}")
@@ -228,8 +120,6 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def _refreshed(args: argparse.Namespace, run_id: str):
     """The store, after the run's executor reconciled (skipped when it is not reachable)."""
-    from morl_core.jobs.store import RunStore
-
     store = RunStore(args.data_dir)
     name = store.status(run_id).executor
     if name == "local" or (name == "ray" and os.environ.get("RAY_ADDRESS")):
@@ -270,8 +160,6 @@ def cmd_status(args: argparse.Namespace) -> int:
         ("folder", str(store.run_dir(args.run_id))),
     ]
     if records:
-        from morl_core.runfolder import metric_values
-
         lines.append(
             ("last step", " ".join(f"{k}={v:.4g}" for k, v in metric_values(records[-1]).items()))
         )
@@ -312,9 +200,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Run one run in this process (what executors start)."""
-    from morl_core.jobs import worker
-    from morl_core.jobs.store import RunStore
-
     target = args.run
     if not Path(target).is_dir():
         target = str(RunStore(args.data_dir).run_dir(target))
@@ -324,8 +209,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_supervise(args: argparse.Namespace) -> int:
     """Reconcile every --interval seconds until Ctrl-C (see executors.supervise)."""
-    from morl_core.jobs.executors import supervise
-
     return supervise(args.data_dir, args.interval)
 
 
@@ -384,7 +267,10 @@ def add_subcommands(subparsers: Any) -> None:
         cmd_supervise,
         "reconcile on a timer: dead workers are noticed within INTERVAL seconds, queued runs start",
     ).add_argument(
-        "--interval", type=float, default=5.0, help="seconds between rounds, 0.2 to 3600 (default 5)"
+        "--interval",
+        type=float,
+        default=5.0,
+        help="seconds between rounds, 0.2 to 3600 (default 5)",
     )
 
 

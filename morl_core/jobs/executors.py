@@ -1,7 +1,8 @@
 """Executors: one contract (submit, status, logs, cancel, list; plus resume, reconcile).
 
-An executor decides *where* a run's worker process runs; the run folder protocol is the same for
-all of them. :class:`Executor` holds the shared lifecycle logic in :meth:`Executor.reconcile`:
+An executor decides *where* a run's worker process runs (:class:`LocalExecutor`: a subprocess;
+:class:`RayExecutor`: a Ray job); the run folder protocol is the same for all of them.
+:class:`Executor` holds the shared lifecycle logic in :meth:`Executor.reconcile`:
 
 * an active run whose worker is gone (process exited, Ray job ended) or silent for longer than
   ``heartbeat_timeout`` becomes ``lost``; a lost run is re-queued and resumed from its last
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -39,6 +41,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from morl_core import settings
 from morl_core.config import RunConfig
 from morl_core.jobs.files import locked
 from morl_core.jobs.paths import INDEX, RUNS, check_run_id
@@ -56,10 +59,6 @@ from morl_core.runfolder import CANCEL, LOG, RESULT, describe_os_error, open_fd,
 EXECUTORS = ("local", "ray")
 SUPERVISE_INTERVAL = 5.0
 SUPERVISE_BOUNDS = (0.2, 3600.0)
-
-
-def _env_number(name: str, default: float) -> float:
-    return float(os.environ.get(name) or default)
 
 
 class Executor:
@@ -87,10 +86,8 @@ class Executor:
         cancel_grace: float = 15.0,
     ):
         self.store = store or RunStore(data_dir)
-        self.max_retries = int(
-            max_retries if max_retries is not None else _env_number("MORL_MAX_RETRIES", 3)
-        )
-        self.heartbeat_timeout = heartbeat_timeout or _env_number("MORL_HEARTBEAT_TIMEOUT", 30.0)
+        self.max_retries = int(max_retries if max_retries is not None else settings.max_retries())
+        self.heartbeat_timeout = heartbeat_timeout or settings.heartbeat_timeout()
         self.cancel_grace = cancel_grace
         self._last_reconcile = 0.0
         self.last_error = ""
@@ -330,9 +327,9 @@ class Executor:
             "OPENBLAS_NUM_THREADS": threads,
             "TOKENIZERS_PARALLELISM": "false",
             "PYTHONUNBUFFERED": "1",
-            "MORL_MAX_RETRIES": str(self.max_retries),
-            "MORL_HEARTBEAT_TIMEOUT": str(self.heartbeat_timeout),
-            **({"MORL_MAX_WORKERS": str(self.max_workers)} if self.max_workers else {}),
+            settings.MAX_RETRIES: str(self.max_retries),
+            settings.HEARTBEAT_TIMEOUT: str(self.heartbeat_timeout),
+            **({settings.MAX_WORKERS: str(self.max_workers)} if self.max_workers else {}),
         }
 
     def worker_command(self, python: str, run_dir: Path, attempt: int) -> list[str]:
@@ -410,7 +407,7 @@ class LocalExecutor(Executor):
         **kwargs: Any,
     ):
         super().__init__(data_dir, **kwargs)
-        self.max_workers = int(max_workers or _env_number("MORL_MAX_WORKERS", 1))
+        self.max_workers = int(max_workers or settings.max_workers())
         self.python = python or sys.executable
         self._procs: dict[str, subprocess.Popen] = {}
 
@@ -460,16 +457,100 @@ class LocalExecutor(Executor):
                 os.killpg(int(pid), signal.SIGKILL)  # the worker leads its own session
 
 
+def _job_client(address: str):
+    # ray is an optional extra, imported only when a Ray run is started or checked
+    try:
+        from ray.job_submission import JobSubmissionClient
+    except ImportError as exc:
+        raise ImportError(
+            "the ray executor needs the optional extra: pip install 'morl-studio[ray]'"
+        ) from exc
+    return JobSubmissionClient(address)
+
+
+class RayExecutor(Executor):
+    """Workers as Ray jobs (Jobs API) on an existing cluster.
+
+    Install the extra (``pip install 'morl-studio[ray]'``) and point ``RAY_ADDRESS`` at the
+    cluster's dashboard, e.g. ``http://head-node:8265``. The worker command is the local one and
+    speaks the same run-folder protocol, so **the data directory must be on storage that every
+    Ray node mounts at the same path** (NFS, a shared volume, or a single-node cluster), and the
+    nodes need this package installed (or its path in ``PYTHONPATH``, which is passed on). A
+    run with ``device='cuda'`` asks Ray for one GPU; others ask for ``config.threads`` CPUs.
+    Ray queues jobs by resources, so there is no worker limit here.
+
+    Args:
+        data_dir: data directory (shared storage, same path on every node).
+        address: Ray dashboard address (default ``$RAY_ADDRESS``).
+        python: interpreter on the cluster nodes (default ``$MORL_RAY_PYTHON`` or this one).
+        **kwargs: see :class:`Executor`.
+    """
+
+    name = "ray"
+
+    def __init__(
+        self,
+        data_dir: str | Path | None = None,
+        *,
+        address: str | None = None,
+        python: str | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(data_dir, **kwargs)
+        self.address = address or settings.ray_address()
+        if not self.address:
+            raise ValueError(
+                "the ray executor needs RAY_ADDRESS (the Ray dashboard, e.g. http://127.0.0.1:8265)"
+            )
+        self.python = python or settings.ray_python()
+        self._client = None
+
+    @property
+    def client(self):
+        """The Jobs API client (created on first use)."""
+        if self._client is None:
+            self._client = _job_client(self.address)
+        return self._client
+
+    def _launch(
+        self, run_id: str, run_dir: Path, attempt: int, config: dict[str, Any]
+    ) -> dict[str, Any]:
+        env = {**self.worker_env(config), **settings.worker_env()}
+        job_id = self.client.submit_job(
+            entrypoint=shlex.join(self.worker_command(self.python, run_dir, attempt)),
+            submission_id=f"morl-{run_id}-a{attempt}",
+            runtime_env={"env_vars": env},
+            entrypoint_num_cpus=int(config.get("threads") or 1),
+            entrypoint_num_gpus=1 if config.get("device") == "cuda" else 0,
+            metadata={"morl_run_id": run_id, "attempt": str(attempt)},
+        )
+        return {"external_id": job_id}
+
+    def _alive(self, data: dict[str, Any]) -> bool | None:
+        job_id = data.get("external_id")
+        if not job_id:
+            return None
+        try:
+            status = self.client.get_job_status(job_id)
+        except Exception:  # noqa: BLE001 -- cluster unreachable: fall back to heartbeats
+            return None
+        return not status.is_terminal()
+
+    def _kill(self, data: dict[str, Any]) -> None:
+        job_id = data.get("external_id")
+        if job_id:
+            with contextlib.suppress(Exception):  # already gone: the heartbeat decides
+                self.client.stop_job(job_id)
+
+
 def get_executor(
     name: str | None = None, data_dir: str | Path | None = None, **kwargs: Any
 ) -> Executor:
     """An executor by name: ``local`` (default, or ``$MORL_EXECUTOR``) or ``ray``."""
-    name = name or os.environ.get("MORL_EXECUTOR") or "local"
+    name = name or settings.executor()
     if name == "local":
         return LocalExecutor(data_dir, **kwargs)
     if name == "ray":
-        from morl_core.jobs.ray_executor import RayExecutor
-
         return RayExecutor(data_dir, **kwargs)
     raise ValueError(f"unknown executor {name!r}; allowed: {', '.join(EXECUTORS)}")
 
@@ -531,7 +612,7 @@ def supervise(
     stop = stop or threading.Event()
     store = RunStore(data_dir)
     executors: list[Executor] = [LocalExecutor(store=store, **kwargs)]
-    if os.environ.get("RAY_ADDRESS"):
+    if settings.ray_address():
         try:
             executors.append(get_executor("ray", store=store, **kwargs))
         except (ImportError, ValueError) as exc:

@@ -12,7 +12,9 @@ import secrets
 import time
 from pathlib import Path
 
-DATA_DIR_ENV = "MORL_DATA_DIR"
+from morl_core import settings
+
+DATA_DIR_ENV = settings.DATA_DIR
 RUN_ID_PATTERN = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{8}$")
 RUNS = "runs"
 INDEX = "index.sqlite"
@@ -24,11 +26,7 @@ class RunIdError(ValueError):
 
 def default_data_dir() -> Path:
     """``$MORL_DATA_DIR``, else ``$XDG_DATA_HOME/morl-studio``, else ``~/.local/share/morl-studio``."""
-    env = os.environ.get(DATA_DIR_ENV)
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base).expanduser() / "morl-studio"
+    return settings.data_dir()
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
@@ -63,7 +61,7 @@ def run_path(data_dir: Path, run_id: object) -> Path:
 
 
 # --- which files a config may name: the allow-list, read here and nowhere else ---
-ALLOWED_PATHS_ENV = "MORL_ALLOWED_PATHS"
+ALLOWED_PATHS_ENV = settings.ALLOWED_PATHS
 
 
 def allowed_roots(data_dir: str | os.PathLike | None = None) -> list[Path]:
@@ -79,10 +77,7 @@ def allowed_roots(data_dir: str | os.PathLike | None = None) -> list[Path]:
     from morl_core.policy.model import ASSETS
 
     roots = [resolve_data_dir(data_dir), Path(ASSETS).resolve()]
-    for entry in os.environ.get(ALLOWED_PATHS_ENV, "").split(os.pathsep):
-        if entry.strip():
-            roots.append(Path(entry.strip()).expanduser().resolve())
-    return roots
+    return roots + settings.allowed_paths()
 
 
 def outside_allowed(path: Path, data_dir: str | os.PathLike | None = None) -> str | None:

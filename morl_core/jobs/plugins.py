@@ -10,17 +10,18 @@ Executors pass the variable on to workers (local: inherited environment; Ray: ``
 from __future__ import annotations
 
 import importlib
-import os
 import re
 
-PLUGINS_ENV = "MORL_PLUGINS"
+from morl_core import settings
+
+PLUGINS_ENV = settings.PLUGINS
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _loaded: set[str] = set()
 
 
 def plugin_modules(value: str | None = None) -> list[str]:
     """Module names in ``value`` (default: ``$MORL_PLUGINS``); malformed names raise ValueError."""
-    raw = os.environ.get(PLUGINS_ENV, "") if value is None else value
+    raw = settings.plugins() if value is None else value
     names = [part.strip() for part in raw.split(",") if part.strip()]
     bad = [n for n in names if not _MODULE.match(n)]
     if bad:

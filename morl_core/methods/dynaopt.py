@@ -50,8 +50,6 @@ class Exp3:
     """Exp3 over K objectives; ``probabilities`` are the scalarisation weights."""
 
     def __init__(self, k: int, gamma: float, rng: np.random.Generator):
-        if not 0 < gamma <= 1:
-            raise ValueError(f"options.gamma must be in (0, 1], got {gamma}")
         self.k, self.gamma, self.rng = k, gamma, rng
         self.log_weights = np.zeros(k)
 
@@ -85,8 +83,6 @@ class SinglePolicy(AdapterPolicy):
 def train(config: RunConfig, run_dir: Path, callback) -> None:
     spec = METHODS["dynaopt"]
     gamma, window = spec.option(config.options, "gamma"), spec.option(config.options, "window")
-    if window < 1:
-        raise ValueError(f"options.window must be >= 1, got {window}")
     policy = open_policy(config)
     bandit = Exp3(len(config.objectives), gamma, np.random.default_rng(config.seed + 7))
     history: dict[str, Any] = {"rewards": [], "previous": None}

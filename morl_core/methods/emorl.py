@@ -61,6 +61,7 @@ import torch
 
 from morl_core import objectives as objective_registry
 from morl_core.config import RunConfig
+from morl_core.evaluation import EVAL_DECODING
 from morl_core.methods import METHODS
 from morl_core.methods.base import StepInfo, TrainCallback
 from morl_core.methods.common import (
@@ -71,9 +72,8 @@ from morl_core.methods.common import (
     snapshot,
     write_artifact,
 )
-from morl_core.evaluation import EVAL_DECODING
 from morl_core.methods.experts import expert_names, train_experts
-from morl_core.methods.hidden import MIX_LEVELS, FixedMixer, HiddenFusion, fused_policy
+from morl_core.methods.hidden import FixedMixer, HiddenFusion, fused_policy
 from morl_core.prompts import load_prompts
 from morl_core.runfolder import write_json_atomic
 from morl_core.search import hierarchical_grid_search
@@ -204,12 +204,6 @@ def train(config: RunConfig, run_dir: Path, callback: TrainCallback) -> None:
     rounds = spec.option(config.options, "search_rounds")
     n_prompts = spec.option(config.options, "search_prompts")
     mix_at = spec.option(config.options, "mix_at")
-    if rounds < 1 or n_prompts < 1:
-        raise ValueError(
-            f"options.search_rounds and options.search_prompts must be >= 1, got {rounds}, {n_prompts}"
-        )
-    if mix_at not in MIX_LEVELS:
-        raise ValueError(f"options.mix_at must be one of {', '.join(MIX_LEVELS)}, got {mix_at!r}")
     policy = open_policy(config)
     names = expert_names(config.objectives)
     prompts, overlap = search_prompts(config, n_prompts)

@@ -8,14 +8,28 @@ experts of another run (option ``experts_from``) so one training serves many agg
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from morl_core.config import RunConfig
-from morl_core.methods.base import TrainCallback
-from morl_core.methods.common import Stage, adapter_dir, read_config, train_stages
+from morl_core.config import RunConfig, option_value
+from morl_core.methods.base import Steerable, TrainCallback
+from morl_core.methods.common import (
+    Stage,
+    adapter_dir,
+    load_adapters,
+    open_policy,
+    read_artifact,
+    read_config,
+    snapshot,
+    train_stages,
+    write_artifact,
+)
 from morl_core.policy import Policy
+
+# ``steerable(policy, objectives, expert names)``: an aggregation of the experts (soups, MOD, PMIX)
+Aggregate = Callable[[Policy, tuple[str, ...], list[str]], Steerable]
 
 
 def expert_name(objective: str) -> str:
@@ -70,3 +84,28 @@ def train_experts(
         for i, name in enumerate(expert_names(config.objectives))
     ]
     return train_stages(config, run_dir, callback, policy, stages, front_fn)
+
+
+def train_aggregation(
+    config: RunConfig, run_dir: Path, callback: TrainCallback, steerable: Aggregate
+) -> None:
+    """Train (or reuse) the experts, evaluate the aggregation's front, write the artifact."""
+    policy = open_policy(config)
+    names = expert_names(config.objectives)
+
+    def front_fn(index: int, finished: bool):
+        if index < len(names) - 1 or not finished:
+            return None  # the aggregation exists once every expert is trained
+        return snapshot(steerable(policy, config.objectives, names), config)
+
+    experts_from = option_value(config.method, config.options, "experts_from")
+    if train_experts(config, run_dir, callback, policy, front_fn, experts_from):
+        write_artifact(run_dir, config, dict.fromkeys(names), experts=names)
+
+
+def load_aggregation(run_dir: Path, device: str, steerable: Aggregate) -> Steerable:
+    """The aggregation of a finished run's experts."""
+    artifact = read_artifact(run_dir)
+    names = expert_names(artifact["objectives"])
+    policy, _ = load_adapters(run_dir, device, names)
+    return steerable(policy, tuple(artifact["objectives"]), names)

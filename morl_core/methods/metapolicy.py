@@ -101,11 +101,6 @@ class MetaMixer(nn.Module):
         seed: int = 0,
     ):
         super().__init__()
-        if hidden < 1 or not 0 < prior_eps < 1 or not score_bound > 0:
-            raise ValueError(
-                "options.meta_hidden must be >= 1, options.prior_eps in (0, 1) and "
-                f"options.score_bound > 0, got {hidden}, {prior_eps}, {score_bound}"
-            )
         generator = torch.Generator().manual_seed(seed)  # never the global RNG
         self.settings = {
             "dim": dim,
@@ -216,8 +211,6 @@ class MetaPolicy:
 def train(config: RunConfig, run_dir: Path, callback: TrainCallback) -> None:
     spec = METHODS["metapolicy"]
     option = lambda name: spec.option(config.options, name)  # noqa: E731
-    if option("meta_steps") < 0 or option("meta_lr") < 0:
-        raise ValueError("options.meta_steps and options.meta_lr must be >= 0 (0 = the run's)")
     policy = open_policy(config)
     names = expert_names(config.objectives)
     meta_steps = option("meta_steps") or config.steps

@@ -31,16 +31,8 @@ from typing import Any
 import torch
 
 from morl_core.config import RunConfig
-from morl_core.methods import METHODS
 from morl_core.methods.base import TrainCallback
-from morl_core.methods.common import (
-    load_adapters,
-    open_policy,
-    read_artifact,
-    snapshot,
-    write_artifact,
-)
-from morl_core.methods.experts import expert_names, train_experts
+from morl_core.methods.experts import load_aggregation, train_aggregation
 from morl_core.methods.mod import expert_logprobs
 from morl_core.weights import check_weights
 
@@ -87,21 +79,8 @@ class ProbabilityMixture:
 
 
 def train(config: RunConfig, run_dir: Path, callback: TrainCallback) -> None:
-    policy = open_policy(config)
-    names = expert_names(config.objectives)
-    experts_from = METHODS["pmix"].option(config.options, "experts_from")
-
-    def front_fn(index: int, finished: bool):
-        if index < len(names) - 1 or not finished:
-            return None  # the mixture exists once every expert is trained
-        return snapshot(ProbabilityMixture(policy, config.objectives, names), config)
-
-    if train_experts(config, run_dir, callback, policy, front_fn, experts_from):
-        write_artifact(run_dir, config, {n: None for n in names}, experts=names)
+    train_aggregation(config, run_dir, callback, ProbabilityMixture)
 
 
 def load(run_dir: Path, device: str = "auto") -> ProbabilityMixture:
-    artifact = read_artifact(run_dir)
-    names = expert_names(artifact["objectives"])
-    policy, _ = load_adapters(run_dir, device, names)
-    return ProbabilityMixture(policy, tuple(artifact["objectives"]), names)
+    return load_aggregation(run_dir, device, ProbabilityMixture)

@@ -24,15 +24,8 @@ from typing import Any
 import torch
 
 from morl_core.config import RunConfig
-from morl_core.methods import METHODS
-from morl_core.methods.common import (
-    load_adapters,
-    open_policy,
-    read_artifact,
-    snapshot,
-    write_artifact,
-)
-from morl_core.methods.experts import expert_names, train_experts
+from morl_core.methods.base import TrainCallback
+from morl_core.methods.experts import load_aggregation, train_aggregation
 from morl_core.weights import check_weights
 
 
@@ -93,22 +86,9 @@ class Mod:
         )
 
 
-def train(config: RunConfig, run_dir: Path, callback) -> None:
-    policy = open_policy(config)
-    names = expert_names(config.objectives)
-    experts_from = METHODS["mod"].option(config.options, "experts_from")
-
-    def front_fn(index: int, finished: bool):
-        if index < len(names) - 1 or not finished:
-            return None
-        return snapshot(Mod(policy, config.objectives, names), config)
-
-    if train_experts(config, run_dir, callback, policy, front_fn, experts_from):
-        write_artifact(run_dir, config, {n: None for n in names}, experts=names)
+def train(config: RunConfig, run_dir: Path, callback: TrainCallback) -> None:
+    train_aggregation(config, run_dir, callback, Mod)
 
 
 def load(run_dir: Path, device: str = "auto") -> Mod:
-    artifact = read_artifact(run_dir)
-    names = expert_names(artifact["objectives"])
-    policy, _ = load_adapters(run_dir, device, names)
-    return Mod(policy, tuple(artifact["objectives"]), names)
+    return load_aggregation(run_dir, device, Mod)

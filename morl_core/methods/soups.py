@@ -16,22 +16,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from morl_core.config import RunConfig
-from morl_core.methods import METHODS
 from morl_core.methods.base import TrainCallback
-from morl_core.methods.common import (
-    AdapterPolicy,
-    load_adapters,
-    open_policy,
-    read_artifact,
-    snapshot,
-    write_artifact,
-)
-from morl_core.methods.experts import expert_names, train_experts
+from morl_core.methods.common import AdapterPolicy
+from morl_core.methods.experts import load_aggregation, train_aggregation
 
 SOUP = "soup"
 CACHED_SOUPS = 16
@@ -72,22 +63,13 @@ class Soup(AdapterPolicy):
         return name
 
 
+def soup(policy, objectives: tuple[str, ...], experts: list[str]) -> Soup:
+    return Soup(policy, objectives, dict.fromkeys(experts))
+
+
 def train(config: RunConfig, run_dir: Path, callback: TrainCallback) -> None:
-    policy = open_policy(config)
-    names = expert_names(config.objectives)
-    experts_from = METHODS["soups"].option(config.options, "experts_from")
-
-    def front_fn(index: int, finished: bool) -> dict[str, Any] | None:
-        if index < len(names) - 1 or not finished:
-            return None  # the soup front exists once every expert is trained
-        return snapshot(Soup(policy, config.objectives, {n: None for n in names}), config)
-
-    if train_experts(config, run_dir, callback, policy, front_fn, experts_from):
-        write_artifact(run_dir, config, {n: None for n in names}, experts=names)
+    train_aggregation(config, run_dir, callback, soup)
 
 
 def load(run_dir: Path, device: str = "auto") -> Soup:
-    artifact = read_artifact(run_dir)
-    names = expert_names(artifact["objectives"])
-    policy, _ = load_adapters(run_dir, device, names)
-    return Soup(policy, tuple(artifact["objectives"]), {n: None for n in names})
+    return load_aggregation(run_dir, device, soup)

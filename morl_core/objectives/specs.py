@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import ast
 import math
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-ALLOWED_IMPORTS_ENV = "MORL_ALLOWED_IMPORTS"
+from morl_core.settings import ALLOWED_IMPORTS, allowed_imports
+
+ALLOWED_IMPORTS_ENV = ALLOWED_IMPORTS
 DEFAULT_ALLOWED_IMPORTS = ("trl.rewards",)
 MAX_SPEC_CHARS = 400
 MAX_ARGUMENTS = 16
@@ -207,10 +208,7 @@ def split_specs(text: str) -> list[str]:
 
 def allowed_prefixes() -> tuple[str, ...]:
     """Module prefixes a server may import objectives from (``$MORL_ALLOWED_IMPORTS``)."""
-    raw = os.environ.get(ALLOWED_IMPORTS_ENV)
-    if raw is None:
-        return DEFAULT_ALLOWED_IMPORTS
-    return tuple(p.strip() for p in raw.split(",") if p.strip())
+    return allowed_imports(DEFAULT_ALLOWED_IMPORTS)
 
 
 def import_allowed(module: str, allow_import: bool) -> bool:

@@ -23,7 +23,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([dataclasses.asdict(r) for r in rows], indent=1))
         return 0
-    from morl_core.cli import _table
+    from morl_core.config_cli import table as _table
 
     table = [
         (

@@ -7,9 +7,10 @@ so every process that runs torch calls :func:`set_threads` first (default: 1).
 from __future__ import annotations
 
 import contextlib
-import os
 
-DEFAULT_THREADS = int(os.environ.get("MORL_THREADS", "1"))
+from morl_core import settings
+
+DEFAULT_THREADS = settings.threads()
 
 
 def set_threads(threads: int | None = None) -> int:

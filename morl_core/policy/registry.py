@@ -33,9 +33,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-ASSETS = Path(os.environ.get("MORL_ASSETS", Path(__file__).resolve().parents[2] / "assets"))
+from morl_core import settings
+
+ASSETS = settings.assets_dir()
 EMBEDDED = "embedded"
-CACHE_DIR_ENV = "MORL_CACHE_DIR"
+CACHE_DIR_ENV = settings.CACHE_DIR
 SOURCES = ("embedded", "wheel")
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
 # written last into a converted folder: a folder without it is not a finished conversion
@@ -118,11 +120,7 @@ def embedded_model_path() -> Path:
 
 def cache_dir() -> Path:
     """``$MORL_CACHE_DIR``, else ``$XDG_CACHE_HOME/morl-studio``, else ``~/.cache/morl-studio``."""
-    env = os.environ.get(CACHE_DIR_ENV)
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "morl-studio"
+    return settings.cache_dir()
 
 
 def package_folder(package: str) -> Path | None:
