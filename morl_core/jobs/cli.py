@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from morl_core import settings
 from morl_core.config import ConfigError
 from morl_core.config_cli import (
     EXIT_FAILED,
@@ -95,7 +95,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     store = RunStore(args.data_dir)
     # Refresh live states first (lost workers, queued runs); ray only when a cluster is set.
     for name in {s.executor for s in store.list() if not s.done}:
-        if name == "local" or (name == "ray" and os.environ.get("RAY_ADDRESS")):
+        if name == "local" or (name == "ray" and settings.ray_address()):
             with contextlib.suppress(ValueError, ImportError, OSError):
                 _executor(argparse.Namespace(executor=name, data_dir=args.data_dir)).reconcile()
     runs = store.list(set(args.state) if args.state else None)[: args.limit]
@@ -122,7 +122,7 @@ def _refreshed(args: argparse.Namespace, run_id: str):
     """The store, after the run's executor reconciled (skipped when it is not reachable)."""
     store = RunStore(args.data_dir)
     name = store.status(run_id).executor
-    if name == "local" or (name == "ray" and os.environ.get("RAY_ADDRESS")):
+    if name == "local" or (name == "ray" and settings.ray_address()):
         with contextlib.suppress(ValueError, ImportError, OSError):
             _executor(argparse.Namespace(executor=name, data_dir=args.data_dir)).reconcile(
                 force=True

@@ -30,6 +30,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from morl_core import settings
 from morl_core.jobs.paths import RunIdError, check_run_id
 from morl_core.jobs.records import (
     RunState,
@@ -52,7 +53,7 @@ from morl_core.runfolder import (
     write_json_atomic,
 )
 
-HEARTBEAT_ENV = "MORL_HEARTBEAT_S"
+HEARTBEAT_ENV = settings.HEARTBEAT_S
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SUPERSEDED = 0, 1, 2, 3
 _OWNED = frozenset({RunState.RUNNING, RunState.CANCEL_REQUESTED})
 
@@ -78,7 +79,7 @@ class Worker:
     def __init__(self, run_dir: Path, attempt: int | None = None, heartbeat_s: float | None = None):
         self.run_dir = Path(run_dir)
         self.attempt = attempt
-        self.heartbeat_s = heartbeat_s or float(os.environ.get(HEARTBEAT_ENV, "1.0"))
+        self.heartbeat_s = heartbeat_s or settings.heartbeat_s()
         self.step = self.total_steps = self.samples = 0
         self.records: RecordWriter | None = None  # the run's metrics/front files, once running
         self.cancel_seen = self.preempted = self.superseded = False
