@@ -141,9 +141,9 @@ def classify_pair(objectives: tuple[str, ...], seed: int) -> dict:
 
 def run_samples(run_dir: Path) -> int:
     """Prompt-completion pairs the run itself scored to train (its last reported count)."""
-    from morl_core.jobs.files import read_jsonl
+    from morl_core.runfolder import read_metrics
 
-    records, _ = read_jsonl(run_dir / "metrics.jsonl")
+    records, _ = read_metrics(run_dir)
     return int(max((r.get("samples") or 0 for r in records), default=0))
 
 
@@ -543,6 +543,12 @@ def main(argv: list[str] | None = None) -> int:
     pairs = {p: pairs[p] for p in args.pairs.split(",") if p}
     seeds = [int(s) for s in str(scale["seeds"]).split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
+    # the methods that reuse soups' experts name its run folder under --out: let configs read it
+    # (the workers inherit the variable)
+    allowed = os.environ.get("MORL_ALLOWED_PATHS", "")
+    os.environ["MORL_ALLOWED_PATHS"] = os.pathsep.join(
+        [p for p in (allowed, str(args.out.resolve())) if p]
+    )
     start = time.perf_counter()
     relations = {p: classify_pair(objs, 0) for p, objs in pairs.items()}
     jobs_in = [(p, objs, s) for p, objs in pairs.items() for s in seeds]
