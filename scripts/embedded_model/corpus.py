@@ -89,7 +89,8 @@ def wordnet_examples(root: Path) -> list[str]:
 
 def devils_dictionary(root: Path) -> list[str]:
     """Bierce's definitions as 'Word, n. definition' paragraphs."""
-    raw = gzip.open(root / "usr/share/dictd/devil.dict.dz").read().decode("latin-1")
+    with gzip.open(root / "usr/share/dictd/devil.dict.dz") as handle:
+        raw = handle.read().decode("latin-1")
     out = []
     for para in re.split(r"\n\s*\n", raw):
         text = _clean(para)
