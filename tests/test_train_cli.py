@@ -173,7 +173,7 @@ BAD_TRAIN = [
         ["options.nope", "unknown option for soups; allowed: experts_from"],
     ),
     (["--option", "no-equals-sign"], ["options", "expected KEY=VALUE"]),
-    (["--method", "dynaopt", "--option", "gamma=abc"], ["options.gamma", "must be a number, got 'abc'"]),
+    (["--method", "dynaopt", "--option", "gamma=abc"], ["options.gamma", "must be a number in (0, 1], got 'abc'"]),
     (["--scalarization", "max"], ["scalarization", "linear, logsum, tchebycheff"]),
 ]
 
