@@ -112,13 +112,14 @@ class MetaMixer(nn.Module):
         }
         self.norm = nn.LayerNorm(dim)
         self.query = nn.Linear(dim + k, hidden)  # zero: at start alpha is the prior alone
-        self.key = nn.Linear(dim, hidden)
+        # no bias: a key bias adds the same score to every expert, which the centring below
+        # removes, so it could never learn
+        self.key = nn.Linear(dim, hidden, bias=False)
         self.expert_embedding = nn.Parameter(0.02 * torch.randn(k, hidden, generator=generator))
         with torch.no_grad():
             self.query.weight.zero_()
             self.query.bias.zero_()
             self.key.weight.copy_(torch.randn(hidden, dim, generator=generator) / math.sqrt(dim))
-            self.key.bias.zero_()
         self.register_buffer("preference", torch.full((k,), 1.0 / k), persistent=False)
         self.record: list[torch.Tensor] | None = None  # mixing weights of each decoding step
         self.adjust = True  # False: alpha is the prior alone (the KL reference pi_0)
