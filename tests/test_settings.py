@@ -1,0 +1,47 @@
+"""Settings from the environment: defaults when unset, bounds, and a one-line error naming the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from morl_core import settings
+from morl_core.jobs.executors import LocalExecutor
+
+
+def test_defaults_when_unset_or_empty(monkeypatch, tmp_path):
+    for name in (settings.MAX_RETRIES, settings.HEARTBEAT_S, settings.UI_MODELS):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(settings.UI_REPLICAS, "")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    monkeypatch.delenv(settings.DATA_DIR, raising=False)
+    assert settings.max_retries() == 3 and settings.heartbeat_s() == 1.0
+    assert settings.ui_models() == ("embedded",) and settings.ui_replicas() == 1
+    assert settings.data_dir() == tmp_path / "morl-studio"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        (settings.MAX_WORKERS, "0", "MORL_MAX_WORKERS: must be an integer in [1, 1024], got '0'"),
+        (settings.UI_THREADS, "two", "MORL_UI_THREADS: must be an integer in [1, 1024], got 'two'"),
+        (
+            settings.HEARTBEAT_TIMEOUT,
+            "nan",
+            "MORL_HEARTBEAT_TIMEOUT: must be a number in [0.1, 86400]",
+        ),
+    ],
+)
+def test_a_bad_value_names_the_variable_and_its_bounds(monkeypatch, tmp_path, name, value, message):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(settings.SettingsError) as refused:
+        LocalExecutor(tmp_path) if name != settings.UI_THREADS else settings.ui_threads()
+    assert str(refused.value).startswith(message)
+    assert isinstance(refused.value, ValueError)
+
+
+def test_the_executor_reads_its_limits_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv(settings.MAX_WORKERS, "3")
+    monkeypatch.setenv(settings.MAX_RETRIES, "0")
+    executor = LocalExecutor(tmp_path)
+    assert executor.max_workers == 3 and executor.max_retries == 0
+    assert executor.worker_env({"threads": 2})[settings.MAX_WORKERS] == "3"
