@@ -35,12 +35,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from morl_core import objectives as objective_registry
+from morl_core.methods import get
+from morl_core.objectives import OBJECTIVES, front_bounds
+from morl_core.objectives import true_front as analytic
+from morl_core.pareto import hypervolume, prompt_bootstrap, reference_point_from_bounds, summary
+from morl_core.policy import load_policy
+from morl_core.prompts import load_prompt_columns, load_prompts
+from morl_core.runfolder import read_config, read_metrics
 from morl_core.weights import check_weights, simplex_lattice
 
 PROTOCOL_VERSION = "eval-2"
@@ -143,8 +152,6 @@ class EvalProtocol:
 
     def prompts(self, prompt_set: str) -> tuple[list[str], dict[str, dict[str, Any]]]:
         """The held-out prompts of ``prompt_set`` this protocol evaluates, and their columns."""
-        from morl_core.prompts import load_prompt_columns, load_prompts
-
         prompts = load_prompts(prompt_set, "eval")
         if self.max_prompts:
             prompts = prompts[: self.max_prompts]
@@ -190,14 +197,10 @@ def reference_point(
     :func:`morl_core.objectives.front_bounds`. A bare count ``k`` means k objectives in [0, 1].
     An imported objective this process may not import gets the [0, 1] map.
     """
-    from morl_core.pareto import reference_point_from_bounds
-
     margin = DEFAULT_PROTOCOL.reference_margin if margin is None else margin
     if isinstance(objectives, int):
         low, high = np.zeros(objectives), np.ones(objectives)
     else:
-        from morl_core.objectives import front_bounds
-
         names = list(objectives)
         try:
             low, high = front_bounds(names, records, allow_import=allow_import)
@@ -208,9 +211,6 @@ def reference_point(
 
 def true_front(objectives: Sequence[str]) -> np.ndarray | None:
     """The analytic front of a pair of synthetic word-class objectives, else None."""
-    from morl_core.objectives import OBJECTIVES
-    from morl_core.objectives import true_front as analytic
-
     names = list(objectives)
     if len(names) != 2 or not all(
         OBJECTIVES.get(n) is not None and OBJECTIVES[n].kind == "synthetic" for n in names
@@ -242,8 +242,6 @@ def front_indicators(
         :meth:`morl_core.pareto.FrontSummary.to_dict` plus ``intervals`` (possibly empty),
         ``eu_preferences`` (how many) and ``protocol_version``.
     """
-    from morl_core.pareto import prompt_bootstrap, summary
-
     protocol = protocol or default_protocol()
     points = np.asarray(front["points"], dtype=float)  # (P, K)
     names = list(front.get("objectives") or [])
@@ -275,14 +273,14 @@ def front_indicators(
     }
 
 
-def snapshot_hypervolume(points: Sequence[Sequence[float]], objectives: int | Sequence[str]) -> float:
+def snapshot_hypervolume(
+    points: Sequence[Sequence[float]], objectives: int | Sequence[str]
+) -> float:
     """HV of an in-training front snapshot, with the protocol's reference point.
 
     Snapshots are evaluated on fewer prompts with one sample, so their HV traces one run's
     progress; compare runs with :func:`evaluate_run`'s indicators instead.
     """
-    from morl_core.pareto import hypervolume
-
     return hypervolume(points, reference_point(objectives))
 
 
@@ -309,7 +307,7 @@ def kl_to_base(
     policy = getattr(steerable, "policy", None)
     if policy is None or not hasattr(steerable, "choose") or not texts:
         return None
-    import torch
+    import torch  # heavy: only evaluations that measure KL load it
 
     from morl_core.rl.losses import token_logprobs
 
@@ -379,8 +377,7 @@ def evaluate_front(
         (the bootstrap's input), "kl_per_token" / "kl_per_sequence" (P,) or None each,
         "examples": one (prompt, completion) per preference, "distinct1" / "distinct2" (P,)}.
     """
-    from morl_core import objectives as objective_registry
-    from morl_core.rl.trainer import distinct_n
+    from morl_core.rl.trainer import distinct_n  # imports torch; reading fronts stays light
 
     if protocol is None:
         protocol = dataclasses.replace(
@@ -456,13 +453,6 @@ class BasePolicy:
         return self.policy.generate(list(prompts), **gen)
 
 
-def _run_records(run_dir: Path) -> list[dict[str, Any]]:
-    from morl_core.runfolder import read_metrics
-
-    records, _ = read_metrics(Path(run_dir))
-    return records
-
-
 def evaluate_steerable(
     steerable,
     objectives: Sequence[str],
@@ -480,8 +470,6 @@ def evaluate_steerable(
         ``protocol`` (:meth:`EvalProtocol.to_dict`), ``protocol_version`` and
         ``eval_seconds`` (wall seconds of generating and scoring).
     """
-    import time
-
     protocol = protocol or default_protocol()
     prompts, columns = protocol.prompts(prompt_set)
     preferences = preference_grid(len(objectives), n_preferences)
@@ -519,18 +507,16 @@ def evaluate_run(
     Returns:
         The :func:`evaluate_steerable` dict plus ``method``.
     """
-    from morl_core.methods.common import load_steerable, read_config
-
     run_dir = Path(run_dir)
     config = read_config(run_dir)
-    steerable = load_steerable(run_dir, method=method, device=device)
+    steerable = get(method or config.method).load(run_dir, device=device)
     front = evaluate_steerable(
         steerable,
         config.objectives,
         config.prompt_set,
         config.n_preferences,
         protocol=protocol,
-        records=_run_records(run_dir),
+        records=read_metrics(run_dir)[0],
     )
     front["method"] = method or config.method
     front["passes_per_token"] = int(getattr(steerable, "passes_per_token", 1))
@@ -550,8 +536,6 @@ def evaluate_base(
 
     Its KL to itself is 0; its points are the same at every preference (common random numbers).
     """
-    from morl_core.policy import load_policy
-
     steerable = BasePolicy(load_policy(model, device=device), objectives)
     front = evaluate_steerable(
         steerable, objectives, prompt_set, n_preferences, protocol=protocol, base=True

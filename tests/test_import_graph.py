@@ -84,11 +84,6 @@ def test_the_checker_finds_a_cycle_and_none_in_a_chain():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="morl_core.evaluation <-> morl_core.methods.common: the evaluation protocol's move "
-    "out of methods/ is in progress",
-)
 def test_morl_core_has_no_import_cycle():
     assert cycles(module_graph()) == []
 
