@@ -107,11 +107,6 @@ class PreferencePosterior:
         """(M,) posterior probability of each particle."""
         return np.exp(self.log_weights)
 
-    def choice_probability(self, s_a, s_b) -> np.ndarray:
-        """(M,) P(a over b | w) at every particle."""
-        d = _scores(s_a, self.k, "s_a") - _scores(s_b, self.k, "s_b")
-        return 1.0 / (1.0 + np.exp(-self.beta * (self.particles @ d)))
-
     def update(self, s_a, s_b, chose_a: bool) -> PreferencePosterior:
         """The posterior after the person preferred ``a`` (``chose_a``) or ``b`` over the other.
 
@@ -226,12 +221,3 @@ def prior(
         points = dirichlet(k, n, rng)
     log_w = np.full(len(points), -np.log(len(points)))
     return PreferencePosterior(points, log_w, float(beta))
-
-
-def simulated_choice(
-    true_weights, s_a, s_b, rng: np.random.Generator, beta: float = DEFAULT_BETA
-) -> bool:
-    """A simulated person with known weights: True when they pick ``a`` (Bradley-Terry draw)."""
-    w = np.asarray(true_weights, dtype=float)
-    d = np.asarray(s_a, dtype=float) - np.asarray(s_b, dtype=float)
-    return bool(rng.random() < 1.0 / (1.0 + np.exp(-beta * float(w @ d))))

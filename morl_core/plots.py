@@ -231,48 +231,6 @@ def parallel_coordinates_figure(
     return fig
 
 
-def radar_figure(
-    points: ArrayLike,
-    objective_names: Sequence[str],
-    *,
-    labels: Sequence[str] | None = None,
-    methods: str | Sequence[str] | None = None,
-    title: str | None = None,
-) -> go.Figure:
-    """Radar (spider) chart: one closed polygon per point, for comparing a few policies.
-
-    Objectives should be on comparable scales (e.g. normalised to [0, 1]); larger is better.
-
-    Args:
-        points: Objective vectors, shape (n, k) with k >= 3; keep n small (say <= 8).
-        objective_names: k names, the angular axis.
-        labels: Trace name per point; defaults to the method name (or ``point i``).
-        methods: Method per point (or one for all), giving the colour; defaults to the labels.
-        title: Figure title.
-
-    Returns:
-        A figure with one ``Scatterpolar`` trace per point.
-    """
-    pts = as_matrix(points, "points", min_k=3)  # (n, k)
-    n = pts.shape[0]
-    names = _names(objective_names, pts.shape[1])
-    method_list = None if methods is None else _per_point(methods, n, "methods", "")
-    label_list = _per_point(labels, n, "labels", "") if labels is not None else None
-    if label_list is None:
-        label_list = method_list or [f"point {i}" for i in range(n)]
-    fig = go.Figure()
-    for i in range(n):
-        colour = method_color((method_list or label_list)[i])
-        fig.add_trace(
-            go.Scatterpolar(
-                r=[*pts[i], pts[i, 0]], theta=[*names, names[0]], name=label_list[i],
-                mode="lines+markers", line={"color": colour}, customdata=[i] * (len(names) + 1),
-            )
-        )  # fmt: skip
-    fig.update_layout(title=title, polar={"radialaxis": {"visible": True}})
-    return fig
-
-
 # --- relations -------------------------------------------------------------------------------
 
 

@@ -9,6 +9,15 @@ import pytest
 from morl_core import elicit
 
 
+def simulated_choice(
+    true_weights, s_a, s_b, rng: np.random.Generator, beta: float = elicit.DEFAULT_BETA
+) -> bool:
+    """A simulated person with known weights: True when they pick ``a`` (Bradley-Terry draw)."""
+    w = np.asarray(true_weights, dtype=float)
+    d = np.asarray(s_a, dtype=float) - np.asarray(s_b, dtype=float)
+    return bool(rng.random() < 1.0 / (1.0 + np.exp(-beta * float(w @ d))))
+
+
 def elicit_weights(k: int, seed: int, candidates: int, choices: int = 15):
     """(truth, estimate) after ``choices`` answers of a simulated person on random replies."""
     rng = np.random.default_rng(seed)
@@ -19,7 +28,7 @@ def elicit_weights(k: int, seed: int, candidates: int, choices: int = 15):
     for _ in range(choices):
         i, j = posterior.next_pair(scores, asked)
         asked.append((i, j))
-        chose_a = elicit.simulated_choice(truth, scores[i], scores[j], rng)
+        chose_a = simulated_choice(truth, scores[i], scores[j], rng)
         posterior = posterior.update(scores[i], scores[j], chose_a)
     return truth, posterior.estimate(0.9)
 

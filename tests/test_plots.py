@@ -129,16 +129,6 @@ def test_parallel_coordinates():
     assert plots.method_color("ric") in fig.layout.title.text
 
 
-def test_radar():
-    pts = np.array([[0.1, 0.5, 0.9, 0.3], [0.6, 0.6, 0.2, 0.7]])
-    fig = plots.radar_figure(pts, OBJECTIVES[:4], methods=["emorl", "soups"])
-    assert [t.name for t in fig.data] == ["emorl", "soups"]
-    assert list(fig.data[0].theta) == [*OBJECTIVES[:4], OBJECTIVES[0]]  # closed polygon
-    assert fig.data[1].line.color == plots.method_color("soups")
-    with pytest.raises(ValueError, match="at least 3 columns"):
-        plots.radar_figure(np.ones((2, 2)), ["a", "b"])
-
-
 # --- relations -------------------------------------------------------------------------------
 
 

@@ -52,7 +52,7 @@ from morl_core.objectives.lexical import (
     repetition,
     words_of,
 )
-from morl_core.objectives.registry import LazyResource, Objective, ProgressCallback, as_text
+from morl_core.objectives.registry import LazyResource, Objective, as_text
 
 MAX_BATCH_SIZE = 256
 KEYS = (
@@ -88,11 +88,6 @@ def _load_base_model(step) -> tuple[Any, Any]:
 BASE_MODEL = LazyResource("base model (perplexity)", _load_base_model, steps=2, show_bar=False)
 # The fast tokenizer and the model are shared by every thread of a server; one at a time.
 BASE_MODEL_LOCK = threading.Lock()
-
-
-def prepare_base_model(progress: ProgressCallback | None = None) -> None:
-    """Loads the embedded base model now instead of on first use (well under a second)."""
-    BASE_MODEL.get(progress)
 
 
 def perplexity(

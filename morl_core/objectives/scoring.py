@@ -386,13 +386,6 @@ def _as_column(values: Any, name: str, expected: int) -> np.ndarray:
     return column
 
 
-def mean_applicable(values: np.ndarray) -> float:
-    """Mean over the applicable (non-NaN) values; NaN when none applies. No warning."""
-    values = np.asarray(values, dtype=np.float64)
-    applicable = values[~np.isnan(values)]
-    return float(applicable.mean()) if applicable.size else math.nan
-
-
 def mean_applicable_columns(rewards: np.ndarray) -> np.ndarray:
     """Column means (K,) of an (N, K) matrix over its non-NaN entries (NaN where none)."""
     rewards = np.asarray(rewards, dtype=np.float64)

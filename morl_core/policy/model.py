@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,12 +26,6 @@ from morl_core.policy.registry import (  # noqa: F401  (re-exported: callers imp
     resolve_model,
 )
 from morl_core.policy.registry import looks_like_path as _looks_like_path  # noqa: F401
-
-
-def resolve_model_path(name_or_path: str) -> str:
-    """What ``from_pretrained`` opens for a model name (see :func:`resolve_model`)."""
-    return resolve_model(name_or_path).path
-
 
 # stands in for the user's message while the chat template is rendered once, so the text around
 # the message (system prompt, role markers, the assistant's opening) can be cut out of it
@@ -155,64 +149,6 @@ class Policy:
                 greedy=greedy,
                 generator=generator,
             )
-
-    def stream(
-        self,
-        prompt: str,
-        *,
-        max_new_tokens: int = 48,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        greedy: bool = False,
-        seed: int | None = None,
-        generator=None,
-        next_token=None,
-    ) -> Iterator[str]:
-        """Yield the reply to one prompt in pieces, each as soon as its tokens are sampled.
-
-        Joined (and stripped), the pieces are the text :meth:`generate` returns for the same
-        prompt, settings and seed. A character split over several tokens is held back until it
-        is whole. Settings and errors are those of :meth:`rollout`.
-        """
-        from morl_core.policy.sampling import hf_next_token, iter_sample
-
-        if not isinstance(prompt, str):
-            raise ValueError(f"prompt must be a string, got {type(prompt).__name__}")
-        ids, mask, generator = self._prepare(
-            [prompt], 1, max_new_tokens, temperature, top_p, seed, generator
-        )
-        kept: list[int] = []
-        shown = ""
-        with self._eval_mode():
-            steps = iter_sample(
-                next_token or hf_next_token(self.model),
-                ids,
-                mask,
-                max_new_tokens=max_new_tokens,
-                eos_id=self.eos_id,
-                pad_id=self.pad_id,
-                temperature=temperature,
-                top_p=top_p,
-                greedy=greedy,
-                generator=generator,
-            )
-            for tokens, live in steps:
-                token = int(tokens[0])
-                if not live[0] or token == self.eos_id:
-                    break
-                kept.append(token)
-                text = self.tokenizer.decode(kept, skip_special_tokens=True)
-                # a multi-byte character cut between tokens decodes as U+FFFD until it is whole
-                if (
-                    text.startswith(shown)
-                    and len(text) > len(shown)
-                    and not text.endswith("\ufffd")
-                ):
-                    yield text[len(shown) :]
-                    shown = text
-        text = self.tokenizer.decode(kept, skip_special_tokens=True)
-        if text.startswith(shown) and len(text) > len(shown):
-            yield text[len(shown) :]
 
     def _prepare(self, prompts, n, max_new_tokens, temperature, top_p, seed, generator):
         """Checked settings -> (prompt ids, mask, a seeded generator)."""

@@ -7,7 +7,7 @@ head. Each gets greedy, temperature and top-p decoding, EOS handling and left pa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,53 +143,6 @@ def check_sampling(max_new_tokens: int, temperature: float, top_p: float) -> Non
 
 
 @torch.no_grad()
-def iter_sample(
-    next_token: NextToken,
-    prompt_ids: torch.Tensor,
-    prompt_mask: torch.Tensor,
-    *,
-    max_new_tokens: int,
-    eos_id: int,
-    pad_id: int,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    greedy: bool = False,
-    generator: torch.Generator | None = None,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Decode step by step, yielding ``(tokens (B,), live (B,))`` as each token is chosen.
-
-    ``live`` is 1 where the row was still generating (its token counts; the EOS that ends a
-    row included) and 0 where the row had already ended (its token is ``pad_id``). A row stops
-    at its first EOS; the loop stops when every row has, or after ``max_new_tokens`` steps.
-    This is what streams text to a page while it is generated; :func:`sample` collects it.
-
-    Raises:
-        ValueError: a setting out of range (see :func:`check_sampling`).
-    """
-    check_sampling(max_new_tokens, temperature, top_p)
-    batch, width = prompt_ids.shape
-    device = prompt_ids.device
-    # the attention mask of every step is a prefix (a view) of this one buffer
-    full_mask = torch.ones((batch, width + max_new_tokens), dtype=prompt_mask.dtype, device=device)
-    full_mask[:, :width] = prompt_mask
-    positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
-    step_ids, step_pos, cache = prompt_ids, positions, None
-    alive = torch.ones(batch, dtype=torch.bool, device=device)
-    for step in range(max_new_tokens):
-        mask = full_mask[:, : width + step]
-        logits, cache = next_token(step_ids, mask, step_pos, cache)  # (B, V)
-        nxt = next_from_logits(
-            logits, temperature=temperature, top_p=top_p, greedy=greedy, generator=generator
-        )
-        nxt = torch.where(alive, nxt, torch.full_like(nxt, pad_id))
-        yield nxt, alive.long()
-        alive = alive & (nxt != eos_id)
-        step_ids = nxt[:, None]
-        step_pos = step_pos[:, -1:] + 1
-        if not alive.any():
-            break
-
-
 def sample(
     next_token: NextToken,
     prompt_ids: torch.Tensor,
@@ -205,27 +158,39 @@ def sample(
 ) -> Rollout:
     """Decode up to ``max_new_tokens`` per row; a row stops at its first EOS.
 
+    The completion mask is 1 where the row was still generating (its token counts; the EOS
+    that ends a row included) and 0 where the row had already ended (its token is ``pad_id``).
+    The loop stops when every row has ended, or after ``max_new_tokens`` steps.
+
     Raises:
         ValueError: a setting out of range (see :func:`check_sampling`).
     """
-    steps = list(
-        iter_sample(
-            next_token,
-            prompt_ids,
-            prompt_mask,
-            max_new_tokens=max_new_tokens,
-            eos_id=eos_id,
-            pad_id=pad_id,
-            temperature=temperature,
-            top_p=top_p,
-            greedy=greedy,
-            generator=generator,
+    check_sampling(max_new_tokens, temperature, top_p)
+    batch, width = prompt_ids.shape
+    device = prompt_ids.device
+    # the attention mask of every step is a prefix (a view) of this one buffer
+    full_mask = torch.ones((batch, width + max_new_tokens), dtype=prompt_mask.dtype, device=device)
+    full_mask[:, :width] = prompt_mask
+    positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
+    step_ids, step_pos, cache = prompt_ids, positions, None
+    alive = torch.ones(batch, dtype=torch.bool, device=device)
+    tokens, live = [], []
+    for step in range(max_new_tokens):
+        mask = full_mask[:, : width + step]
+        logits, cache = next_token(step_ids, mask, step_pos, cache)  # (B, V)
+        nxt = next_from_logits(
+            logits, temperature=temperature, top_p=top_p, greedy=greedy, generator=generator
         )
-    )
-    batch = prompt_ids.shape[0]
-    if not steps:
+        nxt = torch.where(alive, nxt, torch.full_like(nxt, pad_id))
+        tokens.append(nxt)
+        live.append(alive.long())
+        alive = alive & (nxt != eos_id)
+        step_ids = nxt[:, None]
+        step_pos = step_pos[:, -1:] + 1
+        if not alive.any():
+            break
+    if not tokens:
         empty = prompt_ids.new_zeros((batch, 0))
         return Rollout(prompt_ids, prompt_mask, empty, prompt_mask.new_zeros((batch, 0)))
-    completion = torch.stack([tokens for tokens, _ in steps], 1)  # (B, T)
-    completion_mask = torch.stack([live for _, live in steps], 1)  # (B, T)
-    return Rollout(prompt_ids, prompt_mask, completion, completion_mask)
+    # (B, T) tokens and their mask
+    return Rollout(prompt_ids, prompt_mask, torch.stack(tokens, 1), torch.stack(live, 1))
