@@ -162,10 +162,9 @@ AGGREGATIONS = {
     "emorl": {"search_rounds": 1},
     "metapolicy": {"meta_steps": 20},
 }
-SINGLE = {"morlhf": 15, "ric": 40, "panacea": 30}
-# How far each extreme must move its objective. RiC learns to read its target tags from
-# scratch (40 steps here took the warm rate from 0.13 to 0.27 at w = (1, 0)): a smaller margin.
-MARGIN = {"ric": 0.1}
+SINGLE = {"morlhf": 15, "ric": 20, "panacea": 30}
+# How far each extreme must move its objective.
+MARGIN: dict[str, float] = {}
 
 
 @pytest.fixture(scope="module")
@@ -198,9 +197,9 @@ def reference_rates(method, steerable, weights, prompts, base):
         return sampled_rates(steerable, weights, prompts)
 
 
-# RiC is slow-marked: in 40 steps its target tags learned the warm end (+0.13 over the tagged
-# base) but not the cold end (+0.015 in one full-suite run), a known weakness of conditioning by
-# RL on tags from scratch; the test states the goal, the default suite does not run it yet.
+# RiC is slow-marked: its supervised phase on relabelled samples learns the tags (exact
+# first-token rates 0.999 warm at w = (1, 0), 0.924 cold at (0, 1), from 0.12 / 0.06 tagged),
+# but the 20 RL steps after it collapse the cold end to warm again (1.0, 0.0): not yet fixed.
 @pytest.mark.parametrize(
     "method",
     [*AGGREGATIONS, "morlhf", "panacea", pytest.param("ric", marks=pytest.mark.slow)],

@@ -171,12 +171,14 @@ def test_metapolicy_first_upper_level_step_is_reproducible(runs, tmp_path):
 def test_ric_map_and_prompt_tags():
     assert targets(np.array([0.7, 0.3])).tolist() == [1.0, 0.6]
     assert targets(np.array([0.2, 0.3, 0.5])).tolist() == [0.6, 0.9, 1.0]
-    assert prefix(OBJECTIVES, np.array([0.5, 0.5])) == "<sentiment=1.0><formality=1.0>\n"
+    assert prefix(OBJECTIVES, np.array([0.5, 0.5])) == "\n"  # both at their maximum: no tag
+    assert prefix(OBJECTIVES, np.array([0.7, 0.3])) == "<formality=0.6>\n"
+    assert prefix(OBJECTIVES, np.array([0.5, 0.5]), "all") == "<sentiment=1.0><formality=1.0>\n"
     policy = prefixed(load_policy("embedded", device="cpu"))
     policy.prefix = prefix(OBJECTIVES, np.array([0.0, 1.0]))
     ids, mask = policy.encode(["The hotel was"])
     text = policy.tokenizer.decode(ids[0][mask[0].bool()])
-    assert text == "<sentiment=0.0><formality=1.0>\nThe hotel was"
+    assert text == "<sentiment=0.0>\nThe hotel was"
     pieces = policy.tokenizer.tokenize("=0.6>")
     assert len(pieces) == 5  # '=', '0', '.', '6', '>': no merges, no new tokens needed
 
