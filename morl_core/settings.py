@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import os
 import sys
+from functools import partial
 from pathlib import Path
 
 DATA_DIR = "MORL_DATA_DIR"
@@ -137,8 +138,7 @@ def assets_dir() -> Path:
 
 def allowed_paths() -> list[Path]:
     """Extra folders a run config may name (``$MORL_ALLOWED_PATHS``), resolved."""
-    entries = listed(ALLOWED_PATHS, os.pathsep) or []
-    return [Path(entry).expanduser().resolve() for entry in entries]
+    return [Path(entry).expanduser().resolve() for entry in listed(ALLOWED_PATHS, os.pathsep) or []]
 
 
 def bench_out(default: Path) -> Path:
@@ -146,50 +146,25 @@ def bench_out(default: Path) -> Path:
     return Path(text(BENCH_OUT) or default)
 
 
-# --- processes and the job system ---
-def threads() -> int:
-    """Torch threads of a CLI or worker process (``$MORL_THREADS``, default 1)."""
-    return integer(THREADS, 1, 1, MAX_THREADS)
+def allowed_imports(default: tuple[str, ...]) -> tuple[str, ...]:
+    """Module prefixes objectives may be imported from (``$MORL_ALLOWED_IMPORTS``)."""
+    found = listed(ALLOWED_IMPORTS)
+    return default if found is None else tuple(found)
 
 
-def executor() -> str:
-    """The default executor's name (``$MORL_EXECUTOR``, default ``local``)."""
-    return text(EXECUTOR, "local")
-
-
-def max_workers() -> int:
-    """Local training workers at once (``$MORL_MAX_WORKERS``, default 1)."""
-    return integer(MAX_WORKERS, 1, 1, MAX_THREADS)
-
-
-def max_retries() -> int:
-    """Resumes of a lost run before it fails (``$MORL_MAX_RETRIES``, default 3)."""
-    return integer(MAX_RETRIES, 3, 0, 1000)
-
-
-def heartbeat_timeout() -> float:
-    """Seconds without a heartbeat before a running worker is lost (default 30)."""
-    return number(HEARTBEAT_TIMEOUT, 30.0, 0.1, 86400.0)
-
-
-def heartbeat_s() -> float:
-    """Seconds between a worker's heartbeats (``$MORL_HEARTBEAT_S``, default 1)."""
-    return number(HEARTBEAT_S, 1.0, 0.01, 3600.0)
-
-
-def plugins() -> str:
-    """The raw ``$MORL_PLUGINS`` list (parsed by :mod:`morl_core.jobs.plugins`)."""
-    return text(PLUGINS)
-
-
-def ray_address() -> str:
-    """The Ray dashboard address (``$RAY_ADDRESS``); empty when no cluster is set."""
-    return text(RAY_ADDRESS)
-
-
-def ray_python() -> str:
-    """The interpreter on the Ray nodes (``$MORL_RAY_PYTHON``, default this one)."""
-    return text(RAY_PYTHON, sys.executable)
+# --- one reader per variable: the meaning, default and bounds are in the table above ---
+threads = partial(integer, THREADS, 1, 1, MAX_THREADS)
+executor = partial(text, EXECUTOR, "local")
+max_workers = partial(integer, MAX_WORKERS, 1, 1, MAX_THREADS)
+max_retries = partial(integer, MAX_RETRIES, 3, 0, 1000)
+heartbeat_timeout = partial(number, HEARTBEAT_TIMEOUT, 30.0, 0.1, 86400.0)
+heartbeat_s = partial(number, HEARTBEAT_S, 1.0, 0.01, 3600.0)
+plugins = partial(text, PLUGINS)  # parsed by morl_core.jobs.plugins
+ray_address = partial(text, RAY_ADDRESS)
+ray_python = partial(text, RAY_PYTHON, sys.executable)
+ui_imported_objectives = partial(listed, UI_IMPORTED_OBJECTIVES, ";")  # None: use the default
+ui_threads = partial(integer, UI_THREADS, 1, 1, MAX_THREADS)
+ui_replicas = partial(integer, UI_REPLICAS, 1, 1, 64)
 
 
 def hub_offline() -> bool:
@@ -197,23 +172,6 @@ def hub_offline() -> bool:
     return text(HF_OFFLINE).lower() in TRUE_WORDS
 
 
-# Variables a worker on another machine (a Ray node) needs from the submitting process.
-WORKER_ENV = (
-    "PYTHONPATH",
-    PLUGINS,
-    HEARTBEAT_S,
-    "HF_HOME",
-    HF_OFFLINE,
-    "TRANSFORMERS_OFFLINE",
-)
-
-
-def worker_env() -> dict[str, str]:
-    """The :data:`WORKER_ENV` variables that are set here."""
-    return {name: os.environ[name] for name in WORKER_ENV if os.environ.get(name)}
-
-
-# --- the web UI ---
 def ui_models() -> tuple[str, ...]:
     """Models the web UI offers for training (``$MORL_UI_MODELS``, default embedded)."""
     return tuple(listed(UI_MODELS) or ()) or ("embedded",)
@@ -224,22 +182,10 @@ def ui_allows_imports() -> bool:
     return text(UI_ALLOW_IMPORT) == "1"
 
 
-def ui_imported_objectives() -> list[str] | None:
-    """``$MORL_UI_IMPORTED_OBJECTIVES`` split on ``;``; ``None`` when unset (use the default)."""
-    return listed(UI_IMPORTED_OBJECTIVES, ";")
+# Variables a worker on another machine (a Ray node) needs from the submitting process.
+WORKER_ENV = ("PYTHONPATH", PLUGINS, HEARTBEAT_S, "HF_HOME", HF_OFFLINE, "TRANSFORMERS_OFFLINE")
 
 
-def ui_threads() -> int:
-    """Torch threads of the UI process (``$MORL_UI_THREADS``, default 1)."""
-    return integer(UI_THREADS, 1, 1, MAX_THREADS)
-
-
-def ui_replicas() -> int:
-    """Copies of each model the UI keeps (``$MORL_UI_REPLICAS``, default 1)."""
-    return integer(UI_REPLICAS, 1, 1, 64)
-
-
-def allowed_imports(default: tuple[str, ...]) -> tuple[str, ...]:
-    """Module prefixes objectives may be imported from (``$MORL_ALLOWED_IMPORTS``)."""
-    found = listed(ALLOWED_IMPORTS)
-    return default if found is None else tuple(found)
+def worker_env() -> dict[str, str]:
+    """The :data:`WORKER_ENV` variables that are set here."""
+    return {name: os.environ[name] for name in WORKER_ENV if os.environ.get(name)}
