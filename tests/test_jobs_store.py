@@ -155,15 +155,25 @@ def test_worker_cuts_a_torn_tail_and_continues_without_duplicates(tmp_path):
 
 def test_worker_fails_the_run_on_a_full_disk(tmp_path, monkeypatch):
     store, run_id, run_dir = _queued(tmp_path)
+    metrics, real_append = run_dir / "metrics.jsonl", runfolder.append_jsonl
 
-    def full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device", str(run_dir / "metrics.jsonl"))
+    def fills_up_at_step_3(path, records):  # RecordWriter's one JSONL writer
+        records = list(records)
+        if path == metrics and records[0]["step"] == 3:
+            with open(path, "ab") as handle:  # the disk took half a line, then ran out
+                handle.write(json.dumps(records[0]).encode()[:10])
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_append(path, records)
 
-    monkeypatch.setattr(runfolder, "append_jsonl", full)
+    monkeypatch.setattr(runfolder, "append_jsonl", fills_up_at_step_3)
     assert worker.Worker(run_dir, attempt=1, heartbeat_s=0.1).run() == worker.EXIT_FAILED
     status = store.status(run_id)
     assert status.state == RunState.FAILED and "disk full" in status.message
-    assert store.result(run_id)["status"] == "failed"
+    result = store.result(run_id)
+    assert result["status"] == "failed" and result["steps_done"] == 2
+    records, _ = store.metrics(run_id)  # the torn half line is not read as a record
+    assert [r["step"] for r in records] == [1, 2]
+    assert runfolder.RecordWriter(run_dir).repaired["metrics.jsonl"] == 10  # a resume cuts it
 
 
 def test_worker_reports_a_method_error_and_a_bad_config(tmp_path):
