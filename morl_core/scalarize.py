@@ -3,8 +3,8 @@
 Convention: **maximisation**. Rewards are an (N, K) matrix, larger is better on every column,
 and every scalarisation returns an (N,) vector in which larger is better too, so the trainer can
 feed it to RL as the reward. Rewards must be on comparable scales first: either a fixed
-[low, high] -> [0, 1] map (:func:`normalize_fixed`, for scorers with known ranges) or running
-statistics (:class:`RunningMeanStd`, for unbounded scorers).
+[low, high] -> [0, 1] map (for scorers with known ranges, see
+:mod:`morl_core.objectives.normalize`) or running statistics (:class:`RunningMeanStd`).
 
 Kinds (``w`` on the simplex, see :mod:`morl_core.weights`):
 
@@ -200,31 +200,6 @@ def _fill_missing(values: np.ndarray, group_size: int | None) -> np.ndarray:
 
 
 # --- normalisation ---------------------------------------------------------------------------
-
-
-def normalize_fixed(
-    rewards: ArrayLike, low: ArrayLike, high: ArrayLike, clip: bool = True
-) -> np.ndarray:
-    """Map each objective from a known range [low_i, high_i] to [0, 1] (maximisation kept).
-
-    Args:
-        rewards: Shape (N, K).
-        low: Worst value of each objective, shape (K,).
-        high: Best value of each objective, shape (K,), with ``high > low``. An objective whose
-            raw score is better when smaller should be negated by its scorer, so that
-            maximisation holds everywhere; a reversed range is rejected.
-        clip: Clip the result to [0, 1] (scores outside the stated range saturate).
-
-    Returns:
-        ``(rewards - low) / (high - low)``, shape (N, K).
-    """
-    r = as_matrix(rewards, "rewards", min_k=1)  # (N, K)
-    lo = as_vector(low, "low", k=r.shape[1])  # (K,)
-    hi = as_vector(high, "high", k=r.shape[1])  # (K,)
-    if not (hi > lo).all():
-        raise ValueError(f"high: expected high > low on every objective, got {lo=} {hi=}")
-    out = (r - lo) / (hi - lo)
-    return np.clip(out, 0.0, 1.0) if clip else out
 
 
 class RunningMeanStd:

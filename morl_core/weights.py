@@ -4,7 +4,7 @@ A preference over ``k`` objectives is a weight vector ``w`` with ``w_i >= 0`` an
 ``sum_i w_i = 1``; under the project's **maximisation** convention, a larger ``w_i`` asks for more
 of objective ``i``. This module makes such vectors: a uniform lattice (for evaluating a method
 across the whole front), Dirichlet samples (for expected utility and preference-conditioned
-training), the ``k`` extremes (single-objective corners), and the conversion of a k-slider UI
+training), and the conversion of a k-slider UI
 state into a valid vector. :func:`check_weights` is the one validator the numeric core uses.
 
 No function here touches global random state: sampling takes an explicit ``np.random.Generator``.
@@ -137,13 +137,6 @@ def dirichlet(k: int, n: int, rng: np.random.Generator, alpha: float | ArrayLike
         raise ValueError(f"alpha: expected positive concentration, got {conc.tolist()}")
     samples = rng.dirichlet(conc, size=int(n))  # (n, k)
     return samples / samples.sum(axis=1, keepdims=True)
-
-
-def extremes(k: int) -> np.ndarray:
-    """The k corner preferences (all weight on one objective): the identity, shape (k, k)."""
-    if int(k) != k or k < 1:
-        raise ValueError(f"k: expected an integer >= 1, got {k!r}")
-    return np.eye(int(k))
 
 
 def sliders_to_weights(

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from morl_core.scalarize import RunningMeanStd, normalize_fixed, scalarize
+from morl_core.scalarize import RunningMeanStd, scalarize
 from morl_core.weights import simplex_lattice
 
 # --- hand cases ------------------------------------------------------------------------------
@@ -118,20 +118,6 @@ def test_bad_input(rewards, weights, kind, options, message):
 
 
 # --- normalisation ---------------------------------------------------------------------------
-
-
-def test_normalize_fixed():
-    rewards = [[0.0, -1.0], [5.0, 1.0], [12.0, 0.0]]
-    np.testing.assert_allclose(
-        normalize_fixed(rewards, low=[0, -1], high=[10, 1]), [[0, 0], [0.5, 1], [1, 0.5]]
-    )
-    np.testing.assert_allclose(
-        normalize_fixed(rewards, low=[0, -1], high=[10, 1], clip=False)[2], [1.2, 0.5]
-    )
-    with pytest.raises(ValueError, match="high > low"):
-        normalize_fixed(rewards, low=[0, 1], high=[10, -1])
-    with pytest.raises(ValueError, match=r"low: expected shape \(2,\)"):
-        normalize_fixed(rewards, low=[0], high=[10, 1])
 
 
 @settings(max_examples=60, deadline=None)

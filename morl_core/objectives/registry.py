@@ -128,17 +128,7 @@ OBJECTIVES: dict[str, Objective] = {}
 
 
 def register(objective: Objective) -> Objective:
-    """Adds an objective to ``OBJECTIVES``.
-
-    Args:
-        objective: The objective to add (validated when it was built).
-
-    Returns:
-        The same objective, so that ``register`` can be used inline.
-
-    Raises:
-        ValueError: If the name is taken or the argument is not an ``Objective``.
-    """
+    """Adds an objective to ``OBJECTIVES`` and returns it; a taken name raises ``ValueError``."""
     if not isinstance(objective, Objective):
         raise ValueError(f"register() takes an Objective, got {type(objective).__name__}")
     if objective.name in OBJECTIVES:
@@ -313,9 +303,6 @@ def resolve(name: str, allow_import: bool = True) -> Objective:
             operator has switched imports on; then only the allow-list's modules
             (``$MORL_ALLOWED_IMPORTS``, default ``trl.rewards``) may be.
 
-    Returns:
-        The objective.
-
     Raises:
         ValueError: For an unknown name (the message lists the available ones), a spec whose
             module is not allowed, or a spec that cannot be imported.
@@ -333,18 +320,8 @@ def resolve(name: str, allow_import: bool = True) -> Objective:
 
 
 def as_text(item: Any, field: str = "completions") -> str:
-    """Returns the text of a prompt or completion in TRL's plain or conversational format.
-
-    Args:
-        item: A string, or a list of ``{"role": ..., "content": ...}`` messages (the text of the
-            last message is used).
-        field: Name of the argument the item came from, for the error message.
-
-    Returns:
-        The text.
-
-    Raises:
-        ValueError: If the item is neither.
+    """The text of a prompt or completion: a string, or the last of TRL's ``{"role", "content"}``
+    messages; anything else raises ``ValueError`` naming ``field``.
 
     Example:
         >>> as_text([{"role": "assistant", "content": "Hello."}])
@@ -402,11 +379,7 @@ class LazyResource(Generic[T]):
         return self._loaded
 
     def get(self, progress: ProgressCallback | None = None) -> T:
-        """Returns the value, building it on the first call.
-
-        Args:
-            progress: Optional ``progress(message, fraction_done)`` called during the load.
-        """
+        """The value, built on the first call (reporting to ``progress(message, fraction)``)."""
         if self._loaded:
             return self._value  # type: ignore[return-value]
         with self._lock:
