@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from morl_core import settings
 from morl_core.app import benchmark, figures, fronts, learn, report, runs, serving
 from morl_core.config import ConfigError
 
@@ -125,7 +126,7 @@ def test_submit_run_names_every_bad_field(monkeypatch):
         def submit(self, config):  # pragma: no cover - must not be reached
             raise AssertionError("submitted a bad config")
 
-    monkeypatch.setenv(serving.MODELS_ENV, "embedded")
+    monkeypatch.setenv(settings.UI_MODELS, "embedded")
     values = {"method": "soups", "objectives": ["sentiment", "os.path:join"], "steps": 0,
               "model": "gpt2", "options": "{not json"}  # fmt: skip
     with pytest.raises(ConfigError) as info:
@@ -141,9 +142,7 @@ def test_submit_run_hands_a_valid_config_to_the_executor():
             seen["config"] = config
             return "20260101-000000-00000000"
 
-    run_id = runs.submit_run(
-        {"method": "dynaopt", "steps": 3, "options": '{"gamma": 0.3}'}, Recorder()
-    )
+    run_id = runs.submit_run({"method": "dynaopt", "steps": 3, "options.gamma": 0.3}, Recorder())
     assert run_id.startswith("2026") and seen["config"].options == {"gamma": 0.3}
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from morl_core import cli
+from morl_core import cli, settings
 from morl_core.policy import load_policy, registry
 from morl_core.policy.registry import MODELS, ModelSpec, register
 from morl_core.rl.losses import token_logprobs
@@ -24,7 +24,7 @@ CHATML = (
 def cache(tmp_path, monkeypatch):
     """A private model cache, so no test reads or writes the user's."""
     folder = tmp_path / "cache"
-    monkeypatch.setenv(registry.CACHE_DIR_ENV, str(folder))
+    monkeypatch.setenv(settings.CACHE_DIR, str(folder))
     return folder
 
 

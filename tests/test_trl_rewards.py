@@ -17,6 +17,7 @@ import pytest
 
 trl_rewards = pytest.importorskip("trl.rewards")
 
+from morl_core import settings  # noqa: E402
 from morl_core.cli import main as morl_main  # noqa: E402
 from morl_core.config import ConfigError, RunConfig  # noqa: E402
 from morl_core.objectives import (  # noqa: E402
@@ -477,8 +478,8 @@ def test_the_train_form_offers_trl_rewards_behind_the_allow_list(monkeypatch):
             return "run-1"
 
     monkeypatch.delenv("MORL_ALLOWED_IMPORTS", raising=False)
-    monkeypatch.delenv(serving.IMPORTS_ENV, raising=False)
-    monkeypatch.delenv(serving.UI_IMPORTED_ENV, raising=False)
+    monkeypatch.delenv(settings.UI_ALLOW_IMPORT, raising=False)
+    monkeypatch.delenv(settings.UI_IMPORTED_OBJECTIVES, raising=False)
     assert REPEAT in serving.ui_objectives() and "sentiment" in serving.ui_objectives()
     recorder = Recorder()
     runs.submit_run({"objectives": [REPEAT, "sentiment"]}, executor=recorder)

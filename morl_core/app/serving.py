@@ -42,10 +42,6 @@ KEPT_RUN_FILES = frozenset(
     {"config.json", "artifact.json", "metrics.jsonl", "front.jsonl", "front.json", "adapters"}
 )
 DEMO_FIRST = ("soups-sentiment-brevity",)
-MODELS_ENV = "MORL_UI_MODELS"  # comma-separated models the web UI may train on
-IMPORTS_ENV = "MORL_UI_ALLOW_IMPORT"  # "1": the operator lets the UI import dotted objectives
-THREADS_ENV = "MORL_UI_THREADS"
-REPLICAS_ENV = "MORL_UI_REPLICAS"
 # The evaluation protocol's decoding (morl_core.evaluation), also the Steer default.
 STEER_DECODING = {"max_new_tokens": 24, "temperature": 1.0, "top_p": 0.9}
 
@@ -95,7 +91,6 @@ def ui_replicas(device: str = "cpu") -> int:
 
 # TRL's own reward functions offered in the Train form when trl is installed (allow-listed by
 # default); an operator lists others, or none, in $MORL_UI_IMPORTED_OBJECTIVES (";"-separated).
-UI_IMPORTED_ENV = "MORL_UI_IMPORTED_OBJECTIVES"
 DEFAULT_UI_IMPORTED = (
     "trl.rewards:think_format_reward",
     "trl.rewards:get_repetition_penalty_reward(ngram_size=3,max_penalty=-1.0)",

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from morl_core import settings
 
-DATA_DIR_ENV = settings.DATA_DIR
 RUN_ID_PATTERN = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{8}$")
 RUNS = "runs"
 INDEX = "index.sqlite"

@@ -26,9 +26,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from morl_core.settings import ALLOWED_IMPORTS, allowed_imports
+from morl_core.settings import allowed_imports
 
-ALLOWED_IMPORTS_ENV = ALLOWED_IMPORTS
 DEFAULT_ALLOWED_IMPORTS = ("trl.rewards",)
 MAX_SPEC_CHARS = 400
 MAX_ARGUMENTS = 16

@@ -37,7 +37,6 @@ from morl_core import settings
 
 ASSETS = settings.assets_dir()
 EMBEDDED = "embedded"
-CACHE_DIR_ENV = settings.CACHE_DIR
 SOURCES = ("embedded", "wheel")
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
 # written last into a converted folder: a folder without it is not a finished conversion
