@@ -204,9 +204,6 @@ def parallel_coordinates_figure(
         objective_names: k names, the axis labels.
         methods: One method name, one per point, or None; lines take the method's colour.
         title: Figure title; the method -> colour key is appended to it (parcoords has no legend).
-
-    Returns:
-        A figure with one ``Parcoords`` trace.
     """
     pts = as_matrix(points, "points", min_k=2, allow_nan_rows=True)  # (n, k)
     names = _names(objective_names, pts.shape[1])
@@ -256,9 +253,6 @@ def correlation_heatmap_figure(
         upper: Optional upper confidence bounds, shape (K, K), shown on hover.
         title: Figure title.
         colorbar_title: Colour bar label.
-
-    Returns:
-        A figure with one ``Heatmap`` trace.
     """
     z = as_matrix(matrix, "matrix", min_k=1, allow_nan_rows=True)
     k = z.shape[1]

@@ -59,9 +59,6 @@ def hierarchical_grid_search(
         high: Upper bound of every coordinate, > low.
         decimals: Points are rounded to this many decimals to recognise repeats.
 
-    Returns:
-        A :class:`SearchResult`.
-
     Raises:
         ValueError: On a bad ``dim``, ``rounds`` or box, or when ``f`` returns the wrong shape
             or non-finite values.

@@ -19,11 +19,8 @@ A run folder that cannot be trusted is marked ``broken`` in the index (see
 :meth:`RunStore.inspect`) and skipped, so one bad folder never stalls the runs queued behind it.
 Reconciling never overwrites a final ``result.json`` that a worker wrote for its attempt.
 
-Nothing needs to reconcile for a local queue to move (a finishing worker starts the next run),
-but a worker that dies is only noticed by the next reconcile. :func:`supervise`
-(``morl supervise``) reconciles every ``interval`` seconds (default
-``SUPERVISE_INTERVAL`` = 5 s): a dead local worker is then noticed within ``interval`` seconds
-and its run resumed; a hung one (alive, no heartbeat) within ``heartbeat_timeout + interval``.
+A worker that dies is only noticed by the next reconcile; :func:`supervise` (``morl supervise``)
+reconciles on a timer so that nobody has to call the CLI or open the app.
 """
 
 from __future__ import annotations
@@ -67,9 +64,8 @@ class Executor:
     Args:
         data_dir: data directory (see :class:`RunStore`); ignored when ``store`` is given.
         store: an open :class:`RunStore` to share.
-        max_retries: resumes of a lost run before it fails (default ``$MORL_MAX_RETRIES`` or 3).
-        heartbeat_timeout: seconds without a heartbeat after which a running worker counts as
-            lost (default ``$MORL_HEARTBEAT_TIMEOUT`` or 30).
+        max_retries: resumes of a lost run before it fails (default :func:`settings.max_retries`).
+        heartbeat_timeout: seconds of silence before a running worker is lost (default: settings).
         cancel_grace: seconds a worker gets to stop after a cancel request before it is killed.
     """
 
@@ -388,12 +384,8 @@ def _pid_is_worker(pid: int, run_id: str) -> bool:
 class LocalExecutor(Executor):
     """Workers as subprocesses of this machine (``python -m morl_core.jobs.worker``).
 
-    Args:
-        data_dir: data directory.
-        max_workers: training workers at once (default ``$MORL_MAX_WORKERS`` or 1: on a 2-core
-            machine a second trainer only slows both down and stalls the UI).
-        python: interpreter for workers (default: this one).
-        **kwargs: see :class:`Executor`.
+    ``max_workers`` defaults to ``$MORL_MAX_WORKERS`` or 1: on a 2-core machine a second
+    trainer only slows both down and stalls the UI. ``python`` is the workers' interpreter.
     """
 
     name = "local"
@@ -479,11 +471,7 @@ class RayExecutor(Executor):
     run with ``device='cuda'`` asks Ray for one GPU; others ask for ``config.threads`` CPUs.
     Ray queues jobs by resources, so there is no worker limit here.
 
-    Args:
-        data_dir: data directory (shared storage, same path on every node).
-        address: Ray dashboard address (default ``$RAY_ADDRESS``).
-        python: interpreter on the cluster nodes (default ``$MORL_RAY_PYTHON`` or this one).
-        **kwargs: see :class:`Executor`.
+    ``address`` defaults to ``$RAY_ADDRESS``, ``python`` (on the nodes) to ``$MORL_RAY_PYTHON``.
     """
 
     name = "ray"
@@ -583,11 +571,10 @@ def supervise(
     log=None,
     **kwargs: Any,
 ) -> int:
-    """Reconcile the store every ``interval`` seconds until ``stop`` is set (or Ctrl-C).
+    """Reconcile the store every ``interval`` seconds until ``stop`` is set (or Ctrl-C); returns 0.
 
     Dead local workers are noticed within ``interval`` seconds and their runs resumed, hung
-    ones within ``heartbeat_timeout + interval``, and queued runs start without anyone
-    calling the CLI or opening the app. Ray runs are supervised too when ``RAY_ADDRESS`` is set.
+    ones within ``heartbeat_timeout + interval``. Ray runs too when ``RAY_ADDRESS`` is set.
 
     Args:
         data_dir: the data directory.
@@ -596,9 +583,6 @@ def supervise(
         iterations: stop after this many rounds (tests); None runs until stopped.
         log: a ``print``-like function for one line per problem (default: stderr).
         **kwargs: passed to each executor (``heartbeat_timeout``, ``max_retries``, ...).
-
-    Returns:
-        0 once stopped.
 
     Raises:
         ValueError: ``interval`` is out of bounds.

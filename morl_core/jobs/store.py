@@ -1,16 +1,7 @@
 """The run store: one folder per run (the truth) and an SQLite index of runs (for listing).
 
-Layout under the data directory (see :mod:`morl_core.jobs.paths`)::
-
-    DATA/index.sqlite            WAL mode; rebuildable from the folders at any time
-    DATA/runs/<run id>/
-        config.json              the validated RunConfig (input)
-        status.json              RunStatus, replaced atomically (see records.update_status)
-        metrics.jsonl            one record per step, append-only
-        front.jsonl              front snapshots, append-only
-        checkpoints/             safetensors, temp file + rename (see checkpoint.py)
-        result.json              final record: status, schema version, versions, git hash
-        worker.log               the worker's stdout/stderr
+Layout under the data directory: ``DATA/index.sqlite`` (WAL mode; rebuildable from the folders
+at any time) and ``DATA/runs/<run id>/``, whose files :mod:`morl_core.runfolder` describes.
 
 Workers only write their run folder, never the index, so the folder protocol also works on a
 shared file system for remote (Ray) workers. The index is written by executors (through one
@@ -494,9 +485,8 @@ class RunStore:
     def metrics(self, run_id: str, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
         """Metric records from byte ``offset`` on, and the next offset (for incremental polling).
 
-        Records are flat: ``step, total_steps, samples, stage, time, attempt`` plus one key per
-        metric (``records.metric_values`` strips the bookkeeping keys). Steps are unique and
-        increasing, also across resumed attempts.
+        Records are :mod:`morl_core.runfolder`'s; steps are unique and increasing, also across
+        resumed attempts.
         """
         return self._read(read_jsonl, self.run_dir(run_id) / METRICS, offset)
 

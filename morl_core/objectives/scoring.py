@@ -143,9 +143,6 @@ def prepare(
         allow_import: Whether dotted paths may be imported (the web UI passes its operator's
             setting, off by default there).
 
-    Returns:
-        The resolved objectives, in the order given.
-
     Raises:
         ValueError: For unknown or unimportable objectives (see ``resolve``).
     """

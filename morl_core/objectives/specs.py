@@ -83,9 +83,6 @@ def parse_spec(text: str) -> ObjectiveSpec:
     Args:
         text: The spec.
 
-    Returns:
-        The parsed spec.
-
     Raises:
         ValueError: Naming the spec and what is wrong: a malformed path, a setting that is not
             a literal, a repeated setting name, too many or too long settings, or a range that

@@ -172,9 +172,6 @@ def summary(
         true_front: Known true front, shape (t, k), or None to skip IGD and IGD+.
         nan_policy: ``"raise"`` or ``"omit"`` (drop NaN rows, e.g. failed evaluations).
 
-    Returns:
-        A :class:`FrontSummary`.
-
     Raises:
         ValueError: On invalid input to any of the indicators.
     """

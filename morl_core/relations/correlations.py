@@ -142,9 +142,6 @@ def bootstrap_correlations(
         n_boot: Number of resamples, >= 10.
         confidence: Interval level in (0, 1).
 
-    Returns:
-        A :class:`CorrelationResult`.
-
     Raises:
         ValueError: On bad rewards (see :func:`correlation_matrix`), a missing rng,
             ``n_boot < 10`` or a confidence outside (0, 1).
