@@ -247,7 +247,8 @@ def _executor(data_dir: str):
 def form_widget(field, errors: dict[str, str]):
     """The widget for one :class:`morl_core.app.runs.FormField`; its error shows under it.
 
-    Numbers have no min/max here on purpose: the config validates them and names the field.
+    Numbers get min/max only where declared (``low``/``high``: a method option's range); the
+    config validates every value and names the field.
     """
     key = f"form:{field.name}"
     if field.kind == "multichoice":
@@ -257,13 +258,11 @@ def form_widget(field, errors: dict[str, str]):
     elif field.kind == "choice":
         index = field.choices.index(field.default) if field.default in field.choices else 0
         value = st.selectbox(field.label, field.choices, index=index, help=field.help, key=key)
-    elif field.kind == "int":
+    elif field.kind in ("int", "float"):
+        number, fmt = (int, None) if field.kind == "int" else (float, "%g")
+        default = number(field.default)
         value = st.number_input(
-            field.label, value=int(field.default), step=1, help=field.help, key=key
-        )
-    elif field.kind == "float":
-        value = st.number_input(
-            field.label, value=float(field.default), format="%g", help=field.help, key=key
+            field.label, field.low, field.high, default, format=fmt, help=field.help, key=key
         )
     else:
         value = st.text_input(field.label, value=str(field.default), help=field.help, key=key)

@@ -12,7 +12,6 @@ from pages._widgets import (
     PLOTLY_CONFIG,
     executor,
     export_figure,
-    field_errors,
     form_widget,
     use_router,
 )
@@ -40,13 +39,14 @@ def unreadable(run_id: str, reason: str) -> None:
     st.caption("The job system skips it and keeps running the others; `morl runs` lists it too.")
 
 
+with form_col:  # the method outside the form: its option widgets follow the choice at once
+    values = {"method": form_widget(runs.form_fields(["method"])[0], errors)}
 with form_col, st.form("train-form"):
-    values = {f.name: form_widget(f, errors) for f in runs.form_fields()}
+    main = [*runs.form_fields(runs.MAIN_FIELDS[1:]), *runs.option_fields(values["method"])]
+    values |= {f.name: form_widget(f, errors) for f in main}
     advanced_errors = {k: v for k, v in errors.items() if k.split(".")[0] in runs.ADVANCED_FIELDS}
     with st.expander("Advanced settings", expanded=bool(advanced_errors)):
         values |= {f.name: form_widget(f, errors) for f in runs.form_fields(runs.ADVANCED_FIELDS)}
-        values["options"] = st.text_input("options (JSON)", "{}", help="method-specific options")
-        field_errors(errors, "options")
     for name, message in advanced_errors.items():  # visible even with the expander closed
         st.error(f"Advanced settings · **{name}**: {message}", icon=":material/error:")
     if st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:"):

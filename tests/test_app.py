@@ -124,6 +124,52 @@ def test_train_bad_input_shows_field_errors():
     assert "Traceback" not in shown
 
 
+def test_train_form_shows_the_chosen_methods_declared_options(data_dir, tmp_path):
+    from morl_core.config import METHOD_OPTIONS
+
+    def options_shown(at: AppTest) -> dict:
+        widgets = [*at.number_input, *at.selectbox, *at.text_input]
+        prefix = "form:options."
+        return {w.key[len(prefix) :]: w.value for w in widgets if (w.key or "").startswith(prefix)}
+
+    at = page("pages/train.py")
+    assert options_shown(at) == {}  # morlhf declares none
+    at.selectbox(key="form:method").set_value("emorl").run()
+    no_exceptions(at)
+    assert options_shown(at) == {name: o.default for name, o in METHOD_OPTIONS["emorl"].items()}
+    rounds = at.number_input(key="form:options.search_rounds")
+    assert (rounds.min, rounds.max) == (1, 20)
+    assert at.selectbox(key="form:options.mix_at").options == ["final", "pre_norm"]
+    at.text_input(key="form:options.experts_from").set_value(str(tmp_path / "no-such-run"))
+    at.button[0].click().run()
+    no_exceptions(at)
+    messages = [e.value for e in at.error]
+    assert any("**options.experts_from**" in m and "no-such-run" in m for m in messages)
+    assert not (data_dir / "runs").exists() or not list((data_dir / "runs").iterdir())
+
+
+def test_train_form_options_reach_the_runs_config(data_dir):
+    from morl_core.config import METHOD_OPTIONS
+
+    at = page("pages/train.py")
+    at.selectbox(key="form:method").set_value("emorl").run()
+    at.number_input(key="form:options.search_rounds").set_value(3)
+    at.selectbox(key="form:options.mix_at").set_value("pre_norm")
+    at.button[0].click().run()
+    no_exceptions(at)
+    run_id = at.query_params["run"]
+    run_id = run_id[0] if isinstance(run_id, list) else run_id
+    from morl_core import jobs
+
+    executor = jobs.get_executor(data_dir=data_dir)
+    executor.cancel(run_id)
+    config = json.loads((data_dir / "runs" / run_id / "config.json").read_text())
+    defaults = {name: o.default for name, o in METHOD_OPTIONS["emorl"].items()}
+    assert config["method"] == "emorl" and defaults["mix_at"] == "final"
+    assert config["options"] == {**defaults, "search_rounds": 3, "mix_at": "pre_norm"}
+    wait_done(executor, run_id)
+
+
 def test_train_submit_puts_run_in_url_and_cancel_ends_it(data_dir):
     at = page("pages/train.py")
     at.number_input(key="form:steps").set_value(2)

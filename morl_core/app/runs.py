@@ -5,6 +5,7 @@ incrementally from its folder for the live view.
 
 from __future__ import annotations
 
+import shutil
 import time
 import typing
 from collections.abc import Mapping, Sequence
@@ -14,8 +15,20 @@ from typing import Any
 
 import numpy as np
 
-from morl_core import runfolder
-from morl_core.app.serving import allowed_models, ui_allows_imports, ui_objectives
+from morl_core import config as cfg
+from morl_core import jobs, runfolder
+from morl_core.app.serving import (
+    allowed_models,
+    app_data_dir,
+    ui_allows_imports,
+    ui_objectives,
+    user_message,
+)
+from morl_core.config import METHOD_OPTIONS, RunConfig, field_help
+from morl_core.evaluation import snapshot_hypervolume
+from morl_core.jobs.paths import check_run_id
+from morl_core.methods import METHODS
+from morl_core.objectives.specs import allowed_prefixes, import_allowed, looks_like_spec, parse_spec
 
 # --- the Train page --------------------------------------------------------------------------
 
@@ -49,6 +62,8 @@ class FormField:
         kind: ``choice``, ``multichoice``, ``int``, ``float`` or ``text``.
         default: Default value.
         choices: Allowed values for the choice kinds.
+        low: The smallest number the widget takes (a method option's declared range), or None.
+        high: The largest, or None.
     """
 
     name: str
@@ -57,14 +72,12 @@ class FormField:
     kind: str
     default: Any
     choices: tuple[Any, ...] = ()
+    low: float | None = None
+    high: float | None = None
 
 
 def form_fields(names: Sequence[str] = MAIN_FIELDS) -> list[FormField]:
     """Form widgets for ``names``, derived from ``RunConfig`` (type, default, help, choices)."""
-    from morl_core import config as cfg
-    from morl_core.config import RunConfig, field_help
-    from morl_core.methods import METHODS
-
     helps = field_help()
     hints = typing.get_type_hints(RunConfig)
     defaults = RunConfig()
@@ -107,29 +120,17 @@ def form_fields(names: Sequence[str] = MAIN_FIELDS) -> list[FormField]:
     return out
 
 
-def parse_options(text: str | Mapping[str, Any] | None) -> dict[str, Any]:
-    """Method options from the form's JSON text (``{}`` when blank).
-
-    Raises:
-        ConfigError: ``options`` is not a JSON object.
-    """
-    import json
-
-    from morl_core.config import ConfigError
-
-    if text is None or isinstance(text, Mapping):
-        return dict(text or {})
-    if not text.strip():
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise ConfigError(
-            {"options": f'must be a JSON object like {{"gamma": 0.2}} ({exc})'}
-        ) from None
-    if not isinstance(value, dict):
-        raise ConfigError({"options": f"must be a JSON object, got {type(value).__name__}"})
-    return value
+def option_fields(method: str) -> list[FormField]:
+    """One widget per option ``method`` declares (:data:`morl_core.config.METHOD_OPTIONS`), named
+    ``options.NAME`` as the config's errors are: a bounded number, a choice, or text (paths)."""
+    out = []
+    for name, option in METHOD_OPTIONS.get(method, {}).items():
+        kind = "choice" if option.choices else {int: "int", float: "float"}.get(option.kind, "text")
+        low, high = map(option.kind, option.bounds()) if kind in ("int", "float") else (None, None)
+        label, text = name.replace("_", " "), f"{option.help}; {option.allowed()}"
+        extra = {"choices": option.choices, "low": low, "high": high}
+        out.append(FormField(f"options.{name}", label, text, kind, option.default, **extra))
+    return out
 
 
 def submit_run(values: Mapping[str, Any], executor=None) -> str:
@@ -140,32 +141,21 @@ def submit_run(values: Mapping[str, Any], executor=None) -> str:
     happens in a worker process started by the executor, never in the UI process.
 
     Args:
-        values: Field name -> value (``options`` may be JSON text).
+        values: Field name -> value; ``options.NAME`` keys (the option widgets) make ``options``.
         executor: A :class:`morl_core.jobs.Executor`; default the configured one.
 
     Raises:
         ConfigError: every bad field by name (nothing is submitted).
     """
-    from morl_core import jobs
-    from morl_core.config import ConfigError, RunConfig
-
-    data = dict(values)
+    data = {k: v for k, v in values.items() if not k.startswith("options.")}
+    typed = {k.removeprefix("options."): v for k, v in values.items() if k.startswith("options.")}
+    if typed:  # the form's option widgets
+        data["options"] = typed
     errors: dict[str, str] = {}
-    try:
-        data["options"] = parse_options(data.get("options"))
-    except ConfigError as exc:
-        errors.update(exc.errors)
-        data["options"] = {}
     if data.get("model", "embedded") not in allowed_models():
         errors["model"] = f"not on this server's list; allowed: {', '.join(allowed_models())}"
         data["model"] = "embedded"
     if not ui_allows_imports():
-        from morl_core.objectives.specs import (
-            allowed_prefixes,
-            import_allowed,
-            looks_like_spec,
-            parse_spec,
-        )
 
         def refused(name: object) -> bool:  # a spec of a module off this server's allow-list
             if not looks_like_spec(name) or name in ui_objectives():
@@ -234,8 +224,6 @@ class RunHistory:
 
     def hypervolume_curve(self) -> tuple[np.ndarray, np.ndarray]:
         """(samples, HV) per front snapshot, with the task's fixed reference point."""
-        from morl_core.evaluation import snapshot_hypervolume
-
         xs, hv = [], []
         for snap in self.fronts:
             pts = np.asarray(snap["points"], dtype=float)
@@ -270,9 +258,6 @@ LOG_TAIL_CHARS = 6000  # what the log viewer shows (the end of worker.log)
 
 
 def _owner_file(run_id: str) -> Path:
-    from morl_core.app.serving import app_data_dir
-    from morl_core.jobs.paths import check_run_id
-
     check_run_id(run_id)
     return app_data_dir() / "owners" / run_id
 
@@ -304,8 +289,6 @@ def delete_run(executor, run_id: str) -> None:
     Raises:
         ValueError: the run is still queued or running (cancel it first).
     """
-    import shutil
-
     status = executor.status(run_id)
     if not status.done:
         raise ValueError(f"run {run_id} is {status.state}: cancel it before deleting it")
@@ -316,9 +299,6 @@ def delete_run(executor, run_id: str) -> None:
 
 def log_tail(executor, run_id: str, chars: int = LOG_TAIL_CHARS) -> str:
     """The end of the run's worker log with server paths shortened (for the log viewer)."""
-
-    from morl_core.app.serving import user_message
-
     text, _ = executor.logs(run_id, 0)
     text = text[-max(200, min(int(chars), 100_000)) :]
     return "\n".join(user_message(line) if line.strip() else line for line in text.splitlines())
