@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from morl_core import settings
 from morl_core.app.points import (  # noqa: F401  (pages reach them as fronts.*)
     Degeneration,
     Pick,
@@ -32,7 +33,6 @@ from morl_core.app.serving import (
     app_data_dir,
     noop,
     slug,
-    ui_threads,
 )
 from morl_core.runfolder import write_json_atomic
 
@@ -125,7 +125,7 @@ def _evaluate_front(info: ArtifactInfo, method: str, progress: Progress) -> dict
     from morl_core.evaluation import evaluate_run
     from morl_core.policy import set_threads
 
-    set_threads(ui_threads())
+    set_threads(settings.ui_threads())
     progress("generating and scoring held-out prompts at each preference", 0.3)
     data = evaluate_run(info.run_dir, method=method)
     _write_cache(cache, data)
@@ -160,7 +160,7 @@ def base_front(info: ArtifactInfo, progress: Progress | None = None) -> dict[str
         (progress or noop)("evaluating the base model once (cached afterwards)", 0.2)
         from morl_core.policy import set_threads
 
-        set_threads(ui_threads())
+        set_threads(settings.ui_threads())
         data = evaluate_base(
             config.objectives, config.model, config.prompt_set, config.n_preferences
         )

@@ -11,13 +11,13 @@ from typing import Any
 
 import numpy as np
 
+from morl_core import settings
 from morl_core.app.serving import (
     STEER_DECODING,
     Progress,
     SharedSteerable,
     noop,
     score_texts,
-    ui_threads,
 )
 from morl_core.evaluation import preference_grid
 from morl_core.prompts import load_prompts
@@ -160,7 +160,7 @@ def gradient_conflict_study(
 
     progress = progress or noop
     names = list(objective_names)
-    set_threads(ui_threads())
+    set_threads(settings.ui_threads())
     torch.manual_seed(seed)
     policy = attach_lora(load_policy("embedded", device="cpu"), r=8, alpha=32)
     params = [p for n, p in policy.model.named_parameters() if p.requires_grad]

@@ -74,21 +74,6 @@ def ui_allows_imports() -> bool:
     return settings.ui_allows_imports()
 
 
-def ui_threads() -> int:
-    """Torch threads of the UI process (``$MORL_UI_THREADS``, default 1)."""
-    return settings.ui_threads()
-
-
-def ui_replicas(device: str = "cpu") -> int:
-    """Copies of each model the UI keeps: ``$MORL_UI_REPLICAS`` (default 1).
-
-    More copies let generations run in parallel, one torch thread each; it pays on a server
-    with spare cores (measured on a busy 2-core machine: 4.8 -> 5.1 generations/s with 2 copies
-    of the embedded model, the Python decode loop holding the GIL), not on a GPU.
-    """
-    return settings.ui_replicas()
-
-
 # TRL's own reward functions offered in the Train form when trl is installed (allow-listed by
 # default); an operator lists others, or none, in $MORL_UI_IMPORTED_OBJECTIVES (";"-separated).
 DEFAULT_UI_IMPORTED = (
@@ -346,7 +331,7 @@ class ModelPool:
         self, device: str = "auto", threads: int | None = None, replicas: int | None = None
     ):
         self.device = device
-        self.threads = threads or ui_threads()
+        self.threads = threads or settings.ui_threads()
         self.replicas = replicas
         self._models: dict[tuple, SharedSteerable] = {}
         self._failures: dict[tuple, str] = {}  # a method that cannot serve a run stays failed
@@ -386,10 +371,13 @@ class ModelPool:
 
     def _load(self, run_dir: Path | None, method: str, progress: Progress) -> SharedSteerable:
         progress("importing torch and transformers (first time only)", 0.05)
-        from morl_core.policy import load_policy, resolve_device, set_threads
+        from morl_core.policy import load_policy, set_threads
 
         set_threads(self.threads)
-        count = self.replicas or ui_replicas(resolve_device(self.device))
+        # More copies let generations run in parallel, one torch thread each; it pays on a server
+        # with spare cores (a busy 2-core machine: 4.8 -> 5.1 generations/s with 2 copies of the
+        # embedded model, the decode loop holding the GIL), not on a GPU.
+        count = self.replicas or settings.ui_replicas()
         loaded: list[Any] = []
         for i in range(count):
             progress(f"loading the model and its adapters (copy {i + 1} of {count})",
