@@ -31,7 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from morl_core import settings
+from morl_core.config import ConfigError, RunConfig
+from morl_core.jobs.executors import LocalExecutor, store_of_run_folder
 from morl_core.jobs.paths import RunIdError, check_run_id
+from morl_core.jobs.plugins import load_plugins
 from morl_core.jobs.records import (
     RunState,
     git_hash,
@@ -39,6 +42,7 @@ from morl_core.jobs.records import (
     read_status,
     update_status,
 )
+from morl_core.objectives import ObjectiveError
 from morl_core.runfolder import (
     CANCEL,
     CONFIG,
@@ -53,7 +57,6 @@ from morl_core.runfolder import (
     write_json_atomic,
 )
 
-HEARTBEAT_ENV = settings.HEARTBEAT_S
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SUPERSEDED = 0, 1, 2, 3
 _OWNED = frozenset({RunState.RUNNING, RunState.CANCEL_REQUESTED})
 
@@ -136,13 +139,9 @@ class Worker:
         _log(f"worker pid {os.getpid()} attempt {self.attempt} running {self.run_dir.name}")
         if (self.run_dir / CANCEL).exists():
             return self.finish(RunState.CANCELLED, "cancelled before it started")
-        from morl_core.config import ConfigError, RunConfig
-        from morl_core.methods.common import train_run
-        from morl_core.objectives import ObjectiveError
+        from morl_core.methods.common import train_run  # torch: only a running worker needs it
 
         try:
-            from morl_core.jobs.executors import store_of_run_folder
-
             # paths are checked against the allow-list of the store that holds this run
             config = RunConfig.from_dict(
                 read_json(self.run_dir / CONFIG) or {}, data_dir=store_of_run_folder(self.run_dir)
@@ -152,9 +151,7 @@ class Worker:
             return self.finish(RunState.FAILED, str(exc))
         self.config = config
         self.total_steps = config.steps
-        self.records = RecordWriter(
-            self.run_dir, self.attempt
-        )  # cuts a killed attempt's torn tails
+        self.records = RecordWriter(self.run_dir, self.attempt)  # cuts killed attempts' torn tails
         for name, removed in self.records.repaired.items():
             if removed:
                 _log(f"removed a torn last line ({removed} bytes) from {name}")
@@ -360,8 +357,6 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, threads))
     worker = Worker(run_dir, args.attempt)
     try:
-        from morl_core.jobs.plugins import load_plugins
-
         load_plugins()
     except Exception as exc:  # noqa: BLE001 -- a broken plugin fails the run, with the reason
         traceback.print_exc()
@@ -377,8 +372,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _start_next(run_dir: Path) -> None:
     """Local runs chain: a finishing worker starts the next queued run (no daemon needed)."""
-    from morl_core.jobs.executors import LocalExecutor, store_of_run_folder
-
     with contextlib.suppress(Exception):
         status = read_status(run_dir) or {}
         data_dir = store_of_run_folder(run_dir)
