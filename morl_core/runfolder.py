@@ -207,25 +207,17 @@ def repair_torn_tail(path: Path) -> int:
     """Cut a torn last line (a crash mid-append) off ``path``; returns the bytes removed."""
     try:
         with _open(path, "r+b") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            if size == 0:
-                return 0
-            handle.seek(max(0, size - 1))
-            if handle.read(1) == b"\n":
-                return 0
-            # Walk back to the last newline in blocks (files can be large).
-            pos = size
-            keep = 0
-            while pos > 0:
-                start = max(0, pos - 65536)
+            size = keep = handle.seek(0, os.SEEK_END)
+            while keep > 0:  # walk back to the last newline in blocks (files can be large)
+                start = max(0, keep - 65536)
                 handle.seek(start)
-                block = handle.read(pos - start)
-                found = block.rfind(b"\n")
+                found = handle.read(keep - start).rfind(b"\n")
                 if found >= 0:
                     keep = start + found + 1
                     break
-                pos = start
-            handle.truncate(keep)
+                keep = start
+            if keep < size:
+                handle.truncate(keep)
             return size - keep
     except FileNotFoundError:
         return 0
@@ -453,25 +445,21 @@ def save_checkpoint(
     return final
 
 
-def load_checkpoint(run_dir: Path, step: int, device: str = "cpu") -> Checkpoint:
-    """Load the checkpoint of ``step`` (``FileNotFoundError`` when there is none)."""
-    from safetensors import safe_open
-
-    with safe_open(str(_checkpoint_path(run_dir, step)), framework="pt", device=device) as handle:
-        meta = handle.metadata() or {}
-        tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
-    return Checkpoint(step, tensors, json.loads(meta.get(_STATE_KEY, "{}")))
-
-
 def load_latest_checkpoint(run_dir: Path, device: str = "cpu") -> Checkpoint | None:
     """The newest readable checkpoint as ``(step, tensors, state)``, or ``None`` when none exists.
 
     An unreadable newest file (which temp-then-rename should make impossible) is skipped in
     favour of the one before it.
     """
+    from safetensors import safe_open
+
     for step in reversed(list_checkpoints(run_dir)):
         try:
-            return load_checkpoint(run_dir, step, device)
+            with safe_open(str(_checkpoint_path(run_dir, step)), "pt", device=device) as handle:
+                tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+                return Checkpoint(
+                    step, tensors, json.loads((handle.metadata() or {}).get(_STATE_KEY, "{}"))
+                )
         except Exception:  # noqa: BLE001 (safetensors raises its own error type)
             continue
     return None
