@@ -37,7 +37,7 @@ from morl_core.policy import (
 from morl_core.prompts import load_prompt_columns, load_prompts
 from morl_core.rl.trainer import RLTrainer
 from morl_core.runfolder import ARTIFACT, RecordWriter, adapter_dir, read_artifact, read_config
-from morl_core.weights import dirichlet
+from morl_core.weights import check_weights, dirichlet
 
 SAMPLED_SEED = 500  # a sampled stage's trainer seed offset, apart from the adapter stages' indices
 PREFERENCE_STREAM = 8  # keeps the sampled preferences' generator apart from the trainers' seeds
@@ -317,8 +317,6 @@ class AdapterPolicy:
         raise NotImplementedError
 
     def generate(self, prompts, weights, **gen: Any) -> list[str]:
-        from morl_core.weights import check_weights
-
         w = check_weights(weights, k=len(self.objectives))
         self.policy.model.set_adapter(self.choose(w))
         return self.policy.generate(list(prompts), **gen)
