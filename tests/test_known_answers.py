@@ -197,13 +197,7 @@ def reference_rates(method, steerable, weights, prompts, base):
         return sampled_rates(steerable, weights, prompts)
 
 
-# RiC is slow-marked: its supervised phase on relabelled samples learns the tags (exact
-# first-token rates 0.999 warm at w = (1, 0), 0.924 cold at (0, 1), from 0.12 / 0.06 tagged),
-# but the 20 RL steps after it collapse the cold end to warm again (1.0, 0.0): not yet fixed.
-@pytest.mark.parametrize(
-    "method",
-    [*AGGREGATIONS, "morlhf", "panacea", pytest.param("ric", marks=pytest.mark.slow)],
-)
+@pytest.mark.parametrize("method", [*AGGREGATIONS, "morlhf", "panacea", "ric"])
 def test_each_extreme_preference_moves_its_objective_the_right_way(
     method, trained_methods, prompts, base
 ):

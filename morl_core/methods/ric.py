@@ -37,35 +37,36 @@ with r_min = 0 and r_max = 1, for K objectives::
 (the objectives the user weights at least evenly are asked for at their maximum; the others are
 relaxed in proportion to their weight).
 
-**Training.** Two phases, both on the run's training prompts:
+**Training** (RL-free, as in the paper): ``steps`` supervised steps on a growing pool of
+samples, each labelled with the rewards it achieved. Every step draws one batch
+(``batch_prompts x k_samples``), scores it, adds it to the pool and takes one AdamW step of
+token-level cross-entropy on (tags + prompt -> completion):
 
-1. *Offline: supervised fine-tuning on relabelled samples* (the paper's offline stage). The base
-   model (adapter off, no tags) samples ``batch_prompts x k_samples`` completions for each of
-   ``ceil(steps / 2)`` batches; each is scored, its normalised rewards are rescaled to the pool's
-   range per objective (so 1.0 is the best the base model reached, as the paper's r_max) and
-   written, rounded, as its prompt's tags. Multi-objective rejection sampling keeps the samples
-   above the pool's 0.7-quantile on at least one objective (the paper's MORS): the kept set is
-   the region near the front that inference asks for, and without the many samples that are
-   poor on everything the loss is about *which* objective a sample serves, i.e. about the tags.
-   The adapter then takes ``ceil(steps / 2)`` AdamW steps of token-level cross-entropy on
-   (tags + prompt -> completion), minibatches of ``batch_prompts x k_samples`` kept samples.
-2. *Online: RL with the tags in the prompt* (replaces the paper's online rejection-sampling
-   rounds). ``steps`` RL steps over preferences sampled per batch (w ~ Dirichlet(1), the run's
-   seed), with target(w) in the prompt and the w-scalarised reward:
+1. *Offline* (the first ``ceil(steps / 2)`` steps): the batch comes from the base model
+   (adapter off, no tags), as the paper's offline dataset.
+2. *Online* (the rest): the batch comes from the policy itself, prompted with target(w) for a
+   w ~ Dirichlet(1) (the run's preference generator); target(w) always has an objective at its
+   maximum, so these prompts ask for points along the front (the paper's online rounds).
 
-    J(theta) = E_w E_{y ~ pi_theta(. | [target(w); x])} [ f_w(r(x, y)) ] - beta KL(pi_theta || pi_ref)
+Relabelling: each sample's normalised rewards are rescaled to the pool's range per objective (so
+1.0 is the best the pool reached, the paper's r_max), rounded, and written as its tags.
+Selection (the paper's multi-objective rejection sampling): only samples above the pool's
+0.7-quantile on at least one objective are trained on; as online samples raise the quantiles,
+the kept set moves towards the front. Minibatches are balanced: each objective's kept samples
+(those it labels highest) fill an equal share, so the loss is about *which* tags a completion
+serves. Inference uses the same map, so the served policy sees the tags it was trained on; the
+scorers see the plain prompt (the tags are added at tokenisation). One model, one pass per token.
 
-Inference uses the same map, so the served policy sees exactly the tags it was trained on. The
-scorers see the plain prompt (the tags are added at tokenisation), so ``relevance`` is not
-disturbed by them. One model, one pass per token.
-
-The supervised phase is not reported as steps (the callback sees the ``steps`` RL steps); its
-size is in the artifact (``sft``). A run resumed from any checkpoint skips it: the checkpointed
-adapter already contains it.
+Every sample drawn is training cost: ``samples`` after step t is t x batch. The checkpoint holds
+the pool with the adapter, AdamW and the generators, so a resumed run equals an uninterrupted
+one. Metrics: rewards of the step's new batch; ``kl`` (k3) of the policy against the base model
+on the step's training minibatch (tagged prompts).
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,29 +77,29 @@ import torch
 from morl_core import objectives as objective_registry
 from morl_core import runfolder
 from morl_core.config import RunConfig
-from morl_core.methods.base import TrainCallback
+from morl_core.methods.base import StepInfo, TrainCallback, no_callback
 from morl_core.methods.common import (
-    Stage,
     adapter_dir,
     load_adapters,
     open_policy,
+    preference_rng,
     read_artifact,
     save_adapter_atomic,
     snapshot,
-    train_stages,
     write_artifact,
 )
 from morl_core.policy import Policy, attach_lora
 from morl_core.prompts import load_prompt_columns, load_prompts
-from morl_core.rl.losses import token_logprobs
-from morl_core.weights import check_weights
+from morl_core.rl.losses import kl_report, token_logprobs
+from morl_core.weights import check_weights, dirichlet
 
 ADAPTER = "ric"
 # Tag formats: "relaxed" names only the objectives asked for below their maximum (this
 # version); "all" names every objective (runs saved before it, whose artifact has no "tags").
 TAG_STYLES = ("relaxed", "all")
 MORS_QUANTILE = 0.7  # rejection sampling keeps samples above this pool quantile somewhere
-SFT_SEED = 700  # offset of the supervised phase's private generators from seed * 1000
+SFT_SEED = 700  # offset of the trainer's private generators from seed * 1000
+CHECKPOINT_FORMAT = "ric-supervised-rounds"  # older checkpoints (RL steps) cannot be continued
 
 
 def targets(weights: np.ndarray) -> np.ndarray:
@@ -182,7 +183,7 @@ class RewardsInContext:
         return self.policy.generate(list(prompts), **gen)
 
 
-# --- the offline phase: supervised fine-tuning on samples labelled with their rewards ---------
+# --- training: supervised steps on a growing pool of samples labelled with their rewards ----
 
 
 def relabel(norm: np.ndarray) -> np.ndarray:
@@ -197,142 +198,273 @@ def relabel(norm: np.ndarray) -> np.ndarray:
 
 
 def rejection_keep(norm: np.ndarray, quantile: float = MORS_QUANTILE) -> np.ndarray:
-    """Multi-objective rejection sampling: samples (N,) above the pool's ``quantile`` on at
-    least one objective; every sample when none is (a pool without spread)."""
+    """Multi-objective rejection sampling: samples (N,) at or above the pool's ``quantile`` on
+    at least one objective, and strictly above the pool's worst there (a reward most samples
+    share at its bottom, such as a 0/1 score, keeps only its 1s; once most reach the top, the
+    top is still kept); every sample when none is (a pool without spread)."""
     filled = np.nan_to_num(norm, nan=-np.inf)
-    keep = (filled > np.nanquantile(norm, quantile, axis=0)).any(axis=1)
+    above = (filled >= np.nanquantile(norm, quantile, axis=0)) & (filled > np.nanmin(norm, axis=0))
+    keep = above.any(axis=1)
     return keep if keep.any() else np.ones(len(norm), dtype=bool)
 
 
-def sft_steps(config: RunConfig) -> int:
-    """Batches sampled for, and AdamW steps of, the supervised phase."""
-    return max(1, config.steps)
+def offline_steps(config: RunConfig) -> int:
+    """Steps whose batch the base model samples; the remaining ones sample the policy."""
+    return (config.steps + 1) // 2
 
 
-def supervised_phase(policy: PrefixedPolicy, config: RunConfig) -> dict[str, int]:
-    """Fine-tune the active adapter on base-model samples tagged with the rewards they got.
+class SupervisedRounds:
+    """RiC's trainer: one batch drawn, scored and pooled, and one supervised step, per step.
 
-    Returns the phase's size (pool samples, kept samples, steps) for the artifact.
+    Trains the policy's active adapter; the base model (adapter off) samples the offline batches
+    and is the reference of the reported KL.
     """
-    objectives = tuple(config.objectives)
-    prompts = load_prompts(config.prompt_set, "train")
-    columns = load_prompt_columns(config.prompt_set, "train")
-    steps = sft_steps(config)
-    rng = np.random.default_rng(config.seed * 1000 + SFT_SEED)
-    generator = torch.Generator(device=policy.device)
-    generator.manual_seed(config.seed * 1000 + SFT_SEED)
-    policy.prefix = ""
-    samples: list[tuple[str, list[int]]] = []  # (prompt, completion ids incl. its EOS)
-    raw_rows = []
-    for _ in range(steps):
-        replace = len(prompts) < config.batch_prompts
-        batch = list(rng.choice(prompts, size=config.batch_prompts, replace=replace))
-        with policy.model.disable_adapter():
+
+    def __init__(self, policy: PrefixedPolicy, config: RunConfig):
+        self.policy = policy
+        self.config = config
+        self.objectives = tuple(config.objectives)
+        self.prompts = load_prompts(config.prompt_set, "train")
+        self.columns = load_prompt_columns(config.prompt_set, "train")
+        self.named_params = [(n, p) for n, p in policy.model.named_parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            [p for _, p in self.named_params], lr=config.lr, weight_decay=0.0
+        )
+        seed = config.seed * 1000 + SFT_SEED
+        self.rng = np.random.default_rng(seed)  # prompts and minibatches
+        self.generator = torch.Generator(device=policy.device)  # sampling
+        self.generator.manual_seed(seed)
+        self.preferences = preference_rng(config)  # the online steps' targets
+        self.normalizer = objective_registry.RewardNormalizer(config.normalization, self.objectives)
+        self.offline = offline_steps(config)
+        # the pool: prompt index, completion ids (with their EOS) and normalised rewards
+        self.pool_prompt: list[int] = []
+        self.pool_ids: list[list[int]] = []
+        self.pool_norm = np.zeros((0, len(self.objectives)))
+        self.steps_done = 0
+
+    def step(self) -> dict[str, float]:
+        """Draw a batch (base model offline, tagged policy online), pool it, train one step."""
+        cfg, policy = self.config, self.policy
+        t0 = time.perf_counter()
+        online = self.steps_done >= self.offline
+        replace = len(self.prompts) < cfg.batch_prompts
+        chosen_prompts = self.rng.choice(len(self.prompts), size=cfg.batch_prompts, replace=replace)
+        batch = [self.prompts[i] for i in chosen_prompts]
+        metrics: dict[str, float] = {}
+        if online:
+            weights = dirichlet(len(self.objectives), 1, self.preferences)[0]  # (K,)
+            policy.prefix = prefix(self.objectives, weights)
+            context = contextlib.nullcontext()
+            for name, w in zip(self.objectives, weights, strict=True):
+                metrics[f"weight/{name}"] = float(w)
+        else:
+            policy.prefix = ""
+            context = policy.model.disable_adapter()
+        with context:
             rollout = policy.rollout(
                 batch,
-                n=config.k_samples,
-                max_new_tokens=config.max_new_tokens,
-                temperature=config.temperature,
-                top_p=config.top_p,
-                generator=generator,
+                n=cfg.k_samples,
+                max_new_tokens=cfg.max_new_tokens,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                generator=self.generator,
             )
         texts = policy.decode(rollout.completion_ids, rollout.completion_mask)
         ids = [
             row[: int(m.sum())]
             for row, m in zip(rollout.completion_ids.tolist(), rollout.completion_mask, strict=True)
         ]
-        repeated = [p for p in batch for _ in range(config.k_samples)]
-        raw_rows.append(
-            objective_registry.score(
-                objectives,
-                repeated,
-                texts,
-                completion_ids=ids,
-                prompt_columns=columns,
-                trainer_state=objective_registry.TrainerState(0, config.steps),
-            )
+        t1 = time.perf_counter()
+        repeated = [p for p in batch for _ in range(cfg.k_samples)]
+        raw = objective_registry.score(
+            self.objectives,
+            repeated,
+            texts,
+            completion_ids=ids,
+            prompt_columns=self.columns,
+            trainer_state=objective_registry.TrainerState(self.steps_done, cfg.steps),
+        )  # (B, K), NaN = not applicable
+        norm = self.normalizer(raw)
+        self.pool_prompt.extend(int(i) for i in chosen_prompts for _ in range(cfg.k_samples))
+        self.pool_ids.extend(ids)
+        self.pool_norm = np.concatenate([self.pool_norm, norm])
+        t2 = time.perf_counter()
+        metrics.update(self.supervised_step())
+        self.steps_done += 1
+        raw_means = objective_registry.mean_applicable_columns(raw)
+        norm_means = objective_registry.mean_applicable_columns(norm)
+        for i, name in enumerate(self.objectives):
+            metrics[f"reward/{name}"] = float(raw_means[i])  # of this step's new batch
+            metrics[f"reward_norm/{name}"] = float(norm_means[i])
+        metrics.update(self.normalizer.metrics())
+        metrics.update(
+            {
+                "online": float(online),
+                "pool": float(len(self.pool_ids)),
+                "length": float(np.mean([len(c) for c in ids])),
+                "time/generate": t1 - t0,
+                "time/score": t2 - t1,
+                "time/update": time.perf_counter() - t2,
+            }
         )
-        samples.extend(zip(repeated, ids, strict=True))
-    norm = objective_registry.RewardNormalizer(config.normalization, objectives)(
-        np.concatenate(raw_rows)
-    )
-    labels = relabel(norm)
-    kept = np.flatnonzero(rejection_keep(norm) & np.array([len(c) > 0 for _, c in samples]))
-    if len(kept) == 0:
-        return {"pool": len(samples), "kept": 0, "steps": 0}
+        return metrics
 
-    params = [p for p in policy.model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
-    model = policy.model
-    model.eval()  # no dropout, as in the RL step
-    size = config.batch_prompts * config.k_samples
-    # Balanced minibatches: each objective's kept samples (those it ranks highest) fill an equal
-    # share, so no objective's samples dominate the loss and the tags must tell them apart.
-    serves = np.nanargmax(np.nan_to_num(labels[kept], nan=-1.0), axis=1)
-    groups = [kept[serves == j] for j in range(len(objectives)) if (serves == j).any()]
-    for _ in range(steps):
+    def supervised_step(self) -> dict[str, float]:
+        """One AdamW step of cross-entropy on a balanced minibatch of the kept, relabelled pool."""
+        labels = relabel(self.pool_norm)
+        nonempty = np.array([len(c) > 0 for c in self.pool_ids])
+        kept = np.flatnonzero(rejection_keep(self.pool_norm) & nonempty)
+        if len(kept) == 0:  # nothing but empty completions so far: nothing to imitate
+            return {"kept": 0.0, "skipped": 1.0, "loss/sft": 0.0, "kl": 0.0, "kl_per_token": 0.0}
+        size = self.config.batch_prompts * self.config.k_samples
+        serves = np.nanargmax(np.nan_to_num(labels[kept], nan=-1.0), axis=1)
+        groups = [kept[serves == j] for j in range(len(self.objectives)) if (serves == j).any()]
         share = [size // len(groups) + (j < size % len(groups)) for j in range(len(groups))]
         chosen = np.concatenate(
-            [rng.choice(g, size=n, replace=len(g) < n) for g, n in zip(groups, share, strict=True)]
+            [
+                self.rng.choice(g, size=n, replace=len(g) < n)
+                for g, n in zip(groups, share, strict=True)
+            ]
         )
-        ids, mask, n_tok = supervised_batch(policy, objectives, samples, labels, chosen)
+        ids, mask, n_tok = self.supervised_batch(labels, chosen)
+        model = self.policy.model
+        model.eval()  # no dropout: the same policy is sampled and trained
         logp, _ = token_logprobs(model, ids, mask, n_tok)
         completion = mask[:, -n_tok:].to(logp.dtype)
         loss = -(logp * completion).sum() / completion.sum().clamp(min=1)
-        optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-        optimizer.step()
-    return {"pool": len(samples), "kept": len(kept), "steps": steps}
+        params = [p for _, p in self.named_params]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+        self.optimizer.step()
+        with torch.no_grad(), model.disable_adapter():
+            ref_logp, _ = token_logprobs(model, ids, mask, n_tok)
+        kl_seq, kl_tok = kl_report(logp, ref_logp, completion)
+        return {
+            "kept": float(len(kept)),
+            "loss/sft": float(loss.detach()),
+            "grad_norm": float(grad_norm),
+            "kl": kl_seq,
+            "kl_per_token": kl_tok,
+        }
+
+    def supervised_batch(self, labels: np.ndarray, chosen: np.ndarray):
+        """(tags + prompt, left-padded) + (completion, right-padded): ids, mask (B, L) and the
+        completion width, in the layout :func:`token_logprobs` reads."""
+        policy = self.policy
+        prompt_rows, completions = [], []
+        for i in chosen:
+            completion = self.pool_ids[i]
+            tags = tag_text(self.objectives, labels[i])
+            ids, _ = policy.encode([self.prompts[self.pool_prompt[i]]], len(completion), tags)
+            prompt_rows.append(ids[0].tolist())  # one row: no padding
+            completions.append(completion)
+        width, n_tok = max(map(len, prompt_rows)), max(map(len, completions))
+        ids = torch.full((len(chosen), width + n_tok), policy.pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for r, (row, completion) in enumerate(zip(prompt_rows, completions, strict=True)):
+            ids[r, width - len(row) : width] = torch.tensor(row)
+            ids[r, width : width + len(completion)] = torch.tensor(completion)
+            mask[r, width - len(row) : width + len(completion)] = 1
+        return ids.to(policy.device), mask.to(policy.device), n_tok
+
+    # --- checkpoint state (safetensors tensors + JSON) ---
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Adapter, AdamW moments, generator states and the pool: enough to continue exactly."""
+        tensors = {f"param/{n}": p.detach().cpu().contiguous() for n, p in self.named_params}
+        adam_steps = {}
+        for i, (_, p) in enumerate(self.named_params):
+            st = self.optimizer.state.get(p)
+            if st:
+                tensors[f"adam/{i}/exp_avg"] = st["exp_avg"].detach().cpu().contiguous()
+                tensors[f"adam/{i}/exp_avg_sq"] = st["exp_avg_sq"].detach().cpu().contiguous()
+                adam_steps[str(i)] = float(st["step"])
+        tensors["rng/torch"] = self.generator.get_state().cpu()
+        width = max([1, *map(len, self.pool_ids)])
+        pool = torch.full((len(self.pool_ids), width), -1, dtype=torch.long)
+        for r, completion in enumerate(self.pool_ids):
+            pool[r, : len(completion)] = torch.tensor(completion, dtype=torch.long)
+        tensors["pool/ids"] = pool
+        tensors["pool/prompt"] = torch.tensor(self.pool_prompt, dtype=torch.long)
+        tensors["pool/norm"] = torch.from_numpy(np.ascontiguousarray(self.pool_norm))
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "adam_steps": adam_steps,
+            "numpy_rng": self.rng.bit_generator.state,
+            "preference_rng": self.preferences.bit_generator.state,
+            "normalizer": self.normalizer.state(),
+            "steps_done": self.steps_done,
+        }
+        return tensors, state
+
+    def load_state(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(
+                "checkpoint: written by an older RiC (supervised phase, then RL steps) that this "
+                "version cannot continue; start the run again in a new run folder"
+            )
+        with torch.no_grad():
+            for n, p in self.named_params:
+                p.copy_(tensors[f"param/{n}"].to(p.device, p.dtype))
+        for i, (_, p) in enumerate(self.named_params):
+            if str(i) in state["adam_steps"]:
+                self.optimizer.state[p] = {
+                    "step": torch.tensor(state["adam_steps"][str(i)]),
+                    "exp_avg": tensors[f"adam/{i}/exp_avg"].to(p.device),
+                    "exp_avg_sq": tensors[f"adam/{i}/exp_avg_sq"].to(p.device),
+                }
+        self.generator.set_state(tensors["rng/torch"].to(torch.uint8))
+        self.rng.bit_generator.state = state["numpy_rng"]
+        self.preferences.bit_generator.state = state["preference_rng"]
+        self.normalizer.load(state["normalizer"])
+        self.steps_done = int(state["steps_done"])
+        self.pool_ids = [[t for t in row if t >= 0] for row in tensors["pool/ids"].tolist()]
+        self.pool_prompt = tensors["pool/prompt"].tolist()
+        self.pool_norm = tensors["pool/norm"].numpy().astype(float)
 
 
-def supervised_batch(policy, objectives, samples, labels, chosen):
-    """(tags + prompt, left-padded) + (completion, right-padded): ids, mask (B, L) and the
-    completion width, in the layout :func:`token_logprobs` reads."""
-    prompt_rows, completions = [], []
-    for i in chosen:
-        prompt, completion = samples[i]
-        ids, _ = policy.encode([prompt], len(completion), prefix=tag_text(objectives, labels[i]))
-        prompt_rows.append(ids[0].tolist())  # one row: no padding
-        completions.append(completion)
-    width, n_tok = max(map(len, prompt_rows)), max(map(len, completions))
-    ids = torch.full((len(chosen), width + n_tok), policy.pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for r, (row, completion) in enumerate(zip(prompt_rows, completions, strict=True)):
-        ids[r, width - len(row) : width] = torch.tensor(row)
-        ids[r, width : width + len(completion)] = torch.tensor(completion)
-        mask[r, width - len(row) : width + len(completion)] = 1
-    return ids.to(policy.device), mask.to(policy.device), n_tok
-
-
-def train(config: RunConfig, run_dir: Path, callback: TrainCallback) -> None:
+def train(config: RunConfig, run_dir: Path, callback: TrainCallback = no_callback) -> None:
     policy = prefixed(open_policy(config))
     with torch.random.fork_rng(devices=[]):  # LoRA A is drawn from torch's global RNG
         torch.manual_seed(config.seed * 1000 + 500)
         attach_lora(policy, r=config.lora_r, alpha=config.lora_alpha, adapter_name=ADAPTER)
     steerable = RewardsInContext(policy, config.objectives)
-    sft = {"pool": sft_steps(config) * config.batch_prompts * config.k_samples}
-    if runfolder.load_latest_checkpoint(run_dir) is None:
-        # a resumed run's checkpoint holds the adapter after this phase (and after RL steps)
-        sft = supervised_phase(policy, config)
-
-    def condition(weights: np.ndarray) -> None:
-        policy.prefix = prefix(config.objectives, weights)
-
-    stage = Stage("ric policy", config.steps, condition=condition, adapter=False)
-    front_fn = lambda index, done: snapshot(steerable, config)  # noqa: E731
-    if train_stages(config, run_dir, callback, policy, [stage], front_fn):
-        k = len(config.objectives)
-        save_adapter_atomic(policy, adapter_dir(run_dir, ADAPTER), ADAPTER)
-        write_artifact(
-            run_dir,
-            config,
-            {ADAPTER: None},
-            map="target_i = 1 if w_i >= 1/K else K * w_i (rounded to 0.1)",
-            tags="relaxed",
-            example_prefix=prefix(config.objectives, np.full(k, 1 / k)),
-            sft={"pool": sft["pool"], "steps": sft_steps(config), "quantile": MORS_QUANTILE},
-        )
+    trainer = SupervisedRounds(policy, config)
+    found = runfolder.load_latest_checkpoint(run_dir)
+    if found is not None:
+        trainer.load_state(found.tensors, found.state)
+    batch = config.batch_prompts * config.k_samples
+    while trainer.steps_done < config.steps:
+        metrics = trainer.step()
+        step = trainer.steps_done
+        done = step == config.steps
+        front = None
+        if done or (config.eval_every and step % config.eval_every == 0):
+            front = snapshot(steerable, config)
+        stage = "ric online" if step > trainer.offline else "ric offline"
+        # every sample drawn (the offline pool and the online batches) is training cost
+        keep_going = callback(StepInfo(step, config.steps, step * batch, metrics, stage, front))
+        if done or step % config.checkpoint_every == 0 or not keep_going:
+            runfolder.save_checkpoint(Path(run_dir), step, *trainer.state())
+        if not keep_going:
+            return
+    k = len(config.objectives)
+    save_adapter_atomic(policy, adapter_dir(run_dir, ADAPTER), ADAPTER)
+    write_artifact(
+        run_dir,
+        config,
+        {ADAPTER: None},
+        map="target_i = 1 if w_i >= 1/K else K * w_i (rounded to 0.1)",
+        tags="relaxed",
+        example_prefix=prefix(config.objectives, np.full(k, 1 / k)),
+        training={
+            "offline_steps": trainer.offline,
+            "online_steps": config.steps - trainer.offline,
+            "samples": config.steps * batch,
+            "quantile": MORS_QUANTILE,
+        },
+    )
 
 
 def load(run_dir: Path, device: str = "auto") -> RewardsInContext:
