@@ -241,11 +241,11 @@ def test_shared_steerable_caches_and_locks():
             return [f"{weights[0]:.2f}" for _ in prompts]
 
     shared = serving.SharedSteerable(Fake(), "fake", None, cache_size=2)
-    assert shared.generate(["p"], [0.5, 0.5], seed=0) == (["0.50"], False)
-    assert shared.generate(["p"], [0.5, 0.5], seed=0) == (["0.50"], True)
-    shared.generate(["p"], [0.1, 0.9], seed=0)
-    shared.generate(["p"], [0.2, 0.8], seed=0)
-    assert shared.generate(["p"], [0.5, 0.5], seed=0)[1] is False  # evicted (LRU of 2)
+    assert shared.generate_cached(["p"], [0.5, 0.5], seed=0) == (["0.50"], False)
+    assert shared.generate_cached(["p"], [0.5, 0.5], seed=0) == (["0.50"], True)
+    shared.generate_cached(["p"], [0.1, 0.9], seed=0)
+    shared.generate_cached(["p"], [0.2, 0.8], seed=0)
+    assert shared.generate_cached(["p"], [0.5, 0.5], seed=0)[1] is False  # evicted (LRU of 2)
     assert len(calls) == 4
     result = serving.steer(shared, "p", np.array([0.25, 0.75]), samples=2)
     assert [g.text for g in result.generations] == ["0.25", "0.25"]
@@ -271,7 +271,7 @@ def test_shared_replicas_serve_concurrent_sessions():
 
     shared = serving.SharedSteerable(Slow(), "slow", None, replicas=[Slow()])
     threads = [
-        threading.Thread(target=shared.generate, args=(["p"], [w, 1 - w]))
+        threading.Thread(target=shared.generate_cached, args=(["p"], [w, 1 - w]))
         for w in (0.1, 0.2, 0.3, 0.4)
     ]
     for t in threads:

@@ -50,7 +50,7 @@ def write_replies(
     texts = []
     for i, w in enumerate(prefs):
         progress(f"writing reply {i + 1} of {len(prefs)}", i / len(prefs))
-        out, _ = shared.generate([prompt], w.tolist(), seed=seed, **STEER_DECODING)
+        out, _ = shared.generate_cached([prompt], w.tolist(), seed=seed, **STEER_DECODING)
         texts.append(out[0])
     scores = np.asarray(score_texts(shared.objectives, [prompt] * len(texts), texts), dtype=float)
     progress("replies ready", 1.0)

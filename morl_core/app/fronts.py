@@ -447,7 +447,7 @@ def inspect_point(
     from morl_core.app.serving import STEER_DECODING, Generation, example_prompts, score_texts
 
     prompts = example_prompts(n_prompts)
-    texts, _ = shared.generate(prompts, list(weights), seed=seed, **STEER_DECODING)
+    texts, _ = shared.generate_cached(prompts, list(weights), seed=seed, **STEER_DECODING)
     scores = score_texts(shared.objectives, prompts, texts)
     gens = [
         Generation(p, t, {n: float(v) for n, v in zip(shared.objectives, row, strict=True)})

@@ -64,7 +64,7 @@ def relation_samples(
     for s in range(samples):
         progress(f"generating sample {s + 1} of {samples} for {len(prompts)} prompts", s / samples)
         w = prefs[s % len(prefs)].tolist()
-        out, _ = shared.generate(prompts, w, seed=seed + s, **STEER_DECODING)
+        out, _ = shared.generate_cached(prompts, w, seed=seed + s, **STEER_DECODING)
         texts += out
         asked += prompts
     progress("scoring every objective", 0.9)

@@ -289,8 +289,9 @@ class SharedSteerable:
         finally:
             self._free.put(steerable)
 
-    def generate(self, prompts: Sequence[str], weights: Sequence[float], **gen: Any):
-        """``(completions, from_cache)`` for ``prompts`` at preference ``weights``."""
+    def generate_cached(self, prompts: Sequence[str], weights: Sequence[float], **gen: Any):
+        """``(completions, from_cache)`` for ``prompts`` at preference ``weights`` (named apart
+        from the steerables' ``generate``, which returns the completions alone)."""
         key = (
             tuple(prompts),
             tuple(round(float(w), 4) for w in weights),
@@ -461,7 +462,7 @@ def steer(
     w = check_weights(weights, k=len(shared.objectives))
     gen = {**STEER_DECODING, **decoding, "seed": int(seed)}
     start = time.perf_counter()
-    texts, cached = shared.generate([prompt] * int(samples), w.tolist(), **gen)
+    texts, cached = shared.generate_cached([prompt] * int(samples), w.tolist(), **gen)
     scores = score_texts(shared.objectives, [prompt] * len(texts), texts)  # (N, K)
     generations = [
         Generation(prompt, text, {n: float(v) for n, v in zip(shared.objectives, row, strict=True)})
