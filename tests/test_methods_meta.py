@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 from morl_core import objectives as objective_registry
+from morl_core import runfolder
 from morl_core.config import RunConfig
 from morl_core.methods import StepInfo, get
 from morl_core.methods.common import ARTIFACT
@@ -28,7 +29,7 @@ from morl_core.methods.metapolicy import FILE as META_FILE
 from morl_core.methods.metapolicy import MetaMixer
 from morl_core.methods.panacea import FILE as PANACEA_FILE
 from morl_core.methods.panacea import SV_GAIN, PanaceaLayer
-from morl_core.methods.ric import prefix, prefixed, targets
+from morl_core.methods.ric import prefix, prefixed, rejection_keep, relabel, targets
 from morl_core.policy import load_policy, set_threads
 from morl_core.prompts import load_prompts
 from morl_core.search import hierarchical_grid_search
@@ -181,6 +182,35 @@ def test_ric_map_and_prompt_tags():
     assert text == "<sentiment=0.0>\nThe hotel was"
     pieces = policy.tokenizer.tokenize("=0.6>")
     assert len(pieces) == 5  # '=', '0', '.', '6', '>': no merges, no new tokens needed
+
+
+def test_ric_selection_and_labels_on_binary_and_continuous_rewards():
+    # a 0/1 reward most samples miss: the 0.7-quantile is 0, yet only its 1s are kept
+    norm = np.array([[1, 0], [0, 1], [0, 0], [0, 0], [0, 0], [0, 0], [0, 0], [0, 0], [0, 0.0]])
+    assert rejection_keep(norm).tolist() == [True, True] + [False] * 7
+    # once most samples reach the top, the top is still kept (its quantile is the maximum)
+    norm = np.array([[1, 0], [1, 0], [1, 0], [1, 0], [0, 1], [0, 0.0]])
+    assert rejection_keep(norm).tolist() == [True] * 5 + [False]
+    # continuous: above the 0.7-quantile on either objective
+    norm = np.column_stack([np.linspace(0, 1, 11), np.linspace(1, 0, 11)])
+    assert np.flatnonzero(rejection_keep(norm)).tolist() == [0, 1, 2, 3, 7, 8, 9, 10]
+    # tags: each objective rescaled to the pool's range; NaN (not applicable) -> pool mean
+    labels = relabel(np.array([[0.2, 0.5], [0.6, np.nan], [0.4, 0.7]]))
+    np.testing.assert_allclose(labels, [[0.0, 0.0], [1.0, 0.5], [0.5, 1.0]])
+
+
+def test_ric_reports_every_sample_drawn_and_refuses_an_old_checkpoint(runs, tmp_path):
+    run_dir, infos = runs["ric"]
+    batch = TINY["batch_prompts"] * TINY["k_samples"]
+    assert [i.samples for i in infos] == [batch * i.step for i in infos]
+    assert [i.stage for i in infos] == ["ric offline", "ric online"]
+    training = json.loads((run_dir / ARTIFACT).read_text())["training"]
+    assert training["samples"] == batch * TINY["steps"]
+    assert (training["offline_steps"], training["online_steps"]) == (1, 1)
+    # a checkpoint of the RL-phase RiC cannot be continued: one clear line, not a KeyError
+    runfolder.save_checkpoint(tmp_path, 1, {"stage_done": torch.zeros(1)}, {"stage": 0})
+    with pytest.raises(ValueError, match="older RiC"):
+        train("ric", tmp_path)
 
 
 # --- Panacea ---

@@ -15,18 +15,13 @@ tags: ``<``, ``=``, ``>`` and each digit and the dot are single tokens and the o
 1-4 pieces. No tokens are added (the embedding matrix and LM head stay the base model's); the
 LoRA adapter learns to read the tags.
 
-*Why not one tag per objective, as in the paper.* Writing every objective
-(``<warm_word=1.0><cold_word=0.0>`` for w = (1, 0), ``<warm_word=0.0><cold_word=1.0>`` for
-w = (0, 1)) makes the two extreme prompts anagrams of each other: the same tokens, with the
-digits swapped. A small model reads a prefix this far from the slot almost as a bag of tokens
-(the embedded model's next-token distributions under the two prefixes differ by 3e-4 nats), so
-it has to learn to bind each digit to the name before it, and in 40 steps of supervised or RL
-training it did not: the two ends stayed identical to three decimals. Naming only the relaxed
-objectives makes the ends differ in *which* name is written, and the same training reads them
-(first-token warm rate 1.00 vs 0.00 after 16 supervised steps). With K = 2 one objective is
-always at its maximum, so every preference is told apart by the name and its value; with K >= 3
-two relaxed objectives with swapped values are still anagrams. Runs saved before this change
-wrote every objective; their artifacts carry no ``tags`` field and are served with that format.
+*Why not one tag per objective, as in the paper.* With every objective written, the two ends
+(``<warm_word=1.0><cold_word=0.0>`` and ``<warm_word=0.0><cold_word=1.0>``) are anagrams, and
+the small model, which reads a far prefix almost as a bag of tokens, did not learn to tell them
+apart in 40 training steps; naming only the relaxed objectives makes the ends differ in *which*
+name is written. With K >= 3, two relaxed objectives with swapped values are still anagrams.
+Runs saved before this change wrote every objective (their artifacts carry no ``tags`` field)
+and are served in that format.
 
 **Preference-to-target map (the paper's, Section 3.3).** Rewards are normalised to [0, 1] here, so
 with r_min = 0 and r_max = 1, for K objectives::
@@ -37,30 +32,26 @@ with r_min = 0 and r_max = 1, for K objectives::
 (the objectives the user weights at least evenly are asked for at their maximum; the others are
 relaxed in proportion to their weight).
 
-**Training** (RL-free, as in the paper): ``steps`` supervised steps on a growing pool of
-samples, each labelled with the rewards it achieved. Every step draws one batch
-(``batch_prompts x k_samples``), scores it, adds it to the pool and takes one AdamW step of
-token-level cross-entropy on (tags + prompt -> completion):
+**Training** (RL-free, as in the paper): ``steps`` supervised steps. Each step draws one batch
+(``batch_prompts x k_samples``), scores it, adds it to a pool of samples labelled with the
+rewards they achieved, and takes one AdamW step of token-level cross-entropy on
+(tags + prompt -> completion) over a minibatch of the pool:
 
-1. *Offline* (the first ``ceil(steps / 2)`` steps): the batch comes from the base model
-   (adapter off, no tags), as the paper's offline dataset.
-2. *Online* (the rest): the batch comes from the policy itself, prompted with target(w) for a
-   w ~ Dirichlet(1) (the run's preference generator); target(w) always has an objective at its
-   maximum, so these prompts ask for points along the front (the paper's online rounds).
+1. *offline* (the first ``ceil(steps / 2)`` steps): the base model samples (adapter off, no tags);
+2. *online* (the rest): the policy samples, prompted with target(w) for w ~ Dirichlet(1); target(w)
+   has an objective at its maximum, so these prompts ask for points along the front.
 
-Relabelling: each sample's normalised rewards are rescaled to the pool's range per objective (so
-1.0 is the best the pool reached, the paper's r_max), rounded, and written as its tags.
-Selection (the paper's multi-objective rejection sampling): only samples above the pool's
-0.7-quantile on at least one objective are trained on; as online samples raise the quantiles,
-the kept set moves towards the front. Minibatches are balanced: each objective's kept samples
-(those it labels highest) fill an equal share, so the loss is about *which* tags a completion
-serves. Inference uses the same map, so the served policy sees the tags it was trained on; the
-scorers see the plain prompt (the tags are added at tokenisation). One model, one pass per token.
+A sample's tags are its normalised rewards rescaled to the pool's range (1.0 = the best the pool
+reached, the paper's r_max). Only samples at or above the pool's 0.7-quantile on some objective
+(and above the pool's worst there) are trained on (multi-objective rejection sampling); online
+samples raise the quantiles, so the kept set moves towards the front. Each objective's kept
+samples (those it labels highest) fill an equal share of a minibatch, so the loss is about which
+tags a completion serves. Inference uses the same map; the scorers see the plain prompt.
 
-Every sample drawn is training cost: ``samples`` after step t is t x batch. The checkpoint holds
-the pool with the adapter, AdamW and the generators, so a resumed run equals an uninterrupted
-one. Metrics: rewards of the step's new batch; ``kl`` (k3) of the policy against the base model
-on the step's training minibatch (tagged prompts).
+Every sample drawn counts as training cost (``samples`` = step x batch). The checkpoint holds the
+pool, adapter, AdamW and generators: a resumed run equals an uninterrupted one. Metrics are those
+of the step's new batch (``reward/scalarized`` at the step's preference, which offline steps draw
+but do not use) and ``kl`` (k3, policy vs base model) on the step's training minibatch.
 """
 
 from __future__ import annotations
@@ -91,6 +82,8 @@ from morl_core.methods.common import (
 from morl_core.policy import Policy, attach_lora
 from morl_core.prompts import load_prompt_columns, load_prompts
 from morl_core.rl.losses import kl_report, token_logprobs
+from morl_core.rl.trainer import TCHEBYCHEFF_UTOPIA
+from morl_core.scalarize import scalarize_available
 from morl_core.weights import check_weights, dirichlet
 
 ADAPTER = "ric"
@@ -251,13 +244,13 @@ class SupervisedRounds:
         replace = len(self.prompts) < cfg.batch_prompts
         chosen_prompts = self.rng.choice(len(self.prompts), size=cfg.batch_prompts, replace=replace)
         batch = [self.prompts[i] for i in chosen_prompts]
-        metrics: dict[str, float] = {}
+        # every step draws a preference: online steps prompt with its targets; offline steps
+        # (the base model ignores it) use it only for the reported scalarised reward
+        weights = dirichlet(len(self.objectives), 1, self.preferences)[0]  # (K,)
+        metrics = {f"weight/{n}": float(w) for n, w in zip(self.objectives, weights, strict=True)}
         if online:
-            weights = dirichlet(len(self.objectives), 1, self.preferences)[0]  # (K,)
             policy.prefix = prefix(self.objectives, weights)
             context = contextlib.nullcontext()
-            for name, w in zip(self.objectives, weights, strict=True):
-                metrics[f"weight/{name}"] = float(w)
         else:
             policy.prefix = ""
             context = policy.model.disable_adapter()
@@ -298,6 +291,15 @@ class SupervisedRounds:
             metrics[f"reward/{name}"] = float(raw_means[i])  # of this step's new batch
             metrics[f"reward_norm/{name}"] = float(norm_means[i])
         metrics.update(self.normalizer.metrics())
+        kw = {"utopia": np.full(len(weights), TCHEBYCHEFF_UTOPIA)}
+        scalar = scalarize_available(
+            norm,
+            weights,
+            cfg.scalarization,
+            group_size=cfg.k_samples,
+            **(kw if cfg.scalarization == "tchebycheff" else {}),
+        )
+        metrics["reward/scalarized"] = float(scalar.mean())
         metrics.update(
             {
                 "online": float(online),
