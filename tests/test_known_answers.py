@@ -163,6 +163,12 @@ AGGREGATIONS = {
     "metapolicy": {"meta_steps": 20},
 }
 SINGLE = {"morlhf": 15, "ric": 20, "panacea": 30}
+# RiC trains by supervised steps (cross-entropy on tagged samples), not by RL: at the RL rate of
+# 2e-3 its class preference swung from step to step and which end held at step 20 depended on
+# the seed (seed 1: ends (0.66, 0.33) and (0.53, 0.45)); at 1e-3 seeds 0, 1 and 2 all passed,
+# warm end / cold end (0.63, 0.35) / (0.14, 0.83), (0.94, 0.05) / (0.26, 0.71), (0.91, 0.07) /
+# (0.30, 0.66), from (0.11, 0.07) / (0.12, 0.06) for the tagged base model.
+LR = {"ric": 1e-3}
 # How far each extreme must move its objective.
 MARGIN: dict[str, float] = {}
 
@@ -181,6 +187,7 @@ def trained_methods(expert_run, tmp_path_factory):
                 config["options"] = {"experts_from": str(expert_run), **AGGREGATIONS[name]}
             else:
                 config = {**KNOWN, "method": name, "steps": SINGLE[name]}
+                config["lr"] = LR.get(name, KNOWN["lr"])
             METHODS[name].train(RunConfig.from_dict(config), run)
             cache[name] = METHODS[name].load(run, device="cpu")
         return cache[name]
