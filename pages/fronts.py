@@ -26,16 +26,26 @@ params = st.query_params
 url_set = (
     tuple(params.get("objectives", "").split(",")) if "front-set" not in st.session_state else None
 )
-objectives = st.selectbox("Objectives", sets, format_func=", ".join, key="front-set",
-                          index=sets.index(url_set) if url_set in sets else 0)  # fmt: skip
+objectives = st.selectbox(
+    "Objectives",
+    sets,
+    format_func=", ".join,
+    key="front-set",
+    index=sets.index(url_set) if url_set in sets else 0,
+)
 choices = [(a, m) for a in found if a.objectives == objectives for m in a.steer_methods]
 keys = [f"{a.key}:{m}" for a, m in choices]
 # The default overlay comes from the URL or is this set's first front: never from what other
 # sessions happened to evaluate.
 wanted = [k for k in params.get("fronts", "").split("|") if k in keys]
 default = [choices[keys.index(k)] for k in wanted] or choices[:1]
-picked = st.multiselect("Fronts to overlay", choices, default=default,
-                        format_func=lambda c: f"{c[1]} · {c[0].label}", key=f"front-picked:{objectives}")  # fmt: skip
+picked = st.multiselect(
+    "Fronts to overlay",
+    choices,
+    default=default,
+    format_func=lambda c: f"{c[1]} · {c[0].label}",
+    key=f"front-picked:{objectives}",
+)
 entries = []
 for art, method in picked:
     try:
@@ -44,8 +54,10 @@ for art, method in picked:
             with progress_box(f"Evaluating the {method} front (once per server)") as progress:
                 front = fronts.front_for(art, method, progress=progress)
     except (ValueError, OSError) as exc:
-        st.info(f"**{method}** cannot serve {art.label}: {serving.user_message(exc)}",
-                icon=":material/info:")  # fmt: skip
+        st.info(
+            f"**{method}** cannot serve {art.label}: {serving.user_message(exc)}",
+            icon=":material/info:",
+        )
         continue
     entries.append((art, method, front))
 if not entries:
@@ -58,21 +70,28 @@ table = fronts.front_table(entries)
 
 st.dataframe(table.indicator_rows(), hide_index=True, width="stretch")
 if any(s["protocol"] == fronts.OLD_PROTOCOL for s in table.series):
-    st.info("Fronts marked *old protocol* were evaluated before the evaluation protocol had a "
-            "version (fewer samples, no intervals, no KL): compare them with care.",
-            icon=":material/history:")  # fmt: skip
-kl_fig = table.kl_figure()
-if kl_fig is not None:
-    with st.expander("Reward against KL to the base model"):
-        st.plotly_chart(kl_fig, config=PLOTLY_CONFIG, width="stretch", key="front-kl")
+    st.info(
+        "Fronts marked *old protocol* were evaluated before the evaluation protocol had a "
+        "version (fewer samples, no intervals, no KL): compare them with care.",
+        icon=":material/history:",
+    )
 plotted, matrix = table, False
 if len(objectives) >= 4:
-    view = st.radio("View", ["scatter matrix", "two or three objectives", "parallel coordinates"],
-                    horizontal=True, key="front-view")  # fmt: skip
+    view = st.radio(
+        "View",
+        ["scatter matrix", "two or three objectives", "parallel coordinates"],
+        horizontal=True,
+        key="front-view",
+    )
     matrix = view == "scatter matrix"
     if view == "two or three objectives":
-        axes = st.multiselect("Objectives to plot", list(objectives), default=list(objectives[:2]),
-                              max_selections=3, key="front-axes")  # fmt: skip
+        axes = st.multiselect(
+            "Objectives to plot",
+            list(objectives),
+            default=list(objectives[:2]),
+            max_selections=3,
+            key="front-axes",
+        )
         if len(axes) >= 2:
             plotted = table.project([objectives.index(a) for a in axes])
 with st.expander("Pick a point for me (knee, pseudo-weights)"):
@@ -100,17 +119,37 @@ from_url = (
 )
 default = clicked if clicked is not None else (picked_row if picked_row is not None else from_url)
 fig = plotted.figure(selected=int(default), picked=picked_row, matrix=matrix)
-st.plotly_chart(fig, on_select="rerun", selection_mode="points", key="front-chart",
-                config=PLOTLY_CONFIG, width="stretch")  # fmt: skip
-st.caption("Colour: method · line: solid = trained run, dotted = demo · grey: dominated points. "
-           "HV and EU in the legend and the table; the interval is a 95% bootstrap over the "
-           "held-out prompts. KL/token: KL to the base model per generated token. "
-           + fronts.REFERENCE_EXPLAINED)  # fmt: skip
-row = st.selectbox("Inspect point (or click one on the chart)", range(len(table.points)),
-                   index=int(default), format_func=table.describe, key=f"inspect:{default}")  # fmt: skip
+st.plotly_chart(
+    fig,
+    on_select="rerun",
+    selection_mode="points",
+    key="front-chart",
+    config=PLOTLY_CONFIG,
+    width="stretch",
+)
+st.caption(
+    "Colour: method · line: solid = trained run, dotted = demo · grey: dominated points. "
+    "HV and EU in the legend and the table; the interval is a 95% bootstrap over the "
+    "held-out prompts. KL/token: KL to the base model per generated token. "
+    + fronts.REFERENCE_EXPLAINED
+)
+row = st.selectbox(
+    "Inspect point (or click one on the chart)",
+    range(len(table.points)),
+    index=int(default),
+    format_func=table.describe,
+    key=f"inspect:{default}",
+)
 export_figure(fig, "fronts")
-st.query_params.update(objectives=",".join(objectives), point=str(row),
-                       fronts="|".join(f"{a.key}:{m}" for a, m, _ in entries))  # fmt: skip
+kl_fig = table.kl_figure()
+if kl_fig is not None:
+    with st.expander("Reward against KL to the base model"):
+        st.plotly_chart(kl_fig, config=PLOTLY_CONFIG, width="stretch", key="front-kl")
+st.query_params.update(
+    objectives=",".join(objectives),
+    point=str(row),
+    fronts="|".join(f"{a.key}:{m}" for a, m, _ in entries),
+)
 
 st.subheader("What these policies write")
 neighbour = table.neighbour(row)
@@ -135,8 +174,10 @@ for column, r, title in zip(
             st.markdown(generation_html(g.text, g.scores, g.prompt), unsafe_allow_html=True)
         d = seen.degeneration
         kl = "n/a (K models mixed per token)" if d.kl is None else f"{d.kl:.3f} nats/token"
-        st.caption(f"{d.words:.1f} words · repetition {d.repetition:.0%} · distinct-1 {d.distinct1:.2f} · "
-                   f"distinct-2 {d.distinct2:.2f} · garbled {d.garbled:.0%} · KL to base {kl}")  # fmt: skip
+        st.caption(
+            f"{d.words:.1f} words · repetition {d.repetition:.0%} · distinct-1 {d.distinct1:.2f} · "
+            f"distinct-2 {d.distinct2:.2f} · garbled {d.garbled:.0%} · KL to base {kl}"
+        )
         for flag in d.flags:
             st.warning(flag, icon=":material/flag:")
         if not d.flags:

@@ -38,7 +38,9 @@ COMMON = {
     "lora_r": 4,
     "lora_alpha": 16,
     "lr": 2e-3,
-    "kl_coef": 0.2,
+    # beta on the KL per sequence (nats summed over a reply): 0.05 lets brevity move (replies
+    # from ~20 to ~14 words in 60 steps) while the replies stay sentences; 0.2 barely moved it
+    "kl_coef": 0.05,
     "n_preferences": 5,
     "eval_every": 20,
     "eval_prompts": 8,

@@ -409,7 +409,7 @@ def test_steer_flags_degenerate_text_on_its_card(monkeypatch):
     garbled = "......i is.... Lupism."
     monkeypatch.setattr(
         serving.SharedSteerable,
-        "generate",
+        "generate_cached",
         lambda self, prompts, weights, **gen: ([garbled] * len(prompts), False),
     )
     at = page()
