@@ -82,7 +82,7 @@ from morl_core.methods.common import (
 from morl_core.policy import Policy, attach_lora
 from morl_core.prompts import load_prompt_columns, load_prompts
 from morl_core.rl.losses import kl_report, token_logprobs
-from morl_core.rl.trainer import TCHEBYCHEFF_UTOPIA
+from morl_core.rl.trainer import TCHEBYCHEFF_UTOPIA, adam_state, load_adam_state
 from morl_core.scalarize import scalarize_available
 from morl_core.weights import check_weights, dirichlet
 
@@ -374,15 +374,7 @@ class SupervisedRounds:
     # --- checkpoint state (safetensors tensors + JSON) ---
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Adapter, AdamW moments, generator states and the pool: enough to continue exactly."""
-        tensors = {f"param/{n}": p.detach().cpu().contiguous() for n, p in self.named_params}
-        adam_steps = {}
-        for i, (_, p) in enumerate(self.named_params):
-            st = self.optimizer.state.get(p)
-            if st:
-                tensors[f"adam/{i}/exp_avg"] = st["exp_avg"].detach().cpu().contiguous()
-                tensors[f"adam/{i}/exp_avg_sq"] = st["exp_avg_sq"].detach().cpu().contiguous()
-                adam_steps[str(i)] = float(st["step"])
-        tensors["rng/torch"] = self.generator.get_state().cpu()
+        tensors, adam_steps = adam_state(self.named_params, self.optimizer, self.generator)
         width = max([1, *map(len, self.pool_ids)])
         pool = torch.full((len(self.pool_ids), width), -1, dtype=torch.long)
         for r, completion in enumerate(self.pool_ids):
@@ -406,17 +398,7 @@ class SupervisedRounds:
                 "checkpoint: written by an older RiC (supervised phase, then RL steps) that this "
                 "version cannot continue; start the run again in a new run folder"
             )
-        with torch.no_grad():
-            for n, p in self.named_params:
-                p.copy_(tensors[f"param/{n}"].to(p.device, p.dtype))
-        for i, (_, p) in enumerate(self.named_params):
-            if str(i) in state["adam_steps"]:
-                self.optimizer.state[p] = {
-                    "step": torch.tensor(state["adam_steps"][str(i)]),
-                    "exp_avg": tensors[f"adam/{i}/exp_avg"].to(p.device),
-                    "exp_avg_sq": tensors[f"adam/{i}/exp_avg_sq"].to(p.device),
-                }
-        self.generator.set_state(tensors["rng/torch"].to(torch.uint8))
+        load_adam_state(self.named_params, self.optimizer, self.generator, tensors, state)
         self.rng.bit_generator.state = state["numpy_rng"]
         self.preferences.bit_generator.state = state["preference_rng"]
         self.normalizer.load(state["normalizer"])

@@ -184,15 +184,7 @@ class RLTrainer:
     # --- checkpoint state (safetensors tensors + JSON) ---
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Everything needed to continue exactly: adapter, AdamW moments, RNG states."""
-        tensors = {f"param/{n}": p.detach().cpu().contiguous() for n, p in self.named_params}
-        steps = {}
-        for i, (_, p) in enumerate(self.named_params):
-            st = self.optimizer.state.get(p)
-            if st:
-                tensors[f"adam/{i}/exp_avg"] = st["exp_avg"].detach().cpu().contiguous()
-                tensors[f"adam/{i}/exp_avg_sq"] = st["exp_avg_sq"].detach().cpu().contiguous()
-                steps[str(i)] = float(st["step"])
-        tensors["rng/torch"] = self.generator.get_state().cpu()
+        tensors, steps = adam_state(self.named_params, self.optimizer, self.generator)
         state = {
             "adam_steps": steps,
             "numpy_rng": self.rng.bit_generator.state,
@@ -202,17 +194,39 @@ class RLTrainer:
         return tensors, state
 
     def load_state(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
-        with torch.no_grad():
-            for n, p in self.named_params:
-                p.copy_(tensors[f"param/{n}"].to(p.device, p.dtype))
-        for i, (_, p) in enumerate(self.named_params):
-            if str(i) in state["adam_steps"]:
-                self.optimizer.state[p] = {
-                    "step": torch.tensor(state["adam_steps"][str(i)]),
-                    "exp_avg": tensors[f"adam/{i}/exp_avg"].to(p.device),
-                    "exp_avg_sq": tensors[f"adam/{i}/exp_avg_sq"].to(p.device),
-                }
-        self.generator.set_state(tensors["rng/torch"].to(torch.uint8))
+        load_adam_state(self.named_params, self.optimizer, self.generator, tensors, state)
         self.rng.bit_generator.state = state["numpy_rng"]
         self.normalizer.load(state["normalizer"])
         self.steps_done = int(state["steps_done"])
+
+
+def adam_state(
+    named_params, optimizer, generator
+) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """Adapter weights, AdamW moments and the torch generator as tensors, plus AdamW's step
+    counts by parameter index: the part of a checkpoint every adapter trainer shares."""
+    tensors = {f"param/{n}": p.detach().cpu().contiguous() for n, p in named_params}
+    steps = {}
+    for i, (_, p) in enumerate(named_params):
+        st = optimizer.state.get(p)
+        if st:
+            tensors[f"adam/{i}/exp_avg"] = st["exp_avg"].detach().cpu().contiguous()
+            tensors[f"adam/{i}/exp_avg_sq"] = st["exp_avg_sq"].detach().cpu().contiguous()
+            steps[str(i)] = float(st["step"])
+    tensors["rng/torch"] = generator.get_state().cpu()
+    return tensors, steps
+
+
+def load_adam_state(named_params, optimizer, generator, tensors, state) -> None:
+    """Restore what :func:`adam_state` saved (``state["adam_steps"]`` holds its step counts)."""
+    with torch.no_grad():
+        for n, p in named_params:
+            p.copy_(tensors[f"param/{n}"].to(p.device, p.dtype))
+    for i, (_, p) in enumerate(named_params):
+        if str(i) in state["adam_steps"]:
+            optimizer.state[p] = {
+                "step": torch.tensor(state["adam_steps"][str(i)]),
+                "exp_avg": tensors[f"adam/{i}/exp_avg"].to(p.device),
+                "exp_avg_sq": tensors[f"adam/{i}/exp_avg_sq"].to(p.device),
+            }
+    generator.set_state(tensors["rng/torch"].to(torch.uint8))
