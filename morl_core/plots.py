@@ -1,14 +1,9 @@
 """Pure plot builders: numpy data in, ``plotly.graph_objects.Figure`` out.
 
-No I/O and no Streamlit: pages call a builder and hand the figure to ``st.plotly_chart``; the CLI
-can write it with ``fig.write_html``. Objective values follow the project's **maximisation**
-convention (larger is better), which is what "dominated" means in the front plots.
-
-Colours come from the registries in :mod:`morl_core.colors`: one fixed colour per method and
-one per objective, so a method looks the same on every page and in every exported figure;
-unknown names get a deterministic fallback colour. Dominated points are always grey. Every
-point trace carries the input's row indices in ``customdata``, so a click on a point can be
-mapped back to its run and generations.
+No I/O and no Streamlit. Objective values follow the project's **maximisation** convention
+(larger is better), which is what "dominated" means in the front plots. Colours come from
+:mod:`morl_core.colors` (one per method, one per objective; dominated points grey). Every point
+trace carries the input's row indices in ``customdata``, so a click maps back to its point.
 """
 
 from __future__ import annotations
@@ -47,13 +42,7 @@ def _per_point(values: str | Sequence[str] | None, n: int, what: str, default: s
     return [str(value) for value in values]
 
 
-def _hover(
-    points: np.ndarray,
-    names: list[str],
-    methods: list[str],
-    runs: list[str] | None,
-    preferences: np.ndarray | None,
-) -> list[str]:
+def _hover(points, names, methods, runs, preferences) -> list[str]:
     lines = []
     for i, point in enumerate(points):
         parts = [f"method: {methods[i]}"]
@@ -114,9 +103,8 @@ def front_2d_figure(
         title: Figure title.
 
     Returns:
-        A figure with, per method, a ``"<method> front"`` trace (non-dominated points within that
-        method, sorted by x, lines+markers, the method's colour) and, if any, a
-        ``"<method> dominated"`` trace (grey markers). ``customdata`` holds input row indices.
+        Per method a ``"<method> front"`` trace (non-dominated within that method, sorted by x,
+        lines+markers) and, if any, a grey ``"<method> dominated"`` trace.
     """
     pts, names, method_list, hover, keep = _front_inputs(
         points, objective_names, 2, methods, runs, preferences
@@ -131,17 +119,26 @@ def front_2d_figure(
             ("dominated", rows[~on_front], "markers", {"color": DOMINATED_COLOR, "size": 7}),
         ):
             if sub.size:
-                fig.add_trace(
-                    go.Scatter(
-                        x=pts[sub, 0], y=pts[sub, 1], mode=mode, name=f"{method} {part}",
-                        legendgroup=method, line={"color": colour}, marker=style,
-                        customdata=sub, hovertext=[hover[i] for i in sub], hoverinfo="text",
-                    )
-                )  # fmt: skip
+                common = _point_trace(f"{method} {part}", method, style, sub, hover)
+                fig.add_scatter(
+                    x=pts[sub, 0], y=pts[sub, 1], mode=mode, line={"color": colour}, **common
+                )
     fig.update_layout(
         title=title, xaxis_title=names[0], yaxis_title=names[1], legend_title="method"
     )
     return fig
+
+
+def _point_trace(name: str, group: str, marker: dict, rows: np.ndarray, hover: list[str]):
+    """The trace properties every front trace shares: name, group, marker and hover by row."""
+    return {
+        "name": name,
+        "legendgroup": group,
+        "marker": marker,
+        "customdata": rows,
+        "hovertext": [hover[i] for i in rows],
+        "hoverinfo": "text",
+    }
 
 
 def front_3d_figure(
@@ -155,12 +152,8 @@ def front_3d_figure(
 ) -> go.Figure:
     """3-D front per method: non-dominated points in the method's colour, dominated grey.
 
-    Args and ``customdata`` as for :func:`front_2d_figure`, with points of shape (n, 3) and
-    three objective names (x, y, z). No surface is drawn: a mesh through sparse front points
-    suggests policies that were never evaluated.
-
-    Returns:
-        A figure with ``"<method> front"`` and ``"<method> dominated"`` ``Scatter3d`` traces.
+    As :func:`front_2d_figure` with points (n, 3), but ``Scatter3d`` markers only: a surface
+    through sparse front points would suggest policies that were never evaluated.
     """
     pts, names, method_list, hover, keep = _front_inputs(
         points, objective_names, 3, methods, runs, preferences
@@ -174,14 +167,11 @@ def front_3d_figure(
         ):
             sub = rows[mask]
             if sub.size:
-                fig.add_trace(
-                    go.Scatter3d(
-                        x=pts[sub, 0], y=pts[sub, 1], z=pts[sub, 2], mode="markers",
-                        name=f"{method} {part}", legendgroup=method,
-                        marker={"color": colour, "size": size}, customdata=sub,
-                        hovertext=[hover[i] for i in sub], hoverinfo="text",
-                    )
-                )  # fmt: skip
+                marker = {"color": colour, "size": size}
+                common = _point_trace(f"{method} {part}", method, marker, sub, hover)
+                fig.add_scatter3d(
+                    x=pts[sub, 0], y=pts[sub, 1], z=pts[sub, 2], mode="markers", **common
+                )
     fig.update_layout(
         title=title,
         scene={"xaxis_title": names[0], "yaxis_title": names[1], "zaxis_title": names[2]},
@@ -199,11 +189,8 @@ def parallel_coordinates_figure(
 ) -> go.Figure:
     """Parallel coordinates for any k (one axis per objective, one line per point).
 
-    Args:
-        points: Objective vectors, shape (n, k); larger is better. NaN rows are not drawn.
-        objective_names: k names, the axis labels.
-        methods: One method name, one per point, or None; lines take the method's colour.
-        title: Figure title; the method -> colour key is appended to it (parcoords has no legend).
+    Lines take their method's colour; NaN rows are not drawn. Parcoords has no legend, so the
+    method -> colour key is appended to ``title``.
     """
     pts = as_matrix(points, "points", min_k=2, allow_nan_rows=True)  # (n, k)
     names = _names(objective_names, pts.shape[1])
@@ -240,19 +227,11 @@ def correlation_heatmap_figure(
     title: str | None = None,
     colorbar_title: str = "correlation",
 ) -> go.Figure:
-    """Heatmap of a (K, K) matrix in [-1, 1] with the values written on the cells.
+    """Heatmap of a (K, K) matrix in [-1, 1] (correlations, gradient cosines), values on cells.
 
-    Works for correlations and for gradient-conflict cosines. The colour scale is diverging
-    (RdBu) and centred at 0: red cells are negative (conflicting objectives, with rewards
-    maximised), blue cells positive. NaN cells are left blank and labelled ``n/a``.
-
-    Args:
-        matrix: Shape (K, K), values in [-1, 1] or NaN.
-        objective_names: K names, for both axes (rows read top to bottom).
-        lower: Optional lower confidence bounds, shape (K, K), shown on hover.
-        upper: Optional upper confidence bounds, shape (K, K), shown on hover.
-        title: Figure title.
-        colorbar_title: Colour bar label.
+    Diverging RdBu scale centred at 0: red is negative (conflicting objectives), blue positive;
+    NaN cells are labelled ``n/a``. ``lower``/``upper`` (K, K) confidence bounds, both or
+    neither, are shown on hover.
     """
     z = as_matrix(matrix, "matrix", min_k=1, allow_nan_rows=True)
     k = z.shape[1]
@@ -270,13 +249,10 @@ def correlation_heatmap_figure(
             [f"{hover[i][j]}<br>CI [{lo[i, j]:.2f}, {hi[i, j]:.2f}]" for j in range(k)]
             for i in range(k)
         ]
-    fig = go.Figure(
-        go.Heatmap(
-            z=z, x=names, y=names, text=text, texttemplate="%{text}", hovertext=hover,
-            hoverinfo="text", colorscale="RdBu", zmid=0, zmin=-1, zmax=1,
-            colorbar={"title": {"text": colorbar_title}},
-        )
-    )  # fmt: skip
+    diverging = {"colorscale": "RdBu", "zmid": 0, "zmin": -1, "zmax": 1}
+    fig = go.Figure(go.Heatmap(z=z, x=names, y=names, text=text, texttemplate="%{text}"))
+    fig.update_traces(hovertext=hover, hoverinfo="text", **diverging)
+    fig.update_traces(colorbar={"title": {"text": colorbar_title}})
     fig.update_layout(title=title, xaxis_title="objective", yaxis_title="objective")
     fig.update_yaxes(autorange="reversed")
     return fig
@@ -299,10 +275,9 @@ def dependency_graph_figure(
 ) -> go.Figure:
     """Draw the objective dependency graph (from :func:`morl_core.relations.dependency_graph`).
 
-    Nodes sit on a circle in the order of ``objective_names`` (a fixed layout, so the picture
-    does not jump between reruns) in their objective colours. An edge's colour is its sign
-    (blue positive, red negative: a direct trade-off under maximisation) and its width grows
-    with |partial correlation|.
+    Nodes sit on a fixed circle in the order of ``objective_names`` (so the picture does not
+    jump between reruns), in their objective colours. An edge's colour is its sign (blue
+    positive, red negative) and its width grows with |partial correlation|.
 
     Args:
         edges: ``Edge`` records, dicts with the same keys, or ``(source, target, weight)``.
@@ -310,7 +285,7 @@ def dependency_graph_figure(
         title: Figure title.
 
     Returns:
-        A figure with one line trace per edge and a final ``"objectives"`` marker trace.
+        One line trace per edge and a final ``"objectives"`` marker trace.
 
     Raises:
         ValueError: If an edge names an objective missing from ``objective_names``.
@@ -326,21 +301,22 @@ def dependency_graph_figure(
                 raise ValueError(f"edges: expected objectives from {names}, got {end!r}")
         (x0, y0), (x1, y1) = xy[source], xy[target]
         label = f"{source} - {target}: partial r = {weight:.2f}"
-        fig.add_trace(
-            go.Scatter(
-                x=[x0, (x0 + x1) / 2, x1], y=[y0, (y0 + y1) / 2, y1], mode="lines",
-                line={"color": POSITIVE_COLOR if weight > 0 else NEGATIVE_COLOR,
-                      "width": 1 + 8 * abs(weight)},
-                name=label, hovertext=[label] * 3, hoverinfo="text", showlegend=False,
-            )
-        )  # fmt: skip
-    fig.add_trace(
-        go.Scatter(
-            x=[xy[n][0] for n in names], y=[xy[n][1] for n in names], mode="markers+text",
-            text=names, textposition="top center", name="objectives", hoverinfo="text",
-            marker={"size": 22, "color": [objective_color(n) for n in names]}, showlegend=False,
-        )
-    )  # fmt: skip
+        line = {"color": POSITIVE_COLOR if weight > 0 else NEGATIVE_COLOR}
+        line["width"] = 1 + 8 * abs(weight)
+        hover = {"hovertext": [label] * 3, "hoverinfo": "text", "showlegend": False}
+        fig.add_scatter(x=[x0, (x0 + x1) / 2, x1], y=[y0, (y0 + y1) / 2, y1], mode="lines")
+        fig.update_traces(selector=-1, name=label, line=line, **hover)
+    fig.add_scatter(
+        x=[xy[n][0] for n in names],
+        y=[xy[n][1] for n in names],
+        mode="markers+text",
+        text=names,
+        textposition="top center",
+        name="objectives",
+        hoverinfo="text",
+        marker={"size": 22, "color": [objective_color(n) for n in names]},
+        showlegend=False,
+    )
     hidden = {"visible": False, "range": [-1.4, 1.4]}
     fig.update_layout(title=title, xaxis=hidden, yaxis=hidden | {"scaleanchor": "x"})
     return fig
@@ -363,16 +339,11 @@ def hypervolume_curve_figure(
 
     Args:
         curves: Run label -> ``(steps, hypervolume)``, two equal-length 1-D arrays.
-        methods: Run label -> method name, for the colour; a label missing here is itself
-            treated as the method name. Runs of the same method share the colour and differ in
-            dash style.
-        ref: The task's reference point, shown in the y-axis title so the numbers can be
-            reproduced and compared (see :mod:`morl_core.pareto.hypervolume`).
-        x_title: X-axis title (e.g. ``"training samples"`` or ``"seconds"``).
+        methods: Run label -> method name, for the colour (a missing label is its own method);
+            runs of the same method share the colour and differ in dash style.
+        ref: The task's reference point, shown in the y-axis title.
+        x_title: X-axis title (e.g. ``"training samples"``).
         title: Figure title.
-
-    Returns:
-        A figure with one ``Scatter`` trace per run; y-axis title ``"hypervolume"`` (+ ref).
     """
     methods = methods or {}
     seen: dict[str, int] = {}
@@ -383,12 +354,8 @@ def hypervolume_curve_figure(
         method = methods.get(label, label)
         dash = _DASHES[seen.get(method, 0) % len(_DASHES)]
         seen[method] = seen.get(method, 0) + 1
-        fig.add_trace(
-            go.Scatter(
-                x=x, y=y, mode="lines", name=str(label), legendgroup=method,
-                line={"color": method_color(method), "dash": dash},
-            )
-        )  # fmt: skip
+        line = {"color": method_color(method), "dash": dash}
+        fig.add_scatter(x=x, y=y, mode="lines", name=str(label), legendgroup=method, line=line)
     y_title = "hypervolume"
     if ref is not None:
         ref_vec = as_vector(ref, "ref", min_k=1)
@@ -408,57 +375,53 @@ def preference_posterior_figure(
 ) -> go.Figure:
     """The posterior over preferences on the simplex, with the estimate (and its interval).
 
-    Two objectives: the density of the first weight on [0, 1] with the interval shaded. Three:
-    a ternary map of the particles coloured by probability. More: one bar per objective with
-    its interval as error bars.
-
-    Args:
-        particles: (M, K) points on the simplex.
-        probabilities: (M,) their posterior probabilities.
-        objective_names: K names.
-        estimate: (K,) the posterior mean.
-        lower: (K,) interval lower ends (optional).
-        upper: (K,) interval upper ends (optional).
-        truth: (K,) the true weights when known (a simulation).
+    ``particles`` (M, K) with ``probabilities`` (M,); ``estimate``, ``lower``, ``upper`` and
+    ``truth`` (known in a simulation) are (K,). Two objectives: the density of the first weight
+    on [0, 1] with the interval shaded. Three: a ternary map of the particles coloured by
+    probability. More: one bar per objective with its interval as error bars.
     """
     pts = np.asarray(particles, dtype=float)  # (M, K)
     prob = np.asarray(probabilities, dtype=float)  # (M,)
     names = _names(objective_names, pts.shape[1])
     mean = np.asarray(estimate, dtype=float)
+    blue, red = "#2C7BB6", "#B2182B"
     fig = go.Figure()
     if len(names) == 2:
         order = np.argsort(pts[:, 0])
-        fig.add_trace(go.Scatter(x=pts[order, 0], y=prob[order], mode="lines", fill="tozeroy",
-                                 name="posterior", line={"color": "#2C7BB6"}))  # fmt: skip
+        density = {"mode": "lines", "fill": "tozeroy", "line": {"color": blue}}
+        fig.add_scatter(x=pts[order, 0], y=prob[order], name="posterior", **density)
         if lower is not None and upper is not None:
-            fig.add_vrect(x0=lower[0], x1=upper[0], fillcolor="#2C7BB6", opacity=0.12,
-                          line_width=0)  # fmt: skip
+            fig.add_vrect(x0=lower[0], x1=upper[0], fillcolor=blue, opacity=0.12, line_width=0)
         fig.add_vline(x=mean[0], line_dash="dash", annotation_text=f"estimate {mean[0]:.2f}")
         if truth is not None:
-            fig.add_vline(x=truth[0], line_dash="dot", line_color="#B2182B",
-                          annotation_text="truth")  # fmt: skip
-        fig.update_layout(xaxis_title=f"weight on {names[0]} (1 - weight on {names[1]})",
-                          yaxis_title="posterior probability", xaxis_range=[0, 1])  # fmt: skip
+            fig.add_vline(x=truth[0], line_dash="dot", line_color=red, annotation_text="truth")
+        fig.update_layout(
+            xaxis_title=f"weight on {names[0]} (1 - weight on {names[1]})",
+            yaxis_title="posterior probability",
+            xaxis_range=[0, 1],
+        )
     elif len(names) == 3:
-        fig.add_trace(go.Scatterternary(
-            a=pts[:, 0], b=pts[:, 1], c=pts[:, 2], mode="markers", name="posterior",
-            marker={"size": 5, "color": prob, "colorscale": "Blues", "showscale": False},
-            hoverinfo="skip",
-        ))  # fmt: skip
-        fig.add_trace(go.Scatterternary(a=[mean[0]], b=[mean[1]], c=[mean[2]], mode="markers",
-                                        name="estimate", marker={"size": 14, "symbol": "star",
-                                                                 "color": "#B2182B"}))  # fmt: skip
-        fig.update_layout(ternary={"aaxis": {"title": {"text": names[0]}},
-                                   "baxis": {"title": {"text": names[1]}},
-                                   "caxis": {"title": {"text": names[2]}}})  # fmt: skip
+        particles_marker = {"size": 5, "color": prob, "colorscale": "Blues", "showscale": False}
+        star = {"size": 14, "symbol": "star", "color": red}
+        fig.add_scatterternary(a=pts[:, 0], b=pts[:, 1], c=pts[:, 2], marker=particles_marker)
+        fig.add_scatterternary(a=[mean[0]], b=[mean[1]], c=[mean[2]], marker=star)
+        fig.update_traces(mode="markers")
+        fig.update_traces(selector=0, name="posterior", hoverinfo="skip")
+        fig.update_traces(selector=1, name="estimate")
+        axes = {f"{a}axis": {"title": {"text": n}} for a, n in zip("abc", names, strict=True)}
+        fig.update_layout(ternary=axes)
     else:
         error = None
         if lower is not None and upper is not None:
-            error = {"type": "data", "array": np.asarray(upper) - mean,
-                     "arrayminus": mean - np.asarray(lower)}  # fmt: skip
-        fig.add_trace(go.Bar(x=names, y=mean, error_y=error, name="estimate",
-                             marker_color=[objective_color(n) for n in names]))  # fmt: skip
+            up, low = np.asarray(upper) - mean, mean - np.asarray(lower)
+            error = {"type": "data", "array": up, "arrayminus": low}
+        colours = [objective_color(n) for n in names]
+        fig.add_bar(x=names, y=mean, error_y=error, name="estimate", marker_color=colours)
         fig.update_layout(yaxis_title="weight", yaxis_range=[0, 1])
-    fig.update_layout(title="What your choices say about your preference", height=320,
-                      showlegend=False, margin={"l": 40, "r": 20, "t": 50, "b": 40})  # fmt: skip
+    fig.update_layout(
+        title="What your choices say about your preference",
+        height=320,
+        showlegend=False,
+        margin={"l": 40, "r": 20, "t": 50, "b": 40},
+    )
     return fig
