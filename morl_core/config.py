@@ -1,17 +1,11 @@
 """Run configuration: one frozen dataclass, validated once, with every bad field named.
 
-Everything derives from :class:`RunConfig`: the Train page's form, the CLI's options, the
-``config.json`` in a run folder. ``RunConfig.from_dict`` is the single entry point for
-untrusted input (UI, CLI, JSON); it reports *every* bad field at once in a :class:`ConfigError`.
-
-Every value is checked for its type before anything compares or converts it (a list where a
-name belongs, ``null``, ``true`` where a count belongs, NaN, 10**30 are all field errors), and
-every number against a closed range (:func:`int_ranges`, :data:`FLOAT_RANGES`), before a worker
-allocates anything. Paths (``prompt_set`` given as a file, ``model`` given as a folder, method
-options declared ``path="run"``) are resolved to absolute paths once, when the config is
-built, checked to exist, and from input also checked to lie under the allowed folders
-(:func:`morl_core.jobs.paths.allowed_roots`), so a retry started from any directory reads the
-same files and no input reaches a file outside the store, the assets or the allow-list.
+Everything derives from :class:`RunConfig`: the Train form, the CLI options, a run folder's
+``config.json``. ``RunConfig.from_dict`` is the one entry point for untrusted input; it reports
+*every* bad field at once in a :class:`ConfigError`. Types are checked before any comparison
+(``null``, ``true`` as a count, NaN, 10**30 are field errors), numbers against closed ranges.
+Paths (a prompt file, a model folder, ``path="run"`` options) are made absolute once, checked to
+exist and, from input, to lie under :func:`morl_core.jobs.paths.allowed_roots`.
 """
 
 from __future__ import annotations
@@ -69,6 +63,10 @@ FLOAT_RANGES: dict[str, tuple[float, float]] = {
     "grad_clip": (1e-6, 1e6),
     "fluency_penalty": (0.0, 10.0),
 }
+RANGE_NOTES = {
+    "threads": " (at most this host's CPU count)",
+    "max_new_tokens": " (the model's context minus one prompt token)",
+}
 CHOICES: dict[str, tuple[str, ...]] = {
     "device": DEVICES,
     "advantage": ADVANTAGES,
@@ -115,10 +113,8 @@ def host_threads() -> int:
 
 
 def int_ranges(model: Any = "embedded") -> dict[str, tuple[int, int]]:
-    """Every integer field's closed range; ``threads`` follows the host, lengths the model.
-
-    ``max_new_tokens`` leaves at least one position of ``model``'s context for the prompt.
-    """
+    """Every integer field's closed range; ``threads`` follows the host, ``max_new_tokens``
+    leaves one position of ``model``'s context for the prompt."""
     return {
         **INT_RANGES,
         "threads": (1, host_threads()),
@@ -154,11 +150,8 @@ def _context_cached(path: str, _mtime: int, size: int) -> int:
 
 
 def model_context(model: Any) -> int:
-    """Positions in ``model``'s context (``n_positions`` / ``max_position_embeddings``).
-
-    ``'embedded'`` and local folders are read from their ``config.json``; a hub name from the
-    local Hugging Face cache when it is there, else :data:`HUB_CONTEXT` (the worker checks).
-    """
+    """Positions in ``model``'s context, from its ``config.json`` (local, or the hub cache);
+    :data:`HUB_CONTEXT` when unknown (the worker checks)."""
     if not isinstance(model, str) or not model or len(model) > MAX_TEXT or "\0" in model:
         return HUB_CONTEXT
     if model == EMBEDDED:
@@ -187,11 +180,8 @@ def is_hub_name(model: Any) -> bool:
 
 # --- paths: resolved once, checked to exist, and from input checked against the allow-list ---
 def resolve_path(text: str | os.PathLike) -> Path:
-    """``text`` as an absolute path with ``~`` expanded and symlinks resolved (against the cwd).
-
-    A path that cannot be resolved (an unknown ``~user``, a symlink loop) stays absolute but
-    unresolved; the existence check then reports it.
-    """
+    """``text`` absolute, ``~`` expanded, symlinks resolved; unresolvable stays as written
+    (the existence check then reports it)."""
     path = Path(text)
     with contextlib.suppress(RuntimeError):  # ~user with no such user stays as written
         path = path.expanduser()
@@ -238,30 +228,21 @@ def _resolved_paths(values: dict[str, Any]) -> dict[str, Any]:
 def _path_problem(kind: str, path: Path) -> str | None:
     """Why ``path`` cannot serve as ``kind`` ('prompts', 'model' or 'run'), or ``None``."""
     try:
-        return _path_problem_unguarded(kind, path)
-    except OSError as exc:  # e.g. a name longer than the file system allows
-        return f"cannot use {short_repr(str(path))}: {exc.strerror or exc}"
-
-
-def _path_problem_unguarded(kind: str, path: Path) -> str | None:
-    if kind == "prompts":
-        if not path.is_file():
-            return f"no prompt file at {path}; give a shipped set or a .txt / .jsonl file"
-        if path.suffix not in PROMPT_SUFFIXES:
-            return f"{path} is not a .txt or .jsonl file"
-    elif kind == "model":
-        if path.is_file() and path.suffix.lower() == ".gguf":
+        if kind == "prompts":
+            if not path.is_file():
+                return f"no prompt file at {path}; give a shipped set or a .txt / .jsonl file"
+            return (
+                None if path.suffix in PROMPT_SUFFIXES else f"{path} is not a .txt or .jsonl file"
+            )
+        if kind == "model" and path.is_file() and path.suffix.lower() == ".gguf":
             return None  # converted to a cached model folder when loaded
         if not path.is_dir():
-            return f"no model folder at {path}"
+            return f"no {kind} folder at {path}"
         if not (path / "config.json").is_file():
-            return f"{path} is a folder but not a model folder (no config.json)"
-    elif kind == "run":
-        if not path.is_dir():
-            return f"no run folder at {path}"
-        if not (path / "config.json").is_file():
-            return f"{path} is not a run folder (no config.json)"
-    return None
+            return f"{path} is not a {kind} folder (no config.json)"
+        return None
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        return f"cannot use {short_repr(str(path))}: {exc.strerror or exc}"
 
 
 # --- method options: declared once, here; validated by RunConfig; CLI flags and form widgets ---
@@ -275,11 +256,10 @@ PATH_KINDS = ("", "run")
 class Option:
     """A method option: type, default, help, and the values it may take.
 
-    Numbers are bounded: ``low``/``high`` (closed unless ``open_low``/``open_high``); a numeric
-    option declared without bounds gets :data:`DEFAULT_INT_RANGE` or :data:`DEFAULT_FLOAT_RANGE`,
-    so nothing unbounded reaches a method. Text is at most :data:`MAX_TEXT` characters and, with
-    ``choices``, one of them. ``path="run"`` marks text that names a run folder: it is resolved
-    to an absolute path, checked to exist and, from input, to lie under the allowed folders.
+    Numbers lie in ``[low, high]`` (open ends with ``open_low``/``open_high``; undeclared bounds
+    default to :data:`DEFAULT_INT_RANGE` / :data:`DEFAULT_FLOAT_RANGE`). Text is at most
+    :data:`MAX_TEXT` characters and, with ``choices``, one of them. ``path="run"`` marks text
+    naming a run folder, checked like the other path fields.
     """
 
     kind: type
@@ -303,7 +283,7 @@ class Option:
             raise ValueError(f"an Option's default {self.default!r} {self.error(self.default)}")
 
     def bounds(self) -> tuple[float, float]:
-        """The closed (or open, see ``open_low``/``open_high``) range of a numeric option."""
+        """``(low, high)`` of a numeric option."""
         low, high = DEFAULT_INT_RANGE if self.kind is int else DEFAULT_FLOAT_RANGE
         return (low if self.low is None else self.low, high if self.high is None else self.high)
 
@@ -318,11 +298,7 @@ class Option:
         return f"{'an integer' if self.kind is int else 'a number'} in {span}"
 
     def error(self, value: Any) -> str | None:
-        """Why ``value`` is not allowed (one line, with the allowed values), or ``None``.
-
-        The type is checked before any comparison (``bool`` is no number; an ``int`` serves
-        where a ``float`` is declared), then finiteness, then the range or the choices.
-        """
+        """Why ``value`` is not allowed (one line, with the allowed values), or ``None``."""
         if self.kind is str:
             fits = isinstance(value, str) and len(value) <= MAX_TEXT
             fits = fits and (not self.choices or value in self.choices)
@@ -400,11 +376,7 @@ METHOD_OPTIONS: dict[str, Mapping[str, Option]] = {
 
 
 def declare_options(method: str, options: Mapping[str, Any]) -> Mapping[str, Option]:
-    """Record ``method``'s options (built-ins must match their declaration here).
-
-    Raises:
-        ValueError: an entry is not an :class:`Option`, or a built-in's options differ.
-    """
+    """Record ``method``'s options; ``ValueError`` for a non-Option or a changed built-in."""
     for key, option in options.items():
         if not isinstance(key, str) or not isinstance(option, Option):
             raise ValueError(f"option {key!r} of {method!r} must be an Option, got {option!r}")
@@ -511,10 +483,9 @@ class RunConfig:
 
     # --- validation ---
     def errors(self, check_files: bool = True) -> dict[str, str]:
-        """Every problem, keyed by field name; empty when the config is valid.
+        """Every problem by field name (empty: valid); any value gives a message, never raises.
 
-        Any value of any type gives a message, never an exception. With ``check_files`` the
-        files the config names must exist (relative paths are taken from the cwd).
+        With ``check_files`` the files the config names must exist.
         """
         err: dict[str, str] = {}
         names = ", ".join(sorted(METHOD_OPTIONS))
@@ -576,15 +547,10 @@ class RunConfig:
         else:
             model_ok = True
 
-        ranges = int_ranges(self.model if model_ok else None)
-        for name, (low, high) in ranges.items():
+        for name, (low, high) in int_ranges(self.model if model_ok else None).items():
             value = getattr(self, name)
             if not is_integer(value) or not low <= value <= high:
-                extra = ""
-                if name == "threads":
-                    extra = " (at most this host's CPU count)"
-                elif name == "max_new_tokens":
-                    extra = " (the model's context minus one prompt token)"
+                extra = RANGE_NOTES.get(name, "")
                 err[name] = f"must be an integer in [{low}, {high}]{extra}, got {short_repr(value)}"
         for name, (low, high) in FLOAT_RANGES.items():
             value = getattr(self, name)
@@ -632,11 +598,9 @@ class RunConfig:
         return err
 
     def outside_errors(self, data_dir: str | os.PathLike | None = None) -> dict[str, str]:
-        """The path fields that name files outside the allowed folders, by field name.
+        """Path fields naming files outside :func:`~morl_core.jobs.paths.allowed_roots`.
 
-        See :func:`morl_core.jobs.paths.allowed_roots`: the store (``data_dir``), the assets,
-        and ``$MORL_ALLOWED_PATHS``. Paths are resolved first, so a symlink counts where it
-        points.
+        Paths are resolved first, so a symlink counts where it points.
         """
         # jobs/__init__ imports the executors, which import this module: read jobs.paths late
         from morl_core.jobs.paths import outside_allowed
@@ -665,10 +629,9 @@ class RunConfig:
         return dataclasses.replace(self, **changed)
 
     def validated(self) -> RunConfig:
-        """This config with its paths made absolute, or :class:`ConfigError` naming every bad field.
+        """This config with absolute paths, or :class:`ConfigError` naming every bad field.
 
-        Checks types, ranges and that the named files exist; the allow-list applies to input
-        (:meth:`from_dict`), not to a config built in Python.
+        The allow-list applies to input (:meth:`from_dict`), not to a config built in Python.
         """
         err = self.errors()
         if err:
@@ -687,15 +650,9 @@ class RunConfig:
     ) -> RunConfig:
         """Build and validate a config from plain data (JSON, form values, CLI options).
 
-        Relative paths are resolved against the current directory and stored absolute. With
-        ``check_files`` (the default, for input) the files must exist and lie under the
-        allowed folders (:func:`morl_core.jobs.paths.allowed_roots` of ``data_dir``).
-        ``errors`` are problems a caller already found while reading its input (a bad
-        ``KEY=VALUE``, a model not on a server's list); they are reported together with the
-        validation errors in one :class:`ConfigError`.
-
-        Raises:
-            ConfigError: every bad field by name, whatever the types in ``data``.
+        Relative paths are stored absolute. With ``check_files`` (input) the files must exist
+        and lie under the allowed roots of ``data_dir``. ``errors`` (problems the caller found
+        reading its input) are raised together with the field errors in one :class:`ConfigError`.
         """
         err: dict[str, str] = {}
         config = None
@@ -752,17 +709,10 @@ class RunConfig:
 
 
 def _number(value: Any) -> Any:
-    """A weight as given, or parsed from text ("0.5" from a comma list); junk stays junk."""
-    if isinstance(value, str) and len(value) <= 64:
-        try:
+    """A weight as a float ("0.5" from a comma list too); junk stays junk for the checks."""
+    if (isinstance(value, str) and len(value) <= 64) or is_number(value):
+        with contextlib.suppress(ValueError, OverflowError):  # an int past float range
             return float(value)
-        except ValueError:
-            return value
-    if is_number(value):
-        try:
-            return float(value)
-        except OverflowError:  # an int past float range; the range check names it
-            return value
     return value
 
 

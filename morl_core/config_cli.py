@@ -1,10 +1,8 @@
 """What the ``morl`` commands share: RunConfig options -> a validated config, exit codes, tables.
 
-``morl train`` (train_cli) and ``morl submit`` (jobs/cli) both build their config with
-:func:`config_from_args` from the options :func:`add_config_options` adds: one ``--field-name``
-per ``RunConfig`` field and one ``--option-name`` per declared method option
-(:data:`morl_core.config.METHOD_OPTIONS`), both generated from their declarations. It sits
-below both commands, so neither borrows from the other.
+``morl train`` and ``morl submit`` both build their config with :func:`config_from_args` from
+the options :func:`add_config_options` generates: ``--field-name`` per ``RunConfig`` field and
+``--option-name`` per declared method option (:data:`morl_core.config.METHOD_OPTIONS`).
 """
 
 from __future__ import annotations
@@ -82,18 +80,11 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _convert(name: str, raw: str) -> Any:
-    default = {f.name: f.default for f in fields(RunConfig)}.get(name)
+    """A flag's text as the field's type (int or float); other fields stay text."""
     if name == "weights":
         return None if raw.strip().lower() in ("", "none") else raw
-    for kind in (bool, int, float):  # bool first: it is an int too
-        if isinstance(default, kind):
-            if kind is bool:
-                return raw
-            try:
-                return kind(raw)
-            except ValueError:
-                return raw  # validation reports it by name, with the allowed range
-    return raw
+    kind = type({f.name: f.default for f in fields(RunConfig)}.get(name))
+    return _convert_option(kind, raw) if kind in (int, float) else raw
 
 
 def _convert_option(kind: type, raw: str) -> Any:
@@ -104,11 +95,8 @@ def _convert_option(kind: type, raw: str) -> Any:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """The validated ``RunConfig`` from parsed options; raises ConfigError naming every bad field.
-
-    Paths are resolved against the current directory and checked against the allow-list of
-    the command's data directory (``--data-dir``), before anything is written.
-    """
+    """The validated ``RunConfig`` from parsed options (paths checked against the allow-list
+    of ``--data-dir``); raises ConfigError naming every bad field."""
     errors: dict[str, str] = {}
     data: dict[str, Any] = {}
     if getattr(args, "cfg_file", None):
