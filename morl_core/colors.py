@@ -1,10 +1,8 @@
 """Colour registries: one fixed colour per method and one per objective.
 
-A method (or objective) has the same colour on every page, in every exported figure and in
-every run, so users learn it once. The registries are plain dicts with a loud ``register_*``
-(a duplicate name raises). Names are matched case-insensitively; an unknown name gets a
-deterministic fallback colour from a SHA-256 hash of the name (stable across processes, unlike
-Python's ``hash``). Used by :mod:`morl_core.plots`.
+A name has the same colour on every page and in every exported figure. The registries are plain
+dicts with a loud ``register_*`` (a duplicate raises). Names match case-insensitively; an unknown
+name gets a fallback colour from a SHA-256 hash of the name (stable across processes).
 """
 
 from __future__ import annotations
@@ -35,9 +33,19 @@ OBJECTIVE_COLORS: dict[str, str] = {  # Okabe-Ito plus Tol's muted colours, colo
     "synth_c": "#332288",
 }
 FALLBACK_COLORS: tuple[str, ...] = (
-    "#4E79A7", "#F28E2B", "#59A14F", "#E15759", "#76B7B2", "#EDC948",
-    "#B07AA1", "#FF9DA7", "#9C755F", "#AF7AA1", "#6B6ECF", "#B5CF6B",
-)  # fmt: skip
+    "#4E79A7",
+    "#F28E2B",
+    "#59A14F",
+    "#E15759",
+    "#76B7B2",
+    "#EDC948",
+    "#B07AA1",
+    "#FF9DA7",
+    "#9C755F",
+    "#AF7AA1",
+    "#6B6ECF",
+    "#B5CF6B",
+)
 DOMINATED_COLOR = "#B0B0B0"
 POSITIVE_COLOR, NEGATIVE_COLOR = "#2166AC", "#B2182B"  # the ends of the RdBu heatmap scale
 

@@ -1,6 +1,5 @@
-"""Fronts for the app: the fixed reference point, indicators, fronts served by any method, KL
-to the base per point, the Steer page's front and report, and the Fronts page's table. The
-pure point choosers and degeneration flags live in :mod:`morl_core.app.points`.
+"""Fronts for the app: reference point, indicators, fronts served by any method (evaluated once
+and cached), KL to the base, the Steer page's front and report, and the Fronts page's table.
 
 Maximisation convention throughout: every objective maps to [0, 1], larger is better.
 """
@@ -16,7 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from morl_core import settings
+from morl_core import evaluation, settings
+from morl_core.app.figures import (
+    highlight,
+    overlay_fronts_figure,
+    reward_kl_figure,
+    scatter_matrix_figure,
+    steer_front_figure,
+    ternary_figure,
+)
 from morl_core.app.points import (  # noqa: F401  (pages reach them as fronts.*)
     Degeneration,
     Pick,
@@ -26,22 +33,24 @@ from morl_core.app.points import (  # noqa: F401  (pages reach them as fronts.*)
     neighbour_index,
     pseudo_weight_pick,
 )
+from morl_core.app.report import tradeoff_report
 from morl_core.app.serving import (
+    STEER_DECODING,
     ArtifactInfo,
+    Generation,
     Progress,
     SharedSteerable,
     app_data_dir,
+    example_prompts,
     noop,
+    score_texts,
     slug,
 )
+from morl_core.plots import front_3d_figure, parallel_coordinates_figure
+from morl_core.policy import set_threads
 from morl_core.runfolder import write_json_atomic
 
-
-def reference_point(objectives: int | Sequence[str]) -> np.ndarray:
-    """The fixed per-task reference point (:func:`morl_core.evaluation.reference_point`)."""
-    from morl_core.evaluation import reference_point as protocol_reference_point
-
-    return protocol_reference_point(objectives)
+reference_point = evaluation.reference_point  # the fixed per-task reference point
 
 
 REFERENCE_EXPLAINED = (
@@ -60,14 +69,10 @@ ON_SCREEN_NOTE = (
 
 
 def front_indicators(front: Mapping[str, Any]) -> dict[str, Any]:
-    """The indicators of a front dict: its own when it was evaluated under the current
-    protocol, else recomputed by the protocol's one indicator function (no intervals then)."""
-    from morl_core.evaluation import front_indicators as protocol_indicators
-    from morl_core.evaluation import is_current
-
-    if is_current(front) and front.get("indicators"):
+    """A front's own indicators under the current protocol, else recomputed (no intervals)."""
+    if evaluation.is_current(front) and front.get("indicators"):
         return dict(front["indicators"])
-    return protocol_indicators(front)
+    return evaluation.front_indicators(front)
 
 
 OLD_PROTOCOL = "old protocol"
@@ -99,9 +104,8 @@ def front_for(
 ) -> dict[str, Any]:
     """The evaluated front of ``info`` served by ``method`` (default: its own), with indicators.
 
-    The shipped ``front.json`` is used when it matches; otherwise the front is evaluated once
-    with the shared protocol on a private copy of the model (so no session waits on it) and
-    cached under :func:`app_data_dir`, never written into the (possibly read-only) run folder.
+    The shipped ``front.json`` when it matches; otherwise evaluated once under the protocol and
+    cached under :func:`app_data_dir` (the run folder may be read-only).
     """
     method = method or info.method
     progress = progress or noop
@@ -122,12 +126,9 @@ _FRONT_LOCKS: dict[tuple[str, str], threading.Lock] = {}
 def _evaluate_front(info: ArtifactInfo, method: str, progress: Progress) -> dict[str, Any]:
     cache = front_cache_path(info, method)
     progress(f"evaluating the {method} front once (cached afterwards)", 0.1)
-    from morl_core.evaluation import evaluate_run
-    from morl_core.policy import set_threads
-
     set_threads(settings.ui_threads())
     progress("generating and scoring held-out prompts at each preference", 0.3)
-    data = evaluate_run(info.run_dir, method=method)
+    data = evaluation.evaluate_run(info.run_dir, method=method)
     _write_cache(cache, data)
     progress("front ready", 1.0)
     return data
@@ -139,29 +140,26 @@ def _write_cache(path: Path, data: Mapping[str, Any]) -> None:
 
 
 def base_front(info: ArtifactInfo, progress: Progress | None = None) -> dict[str, Any]:
-    """The base model (no adapter) under the protocol, on ``info``'s objectives, prompt set and
-    preferences: the reference row of the Fronts page. Evaluated once, cached like a front."""
-    from morl_core.evaluation import evaluate_base, is_current
-    from morl_core.methods.common import read_config
+    """The base model (no adapter) on ``info``'s objectives, prompt set and preferences: the
+    reference row of the Fronts page. Evaluated once, cached like a front."""
+    from morl_core.methods.common import read_config  # imports torch
 
     config = read_config(info.run_dir)
-    key = slug(f"{config.model}|{config.prompt_set}|{','.join(config.objectives)}|"
-               f"{config.n_preferences}")  # fmt: skip
+    objectives = ",".join(config.objectives)
+    key = slug(f"{config.model}|{config.prompt_set}|{objectives}|{config.n_preferences}")
     cache = app_data_dir() / "fronts" / f"base.{key}.json"
     if cache.exists():
         data = json.loads(cache.read_text())
-        if is_current(data):
+        if evaluation.is_current(data):
             return data
     with _FRONT_GUARD:
         lock = _FRONT_LOCKS.setdefault((str(cache), "base"), threading.Lock())
     with lock:
-        if cache.exists() and is_current(data := json.loads(cache.read_text())):
+        if cache.exists() and evaluation.is_current(data := json.loads(cache.read_text())):
             return data
         (progress or noop)("evaluating the base model once (cached afterwards)", 0.2)
-        from morl_core.policy import set_threads
-
         set_threads(settings.ui_threads())
-        data = evaluate_base(
+        data = evaluation.evaluate_base(
             config.objectives, config.model, config.prompt_set, config.n_preferences
         )
         _write_cache(cache, data)
@@ -178,10 +176,8 @@ def kl_to_base(
 ) -> float | None:
     """KL(policy || base) per token on sampled ``texts`` (the protocol's estimate), on a free
     replica; None where it is not cheap (decoding-time mixtures, the base model itself)."""
-    from morl_core.evaluation import kl_to_base as protocol_kl
-
     with shared.replica() as replica:
-        kl = protocol_kl(replica, prompts, texts, weights)
+        kl = evaluation.kl_to_base(replica, prompts, texts, weights)
     return None if kl is None else max(0.0, float(kl[0].sum() / kl[1].sum()))
 
 
@@ -191,12 +187,10 @@ def kl_to_base(
 def front_cached(info: ArtifactInfo, method: str) -> dict[str, Any] | None:
     """The front of ``info`` served by ``method`` if it is shipped or cached, else None.
 
-    A shipped or cached front of the current protocol wins; a shipped ``front.json`` written
-    before the protocol had a version (no ``protocol_version``) is still shown, marked
-    ``old protocol``, with indicators recomputed by the protocol's function.
+    A front of the current protocol wins; a shipped one of an older protocol is still returned
+    (shown as ``old protocol``) with its indicators recomputed.
     """
-    from morl_core.evaluation import is_current, read_front
-
+    is_current, read_front = evaluation.is_current, evaluation.read_front
     shipped = read_front(info.run_dir / "front.json")
     if shipped is not None and shipped.get("method", info.method) != method:
         shipped = None
@@ -227,8 +221,6 @@ def steer_point(front: Mapping[str, Any], info: ArtifactInfo, method: str, weigh
 
 def steer_figures(curves: Sequence[Mapping[str, Any]], names: Sequence[str], weights):
     """``(mini front, ternary map or None)`` for the Steer page."""
-    from morl_core.app.figures import steer_front_figure, ternary_figure
-
     fig = steer_front_figure(
         [{k: c[k] for k in ("label", "method", "points", "preferences")} for c in curves],
         names,
@@ -244,8 +236,6 @@ def steer_figures(curves: Sequence[Mapping[str, Any]], names: Sequence[str], wei
 
 def steer_report(info: ArtifactInfo, result, figure, indicators: Mapping[str, Any]) -> str:
     """The one-file trade-off report of what the Steer page shows."""
-    from morl_core.app.report import tradeoff_report
-
     flags = degeneration([g.text for g in result.generations]).flags
     return tradeoff_report(
         title=f"Trade-off: {', '.join(info.objectives)}",
@@ -314,8 +304,6 @@ class FrontTable:
     def kl_figure(self):
         """Reward against KL to the base: each point's utility ``w . p`` at its own preference
         against its KL per token (methods compared at matched KL); None when no front has KL."""
-        from morl_core.app.figures import reward_kl_figure
-
         series = [
             {
                 "label": s["label"],
@@ -340,16 +328,12 @@ class FrontTable:
     def figure(self, selected: int | None = None, picked: int | None = None, matrix: bool = False):
         """The overlay: 2-D zoomed to the data, 3-D, or for 4+ objectives a scatter matrix
         (``matrix``) or parallel coordinates; use :meth:`project` to plot 2 or 3 of them."""
-        from morl_core.app.figures import highlight, overlay_fronts_figure, scatter_matrix_figure
-        from morl_core.plots import front_3d_figure, parallel_coordinates_figure
-
         names = list(self.objectives)
         k = len(names)
-        legend = [
-            {**s, "label": f"{s['label']}  (HV {s['indicators'].get('hypervolume', 0):.3f}, "
-                           f"EU {s['indicators'].get('expected_utility') or 0:.3f})"}
-            for s in self.series
-        ]  # fmt: skip
+        legend = []
+        for s in self.series:
+            hv, eu = s["indicators"].get("hypervolume", 0), s["indicators"].get("expected_utility")
+            legend.append({**s, "label": f"{s['label']}  (HV {hv:.3f}, EU {eu or 0:.3f})"})
         if k == 2:
             fig = overlay_fronts_figure(legend, names, ref=reference_point(names), zoom=True)
         elif k == 3:
@@ -364,8 +348,8 @@ class FrontTable:
             highlight(fig, self.points[picked], "picked for you", names, "star")
         if selected is not None:
             highlight(fig, self.points[selected], "selected", names, "circle-open")
-        fig.update_layout(height=540, clickmode="event+select",
-                          legend={"orientation": "h", "y": -0.15, "yanchor": "top", "x": 0})  # fmt: skip
+        legend = {"orientation": "h", "y": -0.15, "yanchor": "top", "x": 0}
+        fig.update_layout(height=540, clickmode="event+select", legend=legend)
         return fig
 
     def neighbour(self, row: int) -> int | None:
@@ -444,8 +428,6 @@ def inspect_point(
     shared: SharedSteerable, weights: Sequence[float], *, n_prompts: int = 3, seed: int = 0
 ) -> PointInspection:
     """Generate for the first held-out prompts at ``weights``, score, and flag degeneration."""
-    from morl_core.app.serving import STEER_DECODING, Generation, example_prompts, score_texts
-
     prompts = example_prompts(n_prompts)
     texts, _ = shared.generate_cached(prompts, list(weights), seed=seed, **STEER_DECODING)
     scores = score_texts(shared.objectives, prompts, texts)
@@ -458,11 +440,8 @@ def inspect_point(
 
 
 def selected_row(state: Mapping[str, Any] | None) -> int | None:
-    """The table row of the first clicked point in a plotly selection state, if any.
-
-    Front traces carry their table row in ``customdata``; highlight and reference-point traces
-    carry none, so clicking them selects nothing.
-    """
+    """The table row (``customdata``) of the first clicked point in a plotly selection state;
+    highlight and reference-point traces carry none, so clicking them selects nothing."""
     points = ((state or {}).get("selection") or {}).get("points") or []
     for point in points:
         data = point.get("customdata")
