@@ -1,8 +1,7 @@
 """Figure builders the app needs beyond :mod:`morl_core.plots` (pure: data in, Figure out).
 
-They follow the same rules: maximisation convention, one fixed colour per method and per
-objective (:mod:`morl_core.colors`), ``customdata`` holding input row indices so a click maps
-back to its point. Also here: PNG export through kaleido when it is installed (optional).
+Same rules as there: maximisation, one fixed colour per method and per objective, and
+``customdata`` holding the caller's row indices. Also PNG export through kaleido (optional).
 """
 
 from __future__ import annotations
@@ -17,14 +16,27 @@ from plotly.subplots import make_subplots
 
 from morl_core.colors import DOMINATED_COLOR, method_color, objective_color
 from morl_core.pareto import non_dominated
+from morl_core.plots import front_3d_figure, parallel_coordinates_figure
 
 COMPACT = {"margin": {"l": 50, "r": 20, "t": 40, "b": 45}}
 HIGHLIGHT = {"symbol": "star", "size": 18, "color": "#FFD000", "line": {"width": 1.5}}
 _DASHES = ("solid", "dash", "dot", "dashdot")
-
-
 _SYMBOLS = ("circle", "square", "diamond", "triangle-up", "pentagon", "hexagon", "star-square")
 SOURCE_DASH = {"demo": "dot", "run": "solid"}  # one dash per source, one colour per method
+_TEXT = {"hoverinfo": "text"}
+
+
+def _legend_below(y: float) -> dict:
+    return {"legend": {"orientation": "h", "y": y, "yanchor": "top", "x": 0}}
+
+
+def _values(names: Sequence[str], values: Sequence[float]) -> str:
+    """``name: value`` lines for hover text."""
+    return "<br>".join(f"{n}: {v:.3f}" for n, v in zip(names, values, strict=True))
+
+
+def _w(weights: Sequence[float]) -> str:
+    return "w = (" + ", ".join(f"{x:.2f}" for x in weights) + ")"
 
 
 def overlay_fronts_figure(
@@ -40,8 +52,7 @@ def overlay_fronts_figure(
     Args:
         series: One mapping per front: ``label``, ``method`` (for the colour), ``points``
             (P, 2), optional ``preferences`` (P, K), ``source`` (``demo`` / ``run``: the line
-            dash) and ``offset`` (the row index of its first point in the caller's table,
-            stored in ``customdata`` so a click maps back).
+            dash) and ``offset`` (the caller's row index of its first point, for ``customdata``).
         objective_names: The two objective names (x, y).
         ref: The task's fixed reference point.
         title: Figure title.
@@ -49,9 +60,9 @@ def overlay_fronts_figure(
             otherwise fixed [r, 1] axes with the reference point drawn (comparable snapshots).
 
     Returns:
-        Per series a ``"<label>"`` front trace (non-dominated, lines+markers, the method's
-        colour, the source's dash, its own marker symbol so coinciding fronts stay visible)
-        and a grey ``"<label> dominated"`` trace (not in the legend).
+        Per series a ``"<label>"`` front trace (lines+markers, the method's colour, the source's
+        dash, its own marker symbol so coinciding fronts stay visible) and a grey
+        ``"<label> dominated"`` trace (not in the legend).
     """
     fig = go.Figure()
     seen: dict[str, int] = {}
@@ -68,65 +79,79 @@ def overlay_fronts_figure(
         symbol = _SYMBOLS[index % len(_SYMBOLS)]
         on_front = non_dominated(pts)
         order = np.flatnonzero(on_front)[np.argsort(pts[on_front, 0], kind="stable")]
+        with_w = prefs is not None and len(prefs)
         hover = [
             f"{s['label']}<br>"
-            + (f"w = ({', '.join(f'{x:.2f}' for x in prefs[i])})<br>" if prefs is not None and len(prefs) else "")
-            + "<br>".join(f"{n}: {v:.3f}" for n, v in zip(objective_names, pts[i], strict=True))
+            + (f"{_w(prefs[i])}<br>" if with_w else "")
+            + _values(objective_names, pts[i])
             for i in range(len(pts))
-        ]  # fmt: skip
+        ]
+        front_marker = {"color": colour, "size": 11, "line": {"width": 1, "color": "white"}}
+        dominated_marker = {"color": DOMINATED_COLOR, "size": 9}
         for part, rows, mode, marker in (
-            ("", order, "lines+markers", {"color": colour, "size": 11, "symbol": symbol,
-                                          "line": {"width": 1, "color": "white"}}),
-            (" dominated", np.flatnonzero(~on_front), "markers",
-             {"color": DOMINATED_COLOR, "size": 9, "symbol": symbol}),
-        ):  # fmt: skip
+            ("", order, "lines+markers", front_marker),
+            (" dominated", np.flatnonzero(~on_front), "markers", dominated_marker),
+        ):
             if rows.size:
-                fig.add_trace(
-                    go.Scatter(
-                        x=pts[rows, 0], y=pts[rows, 1], mode=mode, name=s["label"] + part,
-                        legendgroup=s["label"], line={"color": colour, "dash": dash},
-                        marker=marker, customdata=rows + offset, showlegend=part == "",
-                        hovertext=[hover[i] for i in rows], hoverinfo="text", opacity=0.9,
-                    )
-                )  # fmt: skip
+                fig.add_scatter(
+                    x=pts[rows, 0],
+                    y=pts[rows, 1],
+                    mode=mode,
+                    name=s["label"] + part,
+                    legendgroup=s["label"],
+                    line={"color": colour, "dash": dash},
+                    marker=marker | {"symbol": symbol},
+                    customdata=rows + offset,
+                    showlegend=part == "",
+                    hovertext=[hover[i] for i in rows],
+                    opacity=0.9,
+                    **_TEXT,
+                )
     if ref is not None and zoom:
-        every = np.concatenate([np.asarray(s["points"], dtype=float) for s in series] or
-                               [np.zeros((0, 2))])  # fmt: skip
+        every = np.concatenate([np.zeros((0, 2))] + [np.asarray(s["points"]) for s in series])
         if len(every):
             low, high = every.min(0), every.max(0)
             pad = np.maximum(0.06 * (high - low), 0.02)
             fig.update_xaxes(range=[low[0] - pad[0], high[0] + pad[0]])
             fig.update_yaxes(range=[low[1] - pad[1], high[1] + pad[1]])
+        ref_text = ", ".join(f"{float(x):g}" for x in ref)
         fig.add_annotation(
-            text=f"HV reference point r = ({', '.join(f'{float(x):g}' for x in ref)}), "
-            "outside this zoomed view",
-            xref="paper", yref="paper", x=0.01, y=0.01, xanchor="left", yanchor="bottom",
-            showarrow=False, font={"size": 11, "color": "#555"}, bgcolor="rgba(255,255,255,0.8)",
-        )  # fmt: skip
+            text=f"HV reference point r = ({ref_text}), outside this zoomed view",
+            xref="paper",
+            yref="paper",
+            x=0.01,
+            y=0.01,
+            xanchor="left",
+            yanchor="bottom",
+            showarrow=False,
+            font={"size": 11, "color": "#555"},
+            bgcolor="rgba(255,255,255,0.8)",
+        )
     elif ref is not None:
         add_reference_point(fig, ref)
         # objectives live in [0, 1]: fixed axes keep snapshots and overlays comparable
         low = min(float(ref[0]), float(ref[1])) - 0.05
         fig.update_xaxes(range=[low, 1.05])
         fig.update_yaxes(range=[low, 1.05])
-    fig.update_layout(
-        title=title, xaxis_title=objective_names[0], yaxis_title=objective_names[1],
-        legend={"orientation": "h", "y": -0.18, "yanchor": "top", "x": 0}, **COMPACT,
-    )  # fmt: skip
+    names = {"xaxis_title": objective_names[0], "yaxis_title": objective_names[1]}
+    fig.update_layout(title=title, **names, **_legend_below(-0.18), **COMPACT)
     return fig
 
 
 def add_reference_point(fig: go.Figure, ref: Sequence[float]) -> go.Figure:
     """Draw the hypervolume reference point of a 2-D front (an x marker and dotted guides)."""
     rx, ry = float(ref[0]), float(ref[1])
-    fig.add_trace(
-        go.Scatter(
-            x=[rx], y=[ry], mode="markers+text", name="reference point",
-            marker={"symbol": "x", "size": 11, "color": "#444"}, text=["r"],
-            textposition="top right", hovertext=[f"reference point r = ({rx:g}, {ry:g})"],
-            hoverinfo="text",
-        )
-    )  # fmt: skip
+    fig.add_scatter(
+        x=[rx],
+        y=[ry],
+        mode="markers+text",
+        name="reference point",
+        marker={"symbol": "x", "size": 11, "color": "#444"},
+        text=["r"],
+        textposition="top right",
+        hovertext=[f"reference point r = ({rx:g}, {ry:g})"],
+        **_TEXT,
+    )
     fig.add_hline(y=ry, line={"dash": "dot", "color": "#999", "width": 1})
     fig.add_vline(x=rx, line={"dash": "dot", "color": "#999", "width": 1})
     return fig
@@ -146,27 +171,16 @@ def highlight(
     highlighted at once (the black outline still marks them as highlights).
     """
     pts = np.atleast_2d(np.asarray(points, dtype=float))
-    marker = {**HIGHLIGHT, "symbol": symbol, "color": color or HIGHLIGHT["color"]}
-    hover = [
-        label + "<br>" + "<br>".join(f"{n}: {v:.3f}" for n, v in zip(names, p, strict=True))
-        for p in pts
-    ]
+    colour = color or HIGHLIGHT["color"]
+    hover = {"hovertext": [f"{label}<br>{_values(names, p)}" for p in pts], **_TEXT}
     if pts.shape[1] == 3:
-        fig.add_trace(
-            go.Scatter3d(
-                x=pts[:, 0], y=pts[:, 1], z=pts[:, 2], mode="markers", name=label,
-                marker={"size": 7, "color": marker["color"], "symbol": "diamond",
-                        "line": {"width": 2, "color": "#222"}},
-                hovertext=hover, hoverinfo="text",
-            )
-        )  # fmt: skip
+        outline = {"width": 2, "color": "#222"}
+        marker = {"size": 7, "color": colour, "symbol": "diamond", "line": outline}
+        fig.add_scatter3d(x=pts[:, 0], y=pts[:, 1], z=pts[:, 2], mode="markers", marker=marker)
     else:
-        fig.add_trace(
-            go.Scatter(
-                x=pts[:, 0], y=pts[:, 1], mode="markers", name=label, marker=marker,
-                hovertext=hover, hoverinfo="text",
-            )
-        )  # fmt: skip
+        marker = {**HIGHLIGHT, "symbol": symbol, "color": colour}
+        fig.add_scatter(x=pts[:, 0], y=pts[:, 1], mode="markers", marker=marker)
+    fig.update_traces(selector=-1, name=label, **hover)
     return fig
 
 
@@ -190,23 +204,18 @@ def steer_front_figure(
     Returns:
         A 2-D overlay (K = 2), a 3-D scatter (K = 3) or parallel coordinates (K > 3).
     """
-    from morl_core.plots import front_3d_figure, parallel_coordinates_figure
-
     k = len(objective_names)
     if k == 2:
         fig = overlay_fronts_figure(fronts, objective_names)
-    elif k == 3:
-        pts = np.concatenate([np.asarray(f["points"], dtype=float) for f in fronts])
-        methods = [f["method"] for f in fronts for _ in f["points"]]  # method colours
-        fig = front_3d_figure(pts, objective_names, methods=methods)
     else:
         pts = np.concatenate([np.asarray(f["points"], dtype=float) for f in fronts])
-        methods = [f["method"] for f in fronts for _ in f["points"]]
-        return parallel_coordinates_figure(pts, objective_names, methods=methods)
+        methods = [f["method"] for f in fronts for _ in f["points"]]  # method colours
+        if k > 3:
+            return parallel_coordinates_figure(pts, objective_names, methods=methods)
+        fig = front_3d_figure(pts, objective_names, methods=methods)
     for f, i in zip(fronts, nearest, strict=False):
-        highlight(
-            fig, np.asarray(f["points"])[i], f"{f['label']}: evaluated near your w", objective_names
-        )
+        near = np.asarray(f["points"])[i]
+        highlight(fig, near, f"{f['label']}: evaluated near your w", objective_names)
     for f, p in zip(fronts, now, strict=False):
         highlight(fig, np.asarray(p), f"{f['label']}: on screen now", objective_names, "diamond")
     fig.update_layout(height=360, title="Front (evaluated) and your preference", **COMPACT)
@@ -233,36 +242,26 @@ def ternary_figure(
     if len(preferences):
         prefs = np.asarray(preferences, dtype=float)  # (P, 3)
         pts = np.asarray(points, dtype=float)  # (P, 3)
-        utility = pts @ w
-        fig.add_trace(
-            go.Scatterternary(
-                a=prefs[:, 0], b=prefs[:, 1], c=prefs[:, 2], mode="markers",
-                name="evaluated preferences",
-                marker={"size": 11, "color": utility, "colorscale": "Viridis",
-                        "colorbar": {"title": {"text": "w·r"}, "thickness": 12}},
-                hovertext=[
-                    "w = (" + ", ".join(f"{x:.2f}" for x in p) + ")<br>"
-                    + "<br>".join(f"{n}: {v:.3f}" for n, v in zip(names, r, strict=True))
-                    for p, r in zip(prefs, pts, strict=True)
-                ],
-                hoverinfo="text",
-            )
-        )  # fmt: skip
-    fig.add_trace(
-        go.Scatterternary(
-            a=[w[0]], b=[w[1]], c=[w[2]], mode="markers", name="your preference",
-            marker=HIGHLIGHT, hovertext=["your w = (" + ", ".join(f"{x:.2f}" for x in w) + ")"],
-            hoverinfo="text",
+        colorbar = {"title": {"text": "w·r"}, "thickness": 12}
+        fig.add_scatterternary(
+            a=prefs[:, 0],
+            b=prefs[:, 1],
+            c=prefs[:, 2],
+            mode="markers",
+            name="evaluated preferences",
+            marker={"size": 11, "color": pts @ w, "colorscale": "Viridis", "colorbar": colorbar},
+            hovertext=[f"{_w(p)}<br>{_values(names, r)}" for p, r in zip(prefs, pts, strict=True)],
+            **_TEXT,
         )
-    )  # fmt: skip
+    fig.add_scatterternary(a=[w[0]], b=[w[1]], c=[w[2]], mode="markers", marker=HIGHLIGHT)
+    fig.update_traces(selector=-1, name="your preference", hovertext=[f"your {_w(w)}"], **_TEXT)
+    axes = {
+        f"{axis}axis": {"title": {"text": name}, "color": objective_color(name)}
+        for axis, name in zip("abc", names, strict=True)
+    }
     fig.update_layout(
-        ternary={
-            "aaxis": {"title": {"text": names[0]}, "color": objective_color(names[0])},
-            "baxis": {"title": {"text": names[1]}, "color": objective_color(names[1])},
-            "caxis": {"title": {"text": names[2]}, "color": objective_color(names[2])},
-        },
-        height=360, title="Preference simplex", showlegend=False, **COMPACT,
-    )  # fmt: skip
+        ternary=axes, height=360, title="Preference simplex", showlegend=False, **COMPACT
+    )
     return fig
 
 
@@ -273,23 +272,17 @@ def training_curves_figure(rows: Sequence[Mapping[str, Any]], objective_names: S
         rows: Flat metric rows (``step``, ``samples``, ``reward/<name>``, ``kl``, ``length``).
         objective_names: The run's objectives, one reward curve each (objective colours).
     """
-    fig = make_subplots(
-        rows=1, cols=3, horizontal_spacing=0.09,
-        subplot_titles=("reward per objective", "KL to base", "length (tokens)"),
-    )  # fmt: skip
+    titles = ("reward per objective", "KL to base", "length (tokens)")
+    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.09, subplot_titles=titles)
     x = [r.get("samples", r.get("step")) for r in rows]
     for name in objective_names:
-        fig.add_trace(
-            go.Scatter(x=x, y=[r.get(f"reward/{name}") for r in rows], name=name,
-                       mode="lines", line={"color": objective_color(name)}),
-            row=1, col=1,
-        )  # fmt: skip
+        y = [r.get(f"reward/{name}") for r in rows]
+        line = {"color": objective_color(name)}
+        fig.add_scatter(x=x, y=y, name=name, mode="lines", line=line, row=1, col=1)
     for col, key, colour in ((2, "kl", "#555"), (3, "length", "#888")):
-        fig.add_trace(
-            go.Scatter(x=x, y=[r.get(key) for r in rows], name=key, mode="lines",
-                       line={"color": colour}, showlegend=False),
-            row=1, col=col,
-        )  # fmt: skip
+        y = [r.get(key) for r in rows]
+        fig.add_scatter(x=x, y=y, name=key, mode="lines", line={"color": colour}, row=1, col=col)
+        fig.update_traces(selector=-1, showlegend=False)
     fig.update_xaxes(title_text="training samples")
     fig.update_layout(height=320, legend={"orientation": "h", "y": -0.3}, **COMPACT)
     return fig
@@ -301,35 +294,38 @@ def tour_figure(tour, index: int) -> go.Figure:
     front, w = tour.front, tour.weights[index]
     lin, tch = front[tour.linear[index]], front[tour.tchebycheff[index]]
     reach = np.unique(tour.linear)
+    blue, red = "#1F77B4", "#D62728"
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=front[:, 0], y=front[:, 1], mode="lines", name="true front",
-                             line={"color": "#999", "width": 3}))  # fmt: skip
-    fig.add_trace(go.Scatter(x=front[reach, 0], y=front[reach, 1], mode="markers",
-                             name="all linear can reach", marker={"size": 12, "color": "#1F77B4",
-                             "symbol": "circle-open", "line": {"width": 3}}))  # fmt: skip
+    fig.add_scatter(x=front[:, 0], y=front[:, 1], mode="lines", name="true front")
+    fig.update_traces(selector=-1, line={"color": "#999", "width": 3})
+    reachable = {"size": 12, "color": blue, "symbol": "circle-open", "line": {"width": 3}}
+    fig.add_scatter(x=front[reach, 0], y=front[reach, 1], mode="markers", marker=reachable)
+    fig.update_traces(selector=-1, name="all linear can reach")
     # the linear utility's level line through its pick: w . r = w . lin
     level = float(w @ lin)
     xs = np.linspace(0, 1, 50)
     ys = (level - w[0] * xs) / w[1] if w[1] > 0 else np.full_like(xs, np.nan)
-    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="linear level line",
-                             line={"dash": "dash", "color": "#1F77B4"}))  # fmt: skip
+    fig.add_scatter(x=xs, y=ys, mode="lines", name="linear level line")
+    fig.update_traces(selector=-1, line={"dash": "dash", "color": blue})
     # Tchebycheff's pick lies where the ray from the ideal point along -(1/w) meets the front
     direction = 1.0 / np.maximum(w, 1e-9)
     direction = direction / np.linalg.norm(direction)
     ray = np.array([[1.0, 1.0], [1.0, 1.0] - 1.5 * direction])
-    fig.add_trace(go.Scatter(x=ray[:, 0], y=ray[:, 1], mode="lines", name="Tchebycheff ray",
-                             line={"dash": "dot", "color": "#D62728"}))  # fmt: skip
-    fig.add_trace(go.Scatter(x=[1], y=[1], mode="markers", name="ideal point",
-                             marker={"symbol": "x", "size": 10, "color": "#444"}))  # fmt: skip
-    fig.add_trace(go.Scatter(x=[lin[0]], y=[lin[1]], mode="markers", name="linear picks",
-                             marker={"size": 16, "color": "#1F77B4"}))  # fmt: skip
-    fig.add_trace(go.Scatter(x=[tch[0]], y=[tch[1]], mode="markers", name="Tchebycheff picks",
-                             marker={"size": 16, "color": "#D62728", "symbol": "diamond"}))  # fmt: skip
+    fig.add_scatter(x=ray[:, 0], y=ray[:, 1], mode="lines", name="Tchebycheff ray")
+    fig.update_traces(selector=-1, line={"dash": "dot", "color": red})
+    for name, (x, y), marker in (
+        ("ideal point", (1, 1), {"symbol": "x", "size": 10, "color": "#444"}),
+        ("linear picks", lin, {"size": 16, "color": blue}),
+        ("Tchebycheff picks", tch, {"size": 16, "color": red, "symbol": "diamond"}),
+    ):
+        fig.add_scatter(x=[x], y=[y], mode="markers", name=name, marker=marker)
     fig.update_layout(
         xaxis={"title": tour.objectives[0], "range": [-0.05, 1.1]},
         yaxis={"title": tour.objectives[1], "range": [-0.05, 1.1], "scaleanchor": "x"},
-        height=420, title=f"w = ({w[0]:.2f}, {w[1]:.2f})", **COMPACT,
-    )  # fmt: skip
+        height=420,
+        title=f"w = ({w[0]:.2f}, {w[1]:.2f})",
+        **COMPACT,
+    )
     return fig
 
 
@@ -359,16 +355,15 @@ def figure_html(fig: go.Figure) -> str:
 
 def snapshot_figure(snapshot: dict, ref: Sequence[float] | None = None, title: str | None = None):
     """One front snapshot of a training run: 2-D with the reference point, 3-D, or parallel."""
-    from morl_core.plots import front_3d_figure, parallel_coordinates_figure
-
     names = snapshot["objectives"]
     pts = np.asarray(snapshot["points"], dtype=float)
+    prefs = snapshot.get("preferences")
     if len(names) == 2:
-        series = [{"label": "front", "method": snapshot.get("method", "front"), "points": pts,
-                   "preferences": snapshot.get("preferences")}]  # fmt: skip
+        method = snapshot.get("method", "front")
+        series = [{"label": "front", "method": method, "points": pts, "preferences": prefs}]
         fig = overlay_fronts_figure(series, names, ref=ref, title=title)
     elif len(names) == 3:
-        fig = front_3d_figure(pts, names, preferences=snapshot.get("preferences"), title=title)
+        fig = front_3d_figure(pts, names, preferences=prefs, title=title)
     else:
         fig = parallel_coordinates_figure(pts, names, title=title)
     fig.update_layout(height=380)
@@ -385,10 +380,8 @@ def leaderboard_figure(rows: Sequence[Mapping[str, Any]], metric: str, group: st
     names = list(groups)
     means = [float(np.mean(groups[n])) for n in names]
     spread = [float(np.std(groups[n])) if len(groups[n]) > 1 else 0.0 for n in names]
-    fig = go.Figure(
-        go.Bar(x=names, y=means, error_y={"type": "data", "array": spread},
-               marker_color=[method_color(n) for n in names])
-    )  # fmt: skip
+    fig = go.Figure(go.Bar(x=names, y=means, error_y={"type": "data", "array": spread}))
+    fig.update_traces(marker_color=[method_color(n) for n in names])
     fig.update_layout(xaxis_title=group, yaxis_title=metric, height=340, **COMPACT)
     return fig
 
@@ -399,12 +392,12 @@ def readable_graph(fig: go.Figure, height: int = 420) -> go.Figure:
     for trace in fig.data:
         if trace.name == "objectives":
             trace.textposition = [
-                ("top" if y >= 0 else "bottom") + (" center" if abs(x) < 0.3 else
-                                                     (" right" if x > 0 else " left"))
+                ("top" if y >= 0 else "bottom")
+                + (" center" if abs(x) < 0.3 else (" right" if x > 0 else " left"))
                 for x, y in zip(trace.x, trace.y, strict=True)
-            ]  # fmt: skip
-    fig.update_layout(height=height, xaxis={"range": [-1.8, 1.8]}, yaxis={"range": [-1.5, 1.5]},
-                      margin={"l": 10, "r": 10, "t": 10, "b": 10})  # fmt: skip
+            ]
+    fig.update_layout(height=height, xaxis={"range": [-1.8, 1.8]}, yaxis={"range": [-1.5, 1.5]})
+    fig.update_layout(margin={"l": 10, "r": 10, "t": 10, "b": 10})
     return fig
 
 
@@ -426,19 +419,19 @@ def scatter_matrix_figure(
     for index, s in enumerate(series):
         pts = np.asarray(s["points"], dtype=float)  # (P, K)
         rows = np.arange(len(pts)) + int(s.get("offset", 0))
-        fig.add_trace(
-            go.Splom(
-                dimensions=[{"label": n, "values": pts[:, j]} for j, n in enumerate(names)],
-                name=s["label"], customdata=rows, showupperhalf=False, diagonal_visible=False,
-                marker={"color": method_color(s["method"]), "size": 7,
-                        "symbol": _SYMBOLS[index % len(_SYMBOLS)],
-                        "line": {"width": [2 if r == selected else 0 for r in rows],
-                                 "color": "#222"}},
-            )
-        )  # fmt: skip
-    fig.update_layout(height=max(460, 150 * len(names)), dragmode="select",
-                      legend={"orientation": "h", "y": -0.08, "yanchor": "top", "x": 0},
-                      **COMPACT)  # fmt: skip
+        outline = {"width": [2 if r == selected else 0 for r in rows], "color": "#222"}
+        symbol = _SYMBOLS[index % len(_SYMBOLS)]
+        fig.add_splom(
+            dimensions=[{"label": n, "values": pts[:, j]} for j, n in enumerate(names)],
+            name=s["label"],
+            customdata=rows,
+            showupperhalf=False,
+            diagonal_visible=False,
+            marker={"color": method_color(s["method"]), "size": 7, "symbol": symbol},
+        )
+        fig.update_traces(selector=-1, marker_line=outline)
+    height = max(460, 150 * len(names))
+    fig.update_layout(height=height, dragmode="select", **_legend_below(-0.08), **COMPACT)
     return fig
 
 
@@ -460,20 +453,24 @@ def reward_kl_figure(series: Sequence[Mapping[str, Any]]) -> go.Figure:
             continue
         order = sorted(rows, key=lambda i: s["kl"][i])
         hover = [
-            f"{s['label']}<br>w = ({', '.join(f'{x:.2f}' for x in s['preferences'][i])})<br>"
+            f"{s['label']}<br>{_w(s['preferences'][i])}<br>"
             f"KL {s['kl'][i]:.3f} nats/token<br>w . p = {s['utility'][i]:.3f}"
             for i in order
         ]
-        fig.add_trace(
-            go.Scatter(
-                x=[s["kl"][i] for i in order], y=[float(s["utility"][i]) for i in order],
-                mode="lines+markers", name=s["label"], hovertext=hover, hoverinfo="text",
-                line={"color": method_color(s["method"])}, marker={"size": 9},
-            )
-        )  # fmt: skip
+        fig.add_scatter(
+            x=[s["kl"][i] for i in order],
+            y=[float(s["utility"][i]) for i in order],
+            mode="lines+markers",
+            name=s["label"],
+            hovertext=hover,
+            line={"color": method_color(s["method"])},
+            marker={"size": 9},
+            **_TEXT,
+        )
     fig.update_layout(
         xaxis_title="KL to the base model (nats per token)",
         yaxis_title="reward at its preference (w . p)",
-        legend={"orientation": "h", "y": -0.2, "yanchor": "top", "x": 0}, **COMPACT,
-    )  # fmt: skip
+        **_legend_below(-0.2),
+        **COMPACT,
+    )
     return fig
