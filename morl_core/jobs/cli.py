@@ -1,10 +1,7 @@
-"""The ``morl`` job commands: submit, runs, status, logs, cancel, resume, worker.
+"""The ``morl`` job commands: submit, runs, status, logs, cancel, resume, worker, supervise.
 
-``morl_core/cli.py`` calls :func:`add_subcommands` on its subparsers and then dispatches with
-``args.func(args)``, which returns the exit code: 0 ok, 1 the operation failed, 2 bad input
-(a bad config, run id or executor), never a traceback. ``morl submit`` builds its config with
-:mod:`morl_core.config_cli`, as ``morl train`` does. Modules in ``$MORL_PLUGINS`` are imported
-first (extra methods).
+:func:`add_subcommands` adds them to ``morl``'s subparsers; ``args.func(args)`` returns the exit
+code (0 ok, 1 failed, 2 bad input), never a traceback. ``$MORL_PLUGINS`` are imported first.
 """
 
 from __future__ import annotations
@@ -66,6 +63,13 @@ def _executor(args: argparse.Namespace, run_id: str | None = None):
     return get_executor(getattr(args, "executor", None), args.data_dir)
 
 
+def _reconcile(data_dir: str | None, executor: str, force: bool = False) -> None:
+    """Let ``executor`` refresh live states when it is reachable (ray only with a cluster set)."""
+    if executor == "local" or (executor == "ray" and settings.ray_address()):
+        with contextlib.suppress(ValueError, ImportError, OSError):
+            get_executor(executor, data_dir).reconcile(force=force)
+
+
 def _when(stamp: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp)) if stamp else "-"
 
@@ -93,11 +97,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     """Table of runs, newest first."""
     store = RunStore(args.data_dir)
-    # Refresh live states first (lost workers, queued runs); ray only when a cluster is set.
     for name in {s.executor for s in store.list() if not s.done}:
-        if name == "local" or (name == "ray" and settings.ray_address()):
-            with contextlib.suppress(ValueError, ImportError, OSError):
-                _executor(argparse.Namespace(executor=name, data_dir=args.data_dir)).reconcile()
+        _reconcile(args.data_dir, name)
     runs = store.list(set(args.state) if args.state else None)[: args.limit]
     if args.json:
         print(json.dumps([r.to_dict() for r in runs], indent=1))
@@ -119,14 +120,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _refreshed(args: argparse.Namespace, run_id: str):
-    """The store, after the run's executor reconciled (skipped when it is not reachable)."""
+    """The store, after the run's executor reconciled."""
     store = RunStore(args.data_dir)
-    name = store.status(run_id).executor
-    if name == "local" or (name == "ray" and settings.ray_address()):
-        with contextlib.suppress(ValueError, ImportError, OSError):
-            _executor(argparse.Namespace(executor=name, data_dir=args.data_dir)).reconcile(
-                force=True
-            )
+    _reconcile(args.data_dir, store.status(run_id).executor, force=True)
     return store
 
 

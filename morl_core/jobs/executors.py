@@ -1,26 +1,17 @@
-"""Executors: one contract (submit, status, logs, cancel, list; plus resume, reconcile).
+"""Executors: one contract (submit, status, logs, cancel, list, resume) over where workers run.
 
-An executor decides *where* a run's worker process runs (:class:`LocalExecutor`: a subprocess;
-:class:`RayExecutor`: a Ray job); the run folder protocol is the same for all of them.
-:class:`Executor` holds the shared lifecycle logic in :meth:`Executor.reconcile`:
+:class:`LocalExecutor` runs a worker as a subprocess, :class:`RayExecutor` as a Ray job; the
+run-folder protocol is the same. :meth:`Executor.reconcile` holds the shared lifecycle:
 
-* an active run whose worker is gone (process exited, Ray job ended) or silent for longer than
-  ``heartbeat_timeout`` becomes ``lost``; a lost run is re-queued and resumed from its last
-  checkpoint, at most ``max_retries`` times, then it fails with the reason;
-* queued runs are started oldest first while fewer than ``max_workers`` are active;
-* a cancel request that the worker has not honoured after ``cancel_grace`` seconds kills it.
+* an active run whose worker is gone or silent past ``heartbeat_timeout`` becomes ``lost`` and
+  is re-queued from its last checkpoint, at most ``max_retries`` times, then fails;
+* queued runs start oldest first while fewer than ``max_workers`` are active;
+* a worker that ignores a cancel request for ``cancel_grace`` seconds is killed.
 
-Reconciling happens on every executor call (throttled), and a local worker reconciles as it
-exits, which starts the next queued run. Any process can reconcile (an app restarted, the CLI):
-liveness is read from the folder and the OS/Ray, so a new process re-adopts running jobs.
-A data-directory lock makes one process reconcile at a time.
-
-A run folder that cannot be trusted is marked ``broken`` in the index (see
-:meth:`RunStore.inspect`) and skipped, so one bad folder never stalls the runs queued behind it.
-Reconciling never overwrites a final ``result.json`` that a worker wrote for its attempt.
-
-A worker that dies is only noticed by the next reconcile; :func:`supervise` (``morl supervise``)
-reconciles on a timer so that nobody has to call the CLI or open the app.
+Any process may reconcile (one at a time, under a data-directory lock): every executor call
+does (throttled), an exiting local worker does (starting the next run), and :func:`supervise`
+does on a timer. Liveness is read from the folder and the OS/Ray, so a restarted app re-adopts
+running jobs. Broken folders are skipped; a worker's final ``result.json`` is never overwritten.
 """
 
 from __future__ import annotations
@@ -61,12 +52,8 @@ SUPERVISE_BOUNDS = (0.2, 3600.0)
 class Executor:
     """The shared contract and lifecycle; subclasses implement ``_launch``, ``_alive``, ``_kill``.
 
-    Args:
-        data_dir: data directory (see :class:`RunStore`); ignored when ``store`` is given.
-        store: an open :class:`RunStore` to share.
-        max_retries: resumes of a lost run before it fails (default :func:`settings.max_retries`).
-        heartbeat_timeout: seconds of silence before a running worker is lost (default: settings).
-        cancel_grace: seconds a worker gets to stop after a cancel request before it is killed.
+    ``store`` (an open :class:`RunStore`) replaces ``data_dir``; ``max_retries`` and
+    ``heartbeat_timeout`` default to :mod:`morl_core.settings`.
     """
 
     name = "base"
@@ -90,11 +77,8 @@ class Executor:
 
     # --- the contract ---
     def submit(self, config: RunConfig | Mapping[str, Any]) -> str:
-        """Validate ``config``, record a queued run, start it when a slot is free; returns its id.
-
-        Raises:
-            ConfigError: every bad field, by name (nothing is written).
-        """
+        """Validate ``config`` (ConfigError, nothing written), queue it, start it when a slot is
+        free; returns the run id."""
         if isinstance(config, RunConfig):
             config = config.validated()
         else:
@@ -173,9 +157,8 @@ class Executor:
     def reconcile(self, force: bool = False) -> None:
         """Detect lost workers, retry or fail them, start queued runs, refresh the index.
 
-        Never raises for one run's sake: a broken folder is marked ``broken`` and skipped, a
-        storage error on one run skips that run this time; a store that cannot be written
-        (read-only, disk full) is left as it is and recorded in ``last_error``.
+        Never raises: a broken folder is marked and skipped, a run whose folder cannot be written
+        waits for the next round, a store-wide storage error goes to ``last_error``.
         """
         now = time.time()
         if not force and now - self._last_reconcile < 0.5:
@@ -369,8 +352,8 @@ def _pid_is_worker(pid: int, run_id: str) -> bool:
             os.kill(pid, 0)
         except ProcessLookupError:
             return False
-        except PermissionError:
-            return True
+        except PermissionError:  # alive, another user's
+            pass
         return True
     try:
         stat = (proc / "stat").read_text()
@@ -382,11 +365,8 @@ def _pid_is_worker(pid: int, run_id: str) -> bool:
 
 
 class LocalExecutor(Executor):
-    """Workers as subprocesses of this machine (``python -m morl_core.jobs.worker``).
-
-    ``max_workers`` defaults to ``$MORL_MAX_WORKERS`` or 1: on a 2-core machine a second
-    trainer only slows both down and stalls the UI. ``python`` is the workers' interpreter.
-    """
+    """Workers as subprocesses here; ``max_workers`` defaults to ``$MORL_MAX_WORKERS`` or 1
+    (on 2 cores a second trainer only slows both and stalls the UI)."""
 
     name = "local"
 
@@ -425,10 +405,11 @@ class LocalExecutor(Executor):
     def reconcile(self, force: bool = False) -> None:
         """See :meth:`Executor.reconcile`; also reaps this process's finished children."""
         for run_id, proc in list(self._procs.items()):
-            if proc.poll() is not None and read_status(self.store.runs_dir / run_id) is not None:
-                data = read_status(self.store.runs_dir / run_id)
-                if data.get("state") not in ACTIVE or data.get("pid") != proc.pid:
-                    self._procs.pop(run_id, None)
+            data = read_status(self.store.runs_dir / run_id) if proc.poll() is not None else None
+            if data is not None and (
+                data.get("state") not in ACTIVE or data.get("pid") != proc.pid
+            ):
+                self._procs.pop(run_id, None)
         super().reconcile(force)
 
     def _alive(self, data: dict[str, Any]) -> bool | None:
@@ -461,17 +442,13 @@ def _job_client(address: str):
 
 
 class RayExecutor(Executor):
-    """Workers as Ray jobs (Jobs API) on an existing cluster.
+    """Workers as Ray jobs (Jobs API) on an existing cluster (``pip install 'morl-studio[ray]'``).
 
-    Install the extra (``pip install 'morl-studio[ray]'``) and point ``RAY_ADDRESS`` at the
-    cluster's dashboard, e.g. ``http://head-node:8265``. The worker command is the local one and
-    speaks the same run-folder protocol, so **the data directory must be on storage that every
-    Ray node mounts at the same path** (NFS, a shared volume, or a single-node cluster), and the
-    nodes need this package installed (or its path in ``PYTHONPATH``, which is passed on). A
-    run with ``device='cuda'`` asks Ray for one GPU; others ask for ``config.threads`` CPUs.
-    Ray queues jobs by resources, so there is no worker limit here.
-
-    ``address`` defaults to ``$RAY_ADDRESS``, ``python`` (on the nodes) to ``$MORL_RAY_PYTHON``.
+    ``address`` defaults to ``$RAY_ADDRESS`` (the dashboard, e.g. ``http://head-node:8265``),
+    ``python`` on the nodes to ``$MORL_RAY_PYTHON``. Workers speak the same run-folder protocol,
+    so **the data directory must be mounted at the same path on every node**, and the nodes
+    need this package (``PYTHONPATH`` is passed on). A ``device='cuda'`` run asks for one GPU,
+    others for ``config.threads`` CPUs; Ray queues by resources (no worker limit here).
     """
 
     name = "ray"
@@ -550,11 +527,8 @@ def executor_for(run_id: str, data_dir: str | Path | None = None, **kwargs: Any)
 
 
 def store_of_run_folder(run_dir: Path) -> Path | None:
-    """The data directory that holds ``run_dir`` (``DATA/runs/<id>`` with an index), else None.
-
-    A worker started on a folder outside any store must not create an index or a lock in
-    whatever directory happens to be two levels up.
-    """
+    """The data directory holding ``run_dir`` (``DATA/runs/<id>`` with an index), else None
+    (a folder outside any store gets no index or lock two levels up)."""
     run_dir = Path(run_dir)
     data_dir = run_dir.parent.parent
     if run_dir.parent.name != RUNS or not (data_dir / INDEX).is_file():
@@ -571,21 +545,12 @@ def supervise(
     log=None,
     **kwargs: Any,
 ) -> int:
-    """Reconcile the store every ``interval`` seconds until ``stop`` is set (or Ctrl-C); returns 0.
+    """Reconcile every ``interval`` seconds (``SUPERVISE_BOUNDS``, else ValueError) until
+    ``stop`` is set, Ctrl-C or ``iterations`` rounds; returns 0.
 
-    Dead local workers are noticed within ``interval`` seconds and their runs resumed, hung
-    ones within ``heartbeat_timeout + interval``. Ray runs too when ``RAY_ADDRESS`` is set.
-
-    Args:
-        data_dir: the data directory.
-        interval: seconds between reconciles, within ``SUPERVISE_BOUNDS`` (0.2 to 3600).
-        stop: set it to end the loop (from another thread).
-        iterations: stop after this many rounds (tests); None runs until stopped.
-        log: a ``print``-like function for one line per problem (default: stderr).
-        **kwargs: passed to each executor (``heartbeat_timeout``, ``max_retries``, ...).
-
-    Raises:
-        ValueError: ``interval`` is out of bounds.
+    Dead local workers are noticed within ``interval``, hung ones within ``heartbeat_timeout +
+    interval``; Ray runs too when ``RAY_ADDRESS`` is set. ``log`` gets one line per new problem
+    (default stderr); ``kwargs`` go to each executor.
     """
     low, high = SUPERVISE_BOUNDS
     if not isinstance(interval, int | float) or not low <= interval <= high:

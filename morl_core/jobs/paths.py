@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from morl_core import settings
+from morl_core.policy.model import ASSETS
 
 RUN_ID_PATTERN = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{8}$")
 RUNS = "runs"
@@ -64,17 +65,8 @@ ALLOWED_PATHS_ENV = settings.ALLOWED_PATHS
 
 
 def allowed_roots(data_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Folders whose files a run config may name (prompt sets, model folders, expert runs).
-
-    The data directory (the store), the project assets (embedded model, shipped prompt sets)
-    and every folder in ``$MORL_ALLOWED_PATHS`` (``os.pathsep``-separated), all resolved. The
-    person running the server widens the list with that variable; input never can.
-
-    Args:
-        data_dir: the store in use; default :func:`default_data_dir`.
-    """
-    from morl_core.policy.model import ASSETS
-
+    """Folders whose files a run config may name, resolved: the store (``data_dir``), the
+    assets, and ``$MORL_ALLOWED_PATHS`` (set by whoever runs the server; input never can)."""
     roots = [resolve_data_dir(data_dir), Path(ASSETS).resolve()]
     return roots + settings.allowed_paths()
 

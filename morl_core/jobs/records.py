@@ -1,9 +1,8 @@
 """The run lifecycle and the records that describe a run: states, status, result.
 
-``status.json`` is the mutable record of a run. It is only ever changed through
-:func:`update_status`, which holds the run folder's lock, re-reads the file, checks a fencing
-``attempt`` number and replaces the file atomically. A worker that was declared lost and whose run
-was handed to a new attempt therefore cannot overwrite the newer attempt's status.
+``status.json`` changes only through :func:`update_status`: under the run folder's lock it
+re-reads the file, checks the fencing ``attempt`` number and replaces the file atomically, so a
+worker declared lost cannot overwrite the status of the attempt that replaced it.
 
 States::
 
@@ -11,9 +10,7 @@ States::
                  \\           \\-> cancel_requested -> cancelled
                   \\-> lost (no heartbeat / process gone) -> queued (next attempt) | failed
 
-``broken`` is set by the store, not by this lifecycle: the run folder cannot be trusted (a
-symlink, a ``status.json`` that does not parse, a missing ``config.json``). It lives in the
-index only (the folder is left as found) and is final: executors skip the run.
+``broken`` is set by the store (a folder that cannot be trusted), in the index only, and final.
 """
 
 from __future__ import annotations
@@ -25,6 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,8 @@ from morl_core.runfolder import RESULT, SCHEMA_VERSION, STATUS, read_json, write
 
 _LOCK = ".status.lock"
 _HISTORY_MAX = 200
+# packages whose versions a result records
+PROVENANCE = ("morl-studio", "torch", "transformers", "peft", "numpy", "safetensors", "moocore")
 
 
 class RunState(StrEnum):
@@ -116,18 +116,12 @@ def update_status(
     only_from: frozenset[str] | set[str] | None = None,
     create: bool = False,
 ) -> dict[str, Any] | None:
-    """Apply ``changes`` to ``run_dir/status.json`` under the run's lock.
+    """Apply ``changes`` to ``run_dir/status.json`` under the run's lock; the new status, or
+    ``None`` when a condition failed (nothing written).
 
-    Args:
-        run_dir: the run folder.
-        changes: keys to set; a changed ``state`` is appended to ``history`` with a timestamp.
-        expect_attempt: fencing token; when given and the file's ``attempt`` differs, nothing is
-            written and ``None`` is returned (a newer attempt owns the run).
-        only_from: when given, write only if the current state is one of these.
-        create: allow creating the file (only when a run is first recorded).
-
-    Returns:
-        The new status dict, or ``None`` when a condition failed.
+    A changed ``state`` is appended to ``history``. ``expect_attempt`` is the fencing token (a
+    newer attempt owns the run when it differs); ``only_from`` the states a write may start
+    from; ``create`` allows a missing file (a run first recorded).
     """
     path = Path(run_dir) / STATUS
     with locked(Path(run_dir) / _LOCK):
@@ -165,20 +159,8 @@ def read_status(run_dir: Path) -> dict[str, Any] | None:
 @functools.cache
 def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
     """Versions of Python and the packages a result depends on (plus ``extra`` packages)."""
-    from importlib import metadata
-
     versions = {"python": sys.version.split()[0]}
-    names = (
-        "morl-studio",
-        "torch",
-        "transformers",
-        "peft",
-        "numpy",
-        "safetensors",
-        "moocore",
-        *extra,
-    )
-    for name in names:
+    for name in (*PROVENANCE, *extra):
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[name] = metadata.version(name)
     return versions
@@ -187,43 +169,38 @@ def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
 @functools.cache
 def git_hash() -> str | None:
     """The commit of the source tree this package runs from (``-dirty`` if modified), or None."""
-    root = Path(__file__).resolve().parents[2]
+    root = str(Path(__file__).resolve().parents[2])
+
+    def git(*args: str) -> str:
+        run = subprocess.run(["git", "-C", root, *args], capture_output=True, text=True, timeout=5)
+        run.check_returncode()
+        return run.stdout.strip()
+
     try:
-        head = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
+        head = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{head}-dirty" if dirty else head or None
 
 
-def write_result(run_dir: Path, status: dict[str, Any], state: RunState, message: str) -> None:
-    """``result.json`` for a run that ended outside a worker (cancelled while queued, gave up)."""
-    write_json_atomic(
-        Path(run_dir) / RESULT,
-        {
-            "schema_version": SCHEMA_VERSION,
-            "run_id": status.get("run_id"),
-            "status": str(state),
-            "message": message,
-            "method": status.get("method"),
-            "objectives": status.get("objectives"),
-            "steps_done": status.get("step", 0),
-            "total_steps": status.get("total_steps", 0),
-            "attempt": status.get("attempt", 0),
-            "finished": time.time(),
-            "versions": package_versions(),
-            "git": git_hash(),
-        },
-    )
+def write_result(
+    run_dir: Path, status: dict[str, Any], state: RunState, message: str, **extra: Any
+) -> None:
+    """``result.json``, the run's final record, from its ``status`` (a worker adds its
+    measurements in ``extra``; an executor writes it for a run that ended outside a worker)."""
+    result = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": status.get("run_id"),
+        "status": str(state),
+        "message": message,
+        "method": status.get("method"),
+        "objectives": status.get("objectives"),
+        "steps_done": status.get("step", 0),
+        "total_steps": status.get("total_steps", 0),
+        "attempt": status.get("attempt", 0),
+        "finished": time.time(),
+        "versions": package_versions(),
+        "git": git_hash(),
+    }
+    write_json_atomic(Path(run_dir) / RESULT, {**result, **extra})

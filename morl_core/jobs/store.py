@@ -1,20 +1,14 @@
 """The run store: one folder per run (the truth) and an SQLite index of runs (for listing).
 
-Layout under the data directory: ``DATA/index.sqlite`` (WAL mode; rebuildable from the folders
-at any time) and ``DATA/runs/<run id>/``, whose files :mod:`morl_core.runfolder` describes.
+Layout: ``DATA/index.sqlite`` (WAL; rebuildable from the folders) and ``DATA/runs/<run id>/``
+(files: :mod:`morl_core.runfolder`). Workers write only their folder, so remote (Ray) workers
+need only a shared file system; executors write the index (one write connection per process,
+``BEGIN IMMEDIATE`` + busy timeout).
 
-Workers only write their run folder, never the index, so the folder protocol also works on a
-shared file system for remote (Ray) workers. The index is written by executors (through one
-write connection per process, ``BEGIN IMMEDIATE`` + busy timeout); reading it never writes.
-
-A store that cannot be written (a read-only mount, another user's files, a full disk that
-cannot even open the index) still reads: the index is opened read-only (``mode=ro``), or, when
-SQLite cannot open it at all, rebuilt in memory from the folders. Writes then fail with one
-line saying why (read-only, disk full), never "disk I/O error".
-
-A run folder that cannot be trusted (a symlink, a ``status.json`` that does not parse, a missing
-``config.json``) is *broken*: its index row says so with the reason, it is listed, and the
-executors skip it instead of failing every reconcile.
+A store that cannot be written (read-only mount, permissions, full disk) still reads: the index
+opens ``mode=ro`` or is rebuilt in memory, and writes fail with one line saying why. A folder
+that cannot be trusted (a symlink, an unparsable ``status.json``, no ``config.json``) is listed
+as *broken* with the reason, and executors skip it.
 """
 
 from __future__ import annotations
@@ -93,11 +87,8 @@ _TIME_COLUMNS = ("created", "started", "finished")
 
 
 def describe_sqlite_error(exc: sqlite3.Error, data_dir: Path) -> str:
-    """A one-line reason for an index error: "disk full" when the disk is full, not "I/O error".
-
-    SQLite reports a failed write on a full disk as ``SQLITE_FULL`` or, in WAL mode, often as a
-    generic ``SQLITE_IOERR``; the free space of the data directory tells which it was.
-    """
+    """A one-line reason for an index error: "disk full" when it is, not "I/O error" (WAL mode
+    often reports a full disk as ``SQLITE_IOERR``; the free space tells)."""
     name = getattr(exc, "sqlite_errorname", "") or ""
     full = name == "SQLITE_FULL"
     if not full and (name.startswith("SQLITE_IOERR") or "disk" in str(exc)):
@@ -121,12 +112,8 @@ class RunNotFound(StoreError, KeyError):
 
 
 class Index:
-    """The SQLite index: one guarded write connection, one read connection per thread.
-
-    Args:
-        path: the index file.
-        read_only: open it with ``mode=ro`` (never creates or writes it).
-    """
+    """The SQLite index: one guarded write connection, one read connection per thread
+    (``read_only``: opened ``mode=ro``, never created or written)."""
 
     def __init__(self, path: Path | str, read_only: bool = False):
         self.path = Path(path) if path != ":memory:" else path
@@ -155,18 +142,14 @@ class Index:
                 self._memory.row_factory = sqlite3.Row
                 self._memory.isolation_level = None
             return self._memory
-        if self.read_only:
-            conn = sqlite3.connect(
-                f"file:{self.path}?mode=ro",
-                uri=True,
-                timeout=_BUSY_MS / 1000,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-        else:
-            conn = sqlite3.connect(
-                self.path, timeout=_BUSY_MS / 1000, isolation_level=None, check_same_thread=False
-            )
+        target = f"file:{self.path}?mode=ro" if self.read_only else self.path
+        conn = sqlite3.connect(
+            target,
+            uri=self.read_only,
+            timeout=_BUSY_MS / 1000,
+            isolation_level=None,
+            check_same_thread=False,
+        )
         conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
         if not self.read_only:
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -266,6 +249,16 @@ def _names(row: dict[str, Any]) -> list[str]:
     return []
 
 
+def _read_or_broken(path: Path) -> Any:
+    """``read_json(path)``, with a read or parse failure raised as :class:`BrokenRun`."""
+    try:
+        return read_json(path)
+    except OSError as exc:
+        raise BrokenRun(f"{path.name} cannot be read: {describe_os_error(exc)}") from exc
+    except ValueError as exc:
+        raise BrokenRun(f"{path.name} does not parse: {exc}") from exc
+
+
 def _created_from_id(run_id: str) -> float | None:
     with contextlib.suppress(ValueError):
         return float(time.mktime(time.strptime(run_id[:15], "%Y%m%d-%H%M%S")))
@@ -273,11 +266,7 @@ def _created_from_id(run_id: str) -> float | None:
 
 
 class RunStore:
-    """Run folders plus their index under one data directory.
-
-    Args:
-        data_dir: the data directory; default ``$MORL_DATA_DIR`` or ``~/.local/share/morl-studio``.
-    """
+    """Run folders plus their index under one data directory (default: settings.data_dir())."""
 
     def __init__(self, data_dir: str | Path | None = None):
         self.data_dir = paths.resolve_data_dir(data_dir)
@@ -315,7 +304,7 @@ class RunStore:
             index.rows()
             return index
         index = Index(":memory:")
-        index.upsert(self._scan()[0])
+        index.upsert(self._scan())
         return index
 
     def _writable(self) -> None:
@@ -341,22 +330,14 @@ class RunStore:
         return path
 
     def inspect(self, run_id: str) -> dict[str, Any]:
-        """The status of a run folder the job system can act on, else :class:`BrokenRun`.
-
-        Checks what reconciling needs: a real folder (not a symlink), a ``status.json`` that is
-        a regular file, parses and names this run with a known state, and a ``config.json``.
-        """
+        """The status of a run folder reconciling can act on, else :class:`BrokenRun`: a real
+        folder, a ``status.json`` that parses and names this run in a known state, a config."""
         folder = self.runs_dir / paths.check_run_id(run_id)
         if folder.is_symlink():
             raise BrokenRun("the run folder is a symlink")
         if not folder.is_dir():
             raise BrokenRun("the run folder is missing")
-        try:
-            data = read_status(folder)
-        except OSError as exc:
-            raise BrokenRun(f"{STATUS} cannot be read: {describe_os_error(exc)}") from exc
-        except ValueError as exc:
-            raise BrokenRun(f"{STATUS} does not parse: {exc}") from exc
+        data = _read_or_broken(folder / STATUS)
         if data is None:
             raise BrokenRun(f"{STATUS} is missing")
         try:
@@ -365,12 +346,7 @@ class RunStore:
             raise BrokenRun(str(exc)) from exc
         if data.get("run_id") != run_id:
             raise BrokenRun(f"{STATUS} names another run ({data.get('run_id')!r})")
-        try:
-            config = read_json(folder / CONFIG)
-        except OSError as exc:
-            raise BrokenRun(f"{CONFIG} cannot be read: {describe_os_error(exc)}") from exc
-        except ValueError as exc:
-            raise BrokenRun(f"{CONFIG} does not parse: {exc}") from exc
+        config = _read_or_broken(folder / CONFIG)
         if not isinstance(config, dict):
             raise BrokenRun(
                 f"{CONFIG} is missing" if config is None else f"{CONFIG} is not an object"
@@ -439,15 +415,14 @@ class RunStore:
         return status
 
     def list(self, states: set[str] | None = None) -> list[RunStatus]:
-        """All runs, newest first; live runs are read from their folders, finished ones from the index.
+        """All runs, newest first: live ones from their folders, finished ones from the index.
 
-        A run whose folder cannot be read is listed as ``broken`` with the reason, never dropped
-        and never raised: one bad folder must not hide the others.
+        A folder that cannot be read is listed as ``broken`` with the reason, never dropped.
         """
         try:
             rows = self.index.rows(states)
         except sqlite3.Error:  # an index that cannot be read: the folders are the truth
-            rows = [r for r in self._scan()[0] if not states or r["state"] in states]
+            rows = [r for r in self._scan() if not states or r["state"] in states]
         result = []
         for row in rows:
             data = None
@@ -483,11 +458,7 @@ class RunStore:
         return self._read(read_json, self.run_dir(run_id) / CONFIG)
 
     def metrics(self, run_id: str, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-        """Metric records from byte ``offset`` on, and the next offset (for incremental polling).
-
-        Records are :mod:`morl_core.runfolder`'s; steps are unique and increasing, also across
-        resumed attempts.
-        """
+        """Metric records from byte ``offset`` on and the next offset (steps unique, increasing)."""
         return self._read(read_jsonl, self.run_dir(run_id) / METRICS, offset)
 
     def fronts(self, run_id: str, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
@@ -547,8 +518,8 @@ class RunStore:
                     rows.append(_row(data))
         self._index_write(self.index.upsert, rows)
 
-    def _scan(self) -> tuple[list[dict[str, Any]], int]:
-        """Index rows read from every run folder (broken ones as ``broken``), and how many."""
+    def _scan(self) -> list[dict[str, Any]]:
+        """Index rows read from every run folder (broken ones as ``broken``)."""
         found = []
         for folder in sorted(self.runs_dir.iterdir()):
             if not paths.RUN_ID_PATTERN.fullmatch(folder.name):
@@ -557,16 +528,13 @@ class RunStore:
                 found.append(_row(self.inspect(folder.name)))
             except BrokenRun as exc:
                 found.append(_broken_row(folder.name, str(exc), None))
-        return found, len(found)
+        return found
 
     def rebuild_index(self) -> int:
-        """Re-create every index row from the run folders; returns the number of runs found.
-
-        Folders that cannot be trusted get a ``broken`` row with the reason (shown by
-        ``morl runs``) instead of making the rebuild fail.
-        """
-        found, count = self._scan()
+        """Re-create every index row from the folders (untrusted ones as ``broken``); returns
+        the number of runs found."""
+        found = self._scan()
         stale = {r["id"] for r in self.index.rows()} - {r["id"] for r in found}
         self._index_write(self.index.upsert, found)
         self._index_write(self.index.delete, sorted(stale))
-        return count
+        return len(found)

@@ -2,16 +2,14 @@
 
 Executors start it as a fresh interpreter (never a fork of the UI, never a thread). It
 
-1. claims the run: ``starting -> running`` fenced by the attempt number it was launched with;
+1. claims the run: ``starting -> running``, fenced by the attempt number it was launched with;
 2. validates ``config.json`` again (the folder may have been edited or written by an old version);
-3. trains through :func:`morl_core.methods.common.train_run`, as ``morl train`` does: each step
-   goes to this worker's callback (which returns ``False`` once a cancel is requested), then to
-   ``metrics.jsonl`` and ``front.jsonl`` in the run folder's one record format (steps an earlier
-   attempt already wrote are skipped, so a resumed run continues the files without duplicates);
+3. trains through :func:`morl_core.methods.common.train_run`, as ``morl train`` does; its
+   callback returns ``False`` once a cancel is requested;
 4. heartbeats ``status.json`` from a thread and notices a cancel marker within one beat;
-5. writes ``result.json`` and the final state; storage errors (disk full, permissions) fail the
-   run with a clear message. SIGTERM without a cancel request means "preempted": the method stops
-   after its step (saving a checkpoint), the run is marked lost and the executor resumes it.
+5. writes ``result.json`` and the final state; storage errors fail the run with a clear message.
+   SIGTERM without a cancel request means "preempted": the method stops after its step (saving a
+   checkpoint), the run is marked lost and the executor resumes it.
 """
 
 from __future__ import annotations
@@ -35,26 +33,17 @@ from morl_core.config import ConfigError, RunConfig
 from morl_core.jobs.executors import LocalExecutor, store_of_run_folder
 from morl_core.jobs.paths import RunIdError, check_run_id
 from morl_core.jobs.plugins import load_plugins
-from morl_core.jobs.records import (
-    RunState,
-    git_hash,
-    package_versions,
-    read_status,
-    update_status,
-)
+from morl_core.jobs.records import RunState, read_status, update_status, write_result
 from morl_core.objectives import ObjectiveError
 from morl_core.runfolder import (
     CANCEL,
     CONFIG,
     LOG,
-    RESULT,
-    SCHEMA_VERSION,
     RecordWriter,
     describe_os_error,
     list_checkpoints,
     open_fd,
     read_json,
-    write_json_atomic,
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SUPERSEDED = 0, 1, 2, 3
@@ -70,14 +59,8 @@ def _log(message: str) -> None:
 
 
 class Worker:
-    """Runs one run folder; see the module docstring for the protocol.
-
-    Args:
-        run_dir: the run folder.
-        attempt: the attempt number the executor launched this worker with; ``None`` (by hand)
-            takes the run over with the next attempt number.
-        heartbeat_s: seconds between heartbeats (default ``$MORL_HEARTBEAT_S`` or 1).
-    """
+    """Runs one run folder (protocol: the module docstring). ``attempt`` is the executor's;
+    ``None`` (by hand) takes a queued or lost run over with the next attempt number."""
 
     def __init__(self, run_dir: Path, attempt: int | None = None, heartbeat_s: float | None = None):
         self.run_dir = Path(run_dir)
@@ -139,7 +122,7 @@ class Worker:
         _log(f"worker pid {os.getpid()} attempt {self.attempt} running {self.run_dir.name}")
         if (self.run_dir / CANCEL).exists():
             return self.finish(RunState.CANCELLED, "cancelled before it started")
-        from morl_core.methods.common import train_run  # torch: only a running worker needs it
+        from morl_core.methods.common import train_run  # torch: `morl runs` imports this module
 
         try:
             # paths are checked against the allow-list of the store that holds this run
@@ -160,11 +143,9 @@ class Worker:
         beat.start()
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._on_sigterm)
+        resuming = f", resuming after step {self.last_step}" if self.last_step else ""
         _log(
-            f"{config.method} on {list(config.objectives)}, {config.steps} steps, device {device}, "
-            f"resuming after step {self.last_step}"
-            if self.last_step
-            else f"{config.method} on {list(config.objectives)}, {config.steps} steps, device {device}"
+            f"{config.method} on {list(config.objectives)}, {config.steps} steps, device {device}{resuming}"
         )
         update_status(self.run_dir, {"device": device}, expect_attempt=self.attempt)
         try:
@@ -209,32 +190,29 @@ class Worker:
         """Write ``result.json`` and the final state; returns the exit code."""
         now = time.time()
         config = getattr(self, "config", None)
-        result = {
-            "schema_version": SCHEMA_VERSION,
+        status = {
             "run_id": self.run_dir.name,
-            "status": str(state),
-            "message": message,
             "method": getattr(config, "method", None),
             "objectives": list(getattr(config, "objectives", ())),
-            "seed": getattr(config, "seed", None),
-            "steps_done": self.last_step,
+            "step": self.last_step,
             "total_steps": self.total_steps,
+            "attempt": self.attempt,
+        }
+        measured = {
+            "seed": getattr(config, "seed", None),
             "samples": self.samples,
             "final_metrics": self.records.last_metrics if self.records else {},
-            "attempt": self.attempt,
             "checkpoint_step": (list_checkpoints(self.run_dir) or [None])[-1],
             "started": self.started,
             "finished": now,
             "wall_seconds": now - self.started,
             # peak resident memory of this worker process (Linux reports KiB)
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "versions": package_versions(),
-            "git": git_hash(),
         }
         # Log first: a reader that sees the final state must find this line in the log too.
         _log(f"{state}{': ' + message if message else ''}")
         try:
-            write_json_atomic(self.run_dir / RESULT, result)
+            write_result(self.run_dir, status, state, message, **measured)
             written = update_status(
                 self.run_dir,
                 {
@@ -255,10 +233,8 @@ class Worker:
         return EXIT_OK if state != RunState.FAILED else EXIT_FAILED
 
     def callback(self, info: Any) -> bool:
-        """The worker's part of each step (``train_run`` then records it): say whether to go on.
-
-        A superseded attempt or a storage error raises here, before the step is written.
-        """
+        """Whether to go on after this step; a superseded attempt or a storage error raises
+        here, before ``train_run`` records the step."""
         if self.superseded:
             raise _Superseded
         if self.storage_error is not None:
@@ -305,7 +281,7 @@ class Worker:
 
 
 def _device(requested: str) -> str:
-    import torch
+    import torch  # heavy: only a running worker needs it, not `morl runs`
 
     if requested == "cuda" and not torch.cuda.is_available():
         raise ValueError("device: 'cuda' was requested but torch sees no GPU on this worker")
@@ -352,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     raw = raw if isinstance(raw, dict) else {}
     threads = raw.get("threads") if isinstance(raw.get("threads"), int) else 1
-    import torch
+    import torch  # heavy: after the cheap checks above
 
     torch.set_num_threads(max(1, threads))
     worker = Worker(run_dir, args.attempt)
