@@ -1,20 +1,16 @@
-"""Train: start a run in a worker process, watch it live, cancel, resume or delete it. Your own
-runs by default (everyone's one click away); the run id is in the URL."""
+"""Train: start a run in a worker process, watch it live, cancel, resume or delete it; filter,
+tag, diff and overlay runs. Your own runs by default (everyone's one click away); the run id is in
+the URL."""
 
 import uuid
 
 import streamlit as st
 
-from morl_core.app import figures, fronts, runs, serving
+from morl_core.app import figures, fronts, run_table, runs, serving
 from morl_core.config import ConfigError
 from morl_core.jobs import StoreError
-from pages._widgets import (
-    PLOTLY_CONFIG,
-    executor,
-    export_figure,
-    form_widget,
-    use_router,
-)
+from morl_core.plots import hypervolume_curve_figure
+from pages._widgets import PLOTLY_CONFIG, executor, export_figure, form_widget, use_router
 
 use_router()
 st.title("Train")
@@ -28,9 +24,36 @@ errors = st.session_state.get("train-errors", {})
 form_col, live_col = st.columns([2, 3], gap="large")
 
 
+@st.cache_data(ttl=60, show_spinner=False)
+def past_timings(_jobs, data_dir: str, model: str, device: str) -> list[run_table.StepTiming]:
+    return run_table.past_timings(_jobs, model, device)
+
+
+def history_of(run_id: str) -> runs.RunHistory:
+    """The run's history, read incrementally and kept for this session."""
+    key = f"history:{run_id}"
+    if key not in st.session_state:
+        st.session_state[key] = runs.RunHistory(runs.run_folder(jobs, run_id))
+    return st.session_state[key].update()
+
+
 def runs_table(statuses) -> None:
-    with st.expander("Runs table"):
-        st.dataframe(runs.runs_table(statuses), hide_index=True)
+    """The runs table, filtered and sorted; tags and notes come from each run folder."""
+    st.subheader("Runs")
+    notes = {s.run_id: run_table.read_notes(runs.run_folder(jobs, s.run_id)) for s in statuses}
+    rows = run_table.table_rows(statuses, notes)
+    cols = st.columns(5)
+    picked = {
+        name: col.multiselect(name, choices, key=f"f-{name}")
+        for col, (name, choices) in zip(cols, run_table.filter_choices(rows).items(), strict=False)
+    }
+    sort = cols[4].selectbox("sort by", run_table.SORTS, key="f-sort")
+    text = st.text_input("Search runs", key="f-text", placeholder="id, method, tag, note, message")
+    shown = run_table.filter_rows(
+        rows, picked, text, sort, descending=sort in ("created", "progress")
+    )
+    st.dataframe(shown, hide_index=True)
+    st.caption(f"{len(shown)} of {len(rows)} runs; a column header sorts by it too.")
 
 
 def unreadable(run_id: str, reason: str) -> None:
@@ -49,7 +72,13 @@ with form_col, st.form("train-form"):
         values |= {f.name: form_widget(f, errors) for f in runs.form_fields(runs.ADVANCED_FIELDS)}
     for name, message in advanced_errors.items():  # visible even with the expander closed
         st.error(f"Advanced settings · **{name}**: {message}", icon=":material/error:")
-    if st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:"):
+    try:
+        timings = past_timings(jobs, str(jobs.store.data_dir), values["model"], values["device"])
+        st.caption("Estimated time: " + run_table.estimate_cost(values, timings)[1])
+    except (TypeError, ValueError, KeyError):  # a field the form will name on Start
+        st.caption("Estimated time: fix the fields first.")
+    start, estimate = st.columns([3, 2])
+    if start.form_submit_button("Start training", type="primary", icon=":material/play_arrow:"):
         try:
             run_id = runs.submit_run(values, jobs)
         except ConfigError as exc:
@@ -59,6 +88,7 @@ with form_col, st.form("train-form"):
             runs.record_owner(run_id, me)
             st.query_params["run"] = run_id
         st.rerun()
+    estimate.form_submit_button("Update estimate", help="the estimate for the values above")
 if errors:
     form_col.error("Fix these fields: " + "; ".join(f"**{k}**: {v}" for k, v in errors.items()))
 
@@ -79,23 +109,28 @@ with live_col:
             + "."
         )
         st.stop()
-    ids = [s.run_id for s in statuses]
+    by_id = {s.run_id: s for s in statuses}
+    ids = list(by_id)
     run_id = st.selectbox(
         "Run",
         ids,
         index=ids.index(current) if current in ids else 0,
-        format_func=lambda i: next(
-            f"{i} · {s.method} · {s.state}" for s in statuses if s.run_id == i
-        ),
+        format_func=lambda i: runs.run_label(by_id[i]),
     )
     st.query_params["run"] = st.session_state["train-run"] = run_id
-    selected = next(s for s in statuses if s.run_id == run_id)
+    selected = by_id[run_id]
     if str(selected.state) == "broken":
         unreadable(run_id, selected.message)
         runs_table(statuses)
         st.stop()
     owner = runs.owner_of(run_id)
     started_live = not selected.done
+    x_col, smooth_col = st.columns(2)
+    x_axis = run_table.X_AXES[x_col.radio("x-axis", list(run_table.X_AXES), horizontal=True)]
+    smoothing = smooth_col.slider(
+        "Smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing",
+        help="exponential moving average of the curves, as in TensorBoard (0: raw)",
+    )  # fmt: skip
 
     @st.fragment(run_every=2.0 if started_live else None)
     def live_view() -> None:
@@ -104,14 +139,11 @@ with live_col:
         except StoreError as exc:  # the folder went bad since the list was read
             unreadable(run_id, str(exc))
             return
-        history = st.session_state.setdefault(
-            f"history:{run_id}", runs.RunHistory(runs.run_folder(jobs, run_id))
-        )
-        history.update()
+        history = history_of(run_id)
         fraction, line = runs.progress_eta(status)
         st.progress(fraction, text=line)
-        if status.message:
-            st.caption(serving.user_message(status.message))
+        if message := runs.shown_message(status):
+            st.caption(message)
         if not status.done:
             if owner == me:
                 st.button(
@@ -130,7 +162,9 @@ with live_col:
                     key="cancel-other",
                 )
         if history.metrics:
-            curves = figures.training_curves_figure(history.metrics, status.objectives)
+            curves = run_table.training_figure(
+                history.metrics, status.objectives, x_axis, smoothing
+            )
             st.plotly_chart(curves, config=PLOTLY_CONFIG, key="curves")
         if history.fronts:
             n = len(history.fronts)
@@ -146,20 +180,24 @@ with live_col:
             st.plotly_chart(front_fig, config=PLOTLY_CONFIG, key="snapshot")
             export_figure(front_fig, f"front-{run_id}-step{snap['step']}")
             samples, hv = history.hypervolume_curve()
-            from morl_core.plots import hypervolume_curve_figure
-
             hv_fig = hypervolume_curve_figure(
                 {run_id: (samples, hv)},
                 methods={run_id: status.method},
                 ref=ref,
                 x_title="training samples",
-            )
+            ).update_traces(mode="lines+markers")
             st.plotly_chart(hv_fig.update_layout(height=300), config=PLOTLY_CONFIG, key="hv")
+            if len(hv) == 1:
+                st.caption(
+                    f"One front snapshot so far (step {snap['step']}): hypervolume {hv[0]:.3f}. "
+                    "The line grows with each evaluation (see eval_every)."
+                )
         elif not status.done:
             st.caption("The front appears at the first evaluation (see eval_every).")
-        if status.done and started_live:
-            st.toast(f"Run {run_id} ended: {status.state}", icon=":material/notifications:")
-            st.rerun()  # the run ended: redraw the page once, without polling
+        if started_live and status.state != selected.state:  # redraw the selector and the rest
+            if status.done:
+                st.toast(f"Run {run_id} ended: {status.state}", icon=":material/notifications:")
+            st.rerun()
 
     live_view()
     try:
@@ -167,10 +205,7 @@ with live_col:
     except StoreError:  # live_view said why
         runs_table(statuses)
         st.stop()
-    history = (
-        st.session_state.get(f"history:{run_id}")
-        or runs.RunHistory(runs.run_folder(jobs, run_id)).update()
-    )
+    history, folder = history_of(run_id), runs.run_folder(jobs, run_id)
     manage = st.columns(4)
     if status.done and str(status.state) != "succeeded":
         manage[0].button(
@@ -193,6 +228,21 @@ with live_col:
     manage[3].download_button(
         "All (JSON)", runs.export_json(history), f"{run_id}.json", "application/json", key="json"
     )
+    with st.expander("Tags and note"), st.form(f"notes:{run_id}"):
+        saved = run_table.read_notes(folder)
+        tags = st.text_input(
+            "Tags", ", ".join(saved["tags"]), key=f"tags:{run_id}", help="comma-separated"
+        )
+        note = st.text_area(
+            "Note", saved["note"], max_chars=run_table.MAX_NOTE_CHARS, key=f"note:{run_id}"
+        )
+        if st.form_submit_button("Save tags and note"):
+            try:
+                run_table.write_notes(folder, tags, note)
+            except (ValueError, OSError) as exc:
+                st.error(serving.user_message(exc))
+            else:
+                st.success("Saved.")
     with st.expander("Worker log (the end)"):
         st.code(runs.log_tail(jobs, run_id) or "(empty)", language=None)
     if status.done:
@@ -207,4 +257,19 @@ with live_col:
                     st.query_params.pop("run", None)
                     st.session_state.pop("train-run", None)
                     st.rerun()
-    runs_table(statuses)
+
+st.subheader("Compare runs")
+chosen = st.multiselect("Runs", ids, default=[run_id], key="compare", max_selections=8)
+if len(chosen) == 2:
+    diff = run_table.config_diff(*run_table.read_configs(jobs, chosen))
+    if diff:
+        st.dataframe(diff, hide_index=True)
+    else:
+        st.caption("The two configs are the same.")
+metrics = {i: history_of(i).metrics for i in chosen}
+keys = run_table.metric_keys([r for rows in metrics.values() for r in rows])
+if keys:
+    key = st.selectbox("Metric", keys, key="overlay-metric")
+    overlay = run_table.overlay_figure(metrics, key, x_axis, smoothing)
+    st.plotly_chart(overlay, config=PLOTLY_CONFIG, key="overlay")
+runs_table(statuses)

@@ -187,6 +187,10 @@ def test_train_submit_puts_run_in_url_and_cancel_ends_it(data_dir):
     wait_done(executor, run_id)
 
 
+def run_selector(at: AppTest):
+    return next(s for s in at.selectbox if s.label == "Run")
+
+
 def wait_done(executor, run_id: str) -> None:
     deadline = time.time() + 120
     while not executor.status(run_id).done and time.time() < deadline:
@@ -210,7 +214,7 @@ def test_runs_are_mine_by_default_and_can_be_resumed_logged_exported_and_deleted
     no_exceptions(other)
     assert any("No runs of yours yet" in i.value for i in other.info)
     other.toggle(key="all-runs").set_value(True).run()
-    assert other.selectbox[-1].value == run_id  # everyone's runs, one click away
+    assert run_selector(other).value == run_id  # everyone's runs, one click away
 
     at.run()
     no_exceptions(at)
@@ -273,13 +277,13 @@ def test_train_page_shows_broken_runs_with_their_reason(data_dir):
     shown = " ".join(e.value for e in at.error)
     assert "Something went wrong" not in shown and "Traceback" not in shown
     assert str(data_dir) not in shown, "no server paths"
-    selected = at.selectbox[-1].value
+    selected = run_selector(at).value
     assert f"Run {selected} is broken" in shown and reasons[selected] in shown
     table = at.dataframe[-1].value.set_index("run")
     for run_id, reason in reasons.items():
         assert table.loc[run_id, "state"] == "broken" and reason in table.loc[run_id, "message"]
     other = next(r for r in reasons if r != selected)
-    at.selectbox[-1].set_value(other).run()  # a shared link to the other one works too
+    run_selector(at).set_value(other).run()  # a shared link to the other one works too
     no_exceptions(at)
     assert reasons[other] in " ".join(e.value for e in at.error)
 

@@ -179,21 +179,6 @@ def run_folder(executor, run_id: str) -> Path:
     return executor.store.run_dir(run_id)
 
 
-def runs_table(statuses) -> list[dict[str, Any]]:
-    """Rows for the runs list: id, method, objectives, state, progress, message."""
-    return [
-        {
-            "run": s.run_id,
-            "method": s.method,
-            "objectives": ", ".join(s.objectives),
-            "state": str(s.state),
-            "progress": round(s.progress, 3),
-            "message": s.message,
-        }
-        for s in statuses
-    ]
-
-
 @dataclass
 class RunHistory:
     """Everything the live view draws, read incrementally from a run folder.
@@ -242,7 +227,8 @@ def progress_eta(status, now: float | None = None) -> tuple[float, str]:
     state = str(status.state)
     if status.done:
         took = (status.finished or now) - (status.started or status.created or now)
-        return (1.0 if state == "succeeded" else fraction), f"{state} after {took:.0f} s"
+        at = "" if state == "succeeded" else f" at step {status.step}/{status.total_steps}"
+        return (1.0 if state == "succeeded" else fraction), f"{state}{at} after {took:.0f} s"
     if not status.step or not status.started:
         return fraction, f"{state}: waiting for the first step"
     rate = (now - status.started) / status.step
@@ -250,6 +236,20 @@ def progress_eta(status, now: float | None = None) -> tuple[float, str]:
     return fraction, (
         f"step {status.step}/{status.total_steps} - {rate:.1f} s/step - about {left:.0f} s left"
     )
+
+
+def run_label(status) -> str:
+    """The run selector's line: id, method, state and step (``running 13/60``)."""
+    state = str(status.state)
+    if state == "starting" and status.step:  # a status read before the worker said "running"
+        state = "running"
+    return f"{status.run_id} · {status.method} · {state} {status.step}/{status.total_steps}"
+
+
+def shown_message(status) -> str:
+    """The status message worth a caption: a cancelled run's progress line already says it all
+    (the job system's reason for an early cancel reads like a crash)."""
+    return "" if str(status.state) == "cancelled" else user_message(status.message)
 
 
 # --- managing runs: owners, delete, logs, exports ---------------------------------------------

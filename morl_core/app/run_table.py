@@ -1,0 +1,390 @@
+"""Managing runs on the Train page, as in TensorBoard or W&B: a runs table to filter and sort,
+tags and notes per run, a config diff of two runs, curves with EMA smoothing (one line per policy
+of a multi-policy run, several runs overlaid on a chosen x-axis) and a cost estimate before
+Start measured from this server's past runs. Pure functions, except the few readers/writers
+named ``read_*``/``write_*``/``past_*``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from morl_core import runfolder
+from morl_core.colors import FALLBACK_COLORS
+
+# --- tags and notes ----------------------------------------------------------------------------
+
+NOTES = "notes.json"  # the app's one file in a run folder, beside config.json
+MAX_TAGS, MAX_NOTE_CHARS = 12, 2000
+TAG = re.compile(r"[\w.+-]{1,32}")
+
+
+def parse_tags(text: str) -> list[str]:
+    """Comma- or space-separated tags, in order, without repeats.
+
+    Raises:
+        ValueError: a malformed tag or too many, naming the field and what is allowed.
+    """
+    tags = list(dict.fromkeys(t for t in re.split(r"[,\s]+", str(text)) if t))
+    bad = [t for t in tags if not TAG.fullmatch(t)]
+    if bad:
+        raise ValueError(f"tags: {bad} not allowed; letters, digits and . _ + -, 1-32 each")
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"tags: {len(tags)} given; at most {MAX_TAGS}")
+    return tags
+
+
+def write_notes(run_dir: Path, tags: str, note: str) -> None:
+    """Store a run's tags (text, see :func:`parse_tags`) and note in ``notes.json`` atomically;
+    a symlink there is refused.
+
+    Raises:
+        ValueError: a bad tag, too many tags, or a note longer than ``MAX_NOTE_CHARS``.
+    """
+    if len(note) > MAX_NOTE_CHARS:
+        raise ValueError(f"note: {len(note)} characters; at most {MAX_NOTE_CHARS}")
+    path = Path(run_dir) / NOTES
+    if path.is_symlink():
+        raise ValueError("note: this run's notes file is a symlink; refused")
+    runfolder.write_json_atomic(path, {"tags": parse_tags(tags), "note": note})
+
+
+def read_notes(run_dir: Path) -> dict[str, Any]:
+    """``{"tags": [...], "note": str}`` of a run; empty when absent, unreadable or malformed."""
+    try:
+        data = runfolder.read_json(Path(run_dir) / NOTES) or {}
+        tags = [t for t in data.get("tags", []) if isinstance(t, str) and TAG.fullmatch(t)]
+        note = data.get("note", "")
+        return {
+            "tags": tags[:MAX_TAGS],
+            "note": note[:MAX_NOTE_CHARS] if isinstance(note, str) else "",
+        }
+    except (OSError, ValueError, AttributeError):
+        return {"tags": [], "note": ""}
+
+
+# --- the runs table ------------------------------------------------------------------------------
+
+SORTS = ("created", "run", "method", "state", "progress")
+FILTERS = ("method", "state", "objectives", "tags")
+
+
+def table_rows(statuses, notes: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per run: id, method, objectives, state, step, progress, tags, note, message."""
+    rows = []
+    for s in statuses:
+        extra = notes.get(s.run_id) or {"tags": [], "note": ""}
+        rows.append(
+            {
+                "run": s.run_id,
+                "method": s.method,
+                "objectives": list(s.objectives),
+                "state": str(s.state),
+                "step": f"{s.step}/{s.total_steps}",
+                "progress": round(s.progress, 3),
+                "tags": list(extra["tags"]),
+                "note": extra["note"],
+                "message": s.message,
+                "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(s.created or 0)),
+            }
+        )
+    return rows
+
+
+def filter_choices(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """The values each filter column takes in ``rows``."""
+    return {c: sorted({v for r in rows for v in _as_list(r[c])}) for c in FILTERS}
+
+
+def filter_rows(
+    rows: Sequence[Mapping[str, Any]],
+    filters: Mapping[str, Sequence[str]] | None = None,
+    text: str = "",
+    sort: str = "created",
+    descending: bool = True,
+) -> list[Mapping[str, Any]]:
+    """Rows that match every filter (column -> wanted values), sorted by ``sort``.
+
+    An empty filter matches all; a list column (objectives, tags) keeps a run that has all the
+    wanted values, any other one a run that has one of them. ``text`` is a case-insensitive
+    search in the id, method, tags, note and message.
+    """
+    filters = {c: w for c, w in (filters or {}).items() if w}
+    bad = sorted(set(filters) - set(FILTERS)) or ([sort] if sort not in SORTS else [])
+    if bad:
+        raise ValueError(f"{bad}: allowed filters {', '.join(FILTERS)}; sorts {', '.join(SORTS)}")
+    needle = text.strip().lower()
+
+    def keep(r: Mapping[str, Any]) -> bool:
+        hay = " ".join([r["run"], r["method"], *r["tags"], r["note"], r["message"]]).lower()
+        matched = (
+            set(w) <= set(r[c]) if isinstance(r[c], list) else r[c] in w for c, w in filters.items()
+        )
+        return all(matched) and needle in hay
+
+    return sorted(filter(keep, rows), key=lambda r: r[sort], reverse=descending)
+
+
+def _as_list(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def read_configs(executor, run_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """The ``config.json`` documents of ``run_ids`` as stored (empty for an unreadable one)."""
+    out = []
+    for run_id in run_ids:
+        try:
+            out.append(runfolder.read_json(executor.store.run_dir(run_id) / runfolder.CONFIG) or {})
+        except (OSError, ValueError):
+            out.append({})
+    return out
+
+
+def config_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The fields where two ``config.json`` documents differ (``options.NAME`` one by one)."""
+
+    def flat(config: Mapping[str, Any]) -> dict[str, Any]:
+        options = config.get("options") or {}
+        return {k: v for k, v in config.items() if k != "options"} | {
+            f"options.{k}": v for k, v in options.items()
+        }
+
+    def show(value: Any) -> str:
+        return (
+            "—"
+            if value is None
+            else ", ".join(map(str, value))
+            if isinstance(value, list)
+            else str(value)
+        )
+
+    fa, fb = flat(a), flat(b)
+    keys = sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k))
+    return [{"field": k, "A": show(fa.get(k)), "B": show(fb.get(k))} for k in keys]
+
+
+# --- curves --------------------------------------------------------------------------------------
+
+X_AXES = {"step": "step", "samples": "samples", "wall time (s)": "time"}
+
+
+def smooth(values: Sequence[float | None], weight: float) -> np.ndarray:
+    """TensorBoard's smoothing: an exponential moving average, debiased at the start.
+
+    ``weight`` in [0, 1): 0 returns the values. Missing values (None, NaN) stay missing and do
+    not enter the average.
+    """
+    if not 0.0 <= weight < 1.0:
+        raise ValueError(f"smoothing: {weight}; allowed: 0 <= smoothing < 1")
+    y = np.array([np.nan if v is None else v for v in values], dtype=float)
+    out, last, seen = np.full_like(y, np.nan), 0.0, 0
+    for i, v in enumerate(y):
+        if np.isfinite(v):
+            last, seen = weight * last + (1 - weight) * v, seen + 1
+            out[i] = last / (1 - weight**seen)
+    return out
+
+
+def policy_lines(
+    rows: Sequence[Mapping[str, Any]], key: str, x_axis: str = "step", smoothing: float = 0.0
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """One line per policy a run trains (its rows' ``stage``): name -> (x, raw y, smoothed y).
+
+    A run that trains several policies in turn (MORLHF's one per preference, soups' experts)
+    gets one line each, counted from that policy's start, instead of one line that jumps between
+    them. Wall time counts from each line's first record.
+    """
+    if x_axis not in X_AXES.values():
+        raise ValueError(f"x_axis: {x_axis!r}; allowed: {', '.join(X_AXES.values())}")
+    stages: dict[str, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        stages.setdefault(str(r.get("stage") or ""), []).append(r)
+    lines, before = {}, 0.0
+    for stage, part in stages.items():
+        x = np.array([float(r.get(x_axis) or 0.0) for r in part])
+        offset = x[0] if x_axis == "time" else before
+        before = x[-1]
+        y = [r.get(key) for r in part]
+        lines[stage if len(stages) > 1 else ""] = (x - offset, smooth(y, 0.0), smooth(y, smoothing))
+    return lines
+
+
+def metric_keys(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The numeric metrics recorded in ``rows``, rewards first."""
+    keys = {
+        k
+        for r in rows
+        for k, v in runfolder.metric_values(r).items()
+        if isinstance(v, (int, float))
+    }
+    return sorted(keys, key=lambda k: (not k.startswith("reward/"), k))
+
+
+def curves_figure(
+    panels: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]]],
+    x_title: str,
+    cols: int = 3,
+) -> go.Figure:
+    """Panels of lines (title -> line name -> (x, raw, smoothed)); a name keeps one colour and one
+    legend entry across panels; when smoothed, the raw line stays faint behind (TensorBoard)."""
+    cols = max(1, min(cols, len(panels)))
+    n_rows = -(-len(panels) // cols)
+    fig = make_subplots(
+        rows=n_rows, cols=cols, subplot_titles=list(panels), horizontal_spacing=0.08
+    )
+    colours: dict[str, str] = {}
+    for i, lines in enumerate(panels.values()):
+        at = {"row": i // cols + 1, "col": i % cols + 1}
+        for name, (x, raw, smoothed) in lines.items():
+            first = name not in colours
+            colour = colours.setdefault(name, FALLBACK_COLORS[len(colours) % len(FALLBACK_COLORS)])
+            mode = "lines+markers" if len(x) == 1 else "lines"
+            style = {"legendgroup": name, "mode": mode, "line": {"color": colour}}
+            if not np.array_equal(raw, smoothed, equal_nan=True):
+                fig.add_trace(
+                    go.Scatter(
+                        x=x, y=raw, opacity=0.25, showlegend=False, hoverinfo="skip", **style
+                    ),
+                    **at,
+                )
+            fig.add_trace(
+                go.Scatter(
+                    x=x, y=smoothed, name=name or "run", showlegend=first and bool(name), **style
+                ),
+                **at,
+            )
+    fig.update_xaxes(title_text=x_title, row=n_rows)
+    fig.update_layout(height=260 * n_rows + 60, legend={"orientation": "h", "y": -0.2},
+                      margin={"l": 50, "r": 20, "t": 40, "b": 45})  # fmt: skip
+    return fig
+
+
+def training_figure(rows, objectives: Sequence[str], x_axis: str, smoothing: float) -> go.Figure:
+    """The live view: a reward panel per objective, KL to the base and length, one line per policy."""
+    keys = {f"reward: {o}": f"reward/{o}" for o in objectives} | {
+        "KL to base": "kl",
+        "length (tokens)": "length",
+    }
+    panels = {title: policy_lines(rows, key, x_axis, smoothing) for title, key in keys.items()}
+    return curves_figure(panels, _x_title(x_axis))
+
+
+def overlay_figure(
+    runs: Mapping[str, Sequence[Mapping[str, Any]]], key: str, x_axis: str, smoothing: float
+) -> go.Figure:
+    """One metric of several runs on one chart: a line per run (per policy of a multi-policy run)."""
+    lines = {
+        f"{label} · {stage}" if stage else label: line
+        for label, rows in runs.items()
+        for stage, line in policy_lines(rows, key, x_axis, smoothing).items()
+    }
+    return curves_figure({key: lines}, _x_title(x_axis), cols=1)
+
+
+def _x_title(x_axis: str) -> str:
+    return next(label for label, k in X_AXES.items() if k == x_axis)
+
+
+# --- cost estimate -------------------------------------------------------------------------------
+
+# With no past run on this server: seconds per prompt x sample x new token of one step, measured
+# on the shipped demo runs (embedded model, CPU, one thread: 1.3-2.6 s per step of 4 x 4 x 24).
+GUESS_SECONDS_PER_UNIT = 0.005
+
+
+@dataclass(frozen=True)
+class StepTiming:
+    """How long one past run took per step.
+
+    Attributes:
+        method: the run's method.
+        seconds_per_step: wall seconds per recorded step of its longest attempt (evaluations and
+            checkpoints included, model loading not).
+        work: batch_prompts x k_samples x max_new_tokens of its config (the step's size).
+        steps_ratio: recorded steps per configured ``steps`` (methods that train one policy per
+            preference or objective record several).
+    """
+
+    method: str
+    seconds_per_step: float
+    work: int
+    steps_ratio: float
+
+
+def _work(config: Mapping[str, Any]) -> int:
+    return max(
+        1, int(config["batch_prompts"]) * int(config["k_samples"]) * int(config["max_new_tokens"])
+    )
+
+
+def step_timing(config: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> StepTiming | None:
+    """The timing of a run from its config and metric rows; None with under three steps timed."""
+    attempts: dict[Any, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        if isinstance(r.get("time"), (int, float)):
+            attempts.setdefault(r.get("attempt"), []).append(r)
+    part = max(attempts.values(), key=len, default=[])
+    if len(part) < 3 or part[-1]["step"] <= part[0]["step"]:
+        return None
+    seconds = (part[-1]["time"] - part[0]["time"]) / (part[-1]["step"] - part[0]["step"])
+    ratio = float(part[-1].get("total_steps") or config["steps"]) / max(1, int(config["steps"]))
+    return StepTiming(str(config["method"]), seconds, _work(config), ratio)
+
+
+def past_timings(executor, model: str, device: str, limit: int = 12) -> list[StepTiming]:
+    """Timings of the newest finished runs of this store on ``model`` and ``device``."""
+    found = []
+    for status in executor.list():
+        if not status.done or len(found) >= limit:
+            continue
+        run_dir = executor.store.run_dir(status.run_id)
+        try:
+            config = runfolder.read_json(run_dir / runfolder.CONFIG) or {}
+            if (config.get("model"), config.get("device")) != (model, device):
+                continue
+            timing = step_timing(config, runfolder.read_metrics(run_dir)[0])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        found += [timing] if timing else []
+    return found
+
+
+def duration(seconds: float) -> str:
+    """``45 s``, ``12 min`` or ``2.5 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def estimate_cost(values: Mapping[str, Any], timings: Sequence[StepTiming]) -> tuple[float, str]:
+    """(seconds, a line with its basis) for a run of the form's ``values``.
+
+    Seconds per step come from past runs, each scaled by the step's size (prompts x samples x
+    new tokens); the step count is ``steps`` times the recorded-per-configured ratio of past runs
+    of the same method. With no past run it is a coarse guess, and the line says so.
+    """
+    work, steps = _work(values), int(values["steps"])
+    same = [t.steps_ratio for t in timings if t.method == values["method"]]
+    total = steps * (float(np.median(same)) if same else 1.0)
+    counted = f"{total:.0f} steps" + ("" if same else " per policy")  # none counted policies
+    where = f"{values['model']} run{'s' * (len(timings) != 1)} on {values['device']}"
+    if not timings:
+        seconds = total * GUESS_SECONDS_PER_UNIT * work
+        return seconds, (
+            f"≈ {duration(seconds)}, a guess (no past {where} here yet): "
+            f"{GUESS_SECONDS_PER_UNIT * work:.1f} s/step as on the demo runs × {counted}"
+        )
+    per_step = float(np.median([t.seconds_per_step / t.work for t in timings])) * work
+    seconds = total * per_step
+    return seconds, (
+        f"≈ {duration(seconds)} from {len(timings)} past {where}: {per_step:.1f} s/step × {counted}"
+    )
