@@ -1,21 +1,16 @@
 """Serving trained artifacts to many sessions: where they are, one shared copy, steering.
 
-* where things are: demo artifacts shipped in ``assets/demo``, the app's writable cache, the
-  server's allowed models and the UI's import policy;
-* artifacts: trained run folders the app can steer (demos and finished runs of the job store)
-  and which registered methods can serve each;
-* :class:`ModelPool`: loads each steerable once per process and guards its ``generate`` with a
-  lock per model, so 30 sessions share it safely (the app keeps one pool with
-  ``st.cache_resource``);
-* :func:`steer`: one preference -> generated completions with their per-objective scores.
-
-Torch loads only when a model is first needed, so the first page renders fast.
+Artifacts are demo run folders (``assets/demo``) and finished runs of the job store;
+:class:`ModelPool` loads each once per process and lends it to one thread at a time;
+:func:`steer` turns one preference into scored completions. Torch loads only when a model is
+first needed, so the first page renders fast.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import json
 import queue
 import re
@@ -29,8 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from morl_core import settings
+from morl_core import objectives, settings
+from morl_core.jobs import RunStore, StoreError
+from morl_core.jobs.paths import default_data_dir, resolve_data_dir
+from morl_core.methods import METHODS
+from morl_core.objectives.specs import import_allowed, parse_spec
+from morl_core.policy import load_policy, set_threads
 from morl_core.policy.model import ASSETS
+from morl_core.prompts import load_prompts
+from morl_core.weights import check_weights
 
 # progress(message, fraction_done in [0, 1]); the pages draw it as a progress bar.
 Progress = Callable[[str, float], None]
@@ -52,15 +54,11 @@ def noop(message: str, fraction: float) -> None:
 
 def data_dir() -> Path:
     """The job store's data directory (``$MORL_DATA_DIR`` or the per-user default)."""
-    from morl_core.jobs.paths import resolve_data_dir
-
     return resolve_data_dir()
 
 
 def app_data_dir() -> Path:
     """Writable folder for the app's own caches (``DATA/app``); demo folders stay read-only."""
-    from morl_core.jobs.paths import default_data_dir
-
     return default_data_dir() / "app"
 
 
@@ -83,17 +81,8 @@ DEFAULT_UI_IMPORTED = (
 
 
 def ui_objectives() -> list[str]:
-    """Objectives the web UI offers: the registered ones, then imported specs it may import.
-
-    The imported ones are ``$MORL_UI_IMPORTED_OBJECTIVES`` (``;``-separated specs) or, when
-    that is unset and ``trl`` is installed, two of TRL's own reward functions; a spec whose
-    module is not on the import allow-list (``$MORL_ALLOWED_IMPORTS``) is left out.
-    """
-    import importlib.util
-
-    from morl_core.objectives import OBJECTIVES
-    from morl_core.objectives.specs import import_allowed, parse_spec
-
+    """Objectives the web UI offers: the registered ones, then the imported specs above whose
+    module is on the import allow-list (``$MORL_ALLOWED_IMPORTS``)."""
     specs = settings.ui_imported_objectives()
     if specs is None:
         specs = list(DEFAULT_UI_IMPORTED) if importlib.util.find_spec("trl") else []
@@ -105,13 +94,11 @@ def ui_objectives() -> list[str]:
             continue  # a bad operator entry is not offered; the CLI reports it by name
         if import_allowed(module, ui_allows_imports()):
             offered.append(spec)
-    return [*OBJECTIVES, *offered]
+    return [*objectives.OBJECTIVES, *offered]
 
 
 def example_prompts(n: int = 8) -> list[str]:
     """A few held-out prompts of the default set, for the prompt picker."""
-    from morl_core.prompts import load_prompts
-
     return load_prompts("default", "eval")[:n]
 
 
@@ -145,14 +132,10 @@ class ArtifactInfo:
 def steer_methods_for(method: str, artifact: Mapping[str, Any]) -> tuple[str, ...]:
     """Registered methods that can serve an artifact (its own first).
 
-    A method whose spec takes the ``experts_from`` option is built from per-objective experts.
-    Only the aggregation families (D: parameters, tokens, hidden states) combine experts with
-    nothing trained on top, so only they can re-serve another method's experts; a bi-level
-    meta-policy (family E) needs its own trained upper level and serves its own runs only.
-    Nothing is hard-coded per method.
+    Only aggregation methods (family D, with an ``experts_from`` option) combine experts with
+    nothing trained on top, so only they re-serve another method's experts; a meta-policy
+    (family E) needs its own trained upper level.
     """
-    from morl_core.methods import METHODS
-
     found = [method]
     if artifact.get("experts"):
         found += [
@@ -167,10 +150,8 @@ _PATH = re.compile(r"(?:[A-Za-z]:)?(?:[/\\][\w.~@+-]+){2,}[/\\]?")
 
 
 def user_message(exc: BaseException | str) -> str:
-    """An error as one plain line for the user: absolute paths replaced by their last part.
-
-    The full message (with paths) belongs in the server log only.
-    """
+    """An error as one plain line for the user, absolute paths cut to their last part (the full
+    message belongs in the server log only)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return _PATH.sub(lambda m: "…/" + re.split(r"[/\\]", m.group(0).rstrip("/\\"))[-1], text)
 
@@ -206,8 +187,6 @@ def discover_artifacts(data_dir: Path | str | None = None, runs: bool = True) ->
         if info is not None:
             found.append(info)
     if runs:
-        from morl_core.jobs import RunStore, StoreError
-
         try:
             store = RunStore(data_dir)
             statuses = store.list({"succeeded"})
@@ -249,12 +228,10 @@ class BaseSteerable:
 class SharedSteerable:
     """A loaded Steerable shared by every session of the process, safe from many threads.
 
-    It holds one or more replicas of the same model; a generation borrows a free replica for
-    its duration (so no two threads ever drive one model at once) and others wait. With one
-    torch thread per generation, two replicas keep both cores of a small server busy. A small
-    LRU cache of recent generations makes repeated slider positions instant for everyone (the
-    classroom case), and a request already being generated for another session is waited for,
-    not generated twice; results say when they came from the cache.
+    A generation borrows a free replica of the model for its duration (no two threads drive one
+    model at once). An LRU cache of recent generations makes repeated slider positions instant
+    for everyone, and a request already in progress for another session is waited for, not
+    generated twice.
     """
 
     def __init__(
@@ -322,11 +299,8 @@ class SharedSteerable:
 
 
 class ModelPool:
-    """Load-once registry of :class:`SharedSteerable` s for one process (thread-safe).
-
-    The app keeps one pool per process with ``st.cache_resource``; each key loads once even when
-    many sessions ask at the same time (a lock per key), with progress reported to the first.
-    """
+    """Load-once registry of :class:`SharedSteerable` s for one process (thread-safe): each key
+    loads once even when many sessions ask at the same time (a lock per key)."""
 
     def __init__(
         self, device: str = "auto", threads: int | None = None, replicas: int | None = None
@@ -372,8 +346,6 @@ class ModelPool:
 
     def _load(self, run_dir: Path | None, method: str, progress: Progress) -> SharedSteerable:
         progress("importing torch and transformers (first time only)", 0.05)
-        from morl_core.policy import load_policy, set_threads
-
         set_threads(self.threads)
         # More copies let generations run in parallel, one torch thread each; it pays on a server
         # with spare cores (a busy 2-core machine: 4.8 -> 5.1 generations/s with 2 copies of the
@@ -381,18 +353,16 @@ class ModelPool:
         count = self.replicas or settings.ui_replicas()
         loaded: list[Any] = []
         for i in range(count):
-            progress(f"loading the model and its adapters (copy {i + 1} of {count})",
-                     0.2 + 0.6 * i / count)  # fmt: skip
+            message = f"loading the model and its adapters (copy {i + 1} of {count})"
+            progress(message, 0.2 + 0.6 * i / count)
             if run_dir is None:
                 loaded.append(BaseSteerable(load_policy("embedded", device=self.device)))
             else:
-                from morl_core.methods.common import load_steerable
+                from morl_core.methods.common import load_steerable  # imports torch
 
                 loaded.append(load_steerable(Path(run_dir), method=method, device=self.device))
         if run_dir is not None:
             progress("loading the objective scorers", 0.85)
-            from morl_core import objectives
-
             objectives.prepare(list(loaded[0].objectives), allow_import=ui_allows_imports())
         progress("ready", 1.0)
         return SharedSteerable(loaded[0], method, run_dir, replicas=loaded[1:])
@@ -431,8 +401,6 @@ class SteerResult:
 
 def score_texts(objective_names: Sequence[str], prompts: Sequence[str], texts: Sequence[str]):
     """(N, K) scores with the UI's import policy."""
-    from morl_core import objectives
-
     return objectives.score(
         list(objective_names), list(prompts), list(texts), allow_import=ui_allows_imports()
     )
@@ -449,14 +417,9 @@ def steer(
 ) -> SteerResult:
     """Generate ``samples`` completions of ``prompt`` at preference ``weights`` and score them.
 
-    The samples are one batched decode (about the cost of one on a CPU), with a fixed seed, so
-    moving a slider changes the text only through the preference, not through fresh dice.
-
-    Raises:
-        ValueError: an empty prompt or weights off the simplex.
+    One batched decode with a fixed seed, so moving a slider changes the text only through the
+    preference. Raises ``ValueError`` on an empty prompt or weights off the simplex.
     """
-    from morl_core.weights import check_weights
-
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("prompt: type a prompt or pick an example")
     w = check_weights(weights, k=len(shared.objectives))
