@@ -1,9 +1,6 @@
 """The one-file trade-off report for stakeholders, and the small score bars the app shows.
 
-:func:`tradeoff_report` writes a single self-contained HTML file (plotly.js inlined, no network
-needed to open it): the chosen preference, the mean scores, example generations with their
-per-objective scores, the front with the chosen point, the indicators with the reference point
-explained, degeneration flags and where it all came from.
+The report is a single self-contained HTML file (plotly.js inlined, opens offline).
 """
 
 from __future__ import annotations
@@ -50,10 +47,8 @@ CARD = (
 
 
 def generation_html(text: str, scores: Mapping[str, float], prompt: str | None = None) -> str:
-    """One generation card: optional prompt (grey), the (escaped) text, its score bars.
-
-    Styles are inline so the card looks the same in the app and in an exported report.
-    """
+    """One generation card: optional prompt (grey), the (escaped) text, its score bars (inline
+    styles, so the card looks the same in the app and in an exported report)."""
     head = (
         f'<div class="prompt" style="color:#777;font-size:0.85em;font-style:italic">'
         f"{html.escape(prompt)}</div>"
@@ -93,26 +88,16 @@ def tradeoff_report(
 ) -> str:
     """A single self-contained HTML page describing one chosen trade-off.
 
-    Args:
-        title: Page title.
-        artifact: Which trained artifact (run folder label).
-        method: The method serving it.
-        objectives: Objective names.
-        weights: The chosen preference (K,).
-        generations: Objects with ``prompt``, ``text`` and ``scores`` (a name -> value dict).
-        indicators: Front indicators (HV, EU, sparsity, cardinality, ref, ...), optional.
-        figure: A plotly Figure of the front with the chosen point, optional.
-        flags: Degeneration warnings to show.
-        reference_note: How the hypervolume reference point was chosen.
-        notes: Free text shown at the end.
-
-    Returns:
-        The HTML document as a string (about 4 MB with a figure: plotly.js is inlined).
+    ``generations`` are objects with ``prompt``, ``text`` and ``scores`` (name -> value);
+    ``weights`` is the chosen preference (K,); ``figure`` an optional plotly front with the
+    chosen point; ``reference_note`` says how the hypervolume reference point was chosen.
+    Returns the HTML (about 4 MB with a figure: plotly.js is inlined).
     """
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     means = {
         n: sum(g.scores[n] for g in generations) / max(1, len(generations)) for n in objectives
     }
+    chosen = [[n, float(w)] for n, w in zip(objectives, weights, strict=True)]
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{_STYLE}</style></head><body>",
@@ -120,23 +105,20 @@ def tradeoff_report(
         f'<p class="muted">MORL Studio trade-off report, {stamp}. Artifact: '
         f"{html.escape(artifact)}; method: {html.escape(method)}.</p>",
         "<h2>Chosen preference</h2>",
-        _table([[n, float(w)] for n, w in zip(objectives, weights, strict=True)], ["objective", "weight"]),
+        _table(chosen, ["objective", "weight"]),
         "<h2>Scores at this preference</h2>",
         f"<p>Mean over {len(generations)} generation(s); every objective maps to [0, 1], higher "
         "is better.</p>",
         score_bars_html(means),
         "<h2>Example generations</h2>",
         *[generation_html(g.text, g.scores, g.prompt) for g in generations],
-    ]  # fmt: skip
+    ]
     if flags:
         parts += ["<h2>Warnings</h2><ul>"]
         parts += [f'<li class="flag">{html.escape(f)}</li>' for f in flags]
         parts += ["</ul>"]
     if figure is not None:
-        parts += [
-            "<h2>The front</h2>",
-            figure.to_html(include_plotlyjs=True, full_html=False),
-        ]
+        parts += ["<h2>The front</h2>", figure.to_html(include_plotlyjs=True, full_html=False)]
     if indicators:
         rows = [[k, v if not isinstance(v, list) else str(v)] for k, v in indicators.items()]
         parts += ["<h2>Front indicators</h2>", _table(rows, ["indicator", "value"])]
