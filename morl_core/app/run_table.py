@@ -61,15 +61,17 @@ def write_notes(run_dir: Path, tags: str, note: str) -> None:
 def read_notes(run_dir: Path) -> dict[str, Any]:
     """``{"tags": [...], "note": str}`` of a run; empty when absent, unreadable or malformed."""
     try:
-        data = runfolder.read_json(Path(run_dir) / NOTES) or {}
-        tags = [t for t in data.get("tags", []) if isinstance(t, str) and TAG.fullmatch(t)]
-        note = data.get("note", "")
-        return {
-            "tags": tags[:MAX_TAGS],
-            "note": note[:MAX_NOTE_CHARS] if isinstance(note, str) else "",
-        }
-    except (OSError, ValueError, AttributeError):
-        return {"tags": [], "note": ""}
+        data = runfolder.read_json(Path(run_dir) / NOTES)
+    except (OSError, ValueError):
+        data = None
+    data = data if isinstance(data, dict) else {}
+    tags, note = data.get("tags"), data.get("note")
+    tags = (
+        [t for t in tags if isinstance(t, str) and TAG.fullmatch(t)]
+        if isinstance(tags, list)
+        else []
+    )
+    return {"tags": tags[:MAX_TAGS], "note": note[:MAX_NOTE_CHARS] if isinstance(note, str) else ""}
 
 
 # --- the runs table ------------------------------------------------------------------------------
