@@ -288,6 +288,97 @@ def test_train_page_shows_broken_runs_with_their_reason(data_dir):
     assert reasons[other] in " ".join(e.value for e in at.error)
 
 
+def ended_run(data_dir: Path, state: str, message: str = "", fronts=(), **config) -> str:
+    """A run the job store reads as ended, with two policies' metric rows and no worker."""
+    from morl_core import runfolder
+    from morl_core.config import RunConfig
+    from morl_core.jobs import RunStore
+
+    store = RunStore(data_dir)
+    run_id = store.create(RunConfig(method="morlhf", steps=3, **config), "local").run_id
+    rows = [
+        {"step": s, "total_steps": 6, "samples": 16 * s, "stage": f"pref0{int(s > 3)}",
+         "time": 100.0 + 2 * s, "attempt": 1, "reward/sentiment": 0.1 * s,
+         "reward/brevity": 1 - 0.1 * s, "kl": 0.01 * s, "length": 10.0 + s % 2}
+        for s in range(1, 5)
+    ]  # fmt: skip
+    runfolder.append_jsonl(store.run_dir(run_id) / runfolder.METRICS, rows)
+    runfolder.append_jsonl(store.run_dir(run_id) / runfolder.FRONTS, fronts)
+    changes = {"state": state, "step": 4, "total_steps": 6, "started": 100.0, "finished": 140.0}
+    store.update(run_id, changes | {"message": message})
+    return run_id
+
+
+def test_live_view_of_an_early_cancel_one_line_per_policy_and_a_lone_snapshot(data_dir):
+    from morl_core.config import RunConfig
+
+    snap = {"objectives": ["sentiment", "brevity"], "preferences": [[1, 0], [0, 1]],
+            "points": [[0.9, 0.2], [0.3, 0.8]], "step": 2, "samples": 32}  # fmt: skip
+    reason = "cancelled (worker process ended without a final state)"
+    run_id = ended_run(data_dir, "cancelled", reason, fronts=[snap])
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.switch_page("pages/train.py")
+    at.query_params["run"] = run_id  # a shared link
+    at.run()
+    no_exceptions(at)
+    assert run_selector(at).options == [f"{run_id} · morlhf · cancelled 4/6"]
+    assert at.get("progress")[0].proto.text.startswith("cancelled at step 4/6 after 40 s")
+    assert "without a final state" not in " ".join(c.value for c in at.caption)
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    curves = next(s for s in specs if s["layout"]["annotations"][0]["text"] == "reward: sentiment")
+    assert [t["name"] for t in curves["data"] if t.get("showlegend")] == ["pref00", "pref01"]
+    assert any(t.get("opacity") == 0.25 for t in curves["data"])  # smoothed over the raw line
+    hv = next(s for s in specs if "hypervolume" in str(s["layout"]["yaxis"].get("title")))
+    assert hv["data"][0]["mode"] == "lines+markers"  # one point shows
+    assert any("One front snapshot so far (step 2)" in c.value for c in at.caption)
+    estimate = next(c.value for c in at.caption if c.value.startswith("Estimated time"))
+    steps = 2 * RunConfig().steps  # two policies recorded per configured step
+    assert f"from 1 past embedded run (device auto): 2.0 s/step × {steps} steps" in estimate
+    at.slider(key="smoothing").set_value(0.0).run()
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert not any(t.get("opacity") == 0.25 for s in specs for t in s["data"])
+
+
+def test_runs_table_filters_tags_diff_and_overlay(data_dir):
+    first = ended_run(data_dir, "succeeded")
+    second = ended_run(data_dir, "failed", "disk full", seed=1)
+    at = page("pages/train.py")
+    at.toggle(key="all-runs").set_value(True).run()
+    no_exceptions(at)
+    table = lambda: at.dataframe[-1].value  # noqa: E731
+    assert set(table()["run"]) == {first, second}
+    at.multiselect(key="f-state").set_value(["failed"]).run()
+    assert list(table()["run"]) == [second]
+    at.multiselect(key="f-state").set_value([]).run()
+    at.text_input(key="f-text").input("DISK").run()
+    assert list(table()["run"]) == [second]
+    at.text_input(key="f-text").input("").run()
+
+    run_selector(at).set_value(first).run()
+    at.text_input(key=f"tags:{first}").input("baseline, lr/high")
+    save = next(b for b in at.button if b.label == "Save tags and note")
+    save.click().run()
+    assert any(e.value.startswith("tags: ['lr/high']") for e in at.error)
+    at.text_input(key=f"tags:{first}").input("baseline, lr-high")
+    at.text_area(key=f"note:{first}").input("the reference run")
+    next(b for b in at.button if b.label == "Save tags and note").click().run()
+    no_exceptions(at)
+    saved = json.loads((data_dir / "runs" / first / "notes.json").read_text())
+    assert saved == {"tags": ["baseline", "lr-high"], "note": "the reference run"}
+    at.multiselect(key="f-tags").set_value(["baseline"]).run()
+    assert list(table()["run"]) == [first] and table()["note"][0] == "the reference run"
+
+    at.multiselect(key="compare").set_value([first, second]).run()
+    no_exceptions(at)
+    diff = at.dataframe[0].value
+    assert diff.to_dict("records") == [{"field": "seed", "A": "0", "B": "1"}]
+    at.radio[0].set_value("wall time (s)").run()
+    overlay = json.loads(at.get("plotly_chart")[-1].proto.spec)
+    names = {t["name"] for t in overlay["data"] if "name" in t}  # the raw lines have none
+    assert names == {f"{r} · pref0{i}" for r in (first, second) for i in (0, 1)}
+    assert overlay["layout"]["xaxis"]["title"]["text"] == "wall time (s)"
+
+
 def test_advanced_field_errors_show_outside_the_closed_expander():
     at = page("pages/train.py")
     at.number_input(key="form:lr").set_value(-1.0)

@@ -206,14 +206,14 @@ def test_estimate_scales_with_step_size_and_counts_policies():
     seconds, line = run_table.estimate_cost(config(steps=30), timings)
     # median of 2/64 and 4/64 s per unit = 3/64; x 64 units = 3 s/step; 30 x 2 policies = 60 steps
     assert seconds == pytest.approx(180.0)
-    assert line == "≈ 3 min from 2 past embedded runs on cpu: 3.0 s/step × 60 steps"
+    assert line == "≈ 3 min from 2 past embedded runs (device cpu): 3.0 s/step × 60 steps"
     double, _ = run_table.estimate_cost(config(steps=30, k_samples=8), timings)
     assert double == pytest.approx(360.0)
     _, other = run_table.estimate_cost(config(steps=30, method="panacea"), timings)
     assert "× 30 steps per policy" in other
     guess, line = run_table.estimate_cost(config(steps=100), [])
     assert guess == pytest.approx(100 * 64 * run_table.GUESS_SECONDS_PER_UNIT)
-    assert "a guess (no past embedded runs on cpu here yet)" in line
+    assert "a guess: no past embedded runs (device cpu) here yet; 0.3 s/step" in line
 
 
 def test_past_timings_read_finished_runs_on_the_same_model_and_device(tmp_path):

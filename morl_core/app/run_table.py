@@ -378,11 +378,11 @@ def estimate_cost(values: Mapping[str, Any], timings: Sequence[StepTiming]) -> t
     same = [t.steps_ratio for t in timings if t.method == values["method"]]
     total = steps * (float(np.median(same)) if same else 1.0)
     counted = f"{total:.0f} steps" + ("" if same else " per policy")  # none counted policies
-    where = f"{values['model']} run{'s' * (len(timings) != 1)} on {values['device']}"
+    where = f"{values['model']} run{'s' * (len(timings) != 1)} (device {values['device']})"
     if not timings:
         seconds = total * GUESS_SECONDS_PER_UNIT * work
         return seconds, (
-            f"≈ {duration(seconds)}, a guess (no past {where} here yet): "
+            f"≈ {duration(seconds)}, a guess: no past {where} here yet; "
             f"{GUESS_SECONDS_PER_UNIT * work:.1f} s/step as on the demo runs × {counted}"
         )
     per_step = float(np.median([t.seconds_per_step / t.work for t in timings])) * work
