@@ -22,32 +22,21 @@ warm_word          synthetic  1 if the first word is a warm adjective (known ans
 cold_word          synthetic  1 if the first word is a cold adjective (known answers)
 =================  =========  ======================================================
 
-"gate" is the lexical fluency gate of :mod:`morl_core.objectives.lexical`: a reply made of
-punctuation runs, non-words or one repeated word scores 0 on every real objective, so no scorer
-is maximised by an exploit; :mod:`morl_core.objectives.degeneration` reports the measurements
-behind it (distinct-n, non-word ratio, repetition, perplexity under the base model).
+"gate" is the lexical fluency gate of :mod:`~morl_core.objectives.lexical`: punctuation runs,
+non-words or one repeated word score 0 on every real objective, so no scorer is maximised by an
+exploit. Empty completions score 0 on every built-in objective.
 
-Empty completions score 0 on every built-in objective. Use ``score(names, prompts,
-completions)`` for an (N, K) matrix, ``describe()`` for table rows, ``prepare(names)`` to load
-slow scorers ahead of time (MiniLM: a few seconds, with a progress bar), ``true_front`` and
-``SYNTHETIC_PAIRS`` for the analytic fronts of the synthetic objectives.
-
-**Your own objective, or TRL's**: pass a spec anywhere a name is accepted:
-``"mypkg.rewards:my_reward"``, ``"trl.rewards:think_format_reward"``, a factory with literal
-settings ``"trl.rewards:get_repetition_penalty_reward(ngram_size=3, max_penalty=-1.0)"``, and
-optionally a range ``"...@[-1, 0]"`` (see ``specs``). It is called exactly as TRL's
-``GRPOTrainer`` calls reward functions (keywords, the prompt set's extra columns, ``None`` ->
-NaN "not applicable", async awaited; see ``scoring``); its range is the one given, the one it
-declares, or one learned from the base model's samples (see ``normalize``). Importing runs the
-module's code, so the web UI imports only modules under ``$MORL_ALLOWED_IMPORTS`` (default
-``trl.rewards``) unless its operator switches imports on. Or build an ``Objective`` and
-``register`` it.
+**Your own objective, or TRL's**: pass a spec anywhere a name is accepted, e.g.
+``"mypkg.rewards:my_reward"`` or ``"trl.rewards:get_repetition_penalty_reward(ngram_size=3)@[-1,
+0]"`` (see ``specs``). It is called as TRL's ``GRPOTrainer`` calls reward functions (see
+``scoring``). Importing runs the module's code, so the web UI imports only modules under
+``$MORL_ALLOWED_IMPORTS`` (default ``trl.rewards``) unless its operator switches imports on.
 
 Importing this package is cheap: torch, sentence-transformers, scikit-learn and VADER load
 inside the scorers, once per process, on first use (thread-safe).
 """
 
-from morl_core.objectives import lexical, models, synthetic
+from morl_core.objectives import adjectives, degeneration, heldout, lexical, models, synthetic
 from morl_core.objectives.normalize import RewardNormalizer, front_bounds, learn_range
 from morl_core.objectives.registry import (
     OBJECTIVES,
@@ -178,12 +167,10 @@ for _objective in synthetic.builtin_synthetic_objectives():
 del _objective
 
 # The known-answer pair (first word's class at an adjective slot; see morl_core.known_answers).
-from morl_core.objectives import adjectives as _known  # noqa: E402
-
 register(
     Objective(
         "warm_word",
-        _known.warm_word,
+        adjectives.warm_word,
         "the reply's first word is a warm adjective (lovely, friendly, ...)",
         "1 if the first word is in the warm list, else 0",
         kind="synthetic",
@@ -192,7 +179,7 @@ register(
 register(
     Objective(
         "cold_word",
-        _known.cold_word,
+        adjectives.cold_word,
         "the reply's first word is a cold adjective (rude, noisy, ...)",
         "1 if the first word is in the cold list, else 0",
         kind="synthetic",
@@ -200,9 +187,6 @@ register(
 )
 
 # The fluency guard and the held-out twins (a second, independent scorer per objective).
-from morl_core.objectives import degeneration as _degeneration  # noqa: E402
-from morl_core.objectives import heldout as _heldout  # noqa: E402
-
-for _objective in (_degeneration.fluency_objective(), *_heldout.heldout_objectives()):
+for _objective in (degeneration.fluency_objective(), *heldout.heldout_objectives()):
     register(_objective)
 del _objective

@@ -6,15 +6,9 @@ its raw signal to [0, 1] (higher is better), and its kind (``real``, ``synthetic
 ``imported``). The registry is a plain dict filled by explicit ``register()`` calls; a name that
 is not in it may still be used when it is a dotted path to an importable reward function.
 
-Also here: ``LazyResource``, the thread-safe load-once cache that the model-backed scorers use,
-and ``as_text``, which accepts both plain strings and TRL's conversational message lists.
-
-Imported objectives are named by a spec (see :mod:`morl_core.objectives.specs`): a dotted path,
-optionally a factory with literal settings, optionally a value range. Their value range comes
-from, in this order: the spec (``@[low, high]``, source ``given``), the function itself (a
-``value_range`` attribute, or the documented range of one of TRL's own reward functions, source
-``declared``), or, when neither says, the base model's samples at the start of training
-(source ``learned``, see :mod:`morl_core.objectives.normalize`).
+An imported objective's value range comes from, in this order: its spec's ``@[low, high]``
+(``given``), the function (a ``value_range`` attribute or TRL's documented range: ``declared``),
+or the base model's samples at the start of training (``learned``, see ``normalize``).
 """
 
 from __future__ import annotations
@@ -28,6 +22,8 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+
+from tqdm.auto import tqdm
 
 from morl_core.objectives.specs import (
     ObjectiveSpec,
@@ -157,11 +153,8 @@ _TRL_RANGES: dict[str, Callable[[Any], tuple[float, float] | None]] = {
 
 
 def declared_range(fn: Any) -> tuple[float, float] | None:
-    """The value range a reward function declares, or None.
-
-    A function declares its range with a ``value_range = (low, high)`` attribute; TRL's own
-    reward functions (which have none) get the range their documentation states.
-    """
+    """A reward function's ``value_range = (low, high)`` attribute (TRL's own functions: the
+    range their documentation states), or None."""
     declared = getattr(fn, "value_range", None)
     if declared is None and (getattr(fn, "__module__", "") or "").startswith("trl.rewards"):
         key = fn.__name__ if inspect.isfunction(fn) else type(fn).__name__
@@ -178,11 +171,8 @@ def declared_range(fn: Any) -> tuple[float, float] | None:
 
 
 def wants_messages(fn: Any) -> bool:
-    """Whether ``fn`` annotates ``completions`` as message lists (``list[list[dict]]``).
-
-    TRL's own functions read ``completion[0]["content"]``; they are given conversational
-    completions even where the prompts are plain strings, which TRL itself would not do.
-    """
+    """Whether ``fn`` annotates ``completions`` as message lists (``list[list[dict]]``), as
+    TRL's own functions do; they then get message lists even for plain-string prompts."""
     try:
         parameter = inspect.signature(fn).parameters.get("completions")
     except (TypeError, ValueError):
@@ -195,23 +185,11 @@ def wants_messages(fn: Any) -> bool:
 
 
 def import_objective(path: str, allow_import: bool = True) -> Objective:
-    """Imports a TRL-style reward function by spec and wraps it as an objective.
+    """Imports a TRL-style reward function by spec (:mod:`~morl_core.objectives.specs`) and
+    wraps it as an unregistered ``imported`` objective (the same object per spec and process).
 
-    Args:
-        path: A spec: ``"package.module:function"`` or ``"package.module.function"``,
-            optionally ``"module:factory(name=value, ...)"`` (the factory is called with
-            those literal settings and must return the reward function) and ``"@[low, high]"``.
-        allow_import: Whether any module may be imported; when False only modules under
-            ``$MORL_ALLOWED_IMPORTS`` (default ``trl.rewards``) may.
-
-    Returns:
-        An unregistered ``Objective`` of kind ``imported`` (``bounded`` is False; ``None``
-        values become NaN in ``score``). The same spec returns the same object in a process.
-
-    Raises:
-        ValueError: If the spec is malformed, the module is not allowed, missing or raises on
-            import, the attribute is missing or not callable, or the factory rejects its
-            settings or returns something that is not callable.
+    With ``allow_import`` False only modules under ``$MORL_ALLOWED_IMPORTS`` may be imported.
+    Raises ``ValueError`` naming the spec for anything that cannot be imported or called.
     """
     spec = parse_spec(path)
     if not import_allowed(spec.module, allow_import):
@@ -294,18 +272,10 @@ def _build_imported(spec: ObjectiveSpec) -> Objective:
 
 
 def resolve(name: str, allow_import: bool = True) -> Objective:
-    """Finds an objective by registry name or by spec (dotted path).
+    """Finds an objective by registry name or by spec (e.g. ``"mypkg.rewards:length"``).
 
-    Args:
-        name: A key of ``OBJECTIVES`` or a spec such as ``"mypkg.rewards:length"`` or
-            ``"trl.rewards:get_repetition_penalty_reward(ngram_size=3)"``.
-        allow_import: Whether any module may be imported. The web UI passes False unless its
-            operator has switched imports on; then only the allow-list's modules
-            (``$MORL_ALLOWED_IMPORTS``, default ``trl.rewards``) may be.
-
-    Raises:
-        ValueError: For an unknown name (the message lists the available ones), a spec whose
-            module is not allowed, or a spec that cannot be imported.
+    ``allow_import`` as for :func:`import_objective` (the web UI passes False unless its operator
+    switched imports on). An unknown name raises ``ValueError`` listing the available ones.
     """
     if not isinstance(name, str):
         raise ValueError(f"objective names must be strings, got {type(name).__name__}")
@@ -323,9 +293,8 @@ def as_text(item: Any, field: str = "completions") -> str:
     """The text of a prompt or completion: a string, or the last of TRL's ``{"role", "content"}``
     messages; anything else raises ``ValueError`` naming ``field``.
 
-    Example:
-        >>> as_text([{"role": "assistant", "content": "Hello."}])
-        'Hello.'
+    >>> as_text([{"role": "assistant", "content": "Hello."}])
+    'Hello.'
     """
     if isinstance(item, str):
         return item
@@ -345,17 +314,10 @@ T = TypeVar("T")
 class LazyResource(Generic[T]):
     """A value built once, on first use, from any number of threads.
 
-    The loader runs under a lock (so concurrent first calls load once), outside the lock
-    afterwards (reads are lock-free). A loader that raises leaves the resource unloaded, so a
-    later call retries. Progress goes to a tqdm bar on stderr (shown only on a terminal) and to
-    an optional callback, which is how the CLI and the web UI show the slow first load.
-
-    Args:
-        label: Short name shown in the progress bar, e.g. ``"MiniLM"``.
-        loader: ``loader(step)`` builds the value and calls ``step("what was done")`` at the
-            end of each of its ``steps`` stages.
-        steps: Number of stages the loader reports.
-        show_bar: Whether to show a tqdm bar (off for loads too quick to notice).
+    Concurrent first calls load once; a loader that raises leaves it unloaded (a later call
+    retries). ``loader(step)`` calls ``step("what was done")`` after each of its ``steps``
+    stages; progress goes to a tqdm bar on stderr (on a terminal, if ``show_bar``) and to the
+    optional callback of :meth:`get`.
     """
 
     def __init__(
@@ -394,8 +356,6 @@ class LazyResource(Generic[T]):
             self._value, self._loaded = None, False
 
     def _load(self, progress: ProgressCallback | None) -> T:
-        from tqdm.auto import tqdm
-
         bar = tqdm(
             total=self._steps,
             desc=f"loading {self.label}",
