@@ -126,13 +126,13 @@ def test_smooth_is_tensorboards_debiased_ema():
         run_table.smooth([1.0], 1.0)
 
 
-def test_policy_lines_one_per_policy_counted_from_its_start():
+def test_policy_lines_one_per_policy_on_the_runs_axis():
     lines = run_table.policy_lines(two_policy_rows(), "reward/a", "samples")
     assert list(lines) == ["pref00", "pref01"]
     x, raw, _ = lines["pref01"]
-    assert x.tolist() == [16, 32, 48] and raw == pytest.approx([0.8, 0.7, 0.6])
+    assert x.tolist() == [64, 80, 96] and raw == pytest.approx([0.8, 0.7, 0.6])
     x, _, _ = run_table.policy_lines(two_policy_rows(), "kl", "time")["pref01"]
-    assert x.tolist() == [0.0, 2.0, 4.0]
+    assert x.tolist() == [6.0, 8.0, 10.0]  # seconds since the run's first record
     single = [dict(r, stage="policy") for r in two_policy_rows()]
     (x, raw, _), = run_table.policy_lines(single, "reward/a", "step").values()  # fmt: skip
     assert x.tolist() == [1, 2, 3, 4, 5, 6] and len(raw) == 6

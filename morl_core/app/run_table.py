@@ -202,21 +202,20 @@ def policy_lines(
     """One line per policy a run trains (its rows' ``stage``): name -> (x, raw y, smoothed y).
 
     A run that trains several policies in turn (MORLHF's one per preference, soups' experts)
-    gets one line each, counted from that policy's start, instead of one line that jumps between
-    them. Wall time counts from each line's first record.
+    gets one line each on the run's own x-axis, instead of one line that jumps between them.
+    Wall time counts from the run's first record.
     """
     if x_axis not in X_AXES.values():
         raise ValueError(f"x_axis: {x_axis!r}; allowed: {', '.join(X_AXES.values())}")
     stages: dict[str, list[Mapping[str, Any]]] = {}
     for r in rows:
         stages.setdefault(str(r.get("stage") or ""), []).append(r)
-    lines, before = {}, 0.0
+    start = float(rows[0].get("time") or 0.0) if rows and x_axis == "time" else 0.0
+    lines = {}
     for stage, part in stages.items():
-        x = np.array([float(r.get(x_axis) or 0.0) for r in part])
-        offset = x[0] if x_axis == "time" else before
-        before = x[-1]
+        x = np.array([float(r.get(x_axis) or 0.0) for r in part]) - start
         y = [r.get(key) for r in part]
-        lines[stage if len(stages) > 1 else ""] = (x - offset, smooth(y, 0.0), smooth(y, smoothing))
+        lines[stage if len(stages) > 1 else ""] = (x, smooth(y, 0.0), smooth(y, smoothing))
     return lines
 
 
