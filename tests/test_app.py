@@ -337,6 +337,10 @@ def test_live_view_of_an_early_cancel_one_line_per_policy_and_a_lone_snapshot(da
     at.slider(key="smoothing").set_value(0.0).run()
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     assert not any(t.get("opacity") == 0.25 for s in specs for t in s["data"])
+    at.number_input(key="form:steps").set_value(10)
+    next(b for b in at.button if b.label == "Update estimate").click().run()
+    assert any("2.0 s/step × 20 steps" in c.value for c in at.caption)  # nothing submitted
+    assert len(list((data_dir / "runs").iterdir())) == 1
 
 
 def test_runs_table_filters_tags_diff_and_overlay(data_dir):
