@@ -45,21 +45,10 @@ def non_dominated(
 ) -> np.ndarray:
     """Mask of the non-dominated rows of ``points`` (maximisation).
 
-    Args:
-        points: Objective vectors, shape (n, k) with k >= 2; larger is better on every column.
-        keep_duplicates: If True (default), every copy of a non-dominated point is marked True.
-            If False, only the first copy is (later copies are False).
-        nan_policy: ``"raise"`` rejects NaN; ``"omit"`` marks rows containing NaN as False and
-            leaves them out of all comparisons.
+    ``points`` is (n, k) with k >= 2; returns a boolean (n,) mask. ``keep_duplicates=False``
+    marks only the first copy of a repeated front point; ``nan_policy`` as in the module
+    docstring. Raises ``ValueError`` on a bad shape, +-inf, or NaN under ``"raise"``.
 
-    Returns:
-        Boolean mask, shape (n,); True where the row is not dominated by any other row.
-
-    Raises:
-        ValueError: If ``points`` is not (n, k) with k >= 2, holds +-inf, or holds NaN while
-            ``nan_policy="raise"``.
-
-    Example:
         >>> non_dominated([[1, 0], [0, 1], [0.5, 0.5], [0.2, 0.2]]).tolist()
         [True, True, True, False]
     """
@@ -78,37 +67,12 @@ def non_dominated(
 
 
 def pareto_front(points: ArrayLike, *, nan_policy: NanPolicy = "raise") -> np.ndarray:
-    """The distinct non-dominated points of ``points`` (maximisation), in input order.
-
-    Args:
-        points: Objective vectors, shape (n, k) with k >= 2; larger is better on every column.
-        nan_policy: ``"raise"`` rejects NaN; ``"omit"`` drops rows containing NaN first.
-
-    Returns:
-        The front, shape (m, k) with m <= n; duplicates appear once (first occurrence kept).
-        Rows keep their input order; sort them yourself if you draw a line through them.
-
-    Raises:
-        ValueError: As for :func:`non_dominated`.
-    """
+    """The distinct non-dominated points (m, k) of ``points`` (maximisation), in input order
+    (sort them yourself to draw a line); each duplicate appears once."""
     pts = _check_points(points, nan_policy)  # (n, k)
     return pts[non_dominated(pts, keep_duplicates=False, nan_policy=nan_policy)]
 
 
 def cardinality(points: ArrayLike, *, nan_policy: NanPolicy = "raise") -> int:
-    """Number of distinct non-dominated points among ``points`` (maximisation).
-
-    For a set that is already a front this is its number of distinct points; on a raw set of
-    evaluations it counts only the points that survive non-dominated filtering.
-
-    Args:
-        points: Objective vectors, shape (n, k) with k >= 2; larger is better.
-        nan_policy: As for :func:`non_dominated`.
-
-    Returns:
-        The count, an int in [0, n].
-
-    Raises:
-        ValueError: As for :func:`non_dominated`.
-    """
+    """Number of distinct non-dominated points among ``points`` (maximisation)."""
     return int(pareto_front(points, nan_policy=nan_policy).shape[0])

@@ -36,19 +36,10 @@ _EU_BLOCK = 4_000_000  # weights x points products per block, bounds memory at ~
 
 
 def expected_utility(front: ArrayLike, weights: ArrayLike) -> float:
-    """Expected linear utility of ``front`` over preferences ``weights`` (maximisation).
+    """``mean_j max_i weights[j] . front[i]`` (maximisation).
 
-    Args:
-        front: Objective vectors, shape (n, k) with n >= 1; larger is better. Dominated points
-            may be present and do not change the result.
-        weights: Preferences, shape (m, k) or (k,), rows on the simplex (see
-            :mod:`morl_core.weights` for lattices and Dirichlet samples).
-
-    Returns:
-        ``mean_j max_i weights[j] . front[i]``, a float.
-
-    Raises:
-        ValueError: On wrong shapes, a k mismatch, an empty front, NaN/inf, or invalid weights.
+    ``front`` is (n, k) with n >= 1 (dominated points do not change the result); ``weights`` is
+    (m, k) or (k,), rows on the simplex. Raises ``ValueError`` on bad shapes or values.
     """
     pts = as_matrix(front, "front", min_k=2, min_rows=1)  # (n, k)
     w = np.atleast_2d(check_weights(weights, k=pts.shape[1]))  # (m, k)
@@ -60,20 +51,8 @@ def expected_utility(front: ArrayLike, weights: ArrayLike) -> float:
 
 
 def sparsity(front: ArrayLike) -> float:
-    """Sparsity of a front: summed squared neighbour gaps per objective over ``m - 1``.
-
-    Computed on the points as given (pass a front, e.g. from :func:`pareto_front`); the
-    maximisation convention does not change the value. Lower means denser.
-
-    Args:
-        front: Front points, shape (m, k).
-
-    Returns:
-        The sparsity, a float >= 0; 0.0 when m < 2.
-
-    Raises:
-        ValueError: On a wrong shape or non-finite values.
-    """
+    """Summed squared neighbour gaps per objective over ``m - 1`` of a front (m, k); lower is
+    denser, 0.0 when m < 2. Computed on the points as given: pass a front."""
     pts = as_matrix(front, "front", min_k=2)  # (m, k)
     m = pts.shape[0]
     if m < 2:
@@ -89,36 +68,15 @@ def _check_pair(front: ArrayLike, true_front: ArrayLike) -> tuple[np.ndarray, np
 
 
 def igd(front: ArrayLike, true_front: ArrayLike) -> float:
-    """Inverted generational distance from ``true_front`` to ``front``; lower is better.
-
-    Args:
-        front: Approximation, shape (n, k) with n >= 1 (maximisation; larger is better).
-        true_front: Known Pareto front, shape (t, k) with t >= 1.
-
-    Returns:
-        ``mean_t min_p ||t - p||``, a float >= 0.
-
-    Raises:
-        ValueError: On wrong shapes, a k mismatch, empty sets or non-finite values.
-    """
+    """IGD ``mean_t min_p ||t - p||`` from ``true_front`` (t, k) to ``front`` (n, k); lower is
+    better."""
     pts, true = _check_pair(front, true_front)
     return float(moocore.igd(pts, ref=true, maximise=True))
 
 
 def igd_plus(front: ArrayLike, true_front: ArrayLike) -> float:
-    """IGD+ from ``true_front`` to ``front`` under maximisation; lower is better.
-
-    Args:
-        front: Approximation, shape (n, k) with n >= 1; larger is better.
-        true_front: Known Pareto front, shape (t, k) with t >= 1.
-
-    Returns:
-        ``mean_t min_p ||max(t - p, 0)||``, a float >= 0; 0 when ``front`` weakly dominates
-        every point of ``true_front``.
-
-    Raises:
-        ValueError: On wrong shapes, a k mismatch, empty sets or non-finite values.
-    """
+    """IGD+ ``mean_t min_p ||max(t - p, 0)||`` from ``true_front`` to ``front`` (maximisation);
+    lower is better, 0 when ``front`` weakly dominates every true point."""
     pts, true = _check_pair(front, true_front)
     return float(moocore.igd_plus(pts, ref=true, maximise=True))
 
@@ -165,15 +123,8 @@ def summary(
     The points are first reduced to their distinct non-dominated subset, on which all indicators
     are computed (HV, EU and IGD+ are unchanged by this; sparsity and IGD are defined on a front).
 
-    Args:
-        points: Evaluated objective vectors, shape (n, k); larger is better.
-        ref: The task's fixed reference point, shape (k,) (see :mod:`.hypervolume`).
-        weights: Preferences for expected utility, shape (m, k), or None to skip EU.
-        true_front: Known true front, shape (t, k), or None to skip IGD and IGD+.
-        nan_policy: ``"raise"`` or ``"omit"`` (drop NaN rows, e.g. failed evaluations).
-
-    Raises:
-        ValueError: On invalid input to any of the indicators.
+    ``weights`` None skips EU, ``true_front`` None skips IGD and IGD+; ``nan_policy="omit"``
+    drops NaN rows (failed evaluations).
     """
     pts = as_matrix(points, "points", min_k=2, allow_nan_rows=nan_policy == "omit")  # (n, k)
     front = pareto_front(pts, nan_policy=nan_policy)  # (c, k)
@@ -225,14 +176,11 @@ def prompt_bootstrap(
         weights: EU preferences (M, K), or None to skip EU.
         draws: Number of resamples, in [1, ``MAX_BOOTSTRAP``].
         level: Interval coverage in (0, 1), e.g. 0.95.
-        rng: The generator that draws the prompt indices (seed it for reproducible intervals).
+        rng: Draws the prompt indices.
 
     Returns:
         ``{"hypervolume": (low, high)}`` plus ``"expected_utility"`` when ``weights`` is given;
-        an empty dict when fewer than two prompts were evaluated (nothing to resample).
-
-    Raises:
-        ValueError: On mismatched shapes, ``draws`` or ``level`` out of range.
+        empty when fewer than two prompts were evaluated.
     """
     total = np.asarray(sums, dtype=float)  # (P, N, K)
     n = np.asarray(counts, dtype=float)  # (P, N, K)
