@@ -42,30 +42,13 @@ def _check(rewards: ArrayLike, weights: ArrayLike) -> tuple[np.ndarray, np.ndarr
 
 
 def linear(rewards: ArrayLike, weights: ArrayLike) -> np.ndarray:
-    """Weighted sum ``rewards @ weights`` (maximisation).
-
-    Args:
-        rewards: Shape (N, K); larger is better.
-        weights: Shape (K,), on the simplex.
-
-    Returns:
-        Shape (N,).
-    """
+    """Weighted sum ``rewards (N, K) @ weights (K,)`` -> (N,)."""
     r, w = _check(rewards, weights)
     return r @ w
 
 
 def logsum(rewards: ArrayLike, weights: ArrayLike, eps: float = LOGSUM_EPS) -> np.ndarray:
-    """EMORL log-sum ``sum_i w_i log(max(r_i, eps))`` (maximisation).
-
-    Args:
-        rewards: Shape (N, K), expected in (0, 1]; larger is better.
-        weights: Shape (K,), on the simplex.
-        eps: Floor applied before the log, > 0.
-
-    Returns:
-        Shape (N,); at most 0 for rewards in [0, 1].
-    """
+    """EMORL log-sum ``sum_i w_i log(max(r_i, eps))`` -> (N,), at most 0 for rewards in [0, 1]."""
     r, w = _check(rewards, weights)
     if not np.isfinite(eps) or eps <= 0:
         raise ValueError(f"eps: expected a finite number > 0, got {eps}")
@@ -75,18 +58,10 @@ def logsum(rewards: ArrayLike, weights: ArrayLike, eps: float = LOGSUM_EPS) -> n
 def tchebycheff(
     rewards: ArrayLike, weights: ArrayLike, utopia: ArrayLike | None = None, rho: float = 0.0
 ) -> np.ndarray:
-    """(Augmented) Tchebycheff scalarisation, negated so that larger is better (maximisation).
+    """(Augmented) Tchebycheff, negated so larger is better -> (N,), at most 0.
 
-    Args:
-        rewards: Shape (N, K); larger is better.
-        weights: Shape (K,), on the simplex.
-        utopia: Utopia point z*, shape (K,): at least as good as any attainable reward on each
-            objective (for rewards mapped to [0, 1], e.g. ``np.full(K, 1.0)``). Required; it is
-            never inferred from the batch, because that would make the reward batch-dependent.
-        rho: Augmentation weight >= 0 (0 gives the plain Tchebycheff form).
-
-    Returns:
-        ``-(max_i w_i |z*_i - r_i| + rho * sum_i w_i |z*_i - r_i|)``, shape (N,); at most 0.
+    ``utopia`` (K,) is required, never inferred from the batch (that would make the reward
+    batch-dependent); for rewards in [0, 1] use ``np.full(K, 1.0)``. ``rho >= 0`` (0: plain form).
     """
     r, w = _check(rewards, weights)
     if utopia is None:
@@ -109,21 +84,10 @@ _OPTIONS = {"linear": set(), "logsum": {"eps"}, "tchebycheff": {"utopia", "rho"}
 def scalarize(
     rewards: ArrayLike, weights: ArrayLike, kind: str = "linear", **kwargs: object
 ) -> np.ndarray:
-    """Scalarise an (N, K) reward matrix with one preference (maximisation in and out).
+    """Scalarise rewards (N, K) with one preference (K,) -> (N,), maximisation in and out.
 
-    Args:
-        rewards: Per-sample, per-objective rewards, shape (N, K); larger is better.
-        weights: Preference, shape (K,), non-negative and summing to 1.
-        kind: One of ``SCALARIZATIONS``: ``"linear"``, ``"logsum"``, ``"tchebycheff"``.
-        **kwargs: Options of the kind: ``eps`` for logsum; ``utopia`` (required) and ``rho``
-            for tchebycheff.
-
-    Returns:
-        Scalar rewards, shape (N,); larger is better.
-
-    Raises:
-        ValueError: On an unknown kind or option, wrong shapes, a K mismatch, NaN/inf, or
-            negative, all-zero or non-normalised weights.
+    ``kind`` is a key of :data:`SCALARIZATIONS`; ``kwargs`` its options (``eps``; ``utopia``,
+    ``rho``). ValueError on an unknown kind or option, bad shapes, NaN/inf or bad weights.
 
     Example:
         >>> scalarize([[1.0, 0.0], [0.4, 0.4]], [0.5, 0.5], "tchebycheff", utopia=[1, 1]).tolist()
@@ -146,24 +110,12 @@ def scalarize_available(
     group_size: int | None = None,
     **kwargs: object,
 ) -> np.ndarray:
-    """``scalarize`` where NaN means "objective not applicable to this sample".
+    """``scalarize`` where NaN means "objective not applicable to this sample"; finite (N,).
 
-    Each row is scalarised over its applicable objectives only, with the preference
-    renormalised over them (a reward function that returns None for a sample must not count
-    as 0 there). A row with no applicable objective, or whose applicable objectives all have
-    weight 0, has no scalar reward: it gets the mean of the other rows of its group of
-    ``group_size`` adjacent rows (so its group-baseline advantage is about 0), or of all rows
-    when ``group_size`` is None, or 0 when nothing in reach applies.
-
-    Args:
-        rewards: Shape (N, K); larger is better; NaN where not applicable.
-        weights: Preference, shape (K,).
-        kind: As for :func:`scalarize`.
-        group_size: Rows per group (k samples of one prompt), or None.
-        **kwargs: As for :func:`scalarize`; a ``utopia`` vector is subset like the weights.
-
-    Returns:
-        Shape (N,); finite.
+    Each row is scalarised over its applicable objectives, the preference (and a ``utopia``)
+    renormalised over them. A row with nothing applicable (or only weight-0 objectives) gets the
+    mean of the other rows of its ``group_size`` group (so its group-baseline advantage is about
+    0), of all rows when ``group_size`` is None, or 0 when nothing in reach applies.
 
     Example:
         >>> scalarize_available([[1.0, float("nan")], [0.2, 0.4]], [0.5, 0.5]).tolist()
@@ -199,21 +151,13 @@ def _fill_missing(values: np.ndarray, group_size: int | None) -> np.ndarray:
     return groups.reshape(-1)
 
 
-# --- normalisation ---------------------------------------------------------------------------
-
-
+# --- normalisation ---
 class RunningMeanStd:
     """Running per-objective mean and variance (Chan et al. parallel update), for normalising.
 
-    ``normalize`` maps rewards to ``(r - mean) / sqrt(var + epsilon)``, optionally clipped; the
-    direction of each objective is kept (maximisation). Before the first ``update`` the mean is
-    0 and the variance 1, so ``normalize`` is the identity (up to epsilon). The state is a plain
-    dict of floats and lists (:meth:`state_dict`), so the trainer can checkpoint it to JSON.
-
-    Args:
-        k: Number of objectives.
-        epsilon: Added to the variance before the square root, > 0.
-        clip: If given, normalised values are clipped to [-clip, clip].
+    ``normalize`` maps rewards to ``(r - mean) / sqrt(var + epsilon)``, clipped to
+    ``[-clip, clip]`` when ``clip`` is given; before the first ``update`` it is the identity.
+    :meth:`state_dict` is plain JSON-ready data, for checkpoints.
     """
 
     def __init__(self, k: int, epsilon: float = 1e-8, clip: float | None = None) -> None:
@@ -248,15 +192,7 @@ class RunningMeanStd:
         self.count = total
 
     def normalize(self, rewards: ArrayLike, center: bool = True) -> np.ndarray:
-        """Normalise rewards, shape (N, K), with the current statistics.
-
-        Args:
-            rewards: Shape (N, K).
-            center: Subtract the running mean (False only rescales).
-
-        Returns:
-            Shape (N, K).
-        """
+        """Normalise rewards (N, K) -> (N, K); ``center=False`` only rescales."""
         r = as_matrix(rewards, "rewards", k=self.k)  # (N, K)
         out = ((r - self.mean) if center else r) / np.sqrt(self.var + self.epsilon)
         return out if self.clip is None else np.clip(out, -self.clip, self.clip)

@@ -1,21 +1,15 @@
 """Settings from the environment: every ``MORL_*`` variable is read here and nowhere else.
 
-The person running the app, the CLI or a worker sets these; input (a config, a form) never can.
-Each reader looks the variable up when it is called, so a test or a parent process that sets
-one before starting work is honoured. Unset or empty means the documented default; a value
-that does not parse or lies outside its bounds raises :class:`SettingsError` naming the
-variable and what it allows, never a bare ``int()`` traceback.
+Set by whoever runs the app, the CLI or a worker; input (a config, a form) never can. Each
+reader looks its variable up when called. Unset or empty means the default; a value that does
+not parse or lies outside its bounds raises :class:`SettingsError` naming the variable.
 
 =========================== ============================================= =====================
 variable                    meaning                                       default (bounds)
 =========================== ============================================= =====================
-MORL_DATA_DIR               the job store (runs, index, app caches)       $XDG_DATA_HOME or
-                                                                          ~/.local/share, then
-                                                                          /morl-studio
-MORL_CACHE_DIR              converted models (.gguf, wheels)              $XDG_CACHE_HOME or
-                                                                          ~/.cache, /morl-studio
-MORL_ASSETS                 embedded model, tokenizer, prompt sets        the repository's
-                                                                          assets/
+MORL_DATA_DIR               the job store (runs, index, app caches)       XDG data /morl-studio
+MORL_CACHE_DIR              converted models (.gguf, wheels)              XDG cache /morl-studio
+MORL_ASSETS                 embedded model, tokenizer, prompt sets        the repo's assets/
 MORL_ALLOWED_PATHS          extra folders a config may name               none (os.pathsep list)
 MORL_ALLOWED_IMPORTS        module prefixes objectives may import from    trl.rewards (commas)
 MORL_THREADS                torch threads of a CLI / worker process       1 (1..1024)

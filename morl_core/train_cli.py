@@ -1,9 +1,7 @@
-"""Train in this process: ``morl train``, ``morl front``.
+"""Train in this process: ``morl train`` (foreground, with a progress bar), ``morl front``.
 
-``morl train`` and a ``morl submit`` worker both train through
-:func:`morl_core.methods.common.train_run` and write the same run folder (files and record
-format: :mod:`morl_core.runfolder`); here it runs in the foreground with a progress bar, which is
-what a quick experiment wants.
+It trains through :func:`morl_core.methods.common.train_run`, as a ``morl submit`` worker does,
+into the same run folder format (:mod:`morl_core.runfolder`).
 """
 
 from __future__ import annotations
@@ -12,7 +10,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from morl_core.config import RunConfig
+from huggingface_hub import try_to_load_from_cache
+from tqdm import tqdm
+
+from morl_core import evaluation, settings
+from morl_core.config import ConfigError, RunConfig, is_hub_name
 from morl_core.config_cli import add_config_options, config_from_args
 from morl_core.methods.base import StepInfo, TrainCallback
 from morl_core.runfolder import CONFIG, write_json_atomic
@@ -20,17 +22,9 @@ from morl_core.runfolder import CONFIG, write_json_atomic
 FRONT_FILE = "front.json"
 
 
-# --- config <-> command-line options: the job CLI's, so `morl train` and `morl submit` agree ---
-add_config_arguments = add_config_options
-
-
 # --- running a method into a run folder ---
 def run_training(config: RunConfig, run_dir: Path, callback: TrainCallback | None = None) -> Path:
-    """Write ``config.json`` and train ``config.method`` into ``run_dir`` (resuming if possible).
-
-    Training goes through :func:`~morl_core.methods.common.train_run`, which the job worker
-    calls too: both write the run folder's one record format.
-    """
+    """Write ``config.json`` and train ``config.method`` into ``run_dir`` (resuming if possible)."""
     from morl_core.methods.common import train_run  # torch: `morl --help` stays fast
 
     run_dir = Path(run_dir)
@@ -41,13 +35,7 @@ def run_training(config: RunConfig, run_dir: Path, callback: TrainCallback | Non
 
 
 def evaluate_run(run_dir: Path, method: str | None = None, device: str = "auto") -> dict[str, Any]:
-    """Evaluate a finished run under the evaluation protocol and save it as ``front.json``.
-
-    The front, its indicators (with bootstrap intervals) and the KL to the base model are
-    :func:`morl_core.evaluation.evaluate_run`'s; the file records the protocol it used.
-    """
-    from morl_core import evaluation
-
+    """:func:`morl_core.evaluation.evaluate_run` of a finished run, saved as ``front.json``."""
     run_dir = Path(run_dir)
     front = evaluation.evaluate_run(run_dir, method=method, device=device)
     write_json_atomic(run_dir / FRONT_FILE, front)
@@ -69,19 +57,9 @@ def check_out_folder(out: Path) -> None:
 
 
 def check_model_reachable(model: str) -> None:
-    """A hub model must be in the local cache when the hub is offline (checked before training).
-
-    Raises:
-        ConfigError: ``model`` names a hub model that cannot be loaded offline.
-    """
-    from morl_core import settings
-    from morl_core.config import ConfigError, is_hub_name
-
-    offline = settings.hub_offline()
-    if not offline or not is_hub_name(model):
+    """ConfigError when ``model`` is a hub model not in the local cache and the hub is offline."""
+    if not settings.hub_offline() or not is_hub_name(model):
         return
-    from huggingface_hub import try_to_load_from_cache
-
     if not isinstance(try_to_load_from_cache(model, "config.json"), str):
         raise ConfigError(
             {"model": f"hub model {model!r} is not in the local cache and HF_HUB_OFFLINE is set"}
@@ -90,8 +68,6 @@ def check_model_reachable(model: str) -> None:
 
 # --- commands ---
 def cmd_train(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     # Everything is checked before the first byte is written: a refused run leaves no folder.
     config = config_from_args(args)
     out = Path(args.out)
@@ -128,7 +104,8 @@ def cmd_front(args: argparse.Namespace) -> int:
         print(
             ",".join(f"{x:.2f}" for x in w).ljust(20)
             + "  ".join(f"{x:.3f}".ljust(12) for x in p)
-            + "  " + ("n/a" if kl is None else f"{kl:.4f}")
+            + "  "
+            + ("n/a" if kl is None else f"{kl:.4f}")
         )
     indicators = front["indicators"]
     for key, value in indicators.items():
@@ -147,7 +124,7 @@ def add_subcommands(sub) -> None:
         help="train a MORL method in the foreground",
         description="Train a MORL method; every RunConfig field is an option.",
     )
-    add_config_arguments(p)
+    add_config_options(p)
     p.add_argument("--out", required=True, help="run folder to write (resumes if it holds a run)")
     p.set_defaults(func=cmd_train)
 

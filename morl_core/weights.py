@@ -2,12 +2,9 @@
 
 A preference over ``k`` objectives is a weight vector ``w`` with ``w_i >= 0`` and
 ``sum_i w_i = 1``; under the project's **maximisation** convention, a larger ``w_i`` asks for more
-of objective ``i``. This module makes such vectors: a uniform lattice (for evaluating a method
-across the whole front), Dirichlet samples (for expected utility and preference-conditioned
-training), and the conversion of a k-slider UI
-state into a valid vector. :func:`check_weights` is the one validator the numeric core uses.
-
-No function here touches global random state: sampling takes an explicit ``np.random.Generator``.
+of objective ``i``. This module makes such vectors (a uniform lattice, Dirichlet samples, a
+k-slider UI state) and validates them (:func:`check_weights`, the numeric core's one validator).
+Sampling takes an explicit ``np.random.Generator``, never global state.
 """
 
 from __future__ import annotations
@@ -26,20 +23,10 @@ MAX_LATTICE_POINTS = 1_000_000  # refuse lattices that would not fit comfortably
 
 
 def check_weights(weights: ArrayLike, k: int | None = None, name: str = "weights") -> np.ndarray:
-    """Validate one preference (k,) or a batch (m, k) and return it renormalised to sum 1.
+    """One preference (k,) or a batch (m, k), float64, each row divided by its sum.
 
-    Args:
-        weights: Shape (k,) or (m, k); entries finite and >= 0; each row sums to 1 within
-            ``SUM_ATOL`` (rows are divided by their sum to remove rounding drift).
-        k: Required number of objectives, or None to accept any k >= 1.
-        name: Argument name used in error messages.
-
-    Returns:
-        Float64 array of the same shape whose rows sum to 1.
-
-    Raises:
-        ValueError: On a wrong shape or k, NaN/inf, negative entries, an all-zero row, or a row
-            whose sum is not 1.
+    Entries must be finite and >= 0 and each row sum to 1 within ``SUM_ATOL``; ``k`` (None: any)
+    is the required number of objectives; ValueError names ``name`` otherwise.
     """
     w = as_float_array(weights, name)
     if w.ndim not in (1, 2):
@@ -71,16 +58,8 @@ def lattice_size(k: int, divisions: int) -> int:
 def simplex_lattice(k: int, divisions: int) -> np.ndarray:
     """Uniform simplex lattice (Das & Dennis 1998): all w with w_i in {0, 1/H, ..., 1}, sum 1.
 
-    Args:
-        k: Number of objectives, >= 1.
-        divisions: H, the number of steps per axis, >= 1 (H = 10 gives a 0.1 grid).
-
-    Returns:
-        Array of shape (C(H + k - 1, k - 1), k); rows in lexicographic order of their counts,
-        starting at (0, ..., 0, 1) and ending at (1, 0, ..., 0); includes the k extremes.
-
-    Raises:
-        ValueError: If k < 1, divisions < 1, or the lattice would exceed MAX_LATTICE_POINTS rows.
+    ``divisions`` is H (10 gives a 0.1 grid). Returns (C(H + k - 1, k - 1), k) rows from
+    (0, ..., 0, 1) to (1, 0, ..., 0), the k extremes included; at most MAX_LATTICE_POINTS.
 
     Example:
         >>> simplex_lattice(2, 2).tolist()
@@ -110,22 +89,9 @@ def simplex_lattice(k: int, divisions: int) -> np.ndarray:
 
 
 def dirichlet(k: int, n: int, rng: np.random.Generator, alpha: float | ArrayLike = 1.0):
-    """Sample ``n`` preferences from a Dirichlet(alpha) distribution on the k-simplex.
+    """``n`` preferences (n, k) from Dirichlet(alpha) with the explicit ``rng`` (k >= 2).
 
-    ``alpha = 1`` is uniform on the simplex; smaller alpha favours corners, larger alpha the
-    centre.
-
-    Args:
-        k: Number of objectives, >= 2.
-        n: Number of samples, >= 0.
-        rng: Explicit generator, e.g. ``np.random.default_rng(seed)``.
-        alpha: Concentration, a positive scalar or shape (k,).
-
-    Returns:
-        Array of shape (n, k) whose rows are on the simplex.
-
-    Raises:
-        ValueError: On k < 2, n < 0, a non-positive or wrongly shaped alpha, or a missing rng.
+    ``alpha`` (a positive scalar or (k,)) = 1 is uniform; smaller favours corners, larger the centre.
     """
     if int(k) != k or k < 2:
         raise ValueError(f"k: expected an integer >= 2, got {k!r}")
@@ -158,17 +124,8 @@ def sliders_to_weights(
     4. With no locks and every slider at zero the result is uniform (1/k each): "no stated
        preference" is read as "all objectives matter equally".
 
-    Args:
-        values: Slider positions, shape (k,), finite and >= 0 (any scale without locks).
-        locked: Indices of locked sliders.
-        moved: Index of the slider the user just moved, or None.
-
-    Returns:
-        Weights, shape (k,), on the simplex.
-
-    Raises:
-        ValueError: On NaN/inf or negative values, bad indices, locked weights outside [0, 1]
-            or summing above 1, or every slider locked with a sum other than 1.
+    ``values`` (k,) are finite and >= 0 (any scale without locks); ValueError on bad values or
+    indices, or locks that cannot sum to 1.
 
     Example:
         >>> sliders_to_weights([0.5, 0.2, 0.2], locked=[0]).tolist()

@@ -7,8 +7,8 @@ Quick use::
     jobs.get_executor().status(run_id).state         # queued/starting/running/.../succeeded
     records, offset = jobs.RunStore().metrics(run_id)  # poll with the returned offset
 
-See ``store.py`` for the run folder layout, ``worker.py`` for the worker protocol,
-``executors.py`` for the lifecycle; run-folder files and checkpoints: ``morl_core.runfolder``.
+Store: ``store.py``; worker protocol: ``worker.py``; lifecycle: ``executors.py``; run-folder
+files and checkpoints: :mod:`morl_core.runfolder`.
 """
 
 from __future__ import annotations

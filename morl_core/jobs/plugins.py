@@ -1,10 +1,8 @@
 """Extra methods for worker processes: ``MORL_PLUGINS="pkg.mod_a,pkg.mod_b"``.
 
-A worker is a fresh interpreter, so a method registered only in the submitting process (a
-notebook, a test) is unknown there. Each module named in ``MORL_PLUGINS`` is imported at worker
-start (and by the ``morl`` job commands) and is expected to call
-``morl_core.methods.register(...)`` at import time. Nothing is discovered automatically.
-Executors pass the variable on to workers (local: inherited environment; Ray: ``env_vars``).
+A worker is a fresh interpreter, so a method registered only in the submitting process is
+unknown there. Each module named in ``MORL_PLUGINS`` is imported at worker start (and by the
+job commands) and calls ``morl_core.methods.register(...)``; executors pass the variable on.
 """
 
 from __future__ import annotations
