@@ -132,13 +132,13 @@ def test_leaderboard_aggregates_hand_made_records():
     ]
     table = aggregate(records).set_index("method")
     assert table.loc["soups", "hypervolume_mean"] == pytest.approx(0.6)
-    assert table.loc["soups", "hypervolume_std"] == pytest.approx(0.1)
+    assert table.loc["soups", "hypervolume_std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
     assert table.loc["soups", "wall_seconds_mean"] == pytest.approx(15.0)
     assert table.loc["mod", "seeds"] == 1 and table.loc["mod", "failed"] == 1
-    assert table.loc["mod", "hypervolume_std"] == pytest.approx(0.0)
+    assert np.isnan(table.loc["mod", "hypervolume_std"])  # one seed: no spread to report
     assert np.isnan(table.loc["mod", "igd_mean"])
     text = markdown(aggregate(records))
-    assert "| soups | 2 | 0.6 ± 0.1 |" in text
+    assert "| soups | 2 | **0.6 [0.5, 0.7]** |" in text
     assert text.index("\n| soups |") < text.index("\n| mod |")  # sorted by hypervolume
 
 
@@ -199,3 +199,33 @@ def test_runner_writes_complete_records_and_resumes(tiny_suite, monkeypatch):
     assert second[0]["recorded"] == record["recorded"]
     assert second[1]["status"] == "succeeded" and second[1]["seed"] == 1
     assert second[2]["recorded"] == base_row["recorded"]  # the base row is evaluated once
+    conflict = base_row["gradient_conflict"]  # measured once per suite, at the base model
+    assert conflict["objectives"] == list(suite.objectives) and conflict["batches"] == 3
+    assert np.asarray(conflict["cosine"], dtype=float).shape == (2, 2)
+
+
+@pytest.mark.slow  # three runs through the job system and EMORL's search: minutes on 2 cores
+def test_training_samples_count_experts_search_and_meta_policy(tmp_path, monkeypatch):
+    """Real records: every method is charged for every completion it scored to become usable."""
+    from morl_core import evaluation
+
+    small = evaluation.EvalProtocol(max_prompts=2, samples=4, max_new_tokens=8, bootstrap=50)
+    monkeypatch.setattr(evaluation, "DEFAULT_PROTOCOL", small)
+    monkeypatch.setattr("morl_core.bench.runner.gradient_conflict_record", lambda s: {})
+    suite = validate(
+        {"name": "cost", "objectives": ["synth_nature", "synth_city"],
+         "methods": ["soups", "emorl", "metapolicy"], "seeds": [0], "preferences": 2,
+         "config": {"steps": 1, "batch_prompts": 1, "k_samples": 2, "max_new_tokens": 4,
+                    "eval_every": 0, "eval_prompts": 1}}
+    )  # fmt: skip
+    records = run_suite(
+        suite, tmp_path / "out", data_dir=tmp_path / "data", poll_seconds=0.5,
+        progress=lambda _: None,
+    )  # fmt: skip
+    by_method = {r["method"]: r for r in records}
+    assert all(r["status"] == "succeeded" for r in records), records
+    experts = 2 * 1 * (1 * 2)  # two experts x one step x (1 prompt x k=2)
+    assert by_method["soups"]["training_samples"] == experts
+    search = by_method["emorl"]["search_samples"]
+    assert search > 0 and by_method["emorl"]["training_samples"] == experts + search
+    assert by_method["metapolicy"]["training_samples"] == experts + 1 * 2  # + one meta step

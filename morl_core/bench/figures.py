@@ -12,8 +12,19 @@ from morl_core.colors import method_color
 from morl_core.pareto import non_dominated
 
 
+def _interval(group: pd.DataFrame, metric: str) -> dict[str, Any]:
+    """Plotly error bars from a leaderboard's ``_lo``/``_hi`` interval columns."""
+    mean = group[f"{metric}_mean"]
+    return {
+        "type": "data",
+        "array": group[f"{metric}_hi"] - mean,
+        "arrayminus": mean - group[f"{metric}_lo"],
+    }
+
+
 def hv_vs_samples(table: pd.DataFrame) -> go.Figure:
-    """Hypervolume against training samples, one marker per (suite, method), error bars = std."""
+    """Hypervolume against training samples, one marker per (suite, method); error bars: the
+    95 % bootstrap interval over seeds (none with one seed)."""
     fig = go.Figure()
     for method, group in table.groupby("method", sort=True):
         fig.add_trace(
@@ -21,7 +32,7 @@ def hv_vs_samples(table: pd.DataFrame) -> go.Figure:
                 x=group["training_samples_mean"],
                 y=group["hypervolume_mean"],
                 mode="markers+text",
-                error_y={"type": "data", "array": group["hypervolume_std"]},
+                error_y=_interval(group, "hypervolume"),
                 name=method,
                 text=group["suite"],
                 textposition="top center",
@@ -47,8 +58,6 @@ def fronts_overlay(records: list[dict[str, Any]], suite: str) -> go.Figure:
         pts = np.asarray(rec["front"], dtype=float)
         names = rec["objectives"]
         # only non-dominated points are joined: a line through dominated ones zig-zags
-        from morl_core.pareto import non_dominated
-
         pts = pts[non_dominated(pts)]
         order = np.argsort(pts[:, 0])
         fig.add_trace(
@@ -105,7 +114,7 @@ def cost_vs_quality(table: pd.DataFrame) -> go.Figure:
 
 
 def stability(table: pd.DataFrame) -> go.Figure:
-    """Spread (std over seeds) of hypervolume per method and suite."""
+    """Spread (std over seeds, ddof = 1) of hypervolume per method and suite."""
     fig = go.Figure()
     for method, group in table.groupby("method", sort=True):
         fig.add_trace(
@@ -125,7 +134,41 @@ def stability(table: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def all_figures(records: list[dict[str, Any]], table: pd.DataFrame) -> dict[str, go.Figure]:
+def improvement_heatmap(pairs: pd.DataFrame, suite: str, metric: str = "hypervolume") -> go.Figure:
+    """P(row method > column method) on shared seeds (0.5 = no difference), one suite."""
+    rows = pairs[(pairs["suite"] == suite) & (pairs["metric"] == metric)]
+    grid = rows.pivot(index="method", columns="other", values="p_improvement")
+    grid = grid.reindex(
+        index=grid.index.union(grid.columns), columns=grid.index.union(grid.columns)
+    )
+    fig = go.Figure(
+        go.Heatmap(
+            z=grid.to_numpy(),
+            x=list(grid.columns),
+            y=list(grid.index),
+            zmin=0,
+            zmax=1,
+            colorscale="RdBu",
+            text=grid.round(2).to_numpy(),
+            texttemplate="%{text}",
+            colorbar={"title": "P(row > column)"},
+        )
+    )
+    fig.update_layout(
+        title=f"{suite}: probability of improvement in {metric} (paired over seeds)",
+        xaxis_title="column method",
+        yaxis_title="row method",
+    )
+    return fig
+
+
+def all_figures(
+    records: list[dict[str, Any]], table: pd.DataFrame, pairs: pd.DataFrame | None = None
+) -> dict[str, go.Figure]:
+    """Every leaderboard figure (``pairs``: the paired comparisons, computed when not given)."""
+    from morl_core.bench.leaderboard import paired_comparisons
+
+    pairs = paired_comparisons(records) if pairs is None else pairs
     figs = {
         "hv_vs_samples": hv_vs_samples(table),
         "cost_vs_quality": cost_vs_quality(table),
@@ -135,4 +178,6 @@ def all_figures(records: list[dict[str, Any]], table: pd.DataFrame) -> dict[str,
         two = [r for r in records if r["suite"] == suite and len(r.get("objectives", [])) == 2]
         if two:
             figs[f"fronts_{suite}"] = fronts_overlay(records, suite)
+        if len(pairs) and (pairs["suite"] == suite).any():
+            figs[f"improvement_{suite}"] = improvement_heatmap(pairs, suite)
     return figs

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from morl_core.bench.leaderboard import BASE_METHOD
 from morl_core.bench.suites import Suite
 from morl_core.runfolder import read_json, write_json_atomic
 
 RECORD_SCHEMA = 2  # 2: evaluated by morl_core.evaluation (protocol recorded, intervals, KL)
-BASE_METHOD = "base"  # the base model's row: no training, the same evaluation
 
 
 def cell_key(method: str, seed: int) -> str:
@@ -79,8 +79,11 @@ def evaluate_record(
         **_front_fields(suite, front),
         "training_samples": int(result.get("samples") or getattr(status, "samples", 0)),
         "wall_seconds": float(result.get("wall_seconds") or 0.0),
-        "search_seconds": float((read_json(run_dir / "search_timing.json") or {}).get("seconds", 0.0)),
+        "search_seconds": float(
+            (read_json(run_dir / "search_timing.json") or {}).get("seconds", 0.0)
+        ),
         "search_evaluations": int((artifact.get("search") or {}).get("evaluations", 0)),
+        "search_samples": int((artifact.get("search") or {}).get("samples", 0)),  # in training
         "peak_rss_mb": result.get("peak_rss_mb"),
         "versions": package_versions(),
         "git": git_hash(),
@@ -110,10 +113,30 @@ def base_record(suite: Suite) -> dict[str, Any]:
         "wall_seconds": 0.0,
         "search_seconds": 0.0,
         "search_evaluations": 0,
+        "search_samples": 0,
         "peak_rss_mb": None,
         "versions": package_versions(),
         "git": git_hash(),
         "recorded": time.time(),
+    }
+
+
+def gradient_conflict_record(suite: Suite, batches: int = 3) -> dict[str, Any]:
+    """Cosine of per-objective policy gradients at the base model, averaged over a few
+    training batches (:func:`morl_core.app.relations.gradient_conflict_study`)."""
+    if suite.model != "embedded":
+        return {"skipped": f"measured on the embedded model only; this suite uses {suite.model}"}
+    from morl_core.app.relations import gradient_conflict_study
+
+    cosine, norms = gradient_conflict_study(
+        suite.objectives, prompt_set=suite.prompt_set, batches=batches, seed=0
+    )
+    rounded = [[None if np.isnan(c) else round(float(c), 4) for c in row] for row in cosine]
+    return {
+        "objectives": list(suite.objectives),
+        "batches": batches,
+        "cosine": rounded,  # (K, K); None where an objective had no gradient
+        "gradient_norms": [float(n) for n in norms],
     }
 
 
@@ -187,8 +210,13 @@ def run_suite(
             progress(f"recorded {key}: {record['status']}")
         records.append(read_json(record_path))
     base_path = base / "records" / f"{BASE_METHOD}.json"
-    if not base_path.exists():  # the reference row, once per suite (it has no seed to vary)
+    base_row = read_json(base_path)
+    if base_row is None:  # the reference row, once per suite (it has no seed to vary)
         progress("evaluating the base model")
-        write_json_atomic(base_path, base_record(suite))
-    records.append(read_json(base_path))
+        base_row = base_record(suite)
+    if "gradient_conflict" not in base_row:  # also added to a base row recorded before it
+        progress("measuring gradient conflict at the base model")
+        base_row["gradient_conflict"] = gradient_conflict_record(suite)
+        write_json_atomic(base_path, base_row)
+    records.append(base_row)
     return records
