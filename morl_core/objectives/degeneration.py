@@ -53,6 +53,7 @@ from morl_core.objectives.lexical import (
     words_of,
 )
 from morl_core.objectives.registry import LazyResource, Objective, as_text
+from morl_core.policy.model import embedded_model_path
 
 MAX_BATCH_SIZE = 256
 KEYS = (
@@ -70,11 +71,9 @@ KEYS = (
 
 
 def _load_base_model(step) -> tuple[Any, Any]:
-    import torch
+    import torch  # heavy: torch and transformers load on the first perplexity only
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
-
-    from morl_core.policy.model import embedded_model_path
 
     hf_logging.disable_progress_bar()
     path = embedded_model_path()
@@ -98,19 +97,8 @@ def perplexity(
     The completion is scored as the model would have written it after the prompt: joined by one
     space unless the prompt ends in white space (byte-level BPE puts the space in the first
     token). When prompt and completion exceed the context (256 tokens), the prompt loses its
-    first tokens, then the completion its last.
-
-    Args:
-        prompts: N prompts (strings or TRL message lists).
-        completions: N completions, one per prompt.
-        batch_size: Completions per forward pass, 1..``MAX_BATCH_SIZE``.
-
-    Returns:
-        Float array (N,): exp(mean negative log-likelihood per completion token); NaN for an
-        empty completion.
-
-    Raises:
-        ValueError: Mismatched lengths, non-text items or a bad batch size.
+    first tokens, then the completion its last. Returns (N,) exp(mean NLL per completion
+    token), NaN for an empty completion; ``batch_size`` is 1..``MAX_BATCH_SIZE``.
     """
     prompt_texts, completion_texts = _texts(prompts, completions)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int):
@@ -187,9 +175,6 @@ def degeneration(
 
     Returns:
         A dict of float arrays of shape (N,), keys in the order of ``KEYS``.
-
-    Raises:
-        ValueError: Mismatched lengths, non-text items or a bad ``max_perplexity``.
 
     Example:
         >>> report = degeneration(["Hi", "Hi"], ["Hello, how are you?", "....."],

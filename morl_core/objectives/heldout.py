@@ -21,13 +21,9 @@ formality_heldout       formality    Heylighen & Dewaele's F-score from part-of-
                                      clip((F - 30) / 50, 0, 1)
 ======================  ===========  ===========================================================
 
-``nontoxic``, ``relevance`` and ``diversity`` have no held-out twin: no second offline toxicity
-classifier or sentence encoder ships with the project, and diversity is a definition, not an
-estimate. ``HELDOUT`` maps an objective to its twin's name, ``heldout_scorer(name)`` returns the
-twin as an ``Objective``, ``heldout_objectives()`` all of them for ``register``.
-
-TextBlob (MIT) ships Pattern's lexicon and tagger in its wheel, so these run offline; importing
-it takes a few seconds (NLTK), once per process, on first use.
+``nontoxic``, ``relevance`` and ``diversity`` have no twin (no second offline classifier or
+encoder ships; diversity is a definition, not an estimate). TextBlob ships Pattern's lexicon and
+tagger in its wheel, so these run offline; importing it takes a few seconds, on first use.
 """
 
 from __future__ import annotations
@@ -41,6 +37,7 @@ from morl_core.objectives.lexical import (
     words_of,
 )
 from morl_core.objectives.registry import LazyResource, Objective, ProgressCallback, as_text
+from morl_core.policy.model import embedded_model_path
 
 # --- Pattern's lexicon and tagger (TextBlob) ---
 
@@ -208,9 +205,7 @@ MAX_TARGET_TOKENS = 1000
 
 
 def _load_tokenizer(step) -> Any:
-    from tokenizers import Tokenizer  # no torch: a Rust tokenizer, loads in about 0.1 s
-
-    from morl_core.policy.model import embedded_model_path
+    from tokenizers import Tokenizer  # lazy: only brevity_heldout needs it (no torch, ~0.1 s)
 
     tokenizer = Tokenizer.from_file(str(embedded_model_path() / "tokenizer.json"))
     step("tokenizer")

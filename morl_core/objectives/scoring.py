@@ -1,11 +1,7 @@
 """Scoring many objectives at once: ``score`` -> an (N, K) matrix, ``describe`` -> table rows.
 
-``score`` validates everything a user can get wrong (objective names, empty or mismatched
-prompt and completion lists) and raises ``ValueError`` with a message that names the field, so
-that the CLI can print it and exit with code 2. A reward function that raises or returns the
-wrong thing raises :class:`ObjectiveError` (a ``ValueError``) whose message is one line naming
-the objective and what it did, so the CLI, the worker log and the app show that line, not a
-traceback.
+Bad input raises ``ValueError`` naming the field; a reward function that raises or returns the
+wrong thing raises :class:`ObjectiveError` (a ``ValueError``), one line naming the objective.
 
 Imported objectives are called exactly as TRL's ``GRPOTrainer`` calls reward functions::
 
@@ -41,6 +37,7 @@ from morl_core.objectives.registry import (
     as_text,
     resolve,
 )
+from morl_core.policy.model import embedded_model_path
 
 # keyword arguments score() itself passes; a prompt-set column may not take these names
 RESERVED_COLUMNS = frozenset(
@@ -90,18 +87,11 @@ class ObjectiveRow(NamedTuple):
 
 
 def describe(kind: str | None = None) -> list[ObjectiveRow]:
-    """Rows describing the registered objectives, in registration order.
+    """Rows describing the registered objectives of ``kind`` (all when None), in order.
 
-    Args:
-        kind: Only objectives of this kind (``real`` or ``synthetic``); all when None.
-
-    Raises:
-        ValueError: For an unknown kind.
-
-    Example:
-        >>> row = describe()[0]
-        >>> row.name, row.kind, row.range
-        ('sentiment', 'real', '[0, 1]')
+    >>> row = describe()[0]
+    >>> row.name, row.kind, row.range
+    ('sentiment', 'real', '[0, 1]')
     """
     if kind is not None and kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -134,18 +124,8 @@ def prepare(
     progress: ProgressCallback | None = None,
     allow_import: bool = True,
 ) -> list[Objective]:
-    """Resolves objectives and loads their scorers now (progress bar / callback on slow loads).
-
-    Args:
-        names: Objective names or dotted paths, as a list or a comma-separated string.
-        progress: Optional ``progress(message, fraction_done)`` for the web UI; a tqdm bar is
-            shown on a terminal either way.
-        allow_import: Whether dotted paths may be imported (the web UI passes its operator's
-            setting, off by default there).
-
-    Raises:
-        ValueError: For unknown or unimportable objectives (see ``resolve``).
-    """
+    """Resolves objectives (names or specs, a list or ``"a,b"``) and loads their scorers now,
+    reporting slow loads to ``progress(message, fraction_done)`` (see ``resolve``)."""
     objectives = [resolve(name, allow_import) for name in objective_names(names)]
     for objective in objectives:
         if objective.prepare is not None:
@@ -179,13 +159,10 @@ def score(
     """Scores N (prompt, completion) pairs on K objectives.
 
     Args:
-        names: K objective names (keys of ``OBJECTIVES``) or specs of TRL-style reward
-            functions (see :mod:`morl_core.objectives.specs`), as a list or a comma-separated
-            string.
+        names: K objective names or specs, as a list or a comma-separated string.
         prompts: N prompts: strings or TRL conversational message lists.
         completions: N completions, one per prompt, in the same formats.
-        allow_import: Whether any module may be imported for a spec; the web UI passes False
-            unless its operator has switched imports on (then only ``$MORL_ALLOWED_IMPORTS``).
+        allow_import: As for :func:`~morl_core.objectives.registry.resolve`.
         progress: Optional ``progress(message, fraction_done)`` during slow first loads.
         completion_ids: N lists of the completions' token ids, as generated. When None and an
             imported objective is scored, the completions are tokenised with ``tokenizer``
@@ -204,11 +181,8 @@ def score(
         applicable to that sample).
 
     Raises:
-        ValueError: Unknown objective (lists the available ones), spec not allowed or not
-            importable, empty ``prompts`` or ``completions``, mismatched lengths, non-text
-            items, or bad ``completion_ids`` / ``prompt_columns``.
-        ObjectiveError: A reward function raised, or returned the wrong number of values or
-            a non-number; the message names the objective.
+        ValueError: Bad input, named by field (unknown objective, empty or mismatched lists).
+        ObjectiveError: A reward function raised or returned the wrong thing.
 
     Example:
         >>> score(["brevity", "synth_nature"], ["Describe it."], ["A tree and a river."])
@@ -320,9 +294,7 @@ def _columns(
 
 
 def _load_embedded_tokenizer(step: Any) -> Any:
-    from transformers import AutoTokenizer
-
-    from morl_core.policy.model import embedded_model_path
+    from transformers import AutoTokenizer  # heavy, and only imported objectives need it
 
     tokenizer = AutoTokenizer.from_pretrained(str(embedded_model_path()))
     step("tokenizer")
