@@ -10,11 +10,15 @@ For each pair of objectives and each seed, every method is trained on the embedd
 the same config (``--scale`` presets, each field overridable); the per-objective experts are
 trained once (by ``soups``) and reused by ``mod``, ``emorl`` and ``metapolicy`` through
 ``experts_from``, but their samples and seconds are charged to every method that uses them.
-Every front, and the base model's (a reference row), is then measured by the evaluation
-protocol (:mod:`morl_core.evaluation`: every held-out prompt x 4 samples at each of the
-11 preferences, common random numbers, HV of the mean points with a bootstrap interval over
-prompts, EU over the protocol's fixed lattice, KL to the base model); ``--eval-prompts`` caps
-the prompts (0 = all; the ``tiny`` smoke preset uses 2) and the cap is recorded.
+MORLHF trains one policy per preference (``--preferences``, 11 by default) for
+``--morlhf-steps`` steps each (default: the scale's steps; set it to the budget where a single
+policy's learning curve has flattened). Every front, the base model's (a reference row) and the
+meta-policy's prior (the same experts mixed by the untrained mixer, alpha = softmax(log(w +
+eps)): the ablation of the upper level) is then measured by the evaluation protocol
+(:mod:`morl_core.evaluation`: every held-out prompt x 4 samples at each preference, common
+random numbers, HV of the mean points with a bootstrap interval over prompts, EU over the
+protocol's fixed lattice, KL to the base model); ``--eval-prompts`` caps the prompts (0 = all;
+the ``tiny`` smoke preset uses 2) and the cap is recorded.
 
 Pairs:
 
@@ -26,14 +30,15 @@ Pairs:
   pair has the same known front but the embedded model almost never writes those words (rate
   ~0.001), so RL at benchmark scale gets no signal; ``--synthetic registered`` uses it anyway.
 
-Reported per method (mean and standard deviation over seeds): hypervolume and expected utility
+Reported per method (mean, std with ddof = 1, and a 95 % bootstrap interval over seeds): hypervolume and expected utility
 under the protocol (its reference point and EU preferences), IGD+ (synthetic), KL to the base per
 token, training samples (what each run reported scoring, plus the experts it reused), search
 samples and seconds (EMORL), training wall seconds (experts included), inference seconds per
-reply, forward passes per token, models kept. Headline: the meta-policy's hypervolume as a
-fraction of the 11-preference MORLHF front's, and its training samples as a fraction of MORLHF's;
-per-preference utility gaps to MORLHF show where it degrades; a decoding-time table against K
-shows how its cost grows with the number of objectives.
+reply, forward passes per token, models kept. Headline: the meta-policy's (and its prior's)
+hypervolume as a share of the MORLHF front's, per seed, with a bootstrap interval over seeds,
+and its training samples as a share of MORLHF's (goal: >= 95 % at <= 1/3); per-preference
+utility gaps to MORLHF show where it degrades; a decoding-time table against K shows how its
+cost grows with the number of objectives.
 
 Writes ``benchmarks/results/meta_quality.json`` and ``meta_quality.html`` (plotly).
 """
@@ -108,7 +113,8 @@ SCALES = {  # RunConfig fields + benchmark knobs; every one can be overridden on
         seeds="0,1,2",
     ),
 }
-N_PREFERENCES = 11  # MORLHF trains one policy per preference of this grid
+N_PREFERENCES = 11  # default preferences: MORLHF trains one policy per preference of this grid
+PRIOR = "metapolicy_prior"  # the ablation row: the meta-policy's experts mixed by the prior alone
 
 
 def register_benchmark_objectives() -> None:
@@ -175,10 +181,11 @@ def front_row(front: dict) -> dict:
 def run_job(pair: str, objectives: tuple[str, ...], seed: int, scale: dict, out: Path) -> dict:
     """Train and measure every method on one pair with one seed (runs in a worker process)."""
     from morl_core.config import RunConfig
-    from morl_core.evaluation import BasePolicy, evaluate_base, evaluate_run
+    from morl_core.evaluation import BasePolicy, evaluate_base, evaluate_run, evaluate_steerable
     from morl_core.methods import get
     from morl_core.policy import load_policy, set_threads
     from morl_core.prompts import load_prompts
+    from morl_core.runfolder import read_metrics
     from morl_core.train_cli import run_training
 
     set_threads(1)
@@ -196,7 +203,7 @@ def run_job(pair: str, objectives: tuple[str, ...], seed: int, scale: dict, out:
         "seed": seed,
         "device": "cpu",
         "threads": 1,
-        "n_preferences": N_PREFERENCES,
+        "n_preferences": scale["preferences"],
         "eval_every": 0,
         "checkpoint_every": 1000,
     }
@@ -214,7 +221,8 @@ def run_job(pair: str, objectives: tuple[str, ...], seed: int, scale: dict, out:
         opts = dict(options.get(method, {}))
         if method in USES_EXPERTS and method != "soups":
             opts["experts_from"] = str(root / "soups")
-        config = RunConfig.from_dict({**base, "method": method, "options": opts})
+        steps = scale["morlhf_steps"] or scale["steps"] if method == "morlhf" else scale["steps"]
+        config = RunConfig.from_dict({**base, "method": method, "steps": steps, "options": opts})
         start = time.perf_counter()
         run_training(config, run_dir)
         seconds = time.perf_counter() - start
@@ -249,7 +257,31 @@ def run_job(pair: str, objectives: tuple[str, ...], seed: int, scale: dict, out:
             f"{seconds:.0f}s",
             flush=True,
         )
-    front = evaluate_base(objectives, n_preferences=N_PREFERENCES, device="cpu", protocol=protocol)
+        if method == "metapolicy":  # ablation: the same experts, the untrained mixer's prior
+            steerable.mixer.adjust = False
+            prior = evaluate_steerable(
+                steerable,
+                objectives,
+                "default",
+                scale["preferences"],
+                protocol=protocol,
+                records=read_metrics(run_dir)[0],
+            )
+            per_reply, per_token, distinct2 = decoding_seconds(steerable, prompts, tokenizer)
+            results[PRIOR] = {
+                **results[method],
+                **front_row(prior),
+                "train_samples": experts_samples,  # the prior needs the experts only
+                "wall_seconds": experts_seconds,
+                "inference_seconds_per_reply": per_reply,
+                "inference_seconds_per_token": per_token,
+                "distinct2": distinct2,
+                "models_kept": steerable.models_kept - 1,  # no meta-network
+                "mixing": None,
+            }
+    front = evaluate_base(
+        objectives, n_preferences=scale["preferences"], device="cpu", protocol=protocol
+    )
     base_policy = BasePolicy(load_policy("embedded", device="cpu", threads=1), objectives)
     per_reply, per_token, distinct2 = decoding_seconds(base_policy, prompts, tokenizer)
     results["base"] = {
@@ -352,12 +384,19 @@ def cost_vs_k(ks: list[int], prompts: int = 8) -> list[dict]:
 
 # --- aggregation over seeds, headline, figure ---
 def mean_std(values: list[float]) -> dict[str, float]:
+    """Mean, std (ddof = 1) and the leaderboard's 95 % bootstrap interval over seeds (None
+    with one seed)."""
+    from morl_core.bench.leaderboard import mean_interval
+
     arr = np.asarray([v for v in values if v is not None], dtype=float)
     if arr.size == 0:
-        return {"mean": None, "std": None, "n": 0}
+        return {"mean": None, "std": None, "lo": None, "hi": None, "n": 0}
+    low, high = mean_interval(arr) if arr.size > 1 else (None, None)
     return {
         "mean": float(arr.mean()),
-        "std": float(arr.std(ddof=1)) if arr.size > 1 else 0.0,
+        "std": float(arr.std(ddof=1)) if arr.size > 1 else None,
+        "lo": low,
+        "hi": high,
         "n": int(arr.size),
     }
 
@@ -376,6 +415,11 @@ SUMMARISED = (
 )
 
 
+def share(runs: list[dict], method: str, key: str) -> dict[str, float]:
+    """``method``'s ``key`` as a share of MORLHF's, per seed, then :func:`mean_std`."""
+    return mean_std([r["methods"][method][key] / r["methods"]["morlhf"][key] for r in runs])
+
+
 def aggregate(jobs: list[dict]) -> dict:
     """Per pair and method: mean/std over seeds; headline fractions; per-preference gaps."""
     out = {}
@@ -390,15 +434,6 @@ def aggregate(jobs: list[dict]) -> dict:
             table[method]["models_kept"] = rows[0]["models_kept"]
         pair_out = {"objectives": runs[0]["objectives"], "methods": table}
         if {"metapolicy", "morlhf"} <= set(methods):
-            hv = [
-                r["methods"]["metapolicy"]["hypervolume"] / r["methods"]["morlhf"]["hypervolume"]
-                for r in runs
-            ]
-            samples = [
-                r["methods"]["metapolicy"]["train_samples"]
-                / r["methods"]["morlhf"]["train_samples"]
-                for r in runs
-            ]
             # utility w . p at each preference: meta-policy minus MORLHF's policy for that w
             prefs = np.asarray(runs[0]["methods"]["morlhf"]["preferences"])
             gaps = [
@@ -412,8 +447,11 @@ def aggregate(jobs: list[dict]) -> dict:
                 for r in runs
             ]
             pair_out["headline"] = {
-                "hv_fraction_of_morlhf": mean_std(hv),
-                "sample_fraction_of_morlhf": mean_std(samples),
+                "hv_fraction_of_morlhf": share(runs, "metapolicy", "hypervolume"),
+                "sample_fraction_of_morlhf": share(runs, "metapolicy", "train_samples"),
+                "prior_hv_fraction_of_morlhf": share(runs, PRIOR, "hypervolume"),
+                "prior_sample_fraction_of_morlhf": share(runs, PRIOR, "train_samples"),
+                "morlhf_policies": len(runs[0]["methods"]["morlhf"]["preferences"]),
                 "goal": ">= 0.95 of the hypervolume at <= 1/3 of the samples",
                 "utility_gap_by_preference": {
                     "preferences": prefs.tolist(),
@@ -479,13 +517,17 @@ def figure_html(jobs: list[dict], summary: dict, cost: list[dict]) -> str:
                     x=methods,
                     y=[s["mean"] for s in stats],
                     marker_color=[method_color(m) for m in methods],
-                    error_y={"type": "data", "array": [s["std"] for s in stats]},
+                    error_y={  # the 95 % bootstrap interval over seeds (none with one seed)
+                        "type": "data",
+                        "array": [(s["hi"] or s["mean"]) - s["mean"] for s in stats],
+                        "arrayminus": [s["mean"] - (s["lo"] or s["mean"]) for s in stats],
+                    },
                     showlegend=False,
                 ),
                 row=1,
                 col=col,
             )
-        bars.update_layout(title=f"{pair}: quality and cost (mean +- std over seeds)")
+        bars.update_layout(title=f"{pair}: quality and cost (mean, 95 % interval over seeds)")
         parts.append(bars)
     if cost:
         fig = go.Figure()
@@ -523,6 +565,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--meta-steps", type=int, default=0, help="meta-policy RL steps (0 = steps)"
     )
+    parser.add_argument(
+        "--preferences", type=int, default=N_PREFERENCES, help="preferences (MORLHF policies)"
+    )
+    parser.add_argument(
+        "--morlhf-steps", type=int, default=0, help="steps per MORLHF policy (0 = steps)"
+    )
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--pairs", default="real,synthetic")
     parser.add_argument("--synthetic", choices=("dense", "registered"), default="dense")
@@ -532,7 +580,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     scale = dict(SCALES[args.scale])
     scale.update({k: v for k in SCALES["small"] if (v := getattr(args, k)) is not None})
-    scale["meta_steps"] = args.meta_steps
+    scale.update(
+        meta_steps=args.meta_steps, preferences=args.preferences, morlhf_steps=args.morlhf_steps
+    )
+    if args.preferences < 2 or args.morlhf_steps < 0 or args.meta_steps < 0:
+        parser.error("--preferences must be >= 2, --morlhf-steps and --meta-steps >= 0")
     scale["methods"] = [m for m in args.methods.split(",") if m]
     unknown = set(scale["methods"]) - set(METHODS)
     if unknown:
@@ -567,7 +619,7 @@ def main(argv: list[str] | None = None) -> int:
             "workers": args.workers,
             "threads_per_worker": 1,
         },
-        "scale": {"name": args.scale, **scale, "n_preferences": N_PREFERENCES},
+        "scale": {"name": args.scale, **scale},
         "protocol": protocol_for(scale).to_dict(),
         "pairs": {p: {"objectives": list(o), "relation": relations[p]} for p, o in pairs.items()},
         "summary": summary,
@@ -580,13 +632,13 @@ def main(argv: list[str] | None = None) -> int:
     for pair, data in summary.items():
         print(f"\n{pair} {data['objectives']} ({relations[pair]['label']}):")
         print(
-            f"{'method':12}{'HV':>14}{'EU':>8}{'samples':>9}{'wall s':>8}{'search s':>9}"
+            f"{'method':17}{'HV':>14}{'EU':>8}{'samples':>9}{'wall s':>8}{'search s':>9}"
             f"{'s/reply':>9}{'dist-2':>7}{'passes':>7}{'models':>7}"
         )
         for method, row in data["methods"].items():
             hv = row["hypervolume"]
             print(
-                f"{method:12}{hv['mean']:>8.4f}+-{hv['std']:<4.3f}"
+                f"{method:17}{hv['mean']:>8.4f}+-{hv['std'] or 0:<4.3f}"
                 f"{row['expected_utility']['mean']:>8.3f}{row['train_samples']['mean']:>9.0f}"
                 f"{row['wall_seconds']['mean']:>8.0f}{row['search_seconds']['mean']:>9.1f}"
                 f"{row['inference_seconds_per_reply']['mean']:>9.3f}"
@@ -595,11 +647,14 @@ def main(argv: list[str] | None = None) -> int:
             )
         if "headline" in data:
             head = data["headline"]
-            print(
-                f"meta-policy HV / MORLHF HV = {head['hv_fraction_of_morlhf']['mean']:.3f} "
-                f"+- {head['hv_fraction_of_morlhf']['std']:.3f}; samples / MORLHF = "
-                f"{head['sample_fraction_of_morlhf']['mean']:.3f} (goal: {head['goal']})"
-            )
+            for name, key in (("meta-policy", ""), ("its prior", "prior_")):
+                hv = head[f"{key}hv_fraction_of_morlhf"]
+                interval = f" [{hv['lo']:.3f}, {hv['hi']:.3f}]" if hv["lo"] is not None else ""
+                print(
+                    f"{name} HV / MORLHF HV ({head['morlhf_policies']} policies) = "
+                    f"{hv['mean']:.3f}{interval}; samples / MORLHF = "
+                    f"{head[f'{key}sample_fraction_of_morlhf']['mean']:.3f} (goal: {head['goal']})"
+                )
     print(
         f"\nwrote {args.out / 'meta_quality.json'} and meta_quality.html "
         f"in {record['seconds']:.0f}s"

@@ -35,34 +35,18 @@ N_BOOT = 2000
 LEVEL = 0.95
 BOOT_SEED = 0
 COMPARED = ("hypervolume", "expected_utility")  # paired comparisons and tie marks
-METRICS = [
-    "hypervolume",
-    "expected_utility",
-    "igd",
-    "igd_plus",
-    "sparsity",
-    "cardinality",
-    "distinct1",
-    "distinct2",
-    "kl_per_token",
-    "training_samples",
-    "wall_seconds",
-    "search_seconds",
-    "inference_seconds_per_reply",
-    "passes_per_token",
-    "models_kept",
+# fmt: off
+METRICS = [  # aggregated over seeds, in this order
+    "hypervolume", "expected_utility", "igd", "igd_plus", "sparsity", "cardinality",
+    "distinct1", "distinct2", "kl_per_token", "training_samples", "wall_seconds",
+    "search_seconds", "inference_seconds_per_reply", "passes_per_token", "models_kept",
     "peak_rss_mb",
 ]
-SHOWN = [
-    "hypervolume",
-    "expected_utility",
-    "igd_plus",
-    "kl_per_token",
-    "training_samples",
-    "wall_seconds",
-    "inference_seconds_per_reply",
-    "models_kept",
+SHOWN = [  # the Markdown columns
+    "hypervolume", "expected_utility", "igd_plus", "kl_per_token", "training_samples",
+    "wall_seconds", "inference_seconds_per_reply", "models_kept",
 ]
+# fmt: on
 LEGEND = (
     f"Cells: mean over training seeds [{LEVEL:.0%} percentile bootstrap interval over seeds, "
     f"{N_BOOT} resamples]; one seed has no interval. **Bold**: the best mean of the suite; "
@@ -87,32 +71,26 @@ def read_records(out: Path, suites: Iterable[str] | None = None) -> list[dict[st
 
 
 # --- statistics over seeds ---
-def _quantiles(resampled: np.ndarray) -> tuple[float, float]:
-    low, high = np.quantile(resampled, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
-    return float(low), float(high)
-
-
 def mean_interval(values: Iterable[float], n_boot: int = N_BOOT) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean; ``(nan, nan)`` with fewer than two values."""
+    """Percentile bootstrap interval of the mean; ``(nan, nan)`` with fewer than two values.
+
+    The draws depend only on ``BOOT_SEED`` and the number of values, so two series over the
+    same seeds (a difference and its win indicator) are resampled identically."""
     v = np.asarray(list(values), dtype=float)
     if v.size < 2:
         return np.nan, np.nan
     draws = np.random.default_rng(BOOT_SEED).integers(0, v.size, (n_boot, v.size))
-    return _quantiles(v[draws].mean(1))
+    low, high = np.quantile(v[draws].mean(1), [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+    return float(low), float(high)
 
 
-def paired(a: Iterable[float], b: Iterable[float], n_boot: int = N_BOOT) -> dict[str, float]:
+def paired(a: Iterable[float], b: Iterable[float]) -> dict[str, float]:
     """A vs B on the same seeds (higher is better): difference, P(A > B), Wilcoxon p."""
     d = np.asarray(list(a), dtype=float) - np.asarray(list(b), dtype=float)  # (n,)
     wins = (1 + np.sign(np.round(d, 12))) / 2  # 1 win, 1/2 tie, 0 loss per seed
-    out = {"seeds": int(d.size), "difference": float(d.mean()), "p_improvement": wins.mean()}
-    lows_highs = {"difference": (np.nan, np.nan), "p_improvement": (np.nan, np.nan)}
-    if d.size >= 2:
-        draws = np.random.default_rng(BOOT_SEED).integers(0, d.size, (n_boot, d.size))
-        lows_highs = {"difference": _quantiles(d[draws].mean(1))}
-        lows_highs["p_improvement"] = _quantiles(wins[draws].mean(1))
-    for key, (low, high) in lows_highs.items():
-        out[f"{key}_lo"], out[f"{key}_hi"] = low, high
+    out = {"seeds": d.size, "difference": d.mean(), "p_improvement": wins.mean()}
+    out["difference_lo"], out["difference_hi"] = mean_interval(d)
+    out["p_improvement_lo"], out["p_improvement_hi"] = mean_interval(wins)
     out["p_value"] = _wilcoxon(d)
     return out
 
