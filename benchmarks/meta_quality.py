@@ -30,15 +30,15 @@ Pairs:
   pair has the same known front but the embedded model almost never writes those words (rate
   ~0.001), so RL at benchmark scale gets no signal; ``--synthetic registered`` uses it anyway.
 
-Reported per method (mean, std with ddof = 1, and a 95 % bootstrap interval over seeds): hypervolume and expected utility
-under the protocol (its reference point and EU preferences), IGD+ (synthetic), KL to the base per
-token, training samples (what each run reported scoring, plus the experts it reused), search
-samples and seconds (EMORL), training wall seconds (experts included), inference seconds per
-reply, forward passes per token, models kept. Headline: the meta-policy's (and its prior's)
-hypervolume as a share of the MORLHF front's, per seed, with a bootstrap interval over seeds,
-and its training samples as a share of MORLHF's (goal: >= 95 % at <= 1/3); per-preference
-utility gaps to MORLHF show where it degrades; a decoding-time table against K shows how its
-cost grows with the number of objectives.
+Reported per method (mean, std with ddof = 1 and a 95 % bootstrap interval over seeds):
+hypervolume and expected utility under the protocol (its reference point and EU preferences),
+IGD+ (synthetic), KL to the base per token, training samples (what each run reported scoring,
+plus the experts it reused), search samples and seconds (EMORL), training wall seconds (experts
+included), inference seconds per reply, forward passes per token, models kept. Headline: the
+meta-policy's (and its prior's) hypervolume as a share of the MORLHF front's, per seed, with a
+bootstrap interval over seeds, and its training samples as a share of MORLHF's (goal: >= 95 %
+at <= 1/3); per-preference utility gaps to MORLHF show where it degrades; a decoding-time table
+against K shows how its cost grows with the number of objectives.
 
 Writes ``benchmarks/results/meta_quality.json`` and ``meta_quality.html`` (plotly).
 """
