@@ -183,7 +183,7 @@ def test_benchmark_records_and_leaderboard(tmp_path):
         (tmp_path / "s" / "records" / f"mod-{seed}.json").write_text(json.dumps(record))
     board = benchmark.leaderboard(benchmark.benchmark_records(tmp_path))
     row = board.display_table()[0]
-    assert row["method"] == "mod" and row["seeds"] == 2 and row["hypervolume"] == "0.7 ± 0.1"
+    assert row["method"] == "mod" and row["seeds"] == 2 and row["hypervolume"] == "0.7 ± 0.14"
     assert "fronts_s" in board.figures
 
 
