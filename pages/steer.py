@@ -4,7 +4,7 @@
 import streamlit as st
 
 from morl_core import plots
-from morl_core.app import choices, fronts, serving
+from morl_core.app import choices, fronts, lattice, serving
 from pages._widgets import (
     PLOTLY_CONFIG,
     artifacts,
@@ -165,15 +165,23 @@ def steer_view(info, picked, prompt) -> None:
                 st.subheader(method)
                 if compare:
                     st.caption(art.label)
-                shared = model(art, method)
-                if shared is None:
+                # on a lattice point the replies were precomputed: shown without a model
+                result = lattice.precomputed(
+                    art.run_dir, method, prompt, weights, samples=samples, seed=seed
+                )
+                shared = None if result else model(art, method)
+                if result is None and shared is None:
                     continue
                 try:
-                    result = serving.steer(shared, prompt, weights, samples=samples, seed=seed)
+                    result = result or serving.steer(
+                        shared, prompt, weights, samples=samples, seed=seed
+                    )
                 except ValueError as exc:
                     st.warning(serving.user_message(exc))
                     continue
                 generation_cards(result, key=f"{index}-{method}")
+                if shared is None:
+                    st.caption("precomputed at this lattice point; other preferences generate live")
                 shown.append((art, method, result))
         if not shown:
             return

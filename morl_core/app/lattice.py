@@ -1,0 +1,165 @@
+"""Replies precomputed on a lattice of preferences, so the Steer page shows text at once.
+
+For an artifact, its example prompts (the first held-out prompts of its prompt set) and the
+preferences of :func:`lattice_points`, :func:`build_lattice` runs exactly what the Steer page
+runs (:func:`morl_core.app.serving.steer`: same decoding, fixed seed, same samples) and saves
+the replies with their scores in ``lattice.json`` beside the artifact. When the sliders sit on
+a lattice point (within half a slider step), :func:`precomputed` answers from that file, with no
+model loaded; anywhere else the page generates live.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from morl_core.app import serving
+from morl_core.runfolder import read_json, write_json_atomic
+from morl_core.weights import simplex_lattice
+
+LATTICE = "lattice.json"
+VERSION = 1
+DIVISIONS = {2: 10, 3: 4}  # 11 points for two objectives (a 0.1 grid), 15 (+ centre) for three
+DIVISIONS_ABOVE = 2
+TOLERANCE = 0.005  # half a step of the page's 0.01 sliders
+EXAMPLES = 8
+
+
+def lattice_points(k: int) -> np.ndarray:
+    """The lattice (M, k): a simplex lattice plus its centre, where the sliders start."""
+    grid = simplex_lattice(k, DIVISIONS.get(k, DIVISIONS_ABOVE))
+    centre = np.full((1, k), 1.0 / k)
+    return grid if np.abs(grid - centre).max(axis=1).min() < 1e-9 else np.vstack([grid, centre])
+
+
+def build_lattice(
+    run_dir: Path,
+    methods: Sequence[str] | None = None,
+    *,
+    prompts: Sequence[str] | None = None,
+    samples: int = 2,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: serving.Progress = serving.noop,
+) -> dict[str, Any]:
+    """Generate and save the lattice replies of ``run_dir`` served by ``methods`` (default: its own).
+
+    ``prompts`` default to the first :data:`EXAMPLES` held-out prompts of the run's prompt set.
+    """
+    from morl_core.prompts import load_prompts
+    from morl_core.runfolder import read_config
+
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    prompts = list(prompts or load_prompts(config.prompt_set, "eval")[:EXAMPLES])
+    points = lattice_points(len(config.objectives))
+    pool = serving.ModelPool(device=device, threads=1, replicas=1)
+    data: dict[str, Any] = {
+        "version": VERSION,
+        "objectives": list(config.objectives),
+        "prompts": prompts,
+        "preferences": points.tolist(),
+        "samples": samples,
+        "seed": seed,
+        "decoding": serving.STEER_DECODING,
+        "methods": {},
+    }
+    for method in methods or [config.method]:
+        shared = pool.get(run_dir, method)
+        start, replies = time.perf_counter(), []
+        for i, prompt in enumerate(prompts):
+            progress(f"{method}: prompt {i + 1} of {len(prompts)}", i / len(prompts))
+            row = [serving.steer(shared, prompt, w, samples=samples, seed=seed) for w in points]
+            replies.append(
+                [[[g.text, list(g.scores.values())] for g in r.generations] for r in row]
+            )
+        data["methods"][method] = {
+            "passes_per_token": shared.passes_per_token,
+            "models_kept": shared.models_kept,
+            "seconds": time.perf_counter() - start,
+            "replies": replies,  # [prompt][preference][sample] = [text, scores (K,)]
+        }
+    write_json_atomic(run_dir / LATTICE, data)
+    return data
+
+
+def read_lattice(run_dir: Path) -> dict[str, Any] | None:
+    """The saved lattice of ``run_dir`` (re-read when the file changes), or None."""
+    path = Path(run_dir) / LATTICE
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        return None
+    return _read(str(path), stamp)
+
+
+@functools.lru_cache(maxsize=32)
+def _read(path: str, _stamp: int) -> dict[str, Any] | None:
+    data = read_json(Path(path))
+    return data if isinstance(data, dict) and data.get("version") == VERSION else None
+
+
+def precomputed(
+    run_dir: Path, method: str, prompt: str, weights: Sequence[float], *, samples: int, seed: int
+) -> serving.SteerResult | None:
+    """The lattice's :class:`~morl_core.app.serving.SteerResult` for these settings, or None.
+
+    It applies when the lattice holds ``method`` and ``prompt`` with the same samples, seed and
+    decoding, and ``weights`` lie within :data:`TOLERANCE` of a lattice point (the result
+    carries that point's weights).
+    """
+    start = time.perf_counter()
+    data = read_lattice(run_dir)
+    if (
+        data is None
+        or method not in data["methods"]
+        or prompt not in data["prompts"]
+        or (data["samples"], data["seed"], data["decoding"])
+        != (samples, seed, serving.STEER_DECODING)
+        or len(weights) != len(data["objectives"])
+    ):
+        return None
+    points = np.asarray(data["preferences"])  # (M, K)
+    distance = np.abs(points - np.asarray(weights, dtype=float)).max(axis=1)  # (M,)
+    if distance.min() > TOLERANCE:
+        return None
+    entry, point = data["methods"][method], int(distance.argmin())
+    generations = [
+        serving.Generation(prompt, text, dict(zip(data["objectives"], scores, strict=True)))
+        for text, scores in entry["replies"][data["prompts"].index(prompt)][point]
+    ]
+    return serving.SteerResult(
+        method=method,
+        weights=tuple(points[point].tolist()),
+        generations=generations,
+        seconds=time.perf_counter() - start,
+        cached=True,
+        passes_per_token=entry["passes_per_token"],
+        models_kept=entry["models_kept"],
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m morl_core.app.lattice FOLDER...``: build the lattice of each artifact folder."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__.split(": ", 1)[1])
+    parser.add_argument("folders", nargs="+", type=Path, help="artifact (run) folders")
+    parser.add_argument("--method", action="append", help="serve with this method (repeatable)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
+    args = parser.parse_args(argv)
+    for folder in args.folders:
+        data = build_lattice(folder, args.method, device=args.device)
+        seconds = sum(m["seconds"] for m in data["methods"].values())
+        print(f"{folder}: {len(data['preferences'])} preferences x {len(data['prompts'])} prompts "
+              f"in {seconds:.0f} s")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

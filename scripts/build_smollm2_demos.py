@@ -1,0 +1,246 @@
+"""Train the SmolLM2-135M demo artifacts through the job system, resumably, across sittings.
+
+Each demo is a run in a job store that outlives the session (``$MORL_DATA_DIR``, e.g.
+``/root/morl-smollm2``); ``demos.json`` there maps demo names to run ids. Running the script
+again picks up where the last sitting stopped::
+
+    MORL_DATA_DIR=/root/morl-smollm2 python scripts/build_smollm2_demos.py    # submit, wait, export
+    MORL_DATA_DIR=/root/morl-smollm2 python scripts/build_smollm2_demos.py --status
+
+A demo not yet submitted is submitted once the demo it reuses experts from has succeeded; a
+failed, cancelled or lost one is resumed from its last checkpoint (``morl resume``); a queued or
+running one is left to its worker (a separate process: stopping this script does not stop it).
+A succeeded demo is exported once: the files the app needs (``KEPT_RUN_FILES``) go to
+``assets/demo/<name>/`` with the adapters in fp16, where it was trained goes to
+``trained_on.json``, and the folder is evaluated under the evaluation protocol (``front.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from morl_core.app.serving import DEMO_DIR, KEPT_RUN_FILES  # noqa: E402
+from morl_core.jobs.executors import LocalExecutor  # noqa: E402
+from morl_core.jobs.records import RunState  # noqa: E402
+from morl_core.runfolder import read_json, write_json_atomic  # noqa: E402
+
+COMMON = {
+    "model": "smollm2-135m",
+    "prompt_set": "assistant",
+    "seed": 0,
+    "device": "auto",  # CUDA where a sitting has one; trained_on.json records which
+    "threads": 1,
+    # 16 replies of 32 tokens per step: 25 s on a quiet core, 40-50 s niced beside other work
+    "batch_prompts": 4,
+    "k_samples": 4,
+    "max_new_tokens": 32,
+    "lora_r": 8,
+    "lora_alpha": 32,
+    # SmolLM2 moves fast (brevity alone, no KL: 25 -> 7 words in 8 steps, empty by step 22):
+    # a small rate, the KL per reply at 0.05, and the fluency guard on every sample
+    "lr": 1e-4,
+    "kl_coef": 0.05,
+    "fluency_penalty": 1.0,
+    "steps": 100,
+    "n_preferences": 5,
+    "eval_every": 0,  # learning curves come from the per-step metrics
+    "eval_prompts": 8,
+    "checkpoint_every": 5,
+}
+EXPERTS = "smollm2-experts"
+# name -> config overrides; "experts_from" names the demo whose experts a demo reuses
+DEMOS: dict[str, dict] = {
+    # one LoRA expert per objective (brevity: at most 8 words scores 1; SmolLM2 replies ~25)
+    EXPERTS: {
+        "method": "soups",
+        "objectives": ["brevity", "sentiment", "formality", "readability"],
+    },
+    "smollm2-soups-sentiment-brevity": {
+        "method": "soups",
+        "objectives": ["sentiment", "brevity"],
+        "experts_from": EXPERTS,
+    },
+    "smollm2-soups-sentiment-brevity-formality": {
+        "method": "soups",
+        "objectives": ["sentiment", "brevity", "formality"],
+        "n_preferences": 10,
+        "experts_from": EXPERTS,
+    },
+}
+EXPORTED = {name for name in DEMOS if name != EXPERTS}  # the expert pool itself is not shipped
+POLL_S = 60.0
+
+
+def store_dir() -> Path:
+    from morl_core.jobs.paths import resolve_data_dir
+
+    return resolve_data_dir()
+
+
+def run_ids(data: Path) -> dict[str, str]:
+    return read_json(data / "demos.json") or {}
+
+
+def config_of(name: str, ids: dict[str, str], executor: LocalExecutor) -> dict | None:
+    """The run config of demo ``name``, or None while the demo it reuses has not succeeded."""
+    spec = dict(DEMOS[name])
+    source = spec.pop("experts_from", None)
+    if source is None:
+        return {**COMMON, **spec}
+    run = ids.get(source)
+    if run is None or executor.store.status(run).state != RunState.SUCCEEDED:
+        return None
+    return {**COMMON, **spec, "options": {"experts_from": str(executor.store.run_dir(run))}}
+
+
+def advance(executor: LocalExecutor, data: Path, resumed: set[str]) -> dict[str, str]:
+    """Submit what is ready, resume what stopped (once a sitting), export what finished.
+
+    Returns ``name -> state`` (with the step of a run in progress).
+    """
+    ids = run_ids(data)
+    states = {}
+    for name in DEMOS:
+        run = ids.get(name)
+        if run is None:
+            config = config_of(name, ids, executor)
+            if config is None:
+                states[name] = "waiting for its experts"
+                continue
+            ids[name] = run = executor.submit(config)
+            write_json_atomic(data / "demos.json", ids)
+            print(f"{name}: submitted as {run}", flush=True)
+        status = executor.status(run)
+        stopped = status.state in (RunState.FAILED, RunState.CANCELLED, RunState.LOST)
+        if stopped and name not in resumed:  # a run that fails again waits for a person
+            print(f"{name}: {status.state} ({status.message}); resuming", flush=True)
+            resumed.add(name)
+            status = executor.resume(run)
+        if status.state == RunState.SUCCEEDED and name in EXPORTED:
+            if not (DEMO_DIR / name / "front.json").exists():
+                export(name, executor.store.run_dir(run), status, ids.get(EXPERTS))
+            states[name] = "exported"
+        else:
+            states[name] = f"{status.state} {status.step}/{status.total_steps}"
+    return states
+
+
+def export(name: str, run_dir: Path, status, experts_run: str | None) -> Path:
+    """Copy a finished run's kept files into ``assets/demo/name`` (fp16 adapters), evaluate it.
+
+    A run that reused experts trained none itself: its learning curves are its experts' steps
+    in the experts' run.
+    """
+    from safetensors.torch import load_file, save_file
+
+    from morl_core.jobs.records import git_hash, package_versions
+    from morl_core.methods.experts import expert_names
+    from morl_core.runfolder import METRICS, append_jsonl, read_metrics
+    from morl_core.train_cli import evaluate_run
+
+    out = DEMO_DIR / name
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    for item in run_dir.iterdir():
+        if item.name in KEPT_RUN_FILES:
+            (shutil.copytree if item.is_dir() else shutil.copy2)(item, out / item.name)
+    if not read_metrics(out)[0] and experts_run:
+        objectives = DEMOS[name]["objectives"]
+        others = set(DEMOS[EXPERTS]["objectives"]) - set(objectives)
+        source = read_metrics(run_dir.parent / experts_run)[0]
+        records = [
+            {k: v for k, v in r.items() if k.rsplit("/", 1)[-1] not in others}
+            for r in source
+            if r.get("stage") in expert_names(objectives)
+        ]
+        append_jsonl(out / METRICS, records)
+    for weights in out.glob("adapters/*/adapter_model.safetensors"):
+        save_file({k: v.half() for k, v in load_file(weights).items()}, weights)
+    for readme in out.glob("adapters/*/README.md"):
+        readme.unlink()  # peft's model-card template: boilerplate, not provenance
+    for adapter in out.glob("adapters/*/adapter_config.json"):
+        config = json.loads(adapter.read_text())
+        config["base_model_name_or_path"] = COMMON["model"]  # not this machine's cache path
+        adapter.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    import torch
+
+    write_json_atomic(
+        out / "trained_on.json",
+        {
+            "device": status.device,
+            "gpu": torch.cuda.get_device_name() if status.device == "cuda" else None,
+            "host": status.host,
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+            "run_id": status.run_id,
+            "train_seconds": (status.finished or 0) - (status.started or 0),
+            "adapters": "fp16 copies of the fp32 adapters trained",
+            "git": git_hash(),
+            "versions": package_versions(),
+        },
+    )
+    evaluate_run(out, device="auto")
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print(f"exported {name} to {out} ({size / 1e6:.1f} MB), evaluated", flush=True)
+    return out
+
+
+def print_status(executor: LocalExecutor, data: Path) -> None:
+    """One line per demo: run id, state, step, export; then its last step's main metrics."""
+    from morl_core.runfolder import read_metrics
+
+    ids = run_ids(data)
+    for name in DEMOS:
+        run = ids.get(name)
+        if run is None:
+            print(f"{name:42s} not submitted")
+            continue
+        s = executor.status(run)
+        exported = " exported" if (DEMO_DIR / name / "front.json").exists() else ""
+        print(f"{name:42s} {run} {s.state} step {s.step}/{s.total_steps}{exported} {s.message}")
+        records = read_metrics(executor.store.run_dir(run))[0]
+        if records:
+            last = records[-1]
+            keys = [f"reward/{o}" for o in DEMOS[name]["objectives"]] + ["kl", "length", "fluency"]
+            shown = " ".join(f"{k.split('/')[-1]}={last[k]:.3g}" for k in keys if k in last)
+            print(f"{'':42s} last step {last.get('step')} ({last.get('stage')}): {shown}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; see the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--status", action="store_true", help="print each demo's progress")
+    parser.add_argument("--no-wait", action="store_true", help="submit/resume, then return")
+    args = parser.parse_args(argv)
+    data = store_dir()
+    # a niced worker beside other work can go quiet for a while: do not call it lost too soon
+    executor = LocalExecutor(data, max_workers=1, heartbeat_timeout=600)
+    if args.status:
+        print(f"store: {data}")
+        print_status(executor, data)
+        return 0
+    print(f"store: {data}", flush=True)
+    resumed: set[str] = set()
+    while True:
+        states = advance(executor, data, resumed)
+        if args.no_wait or all(s == "exported" for n, s in states.items() if n in EXPORTED):
+            print(", ".join(f"{n}: {s}" for n, s in states.items()), flush=True)
+            return 0
+        stamp = time.strftime("%H:%M")
+        print(f"{stamp} " + ", ".join(f"{n}: {s}" for n, s in states.items()), flush=True)
+        time.sleep(POLL_S)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

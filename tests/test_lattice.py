@@ -1,0 +1,106 @@
+"""Precomputed lattice replies: the same text a fresh generation gives, found only on the lattice,
+and shown by the Steer page without calling the model."""
+
+from __future__ import annotations
+
+import html
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from morl_core.app import lattice, serving
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = serving.DEMO_DIR / "soups-sentiment-brevity"
+
+
+def fresh_texts(run_dir: Path, prompt: str, weights, samples: int, seed: int) -> list[str]:
+    from morl_core.methods.common import load_steerable
+    from morl_core.policy import set_threads
+
+    set_threads(1)
+    steerable = load_steerable(run_dir, device="cpu")
+    return steerable.generate(
+        [prompt] * samples, list(weights), **serving.STEER_DECODING, seed=seed
+    )
+
+
+def test_lattice_points_cover_the_grid_and_the_sliders_start():
+    two, three = lattice.lattice_points(2), lattice.lattice_points(3)
+    assert len(two) == 11 and np.allclose(two.sum(axis=1), 1)
+    assert any(np.allclose(p, [0.5, 0.5]) for p in two)
+    assert len(three) == 16 and any(np.allclose(p, [1 / 3] * 3) for p in three)
+
+
+@pytest.mark.parametrize(
+    "demo", sorted(p.parent.name for p in serving.DEMO_DIR.glob("*/lattice.json"))
+)
+def test_shipped_lattice_equals_a_fresh_generation(demo):
+    run_dir = serving.DEMO_DIR / demo
+    data = lattice.read_lattice(run_dir)
+    method = next(iter(data["methods"]))
+    for p, q in [(0, 0), (len(data["prompts"]) - 1, len(data["preferences"]) // 2)]:
+        prompt, point = data["prompts"][p], data["preferences"][q]
+        shipped = lattice.precomputed(
+            run_dir, method, prompt, point, samples=data["samples"], seed=data["seed"]
+        )
+        fresh = fresh_texts(run_dir, prompt, point, data["samples"], data["seed"])
+        assert [g.text for g in shipped.generations] == fresh
+
+
+def test_build_then_found_only_on_the_lattice_with_the_same_settings(tmp_path):
+    run_dir = tmp_path / "demo"
+    shutil.copytree(DEMO, run_dir, ignore=shutil.ignore_patterns(lattice.LATTICE))
+    prompt = "The coffee was"
+    data = lattice.build_lattice(run_dir, prompts=[prompt], samples=2, seed=3)
+    assert lattice.read_lattice(run_dir) == data
+    hit = lattice.precomputed(run_dir, "soups", prompt, [0.696, 0.304], samples=2, seed=3)
+    assert hit is not None and hit.weights == pytest.approx((0.7, 0.3))
+    assert [g.text for g in hit.generations] == fresh_texts(run_dir, prompt, (0.7, 0.3), 2, 3)
+    assert set(hit.generations[0].scores) == {"sentiment", "brevity"}
+    for miss in (
+        dict(weights=[0.65, 0.35]),  # between lattice points
+        dict(seed=0),
+        dict(samples=3),
+        dict(prompt="another prompt"),
+        dict(method="mod"),
+    ):
+        args = {"method": "soups", "prompt": prompt, "weights": [0.7, 0.3], "samples": 2, "seed": 3}
+        args.update(miss)
+        assert lattice.precomputed(run_dir, **args) is None, miss
+
+
+def test_steer_page_shows_the_lattice_reply_without_the_model(tmp_path, monkeypatch):
+    pytest.importorskip("streamlit")
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("MORL_DATA_DIR", str(tmp_path / "data"))
+    calls = []
+    generate = serving.SharedSteerable.generate_cached
+    get = serving.ModelPool.get
+
+    def counted_generate(self, *args, **kwargs):
+        calls.append("generate")
+        return generate(self, *args, **kwargs)
+
+    def counted_get(self, *args, **kwargs):
+        calls.append("load")
+        return get(self, *args, **kwargs)
+
+    monkeypatch.setattr(serving.SharedSteerable, "generate_cached", counted_generate)
+    monkeypatch.setattr(serving.ModelPool, "get", counted_get)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
+    assert not at.exception, [e.message for e in at.exception]
+    shown = [m.value for m in at.markdown if 'class="gen-text"' in m.value]
+    data = lattice.read_lattice(DEMO)
+    prompt = at.text_area(key="prompt").value
+    expected = data["methods"]["soups"]["replies"][data["prompts"].index(prompt)][5]  # (0.5, 0.5)
+    assert len(shown) == 2 and all(
+        html.escape(t) in m for (t, _), m in zip(expected, shown, strict=True)
+    )
+    assert calls == []
+    at.slider[0].set_value(0.95).run()  # off the lattice: generated live, as before
+    assert not at.exception
+    assert "generate" in calls
