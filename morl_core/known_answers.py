@@ -22,11 +22,14 @@ select). :func:`transformed` applies them to any set of front points.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
+from morl_core import objectives as registry
 from morl_core.objectives.adjectives import (  # noqa: F401  (re-exported)
     COLD_WORDS,
     WARM_WORDS,
@@ -34,17 +37,15 @@ from morl_core.objectives.adjectives import (  # noqa: F401  (re-exported)
     first_word,
     warm_word,
 )
+from morl_core.pareto import igd as pareto_igd
+from morl_core.rl.trainer import scalarized
 
 KNOWN_OBJECTIVES = ("warm_word", "cold_word")
 PROMPT_SET = "adjectives"
 
-# --- exact quantities -------------------------------------------------------------------------
-
 
 def next_token_logprobs(policy, prompts: Sequence[str]) -> np.ndarray:
     """log pi(y | x) over the whole vocabulary, (P, V) in float64, with the active adapter."""
-    import torch
-
     ids, mask = policy.encode(list(prompts), max_new_tokens=1)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     with torch.no_grad():
@@ -69,8 +70,6 @@ def token_rewards(policy, objectives: Sequence[str] = KNOWN_OBJECTIVES) -> np.nd
     Every token is decoded exactly as the trainer decodes a one-token completion (EOS gives an
     empty reply) and scored by the registered reward functions.
     """
-    from morl_core import objectives as registry
-
     vocab = policy.model.get_output_embeddings().weight.shape[0]
     texts = [
         "" if t == policy.eos_id else policy.tokenizer.decode([t], skip_special_tokens=True).strip()
@@ -81,11 +80,7 @@ def token_rewards(policy, objectives: Sequence[str] = KNOWN_OBJECTIVES) -> np.nd
 
 def scalarized_scores(rewards: np.ndarray, weights: Sequence[float], kind: str) -> np.ndarray:
     """Per-token scalarised reward s_w(y), (V,), exactly as the trainer computes it."""
-    from morl_core.rl.trainer import TCHEBYCHEFF_UTOPIA
-    from morl_core.scalarize import scalarize
-
-    kw = {"utopia": np.full(rewards.shape[1], TCHEBYCHEFF_UTOPIA)} if kind == "tchebycheff" else {}
-    return scalarize(np.clip(rewards, 0.0, 1.0), np.asarray(weights, float), kind, **kw)
+    return scalarized(np.clip(rewards, 0.0, 1.0), np.asarray(weights, float), kind, None)
 
 
 def optimal_logprobs(ref_logp: np.ndarray, scores: np.ndarray, beta: float) -> np.ndarray:
@@ -131,14 +126,10 @@ class Comparison:
         return float(np.max(np.abs(np.subtract(self.rates, self.optimal_rates))))
 
     def to_dict(self) -> dict:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         return {
-            "weights": list(self.weights),
-            "rates": list(self.rates),
-            "optimal_rates": list(self.optimal_rates),
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in data.items()},
             "rate_error": self.rate_error,
-            "kl_to_optimum": self.kl_to_optimum,
-            "kl_to_reference": self.kl_to_reference,
-            "optimal_kl_to_reference": self.optimal_kl_to_reference,
         }
 
 
@@ -181,6 +172,4 @@ def transformed(points: np.ndarray, power: float) -> np.ndarray:
 
 def igd(points: np.ndarray, front: np.ndarray) -> float:
     """Mean distance from each exact front point to the nearest achieved point (lower = closer)."""
-    from morl_core.pareto import igd as pareto_igd
-
     return float(pareto_igd(np.asarray(points, float), np.asarray(front, float)))

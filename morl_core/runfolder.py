@@ -14,18 +14,14 @@ Layout (everything a run needs; the UI rebuilds its views from these files alone
 
 How it is written:
 
-* JSON, bytes and safetensors files are replaced atomically (temp file in the same folder,
-  fsync, ``os.replace``): a reader sees the old or the new file, never half of one. An adapter
-  folder is written beside its place and renamed into it.
-* JSON Lines files are append-only; each record goes out in one ``write`` on an ``O_APPEND``
-  file. Readers stop at the last newline, so a line torn by a crash is never parsed; a writer that
-  starts again first cuts such a torn tail off.
-* A run folder's own files are never symlinks: every open here uses ``O_NOFOLLOW``, so a
-  symlinked ``worker.log`` or ``metrics.jsonl`` fails with :class:`SymlinkRefused` instead of
-  reading or appending to a file outside the store (temp files are created ``O_EXCL`` too).
+* files are replaced atomically (temp file beside it, fsync, ``os.replace``; a folder is written
+  beside its place and renamed into it): a reader sees the old or the new one, never half;
+* JSON Lines are append-only, one ``write`` per batch on ``O_APPEND``; readers stop at the last
+  newline and a writer that starts again cuts a torn tail off;
+* every open uses ``O_NOFOLLOW``: a symlinked file raises :class:`SymlinkRefused` instead of
+  reaching outside the store.
 
-``morl train`` and the job worker write steps through the same :class:`RecordWriter`, so both
-kinds of run folder hold records with the same keys, and one reader serves the app for both.
+``morl train`` and the job worker write steps through the same :class:`RecordWriter`.
 """
 
 from __future__ import annotations
@@ -40,12 +36,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
+
+from safetensors import safe_open
 
 from morl_core.config import RunConfig
-
-if TYPE_CHECKING:
-    from morl_core.methods.base import StepInfo
+from morl_core.methods.base import StepInfo
 
 SCHEMA_VERSION = 1
 CONFIG = "config.json"
@@ -120,7 +116,7 @@ def write_safetensors_atomic(
     path: Path, tensors: Mapping[str, Any], metadata: dict[str, str] | None = None
 ) -> Path:
     """Save ``tensors`` (name -> torch.Tensor, copied to CPU) as one safetensors file, atomically."""
-    from safetensors.torch import save
+    from safetensors.torch import save  # imports torch: the job CLI reads run folders without it
 
     # clone(): safetensors refuses tensors that share storage (tied weights, views).
     cpu = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
@@ -258,14 +254,9 @@ def metric_values(record: Mapping[str, Any]) -> dict[str, float]:
 class RecordWriter:
     """Appends each step of a run to ``metrics.jsonl`` and its front snapshots to ``front.jsonl``.
 
-    Opening it cuts torn tails left by a killed writer and finds where the files end; steps up to
-    the last one on disk are not written again, so a resumed run continues its files without
-    duplicates. ``morl train`` and the job worker both write through it.
-
-    Args:
-        run_dir: the run folder.
-        attempt: which attempt of the run writes (the job system's fencing number); default one
-            more than the last attempt on disk, so every resume of ``morl train`` counts too.
+    Opening it cuts torn tails and finds where the files end; steps already on disk are not
+    written again, so a resumed run continues without duplicates. ``attempt`` (recorded per
+    step) defaults to one more than the last attempt on disk.
     """
 
     def __init__(self, run_dir: Path, attempt: int | None = None):
@@ -308,8 +299,8 @@ def read_metrics(run_dir: Path, offset: int = 0) -> tuple[list[dict[str, Any]], 
 
 
 def read_fronts(run_dir: Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-    """Front snapshots from byte ``offset`` on as ``{step, samples, stage, objectives,
-    preferences, points, partial}`` (plus the snapshot's other keys), and the next offset."""
+    """Front snapshots from byte ``offset`` on (``step``, ``objectives``, ``preferences``,
+    ``points``, ``partial`` always present), and the next offset."""
     records, offset = read_jsonl(Path(run_dir) / FRONTS, offset)
     snapshots = [
         {
@@ -331,8 +322,7 @@ def read_config(run_dir: Path) -> RunConfig:
     data = read_json(Path(run_dir) / CONFIG)
     if data is None:
         raise ValueError(f"{run_dir} is not a run folder (no {CONFIG})")
-    # the files it names were resolved and checked when it was submitted; a finished run's
-    # config is read back as data (its experts' source may since have gone)
+    # checked when submitted; read back as data (an experts' source may since have gone)
     return RunConfig.from_dict(data, check_files=False)
 
 
@@ -392,29 +382,15 @@ def save_checkpoint(
     *,
     keep: int = 2,
 ) -> Path:
-    """Save ``tensors`` and JSON ``state`` as the checkpoint of ``step``; keep the last ``keep``.
+    """Save ``tensors`` (name -> torch.Tensor) and JSON ``state`` as the checkpoint of ``step``
+    (steps completed: a method resumes at ``step + 1``); keep the newest ``keep``.
 
-    One checkpoint is one file: the tensors, plus the JSON ``state`` (optimiser step counts, RNG
-    states, sample counters, ...) in the safetensors metadata. Renamed into place, so a crash
-    leaves the previous checkpoint or the new one, never a torn pair; nothing is unpickled.
-    A method resumes at ``step + 1`` of :func:`load_latest_checkpoint` (see
-    ``tests/stub_method.py`` for a complete example).
-
-    Args:
-        run_dir: the run folder (the ``run_dir`` a method's ``train`` receives).
-        step: steps completed (the run resumes at ``step + 1``); an int >= 0.
-        tensors: name -> ``torch.Tensor``; copied to CPU and made contiguous.
-        state: anything ``json.dumps`` accepts (numpy RNG states included; big ints are fine).
-        keep: how many newest checkpoints to keep (>= 1).
-
-    Returns:
-        The checkpoint file's path.
-
-    Raises:
-        ValueError: bad step, non-tensor values, or a state that is not JSON-serialisable.
-        OSError: the disk is full or not writable (the previous checkpoint stays intact).
+    One file, the state in its safetensors metadata, renamed into place: a crash leaves the
+    previous checkpoint or the new one, never a torn pair, and nothing is unpickled (example:
+    ``tests/stub_method.py``). ValueError for a bad step, non-tensors or a non-JSON state;
+    OSError when the disk is full (the previous checkpoint stays).
     """
-    import torch
+    import torch  # heavy: run folders are also read by light CLI paths
 
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:
         raise ValueError(f"step must be an integer >= 0, got {step!r}")
@@ -446,20 +422,19 @@ def save_checkpoint(
 
 
 def load_latest_checkpoint(run_dir: Path, device: str = "cpu") -> Checkpoint | None:
-    """The newest readable checkpoint as ``(step, tensors, state)``, or ``None`` when none exists.
-
-    An unreadable newest file (which temp-then-rename should make impossible) is skipped in
-    favour of the one before it.
-    """
-    from safetensors import safe_open
-
+    """The newest readable checkpoint as ``(step, tensors, state)``, or ``None`` (an unreadable
+    newest file is skipped for the one before it)."""
     for step in reversed(list_checkpoints(run_dir)):
         try:
-            with safe_open(str(_checkpoint_path(run_dir, step)), "pt", device=device) as handle:
-                tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
-                return Checkpoint(
-                    step, tensors, json.loads((handle.metadata() or {}).get(_STATE_KEY, "{}"))
-                )
+            tensors, metadata = read_safetensors(_checkpoint_path(run_dir, step), device)
+            return Checkpoint(step, tensors, json.loads(metadata.get(_STATE_KEY, "{}")))
         except Exception:  # noqa: BLE001 (safetensors raises its own error type)
             continue
     return None
+
+
+def read_safetensors(path: Path, device: str = "cpu") -> tuple[dict[str, Any], dict[str, str]]:
+    """The tensors (name -> torch.Tensor on ``device``) and metadata of a safetensors file."""
+    with safe_open(str(path), framework="pt", device=device) as handle:
+        tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+        return tensors, handle.metadata() or {}

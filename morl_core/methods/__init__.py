@@ -1,8 +1,4 @@
-"""The method registry: a plain dict of :class:`MethodSpec`, filled by a loud ``register()``.
-
-Each method lives in one file of this package; its module is imported only when it trains or
-loads, so listing methods (CLI, UI, config validation) stays cheap.
-"""
+"""MORL methods, one per file; the registry imports a method's module only to train or load it."""
 
 from __future__ import annotations
 

@@ -1,10 +1,8 @@
 """The contract every MORL method follows: a spec in the registry, a train function, a Steerable.
 
-A method file defines ``train(config, run_dir, callback) -> None`` and
-``load(run_dir) -> Steerable``. Training reports every step through ``callback(StepInfo)``;
-a callback returning ``False`` stops training after the current step (Stable-Baselines3 style).
-Methods save checkpoints under ``run_dir/checkpoints`` with :mod:`morl_core.runfolder`
-and resume from the latest one when it exists, so a killed run can be continued.
+A method file defines ``train(config, run_dir, callback) -> None`` and ``load(run_dir) ->
+Steerable``. Training reports every step through ``callback(StepInfo)``; ``False`` stops it
+after the step. Methods checkpoint with :mod:`morl_core.runfolder` and resume from the latest.
 """
 
 from __future__ import annotations
@@ -34,12 +32,11 @@ class StepInfo:
 
     Attributes:
         step: steps done so far over the whole run (1-based), across all policies it trains.
-        total_steps: steps the run will do in total.
         samples: prompt-completion pairs scored so far (the efficiency axis).
         metrics: flat name -> float of this step (rewards raw/normalised, KL, entropy, ...).
-        stage: what is being trained, e.g. "expert:sentiment" or "policy w=(0.5, 0.5)".
-        front: front snapshot when one was evaluated at this step, else None. A dict with
-            "objectives", "preferences" (P, K), "points" (P, K), "stderr" (P, K).
+        stage: what is being trained, e.g. "expert_sentiment".
+        front: the snapshot evaluated at this step, else None: "objectives", "preferences"
+            (P, K), "points" (P, K), "stderr" (P, K).
     """
 
     step: int

@@ -1,14 +1,11 @@
 """What every trained method shares: stages, the training driver, checkpoints, resume.
 
-A method is a list of :class:`Stage` s trained in order by :func:`train_stages` with
-:class:`RLTrainer`. A stage's preferences are either given per step (MORLHF: one fixed
-preference per adapter; soups/MOD/EMORL: one one-hot per objective; DynaOpt: its bandit's) or
-sampled per step from Dirichlet(1) (RiC, Panacea, the meta-policy's upper level). The driver
-reports each step to the callback, evaluates a front every ``eval_every`` steps and at the end of
-each stage, checkpoints every ``checkpoint_every`` steps (the JSON state is a
-:class:`DriverState`), saves each finished adapter as a peft folder under ``run_dir/adapters/NAME``,
-and on a restart resumes from the newest checkpoint with exactly the state an uninterrupted run
-would have had. Run-folder files go through :mod:`morl_core.runfolder`.
+A method is a list of :class:`Stage` s that :func:`train_stages` trains in order with
+:class:`RLTrainer`, each step's preference given (MORLHF, the experts, DynaOpt's bandit) or
+sampled from Dirichlet(1) (Panacea, the meta-policy). The driver reports each step, evaluates a
+front every ``eval_every`` steps and at each stage's end, checkpoints every ``checkpoint_every``
+steps, saves finished adapters under ``run_dir/adapters/NAME``, and resumes from the newest
+checkpoint exactly where an uninterrupted run would be.
 """
 
 from __future__ import annotations
@@ -45,23 +42,19 @@ PREFERENCE_STREAM = 8  # keeps the sampled preferences' generator apart from the
 
 @dataclass
 class Stage:
-    """One stretch of RL training, reported under ``name``.
+    """One stretch of RL training, reported under ``name`` (also its LoRA adapter's name).
 
     Attributes:
-        name: the stage's name in ``StepInfo.stage``; with ``adapter`` also the LoRA adapter's.
-        steps: RL steps of the stage.
-        weights: ``weights(step_in_stage) -> (K,)`` gives each step's preference (constant for
-            most methods; DynaOpt's bandit moves it); ``None`` samples it from Dirichlet(1) with
-            the run's preference generator (:func:`preference_rng`), checkpointed with the stage.
-        condition: told each step's preference before the step (RiC's prompt tags, Panacea's
-            singular values, the meta-network's input).
-        adapter: train a fresh LoRA adapter ``name`` (seeded by run seed and stage index) and
-            save it to ``adapters/NAME`` at the end; False trains whatever in the policy has
-            ``requires_grad`` and saves nothing (the method saves it), and must be the last stage.
-        lr: learning rate of the stage (default ``config.lr``).
-        after_step: ``after_step(metrics, raw_rewards)`` may update method state (and add metrics).
-        state: the method state to checkpoint; ``load`` puts a checkpointed one back.
-        info: free-form notes of the method.
+        weights: ``weights(step_in_stage) -> (K,)``, each step's preference; ``None`` samples
+            Dirichlet(1) from :func:`preference_rng` (checkpointed with the stage).
+        condition: told each step's preference before the step (Panacea's singular values, the
+            meta-network's input).
+        adapter: train a fresh LoRA adapter seeded by (seed, stage index) and save it to
+            ``adapters/NAME``; False trains whatever has ``requires_grad`` and saves nothing
+            (the method does), and must be the last stage.
+        lr: the stage's learning rate (default ``config.lr``).
+        after_step: ``after_step(metrics, raw_rewards)`` may update method state and metrics.
+        state, load: the method state to checkpoint, and how to put it back.
     """
 
     name: str
@@ -81,12 +74,11 @@ class DriverState:
     """What :func:`train_stages` keeps in a checkpoint's JSON state (the tensors are the trainer's).
 
     Attributes:
-        stage: index of the stage in progress, or, when ``trainer`` is None, the number of
-            stages finished (a stage-done checkpoint: the next stage starts fresh).
+        stage: the stage in progress or, when ``trainer`` is None, the number of stages done.
         trainer: ``RLTrainer.state()`` of the stage in progress; None at a stage boundary.
-        method: the stage's ``Stage.state()`` (kept at its end too: DynaOpt's bandit outlives it).
-        rng: state of a sampled stage's preference generator (None for a given-preference stage).
-        offset: steps the run did before a sampled stage (they continue the count).
+        method: the stage's ``Stage.state()`` (kept at its end: DynaOpt's bandit outlives it).
+        rng: a sampled stage's preference generator state (None for given preferences).
+        offset: steps the run did before a sampled stage.
 
     On disk a sampled stage's own keys sit under ``"conditioned"`` (the format older runs wrote).
     """
@@ -107,16 +99,10 @@ class DriverState:
     @classmethod
     def from_json(cls, state: dict[str, Any]) -> DriverState:
         """Read back what :meth:`to_json` wrote."""
-        own = state.get("conditioned")
-        if own is None:
-            return cls(int(state["stage"]), state.get("trainer"), state.get("method") or {})
-        return cls(
-            int(state["stage"]),
-            own["trainer"],
-            state.get("method") or {},
-            own["rng"],
-            own["offset"],
-        )
+        own = state.get("conditioned") or {}
+        trainer = own.get("trainer", state.get("trainer"))
+        method = state.get("method") or {}
+        return cls(int(state["stage"]), trainer, method, own.get("rng"), own.get("offset", 0))
 
 
 def preference_rng(config: RunConfig) -> np.random.Generator:
@@ -157,32 +143,18 @@ def train_stages(
     *,
     stages_before: int = 0,
 ) -> bool:
-    """Train ``stages`` in order, resuming from the newest checkpoint. False if stopped early.
+    """Train ``stages`` in order, resuming from the newest checkpoint; False if stopped early.
 
-    Args:
-        config: the run configuration (batch, k, decoding, KL, cadences, seed).
-        run_dir: the run folder (checkpoints go to ``run_dir/checkpoints``).
-        callback: receives a :class:`StepInfo` per step; returning False stops after the step.
-        policy: the policy to train.
-        stages: what to train, in order (see :class:`Stage`).
-        front_fn: ``front_fn(index_in_stages, stage_finished)`` returns a front snapshot to
-            report (or None); called every ``eval_every`` steps and at the end of each stage.
-        stages_before: stages an earlier call trained into this run folder (the meta-policy's
-            experts): their checkpoints count, and this call's steps continue their count.
+    ``callback`` gets a :class:`StepInfo` per step (False stops after it); ``front_fn(index,
+    stage_finished)`` returns a snapshot or None, every ``eval_every`` steps and at each stage's
+    end. ``stages_before``: stages an earlier call trained into this folder (the meta-policy's
+    experts), whose steps this call's count continues.
 
-    An adapter stage ends in this order, so that a kill between any two of these lines resumes
-    to the result of an uninterrupted run:
-
-    1. the last step's metrics (and the stage's front) go to the callback;
-    2. the adapter is saved to a temp folder and renamed to ``adapters/NAME`` (a kill mid-save
-       leaves only the temp folder, which is ignored and retrained from the checkpoint);
-    3. a stage-done checkpoint records that the next stage starts fresh.
-
-    A stage whose adapter folder exists is finished, whatever the checkpoint says (a kill
-    between 2 and 3, or experts copied from another run); the global step is always the
-    steps of the stages before plus the steps done in this one, so it never depends on which
-    checkpoint the run resumed from. A sampled stage checkpoints its last step as well, so the
-    method can save what it trained after a resume.
+    An adapter stage ends (1) reporting its last step, (2) renaming its saved adapter into
+    ``adapters/NAME``, (3) writing a stage-done checkpoint, so a kill between any two resumes to
+    the uninterrupted result: a stage whose adapter folder exists is done whatever the checkpoint
+    says (a kill between 2 and 3, copied experts), and the global step is always the steps of the
+    stages before plus this one's. A sampled stage checkpoints its last step too.
     """
     if any(not s.adapter for s in stages[:-1]):
         raise ValueError("only the last stage may train without its own adapter")
@@ -290,14 +262,8 @@ def write_artifact(
     run_dir: Path, config: RunConfig, adapters: dict[str, list[float] | None], **extra: Any
 ) -> None:
     """Describe the trained artifact (adapters and their preferences) for ``load``."""
-    data = {
-        "method": config.method,
-        "objectives": list(config.objectives),
-        "model": config.model,
-        "adapters": adapters,
-        **extra,
-    }
-    runfolder.write_json_atomic(Path(run_dir) / ARTIFACT, data)
+    data = {"method": config.method, "objectives": list(config.objectives), "model": config.model}
+    runfolder.write_json_atomic(Path(run_dir) / ARTIFACT, {**data, "adapters": adapters, **extra})
 
 
 class AdapterPolicy:
@@ -342,9 +308,8 @@ def train_run(
 ) -> None:
     """Train ``config.method`` into ``run_dir``: what ``morl train`` and the job worker both run.
 
-    Each step goes to ``callback`` first (it may raise to stop before anything is written, as a
-    superseded worker does), then to the run folder's one record format (``records``, default a
-    new :class:`~morl_core.runfolder.RecordWriter`); the callback's answer says whether to go on.
+    Each step goes to ``callback`` (which may raise to stop before anything is written), then to
+    ``records`` (default a new :class:`~morl_core.runfolder.RecordWriter`).
     """
     records = records or RecordWriter(run_dir)
 

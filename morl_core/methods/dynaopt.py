@@ -13,14 +13,11 @@ played arm with the importance-weighted gain::
 
 so training weight flows to the objective that is behind, and back as it catches up.
 
-**Differs from the paper**: the gain. Paying the played objective's *improvement* over the
-last window (as this file once did) gave a signal far below the batch noise at our budgets: 30
-steps made 5 updates and ended at weights (0.49, 0.51), i.e. fixed uniform weights. Paying the
-lag makes the bandit balance the objectives, which is what the dynamic weighting is for; the
-default window is 2 steps so a short run makes many updates.
+**Differs from the paper**: the gain. Paying the played objective's *improvement* gave a signal
+far below the batch noise at our budgets (the weights stayed uniform); paying the lag makes the
+bandit balance the objectives. The default window is 2 steps, so a short run makes many updates.
 
-The preference is applied *during training*: the result is one policy, not a steerable front
-(``generate`` ignores the requested weights and says so in ``models_kept == 1``).
+The result is one policy, not a steerable front: ``generate`` ignores the requested weights.
 """
 
 from __future__ import annotations

@@ -8,22 +8,13 @@ run's). For aggregation coefficients a in [0, 1]^K, the policy pi_a decodes with
 
     h_t = sum_i a_i h_{t,i}(x, y_<t),       pi_a(y_t | x, y_<t) = softmax(W h_t)
 
-where h_{t,i} is expert i's last hidden state (after the final layer norm) and W the base model's
-shared LM head, as in the paper and in the authors' code (T5, last decoder hidden state).
-
-What this is, plainly: W is linear and bias-free, so W h_t = sum_i a_i W h_{t,i} is the weighted
-sum of the experts' own logits, and softmax(W sum_i a_i h_{t,i}) is exactly MOD (D2, the
-geometric mixture prod_i pi_i^{a_i / sum(a)}) at temperature 1 / sum(a). Mixing the last hidden
-state is MOD up to temperature; the grid search then tunes the mixture weights and the
-temperature together. ``tests/test_methods_emorl.py`` checks the identity to 1e-5. The paper's
-token-level baseline is different: an *arithmetic* mixture of probabilities, sum_i w_i pi_i,
-which is the ``pmix`` method here, so the paper's D2-vs-D3 comparison is ``pmix`` vs ``emorl``.
-
-Option ``mix_at`` picks the level (:mod:`morl_core.methods.hidden`): ``"final"`` (default, the
-above) or ``"pre_norm"``, which mixes the residual streams before the final layer norm and
-normalises the mix, W final_norm(sum_i a_i g_{t,i}): not a mixture of logits, a genuinely
-non-linear level that tests whether deeper mixing helps (the norm also makes the overall scale
-of a irrelevant, so there the search tunes the direction of a only).
+where h_{t,i} is expert i's last hidden state (after the final layer norm) and W the shared LM
+head, as in the authors' code. W is linear and bias-free, so this is exactly MOD at temperature
+1 / sum(a) (:mod:`~morl_core.methods.hidden`; ``tests/test_methods_emorl.py`` checks it to 1e-5):
+the search tunes mixture weights and temperature together. The paper's token-level baseline,
+the arithmetic mixture sum_i w_i pi_i, is ``pmix`` here. Option ``mix_at="pre_norm"`` mixes the
+residual streams before the final norm instead: a non-linear level, where only a's direction
+matters.
 
 For a target preference w the coefficients are
 
@@ -31,22 +22,16 @@ For a target preference w the coefficients are
 
 found by hierarchical grid search (:func:`morl_core.search.hierarchical_grid_search`: 3^K grid,
 keep the best 2^K sub-cube, shrink, ``search_rounds`` rounds) on the first ``search_prompts``
-*training* prompts S: the evaluation split is never searched on (the artifact records whether S
-shares any prompt text with the evaluated ones). a ranges over the box [0, 1]^K and is not
-normalised, so at ``"final"`` the search also picks the temperature; on a small model it can
-find near-uniform, high-temperature text that games a scorer (``formality`` rewards the absence
-of informal markers), which the quality benchmark shows.
+*training* prompts S (the artifact records whether S overlaps the evaluated prompts). a is not
+normalised, so at ``"final"`` the search also picks the temperature; on a small model it can find
+high-temperature text that games a scorer, which the quality benchmark shows.
 
-Here the search runs at the end of training for every preference of the evaluation grid; the
-objective vectors of candidate coefficients are cached and shared between preferences, and the
-candidates of one round are decoded in one batch. A preference off the grid is served by
-inverse-distance (Shepard) interpolation of the searched coefficients, so steering costs one
-decode, not a search. The search is training: every completion it scores counts in the run's
-``samples`` (the last step's StepInfo, hence ``result.json`` and the benchmark's
-``training_samples``), and its evaluations and samples also go into the artifact (``search``)
-and the metrics (``search/samples``, ``search/evaluations``). Its wall-clock seconds, which
-differ from run to run, go into ``search_timing.json`` so the artifact stays reproducible.
-Cost at inference: K models kept, K forward passes per token (experts with a_i = 0 skipped).
+The search runs after training for every preference of the evaluation grid (candidate scores
+cached across preferences, one batch per round); a preference off the grid gets inverse-distance
+(Shepard) interpolated coefficients, so steering costs one decode. The search counts as
+training: its scored completions add to the run's ``samples`` and go into the artifact
+(``search``) and metrics (``search/*``); its wall-clock seconds go to ``search_timing.json`` so
+the artifact stays reproducible. Inference: K models kept, K passes per token (a_i = 0 skipped).
 """
 
 from __future__ import annotations
@@ -84,15 +69,8 @@ SEARCH_TIMING = "search_timing.json"
 
 
 class Emorl:
-    """Steerable: hidden-state aggregation with coefficients looked up for the preference.
-
-    Args:
-        policy: the base policy holding the experts as named LoRA adapters.
-        objectives: objective names, in the experts' order.
-        experts: adapter names, one per objective.
-        table: searched (preference, coefficients) pairs; empty means a = w.
-        mix_at: ``"final"`` (after the final layer norm: MOD up to temperature) or
-            ``"pre_norm"`` (before it); see :mod:`morl_core.methods.hidden`.
+    """Steerable: hidden-state aggregation of the ``experts`` (adapters of ``policy``) with
+    coefficients looked up in ``table`` (searched (preference, coefficients) pairs; empty: a = w).
     """
 
     def __init__(

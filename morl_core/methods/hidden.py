@@ -20,17 +20,16 @@ their hidden states before the base model's shared LM head. Two levels are offer
   experts' logits (and the overall scale of a no longer acts as a temperature): a genuinely
   non-linear aggregation level.
 
-EMORL fixes the coefficients a per preference (found by grid search); the meta-policy computes
-them per token with a small network. :class:`HiddenFusion` wraps this as a model with the
-interface the sampler and :class:`~morl_core.rl.trainer.RLTrainer` use (``forward`` with a cache,
-``config``, ``disable_adapter``), so generation and RL reuse the shared code unchanged. The cache
-is a list of the K experts' caches; cost is K forward passes per token (zero-weight experts in
-EMORL are skipped).
+EMORL fixes a per preference (grid search); the meta-policy computes it per token with a small
+network. :class:`HiddenFusion` is a model with the interface the sampler and
+:class:`~morl_core.rl.trainer.RLTrainer` use (``forward`` with a cache, ``config``,
+``disable_adapter``); its cache is the K experts' caches, its cost K passes per token.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Sequence
 from types import SimpleNamespace
 
@@ -72,25 +71,15 @@ def expert_hidden(
     use_cache,
     norm: nn.Module | None = None,
 ):
-    """Hidden states (B, T, D) of adapter ``name`` of a peft model, and its new cache.
-
-    The last hidden states (after the final layer norm) by default; with ``norm`` (the final
-    layer norm module) the input of that norm, i.e. the residual stream before it.
-    """
+    """Hidden states (B, T, D) of adapter ``name`` of a peft model, and its new cache: the last
+    ones (after the final layer norm), or with ``norm`` (that module) the input of that norm."""
     model.set_adapter(name, inference_mode=True)  # frozen: set_adapter would make it trainable
-    if norm is None:
-        out = model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            cache=cache,
-            use_cache=use_cache,
-            output_hidden_states=True,
-            logits_to_keep=1,  # the experts' own logits are not needed
-        )
-        return out.hidden_states[-1], out.cache
     captured = []
-    handle = norm.register_forward_hook(lambda module, args, output: captured.append(args[0]))
+    hook = (
+        norm.register_forward_hook(lambda m, args, out: captured.append(args[0]))
+        if norm is not None
+        else None
+    )
     try:
         out = model(
             input_ids=input_ids,
@@ -98,10 +87,14 @@ def expert_hidden(
             position_ids=position_ids,
             cache=cache,
             use_cache=use_cache,
-            logits_to_keep=1,
+            output_hidden_states=norm is None,
+            logits_to_keep=1,  # the experts' own logits are not needed
         )
     finally:
-        handle.remove()
+        if hook is not None:
+            hook.remove()
+    if norm is None:
+        return out.hidden_states[-1], out.cache
     if len(captured) != 1:
         raise RuntimeError(f"the final layer norm ran {len(captured)} times in one forward pass")
     return captured[0], out.cache
@@ -128,17 +121,11 @@ class FixedMixer(nn.Module):
 
 
 class HiddenFusion(nn.Module):
-    """A causal LM whose hidden state is a mix of K frozen experts' last hidden states.
+    """A causal LM whose hidden state mixes K frozen experts (adapters of ``model``, in
+    objective order) at ``level`` (:data:`MIX_LEVELS`).
 
-    Args:
-        model: a peft model holding the experts as named adapters.
-        experts: adapter names, one per objective, in objective order.
-        mixer: ``mixer(hidden (B, T, K', D), experts) -> (B, T, D)``; may be trainable. It may
-            define ``active() -> list[int]`` to skip experts (default: all run).
-        level: where to mix, one of :data:`MIX_LEVELS` (see the module docstring).
-
-    Raises:
-        ValueError: an unknown ``level``, or ``"pre_norm"`` on a model without a known final norm.
+    ``mixer(hidden (B, T, K', D), experts) -> (B, T, D)`` may be trainable and may define
+    ``active() -> list[int]`` to skip experts.
     """
 
     def __init__(self, model, experts: Sequence[str], mixer: nn.Module, level: str = "final"):
@@ -179,8 +166,7 @@ class HiddenFusion(nn.Module):
         """The active experts' hidden states (B, T, K', D) at ``level``, indices, new caches."""
         if position_ids is None:
             position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, -input_ids.shape[1] :]
-        active = self.mixer.active() if hasattr(self.mixer, "active") else range(len(self.experts))
-        active = list(active)
+        active = list(getattr(self.mixer, "active", lambda: range(len(self.experts)))())
         caches = list(cache) if cache is not None else [None] * len(self.experts)
         states = []
         with torch.no_grad():  # the experts are frozen: no graph through K transformer passes
@@ -232,10 +218,4 @@ class HiddenFusion(nn.Module):
 
 def fused_policy(policy: Policy, fusion: HiddenFusion) -> Policy:
     """A :class:`Policy` that decodes with ``fusion`` (same tokenizer and device)."""
-    return Policy(
-        model=fusion,
-        tokenizer=policy.tokenizer,
-        device=policy.device,
-        name=policy.name,
-        chat=policy.chat,
-    )
+    return dataclasses.replace(policy, model=fusion)

@@ -29,29 +29,20 @@ would pull alpha towards whichever expert moved least from the base, whatever w 
 
 **Design choices and what they trade.**
 
-* *Hidden-state fusion, not logits or weights*: one LM head and a convex combination keep the
-  result a sentence of the base model's language (EMORL's finding); the cost is K passes per
-  token, as for MOD and EMORL, plus a negligible network (``cost`` in the artifact).
-* *The preference prior* log(w + eps) *plus a bounded adjustment* g in [-B, B]: W_q starts at
-  zero, so at initialisation alpha = w (up to eps), i.e. the meta-policy starts as EMORL with
-  a = w, and it can only move each expert's log-weight by B (``score_bound``). At a one-hot w the
-  other experts keep at most about e^{2B} eps of the mass. Without the bound, attention scores
-  grow fast under RL and the network learned to ignore w (one expert for every preference,
-  optimal on average under a lopsided front, worst at the other corner). This trades
-  flexibility (it cannot override the user's preference) for stability and explainability;
-  ``prior_eps`` and ``score_bound`` set it.
-* *Per-token, context-dependent weights* let it, e.g., hand the end of a sentence to a brevity
-  expert; they make alpha a trajectory, so we report its mean per preference.
-* *Convex mixing* (alpha on the simplex) keeps alpha readable as per-objective contributions
-  but, unlike EMORL's unnormalised a, cannot sharpen or flatten the distribution.
-* *Frozen experts*: cheap (gradients never enter the transformer) and reusable; the front can
-  be no better than what mixtures of these experts can reach.
+* *Hidden-state fusion*: one LM head and a convex combination keep the text in the base model's
+  language (EMORL's finding), at K passes per token plus a negligible network.
+* *The prior* log(w + eps) *plus a bounded adjustment* g in [-B, B]: W_q starts at zero, so the
+  meta-policy starts as EMORL with a = w and can move each expert's log-weight by at most B
+  (``score_bound``). Without the bound the network learned under RL to ignore w (one expert for
+  every preference); the bound trades flexibility for stability and explainability.
+* *Per-token weights* can hand, e.g., the end of a sentence to a brevity expert; alpha is then a
+  trajectory, reported as its mean per preference.
+* *Convex mixing* keeps alpha readable as per-objective contributions but, unlike EMORL's
+  unnormalised a, cannot sharpen or flatten the distribution.
+* *Frozen experts*: cheap and reusable; the front is bounded by what their mixtures reach.
 
-**Research questions exposed.** The artifact records the mean mixing weights per evaluated
-preference (``mixing``: which expert it actually uses for each w, i.e. the learned per-objective
-contributions), the upper-level cost (``cost``: parameters, passes per token = K); the quality
-benchmark (``benchmarks/meta_quality.py``) compares it per preference against MORLHF to show
-where it degrades (extremes, concave parts) and times decoding against K.
+The artifact records the mean mixing weights per evaluated preference (``mixing``) and the
+upper level's cost (``cost``); ``benchmarks/meta_quality.py`` compares it against MORLHF.
 """
 
 from __future__ import annotations
@@ -82,7 +73,7 @@ from morl_core.methods.common import (
 )
 from morl_core.methods.experts import expert_names, train_experts
 from morl_core.methods.hidden import HiddenFusion, fused_policy
-from morl_core.runfolder import write_safetensors_atomic
+from morl_core.runfolder import read_safetensors, write_safetensors_atomic
 from morl_core.weights import check_weights
 
 FILE = "meta.safetensors"
@@ -102,14 +93,9 @@ class MetaMixer(nn.Module):
     ):
         super().__init__()
         generator = torch.Generator().manual_seed(seed)  # never the global RNG
-        self.settings = {
-            "dim": dim,
-            "k": k,
-            "hidden": hidden,
-            "prior_eps": prior_eps,
-            "score_bound": score_bound,
-            "seed": seed,
-        }
+        self.settings = dict(
+            dim=dim, k=k, hidden=hidden, prior_eps=prior_eps, score_bound=score_bound, seed=seed
+        )
         self.norm = nn.LayerNorm(dim)
         self.query = nn.Linear(dim + k, hidden)  # zero: at start alpha is the prior alone
         # no bias: a key bias adds the same score to every expert, which the centring below
@@ -170,17 +156,13 @@ class MetaMixer(nn.Module):
 
     @classmethod
     def from_folder(cls, folder: Path) -> MetaMixer:
-        from safetensors import safe_open
-
         if not (Path(folder) / FILE).is_file():
             raise ValueError(
                 f"no trained meta-policy at {Path(folder) / FILE}; train method 'metapolicy' "
                 "(option experts_from reuses this run's experts)"
             )
-        with safe_open(str(Path(folder) / FILE), framework="pt", device="cpu") as handle:
-            settings = json.loads(handle.metadata()["settings"])
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
-        mixer = cls(**settings)
+        tensors, metadata = read_safetensors(Path(folder) / FILE)
+        mixer = cls(**json.loads(metadata["settings"]))
         mixer.load_state_dict(tensors, strict=False)  # the preference buffer is not saved
         return mixer.requires_grad_(False)
 

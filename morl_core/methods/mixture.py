@@ -6,17 +6,14 @@ that the paper compares hidden-state aggregation (D3) against. In the authors' c
 
     pi_w(y_t | x, y_<t) = sum_i w_i pi_i(y_t | x, y_<t)        (arithmetic mixture)
 
-where MOD (:mod:`morl_core.methods.mod`) takes the geometric mixture
-pi_w proportional to prod_i pi_i^{w_i}. The two behave differently where the experts disagree:
-the arithmetic mixture keeps every token that some weighted expert likes (at w = (0.5, 0.5) it
-says what one expert or the other would say), the geometric one only the tokens that all of them
-accept. EMORL's default hidden-state mixing equals MOD up to temperature (see ``emorl``), so
-the paper's D2-vs-D3 comparison is this method against ``emorl``, on the same experts.
+where MOD (:mod:`~morl_core.methods.mod`) takes the geometric mixture prod_i pi_i^{w_i}. Where
+the experts disagree, the arithmetic mixture keeps every token some weighted expert likes, the
+geometric one only those all accept. EMORL's default mixing equals MOD up to temperature, so the
+paper's D2-vs-D3 comparison is this method against ``emorl``, on the same experts.
 
-Same experts as soups/MOD/EMORL (``experts_from`` reuses another run's); any w at inference; K
-forward passes (K KV caches) per token, an expert with w_i = 0 skipped. The mixture goes to the
-shared sampler as logits ``log sum_i w_i pi_i`` (a logsumexp, exact in fp32), so temperature and
-top-p apply to the mixed distribution.
+Same experts as soups/MOD/EMORL; any w at inference; K forward passes per token (w_i = 0
+skipped). The sampler gets logits ``log sum_i w_i pi_i`` (logsumexp in fp32), so temperature
+and top-p apply to the mixed distribution.
 
 Differs from the authors' code: there each expert first decodes its own reply and the per-step
 probabilities of those *different* prefixes are averaged and read out greedily; here every
@@ -26,15 +23,13 @@ expert scores the one shared prefix, which is the token-level mixture the paper 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from morl_core.config import RunConfig
 from morl_core.methods.base import TrainCallback
 from morl_core.methods.experts import load_aggregation, train_aggregation
-from morl_core.methods.mod import expert_logprobs
-from morl_core.weights import check_weights
+from morl_core.methods.mod import Mod, expert_logprobs
 
 
 def mixture_next_token(model, experts: list[str], weights: list[float]):
@@ -58,24 +53,10 @@ def mixture_next_token(model, experts: list[str], weights: list[float]):
     return forward
 
 
-class ProbabilityMixture:
+class ProbabilityMixture(Mod):
     """Steerable that samples from sum_i w_i pi_i over the experts."""
 
-    def __init__(self, policy, objectives: tuple[str, ...], experts: list[str]):
-        self.policy = policy
-        self.objectives = tuple(objectives)
-        self.experts = experts
-        self.models_kept = len(experts)
-        self.passes_per_token = len(experts)
-
-    def next_token(self, weights):
-        """The next-token function for preference ``weights`` (zero-weight experts left out)."""
-        w = check_weights(weights, k=len(self.objectives))
-        used = [(name, float(x)) for name, x in zip(self.experts, w, strict=True) if x > 0]
-        return mixture_next_token(self.policy.model, [n for n, _ in used], [x for _, x in used])
-
-    def generate(self, prompts, weights, **gen: Any) -> list[str]:
-        return self.policy.generate(list(prompts), next_token=self.next_token(weights), **gen)
+    mix = staticmethod(mixture_next_token)
 
 
 def train(config: RunConfig, run_dir: Path, callback: TrainCallback) -> None:

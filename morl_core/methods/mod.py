@@ -10,10 +10,9 @@ With experts pi_i trained on objective i (KL-regularised to one base), the polic
 which is the optimum of the w-weighted KL-regularised objective (the paper's closed form).
 No training beyond the experts, any w at inference, but K forward passes (K KV caches) per token.
 
-This is the *geometric* mixture of the experts (a token must be likely under every weighted
-expert). Two relatives use the same experts: ``pmix`` (:mod:`morl_core.methods.mixture`) takes
-the *arithmetic* mixture sum_i w_i pi_i, and EMORL's default hidden-state mixing
-(:mod:`morl_core.methods.emorl`) is exactly this one at temperature 1 / sum(a).
+This is the *geometric* mixture (a token must be likely under every weighted expert); ``pmix``
+(:mod:`~morl_core.methods.mixture`) takes the arithmetic one, and EMORL's default hidden-state
+mixing is exactly this one at temperature 1 / sum(a) (:mod:`~morl_core.methods.hidden`).
 """
 
 from __future__ import annotations
@@ -68,6 +67,8 @@ def mixed_next_token(model, experts: list[str], weights: list[float]):
 class Mod:
     """Steerable that decodes with the weighted mixture of the experts' log-probabilities."""
 
+    mix = staticmethod(mixed_next_token)  # (model, experts, weights) -> next-token function
+
     def __init__(self, policy, objectives: tuple[str, ...], experts: list[str]):
         self.policy = policy
         self.objectives = tuple(objectives)
@@ -75,15 +76,14 @@ class Mod:
         self.models_kept = len(experts)
         self.passes_per_token = len(experts)
 
-    def generate(self, prompts, weights, **gen: Any) -> list[str]:
+    def next_token(self, weights):
+        """The next-token function for preference ``weights`` (zero-weight experts left out)."""
         w = check_weights(weights, k=len(self.objectives))
-        used = [
-            (name, float(x)) for name, x in zip(self.experts, w, strict=True) if x > 0
-        ]  # zero weight: skip a pass
-        names, ws = [n for n, _ in used], [x for _, x in used]
-        return self.policy.generate(
-            list(prompts), next_token=mixed_next_token(self.policy.model, names, ws), **gen
-        )
+        used = [(name, float(x)) for name, x in zip(self.experts, w, strict=True) if x > 0]
+        return self.mix(self.policy.model, [n for n, _ in used], [x for _, x in used])
+
+    def generate(self, prompts, weights, **gen: Any) -> list[str]:
+        return self.policy.generate(list(prompts), next_token=self.next_token(weights), **gen)
 
 
 def train(config: RunConfig, run_dir: Path, callback: TrainCallback) -> None:

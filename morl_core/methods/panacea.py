@@ -19,18 +19,15 @@ aggregation" is our scalarisation).
 
 Implementation notes and differences from the paper:
 
-* GPT-2 stores its projections as ``Conv1D`` with the weight transposed (in x out, y = x W + b);
-  :class:`PanaceaLayer` never touches the base weight: it adds
-  ``(alpha/r) * ((x V) * d) U^T`` to the base layer's output, which is the same for ``Linear``
-  and ``Conv1D`` once in/out sizes are read correctly (:func:`layer_sizes`).
-* Initialisation: U and V have unit-norm random columns, sigma and lambda start at 0, so the
-  policy starts as the base model (the paper's code initialises the diagonal at zero too).
-  Singular values are stored divided by ``SV_GAIN`` so that Adam, whose steps are about ``lr``
-  per parameter, moves them about as fast as a standard LoRA moves its weights.
-* No AdaLoRA orthogonality regulariser on U, V (the paper does not use one for its results).
-* Saved as safetensors (``adapters/panacea/adapter_model.safetensors`` with the layer config in
-  its metadata; parameter names follow the paper's code: ``lora_A`` = V^T, ``lora_B`` = U,
-  ``lora_diag`` = sigma, ``pref_scaling`` = lambda); nothing is pickled.
+* :class:`PanaceaLayer` adds ``(alpha/r) * ((x V) * d) U^T`` to the base layer's output and never
+  touches its weight, so ``Linear`` and GPT-2's transposed ``Conv1D`` work alike
+  (:func:`layer_sizes`).
+* U and V start with unit-norm random columns, sigma and lambda at 0 (the base model, as in the
+  paper's code). Singular values are stored divided by ``SV_GAIN`` so Adam moves them about as
+  fast as a standard LoRA moves its weights. No AdaLoRA orthogonality regulariser.
+* Saved as ``adapters/panacea/adapter_model.safetensors`` (config in its metadata; names as in
+  the paper's code: ``lora_A`` = V^T, ``lora_B`` = U, ``lora_diag`` = sigma, ``pref_scaling`` =
+  lambda); nothing is pickled.
 """
 
 from __future__ import annotations
@@ -56,7 +53,7 @@ from morl_core.methods.common import (
     write_artifact,
 )
 from morl_core.policy import Policy, load_policy
-from morl_core.runfolder import write_safetensors_atomic
+from morl_core.runfolder import read_safetensors, write_safetensors_atomic
 from morl_core.weights import check_weights
 
 FILE = "adapter_model.safetensors"  # Panacea's own layout (no adapter_config.json: not peft)
@@ -179,13 +176,10 @@ def attach_panacea(policy: Policy, r: int, k: int, alpha: float, seed: int) -> P
 
 def load_panacea(policy: Policy, folder: Path) -> PanaceaModel:
     """Attach and fill the Panacea layers saved in ``folder`` (safetensors; no pickle)."""
-    from safetensors import safe_open
-
     if not (Path(folder) / FILE).is_file():
         raise ValueError(f"no trained Panacea adapter at {Path(folder) / FILE}")
-    with safe_open(str(Path(folder) / FILE), framework="pt", device="cpu") as handle:
-        settings = json.loads(handle.metadata()["panacea"])
-        tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+    tensors, metadata = read_safetensors(Path(folder) / FILE)
+    settings = json.loads(metadata["panacea"])
     model = attach_panacea(
         policy, settings["r"], settings["k"], settings["alpha"], settings["seed"]
     )

@@ -1,7 +1,5 @@
-"""The method registry: a plain dict of :class:`MethodSpec`, filled by a loud ``register()``,
-and the built-in methods, registered in taxonomy order (see ../shared/MORL.md).
-
-Their options are declared once, next to ``RunConfig``, in :data:`morl_core.config.METHOD_OPTIONS`.
+"""The method registry: a plain dict of :class:`MethodSpec` filled by a loud ``register()``, and
+the built-in methods in taxonomy order (options: :data:`morl_core.config.METHOD_OPTIONS`).
 """
 
 from __future__ import annotations
@@ -16,8 +14,7 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
 def register(spec: MethodSpec) -> MethodSpec:
-    """Add a method; duplicate or malformed names, unknown families and options that are not
-    :class:`~morl_core.config.Option` raise ``ValueError``."""
+    """Add a method; a duplicate or malformed name, family or option raises ``ValueError``."""
     if not isinstance(spec, MethodSpec):
         raise ValueError(f"register() takes a MethodSpec, got {type(spec).__name__}")
     if not _NAME.match(spec.name):
@@ -110,13 +107,5 @@ BUILT_IN = [
 ]
 
 for name, family, module, summary, paper in BUILT_IN:
-    register(
-        MethodSpec(
-            name=name,
-            family=family,
-            module=f"morl_core.methods.{module}",
-            summary=summary,
-            paper=paper,
-            options=METHOD_OPTIONS[name],
-        )
-    )
+    module = f"morl_core.methods.{module}"
+    register(MethodSpec(name, family, summary, paper, module, METHOD_OPTIONS[name]))

@@ -10,53 +10,40 @@ for at its maximum::
     <brevity=0.6>\\nThe hotel was          (sentiment at 1.0, brevity at 0.6)
     \\nThe hotel was                       (every objective at its maximum)
 
-Targets are rounded to one decimal. The embedded byte-level BPE tokenizer has no merges for these
-tags: ``<``, ``=``, ``>`` and each digit and the dot are single tokens and the objective name is
-1-4 pieces. No tokens are added (the embedding matrix and LM head stay the base model's); the
-LoRA adapter learns to read the tags.
+Targets are rounded to one decimal; no tokens are added (the tags are ordinary BPE pieces) and
+the LoRA adapter learns to read them.
 
-*Why not one tag per objective, as in the paper.* With every objective written, the two ends
-(``<warm_word=1.0><cold_word=0.0>`` and ``<warm_word=0.0><cold_word=1.0>``) are anagrams, and
-the small model, which reads a far prefix almost as a bag of tokens, did not learn to tell them
-apart in 40 training steps; naming only the relaxed objectives makes the ends differ in *which*
-name is written. With K >= 3, two relaxed objectives with swapped values are still anagrams.
-Runs saved before this change wrote every objective (their artifacts carry no ``tags`` field)
-and are served in that format.
+*Differs from the paper: only relaxed objectives are tagged.* With every objective written the
+two ends (``<warm_word=1.0><cold_word=0.0>`` and its swap) are anagrams, which the small model
+did not learn to tell apart; naming only the relaxed ones makes the ends differ in *which* name
+is written. Artifacts without a ``tags`` field (older runs) are served with every tag written.
 
-**Preference-to-target map (the paper's, Section 3.3).** Rewards are normalised to [0, 1] here, so
-with r_min = 0 and r_max = 1, for K objectives::
+**Preference-to-target map (the paper's, Section 3.3)**, rewards normalised to [0, 1]::
 
     target_i(w) = 1            if w_i >= 1/K
                 = K * w_i      otherwise
 
-(the objectives the user weights at least evenly are asked for at their maximum; the others are
-relaxed in proportion to their weight).
-
 **Training** (RL-free, as in the paper): ``steps`` supervised steps. Each step draws one batch
-(``batch_prompts x k_samples``), scores it, adds it to a pool of samples labelled with the
-rewards they achieved, and takes one AdamW step of token-level cross-entropy on
-(tags + prompt -> completion) over a minibatch of the pool:
+(``batch_prompts x k_samples``), scores it, adds it to a pool labelled with the rewards achieved,
+and takes one AdamW step of cross-entropy on (tags + prompt -> completion) over a minibatch:
 
 1. *offline* (the first ``ceil(steps / 2)`` steps): the base model samples (adapter off, no tags);
-2. *online* (the rest): the policy samples, prompted with target(w) for w ~ Dirichlet(1); target(w)
-   has an objective at its maximum, so these prompts ask for points along the front.
+2. *online* (the rest): the policy samples, prompted with target(w) for w ~ Dirichlet(1).
 
-A sample's tags are its normalised rewards rescaled to the pool's range (1.0 = the best the pool
-reached, the paper's r_max). Only samples at or above the pool's 0.7-quantile on some objective
-(and above the pool's worst there) are trained on (multi-objective rejection sampling); online
-samples raise the quantiles, so the kept set moves towards the front. Each objective's kept
-samples (those it labels highest) fill an equal share of a minibatch, so the loss is about which
-tags a completion serves. Inference uses the same map; the scorers see the plain prompt.
+A sample's tags are its rewards rescaled to the pool's range (1.0 = the pool's best, the paper's
+r_max). Only samples at or above the pool's 0.7-quantile on some objective (and above its worst)
+are trained on (multi-objective rejection sampling), each objective's kept samples filling an
+equal share of a minibatch. Inference uses the same map; the scorers see the plain prompt.
 
-Every sample drawn counts as training cost (``samples`` = step x batch). The checkpoint holds the
-pool, adapter, AdamW and generators: a resumed run equals an uninterrupted one. Metrics are those
-of the step's new batch (``reward/scalarized`` at the step's preference, which offline steps draw
-but do not use) and ``kl`` (k3, policy vs base model) on the step's training minibatch.
+Every sample drawn counts as training cost. The checkpoint holds the pool, adapter, AdamW and
+generators (a resumed run equals an uninterrupted one). Metrics are the step's new batch's,
+``kl`` (k3, policy vs base) the training minibatch's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,16 +67,13 @@ from morl_core.methods.common import (
     write_artifact,
 )
 from morl_core.policy import Policy, attach_lora
-from morl_core.prompts import load_prompt_columns, load_prompts
+from morl_core.prompts import load_prompts
 from morl_core.rl.losses import kl_report, token_logprobs
-from morl_core.rl.trainer import TCHEBYCHEFF_UTOPIA, adam_state, load_adam_state
-from morl_core.scalarize import scalarize_available
+from morl_core.rl.trainer import RLTrainer, reward_metrics, scalarized, score_rollout
 from morl_core.weights import check_weights, dirichlet
 
 ADAPTER = "ric"
-# Tag formats: "relaxed" names only the objectives asked for below their maximum (this
-# version); "all" names every objective (runs saved before it, whose artifact has no "tags").
-TAG_STYLES = ("relaxed", "all")
+TAG_STYLES = ("relaxed", "all")  # "all": every objective tagged (artifacts without "tags")
 MORS_QUANTILE = 0.7  # rejection sampling keeps samples above this pool quantile somewhere
 SFT_SEED = 700  # offset of the trainer's private generators from seed * 1000
 CHECKPOINT_FORMAT = "ric-supervised-rounds"  # older checkpoints (RL steps) cannot be continued
@@ -109,14 +93,8 @@ def tag_name(objective: str) -> str:
 
 
 def tag_text(objectives, values, style: str = "relaxed") -> str:
-    """The tags for target ``values`` (K,), e.g. ``'<brevity=0.6>\\n'``.
-
-    Args:
-        objectives: the run's objectives, in order.
-        values: one target (or achieved, relabelled) reward in [0, 1] per objective.
-        style: ``"relaxed"`` writes only the objectives below 1.0 (see the module docstring);
-            ``"all"`` writes every objective (the format of runs saved before it).
-    """
+    """The tags for target (or relabelled) rewards ``values`` (K,) in [0, 1], e.g.
+    ``'<brevity=0.6>\\n'``; ``style`` is one of :data:`TAG_STYLES`."""
     if style not in TAG_STYLES:
         raise ValueError(f"tags must be one of {', '.join(TAG_STYLES)}, got {style!r}")
     tags = "".join(
@@ -134,10 +112,7 @@ def prefix(objectives, weights: np.ndarray, style: str = "relaxed") -> str:
 
 @dataclass
 class PrefixedPolicy(Policy):
-    """A policy that writes ``prefix`` in front of every prompt when it tokenises it.
-
-    Only the model sees the prefix; the prompts handed to the scorers stay as they are.
-    """
+    """A policy that writes ``prefix`` before every prompt it tokenises (the scorers never see it)."""
 
     prefix: str = ""
 
@@ -146,13 +121,7 @@ class PrefixedPolicy(Policy):
 
 
 def prefixed(policy: Policy) -> PrefixedPolicy:
-    return PrefixedPolicy(
-        model=policy.model,
-        tokenizer=policy.tokenizer,
-        device=policy.device,
-        name=policy.name,
-        chat=policy.chat,
-    )
+    return PrefixedPolicy(**{f.name: getattr(policy, f.name) for f in dataclasses.fields(Policy)})
 
 
 class RewardsInContext:
@@ -206,35 +175,23 @@ def offline_steps(config: RunConfig) -> int:
     return (config.steps + 1) // 2
 
 
-class SupervisedRounds:
-    """RiC's trainer: one batch drawn, scored and pooled, and one supervised step, per step.
+class SupervisedRounds(RLTrainer):
+    """RiC's trainer: per step one batch drawn, scored and pooled, and one supervised step on the
+    active adapter; the base model samples the offline batches and is the KL reference.
 
-    Trains the policy's active adapter; the base model (adapter off) samples the offline batches
-    and is the reference of the reported KL.
+    It shares :class:`RLTrainer`'s adapter, AdamW, generators (``rng`` draws prompts and
+    minibatches), normaliser and checkpoint part; only the step differs.
     """
 
     def __init__(self, policy: PrefixedPolicy, config: RunConfig):
-        self.policy = policy
-        self.config = config
-        self.objectives = tuple(config.objectives)
-        self.prompts = load_prompts(config.prompt_set, "train")
-        self.columns = load_prompt_columns(config.prompt_set, "train")
-        self.named_params = [(n, p) for n, p in policy.model.named_parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(
-            [p for _, p in self.named_params], lr=config.lr, weight_decay=0.0
-        )
-        seed = config.seed * 1000 + SFT_SEED
-        self.rng = np.random.default_rng(seed)  # prompts and minibatches
-        self.generator = torch.Generator(device=policy.device)  # sampling
-        self.generator.manual_seed(seed)
+        prompts = load_prompts(config.prompt_set, "train")
+        super().__init__(policy, config, prompts, config.seed * 1000 + SFT_SEED)
         self.preferences = preference_rng(config)  # the online steps' targets
-        self.normalizer = objective_registry.RewardNormalizer(config.normalization, self.objectives)
         self.offline = offline_steps(config)
         # the pool: prompt index, completion ids (with their EOS) and normalised rewards
         self.pool_prompt: list[int] = []
         self.pool_ids: list[list[int]] = []
         self.pool_norm = np.zeros((0, len(self.objectives)))
-        self.steps_done = 0
 
     def step(self) -> dict[str, float]:
         """Draw a batch (base model offline, tagged policy online), pool it, train one step."""
@@ -263,21 +220,11 @@ class SupervisedRounds:
                 top_p=cfg.top_p,
                 generator=self.generator,
             )
-        texts = policy.decode(rollout.completion_ids, rollout.completion_mask)
-        ids = [
-            row[: int(m.sum())]
-            for row, m in zip(rollout.completion_ids.tolist(), rollout.completion_mask, strict=True)
-        ]
         t1 = time.perf_counter()
-        repeated = [p for p in batch for _ in range(cfg.k_samples)]
-        raw = objective_registry.score(
-            self.objectives,
-            repeated,
-            texts,
-            completion_ids=ids,
-            prompt_columns=self.columns,
-            trainer_state=objective_registry.TrainerState(self.steps_done, cfg.steps),
-        )  # (B, K), NaN = not applicable
+        state = objective_registry.TrainerState(self.steps_done, cfg.steps)
+        _, ids, raw = score_rollout(
+            policy, rollout, batch, cfg.k_samples, self.objectives, self.prompt_columns, state
+        )  # raw (B, K)
         norm = self.normalizer(raw)
         self.pool_prompt.extend(int(i) for i in chosen_prompts for _ in range(cfg.k_samples))
         self.pool_ids.extend(ids)
@@ -285,20 +232,8 @@ class SupervisedRounds:
         t2 = time.perf_counter()
         metrics.update(self.supervised_step())
         self.steps_done += 1
-        raw_means = objective_registry.mean_applicable_columns(raw)
-        norm_means = objective_registry.mean_applicable_columns(norm)
-        for i, name in enumerate(self.objectives):
-            metrics[f"reward/{name}"] = float(raw_means[i])  # of this step's new batch
-            metrics[f"reward_norm/{name}"] = float(norm_means[i])
-        metrics.update(self.normalizer.metrics())
-        kw = {"utopia": np.full(len(weights), TCHEBYCHEFF_UTOPIA)}
-        scalar = scalarize_available(
-            norm,
-            weights,
-            cfg.scalarization,
-            group_size=cfg.k_samples,
-            **(kw if cfg.scalarization == "tchebycheff" else {}),
-        )
+        metrics.update(reward_metrics(self.objectives, raw, norm, self.normalizer))  # new batch's
+        scalar = scalarized(norm, weights, cfg.scalarization, cfg.k_samples)
         metrics["reward/scalarized"] = float(scalar.mean())
         metrics.update(
             {
@@ -373,8 +308,8 @@ class SupervisedRounds:
 
     # --- checkpoint state (safetensors tensors + JSON) ---
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """Adapter, AdamW moments, generator states and the pool: enough to continue exactly."""
-        tensors, adam_steps = adam_state(self.named_params, self.optimizer, self.generator)
+        """:meth:`RLTrainer.state` plus the pool and the preference generator."""
+        tensors, state = super().state()
         width = max([1, *map(len, self.pool_ids)])
         pool = torch.full((len(self.pool_ids), width), -1, dtype=torch.long)
         for r, completion in enumerate(self.pool_ids):
@@ -382,15 +317,8 @@ class SupervisedRounds:
         tensors["pool/ids"] = pool
         tensors["pool/prompt"] = torch.tensor(self.pool_prompt, dtype=torch.long)
         tensors["pool/norm"] = torch.from_numpy(np.ascontiguousarray(self.pool_norm))
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "adam_steps": adam_steps,
-            "numpy_rng": self.rng.bit_generator.state,
-            "preference_rng": self.preferences.bit_generator.state,
-            "normalizer": self.normalizer.state(),
-            "steps_done": self.steps_done,
-        }
-        return tensors, state
+        preference_rng = self.preferences.bit_generator.state
+        return tensors, {**state, "format": CHECKPOINT_FORMAT, "preference_rng": preference_rng}
 
     def load_state(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
         if state.get("format") != CHECKPOINT_FORMAT:
@@ -398,11 +326,8 @@ class SupervisedRounds:
                 "checkpoint: written by an older RiC (supervised phase, then RL steps) that this "
                 "version cannot continue; start the run again in a new run folder"
             )
-        load_adam_state(self.named_params, self.optimizer, self.generator, tensors, state)
-        self.rng.bit_generator.state = state["numpy_rng"]
+        super().load_state(tensors, state)
         self.preferences.bit_generator.state = state["preference_rng"]
-        self.normalizer.load(state["normalizer"])
-        self.steps_done = int(state["steps_done"])
         self.pool_ids = [[t for t in row if t >= 0] for row in tensors["pool/ids"].tolist()]
         self.pool_prompt = tensors["pool/prompt"].tolist()
         self.pool_norm = tensors["pool/norm"].numpy().astype(float)

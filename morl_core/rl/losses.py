@@ -13,14 +13,11 @@ token). Its maximiser is pi*(y|x) proportional to pi_ref(y|x) exp(r(x, y) / beta
 The gradient is estimated in the RLOO form (Ahmadian et al. 2024): the per-sequence estimate
 ``k1(y) = sum_t log pi(y_t) - log pi_ref(y_t)`` is *detached* and folded into the reward,
 ``r'(y) = r(y) - beta * k1(y)``, before the group baseline; the loss is then plain REINFORCE,
-``-A(y) * sum_t log pi(y_t)``. Since ``grad KL = E[k1 * grad log pi(y)]`` (the extra
-``E[grad log pi]`` term is zero), this is an unbiased gradient of ``J``. Backpropagating the k3
-estimator through ``log pi`` instead would follow ``KL(pi_ref || pi)``, and averaging the KL over
-tokens while summing the policy-gradient term would divide beta by the completion length; both
-were bugs here once, and ``tests/test_known_answers.py`` pins the exact optimum.
+``-A(y) * sum_t log pi(y_t)``. Since ``grad KL = E[k1 * grad log pi(y)]``, this is an unbiased
+gradient of ``J``. (Backpropagating k3 through ``log pi`` would follow ``KL(pi_ref || pi)``;
+a per-token KL would divide beta by the length; ``tests/test_known_answers.py`` pins the optimum.)
 
-The k3 estimator ``exp(q) - q - 1`` (``q = log ref - log pi``) is kept for *reporting* only: it is
-non-negative per token and unbiased for the KL under samples of pi.
+The k3 estimator ``exp(q) - q - 1`` (``q = log ref - log pi``, >= 0, unbiased) is for reporting.
 """
 
 from __future__ import annotations
@@ -29,12 +26,10 @@ import torch
 
 
 def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, n_completion: int):
-    """Log-probs (B, T) of the last ``n_completion`` tokens, and the entropy (B, T) there.
+    """Log-probs (B, T) of the last ``n_completion`` tokens, and the detached entropy (B, T).
 
-    Left padding is handled with explicit position ids. Entropy is returned detached.
-    Only the last ``n_completion + 1`` positions go through the LM head (``logits_to_keep``):
-    on a small model the vocabulary projection is a large share of the forward pass, and the
-    prompt positions' logits are never used.
+    Left padding gets explicit position ids; only the last ``n_completion + 1`` positions go
+    through the LM head (on a small model the vocabulary projection dominates the pass).
     """
     positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     logits = model(
@@ -107,7 +102,9 @@ def policy_loss(logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor
     return -(advantages * (logp * mask.float()).sum(-1)).mean()
 
 
-def kl_report(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
+def kl_report(
+    logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor
+) -> tuple[float, float]:
     """(KL per sequence, KL per token), both means over rows of the k3 estimate."""
     mask = mask.float()
     per_row = (kl_k3(logp.detach(), ref_logp.detach()) * mask).sum(-1)  # (B,)

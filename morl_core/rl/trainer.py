@@ -38,6 +38,38 @@ from morl_core.scalarize import scalarize_available
 TCHEBYCHEFF_UTOPIA = 1.0  # normalised rewards live in [0, 1], so 1 is the ideal point
 
 
+def scalarized(norm: np.ndarray, weights, kind: str, group_size: int | None) -> np.ndarray:
+    """Scalar rewards (B,) of normalised rewards (B, K) as training computes them (the utopia of
+    ``tchebycheff`` at :data:`TCHEBYCHEFF_UTOPIA`; NaN = not applicable)."""
+    kw = {"utopia": np.full(norm.shape[1], TCHEBYCHEFF_UTOPIA)} if kind == "tchebycheff" else {}
+    return scalarize_available(norm, weights, kind, group_size=group_size, **kw)
+
+
+def reward_metrics(objectives, raw: np.ndarray, norm: np.ndarray, normalizer) -> dict[str, float]:
+    """Each objective's mean raw and normalised reward over applicable samples, and the
+    normaliser's ranges (``range_low/NAME``, ``range_high/NAME``)."""
+    raw_means = objective_registry.mean_applicable_columns(raw)  # (K,)
+    norm_means = objective_registry.mean_applicable_columns(norm)  # (K,)
+    metrics = {}
+    for name, raw_mean, norm_mean in zip(objectives, raw_means, norm_means, strict=True):
+        metrics[f"reward/{name}"] = float(raw_mean)
+        metrics[f"reward_norm/{name}"] = float(norm_mean)
+    return {**metrics, **normalizer.metrics()}
+
+
+def score_rollout(policy, rollout, prompts, k: int, objectives, columns, state):
+    """Decode a rollout of ``prompts`` (``k`` samples each, prompt-major) and score it: texts,
+    completion ids (as TRL passes them) and raw rewards (B, K), NaN = not applicable."""
+    texts = policy.decode(rollout.completion_ids, rollout.completion_mask)
+    rows = zip(rollout.completion_ids.tolist(), rollout.completion_mask, strict=True)
+    ids = [row[: int(m.sum())] for row, m in rows]
+    repeated = [p for p in prompts for _ in range(k)]
+    raw = objective_registry.score(
+        objectives, repeated, texts, completion_ids=ids, prompt_columns=columns, trainer_state=state
+    )
+    return texts, ids, raw
+
+
 def distinct_n(texts: Sequence[str], n: int = 2) -> float:
     """Distinct n-grams over all n-grams in ``texts`` (whitespace tokens); 0 when there are none."""
     grams = [
@@ -85,33 +117,15 @@ class RLTrainer:
             top_p=cfg.top_p,
             generator=self.generator,
         )
-        texts = policy.decode(rollout.completion_ids, rollout.completion_mask)
         t1 = time.perf_counter()
 
         # --- rewards ---
-        repeated = [p for p in batch for _ in range(cfg.k_samples)]
-        raw = objective_registry.score(
-            self.objectives,
-            repeated,
-            texts,
-            completion_ids=[
-                ids[: int(m.sum())]  # the generated ids, as TRL passes them
-                for ids, m in zip(
-                    rollout.completion_ids.tolist(), rollout.completion_mask, strict=True
-                )
-            ],
-            prompt_columns=self.prompt_columns,
-            trainer_state=objective_registry.TrainerState(self.steps_done, cfg.steps),
-        )  # (B, K), NaN = not applicable
+        state = objective_registry.TrainerState(self.steps_done, cfg.steps)
+        texts, _, raw = score_rollout(
+            policy, rollout, batch, cfg.k_samples, self.objectives, self.prompt_columns, state
+        )  # raw (B, K)
         norm = self.normalizer(raw)  # (B, K)
-        kw = (
-            {"utopia": np.full(len(self.objectives), TCHEBYCHEFF_UTOPIA)}
-            if cfg.scalarization == "tchebycheff"
-            else {}
-        )
-        scalar = scalarize_available(
-            norm, weights, cfg.scalarization, group_size=cfg.k_samples, **kw
-        )  # (B,)
+        scalar = scalarized(norm, weights, cfg.scalarization, cfg.k_samples)  # (B,)
         fluency = np.asarray([fluency_gate(t) for t in texts])  # (B,) 1 = fluent
         trained_on = scalar - cfg.fluency_penalty * (1.0 - fluency)  # (B,) the RL reward
         t2 = time.perf_counter()
@@ -154,13 +168,7 @@ class RLTrainer:
         t3 = time.perf_counter()
         self.steps_done += 1
 
-        metrics: dict[str, float] = {}
-        raw_means = objective_registry.mean_applicable_columns(raw)  # (K,)
-        norm_means = objective_registry.mean_applicable_columns(norm)  # (K,)
-        for i, name in enumerate(self.objectives):
-            metrics[f"reward/{name}"] = float(raw_means[i])  # over applicable samples
-            metrics[f"reward_norm/{name}"] = float(norm_means[i])
-        metrics.update(self.normalizer.metrics())  # range_low/NAME, range_high/NAME
+        metrics = reward_metrics(self.objectives, raw, norm, self.normalizer)
         metrics.update(
             {
                 "reward/scalarized": float(scalar.mean()),
@@ -177,8 +185,9 @@ class RLTrainer:
                 **metrics_extra,
             }
         )
-        for i, w in enumerate(weights):
-            metrics[f"weight/{self.objectives[i]}"] = float(w)
+        metrics.update(
+            {f"weight/{o}": float(w) for o, w in zip(self.objectives, weights, strict=True)}
+        )
         return metrics, raw
 
     # --- checkpoint state (safetensors tensors + JSON) ---
@@ -203,8 +212,8 @@ class RLTrainer:
 def adam_state(
     named_params, optimizer, generator
 ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-    """Adapter weights, AdamW moments and the torch generator as tensors, plus AdamW's step
-    counts by parameter index: the part of a checkpoint every adapter trainer shares."""
+    """The checkpoint part every adapter trainer shares: adapter weights, AdamW moments and the
+    torch generator as tensors, and AdamW's step counts by parameter index."""
     tensors = {f"param/{n}": p.detach().cpu().contiguous() for n, p in named_params}
     steps = {}
     for i, (_, p) in enumerate(named_params):
