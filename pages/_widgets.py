@@ -13,7 +13,11 @@ from typing import TYPE_CHECKING, Literal
 
 import streamlit as st
 
-from morl_core.app import serving
+from morl_core import jobs
+from morl_core.app import figures, serving
+from morl_core.app.points import degeneration
+from morl_core.app.report import generation_html
+from morl_core.weights import sliders_to_weights
 
 if TYPE_CHECKING:
     from streamlit.navigation.page import StreamlitPage
@@ -142,7 +146,6 @@ def simplex_sliders(names: list[str], key: str) -> list[float]:
     Moving a slider rescales the unlocked others so the weights still sum to 1
     (:func:`morl_core.weights.sliders_to_weights`); a locked slider keeps its value.
     """
-    from morl_core.weights import sliders_to_weights
 
     keys = [f"{key}:w:{name}" for name in names]
     locks = [f"{key}:lock:{name}" for name in names]
@@ -184,9 +187,6 @@ def simplex_sliders(names: list[str], key: str) -> list[float]:
 def generation_cards(result, key: str = "") -> None:
     """Each generation with its per-objective score bars and any degeneration flag, then what
     it cost. ``key`` tells apart cards of one method shown twice (two artifacts)."""
-    from morl_core.app.points import degeneration
-    from morl_core.app.report import generation_html
-
     for i, g in enumerate(result.generations):
         with st.container(key=f"gen-{key or result.method}-{i}"):
             st.markdown(generation_html(g.text, g.scores), unsafe_allow_html=True)
@@ -202,8 +202,6 @@ def generation_cards(result, key: str = "") -> None:
 
 def export_figure(fig, name: str) -> None:
     """Download buttons for a figure: HTML (offline, plotly.js inlined) and PNG via kaleido."""
-    from morl_core.app import figures
-
     left, right = st.columns(2)
     left.download_button(
         "Download HTML",
@@ -239,8 +237,6 @@ def executor():
 
 @st.cache_resource(show_spinner=False)
 def _executor(data_dir: str):
-    from morl_core import jobs
-
     return jobs.get_executor(data_dir=data_dir)
 
 

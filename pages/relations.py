@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from morl_core import plots
+from morl_core import plots, prompts
 from morl_core.app import figures, relations, serving
 from pages._widgets import PLOTLY_CONFIG, artifacts, computed, export_figure, model, use_router
 
@@ -32,9 +32,7 @@ with left:
     names = st.multiselect(
         "Objectives", serving.ui_objectives(), default=default, key="rel-objectives"
     )
-    from morl_core.prompts import available
-
-    prompt_set = st.selectbox("Prompt set", available(), key="rel-prompts")
+    prompt_set = st.selectbox("Prompt set", prompts.available(), key="rel-prompts")
     n_prompts = st.slider("Prompts", 4, 22, 16, key="rel-n")
     per_prompt = st.slider("Samples per prompt", 1, 8, 4, key="rel-k")
     kind = st.radio(

@@ -13,6 +13,7 @@ import numpy as np
 
 from morl_core import elicit
 from morl_core.app.serving import STEER_DECODING, Progress, SharedSteerable, noop, score_texts
+from morl_core.weights import simplex_lattice
 
 ENOUGH_CHOICES = 10  # after this many the page states the inferred weights
 DIVISIONS = {2: 7, 3: 4}  # lattice steps: 8 replies for 2 objectives, 15 for 3; else 2
@@ -41,8 +42,6 @@ def write_replies(
     Raises:
         ValueError: an empty prompt.
     """
-    from morl_core.weights import simplex_lattice
-
     if not prompt.strip():
         raise ValueError("prompt: type a prompt or pick an example")
     k = len(shared.objectives)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from morl_core.pareto import non_dominated
+
 
 def nearest_preference(preferences: Sequence[Sequence[float]], weights: Sequence[float]) -> int:
     """Index of the evaluated preference closest (Euclidean) to ``weights``."""
@@ -99,8 +101,6 @@ class Pick:
 
 
 def _front_scaled(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from morl_core.pareto import non_dominated
-
     on_front = np.flatnonzero(non_dominated(points))
     front = points[on_front]
     low, high = front.min(0), front.max(0)

@@ -6,11 +6,12 @@ import argparse
 import dataclasses
 import json
 
+from morl_core.config_cli import table
+from morl_core.policy import registry
+
 
 def cmd_models(args: argparse.Namespace) -> int:
     """List the registered models, or convert one ahead of its first use (``--prepare``)."""
-    from morl_core.policy import registry
-
     if args.prepare:
         spec = registry.MODELS.get(args.prepare)
         if spec is None:
@@ -23,9 +24,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([dataclasses.asdict(r) for r in rows], indent=1))
         return 0
-    from morl_core.config_cli import table as _table
-
-    table = [
+    rows_shown = [
         (
             r.name,
             r.parameters,
@@ -37,7 +36,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         )
         for r in rows
     ]
-    print(_table(table, ["name", "params", "size", "licence", "chat", "offline", "where"]))
+    print(table(rows_shown, ["name", "params", "size", "licence", "chat", "offline", "where"]))
     print(
         "\nAlso accepted wherever a model is asked for: a local model folder, a .gguf file "
         "or a hub name (org/name)."
