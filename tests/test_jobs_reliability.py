@@ -174,6 +174,21 @@ def test_end_keeps_the_final_result_a_worker_wrote(tmp_path):
     assert store.result(run_id) == final
 
 
+def test_a_cancelled_run_whose_worker_ended_reads_cancelled_at_its_step(tmp_path):
+    executor = FakeExecutor(tmp_path / "data", heartbeat_timeout=60)
+    store = executor.store
+    quiet, silent = (store.create(stub_config(), "local").run_id for _ in range(2))
+    _running(store, quiet, state=RunState.CANCEL_REQUESTED, step=4)
+    _running(store, silent, state=RunState.CANCEL_REQUESTED, step=7, heartbeat=time.time() - 600)
+    for run_id in (quiet, silent):
+        (store.runs_dir / run_id / CANCEL).touch()
+    executor._alive = lambda data: False  # both workers exited without writing result.json
+    executor.reconcile(force=True)
+    assert store.status(quiet).message == "cancelled at step 4"
+    assert store.status(silent).message.startswith("cancelled at step 7 (no heartbeat for 6")
+    assert store.result(quiet)["status"] == "cancelled"
+
+
 def test_cancel_while_starting_resolves_without_a_later_command(tmp_path, monkeypatch):
     worker_env(monkeypatch)
     executor = LocalExecutor(tmp_path / "data", heartbeat_timeout=30)

@@ -219,7 +219,10 @@ class Executor:
                     else "worker process ended without a final state"
                 )
                 if cancel:
-                    return self._end(data, RunState.CANCELLED, f"cancelled ({reason})")
+                    where = f"cancelled at step {data.get('step') or 0}"
+                    return self._end(
+                        data, RunState.CANCELLED, f"{where} ({reason})" if stale else where
+                    )
                 changed = self.store.update(
                     run_id,
                     {"state": RunState.LOST, "message": reason},
