@@ -22,6 +22,7 @@ jobs = executor()
 me = st.session_state.setdefault("owner", uuid.uuid4().hex[:12])
 errors = st.session_state.get("train-errors", {})
 form_col, live_col = st.columns([2, 3], gap="large")
+ERROR = ":material/error:"
 
 
 @st.cache_data(ttl=60, show_spinner=False)
@@ -33,32 +34,30 @@ def history_of(run_id: str) -> runs.RunHistory:
     """The run's history, read incrementally and kept for this session."""
     key = f"history:{run_id}"
     if key not in st.session_state:
-        st.session_state[key] = runs.RunHistory(runs.run_folder(jobs, run_id))
+        st.session_state[key] = runs.RunHistory(jobs.store.run_dir(run_id))
     return st.session_state[key].update()
 
 
 def runs_table(statuses) -> None:
     """The runs table, filtered and sorted; tags and notes come from each run folder."""
     st.subheader("Runs")
-    notes = {s.run_id: run_table.read_notes(runs.run_folder(jobs, s.run_id)) for s in statuses}
+    notes = {s.run_id: run_table.read_notes(jobs.store.run_dir(s.run_id)) for s in statuses}
     rows = run_table.table_rows(statuses, notes)
-    cols = st.columns(5)
+    *cols, sort_col = st.columns(5)
     picked = {
         name: col.multiselect(name, choices, key=f"f-{name}")
-        for col, (name, choices) in zip(cols, run_table.filter_choices(rows).items(), strict=False)
+        for col, (name, choices) in zip(cols, run_table.filter_choices(rows).items(), strict=True)
     }
-    sort = cols[4].selectbox("sort by", run_table.SORTS, key="f-sort")
+    sort = sort_col.selectbox("sort by", run_table.SORTS, key="f-sort")
     text = st.text_input("Search runs", key="f-text", placeholder="id, method, tag, note, message")
-    shown = run_table.filter_rows(
-        rows, picked, text, sort, descending=sort in ("created", "progress")
-    )
+    shown = run_table.filter_rows(rows, picked, text, sort, sort in ("created", "progress"))
     st.dataframe(shown, hide_index=True)
     st.caption(f"{len(shown)} of {len(rows)} runs; a column header sorts by it too.")
 
 
 def unreadable(run_id: str, reason: str) -> None:
     """Say in one line why a run cannot be shown (the store marks such a folder broken)."""
-    st.error(f"Run {run_id} is broken: {serving.user_message(reason)}", icon=":material/error:")
+    st.error(f"Run {run_id} is broken: {serving.user_message(reason)}", icon=ERROR)
     st.caption("The job system skips it and keeps running the others; `morl runs` lists it too.")
 
 
@@ -71,7 +70,7 @@ with form_col, st.form("train-form"):
     with st.expander("Advanced settings", expanded=bool(advanced_errors)):
         values |= {f.name: form_widget(f, errors) for f in runs.form_fields(runs.ADVANCED_FIELDS)}
     for name, message in advanced_errors.items():  # visible even with the expander closed
-        st.error(f"Advanced settings · **{name}**: {message}", icon=":material/error:")
+        st.error(f"Advanced settings · **{name}**: {message}", icon=ERROR)
     try:
         timings = past_timings(jobs, str(jobs.store.data_dir), values["model"], values["device"])
         st.caption("Estimated time: " + run_table.estimate_cost(values, timings)[1])
@@ -93,86 +92,55 @@ if errors:
     form_col.error("Fix these fields: " + "; ".join(f"**{k}**: {v}" for k, v in errors.items()))
 
 with live_col:
-    everyone = st.toggle(
-        "Show everyone's runs",
-        key="all-runs",
-        help="by default only the runs this browser session started",
-    )
-    statuses = jobs.list() if everyone else runs.mine(jobs.list(), me)
+    mine_only = "by default only the runs this browser session started"
+    everyone = st.toggle("Show everyone's runs", key="all-runs", help=mine_only)
     current = st.query_params.get("run") or st.session_state.get("train-run")
-    if current and current not in {s.run_id for s in statuses}:  # a shared link to a run
-        statuses = [s for s in jobs.list() if s.run_id == current] + statuses
+    statuses = runs.visible_runs(jobs.list(), me, everyone, current)
     if not statuses:
-        st.info(
-            "No runs of yours yet. Fill in the form and press **Start training**"
-            + ("" if everyone else ", or show everyone's runs")
-            + "."
-        )
+        also = "" if everyone else ", or show everyone's runs"
+        st.info(f"No runs of yours yet. Fill in the form and press **Start training**{also}.")
         st.stop()
     by_id = {s.run_id: s for s in statuses}
     ids = list(by_id)
-    run_id = st.selectbox(
-        "Run",
-        ids,
-        index=ids.index(current) if current in ids else 0,
-        format_func=lambda i: runs.run_label(by_id[i]),
-    )
+    index = ids.index(current) if current in ids else 0
+    run_id = st.selectbox("Run", ids, index, format_func=lambda i: runs.run_label(by_id[i]))
     st.query_params["run"] = st.session_state["train-run"] = run_id
     selected = by_id[run_id]
     if str(selected.state) == "broken":
         unreadable(run_id, selected.message)
         runs_table(statuses)
         st.stop()
-    owner = runs.owner_of(run_id)
-    started_live = not selected.done
+    owner, started_live = runs.owner_of(run_id), not selected.done
     x_col, smooth_col = st.columns(2)
     x_axis = run_table.X_AXES[x_col.radio("x-axis", list(run_table.X_AXES), horizontal=True)]
+    smooth_help = "exponential moving average of the curves, as in TensorBoard (0: raw)"
     smoothing = smooth_col.slider(
-        "Smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing",
-        help="exponential moving average of the curves, as in TensorBoard (0: raw)",
-    )  # fmt: skip
+        "Smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing", help=smooth_help
+    )
 
     @st.fragment(run_every=2.0 if started_live else None)
     def live_view() -> None:
         try:
             status = jobs.status(run_id)
         except StoreError as exc:  # the folder went bad since the list was read
-            unreadable(run_id, str(exc))
-            return
+            return unreadable(run_id, str(exc))
         history = history_of(run_id)
-        fraction, line = runs.progress_eta(status)
-        st.progress(fraction, text=line)
+        st.progress(*runs.progress_eta(status))
         if message := runs.shown_message(status):
             st.caption(message)
-        if not status.done:
-            if owner == me:
-                st.button(
-                    "Cancel run", on_click=jobs.cancel, args=(run_id,), icon=":material/stop:"
-                )
-            else:
-                sure = st.checkbox(
-                    "I know this run was started by someone else", key=f"sure:{run_id}"
-                )
-                st.button(
-                    "Cancel someone else's run",
-                    on_click=jobs.cancel,
-                    args=(run_id,),
-                    disabled=not sure,
-                    icon=":material/stop:",
-                    key="cancel-other",
-                )
+        cancel = {"on_click": jobs.cancel, "args": (run_id,), "icon": ":material/stop:"}
+        if not status.done and owner == me:
+            st.button("Cancel run", **cancel)
+        elif not status.done:  # someone else's run: only after a confirmation
+            sure = st.checkbox("I know this run was started by someone else", key=f"sure:{run_id}")
+            st.button("Cancel someone else's run", disabled=not sure, key="cancel-other", **cancel)
         if history.metrics:
-            curves = run_table.training_figure(
-                history.metrics, status.objectives, x_axis, smoothing
-            )
-            st.plotly_chart(curves, config=PLOTLY_CONFIG, key="curves")
+            fig = run_table.training_figure(history.metrics, status.objectives, x_axis, smoothing)
+            st.plotly_chart(fig, config=PLOTLY_CONFIG, key="curves")
         if history.fronts:
             n = len(history.fronts)
-            index = (
-                st.slider("Replay front snapshots", 1, n, n, key=f"replay:{run_id}:{n}")
-                if n > 1
-                else 1
-            )
+            replay = "Replay front snapshots"
+            index = st.slider(replay, 1, n, n, key=f"replay:{run_id}:{n}") if n > 1 else 1
             snap = history.fronts[index - 1]
             ref = fronts.reference_point(snap["objectives"])
             title = f"front at step {snap['step']}" + (" (partial)" if snap["partial"] else "")
@@ -205,29 +173,14 @@ with live_col:
     except StoreError:  # live_view said why
         runs_table(statuses)
         st.stop()
-    history, folder = history_of(run_id), runs.run_folder(jobs, run_id)
-    manage = st.columns(4)
+    folder = jobs.store.run_dir(run_id)
+    resume_col, *download_cols = st.columns(4)
     if status.done and str(status.state) != "succeeded":
-        manage[0].button(
-            "Resume", key="resume", icon=":material/replay:", on_click=jobs.resume, args=(run_id,)
-        )
-    manage[1].download_button(
-        "Metrics CSV",
-        runs.export_metrics_csv(history) if history.metrics else "",
-        f"{run_id}-metrics.csv",
-        "text/csv",
-        key="csv",
-    )
-    manage[2].download_button(
-        "Fronts CSV",
-        runs.export_fronts_csv(history),
-        f"{run_id}-fronts.csv",
-        "text/csv",
-        key="fronts-csv",
-    )
-    manage[3].download_button(
-        "All (JSON)", runs.export_json(history), f"{run_id}.json", "application/json", key="json"
-    )
+        resume = {"on_click": jobs.resume, "args": (run_id,), "icon": ":material/replay:"}
+        resume_col.button("Resume", key="resume", **resume)
+    downloads = history_of(run_id).downloads(run_id)  # metrics CSV, fronts CSV, everything JSON
+    for col, (label, *export) in zip(download_cols, downloads, strict=True):
+        col.download_button(label, *export, key=label)
     with st.expander("Tags and note"), st.form(f"notes:{run_id}"):
         saved = run_table.read_notes(folder)
         tags = st.text_input(
@@ -239,10 +192,9 @@ with live_col:
         if st.form_submit_button("Save tags and note"):
             try:
                 run_table.write_notes(folder, tags, note)
+                st.success("Saved.")
             except (ValueError, OSError) as exc:
                 st.error(serving.user_message(exc))
-            else:
-                st.success("Saved.")
     with st.expander("Worker log (the end)"):
         st.code(runs.log_tail(jobs, run_id) or "(empty)", language=None)
     if status.done:
@@ -251,17 +203,16 @@ with live_col:
             if st.button("Delete run", key="delete", disabled=confirm != run_id, type="primary"):
                 try:
                     runs.delete_run(jobs, run_id)
-                except (ValueError, OSError) as exc:
-                    st.error(serving.user_message(exc))
-                else:
                     st.query_params.pop("run", None)
                     st.session_state.pop("train-run", None)
                     st.rerun()
+                except (ValueError, OSError) as exc:
+                    st.error(serving.user_message(exc))
 
 st.subheader("Compare runs")
 chosen = st.multiselect("Runs", ids, default=[run_id], key="compare", max_selections=8)
 if len(chosen) == 2:
-    diff = run_table.config_diff(*run_table.read_configs(jobs, chosen))
+    diff = run_table.config_diff(*(run_table.read_config(jobs.store.run_dir(i)) for i in chosen))
     if diff:
         st.dataframe(diff, hide_index=True)
     else:

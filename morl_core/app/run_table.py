@@ -1,12 +1,12 @@
-"""Managing runs on the Train page, as in TensorBoard or W&B: a runs table to filter and sort,
-tags and notes per run, a config diff of two runs, curves with EMA smoothing (one line per policy
-of a multi-policy run, several runs overlaid on a chosen x-axis) and a cost estimate before
-Start measured from this server's past runs. Pure functions, except the few readers/writers
-named ``read_*``/``write_*``/``past_*``.
+"""Managing runs on the Train page, as in TensorBoard or W&B: tags and notes, a filtered and sorted
+runs table, a config diff of two runs, EMA-smoothed curves (one line per policy; several runs
+overlaid on a chosen x-axis) and a cost estimate from this server's past runs. Pure functions,
+except the readers/writers named ``read_*``/``write_*``/``past_*``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -29,11 +29,7 @@ TAG = re.compile(r"[\w.+-]{1,32}")
 
 
 def parse_tags(text: str) -> list[str]:
-    """Comma- or space-separated tags, in order, without repeats.
-
-    Raises:
-        ValueError: a malformed tag or too many, naming the field and what is allowed.
-    """
+    """Comma- or space-separated tags, in order, without repeats; a bad tag or too many raise."""
     tags = list(dict.fromkeys(t for t in re.split(r"[,\s]+", str(text)) if t))
     bad = [t for t in tags if not TAG.fullmatch(t)]
     if bad:
@@ -44,11 +40,9 @@ def parse_tags(text: str) -> list[str]:
 
 
 def write_notes(run_dir: Path, tags: str, note: str) -> None:
-    """Store a run's tags (text, see :func:`parse_tags`) and note in ``notes.json`` atomically;
-    a symlink there is refused.
+    """Store tags (text, see :func:`parse_tags`) and a note in ``notes.json`` atomically.
 
-    Raises:
-        ValueError: a bad tag, too many tags, or a note longer than ``MAX_NOTE_CHARS``.
+    Raises ValueError for bad tags, a note over ``MAX_NOTE_CHARS`` or a symlinked notes file.
     """
     if len(note) > MAX_NOTE_CHARS:
         raise ValueError(f"note: {len(note)} characters; at most {MAX_NOTE_CHARS}")
@@ -60,18 +54,20 @@ def write_notes(run_dir: Path, tags: str, note: str) -> None:
 
 def read_notes(run_dir: Path) -> dict[str, Any]:
     """``{"tags": [...], "note": str}`` of a run; empty when absent, unreadable or malformed."""
+    data = read_config(run_dir, NOTES)
+    tags = data["tags"] if isinstance(data.get("tags"), list) else []
+    note = data["note"] if isinstance(data.get("note"), str) else ""
+    tags = [t for t in tags if isinstance(t, str) and TAG.fullmatch(t)]
+    return {"tags": tags[:MAX_TAGS], "note": note[:MAX_NOTE_CHARS]}
+
+
+def read_config(run_dir: Path, name: str = runfolder.CONFIG) -> dict[str, Any]:
+    """The JSON object ``name`` in a run folder (``config.json``); empty when absent or unreadable."""
     try:
-        data = runfolder.read_json(Path(run_dir) / NOTES)
+        data = runfolder.read_json(Path(run_dir) / name)
     except (OSError, ValueError):
-        data = None
-    data = data if isinstance(data, dict) else {}
-    tags, note = data.get("tags"), data.get("note")
-    tags = (
-        [t for t in tags if isinstance(t, str) and TAG.fullmatch(t)]
-        if isinstance(tags, list)
-        else []
-    )
-    return {"tags": tags[:MAX_TAGS], "note": note[:MAX_NOTE_CHARS] if isinstance(note, str) else ""}
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 # --- the runs table ------------------------------------------------------------------------------
@@ -104,7 +100,8 @@ def table_rows(statuses, notes: Mapping[str, Mapping[str, Any]]) -> list[dict[st
 
 def filter_choices(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
     """The values each filter column takes in ``rows``."""
-    return {c: sorted({v for r in rows for v in _as_list(r[c])}) for c in FILTERS}
+    listed = lambda v: v if isinstance(v, list) else [v]  # noqa: E731
+    return {c: sorted({v for r in rows for v in listed(r[c])}) for c in FILTERS}
 
 
 def filter_rows(
@@ -114,7 +111,7 @@ def filter_rows(
     sort: str = "created",
     descending: bool = True,
 ) -> list[Mapping[str, Any]]:
-    """Rows that match every filter (column -> wanted values), sorted by ``sort``.
+    """Rows that match every filter (column -> wanted values) and ``text``, sorted by ``sort``.
 
     An empty filter matches all; a list column (objectives, tags) keeps a run that has all the
     wanted values, any other one a run that has one of them. ``text`` is a case-insensitive
@@ -136,38 +133,17 @@ def filter_rows(
     return sorted(filter(keep, rows), key=lambda r: r[sort], reverse=descending)
 
 
-def _as_list(value: Any) -> list:
-    return value if isinstance(value, list) else [value]
-
-
-def read_configs(executor, run_ids: Sequence[str]) -> list[dict[str, Any]]:
-    """The ``config.json`` documents of ``run_ids`` as stored (empty for an unreadable one)."""
-    out = []
-    for run_id in run_ids:
-        try:
-            out.append(runfolder.read_json(executor.store.run_dir(run_id) / runfolder.CONFIG) or {})
-        except (OSError, ValueError):
-            out.append({})
-    return out
-
-
 def config_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[dict[str, str]]:
     """The fields where two ``config.json`` documents differ (``options.NAME`` one by one)."""
 
     def flat(config: Mapping[str, Any]) -> dict[str, Any]:
-        options = config.get("options") or {}
-        return {k: v for k, v in config.items() if k != "options"} | {
-            f"options.{k}": v for k, v in options.items()
-        }
+        options = {f"options.{k}": v for k, v in (config.get("options") or {}).items()}
+        return {k: v for k, v in config.items() if k != "options"} | options
 
     def show(value: Any) -> str:
-        return (
-            "—"
-            if value is None
-            else ", ".join(map(str, value))
-            if isinstance(value, list)
-            else str(value)
-        )
+        if value is None:
+            return "—"
+        return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
 
     fa, fb = flat(a), flat(b)
     keys = sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k))
@@ -176,14 +152,14 @@ def config_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[dict[str, st
 
 # --- curves --------------------------------------------------------------------------------------
 
-X_AXES = {"step": "step", "samples": "samples", "wall time (s)": "time"}
+X_AXES = {"step": "step", "samples": "samples", "wall time (s)": "time"}  # label -> metric key
+Line = tuple[np.ndarray, np.ndarray, np.ndarray]  # (x, raw y, smoothed y)
 
 
 def smooth(values: Sequence[float | None], weight: float) -> np.ndarray:
-    """TensorBoard's smoothing: an exponential moving average, debiased at the start.
+    """TensorBoard's smoothing: an EMA debiased at the start; ``weight`` in [0, 1), 0 is the values.
 
-    ``weight`` in [0, 1): 0 returns the values. Missing values (None, NaN) stay missing and do
-    not enter the average.
+    Missing values (None, NaN) stay missing and do not enter the average.
     """
     if not 0.0 <= weight < 1.0:
         raise ValueError(f"smoothing: {weight}; allowed: 0 <= smoothing < 1")
@@ -198,12 +174,12 @@ def smooth(values: Sequence[float | None], weight: float) -> np.ndarray:
 
 def policy_lines(
     rows: Sequence[Mapping[str, Any]], key: str, x_axis: str = "step", smoothing: float = 0.0
-) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """One line per policy a run trains (its rows' ``stage``): name -> (x, raw y, smoothed y).
+) -> dict[str, Line]:
+    """One line per policy a run trains (its rows' ``stage``; one unnamed line for a single one).
 
-    A run that trains several policies in turn (MORLHF's one per preference, soups' experts)
-    gets one line each on the run's own x-axis, instead of one line that jumps between them.
-    Wall time counts from the run's first record.
+    A run that trains several policies in turn (MORLHF's one per preference, soups' experts) gets
+    one line each on the run's own x-axis, not one that jumps between them. Wall time counts from
+    the run's first record.
     """
     if x_axis not in X_AXES.values():
         raise ValueError(f"x_axis: {x_axis!r}; allowed: {', '.join(X_AXES.values())}")
@@ -221,60 +197,45 @@ def policy_lines(
 
 def metric_keys(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """The numeric metrics recorded in ``rows``, rewards first."""
-    keys = {
-        k
-        for r in rows
-        for k, v in runfolder.metric_values(r).items()
-        if isinstance(v, (int, float))
-    }
-    return sorted(keys, key=lambda k: (not k.startswith("reward/"), k))
+    numeric = (k for r in rows for k, v in runfolder.metric_values(r).items() if _is_number(v))
+    return sorted(set(numeric), key=lambda k: (not k.startswith("reward/"), k))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float))
 
 
 def curves_figure(
-    panels: Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]]],
-    x_title: str,
-    cols: int = 3,
+    panels: Mapping[str, Mapping[str, Line]], x_title: str, cols: int = 3
 ) -> go.Figure:
-    """Panels of lines (title -> line name -> (x, raw, smoothed)); a name keeps one colour and one
-    legend entry across panels; when smoothed, the raw line stays faint behind (TensorBoard)."""
+    """Panels of lines (title -> line name -> line); a name keeps one colour and one legend entry
+    across panels; when smoothed, the raw line stays faint behind (TensorBoard)."""
     cols = max(1, min(cols, len(panels)))
     n_rows = -(-len(panels) // cols)
-    fig = make_subplots(
-        rows=n_rows, cols=cols, subplot_titles=list(panels), horizontal_spacing=0.08
-    )
+    fig = make_subplots(n_rows, cols, subplot_titles=list(panels), horizontal_spacing=0.08)
     colours: dict[str, str] = {}
     for i, lines in enumerate(panels.values()):
         at = {"row": i // cols + 1, "col": i % cols + 1}
         for name, (x, raw, smoothed) in lines.items():
-            first = name not in colours
+            legend = name not in colours and bool(name)  # one entry per name, none unnamed
             colour = colours.setdefault(name, FALLBACK_COLORS[len(colours) % len(FALLBACK_COLORS)])
-            mode = "lines+markers" if len(x) == 1 else "lines"
-            style = {"legendgroup": name, "mode": mode, "line": {"color": colour}}
+            style = {"x": x, "legendgroup": name, "line": {"color": colour}}
+            style["mode"] = "lines+markers" if len(x) == 1 else "lines"
             if not np.array_equal(raw, smoothed, equal_nan=True):
-                fig.add_trace(
-                    go.Scatter(
-                        x=x, y=raw, opacity=0.25, showlegend=False, hoverinfo="skip", **style
-                    ),
-                    **at,
-                )
-            fig.add_trace(
-                go.Scatter(
-                    x=x, y=smoothed, name=name or "run", showlegend=first and bool(name), **style
-                ),
-                **at,
-            )
+                faint = go.Scatter(y=raw, opacity=0.25, showlegend=False, hoverinfo="skip", **style)
+                fig.add_trace(faint, **at)
+            line = go.Scatter(y=smoothed, name=name or "run", showlegend=legend, **style)
+            fig.add_trace(line, **at)
     fig.update_xaxes(title_text=x_title, row=n_rows)
-    fig.update_layout(height=260 * n_rows + 60, legend={"orientation": "h", "y": -0.2},
-                      margin={"l": 50, "r": 20, "t": 40, "b": 45})  # fmt: skip
-    return fig
+    margin = {"l": 50, "r": 20, "t": 40, "b": 45}
+    legend = {"orientation": "h", "y": -0.2}
+    return fig.update_layout(height=260 * n_rows + 60, legend=legend, margin=margin)
 
 
 def training_figure(rows, objectives: Sequence[str], x_axis: str, smoothing: float) -> go.Figure:
     """The live view: a reward panel per objective, KL to the base and length, one line per policy."""
-    keys = {f"reward: {o}": f"reward/{o}" for o in objectives} | {
-        "KL to base": "kl",
-        "length (tokens)": "length",
-    }
+    keys = {f"reward: {o}": f"reward/{o}" for o in objectives}
+    keys |= {"KL to base": "kl", "length (tokens)": "length"}
     panels = {title: policy_lines(rows, key, x_axis, smoothing) for title, key in keys.items()}
     return curves_figure(panels, _x_title(x_axis))
 
@@ -304,34 +265,24 @@ GUESS_SECONDS_PER_UNIT = 0.005
 
 @dataclass(frozen=True)
 class StepTiming:
-    """How long one past run took per step.
-
-    Attributes:
-        method: the run's method.
-        seconds_per_step: wall seconds per recorded step of its longest attempt (evaluations and
-            checkpoints included, model loading not).
-        work: batch_prompts x k_samples x max_new_tokens of its config (the step's size).
-        steps_ratio: recorded steps per configured ``steps`` (methods that train one policy per
-            preference or objective record several).
-    """
+    """How long one past run took per step."""
 
     method: str
-    seconds_per_step: float
-    work: int
-    steps_ratio: float
+    seconds_per_step: float  # of its longest attempt; evaluations and checkpoints in, loading not
+    work: int  # the step's size: batch_prompts x k_samples x max_new_tokens
+    steps_ratio: float  # recorded steps per configured ``steps`` (one policy per preference: >1)
 
 
 def _work(config: Mapping[str, Any]) -> int:
-    return max(
-        1, int(config["batch_prompts"]) * int(config["k_samples"]) * int(config["max_new_tokens"])
-    )
+    work = int(config["batch_prompts"]) * int(config["k_samples"]) * int(config["max_new_tokens"])
+    return max(1, work)
 
 
 def step_timing(config: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> StepTiming | None:
     """The timing of a run from its config and metric rows; None with under three steps timed."""
     attempts: dict[Any, list[Mapping[str, Any]]] = {}
     for r in rows:
-        if isinstance(r.get("time"), (int, float)):
+        if _is_number(r.get("time")):
             attempts.setdefault(r.get("attempt"), []).append(r)
     part = max(attempts.values(), key=len, default=[])
     if len(part) < 3 or part[-1]["step"] <= part[0]["step"]:
@@ -344,18 +295,15 @@ def step_timing(config: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) ->
 def past_timings(executor, model: str, device: str, limit: int = 12) -> list[StepTiming]:
     """Timings of the newest finished runs of this store on ``model`` and ``device``."""
     found = []
-    for status in executor.list():
-        if not status.done or len(found) >= limit:
-            continue
+    for status in (s for s in executor.list() if s.done):
+        if len(found) >= limit:
+            break
         run_dir = executor.store.run_dir(status.run_id)
-        try:
-            config = runfolder.read_json(run_dir / runfolder.CONFIG) or {}
-            if (config.get("model"), config.get("device")) != (model, device):
-                continue
-            timing = step_timing(config, runfolder.read_metrics(run_dir)[0])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        found += [timing] if timing else []
+        config = read_config(run_dir)
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):  # skip a bad run
+            if (config.get("model"), config.get("device")) == (model, device):
+                timing = step_timing(config, runfolder.read_metrics(run_dir)[0])
+                found += [timing] if timing else []
     return found
 
 
@@ -378,14 +326,10 @@ def estimate_cost(values: Mapping[str, Any], timings: Sequence[StepTiming]) -> t
     total = steps * (float(np.median(same)) if same else 1.0)
     counted = f"{total:.0f} steps" + ("" if same else " per policy")  # none counted policies
     where = f"{values['model']} run{'s' * (len(timings) != 1)} (device {values['device']})"
-    if not timings:
-        seconds = total * GUESS_SECONDS_PER_UNIT * work
-        return seconds, (
-            f"≈ {duration(seconds)}, a guess: no past {where} here yet; "
-            f"{GUESS_SECONDS_PER_UNIT * work:.1f} s/step as on the demo runs × {counted}"
-        )
-    per_step = float(np.median([t.seconds_per_step / t.work for t in timings])) * work
-    seconds = total * per_step
-    return seconds, (
-        f"≈ {duration(seconds)} from {len(timings)} past {where}: {per_step:.1f} s/step × {counted}"
-    )
+    if timings:
+        per_step = float(np.median([t.seconds_per_step / t.work for t in timings])) * work
+        basis = f" from {len(timings)} past {where}: {per_step:.1f} s/step"
+    else:
+        per_step = GUESS_SECONDS_PER_UNIT * work
+        basis = f", a guess: no past {where} here yet; {per_step:.1f} s/step as on the demo runs"
+    return total * per_step, f"≈ {duration(total * per_step)}{basis} × {counted}"
