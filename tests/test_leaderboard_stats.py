@@ -8,14 +8,8 @@ import numpy as np
 import pytest
 
 from morl_core.bench.figures import all_figures, hv_vs_samples, improvement_heatmap
-from morl_core.bench.leaderboard import (
-    aggregate,
-    markdown,
-    mean_interval,
-    paired,
-    paired_comparisons,
-    write_leaderboard,
-)
+from morl_core.bench.leaderboard import aggregate, mean_interval, paired, paired_comparisons
+from morl_core.bench.report import markdown, write_leaderboard
 
 
 def _records(values: dict[str, list[float]], suite: str = "s") -> list[dict]:

@@ -1,0 +1,153 @@
+"""Leaderboard files: CSV, JSON, Markdown and HTML figures from the records of ``morl bench``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from morl_core.bench import figures
+from morl_core.bench.leaderboard import (
+    BASE_METHOD,
+    BOOT_SEED,
+    LEVEL,
+    N_BOOT,
+    aggregate,
+    paired_comparisons,
+    read_records,
+)
+
+# fmt: off
+SHOWN = [  # the Markdown columns
+    "hypervolume", "expected_utility", "igd_plus", "kl_per_token", "training_samples",
+    "wall_seconds", "inference_seconds_per_reply", "models_kept",
+]
+# fmt: on
+LEGEND = (
+    f"Cells: mean over training seeds [{LEVEL:.0%} percentile bootstrap interval over seeds, "
+    f"{N_BOOT} resamples]; one seed has no interval. **Bold**: the best mean of the suite; "
+    "≈: not separated from the best (the interval of the paired difference over shared seeds "
+    "contains 0, or fewer than 2 shared seeds). The base model is one evaluation, compared at "
+    "every seed. Wilcoxon p: two-sided signed-rank test on the paired differences (with 5 "
+    "seeds it cannot go below 0.0625). Training samples count every completion a method "
+    "scored to become usable: RL steps, the per-objective experts of every method built on "
+    "them (soups, mod, emorl, metapolicy; each is charged for its experts even where they "
+    "could be shared), EMORL's grid search (on training prompts) and the meta-policy's upper "
+    "level."
+)
+
+
+def _cell(row: pd.Series, metric: str) -> str:
+    """``mean [low, high]``, bold when best, ``≈`` when tied with the best."""
+    mean, low, high = row[f"{metric}_mean"], row[f"{metric}_lo"], row[f"{metric}_hi"]
+    if pd.isna(mean):
+        return "n/a"
+    text = f"{mean:.4g}"
+    if not pd.isna(low) and low != high:
+        text += f" [{low:.3g}, {high:.3g}]"
+    mark = row.get(f"{metric}_vs_best", "")
+    return f"**{text}**" if mark == "best" else (text + " ≈" if mark == "tied" else text)
+
+
+def suite_notes(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per suite: the base model's gradient conflict (from the base row), when measured."""
+    return {
+        r["suite"]: {"gradient_conflict": r["gradient_conflict"]}
+        for r in records
+        if r.get("method") == BASE_METHOD and r.get("gradient_conflict")
+    }
+
+
+def _conflict_line(conflict: dict[str, Any]) -> str:
+    if "cosine" not in conflict:
+        return f"Gradient conflict: not measured ({conflict.get('skipped', 'no data')})."
+    names, cos = conflict["objectives"], np.asarray(conflict["cosine"], dtype=float)
+    pairs = [
+        f"{names[i]}/{names[j]} {cos[i, j]:+.2f}"
+        for i in range(len(names))
+        for j in range(i + 1, len(names))
+    ]
+    return (
+        "Gradient conflict at the base model (cosine of per-objective policy gradients, "
+        f"{conflict['batches']} batches; < 0 conflicting): " + ", ".join(pairs) + "."
+    )
+
+
+def _paired_lines(vs: pd.DataFrame, name: str) -> list[str]:
+    """The paired hypervolume table of the best method ``name`` against each other method."""
+    lines = [
+        "",
+        f"Paired hypervolume, {name} vs each method on shared seeds:",
+        "",
+        "| method | seeds | HV difference | P(improvement) | Wilcoxon p |",
+        "|---|---|---|---|---|",
+    ]
+    for _, p in vs.iterrows():
+        lines.append(
+            f"| {p['other']} | {p['seeds']} | {p['difference']:+.3g} "
+            f"[{p['difference_lo']:+.3g}, {p['difference_hi']:+.3g}] | "
+            f"{p['p_improvement']:.2f} [{p['p_improvement_lo']:.2f}, "
+            f"{p['p_improvement_hi']:.2f}] | {p['p_value']:.3g} |"
+        )
+    return lines
+
+
+def markdown(
+    table: pd.DataFrame,
+    metrics: list[str] | None = None,
+    pairs: pd.DataFrame | None = None,
+    notes: dict[str, dict[str, Any]] | None = None,
+) -> str:
+    """A Markdown table per suite (ranked by hypervolume), the best method's paired
+    hypervolume comparisons (when ``pairs`` are given), and the legend."""
+    metrics = metrics or SHOWN
+    header = ["method", "seeds", *metrics]
+    parts = []
+    for suite, group in table.groupby("suite", sort=True):
+        lines = [f"### {suite}", ""]
+        if notes and suite in notes:
+            lines += [_conflict_line(notes[suite]["gradient_conflict"]), ""]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        ranked = group.sort_values("hypervolume_mean", ascending=False, na_position="last")
+        for _, row in ranked.iterrows():
+            cells = [row["method"], str(row["seeds"]), *(_cell(row, m) for m in metrics)]
+            lines.append("| " + " | ".join(cells) + " |")
+        best = ranked[ranked.get("hypervolume_vs_best", pd.Series(dtype=str)) == "best"]
+        if pairs is not None and len(pairs) and len(best):
+            name = best["method"].iloc[0]
+            mine = (pairs["suite"] == suite) & (pairs["metric"] == "hypervolume")
+            lines += _paired_lines(pairs[mine & (pairs["method"] == name)], name)
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n\n" + LEGEND + "\n"
+
+
+def write_leaderboard(
+    out: Path, suites: Iterable[str] | None = None, dest: Path | None = None
+) -> dict[str, Path]:
+    """Write leaderboard.csv/.json/.md (and figures as HTML) into ``dest`` (default ``out``)."""
+    records = read_records(out, suites)
+    if not records:
+        raise ValueError(f"no benchmark records under {out}; run `morl bench SUITE` first")
+    pairs, notes = paired_comparisons(records), suite_notes(records)
+    table = aggregate(records, pairs)
+    dest = Path(dest or out)
+    dest.mkdir(parents=True, exist_ok=True)
+    paths = {ext: dest / f"leaderboard.{ext}" for ext in ("csv", "json", "md")}
+    table.to_csv(paths["csv"], index=False)
+    document = {
+        "statistics": {"level": LEVEL, "bootstrap": N_BOOT, "seed": BOOT_SEED, "ddof": 1},
+        "legend": LEGEND,
+        "rows": json.loads(table.to_json(orient="records")),  # NaN -> null
+        "paired": json.loads(pairs.to_json(orient="records")),
+        "suites": notes,
+    }
+    paths["json"].write_text(json.dumps(document, indent=1))
+    paths["md"].write_text(markdown(table, pairs=pairs, notes=notes))
+    for name, fig in figures.all_figures(records, table, pairs).items():
+        paths[name] = dest / f"{name}.html"
+        fig.write_html(paths[name], include_plotlyjs="cdn")
+    return paths
