@@ -6,10 +6,9 @@ import uuid
 
 import streamlit as st
 
-from morl_core.app import figures, fronts, run_table, runs, serving
+from morl_core.app import run_table, runs, serving
 from morl_core.config import ConfigError
 from morl_core.jobs import StoreError
-from morl_core.plots import hypervolume_curve_figure
 from pages._widgets import PLOTLY_CONFIG, executor, export_figure, form_widget, use_router
 
 use_router()
@@ -141,25 +140,12 @@ with live_col:
             n = len(history.fronts)
             replay = "Replay front snapshots"
             index = st.slider(replay, 1, n, n, key=f"replay:{run_id}:{n}") if n > 1 else 1
-            snap = history.fronts[index - 1]
-            ref = fronts.reference_point(snap["objectives"])
-            title = f"front at step {snap['step']}" + (" (partial)" if snap["partial"] else "")
-            front_fig = figures.snapshot_figure(snap | {"method": status.method}, ref, title)
-            st.plotly_chart(front_fig, config=PLOTLY_CONFIG, key="snapshot")
-            export_figure(front_fig, f"front-{run_id}-step{snap['step']}")
-            samples, hv = history.hypervolume_curve()
-            hv_fig = hypervolume_curve_figure(
-                {run_id: (samples, hv)},
-                methods={run_id: status.method},
-                ref=ref,
-                x_title="training samples",
-            ).update_traces(mode="lines+markers")
-            st.plotly_chart(hv_fig.update_layout(height=300), config=PLOTLY_CONFIG, key="hv")
-            if len(hv) == 1:
-                st.caption(
-                    f"One front snapshot so far (step {snap['step']}): hypervolume {hv[0]:.3f}. "
-                    "The line grows with each evaluation (see eval_every)."
-                )
+            front, curve, lone = history.snapshot_figures(index - 1, run_id, status.method)
+            st.plotly_chart(front, config=PLOTLY_CONFIG, key="snapshot")
+            export_figure(front, f"front-{run_id}-step{history.fronts[index - 1]['step']}")
+            st.plotly_chart(curve, config=PLOTLY_CONFIG, key="hv")
+            if lone:
+                st.caption(lone)
         elif not status.done:
             st.caption("The front appears at the first evaluation (see eval_every).")
         if started_live and status.state != selected.state:  # redraw the selector and the rest

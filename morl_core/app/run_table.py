@@ -74,6 +74,7 @@ def read_config(run_dir: Path, name: str = runfolder.CONFIG) -> dict[str, Any]:
 
 SORTS = ("created", "run", "method", "state", "progress")
 FILTERS = ("method", "state", "objectives", "tags")
+Rows = Sequence[Mapping[str, Any]]  # table rows or metric records
 
 
 def table_rows(statuses, notes: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -98,14 +99,14 @@ def table_rows(statuses, notes: Mapping[str, Mapping[str, Any]]) -> list[dict[st
     return rows
 
 
-def filter_choices(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+def filter_choices(rows: Rows) -> dict[str, list[str]]:
     """The values each filter column takes in ``rows``."""
     listed = lambda v: v if isinstance(v, list) else [v]  # noqa: E731
     return {c: sorted({v for r in rows for v in listed(r[c])}) for c in FILTERS}
 
 
 def filter_rows(
-    rows: Sequence[Mapping[str, Any]],
+    rows: Rows,
     filters: Mapping[str, Sequence[str]] | None = None,
     text: str = "",
     sort: str = "created",
@@ -153,6 +154,7 @@ def config_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[dict[str, st
 # --- curves --------------------------------------------------------------------------------------
 
 X_AXES = {"step": "step", "samples": "samples", "wall time (s)": "time"}  # label -> metric key
+X_TITLES = {key: label for label, key in X_AXES.items()}
 Line = tuple[np.ndarray, np.ndarray, np.ndarray]  # (x, raw y, smoothed y)
 
 
@@ -173,7 +175,7 @@ def smooth(values: Sequence[float | None], weight: float) -> np.ndarray:
 
 
 def policy_lines(
-    rows: Sequence[Mapping[str, Any]], key: str, x_axis: str = "step", smoothing: float = 0.0
+    rows: Rows, key: str, x_axis: str = "step", smoothing: float = 0.0
 ) -> dict[str, Line]:
     """One line per policy a run trains (its rows' ``stage``; one unnamed line for a single one).
 
@@ -195,7 +197,7 @@ def policy_lines(
     return lines
 
 
-def metric_keys(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+def metric_keys(rows: Rows) -> list[str]:
     """The numeric metrics recorded in ``rows``, rewards first."""
     numeric = (k for r in rows for k, v in runfolder.metric_values(r).items() if _is_number(v))
     return sorted(set(numeric), key=lambda k: (not k.startswith("reward/"), k))
@@ -205,9 +207,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float))
 
 
-def curves_figure(
-    panels: Mapping[str, Mapping[str, Line]], x_title: str, cols: int = 3
-) -> go.Figure:
+def curves_figure(panels: Mapping[str, dict[str, Line]], x_title: str, cols: int = 3) -> go.Figure:
     """Panels of lines (title -> line name -> line); a name keeps one colour and one legend entry
     across panels; when smoothed, the raw line stays faint behind (TensorBoard)."""
     cols = max(1, min(cols, len(panels)))
@@ -237,23 +237,17 @@ def training_figure(rows, objectives: Sequence[str], x_axis: str, smoothing: flo
     keys = {f"reward: {o}": f"reward/{o}" for o in objectives}
     keys |= {"KL to base": "kl", "length (tokens)": "length"}
     panels = {title: policy_lines(rows, key, x_axis, smoothing) for title, key in keys.items()}
-    return curves_figure(panels, _x_title(x_axis))
+    return curves_figure(panels, X_TITLES[x_axis])
 
 
-def overlay_figure(
-    runs: Mapping[str, Sequence[Mapping[str, Any]]], key: str, x_axis: str, smoothing: float
-) -> go.Figure:
+def overlay_figure(runs: Mapping[str, Rows], key: str, x_axis: str, smoothing: float) -> go.Figure:
     """One metric of several runs on one chart: a line per run (per policy of a multi-policy run)."""
     lines = {
         f"{label} · {stage}" if stage else label: line
         for label, rows in runs.items()
         for stage, line in policy_lines(rows, key, x_axis, smoothing).items()
     }
-    return curves_figure({key: lines}, _x_title(x_axis), cols=1)
-
-
-def _x_title(x_axis: str) -> str:
-    return next(label for label, k in X_AXES.items() if k == x_axis)
+    return curves_figure({key: lines}, X_TITLES[x_axis], cols=1)
 
 
 # --- cost estimate -------------------------------------------------------------------------------
@@ -278,7 +272,7 @@ def _work(config: Mapping[str, Any]) -> int:
     return max(1, work)
 
 
-def step_timing(config: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> StepTiming | None:
+def step_timing(config: Mapping[str, Any], rows: Rows) -> StepTiming | None:
     """The timing of a run from its config and metric rows; None with under three steps timed."""
     attempts: dict[Any, list[Mapping[str, Any]]] = {}
     for r in rows:

@@ -20,12 +20,13 @@ import numpy as np
 
 from morl_core import config as cfg
 from morl_core import jobs, runfolder
-from morl_core.app import serving
+from morl_core.app import figures, serving
 from morl_core.config import METHOD_OPTIONS, RunConfig, field_help
-from morl_core.evaluation import snapshot_hypervolume
+from morl_core.evaluation import reference_point, snapshot_hypervolume
 from morl_core.jobs.paths import check_run_id
 from morl_core.methods import METHODS
 from morl_core.objectives.specs import allowed_prefixes, import_allowed, looks_like_spec, parse_spec
+from morl_core.plots import hypervolume_curve_figure
 
 # --- the Train form ----------------------------------------------------------------------------
 
@@ -153,6 +154,20 @@ class RunHistory:
             xs.append(snap["samples"] if snap["samples"] is not None else snap["step"])
             hv.append(snapshot_hypervolume(pts, snap.get("objectives") or pts.shape[1]))
         return np.asarray(xs, dtype=float), np.asarray(hv, dtype=float)
+
+    def snapshot_figures(self, index: int, run_id: str, method: str) -> tuple[Any, Any, str]:
+        """Front snapshot ``index``, the hypervolume curve so far, and a caption for a lone point."""
+        snap = self.fronts[index]
+        ref = reference_point(snap["objectives"])
+        title = f"front at step {snap['step']}" + (" (partial)" if snap["partial"] else "")
+        front = figures.snapshot_figure(snap | {"method": method}, ref, title)
+        samples, hv = self.hypervolume_curve()
+        curve = hypervolume_curve_figure(
+            {run_id: (samples, hv)}, methods={run_id: method}, ref=ref, x_title="training samples"
+        ).update_traces(mode="lines+markers")
+        lone = f"One front snapshot so far (step {snap['step']}): hypervolume {hv[0]:.3f}. "
+        lone += "The line grows with each evaluation (see eval_every)."
+        return front, curve.update_layout(height=300), lone if len(hv) == 1 else ""
 
     def downloads(self, run_id: str) -> list[tuple[str, str, str, str]]:
         """(label, data, file name, MIME type) of each export: metrics CSV, fronts CSV, JSON."""
