@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -10,6 +12,8 @@ from hypothesis.extra.numpy import arrays
 from scipy import stats
 
 from morl_core import relations as R
+from morl_core.bench.runner import gradient_conflict_record
+from morl_core.bench.suites import load_suite
 
 NAMES = ["sentiment", "brevity", "readability", "nontoxic", "synth_a"]
 # Known population correlations (Gaussian copula): sentiment conflicts with brevity, agrees
@@ -228,3 +232,26 @@ def test_gradient_conflict_properties(g, scale):
         i = nonzero[0]
         back = R.gradient_conflict(np.vstack([g[i], -g[i]]) * scale)
         assert back[0, 1] == pytest.approx(-1.0)
+
+
+def test_mean_cosine_skips_nan_and_keeps_all_nan_entries_without_warning():
+    a = np.array([[1.0, -0.5], [-0.5, np.nan]])
+    b = np.array([[1.0, np.nan], [np.nan, np.nan]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "Mean of empty slice" would raise here
+        mean = R.gradients.mean_cosine([a, b])
+    assert mean[0, 0] == 1.0 and mean[0, 1] == -0.5 and np.isnan(mean[1, 1])
+
+
+def test_gradient_conflict_record_of_zero_gradients_is_none(monkeypatch):
+    # A reward that is the same for every sample has no advantage, so every gradient is zero.
+    monkeypatch.setattr(
+        R.gradients, "score", lambda names, prompts, texts, **kw: np.zeros((len(texts), len(names)))
+    )
+    suite = load_suite("synthetic_conflicting")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        record = gradient_conflict_record(suite, batches=2)
+    k = len(suite.objectives)
+    assert record["cosine"] == [[None] * k] * k
+    assert record["gradient_norms"] == [0.0] * k

@@ -1,7 +1,5 @@
-"""The Relations page's library calls: sample generations and score them, correlate the
-objectives (with bootstrap intervals), label pairs and fit the dependency graph; gradient
-conflict computed on demand.
-"""
+"""The Relations page's library calls: sample and score generations, correlate the objectives
+(bootstrap intervals), label pairs, fit the dependency graph; gradient conflict on demand."""
 
 from __future__ import annotations
 
@@ -11,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from morl_core import settings
+from morl_core import relations, settings
 from morl_core.app.serving import (
     STEER_DECODING,
     Progress,
@@ -21,7 +19,7 @@ from morl_core.app.serving import (
 )
 from morl_core.evaluation import preference_grid
 from morl_core.prompts import load_prompts
-from morl_core.relations import classify_relations, dependency_graph, gradient_conflict
+from morl_core.relations import classify_relations, dependency_graph
 
 
 @dataclass(frozen=True)
@@ -134,67 +132,14 @@ def relate(
 
 
 def gradient_conflict_study(
-    objective_names: Sequence[str],
-    *,
-    prompt_set: str = "default",
-    batches: int = 3,
-    batch_prompts: int = 4,
-    k_samples: int = 4,
-    seed: int = 0,
-    progress: Progress | None = None,
+    objective_names: Sequence[str], *, seed: int = 0, progress: Progress | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine matrix of per-objective policy gradients at the base model, averaged over batches.
-
-    A fresh LoRA adapter (rank 8, all linear layers) sits on the embedded model; for each batch
-    one rollout is scored on every objective and the REINFORCE gradient of each objective alone
-    (RLOO baseline, as in training) is taken with respect to the adapter. Cheap on the embedded
-    model: one rollout and K backward passes per batch.
-
-    Returns:
-        ``(cosine (K, K), mean gradient norms (K,))``.
-    """
-    import torch  # heavy: loaded only when someone asks for the gradient conflict
-
-    from morl_core.policy import attach_lora, load_policy, set_threads
-    from morl_core.rl.losses import group_advantages, token_logprobs
-
-    progress = progress or noop
-    names = list(objective_names)
-    set_threads(settings.ui_threads())
-    torch.manual_seed(seed)
-    policy = attach_lora(load_policy("embedded", device="cpu"), r=8, alpha=32)
-    params = [p for n, p in policy.model.named_parameters() if p.requires_grad]
-    prompts = load_prompts(prompt_set, "train")
-    rng = np.random.default_rng(seed)
-    generator = torch.Generator().manual_seed(seed)
-    cosines, norms = [], []
-    for b in range(batches):
-        progress(f"batch {b + 1} of {batches}: rollout and {len(names)} gradients", b / batches)
-        batch = list(rng.choice(prompts, size=batch_prompts, replace=False))
-        rollout = policy.rollout(
-            batch, n=k_samples, max_new_tokens=24, temperature=1.0, generator=generator
-        )
-        texts = policy.decode(rollout.completion_ids, rollout.completion_mask)
-        rewards = score_texts(names, [p for p in batch for _ in range(k_samples)], texts)
-        n_tok = rollout.completion_mask.shape[1]
-        grads = []
-        for i in range(len(names)):
-            adv = group_advantages(torch.as_tensor(rewards[:, i], dtype=torch.float32), k_samples)
-            logp, _ = token_logprobs(policy.model, rollout.input_ids, rollout.attention_mask, n_tok)
-            mask = rollout.completion_mask.float()
-            loss = -(adv * (logp * mask).sum(-1)).mean()
-            policy.model.zero_grad(set_to_none=True)
-            loss.backward()
-            grads.append(
-                torch.cat(
-                    [
-                        p.grad.flatten() if p.grad is not None else torch.zeros(p.numel())
-                        for p in params
-                    ]
-                ).numpy()
-            )
-        g = np.stack(grads)  # (K, D)
-        cosines.append(gradient_conflict(g))
-        norms.append(np.linalg.norm(g, axis=1))
-    progress("done", 1.0)
-    return np.nanmean(np.stack(cosines), axis=0), np.mean(np.stack(norms), axis=0)
+    """:func:`morl_core.relations.gradient_conflict_study` on the embedded model, with the UI's
+    threads and import policy."""
+    return relations.gradient_conflict_study(
+        objective_names,
+        seed=seed,
+        threads=settings.ui_threads(),
+        allow_import=settings.ui_allows_imports(),
+        progress=progress,
+    )

@@ -20,6 +20,15 @@ from morl_core.bench.suites import Suite
 from morl_core.runfolder import read_json, write_json_atomic
 
 RECORD_SCHEMA = 2  # 2: evaluated by morl_core.evaluation (protocol recorded, intervals, KL)
+KL_KEYS = ("kl_per_token", "kl_per_sequence")  # per preference in a front, means in a record
+NO_TRAINING = {
+    "training_samples": 0,
+    "wall_seconds": 0.0,
+    "search_seconds": 0.0,
+    "search_evaluations": 0,
+    "search_samples": 0,
+    "peak_rss_mb": None,
+}
 
 
 def cell_key(method: str, seed: int) -> str:
@@ -30,13 +39,28 @@ def suite_dir(out: Path, suite: Suite) -> Path:
     return Path(out) / suite.name
 
 
-def _front_fields(suite: Suite, front: dict[str, Any]) -> dict[str, Any]:
-    """The record fields every row shares, from a front of :mod:`morl_core.evaluation`."""
+def _header(suite: Suite, method: str, seed: int, run_id: str | None, status: str) -> dict:
+    """The fields every record starts with, succeeded or not."""
+    return {
+        "schema_version": RECORD_SCHEMA,
+        "suite": suite.name,
+        "suite_version": suite.version,
+        "method": method,
+        "seed": seed,
+        "run_id": run_id,
+        "status": status,
+    }
+
+
+def _evaluated(suite: Suite, method: str, seed: int, run_id: str | None, front: dict, **cost):
+    """A succeeded record: a front of :mod:`morl_core.evaluation`, its training ``cost``."""
+    from morl_core.jobs.records import git_hash, package_versions
+
     points = np.asarray(front["points"])
     indicators = front["indicators"]
-    kl_token = [v for v in front["kl_per_token"] if v is not None]
-    kl_sequence = [v for v in front["kl_per_sequence"] if v is not None]
+    kl = {key: [v for v in front[key] if v is not None] for key in KL_KEYS}
     return {
+        **_header(suite, method, seed, run_id, "succeeded"),
         "objectives": list(suite.objectives),
         "reference_point": indicators["ref"],
         **{k: v for k, v in indicators.items() if k not in ("ref", "intervals")},
@@ -45,8 +69,7 @@ def _front_fields(suite: Suite, front: dict[str, Any]) -> dict[str, Any]:
         "protocol_version": front["protocol_version"],
         "front": front["points"],
         "preferences": front["preferences"],
-        "kl_per_token": float(np.mean(kl_token)) if kl_token else None,
-        "kl_per_sequence": float(np.mean(kl_sequence)) if kl_sequence else None,
+        **{key: float(np.mean(values)) if values else None for key, values in kl.items()},
         "front_kl_per_token": front["kl_per_token"],
         "mean_reward": dict(zip(suite.objectives, points.mean(0).tolist(), strict=True)),
         "distinct1": float(np.mean(front.get("distinct1", [np.nan]))),
@@ -54,6 +77,10 @@ def _front_fields(suite: Suite, front: dict[str, Any]) -> dict[str, Any]:
         "inference_seconds_per_reply": front["eval_seconds"] / max(front["replies"], 1),
         "passes_per_token": int(front["passes_per_token"]),
         "models_kept": int(front["models_kept"]),
+        **cost,
+        "versions": package_versions(),
+        "git": git_hash(),
+        "recorded": time.time(),
     }
 
 
@@ -62,74 +89,42 @@ def evaluate_record(
 ) -> dict[str, Any]:
     """Evaluate a finished run under the evaluation protocol (:mod:`morl_core.evaluation`)."""
     from morl_core.evaluation import evaluate_run
-    from morl_core.jobs.records import git_hash, package_versions
     from morl_core.methods.common import read_artifact
 
     result = read_json(run_dir / "result.json") or {}
-    front = evaluate_run(run_dir, method=method)
-    artifact = read_artifact(run_dir)
-    return {
-        "schema_version": RECORD_SCHEMA,
-        "suite": suite.name,
-        "suite_version": suite.version,
-        "method": method,
-        "seed": seed,
-        "run_id": run_dir.name,
-        "status": "succeeded",
-        **_front_fields(suite, front),
-        "training_samples": int(result.get("samples") or getattr(status, "samples", 0)),
-        "wall_seconds": float(result.get("wall_seconds") or 0.0),
-        "search_seconds": float(
-            (read_json(run_dir / "search_timing.json") or {}).get("seconds", 0.0)
-        ),
-        "search_evaluations": int((artifact.get("search") or {}).get("evaluations", 0)),
-        "search_samples": int((artifact.get("search") or {}).get("samples", 0)),  # in training
-        "peak_rss_mb": result.get("peak_rss_mb"),
-        "versions": package_versions(),
-        "git": git_hash(),
-        "recorded": time.time(),
-    }
+    search = read_artifact(run_dir).get("search") or {}
+    timing = read_json(run_dir / "search_timing.json") or {}
+    return _evaluated(
+        suite, method, seed, run_dir.name, evaluate_run(run_dir, method=method),
+        training_samples=int(result.get("samples") or getattr(status, "samples", 0)),
+        wall_seconds=float(result.get("wall_seconds") or 0.0),
+        search_seconds=float(timing.get("seconds", 0.0)),
+        search_evaluations=int(search.get("evaluations", 0)),
+        search_samples=int(search.get("samples", 0)),  # in training
+        peak_rss_mb=result.get("peak_rss_mb"),
+    )  # fmt: skip
 
 
 def base_record(suite: Suite) -> dict[str, Any]:
     """The base model's row: the suite's model, prompts and preferences, no training."""
     from morl_core.evaluation import evaluate_base
-    from morl_core.jobs.records import git_hash, package_versions
 
     config = suite.run_config(suite.methods[0], suite.seeds[0])
     front = evaluate_base(
         suite.objectives, config.model, config.prompt_set, config.n_preferences, config.device
     )
-    return {
-        "schema_version": RECORD_SCHEMA,
-        "suite": suite.name,
-        "suite_version": suite.version,
-        "method": BASE_METHOD,
-        "seed": 0,
-        "run_id": None,
-        "status": "succeeded",
-        **_front_fields(suite, front),
-        "training_samples": 0,
-        "wall_seconds": 0.0,
-        "search_seconds": 0.0,
-        "search_evaluations": 0,
-        "search_samples": 0,
-        "peak_rss_mb": None,
-        "versions": package_versions(),
-        "git": git_hash(),
-        "recorded": time.time(),
-    }
+    return _evaluated(suite, BASE_METHOD, 0, None, front, **NO_TRAINING)
 
 
 def gradient_conflict_record(suite: Suite, batches: int = 3) -> dict[str, Any]:
     """Cosine of per-objective policy gradients at the base model, averaged over a few
-    training batches (:func:`morl_core.app.relations.gradient_conflict_study`)."""
+    training batches (:func:`morl_core.relations.gradient_conflict_study`)."""
     if suite.model != "embedded":
         return {"skipped": f"measured on the embedded model only; this suite uses {suite.model}"}
-    from morl_core.app.relations import gradient_conflict_study
+    from morl_core.relations import gradient_conflict_study
 
     cosine, norms = gradient_conflict_study(
-        suite.objectives, prompt_set=suite.prompt_set, batches=batches, seed=0
+        suite.objectives, model=suite.model, prompt_set=suite.prompt_set, batches=batches, seed=0
     )
     rounded = [[None if np.isnan(c) else round(float(c), 4) for c in row] for row in cosine]
     return {
@@ -137,21 +132,6 @@ def gradient_conflict_record(suite: Suite, batches: int = 3) -> dict[str, Any]:
         "batches": batches,
         "cosine": rounded,  # (K, K); None where an objective had no gradient
         "gradient_norms": [float(n) for n in norms],
-    }
-
-
-def failed_record(
-    suite: Suite, method: str, seed: int, run_id: str, message: str, state: str
-) -> dict[str, Any]:
-    return {
-        "schema_version": RECORD_SCHEMA,
-        "suite": suite.name,
-        "suite_version": suite.version,
-        "method": method,
-        "seed": seed,
-        "run_id": run_id,
-        "status": state,
-        "message": message,
     }
 
 
@@ -203,9 +183,8 @@ def run_suite(
                 progress(f"evaluating {key}")
                 record = evaluate_record(suite, method, seed, ex.store.run_dir(run_id), status)
             else:
-                record = failed_record(
-                    suite, method, seed, run_id, status.message, str(status.state)
-                )
+                record = _header(suite, method, seed, run_id, str(status.state))
+                record["message"] = status.message
             write_json_atomic(record_path, record)
             progress(f"recorded {key}: {record['status']}")
         records.append(read_json(record_path))

@@ -26,7 +26,7 @@ from morl_core.relations.correlations import (
     bootstrap_correlations,
     correlation_matrix,
 )
-from morl_core.relations.gradients import gradient_conflict
+from morl_core.relations.gradients import gradient_conflict, gradient_conflict_study
 from morl_core.relations.graph import Edge, dependency_graph, partial_correlations
 
 __all__ = [
@@ -42,5 +42,6 @@ __all__ = [
     "correlation_matrix",
     "dependency_graph",
     "gradient_conflict",
+    "gradient_conflict_study",
     "partial_correlations",
 ]
