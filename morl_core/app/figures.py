@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from morl_core.colors import DOMINATED_COLOR, method_color, objective_color
 from morl_core.pareto import non_dominated
@@ -262,29 +261,6 @@ def ternary_figure(
     fig.update_layout(
         ternary=axes, height=360, title="Preference simplex", showlegend=False, **COMPACT
     )
-    return fig
-
-
-def training_curves_figure(rows: Sequence[Mapping[str, Any]], objective_names: Sequence[str]):
-    """Per-objective reward curves, KL to the base and completion length over training samples.
-
-    Args:
-        rows: Flat metric rows (``step``, ``samples``, ``reward/<name>``, ``kl``, ``length``).
-        objective_names: The run's objectives, one reward curve each (objective colours).
-    """
-    titles = ("reward per objective", "KL to base", "length (tokens)")
-    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.09, subplot_titles=titles)
-    x = [r.get("samples", r.get("step")) for r in rows]
-    for name in objective_names:
-        y = [r.get(f"reward/{name}") for r in rows]
-        line = {"color": objective_color(name)}
-        fig.add_scatter(x=x, y=y, name=name, mode="lines", line=line, row=1, col=1)
-    for col, key, colour in ((2, "kl", "#555"), (3, "length", "#888")):
-        y = [r.get(key) for r in rows]
-        fig.add_scatter(x=x, y=y, name=key, mode="lines", line={"color": colour}, row=1, col=col)
-        fig.update_traces(selector=-1, showlegend=False)
-    fig.update_xaxes(title_text="training samples")
-    fig.update_layout(height=320, legend={"orientation": "h", "y": -0.3}, **COMPACT)
     return fig
 
 
