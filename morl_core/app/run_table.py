@@ -1,8 +1,6 @@
-"""Managing runs on the Train page, as in TensorBoard or W&B: tags and notes, a filtered and sorted
-runs table, a config diff of two runs, EMA-smoothed curves (one line per policy; several runs
-overlaid on a chosen x-axis) and a cost estimate from this server's past runs. Pure functions,
-except the readers/writers named ``read_*``/``write_*``/``past_*``.
-"""
+"""Managing runs on the Train page, as in TensorBoard or W&B: tags and notes, a filtered runs table,
+config diffs, EMA-smoothed curves (one line per policy, runs overlaid) and a cost estimate from
+past runs. Pure functions, except the readers/writers named ``read_*``/``write_*``/``past_*``."""
 
 from __future__ import annotations
 
@@ -40,10 +38,8 @@ def parse_tags(text: str) -> list[str]:
 
 
 def write_notes(run_dir: Path, tags: str, note: str) -> None:
-    """Store tags (text, see :func:`parse_tags`) and a note in ``notes.json`` atomically.
-
-    Raises ValueError for bad tags, a note over ``MAX_NOTE_CHARS`` or a symlinked notes file.
-    """
+    """Store tags (text, see :func:`parse_tags`) and a note in ``notes.json`` atomically; bad
+    tags, a note over ``MAX_NOTE_CHARS`` or a symlinked notes file raise ValueError."""
     if len(note) > MAX_NOTE_CHARS:
         raise ValueError(f"note: {len(note)} characters; at most {MAX_NOTE_CHARS}")
     path = Path(run_dir) / NOTES
@@ -62,7 +58,7 @@ def read_notes(run_dir: Path) -> dict[str, Any]:
 
 
 def read_config(run_dir: Path, name: str = runfolder.CONFIG) -> dict[str, Any]:
-    """The JSON object ``name`` in a run folder (``config.json``); empty when absent or unreadable."""
+    """The JSON object ``name`` (``config.json``) in a run folder; empty if absent or unreadable."""
     try:
         data = runfolder.read_json(Path(run_dir) / name)
     except (OSError, ValueError):
@@ -112,12 +108,8 @@ def filter_rows(
     sort: str = "created",
     descending: bool = True,
 ) -> list[Mapping[str, Any]]:
-    """Rows that match every filter (column -> wanted values) and ``text``, sorted by ``sort``.
-
-    An empty filter matches all; a list column (objectives, tags) keeps a run that has all the
-    wanted values, any other one a run that has one of them. ``text`` is a case-insensitive
-    search in the id, method, tags, note and message.
-    """
+    """Rows matching every filter (column -> wanted values: a list column needs all of them, any
+    other one of them) and ``text`` (case-insensitive, in id, method, tags, note and message)."""
     filters = {c: w for c, w in (filters or {}).items() if w}
     bad = sorted(set(filters) - set(FILTERS)) or ([sort] if sort not in SORTS else [])
     if bad:
@@ -160,9 +152,7 @@ Line = tuple[np.ndarray, np.ndarray, np.ndarray]  # (x, raw y, smoothed y)
 
 def smooth(values: Sequence[float | None], weight: float) -> np.ndarray:
     """TensorBoard's smoothing: an EMA debiased at the start; ``weight`` in [0, 1), 0 is the values.
-
-    Missing values (None, NaN) stay missing and do not enter the average.
-    """
+    Missing values (None, NaN) stay missing and do not enter the average."""
     if not 0.0 <= weight < 1.0:
         raise ValueError(f"smoothing: {weight}; allowed: 0 <= smoothing < 1")
     y = np.array([np.nan if v is None else v for v in values], dtype=float)
@@ -177,12 +167,8 @@ def smooth(values: Sequence[float | None], weight: float) -> np.ndarray:
 def policy_lines(
     rows: Rows, key: str, x_axis: str = "step", smoothing: float = 0.0
 ) -> dict[str, Line]:
-    """One line per policy a run trains (its rows' ``stage``; one unnamed line for a single one).
-
-    A run that trains several policies in turn (MORLHF's one per preference, soups' experts) gets
-    one line each on the run's own x-axis, not one that jumps between them. Wall time counts from
-    the run's first record.
-    """
+    """One line per policy a run trains in turn (its rows' ``stage``; unnamed for a single one),
+    each on the run's own x-axis, not one line jumping between them; wall time from row one."""
     if x_axis not in X_AXES.values():
         raise ValueError(f"x_axis: {x_axis!r}; allowed: {', '.join(X_AXES.values())}")
     stages: dict[str, list[Mapping[str, Any]]] = {}
@@ -233,7 +219,7 @@ def curves_figure(panels: Mapping[str, dict[str, Line]], x_title: str, cols: int
 
 
 def training_figure(rows, objectives: Sequence[str], x_axis: str, smoothing: float) -> go.Figure:
-    """The live view: a reward panel per objective, KL to the base and length, one line per policy."""
+    """The live view: a reward panel per objective, KL to base and length; one line per policy."""
     keys = {f"reward: {o}": f"reward/{o}" for o in objectives}
     keys |= {"KL to base": "kl", "length (tokens)": "length"}
     panels = {title: policy_lines(rows, key, x_axis, smoothing) for title, key in keys.items()}
@@ -241,7 +227,7 @@ def training_figure(rows, objectives: Sequence[str], x_axis: str, smoothing: flo
 
 
 def overlay_figure(runs: Mapping[str, Rows], key: str, x_axis: str, smoothing: float) -> go.Figure:
-    """One metric of several runs on one chart: a line per run (per policy of a multi-policy run)."""
+    """One metric of several runs on one chart: a line per run (per policy if it trains several)."""
     lines = {
         f"{label} · {stage}" if stage else label: line
         for label, rows in runs.items()
@@ -309,12 +295,9 @@ def duration(seconds: float) -> str:
 
 
 def estimate_cost(values: Mapping[str, Any], timings: Sequence[StepTiming]) -> tuple[float, str]:
-    """(seconds, a line with its basis) for a run of the form's ``values``.
-
-    Seconds per step come from past runs, each scaled by the step's size (prompts x samples x
-    new tokens); the step count is ``steps`` times the recorded-per-configured ratio of past runs
-    of the same method. With no past run it is a coarse guess, and the line says so.
-    """
+    """(seconds, a line with its basis) for a run of the form's ``values``: past runs' median
+    seconds per unit of step size x this step's size x ``steps`` x the median ratio of recorded to
+    configured steps of past runs of the same method; with no past run a guess, said so."""
     work, steps = _work(values), int(values["steps"])
     same = [t.steps_ratio for t in timings if t.method == values["method"]]
     total = steps * (float(np.median(same)) if same else 1.0)

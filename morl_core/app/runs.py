@@ -1,7 +1,5 @@
-"""Training from the app: a form derived from ``RunConfig``, submission to the job system with
-field-named errors, a run's history read incrementally for the live view, its status lines, and
-managing runs (owners, delete, logs, exports).
-"""
+"""Training from the app: a form derived from ``RunConfig``, submission with field-named errors, a
+run's history read incrementally for the live view, status lines, owners, delete, logs, exports."""
 
 from __future__ import annotations
 
@@ -89,13 +87,9 @@ def option_fields(method: str) -> list[FormField]:
 
 
 def submit_run(values: Mapping[str, Any], executor=None) -> str:
-    """Validate form values (``options.NAME`` keys make ``options``) and submit them to
-    ``executor`` (default: the configured one); returns the run id.
-
-    The web UI only trains on the server's allowed models and registered objectives (dotted paths
-    import code: CLI and config files only, unless the operator allows it). Raises ConfigError
-    naming every bad field; nothing is submitted then.
-    """
+    """Validate form values (``options.NAME`` keys make ``options``), submit them to ``executor``
+    (default: the configured one) and return the run id; ConfigError names every bad field. Only
+    allowed models and registered objectives (dotted paths import code: CLI only unless allowed)."""
     data = {k: v for k, v in values.items() if not k.startswith("options.")}
     typed = {k.removeprefix("options."): v for k, v in values.items() if k.startswith("options.")}
     if typed:  # the form's option widgets
@@ -156,7 +150,7 @@ class RunHistory:
         return np.asarray(xs, dtype=float), np.asarray(hv, dtype=float)
 
     def snapshot_figures(self, index: int, run_id: str, method: str) -> tuple[Any, Any, str]:
-        """Front snapshot ``index``, the hypervolume curve so far, and a caption for a lone point."""
+        """Front snapshot ``index``, the hypervolume curve so far and a caption for a lone point."""
         snap = self.fronts[index]
         ref = reference_point(snap["objectives"])
         title = f"front at step {snap['step']}" + (" (partial)" if snap["partial"] else "")
