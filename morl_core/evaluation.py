@@ -2,31 +2,27 @@
 
 Every number that compares fronts (``morl front``'s ``front.json``, the app's Fronts page, a
 ``morl bench`` record, the scripts under ``benchmarks/``) comes from :func:`evaluate_run` or
-:func:`evaluate_base` under one declared :class:`EvalProtocol`, and carries it (with its
-``protocol_version``), so a number on any page means the same thing.
-
-What the protocol fixes:
+:func:`evaluate_base` under one declared :class:`EvalProtocol` and carries it (with its
+``protocol_version``), so a number on any page means the same thing. The protocol fixes:
 
 * **Prompts**: every prompt of the run's prompt set's held-out (``eval``) split.
-* **Samples**: ``samples`` completions per prompt (>= 4 by default), decoded with the
-  protocol's temperature, top-p and length.
-* **Common random numbers**: sample ``s`` of every prompt is drawn with the seed
-  ``seed + s`` (one batch over all prompts per sample index); the seed never depends on the
-  preference or the method, so two preferences of one policy, or two methods, face the same
-  prompts with the same random stream. Rows of a batch share one generator, so a prompt's
-  stream is fixed by its sample index and the (fixed) prompt list.
+* **Samples**: ``samples`` completions per prompt, decoded with the protocol's temperature,
+  top-p and length.
+* **Common random numbers**: sample ``s`` of every prompt is drawn with the seed ``seed + s``
+  (one batch over all prompts per sample index), never depending on the preference or the
+  method, so two preferences of one policy, or two methods, face the same prompts with the
+  same random stream.
 * **Points**: at each preference the mean score of every objective over all replies (a score
   that does not apply, ``None`` from a reward function, is left out, not counted as 0).
-* **Indicators** (:mod:`morl_core.pareto`): hypervolume of the *mean* points (never the
-  envelope of noisy per-seed points), with the reference point of :func:`reference_point`;
-  expected utility over a fixed simplex lattice (:meth:`EvalProtocol.eu_preferences`), not over
-  the front's own preferences; IGD / IGD+ where the true front is known. A percentile bootstrap
-  over prompts gives each of HV and EU a ``level`` interval.
-* **KL to the base model**: a Monte-Carlo estimate of KL(policy || base) on the sampled replies,
-  per token and per sequence, at every preference, for servers that run one model per
+* **Indicators** (:mod:`morl_core.pareto`): hypervolume of the *mean* points with the fixed
+  :func:`reference_point`; expected utility over a fixed simplex lattice
+  (:meth:`EvalProtocol.eu_preferences`), not the front's own preferences; IGD / IGD+ where the
+  true front is known. A percentile bootstrap over prompts gives HV and EU ``level`` intervals.
+* **KL to the base model**: a Monte-Carlo estimate of KL(policy || base) on the sampled
+  replies, per token and per sequence, at every preference, for servers that run one model per
   preference (an adapter or a soup); decoding-time mixtures report None.
-* **Base model**: :func:`evaluate_base` evaluates the untrained model (no adapter) the same way,
-  the reference row of a comparison.
+* **Base model**: :func:`evaluate_base` evaluates the untrained model the same way, the
+  reference row of a comparison.
 
 Maximisation convention throughout.
 """
@@ -61,6 +57,19 @@ MAX_SAMPLES = 64
 MAX_PROMPTS = 1024
 MAX_BOOTSTRAP = 2000
 KL_BATCH = 16  # replies per forward pass of the KL estimate (bounds the logits' memory)
+INTEGER_RANGES = {
+    "samples": (1, MAX_SAMPLES),
+    "max_prompts": (0, MAX_PROMPTS),
+    "max_new_tokens": (1, 512),
+    "seed": (0, 2**31 - 1),
+    "bootstrap": (0, MAX_BOOTSTRAP),
+}
+NUMBER_RANGES = {
+    "temperature": (0.0, 10.0),
+    "top_p": (0.0, 1.0),
+    "reference_margin": (0.0, 1.0),
+    "level": (0.0, 1.0),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,23 +77,21 @@ class EvalProtocol:
     """How every front is evaluated; recorded (``to_dict``) next to every result.
 
     Attributes:
-        version: Changes whenever a rule below changes meaning; results of different versions
-            are not compared.
-        samples: Completions per prompt, in [1, 64] (4 by default; the in-training snapshots
-            use 1).
-        max_prompts: Use only the first ``max_prompts`` held-out prompts, in [0, 1024];
-            0 = all of them (the default).
+        version: Changes whenever a rule changes meaning; versions are never compared.
+        samples: Completions per prompt.
+        max_prompts: Use only the first ``max_prompts`` held-out prompts; 0 = all of them.
         max_new_tokens: Tokens decoded per reply.
-        temperature: Sampling temperature (> 0; the protocol samples, it never decodes greedily).
+        temperature: Sampling temperature (> 0: the protocol never decodes greedily).
         top_p: Nucleus mass in (0, 1].
         seed: Base seed: sample ``s`` of every prompt uses ``seed + s`` at every preference.
-        reference_margin: The reference point sits this fraction of each objective's range
-            below its low end (see :func:`reference_point`).
-        eu_divisions: ``(k, divisions)`` pairs: the simplex lattice expected utility averages
-            over for k objectives (k above the table: ``EU_DIVISIONS_ABOVE``).
-        bootstrap: Resamples of the prompts for the HV / EU intervals, in [0, 2000]; 0 = none.
+        reference_margin: See :func:`reference_point`.
+        eu_divisions: ``(k, divisions)``: the simplex lattice expected utility averages over
+            for k objectives (k above the table: ``EU_DIVISIONS_ABOVE``).
+        bootstrap: Resamples of the prompts for the HV / EU intervals; 0 = none.
         level: Coverage of those intervals, in (0, 1).
         kl: Estimate KL to the base model at every preference.
+
+    Ranges: ``INTEGER_RANGES`` and ``NUMBER_RANGES``.
     """
 
     version: str = PROTOCOL_VERSION
@@ -102,28 +109,12 @@ class EvalProtocol:
 
     def __post_init__(self) -> None:
         errors = []
-        ints = {
-            "samples": (1, MAX_SAMPLES),
-            "max_prompts": (0, MAX_PROMPTS),
-            "max_new_tokens": (1, 512),
-            "seed": (0, 2**31 - 1),
-            "bootstrap": (0, MAX_BOOTSTRAP),
-        }
-        for name, (low, high) in ints.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                errors.append(f"{name}: expected an integer in [{low}, {high}], got {value!r}")
-        floats = {
-            "temperature": (0.0, 10.0),
-            "top_p": (0.0, 1.0),
-            "reference_margin": (0.0, 1.0),
-            "level": (0.0, 1.0),
-        }
-        for name, (low, high) in floats.items():
-            value = getattr(self, name)
-            bad = isinstance(value, bool) or not isinstance(value, int | float)
-            if bad or not np.isfinite(value) or not low <= value <= high:
-                errors.append(f"{name}: expected a number in [{low}, {high}], got {value!r}")
+        for name, (low, high) in {**INTEGER_RANGES, **NUMBER_RANGES}.items():
+            value, integer = getattr(self, name), name in INTEGER_RANGES
+            kind = int if integer else int | float  # NaN and inf fail the range check
+            if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
+                expected = "an integer" if integer else "a number"
+                errors.append(f"{name}: expected {expected} in [{low}, {high}], got {value!r}")
         if not errors and (self.temperature == 0 or self.top_p == 0 or self.level in (0, 1)):
             errors.append("temperature, top_p and level must be > 0 (and level < 1)")
         if any(not (2 <= k <= 64 and 1 <= d <= 100) for k, d in self.eu_divisions):
@@ -139,11 +130,7 @@ class EvalProtocol:
 
     def decoding(self) -> dict[str, Any]:
         """The generation settings every reply is decoded with (the seed is per sample)."""
-        return {
-            "max_new_tokens": self.max_new_tokens,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-        }
+        return {key: getattr(self, key) for key in ("max_new_tokens", "temperature", "top_p")}
 
     def eu_preferences(self, k: int) -> np.ndarray:
         """The fixed preference set (M, k) that expected utility averages over."""
@@ -152,9 +139,7 @@ class EvalProtocol:
 
     def prompts(self, prompt_set: str) -> tuple[list[str], dict[str, dict[str, Any]]]:
         """The held-out prompts of ``prompt_set`` this protocol evaluates, and their columns."""
-        prompts = load_prompts(prompt_set, "eval")
-        if self.max_prompts:
-            prompts = prompts[: self.max_prompts]
+        prompts = load_prompts(prompt_set, "eval")[: self.max_prompts or None]  # 0: all
         return prompts, load_prompt_columns(prompt_set, "eval")
 
 
@@ -192,10 +177,9 @@ def reference_point(
 ) -> np.ndarray:
     """The fixed per-task reference point: ``margin`` of each objective's range below its low end.
 
-    Built-in objectives live in [0, 1]; an imported one (a TRL reward) on its given or declared
-    range, or the range a run learned (its metric ``records``), by
-    :func:`morl_core.objectives.front_bounds`. A bare count ``k`` means k objectives in [0, 1].
-    An imported objective this process may not import gets the [0, 1] map.
+    Ranges by :func:`morl_core.objectives.front_bounds` (built-in objectives [0, 1]; an
+    imported one its declared range or the one a run learned, in its metric ``records``); a
+    bare count ``k``, or objectives this process may not import, get [0, 1].
     """
     margin = DEFAULT_PROTOCOL.reference_margin if margin is None else margin
     if isinstance(objectives, int):
@@ -212,8 +196,8 @@ def reference_point(
 def true_front(objectives: Sequence[str]) -> np.ndarray | None:
     """The analytic front of a pair of synthetic word-class objectives, else None."""
     names = list(objectives)
-    if len(names) != 2 or not all(
-        OBJECTIVES.get(n) is not None and OBJECTIVES[n].kind == "synthetic" for n in names
+    if len(names) != 2 or any(
+        getattr(OBJECTIVES.get(n), "kind", None) != "synthetic" for n in names
     ):
         return None
     try:
@@ -227,20 +211,15 @@ def front_indicators(
     ref: Sequence[float] | np.ndarray | None = None,
     protocol: EvalProtocol | None = None,
 ) -> dict[str, Any]:
-    """HV, EU, sparsity, cardinality, IGD/IGD+ of a front dict, with bootstrap intervals.
+    """HV, EU, sparsity, cardinality, IGD/IGD+ of a front dict: the one place they are computed.
 
-    The one place a front's indicators are computed. ``front`` holds ``objectives`` and
-    ``points`` (P, K); when it also holds the per-prompt ``prompt_sums`` / ``prompt_counts`` of
-    :func:`evaluate_front`, the HV and EU get ``protocol.level`` intervals in ``intervals``.
-
-    Args:
-        front: A front dict.
-        ref: The reference point; default :func:`reference_point` of the front's objectives.
-        protocol: The protocol (EU preferences, bootstrap); default :func:`default_protocol`.
+    ``front`` holds ``objectives`` and ``points`` (P, K); with the per-prompt ``prompt_sums`` /
+    ``prompt_counts`` of :func:`evaluate_front` too, HV and EU get bootstrap ``intervals``.
+    ``ref`` defaults to :func:`reference_point`, ``protocol`` to :func:`default_protocol`.
 
     Returns:
         :meth:`morl_core.pareto.FrontSummary.to_dict` plus ``intervals`` (possibly empty),
-        ``eu_preferences`` (how many) and ``protocol_version``.
+        ``level``, ``eu_preferences`` (how many) and ``protocol_version``.
     """
     protocol = protocol or default_protocol()
     points = np.asarray(front["points"], dtype=float)  # (P, K)
@@ -253,16 +232,10 @@ def front_indicators(
     ).to_dict()
     intervals: dict[str, Any] = {}
     if protocol.bootstrap and front.get("prompt_sums") is not None:
-        rng = np.random.default_rng(protocol.seed)
         found = prompt_bootstrap(
-            front["prompt_sums"],
-            front["prompt_counts"],
-            ref,
-            weights,
-            draws=protocol.bootstrap,
-            level=protocol.level,
-            rng=rng,
-        )
+            front["prompt_sums"], front["prompt_counts"], ref, weights, draws=protocol.bootstrap,
+            level=protocol.level, rng=np.random.default_rng(protocol.seed),
+        )  # fmt: skip
         intervals = {key: list(value) for key, value in found.items()}
     return {
         **out,
@@ -278,8 +251,8 @@ def snapshot_hypervolume(
 ) -> float:
     """HV of an in-training front snapshot, with the protocol's reference point.
 
-    Snapshots are evaluated on fewer prompts with one sample, so their HV traces one run's
-    progress; compare runs with :func:`evaluate_run`'s indicators instead.
+    Snapshots use fewer prompts, so their HV traces one run's progress; compare runs with
+    :func:`evaluate_run`'s indicators instead.
     """
     return hypervolume(points, reference_point(objectives))
 
@@ -292,17 +265,14 @@ def kl_to_base(
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Monte-Carlo KL(policy || base) of each sampled reply: (sum over its tokens, tokens).
 
-    ``sum_t log pi(y_t | ...) - log pi_base(y_t | ...)`` on the reply's tokens (re-tokenised
-    from the text), so its mean over replies sampled from the policy estimates the
-    per-sequence KL, and the pooled ratio the per-token KL. The replies were sampled with top-p,
-    so this is an estimate of the KL of the untruncated policy on its nucleus samples.
-
-    Cheap for servers that run one model per preference (an adapter or a soup, a steerable with
-    ``policy`` and ``choose``: one forward pass with the adapter and one without). Decoding-time
-    mixtures (MOD: K models per token), prompt-conditioned and meta policies return None.
+    ``sum_t log pi(y_t | ...) - log pi_base(y_t | ...)`` on the reply's re-tokenised text: its
+    mean over replies estimates the per-sequence KL, the pooled ratio the per-token KL (of the
+    untruncated policy, on its top-p samples). Only for a steerable with ``policy`` and
+    ``choose`` (one model per preference: one pass with the adapter, one without); mixtures,
+    prompt-conditioned and meta policies return None.
 
     Returns:
-        ``(kl (n,), tokens (n,))`` or None when not cheap or nothing was generated.
+        ``(kl (n,), tokens (n,))``, or None when not cheap or nothing was generated.
     """
     policy = getattr(steerable, "policy", None)
     if policy is None or not hasattr(steerable, "choose") or not texts:
@@ -311,15 +281,12 @@ def kl_to_base(
 
     from morl_core.rl.losses import token_logprobs
 
-    tok = policy.tokenizer
-    rows = []
-    for prompt, text in zip(prompts, texts, strict=True):
-        p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
-        c_ids = tok(" " + text, add_special_tokens=False)["input_ids"] if text else []
-        rows.append((p_ids, c_ids))
-    w = check_weights(weights, k=len(steerable.objectives))
+    def encode(text: str) -> list[int]:
+        return policy.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    rows = [(encode(p), encode(" " + t) if t else []) for p, t in zip(prompts, texts, strict=True)]
     model = policy.model
-    model.set_adapter(steerable.choose(w))
+    model.set_adapter(steerable.choose(check_weights(weights, k=len(steerable.objectives))))
     kl, tokens = np.zeros(len(rows)), np.zeros(len(rows))
     for start in range(0, len(rows), KL_BATCH):
         chunk = rows[start : start + KL_BATCH]
@@ -361,15 +328,12 @@ def evaluate_front(
     protocol: EvalProtocol | None = None,
     prompt_columns: dict[str, dict[str, Any]] | None = None,
     seed: int | None = None,
-    samples: int | None = None,
-    max_new_tokens: int | None = None,
     base: bool = False,
 ) -> dict[str, Any]:
     """Front points of ``steerable`` at each preference, on ``prompts``, under ``protocol``.
 
-    ``seed`` / ``samples`` / ``max_new_tokens`` override the protocol (the in-training
-    snapshots use one sample and no KL: pass them without a protocol). ``base`` marks the base
-    model, whose KL to itself is 0 without measuring.
+    Without a protocol (the in-training snapshots): the default rules with ``seed``, no KL and
+    no bootstrap. ``base`` marks the base model, whose KL to itself is 0 without measuring.
 
     Returns:
         {"objectives", "preferences" (P, K), "points" (P, K) mean rewards, "stderr" (P, K),
@@ -379,32 +343,18 @@ def evaluate_front(
     """
     from morl_core.rl.trainer import distinct_n  # imports torch; reading fronts stays light
 
-    if protocol is None:
-        protocol = dataclasses.replace(
-            EvalProtocol(kl=False, bootstrap=0),
-            **{
-                key: value
-                for key, value in (
-                    ("seed", seed),
-                    ("samples", samples),
-                    ("max_new_tokens", max_new_tokens),
-                )
-                if value is not None
-            },
-        )
+    protocol = protocol or EvalProtocol(seed=seed or 0, kl=False, bootstrap=0)
     preferences = np.atleast_2d(np.asarray(preferences, dtype=float))
-    prompts = list(prompts)
+    prompts, decoding = list(prompts), protocol.decoding()
     n, k = len(prompts), len(objectives)
     points, errors, examples, distinct1, distinct2 = [], [], [], [], []
     sums, counts, kl_token, kl_sequence = [], [], [], []
     for w in preferences:
         check_weights(w, k=k)
-        texts, asked = [], []
+        texts = []
         for s in range(protocol.samples):  # common random numbers: the seed ignores w
-            texts += steerable.generate(
-                prompts, list(w), seed=protocol.seed + s, **protocol.decoding()
-            )
-            asked += prompts
+            texts += steerable.generate(prompts, list(w), seed=protocol.seed + s, **decoding)
+        asked = prompts * protocol.samples
         rewards = objective_registry.score(
             list(objectives), asked, texts, prompt_columns=prompt_columns
         )  # (S * N, K), sample-major; NaN = not applicable
@@ -416,13 +366,10 @@ def evaluate_front(
         examples.append([asked[0], texts[0]])
         distinct1.append(distinct_n(texts, 1))
         distinct2.append(distinct_n(texts, 2))
-        if base:
-            kl_token.append(0.0)
-            kl_sequence.append(0.0)
-            continue
-        kl = kl_to_base(steerable, asked, texts, w) if protocol.kl else None
-        kl_token.append(None if kl is None else float(kl[0].sum() / kl[1].sum()))
-        kl_sequence.append(None if kl is None else float(kl[0].mean()))
+        kl = kl_to_base(steerable, asked, texts, w) if protocol.kl and not base else None
+        zero = 0.0 if base else None
+        kl_token.append(zero if kl is None else float(kl[0].sum() / kl[1].sum()))
+        kl_sequence.append(zero if kl is None else float(kl[0].mean()))
     return {
         "objectives": list(objectives),
         "preferences": preferences.tolist(),
@@ -467,30 +414,27 @@ def evaluate_steerable(
 
     Returns:
         The :func:`evaluate_front` dict plus ``indicators`` (:func:`front_indicators`),
-        ``protocol`` (:meth:`EvalProtocol.to_dict`), ``protocol_version`` and
-        ``eval_seconds`` (wall seconds of generating and scoring).
+        ``protocol`` (:meth:`EvalProtocol.to_dict`), ``protocol_version``, ``eval_seconds``
+        (wall seconds of generating and scoring) and ``replies``.
     """
     protocol = protocol or default_protocol()
     prompts, columns = protocol.prompts(prompt_set)
     preferences = preference_grid(len(objectives), n_preferences)
     start = time.perf_counter()
     front = evaluate_front(
-        steerable,
-        prompts,
-        preferences,
-        objectives,
-        protocol=protocol,
-        prompt_columns=columns,
+        steerable, prompts, preferences, objectives, protocol=protocol, prompt_columns=columns,
         base=base,
-    )
+    )  # fmt: skip
     seconds = time.perf_counter() - start
     ref = reference_point(objectives, records, protocol.reference_margin, allow_import=True)
-    front["indicators"] = front_indicators(front, ref, protocol)
-    front["protocol"] = protocol.to_dict()
-    front["protocol_version"] = protocol.version
-    front["eval_seconds"] = seconds
-    front["replies"] = len(preferences) * len(prompts) * protocol.samples
-    return front
+    return {
+        **front,
+        "indicators": front_indicators(front, ref, protocol),
+        "protocol": protocol.to_dict(),
+        "protocol_version": protocol.version,
+        "eval_seconds": seconds,
+        "replies": len(preferences) * len(prompts) * protocol.samples,
+    }
 
 
 def evaluate_run(
@@ -499,29 +443,25 @@ def evaluate_run(
     device: str = "auto",
     protocol: EvalProtocol | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a finished run folder, served by ``method`` (default: its own), under the protocol.
-
-    Reads the run's ``config.json`` (objectives, prompt set, preferences) and ``metrics.jsonl``
-    (learned ranges for the reference point); writes nothing.
+    """Evaluate a finished run folder, served by ``method`` (default: its own); writes nothing.
 
     Returns:
-        The :func:`evaluate_steerable` dict plus ``method``.
+        The :func:`evaluate_steerable` dict plus ``method``, ``passes_per_token`` and
+        ``models_kept``.
     """
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     steerable = get(method or config.method).load(run_dir, device=device)
     front = evaluate_steerable(
-        steerable,
-        config.objectives,
-        config.prompt_set,
-        config.n_preferences,
-        protocol=protocol,
-        records=read_metrics(run_dir)[0],
-    )
-    front["method"] = method or config.method
-    front["passes_per_token"] = int(getattr(steerable, "passes_per_token", 1))
-    front["models_kept"] = int(getattr(steerable, "models_kept", 1))
-    return front
+        steerable, config.objectives, config.prompt_set, config.n_preferences,
+        protocol=protocol, records=read_metrics(run_dir)[0],
+    )  # fmt: skip
+    return {
+        **front,
+        "method": method or config.method,
+        "passes_per_token": int(getattr(steerable, "passes_per_token", 1)),
+        "models_kept": int(getattr(steerable, "models_kept", 1)),
+    }
 
 
 def evaluate_base(
@@ -534,8 +474,7 @@ def evaluate_base(
 ) -> dict[str, Any]:
     """The base model (no adapter) under the same protocol: the reference row of a comparison.
 
-    Its KL to itself is 0; its points are the same at every preference (common random numbers).
-    """
+    Its KL is 0; its points are the same at every preference (common random numbers)."""
     steerable = BasePolicy(load_policy(model, device=device), objectives)
     front = evaluate_steerable(
         steerable, objectives, prompt_set, n_preferences, protocol=protocol, base=True

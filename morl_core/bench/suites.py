@@ -1,42 +1,25 @@
-"""Benchmark suites: a default config plus small per-suite overrides, validated by name.
+"""Benchmark suites: ``_default.json`` plus small per-suite overrides, validated by name.
 
 A suite file in ``benchmarks/suites/`` names the objectives, prompt set, model, training budget
-(RunConfig overrides), the number of evaluation preferences, the fixed reference point, seeds
-and methods. ``_default.json`` holds what every suite shares. Published suites are never
-edited: change a copy under a new name, so old leaderboard records stay comparable.
-
-The reference point, like every rule of evaluation, is the evaluation protocol's
-(:mod:`morl_core.evaluation`): fixed per objective set, never per run or per suite file.
+(RunConfig overrides), the number of evaluation preferences, seeds and methods. Published
+suites are never edited: change a copy under a new name, so old records stay comparable. The
+reference point, like every rule of evaluation, is the protocol's (:mod:`morl_core.evaluation`).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from morl_core import evaluation
 from morl_core.config import ConfigError, RunConfig
-from morl_core.evaluation import reference_point
 
 SUITES_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "suites"
 DEFAULT_FILE = "_default.json"
-KEYS = {
-    "name",
-    "description",
-    "version",
-    "objectives",
-    "model",
-    "prompt_set",
-    "methods",
-    "seeds",
-    "preferences",
-    "reference_point",
-    "config",
-    "relationship",
-}
 
 
 @dataclass(frozen=True)
@@ -62,9 +45,7 @@ class Suite:
 
     def true_front(self) -> np.ndarray | None:
         """The analytic front of a two-objective synthetic suite, else None (the protocol's)."""
-        from morl_core.evaluation import true_front
-
-        return true_front(self.objectives)
+        return evaluation.true_front(self.objectives)
 
     def run_config(self, method: str, seed: int) -> RunConfig:
         """The validated RunConfig of one (method, seed) cell."""
@@ -79,6 +60,9 @@ class Suite:
                 "n_preferences": self.preferences,
             }
         )
+
+
+KEYS = {f.name for f in fields(Suite)}  # the fields a suite file may set
 
 
 def available() -> list[str]:
@@ -115,11 +99,8 @@ def load_suite(name_or_path: str) -> Suite:
 def validate(data: dict[str, Any]) -> Suite:
     """A :class:`Suite` from merged data, or ``ValueError`` listing every bad field."""
     errors: dict[str, str] = {}
-    unknown = sorted(set(data) - KEYS)
-    if unknown:
-        errors.update(
-            {k: f"unknown suite field; allowed: {', '.join(sorted(KEYS))}" for k in unknown}
-        )
+    for key in sorted(set(data) - KEYS):
+        errors[key] = f"unknown suite field; allowed: {', '.join(sorted(KEYS))}"
     objectives = data.get("objectives")
     if (
         not isinstance(objectives, list)
@@ -132,10 +113,9 @@ def validate(data: dict[str, Any]) -> Suite:
         value = data.get(key)
         if not isinstance(value, list) or not value:
             errors[key] = f"need a non-empty list, got {value!r}"
-    if isinstance(data.get("seeds"), list) and not all(
-        isinstance(s, int) and s >= 0 for s in data["seeds"]
-    ):
-        errors["seeds"] = f"seeds must be integers >= 0, got {data['seeds']!r}"
+    seeds = data.get("seeds")
+    if isinstance(seeds, list) and not all(isinstance(s, int) and s >= 0 for s in seeds):
+        errors["seeds"] = f"seeds must be integers >= 0, got {seeds!r}"
     prefs = data.get("preferences")
     if not isinstance(prefs, int) or prefs < 2:
         errors["preferences"] = f"need an integer >= 2, got {prefs!r}"
@@ -158,7 +138,7 @@ def validate(data: dict[str, Any]) -> Suite:
         methods=tuple(data["methods"]),
         seeds=tuple(data["seeds"]),
         preferences=prefs,
-        reference_point=tuple(float(x) for x in reference_point(objectives)),
+        reference_point=tuple(float(x) for x in evaluation.reference_point(objectives)),
         config=dict(data.get("config", {})),
         relationship=data.get("relationship"),
     )
