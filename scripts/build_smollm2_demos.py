@@ -12,7 +12,8 @@ failed, cancelled or lost one is resumed from its last checkpoint (``morl resume
 running one is left to its worker (a separate process: stopping this script does not stop it).
 A succeeded demo is exported once: the files the app needs (``KEPT_RUN_FILES``) go to
 ``assets/demo/<name>/`` with the adapters in fp16, where it was trained goes to
-``trained_on.json``, and the folder is evaluated under the evaluation protocol (``front.json``).
+``trained_on.json``, the folder is evaluated under the evaluation protocol (``front.json``) and
+its Steer replies are precomputed (``lattice.json``, see :mod:`morl_core.app.lattice`).
 """
 
 from __future__ import annotations
@@ -48,9 +49,10 @@ COMMON = {
     "max_new_tokens": 32,
     "lora_r": 8,
     "lora_alpha": 32,
-    # SmolLM2 moves fast (brevity alone, no KL: 25 -> 7 words in 8 steps, empty by step 22):
-    # a small rate, the KL per reply at 0.05, and the fluency guard on every sample
-    "lr": 1e-4,
+    # SmolLM2 can collapse (brevity alone, no KL: 25 -> 7 words in 8 steps, empty by step 22),
+    # hence the KL per reply at 0.05 and the fluency guard on every sample; at lr 1e-4 brevity
+    # had barely moved after 22 steps (0.31 -> 0.37, replies still at the 32-token cap)
+    "lr": 3e-4,
     "kl_coef": 0.05,
     "fluency_penalty": 1.0,
     "steps": 100,
@@ -130,21 +132,23 @@ def advance(executor: LocalExecutor, data: Path, resumed: set[str]) -> dict[str,
             status = executor.resume(run)
         if status.state == RunState.SUCCEEDED and name in EXPORTED:
             if not (DEMO_DIR / name / "front.json").exists():
-                export(name, executor.store.run_dir(run), status, ids.get(EXPERTS))
+                experts = executor.status(ids[EXPERTS]) if "experts_from" in DEMOS[name] else None
+                export(name, executor.store.run_dir(run), experts or status)
             states[name] = "exported"
         else:
             states[name] = f"{status.state} {status.step}/{status.total_steps}"
     return states
 
 
-def export(name: str, run_dir: Path, status, experts_run: str | None) -> Path:
+def export(name: str, run_dir: Path, trained) -> Path:
     """Copy a finished run's kept files into ``assets/demo/name`` (fp16 adapters), evaluate it.
 
-    A run that reused experts trained none itself: its learning curves are its experts' steps
-    in the experts' run.
+    ``trained`` is the status of the run that trained the adapters: a run that reused experts
+    trained none itself, so its learning curves and provenance are those of the experts' run.
     """
     from safetensors.torch import load_file, save_file
 
+    from morl_core.app.lattice import build_lattice
     from morl_core.jobs.records import git_hash, package_versions
     from morl_core.methods.experts import expert_names
     from morl_core.runfolder import METRICS, append_jsonl, read_metrics
@@ -156,10 +160,10 @@ def export(name: str, run_dir: Path, status, experts_run: str | None) -> Path:
     for item in run_dir.iterdir():
         if item.name in KEPT_RUN_FILES:
             (shutil.copytree if item.is_dir() else shutil.copy2)(item, out / item.name)
-    if not read_metrics(out)[0] and experts_run:
+    if trained.run_id != run_dir.name:
         objectives = DEMOS[name]["objectives"]
         others = set(DEMOS[EXPERTS]["objectives"]) - set(objectives)
-        source = read_metrics(run_dir.parent / experts_run)[0]
+        source = read_metrics(run_dir.parent / trained.run_id)[0]
         records = [
             {k: v for k, v in r.items() if k.rsplit("/", 1)[-1] not in others}
             for r in source
@@ -179,18 +183,19 @@ def export(name: str, run_dir: Path, status, experts_run: str | None) -> Path:
     write_json_atomic(
         out / "trained_on.json",
         {
-            "device": status.device,
-            "gpu": torch.cuda.get_device_name() if status.device == "cuda" else None,
-            "host": status.host,
+            "device": trained.device,
+            "gpu": torch.cuda.get_device_name() if trained.device == "cuda" else None,
+            "host": trained.host,
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-            "run_id": status.run_id,
-            "train_seconds": (status.finished or 0) - (status.started or 0),
+            "run_id": trained.run_id,
+            "train_seconds": (trained.finished or 0) - (trained.started or 0),
             "adapters": "fp16 copies of the fp32 adapters trained",
             "git": git_hash(),
             "versions": package_versions(),
         },
     )
     evaluate_run(out, device="auto")
+    build_lattice(out, device="auto")  # the Steer page's instant replies
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"exported {name} to {out} ({size / 1e6:.1f} MB), evaluated", flush=True)
     return out
