@@ -10,7 +10,6 @@ model loaded; anywhere else the page generates live.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,18 +88,8 @@ def build_lattice(
 
 
 def read_lattice(run_dir: Path) -> dict[str, Any] | None:
-    """The saved lattice of ``run_dir`` (re-read when the file changes), or None."""
-    path = Path(run_dir) / LATTICE
-    try:
-        stamp = path.stat().st_mtime_ns
-    except OSError:
-        return None
-    return _read(str(path), stamp)
-
-
-@functools.lru_cache(maxsize=32)
-def _read(path: str, _stamp: int) -> dict[str, Any] | None:
-    data = read_json(Path(path))
+    """The saved lattice of ``run_dir`` (a few tens of kB: read in a millisecond), or None."""
+    data = read_json(Path(run_dir) / LATTICE)
     return data if isinstance(data, dict) and data.get("version") == VERSION else None
 
 
