@@ -181,7 +181,10 @@ def steer_view(info, picked, prompt) -> None:
                     continue
                 generation_cards(result, key=f"{index}-{method}")
                 if shared is None:
-                    st.caption("precomputed at this lattice point; other preferences generate live")
+                    st.caption(
+                        f"precomputed at this lattice point, shown in {result.seconds * 1e3:.0f} "
+                        "ms; other preferences generate live"
+                    )
                 shown.append((art, method, result))
         if not shown:
             return

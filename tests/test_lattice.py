@@ -101,6 +101,7 @@ def test_steer_page_shows_the_lattice_reply_without_the_model(tmp_path, monkeypa
         html.escape(t) in m for (t, _), m in zip(expected, shown, strict=True)
     )
     assert calls == []
+    assert any("precomputed at this lattice point" in c.value for c in at.caption)
     at.slider[0].set_value(0.95).run()  # off the lattice: generated live, as before
     assert not at.exception
     assert "generate" in calls
