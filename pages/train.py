@@ -31,8 +31,7 @@ def past_timings(_jobs, data_dir: str, model: str, device: str) -> list[run_tabl
 
 def history_of(run_id: str) -> runs.RunHistory:
     """The run's history, read incrementally and kept for this session."""
-    key = f"history:{run_id}"
-    if key not in st.session_state:
+    if (key := f"history:{run_id}") not in st.session_state:
         st.session_state[key] = runs.RunHistory(jobs.store.run_dir(run_id))
     return st.session_state[key].update()
 
@@ -112,10 +111,8 @@ with live_col:
     owner, started_live = runs.owner_of(run_id), not selected.done
     x_col, smooth_col = st.columns(2)
     x_axis = run_table.X_AXES[x_col.radio("x-axis", list(run_table.X_AXES), horizontal=True)]
-    smooth_help = "exponential moving average of the curves, as in TensorBoard (0: raw)"
-    smoothing = smooth_col.slider(
-        "Smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing", help=smooth_help
-    )
+    ema = "exponential moving average of the curves, as in TensorBoard (0: raw)"
+    smoothing = smooth_col.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="smoothing", help=ema)
 
     @st.fragment(run_every=2.0 if started_live else None)
     def live_view() -> None:
@@ -169,9 +166,8 @@ with live_col:
         col.download_button(label, *export, key=label)
     with st.expander("Tags and note"), st.form(f"notes:{run_id}"):
         saved = run_table.read_notes(folder)
-        tags = st.text_input(
-            "Tags", ", ".join(saved["tags"]), key=f"tags:{run_id}", help="comma-separated"
-        )
+        listed = ", ".join(saved["tags"])
+        tags = st.text_input("Tags", listed, key=f"tags:{run_id}", help="comma-separated")
         note = st.text_area(
             "Note", saved["note"], max_chars=run_table.MAX_NOTE_CHARS, key=f"note:{run_id}"
         )

@@ -180,6 +180,44 @@ def test_run_label_and_a_cancelled_runs_line():
     assert runs.shown_message(failed) == "disk full"
 
 
+def test_visible_runs_are_mine_unless_everyones_with_a_shared_link_first(tmp_path, monkeypatch):
+    monkeypatch.setenv("MORL_DATA_DIR", str(tmp_path))
+    ids = [f"20260101-00000{i}-0000000{i}" for i in range(3)]
+    listed = [RunStatus(i, RunState.SUCCEEDED) for i in ids]
+    runs.record_owner(ids[0], "me")
+    runs.record_owner(ids[2], "you")
+
+    def shown(everyone=False, current=None):
+        return [s.run_id for s in runs.visible_runs(listed, "me", everyone, current)]
+
+    assert shown() == [ids[0]] and shown(everyone=True) == ids
+    assert shown(current=ids[2]) == [ids[2], ids[0]]  # a shared link to someone else's run
+    assert shown(current=ids[0]) == [ids[0]] and shown(current="gone") == [ids[0]]
+
+
+def test_downloads_and_snapshot_figures_of_a_run_history(tmp_path):
+    history = runs.RunHistory(tmp_path)
+    assert [d[1] for d in history.downloads("r")][:2] == ["", ""]  # nothing recorded yet
+    history.metrics = two_policy_rows()[:2]
+    history.fronts = [{"step": 2, "samples": 32, "partial": False, "objectives": ["a", "b"],
+                       "preferences": [[1, 0], [0, 1]], "points": [[0.9, 0.2], [0.3, 0.8]]}]  # fmt: skip
+    (label, metrics, name, mime), fronts, everything = history.downloads("r")
+    assert (label, name, mime) == ("Metrics CSV", "r-metrics.csv", "text/csv")
+    assert metrics.splitlines()[0].startswith("step,total_steps,samples,stage")
+    assert fronts[1].splitlines() == [
+        "step,samples,w_a,w_b,a,b",
+        "2,32,1,0,0.9,0.2",
+        "2,32,0,1,0.3,0.8",
+    ]
+    assert json.loads(everything[1])["fronts"][0]["points"][1] == [0.3, 0.8]
+    front, curve, lone = history.snapshot_figures(0, "r", "morlhf")
+    assert front.layout.title.text == "front at step 2"
+    assert curve.data[0].mode == "lines+markers" and list(curve.data[0].x) == [32.0]
+    assert lone.startswith("One front snapshot so far (step 2): hypervolume")
+    history.fronts *= 2
+    assert history.snapshot_figures(1, "r", "morlhf")[2] == ""  # a line, no caption
+
+
 # --- the cost estimate ---
 
 

@@ -298,9 +298,9 @@ def estimate_cost(values: Mapping[str, Any], timings: Sequence[StepTiming]) -> t
     """(seconds, a line with its basis) for a run of the form's ``values``: past runs' median
     seconds per unit of step size x this step's size x ``steps`` x the median ratio of recorded to
     configured steps of past runs of the same method; with no past run a guess, said so."""
-    work, steps = _work(values), int(values["steps"])
+    work = _work(values)
     same = [t.steps_ratio for t in timings if t.method == values["method"]]
-    total = steps * (float(np.median(same)) if same else 1.0)
+    total = int(values["steps"]) * (float(np.median(same)) if same else 1.0)
     counted = f"{total:.0f} steps" + ("" if same else " per policy")  # none counted policies
     where = f"{values['model']} run{'s' * (len(timings) != 1)} (device {values['device']})"
     if timings:

@@ -132,10 +132,9 @@ class RunHistory:
 
     def update(self) -> RunHistory:
         """Append new records; returns self."""
-        new, self.offsets["metrics"] = runfolder.read_metrics(self.run_dir, self.offsets["metrics"])
-        self.metrics += new
-        new, self.offsets["fronts"] = runfolder.read_fronts(self.run_dir, self.offsets["fronts"])
-        self.fronts += new
+        for name, read in (("metrics", runfolder.read_metrics), ("fronts", runfolder.read_fronts)):
+            new, self.offsets[name] = read(self.run_dir, self.offsets[name])
+            getattr(self, name).extend(new)
         return self
 
     def hypervolume_curve(self) -> tuple[np.ndarray, np.ndarray]:
@@ -202,9 +201,8 @@ def progress_eta(status, now: float | None = None) -> tuple[float, str]:
 
 def run_label(status) -> str:
     """The run selector's line: id, method, state and step (``running 13/60``)."""
-    state = str(status.state)
-    if state == "starting" and status.step:  # a status read before the worker said "running"
-        state = "running"
+    state = str(status.state)  # "starting" with a step: read before the worker said "running"
+    state = "running" if state == "starting" and status.step else state
     return f"{status.run_id} · {status.method} · {state} {status.step}/{status.total_steps}"
 
 
