@@ -16,8 +16,9 @@ st.caption(
 records = benchmark.benchmark_records()
 if records:
     board = benchmark.leaderboard(records)
-    st.subheader(f"This server's records: {len(records)}, mean ± std over seeds")
+    st.subheader(f"This server's records: {len(records)}, mean [interval] over seeds")
     st.dataframe(board.display_table(), hide_index=True)
+    st.caption(benchmark.TABLE_LEGEND)
     names = list(board.figures)
     tabs = st.tabs([n.replace("_", " ").replace("-", " ").capitalize() for n in names])
     for tab, name in zip(tabs, names, strict=True):

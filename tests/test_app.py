@@ -437,12 +437,19 @@ def test_benchmark_empty_state_then_records(tmp_path, monkeypatch):
     assert any("No benchmark records on this server yet" in i.value for i in at.info)
     records = tmp_path / "bench" / "pair" / "records"
     records.mkdir(parents=True)
-    for seed in (0, 1):
-        (records / f"soups-{seed}.json").write_text(json.dumps(BENCH_RECORD | {"seed": seed}))
+    # soups is best; mod's paired differences (+0.01, -0.03) straddle 0; ric ran one seed
+    cells = [("soups", 0, 0.8), ("soups", 1, 0.84), ("mod", 0, 0.81), ("mod", 1, 0.81)]
+    for method, seed, hv in [*cells, ("ric", 0, 0.8)]:
+        record = BENCH_RECORD | {"method": method, "seed": seed, "hypervolume": hv}
+        (records / f"{method}-{seed}.json").write_text(json.dumps(record))
     at = page("pages/benchmark.py")
     no_exceptions(at)
     assert not any("No benchmark records on this server" in i.value for i in at.info)
-    assert at.dataframe[0].value["method"].tolist() == ["soups"]
+    table = at.dataframe[0].value.set_index("method")
+    assert table.loc["soups", "hypervolume"] == "0.82 [0.8, 0.84] best"
+    assert table.loc["mod", "hypervolume"].endswith("≈ best") and "nan" not in str(table)
+    assert table.loc["ric", "hypervolume"].startswith("0.8 [n/a]")  # one seed: no interval
+    assert any("≈ best" in c.value and "n/a with one seed" in c.value for c in at.caption)
     assert len(at.get("plotly_chart")) >= 3
 
 

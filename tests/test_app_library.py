@@ -183,7 +183,15 @@ def test_benchmark_records_and_leaderboard(tmp_path):
         (tmp_path / "s" / "records" / f"mod-{seed}.json").write_text(json.dumps(record))
     board = benchmark.leaderboard(benchmark.benchmark_records(tmp_path))
     row = board.display_table()[0]
-    assert row["method"] == "mod" and row["seeds"] == 2 and row["hypervolume"] == "0.7 ± 0.14"
+    assert row["method"] == "mod" and row["seeds"] == 2
+    assert row["hypervolume"] == "0.7 [0.6, 0.8] best"  # mean [bootstrap interval], one method
+    one_seed = {"hypervolume_mean": 0.5, "hypervolume_lo": np.nan, "hypervolume_hi": np.nan}
+    assert benchmark.metric_cell(one_seed | {"hypervolume_vs_best": "tied"}, "hypervolume") == (
+        "0.5 [n/a] ≈ best"
+    )
+    older = {"hypervolume_mean": 0.803, "hypervolume_std": 0.009}  # findings.json: no interval
+    assert benchmark.metric_cell(older, "hypervolume") == "0.803 ± 0.009"
+    assert benchmark.metric_cell({"training_samples": 960.0}, "training_samples") == "960"
     assert "fronts_s" in board.figures
 
 

@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,11 +43,44 @@ def bench_out() -> Path:
 
 PUBLISHED = Path(__file__).resolve().parents[2] / "assets" / "leaderboard" / "findings.json"
 DEFAULT_RUN_SECONDS = 90.0  # per run, when the published table has no time for a method
+TIE_MARKS = {"best": " best", "tied": " ≈ best"}
+TABLE_LEGEND = (
+    "mean [95% bootstrap interval over seeds; n/a with one seed]. best: the suite's highest "
+    "mean; ≈ best: not separated from it (paired interval over shared seeds contains 0)."
+)
 SUITE_TITLES = {
     "conflicting": "Conflicting pair",
     "independent": "Independent pair",
     "correlated": "Correlated pair",
 }
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _mean(row: Mapping[str, Any], metric: str) -> Any:
+    """``METRIC_mean``, or ``METRIC`` in older leaderboard files (``training_samples``)."""
+    return row.get(f"{metric}_mean", row.get(metric))
+
+
+def metric_cell(row: Mapping[str, Any], metric: str) -> str:
+    """``mean [lo, hi]`` (``[n/a]`` with one seed) plus ``best`` / ``≈ best``; older leaderboard
+    files without intervals read ``mean ± std``; ``n/a`` without a mean."""
+    mean, lo, hi = _mean(row, metric), row.get(f"{metric}_lo"), row.get(f"{metric}_hi")
+    if not _finite(mean):
+        return "n/a"
+    if f"{metric}_lo" in row:
+        interval = f"[{lo:.3g}, {hi:.3g}]" if _finite(lo) and _finite(hi) else "[n/a]"
+        text = f"{mean:.4g} {interval}"
+    elif _finite(row.get(f"{metric}_std")):
+        text = f"{mean:.3f} ± {row[f'{metric}_std']:.3f}"
+    else:
+        text = f"{mean:.4g}"
+    return text + TIE_MARKS.get(row.get(f"{metric}_vs_best"), "")
 
 
 def published_leaderboard() -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -60,26 +93,21 @@ def published_leaderboard() -> tuple[dict[str, Any], list[dict[str, Any]]]:
         data = json.loads(PUBLISHED.read_text())
     except (OSError, ValueError):
         return {}, []
-    rows = []
-    for r in data.get("rows", []):
-        hv = f"{r['hypervolume_mean']:.3f}"
-        if r.get("hypervolume_std") is not None:
-            hv += f" ± {r['hypervolume_std']:.3f}"
-        rows.append(
-            {
-                "suite": SUITE_TITLES.get(r["suite"], r["suite"]),
-                "objectives": " vs ".join(r["objectives"]),
-                "method": r["method"],
-                "seeds": r["seeds"],
-                "HV": hv,
-                "EU": r.get("expected_utility_mean"),
-                "training samples": r.get("training_samples"),
-                "wall s": r.get("wall_seconds"),
-                "models kept": r.get("models_kept"),
-            }
-        )
-    about = {k: data.get(k) for k in ("source", "date", "setting")}
-    return about, rows
+    rows = [
+        {
+            "suite": SUITE_TITLES.get(r["suite"], r["suite"]),
+            "objectives": " vs ".join(r["objectives"]),
+            "method": r["method"],
+            "seeds": r["seeds"],
+            "HV": metric_cell(r, "hypervolume"),
+            "EU": metric_cell(r, "expected_utility"),
+            "training samples": _mean(r, "training_samples"),
+            "wall s": _mean(r, "wall_seconds"),
+            "models kept": _mean(r, "models_kept"),
+        }
+        for r in data.get("rows", [])
+    ]
+    return {k: data.get(k) for k in ("source", "date", "setting")}, rows
 
 
 @dataclass(frozen=True)
@@ -162,25 +190,16 @@ class Leaderboard:
             "models_kept",
         ),
     ):
-        """``mean ± std`` columns for the shown metrics (the table is per suite and method)."""
-        rows = []
-        for _, row in self.table.iterrows():
-            out = {
-                "suite": row["suite"],
-                "method": row["method"],
-                "seeds": row["seeds"],
-                "failed": row["failed"],
-            }
-            for m in metrics:
-                mean, std = row.get(f"{m}_mean"), row.get(f"{m}_std")
-                ok = isinstance(mean, float) and math.isfinite(mean)
-                out[m] = f"{mean:.4g} ± {std:.2g}" if ok else "n/a"
-            rows.append(out)
-        return rows
+        """One row per suite and method, a :func:`metric_cell` per shown metric."""
+        keys = ("suite", "method", "seeds", "failed")
+        return [
+            {**{k: row[k] for k in keys}, **{m: metric_cell(row, m) for m in metrics}}
+            for _, row in self.table.iterrows()
+        ]
 
 
 def leaderboard(records: list[dict[str, Any]]) -> Leaderboard:
-    """Aggregate records (mean ± std over seeds) and build the benchmark figures."""
+    """Aggregate records (means and intervals over seeds) and build the benchmark figures."""
     from morl_core.bench import aggregate
     from morl_core.bench.figures import all_figures
 
