@@ -19,18 +19,7 @@ def _describe_nonfinite(x: np.ndarray) -> str:
 
 
 def as_float_array(x: ArrayLike, name: str) -> np.ndarray:
-    """Convert ``x`` to a float64 array, reporting unconvertible input as a ``ValueError``.
-
-    Args:
-        x: Anything ``np.asarray`` accepts.
-        name: Argument name used in the error message.
-
-    Returns:
-        A float64 array (a view when ``x`` already is one).
-
-    Raises:
-        ValueError: If ``x`` cannot be read as numbers.
-    """
+    """``x`` as float64 (a view when it already is); ``ValueError`` naming ``name`` if not numbers."""
     try:
         return np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as error:
@@ -46,23 +35,9 @@ def as_matrix(
     min_rows: int = 0,
     allow_nan_rows: bool = False,
 ) -> np.ndarray:
-    """Check that ``x`` is a finite (n, k) float matrix.
-
-    Args:
-        x: Candidate matrix.
-        name: Argument name used in error messages.
-        k: Required number of columns, or None for any ``k >= min_k``.
-        min_k: Smallest accepted number of columns when ``k`` is None.
-        min_rows: Smallest accepted number of rows.
-        allow_nan_rows: If True, NaN is accepted (the caller decides what a NaN row means);
-            +-inf is never accepted.
-
-    Returns:
-        The matrix as float64, shape (n, k).
-
-    Raises:
-        ValueError: On a wrong number of dimensions, columns or rows, or non-finite values.
-    """
+    """``x`` as a finite float64 (n, k) matrix: ``k`` columns (or at least ``min_k`` when None),
+    at least ``min_rows`` rows. With ``allow_nan_rows`` NaN passes (the caller decides what it
+    means); +-inf never does. ``ValueError`` naming ``name`` otherwise."""
     arr = as_float_array(x, name)
     if arr.ndim != 2:
         raise ValueError(f"{name}: expected a 2-D array of shape (n, k), got shape {arr.shape}")
@@ -86,20 +61,8 @@ def as_matrix(
 
 
 def as_vector(x: ArrayLike, name: str, *, k: int | None = None, min_k: int = 1) -> np.ndarray:
-    """Check that ``x`` is a finite 1-D float vector of length ``k``.
-
-    Args:
-        x: Candidate vector.
-        name: Argument name used in error messages.
-        k: Required length, or None for any length ``>= min_k``.
-        min_k: Smallest accepted length when ``k`` is None.
-
-    Returns:
-        The vector as float64, shape (k,).
-
-    Raises:
-        ValueError: On a wrong number of dimensions, wrong length or non-finite values.
-    """
+    """``x`` as a finite float64 vector of length ``k`` (at least ``min_k`` when None);
+    ``ValueError`` naming ``name`` otherwise."""
     arr = as_float_array(x, name)
     if arr.ndim != 1:
         raise ValueError(f"{name}: expected a 1-D array of shape (k,), got shape {arr.shape}")
@@ -113,18 +76,8 @@ def as_vector(x: ArrayLike, name: str, *, k: int | None = None, min_k: int = 1) 
 
 
 def check_rng(rng: object, name: str = "rng") -> np.random.Generator:
-    """Require an explicit ``np.random.Generator`` (the numeric core never uses global RNG).
-
-    Args:
-        rng: Candidate generator.
-        name: Argument name used in the error message.
-
-    Returns:
-        ``rng`` unchanged.
-
-    Raises:
-        ValueError: If ``rng`` is not a ``np.random.Generator``.
-    """
+    """``rng`` unchanged if it is a ``np.random.Generator`` (the numeric core never uses global
+    RNG), else ``ValueError``."""
     if not isinstance(rng, np.random.Generator):
         raise ValueError(
             f"{name}: expected a np.random.Generator (e.g. np.random.default_rng(seed)), "

@@ -41,18 +41,11 @@ LABELS: tuple[str, ...] = ("conflicting", "independent", "correlated")
 
 @dataclasses.dataclass(frozen=True)
 class RelationRule:
-    """How a pair of objectives is classified; see the module docstring for the full rule.
+    """How a pair of objectives is classified (the rule: module docstring)."""
 
-    Attributes:
-        threshold: Smallest |rho| that counts as a relationship, in (0, 1).
-        significance: ``"ci"``, ``"pvalue"`` or ``"bonferroni"``.
-        alpha: Significance level for the p-value rules, in (0, 1). The ``"ci"`` rule uses the
-            interval level the correlations were computed with instead.
-    """
-
-    threshold: float = 0.2
+    threshold: float = 0.2  # smallest |rho| that counts as a relationship, in (0, 1)
     significance: Literal["ci", "pvalue", "bonferroni"] = "ci"
-    alpha: float = 0.05
+    alpha: float = 0.05  # level of the p-value rules; "ci" uses the correlations' interval level
 
     def __post_init__(self) -> None:
         if not 0 < self.threshold < 1:
@@ -67,31 +60,18 @@ class RelationRule:
 
 @dataclasses.dataclass(frozen=True)
 class PairRelation:
-    """The relationship of one pair of objectives (i < j).
-
-    Attributes:
-        i: Index of the first objective.
-        j: Index of the second objective.
-        first: Name of objective i.
-        second: Name of objective j.
-        coefficient: Correlation estimate.
-        lower: Lower end of its confidence interval.
-        upper: Upper end of its confidence interval.
-        p_value: Two-sided p-value.
-        label: ``"conflicting"``, ``"independent"`` or ``"correlated"``.
-        reason: One line saying why, for tooltips and tables.
-    """
+    """The relationship of objectives i < j (names ``first``, ``second``)."""
 
     i: int
     j: int
     first: str
     second: str
-    coefficient: float
-    lower: float
+    coefficient: float  # correlation estimate
+    lower: float  # its confidence interval
     upper: float
-    p_value: float
+    p_value: float  # two-sided
     label: Label
-    reason: str
+    reason: str  # one line saying why, for tooltips and tables
 
 
 def _names(names: Sequence[str] | None, k: int) -> list[str]:
@@ -107,19 +87,8 @@ def classify_pairs(
     names: Sequence[str] | None = None,
     rule: RelationRule | None = None,
 ) -> list[PairRelation]:
-    """Label every pair of objectives from a :class:`CorrelationResult`.
-
-    Args:
-        result: Output of :func:`~morl_core.relations.bootstrap_correlations`.
-        names: K objective names, or None for ``objective_0``, ``objective_1``, ...
-        rule: Thresholds and significance rule; None uses ``RelationRule()``.
-
-    Returns:
-        One :class:`PairRelation` per pair (i < j), in row-major order.
-
-    Raises:
-        ValueError: If the number of names does not match K.
-    """
+    """One :class:`PairRelation` per pair (i < j, row-major) of a :func:`bootstrap_correlations`
+    result; ``names`` default to ``objective_0``, ...; ``ValueError`` unless K names."""
     rule = rule or RelationRule()
     k = result.coefficient.shape[0]
     labels = _names(names, k)
@@ -158,23 +127,8 @@ def classify_relations(
     n_boot: int = 1000,
     confidence: float = 0.95,
 ) -> tuple[CorrelationResult, list[PairRelation]]:
-    """One call from an (N, K) reward matrix to correlations and labelled pairs.
-
-    Args:
-        rewards: Per-sample rewards, shape (N, K); larger is better.
-        rng: Explicit generator for the bootstrap.
-        names: K objective names, or None.
-        method: ``"pearson"``, ``"spearman"`` or ``"kendall"``.
-        rule: Classification rule; None uses ``RelationRule()``.
-        n_boot: Bootstrap resamples.
-        confidence: Interval level.
-
-    Returns:
-        ``(correlations, pairs)``.
-
-    Raises:
-        ValueError: On bad input to either step.
-    """
+    """``(correlations, pairs)`` of rewards (N, K): :func:`bootstrap_correlations` then
+    :func:`classify_pairs`; ``ValueError`` on bad input to either."""
     k = np.shape(rewards)[-1] if np.ndim(rewards) == 2 else None
     if k is not None:
         _names(names, k)  # fail on a names mismatch before the (slow) bootstrap

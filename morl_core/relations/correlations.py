@@ -69,17 +69,9 @@ def _kendall(x: np.ndarray) -> np.ndarray:
 
 
 def correlation_matrix(rewards: ArrayLike, method: Method = "spearman") -> np.ndarray:
-    """Correlation matrix of the objectives (columns) of a reward matrix.
+    """Correlation matrix (K, K) of rewards (N, K), N >= 3, K >= 2; ones on the diagonal.
 
-    Args:
-        rewards: Per-sample rewards, shape (N, K) with N >= 3, K >= 2; larger is better.
-        method: ``"pearson"``, ``"spearman"`` or ``"kendall"``.
-
-    Returns:
-        Symmetric matrix, shape (K, K), with ones on the diagonal.
-
-    Raises:
-        ValueError: On an unknown method, a wrong shape, NaN/inf, or a constant column.
+    ``ValueError`` on an unknown method, a wrong shape, NaN/inf, or a constant column.
     """
     r = _check_rewards(rewards, method)
     if method == "kendall":
@@ -103,26 +95,15 @@ def _p_values(r: np.ndarray, method: str) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class CorrelationResult:
-    """A correlation matrix with bootstrap intervals and p-values (all shapes (K, K)).
-
-    Attributes:
-        method: ``"pearson"``, ``"spearman"`` or ``"kendall"``.
-        coefficient: Point estimate on the full data.
-        lower: Lower end of the bootstrap percentile interval.
-        upper: Upper end of the bootstrap percentile interval.
-        p_value: Two-sided p-value of scipy's test of zero association (0 on the diagonal).
-        confidence: Interval level, e.g. 0.95.
-        n_samples: N, the number of reward rows.
-        n_boot: Number of bootstrap resamples.
-    """
+    """A correlation matrix with bootstrap intervals and p-values (all (K, K))."""
 
     method: str
-    coefficient: np.ndarray
-    lower: np.ndarray
+    coefficient: np.ndarray  # point estimate on the full data
+    lower: np.ndarray  # bootstrap percentile interval
     upper: np.ndarray
-    p_value: np.ndarray
+    p_value: np.ndarray  # scipy's two-sided test of zero association (0 on the diagonal)
     confidence: float
-    n_samples: int
+    n_samples: int  # N reward rows
     n_boot: int
 
 
@@ -133,19 +114,9 @@ def bootstrap_correlations(
     n_boot: int = 1000,
     confidence: float = 0.95,
 ) -> CorrelationResult:
-    """Correlation matrix with percentile-bootstrap confidence intervals and p-values.
-
-    Args:
-        rewards: Per-sample rewards, shape (N, K) with N >= 3, K >= 2; larger is better.
-        rng: Explicit generator used to draw the resamples.
-        method: ``"pearson"``, ``"spearman"`` (default) or ``"kendall"``.
-        n_boot: Number of resamples, >= 10.
-        confidence: Interval level in (0, 1).
-
-    Raises:
-        ValueError: On bad rewards (see :func:`correlation_matrix`), a missing rng,
-            ``n_boot < 10`` or a confidence outside (0, 1).
-    """
+    """:func:`correlation_matrix` with percentile-bootstrap intervals (``n_boot`` >= 10
+    resamples drawn from ``rng``) and p-values; ``ValueError`` on bad rewards, a missing rng,
+    ``n_boot < 10`` or a confidence outside (0, 1)."""
     r = _check_rewards(rewards, method)  # (N, K)
     check_rng(rng)
     if int(n_boot) != n_boot or n_boot < 10:

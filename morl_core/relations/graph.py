@@ -30,14 +30,8 @@ from morl_core.array_checks import as_matrix
 
 @dataclasses.dataclass(frozen=True)
 class Edge:
-    """One edge of the dependency graph (undirected; ``source`` comes first in objective order).
-
-    Attributes:
-        source: Name of the first objective.
-        target: Name of the second objective.
-        partial_correlation: Partial correlation given all other objectives, in [-1, 1];
-            negative means a direct trade-off (maximisation convention).
-    """
+    """An undirected edge (``source`` first in objective order) and its partial correlation
+    given all other objectives, in [-1, 1]: negative is a direct trade-off."""
 
     source: str
     target: str
@@ -49,18 +43,11 @@ class Edge:
 
 
 def partial_correlations(rewards: ArrayLike, alpha: float = 0.05) -> np.ndarray:
-    """Partial correlation matrix of the objectives from a graphical-lasso fit.
+    """Partial correlations (K, K) of rewards (N, K), N >= 3, K >= 2, by graphical lasso with L1
+    penalty ``alpha`` >= 0 on the correlation scale. Symmetric, ones on the diagonal.
 
-    Args:
-        rewards: Per-sample rewards, shape (N, K) with N >= 3, K >= 2; larger is better.
-        alpha: L1 penalty on the precision matrix, >= 0 (on the correlation scale).
-
-    Returns:
-        Symmetric matrix, shape (K, K), ones on the diagonal.
-
-    Raises:
-        ValueError: On a wrong shape, NaN/inf, a constant column, a negative alpha, or a fit
-            that fails numerically (typically collinear objectives: raise alpha).
+    Raises ``ValueError`` on a wrong shape, NaN/inf, a constant column, a negative alpha, or a
+    fit that fails numerically (typically collinear objectives: raise alpha).
     """
     r = as_matrix(rewards, "rewards", min_k=2, min_rows=3)  # (N, K)
     if not np.isfinite(alpha) or alpha < 0:
@@ -94,20 +81,9 @@ def dependency_graph(
     alpha: float = 0.05,
     min_abs: float = 0.1,
 ) -> list[Edge]:
-    """Edge list of direct dependencies between objectives.
-
-    Args:
-        rewards: Per-sample rewards, shape (N, K); larger is better.
-        names: K objective names, or None for ``objective_0``, ...
-        alpha: Graphical-lasso penalty (see :func:`partial_correlations`).
-        min_abs: Keep an edge when ``|partial correlation| >= min_abs``; in [0, 1].
-
-    Returns:
-        Edges (i < j), strongest first; objectives with no edge are simply absent.
-
-    Raises:
-        ValueError: On bad rewards, a names mismatch, or ``min_abs`` outside [0, 1].
-    """
+    """Direct dependencies (i < j, strongest first) with ``|partial correlation| >= min_abs``;
+    ``names`` default to ``objective_0``, ... ``ValueError`` on bad rewards, a names mismatch
+    or ``min_abs`` outside [0, 1]."""
     partial = partial_correlations(rewards, alpha)
     k = partial.shape[0]
     if names is None:
