@@ -29,6 +29,7 @@ Maximisation convention throughout.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -182,14 +183,11 @@ def reference_point(
     bare count ``k``, or objectives this process may not import, get [0, 1].
     """
     margin = DEFAULT_PROTOCOL.reference_margin if margin is None else margin
-    if isinstance(objectives, int):
-        low, high = np.zeros(objectives), np.ones(objectives)
-    else:
-        names = list(objectives)
-        try:
-            low, high = front_bounds(names, records, allow_import=allow_import)
-        except ValueError:
-            low, high = np.zeros(len(names)), np.ones(len(names))
+    k = objectives if isinstance(objectives, int) else len(objectives)
+    low, high = np.zeros(k), np.ones(k)
+    if not isinstance(objectives, int):
+        with contextlib.suppress(ValueError):  # an objective this process may not import
+            low, high = front_bounds(list(objectives), records, allow_import=allow_import)
     return reference_point_from_bounds(low, high, margin)
 
 
@@ -296,11 +294,10 @@ def kl_to_base(
         total = max(len(p) for p, _ in chunk) + width
         ids, mask, cmask = [], [], []
         for p_ids, c_ids in chunk:  # left-pad the prompt, right-pad the completion
-            body = p_ids + c_ids + [policy.pad_id] * (width - len(c_ids))
-            pad = total - len(body)
-            ids.append([policy.pad_id] * pad + body)
-            mask.append([0] * pad + [1] * (len(p_ids) + len(c_ids)) + [0] * (width - len(c_ids)))
-            cmask.append([1] * len(c_ids) + [0] * (width - len(c_ids)))
+            pad, tail = total - width - len(p_ids), width - len(c_ids)
+            ids.append([policy.pad_id] * pad + p_ids + c_ids + [policy.pad_id] * tail)
+            mask.append([0] * pad + [1] * (len(p_ids) + len(c_ids)) + [0] * tail)
+            cmask.append([1] * len(c_ids) + [0] * tail)
         input_ids = torch.tensor(ids, device=policy.device)
         attention = torch.tensor(mask, device=policy.device)
         completion = torch.tensor(cmask, dtype=torch.float32, device=policy.device)  # (b, T)

@@ -8,22 +8,22 @@ from pathlib import Path
 DEFAULT_OUT = "benchmarks/results/bench"
 
 
+def _names(text: str | None) -> list[str] | None:
+    """A comma-separated option as a list (None when not given)."""
+    return [name.strip() for name in text.split(",")] if text else None
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from morl_core.bench import load_suite, run_suite
 
     suite = load_suite(args.suite)
-    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
-    seeds = list(range(args.seeds)) if args.seeds is not None else None
-    if seeds is not None and args.seeds < 1:
+    if args.seeds is not None and args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    seeds = list(range(args.seeds)) if args.seeds is not None else None
     records = run_suite(
-        suite,
-        Path(args.out),
-        methods=methods,
-        seeds=seeds,
-        executor=args.executor,
-        data_dir=args.data_dir,
-    )
+        suite, Path(args.out), methods=_names(args.methods), seeds=seeds,
+        executor=args.executor, data_dir=args.data_dir,
+    )  # fmt: skip
     ok = sum(r["status"] == "succeeded" for r in records)
     print(
         f"{suite.name}: {ok}/{len(records)} runs succeeded; records in {Path(args.out) / suite.name}"
@@ -34,8 +34,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from morl_core.bench import write_leaderboard
 
-    suites = [s.strip() for s in args.suite.split(",")] if args.suite else None
-    paths = write_leaderboard(Path(args.out), suites, Path(args.dest) if args.dest else None)
+    paths = write_leaderboard(
+        Path(args.out), _names(args.suite), Path(args.dest) if args.dest else None
+    )
     print(paths["md"].read_text())
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
@@ -46,10 +47,8 @@ def add_subcommands(sub) -> None:
     p.add_argument("suite", help="suite name in benchmarks/suites/ or a suite file")
     p.add_argument("--methods", help="comma-separated subset of the suite's methods")
     p.add_argument("--seeds", type=int, help="use seeds 0..N-1 instead of the suite's")
-    p.add_argument(
-        "--executor", choices=["local", "ray"], default=None, help="job executor (default local)"
-    )
-    p.add_argument("--data-dir", default=None, help="job store data directory")
+    p.add_argument("--executor", choices=["local", "ray"], help="job executor (default local)")
+    p.add_argument("--data-dir", help="job store data directory")
     p.add_argument("--out", default=DEFAULT_OUT, help="where records go")
     p.set_defaults(func=cmd_bench)
 

@@ -21,22 +21,10 @@ from morl_core.runfolder import read_json, write_json_atomic
 
 RECORD_SCHEMA = 2  # 2: evaluated by morl_core.evaluation (protocol recorded, intervals, KL)
 KL_KEYS = ("kl_per_token", "kl_per_sequence")  # per preference in a front, means in a record
-NO_TRAINING = {
-    "training_samples": 0,
-    "wall_seconds": 0.0,
-    "search_seconds": 0.0,
-    "search_evaluations": 0,
-    "search_samples": 0,
-    "peak_rss_mb": None,
-}
-
-
-def cell_key(method: str, seed: int) -> str:
-    return f"{method}__seed{seed}"
-
-
-def suite_dir(out: Path, suite: Suite) -> Path:
-    return Path(out) / suite.name
+NO_TRAINING = {  # the cost fields of the base model's row
+    "training_samples": 0, "wall_seconds": 0.0, "search_seconds": 0.0,
+    "search_evaluations": 0, "search_samples": 0, "peak_rss_mb": None,
+}  # fmt: skip
 
 
 def _header(suite: Suite, method: str, seed: int, run_id: str | None, status: str) -> dict:
@@ -155,28 +143,23 @@ def run_suite(
     for method in methods:  # validate every cell before anything is submitted
         suite.run_config(method, seeds[0])
     ex = get_executor(executor, data_dir)
-    base = suite_dir(out, suite)
-    (base / "records").mkdir(parents=True, exist_ok=True)
-    runs_file = base / "runs.json"
+    folder, runs_file = Path(out) / suite.name / "records", Path(out) / suite.name / "runs.json"
+    folder.mkdir(parents=True, exist_ok=True)
     runs: dict[str, str] = read_json(runs_file) or {}
-    cells = [(m, s) for m in methods for s in seeds]
-    for method, seed in cells:  # submit what has neither a record nor a run
-        key = cell_key(method, seed)
-        if (base / "records" / f"{key}.json").exists() or key in runs:
-            continue
-        runs[key] = ex.submit(suite.run_config(method, seed))
-        write_json_atomic(runs_file, runs)
-        progress(f"submitted {key} as run {runs[key]}")
+    cells = [(f"{m}__seed{s}", m, s) for m in methods for s in seeds]
+    for key, method, seed in cells:  # submit what has neither a record nor a run
+        if not (folder / f"{key}.json").exists() and key not in runs:
+            runs[key] = ex.submit(suite.run_config(method, seed))
+            write_json_atomic(runs_file, runs)
+            progress(f"submitted {key} as run {runs[key]}")
     records = []
-    for method, seed in cells:
-        key = cell_key(method, seed)
-        record_path = base / "records" / f"{key}.json"
+    for key, method, seed in cells:
+        record_path = folder / f"{key}.json"
         if not record_path.exists():
             run_id = runs[key]
             while True:
                 ex.reconcile()
-                status = ex.status(run_id)
-                if status.done:  # succeeded, failed, cancelled or broken: stop waiting
+                if (status := ex.status(run_id)).done:  # succeeded, failed, cancelled, broken
                     break
                 time.sleep(poll_seconds)
             if status.state == RunState.SUCCEEDED:
@@ -188,7 +171,7 @@ def run_suite(
             write_json_atomic(record_path, record)
             progress(f"recorded {key}: {record['status']}")
         records.append(read_json(record_path))
-    base_path = base / "records" / f"{BASE_METHOD}.json"
+    base_path = folder / f"{BASE_METHOD}.json"
     base_row = read_json(base_path)
     if base_row is None:  # the reference row, once per suite (it has no seed to vary)
         progress("evaluating the base model")
