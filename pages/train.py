@@ -165,12 +165,10 @@ with live_col:
     for col, (label, *export) in zip(download_cols, downloads, strict=True):
         col.download_button(label, *export, key=label)
     with st.expander("Tags and note"), st.form(f"notes:{run_id}"):
-        saved = run_table.read_notes(folder)
+        saved, limit = run_table.read_notes(folder), run_table.MAX_NOTE_CHARS
         listed = ", ".join(saved["tags"])
         tags = st.text_input("Tags", listed, key=f"tags:{run_id}", help="comma-separated")
-        note = st.text_area(
-            "Note", saved["note"], max_chars=run_table.MAX_NOTE_CHARS, key=f"note:{run_id}"
-        )
+        note = st.text_area("Note", saved["note"], max_chars=limit, key=f"note:{run_id}")
         if st.form_submit_button("Save tags and note"):
             try:
                 run_table.write_notes(folder, tags, note)
@@ -194,8 +192,8 @@ with live_col:
 st.subheader("Compare runs")
 chosen = st.multiselect("Runs", ids, default=[run_id], key="compare", max_selections=8)
 if len(chosen) == 2:
-    diff = run_table.config_diff(*(run_table.read_config(jobs.store.run_dir(i)) for i in chosen))
-    if diff:
+    configs = [run_table.read_config(jobs.store.run_dir(i)) for i in chosen]
+    if diff := run_table.config_diff(*configs):
         st.dataframe(diff, hide_index=True)
     else:
         st.caption("The two configs are the same.")
