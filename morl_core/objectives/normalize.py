@@ -57,13 +57,8 @@ def learn_range(values: np.ndarray) -> tuple[float, float] | None:
 
 
 class RewardNormalizer:
-    """Maps raw rewards (B, K) to [0, 1] per objective; see the module docstring.
-
-    Args:
-        kind: ``fixed`` or ``running``.
-        objectives: The K objective names or specs, or just K (all taken as [0, 1]).
-        allow_import: Passed to ``resolve`` for specs.
-    """
+    """Maps raw rewards (B, K) to [0, 1] per objective (module docstring); ``objectives`` are K
+    names or specs, or just K (all taken as [0, 1])."""
 
     def __init__(self, kind: str, objectives: int | Sequence[str], allow_import: bool = True):
         if kind not in ("fixed", "running"):
@@ -166,15 +161,11 @@ class RewardNormalizer:
 def front_bounds(
     names: Sequence[str], records: Sequence[Mapping[str, Any]] = (), allow_import: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-objective ``(low, high)`` of raw values, for a front's hypervolume reference point.
+    """Per-objective ``(low (K,), high (K,))`` of raw values, for a front's HV reference point.
 
-    Fronts show every objective on its own scale: built-in ones in [0, 1], imported ones in
-    their given or declared range, or, for a learned range, the widest range the run learned
-    (the ``range_low/NAME`` and ``range_high/NAME`` of its metric ``records``); [0, 1] when a
-    run has not recorded one yet.
-
-    Returns:
-        ``low`` and ``high``, each of shape (K,).
+    Built-in objectives: [0, 1]; imported ones: their given or declared range, or the widest
+    range the run learned (``range_low/NAME``, ``range_high/NAME`` of its metric ``records``),
+    [0, 1] before it has recorded one.
     """
     low, high = [], []
     for name in names:

@@ -39,25 +39,15 @@ PATH_PATTERN = re.compile(
 
 @dataclass(frozen=True)
 class ObjectiveSpec:
-    """A parsed objective spec.
+    """A parsed objective spec."""
 
-    Attributes:
-        text: The spec as written (stripped); the objective's name in configs and tables.
-        module: Module to import, e.g. ``"trl.rewards"``.
-        attribute: Attribute path inside the module, e.g. ``"get_repetition_penalty_reward"``.
-        call: Whether the attribute is a factory called with ``args`` / ``kwargs``.
-        args: Positional settings of the factory.
-        kwargs: Keyword settings of the factory, as ``(name, value)`` pairs in written order.
-        value_range: ``(low, high)`` given after ``@``, or None.
-    """
-
-    text: str
-    module: str
-    attribute: str
-    call: bool = False
+    text: str  # as written (stripped): the objective's name in configs and tables
+    module: str  # e.g. "trl.rewards"
+    attribute: str  # e.g. "get_repetition_penalty_reward"
+    call: bool = False  # the attribute is a factory called with args / kwargs
     args: tuple[Any, ...] = ()
-    kwargs: tuple[tuple[str, Any], ...] = ()
-    value_range: tuple[float, float] | None = None
+    kwargs: tuple[tuple[str, Any], ...] = ()  # (name, value) in written order
+    value_range: tuple[float, float] | None = None  # (low, high) after "@"
 
     @property
     def path(self) -> str:
@@ -80,13 +70,9 @@ def _bad(text: str, why: str) -> ValueError:
 def parse_spec(text: str) -> ObjectiveSpec:
     """Parses ``module:function[(settings)][@[low, high]]`` without evaluating anything.
 
-    Args:
-        text: The spec.
-
-    Raises:
-        ValueError: Naming the spec and what is wrong: a malformed path, a setting that is not
-            a literal, a repeated setting name, too many or too long settings, or a range that
-            is not two finite numbers with low < high.
+    ``ValueError`` names the spec and what is wrong: a malformed path, a setting that is not a
+    literal, a repeated setting name, too many or too long settings, or a range that is not two
+    finite numbers with low < high.
 
     Example:
         >>> spec = parse_spec("trl.rewards:get_repetition_penalty_reward(ngram_size=3)@[-1, 0]")

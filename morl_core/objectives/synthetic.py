@@ -75,13 +75,8 @@ WORD_CLASSES: dict[str, frozenset[str]] = {
 
 
 class WordClassRate:
-    """TRL-style reward function: ``(rate of words in the class) ** power`` per completion.
-
-    Args:
-        name: Name reported as ``__name__`` (TRL logs reward functions by it).
-        words: The word class (lower case).
-        power: Exponent applied to the rate; > 0.
-    """
+    """TRL-style reward function ``(rate of words in the class) ** power`` (power > 0, lower-case
+    words); ``name`` becomes ``__name__``, by which TRL logs reward functions."""
 
     def __init__(self, name: str, words: frozenset[str], power: float = 1.0) -> None:
         if not words or not all(isinstance(word, str) and word == word.lower() for word in words):
@@ -122,19 +117,9 @@ def word_class_objective(
 
 
 def true_front(first: str, second: str, n: int = 101) -> np.ndarray:
-    """The analytic Pareto front of two registered synthetic objectives (maximisation).
-
-    Args:
-        first: Name of the objective on the x axis.
-        second: Name of the objective on the y axis.
-        n: Number of points on a curved or linear front.
-
-    Returns:
-        Array (n, 2) of front points ordered by increasing x, or (1, 2) ``[[1, 1]]`` when the
-        word classes overlap (one text maximises both).
-
-    Raises:
-        ValueError: If either name is not a registered word-class objective, or n < 2.
+    """The analytic Pareto front (maximisation) of two registered word-class objectives: (n, 2)
+    by increasing x (``first``), or ``[[1, 1]]`` when the classes overlap (one text maximises
+    both). ``ValueError`` on another objective or n < 2.
 
     Example:
         >>> true_front("synth_nature", "synth_city", n=3)
@@ -163,19 +148,12 @@ def true_front(first: str, second: str, n: int = 101) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SyntheticPair:
-    """Two synthetic objectives with a known relationship and front.
-
-    Attributes:
-        first: Objective on the x axis.
-        second: Objective on the y axis.
-        relationship: ``conflicting``, ``independent`` or ``correlated``.
-        shape: ``linear``, ``convex``, ``non-convex`` or ``point`` (the ideal is reachable).
-    """
+    """Two synthetic objectives (x, y) with a known relationship and front."""
 
     first: str
     second: str
-    relationship: str
-    shape: str
+    relationship: str  # conflicting, independent or correlated
+    shape: str  # linear, convex, non-convex or point (the ideal is reachable)
 
     def front(self, n: int = 101) -> np.ndarray:
         """The analytic front, (n, 2) or (1, 2) for ``point``; see ``true_front``."""
@@ -234,12 +212,8 @@ def builtin_synthetic_objectives() -> list[Objective]:
 
 
 def compose_text(parts: Sequence[tuple[str, int]], rng: np.random.Generator) -> str:
-    """Builds a text with exact word counts per class, in random order.
-
-    Args:
-        parts: ``(class_name, count)`` pairs; class names are keys of ``WORD_CLASSES`` or
-            ``"filler"`` (words in no class).
-        rng: Random generator for word choice and order.
+    """A text with exact word counts per class, in random order; ``parts`` are ``(class, count)``
+    with classes from ``WORD_CLASSES`` or ``"filler"`` (words in no class).
 
     Example:
         >>> text = compose_text([("nature", 3), ("filler", 1)], np.random.default_rng(0))
