@@ -43,7 +43,7 @@ VOWEL_GROUP_PATTERN = re.compile(r"[aeiouy]+")
 
 
 def words_of(text: str) -> list[str]:
-    """Splits text into words (letters/digits, apostrophes kept inside a word).
+    """Words: runs of letters/digits, apostrophes kept inside a word.
 
     Example:
         >>> words_of("Don't panic: it's 42!")
@@ -72,12 +72,9 @@ REPETITION_RAMP = (0.3, 0.6)
 
 
 def is_word_token(token: str) -> bool:
-    """Whether a whitespace-separated token is a word, allowing a little punctuation around it.
-
-    A token is a word when, after stripping at most ``MAX_EDGE_MARKS`` marks from each end, its
-    core is letters or digits (joined by ``-'/.,:``), no part is longer than
-    ``MAX_WORD_LETTERS``, no letter repeats 4+ times in a row, and no ASCII part of 5+ letters
-    lacks a vowel.
+    """Whether a whitespace-separated token is a word: after at most ``MAX_EDGE_MARKS`` marks off
+    each end, letters or digits joined by ``-'/.,:``, no part over ``MAX_WORD_LETTERS``, no
+    letter 4+ times in a row, no ASCII part of 5+ letters without a vowel.
 
     Example:
         >>> [is_word_token(t) for t in ["Hello,", "(don't)", "3.14", "end...", "....", "is....m",
@@ -100,10 +97,8 @@ def is_word_token(token: str) -> bool:
 
 
 def nonword_ratio(text: str) -> float:
-    """Share of the non-space characters that sit in non-word tokens (1.0 for an empty text).
-
-    Weighting by characters makes one dash in a sentence harmless and a long punctuation run
-    after a word ("Yes ..................") decisive.
+    """Share of the non-space characters in non-word tokens (1.0 for an empty text): one dash is
+    harmless, a long punctuation run after a word ("Yes ..........") decisive.
 
     Example:
         >>> nonword_ratio("The hotel was lovely."), nonword_ratio("....."), nonword_ratio("Yes ......")
@@ -123,11 +118,8 @@ def distinct_n(words: list[str], n: int) -> float | None:
 
 
 def repetition(text: str) -> float:
-    """How much the text repeats itself, in [0, 1]: 0 = no repeat, 1 = one word over and over.
-
-    The larger of the share of adjacent word pairs that are the same word ("great great") and
-    1 - distinct-2 of the lower-cased words (repeated phrases, "I love it. I love it."). A text
-    of fewer than two words scores 0.
+    """Self-repetition in [0, 1]: the larger of the share of adjacent equal words ("great great")
+    and 1 - distinct-2 of the lower-cased words ("I love it. I love it."); 0 under two words.
 
     Example:
         >>> repetition("The staff were kind and helpful."), repetition("friend friend friend")
@@ -148,9 +140,8 @@ def ramp(value: float, start: float, stop: float) -> float:
 
 
 def fluency_gate(text: str) -> float:
-    """The factor in [0, 1] that every real objective is multiplied by (module docstring).
-
-    1 for ordinary sentences; 0 for an empty text, punctuation runs and one repeated word.
+    """The factor in [0, 1] every real objective is multiplied by (module docstring): 1 for
+    ordinary sentences; 0 for an empty text, punctuation runs and one repeated word.
 
     Example:
         >>> [fluency_gate(t) for t in ["The staff were kind and helpful.", "", ".......",
@@ -166,13 +157,9 @@ def fluency_gate(text: str) -> float:
 
 
 def count_syllables(word: str) -> int:
-    """Counts the syllables of an English word with a vowel-group heuristic.
-
-    Rules, in order: lower-case and keep letters; count groups of consecutive vowels
-    (``aeiouy``); drop one for a silent final ``e`` (``make``) unless the word ends in
-    consonant + ``le`` (``table``); drop one for ``ed`` after a letter other than ``t``/``d``
-    (``jumped`` but not ``wanted``); never fewer than 1. Exact for most common words; off by
-    one on some (``science`` counts 1).
+    """Syllables of an English word: vowel groups (``aeiouy``), one less for a silent final
+    ``e`` (not consonant + ``le``) or ``ed`` after other than ``t``/``d``, at least 1. Off by
+    one on some words (``science`` counts 1).
 
     Example:
         >>> [count_syllables(w) for w in ["cat", "make", "table", "jumped", "wanted", "beautiful"]]
@@ -188,9 +175,7 @@ def count_syllables(word: str) -> int:
 
 
 def flesch_reading_ease(text: str) -> float:
-    """Flesch reading ease of a text (unclipped; about 0-100 for ordinary prose).
-
-    Returns 0.0 for a text without words.
+    """Flesch reading ease, unclipped (about 0-100 for prose; 0.0 without words).
 
     Example:
         >>> round(flesch_reading_ease("The cat sat on the mat."), 1)
@@ -205,11 +190,8 @@ def flesch_reading_ease(text: str) -> float:
 
 
 def readability(prompts: list, completions: list, **kwargs) -> list[float]:
-    """Flesch reading ease of the completion, clipped to [0, 100] and divided by 100.
-
-    Map: ``clip(FRE, 0, 100) / 100 * fluency_gate``; 1 = very easy (short words, short
-    sentences), 0 = very hard (FRE <= 0, e.g. long sentences of long words); empty text,
-    punctuation runs and one repeated word score 0 (the gate).
+    """``clip(FRE, 0, 100) / 100 * fluency_gate``: 1 = very easy (short words and sentences),
+    0 = very hard (FRE <= 0), or gated out.
 
     Example:
         >>> readability(["Explain."], ["The cat sat on the mat.", "", "a a a a a a"])
@@ -234,14 +216,9 @@ MAX_TARGET_WORDS = 1000
 def brevity(
     prompts: list, completions: list, target_words: int = DEFAULT_TARGET_WORDS, **kwargs
 ) -> list[float]:
-    """Rewards completions that stay within a target number of words.
-
-    Map: ``min(1, target_words / n) * fluency_gate`` for n words: 1.0 for 1..``target_words``
-    words, half marks at twice the target. Saying nothing is not brief: an empty completion, a
-    punctuation run ("....") or one repeated word ("ok ok ok") scores 0 (the gate), and a
-    word followed by debris ("Yes ........") is judged by its debris. ``target_words`` is a
-    keyword argument (default 8, at most ``MAX_TARGET_WORDS``), e.g.
-    ``score(["brevity"], ..., target_words=10)``.
+    """``min(1, target_words / n) * fluency_gate`` for n words: 1 up to the target, half at twice
+    it; empty, punctuation-only or one-word-repeated text scores 0, and "Yes ......" is judged
+    by its debris. ``target_words`` in [1, MAX_TARGET_WORDS] (``score(..., target_words=10)``).
 
     Example:
         >>> brevity(["Hi"] * 4, ["Hello there.", "one two three four", "....", "Yes ......."],
@@ -271,13 +248,9 @@ MAX_NGRAM = 8
 
 
 def diversity(prompts: list, completions: list, max_n: int = 2, **kwargs) -> list[float]:
-    """Lexical diversity of the completion: mean distinct-1..distinct-``max_n`` over its words.
-
-    Map: the mean, over n = 1..``max_n`` (default 2), of distinct n-grams / total n-grams of the
-    lower-cased words; orders with no n-gram (text shorter than n words) are left out; 1.0 =
-    no repetition, near 0 = one word repeated; empty text scores 0. Repetition is what this
-    objective measures, so only the non-word half of the fluency gate applies: strings of
-    distinct non-words ("xkcdqwrtz bvnmqwrt ...") score 0, not 1.
+    """Mean distinct-1..distinct-``max_n`` of the lower-cased words (orders with no n-gram left
+    out; empty text 0). Repetition is what it measures, so only the non-word half of the gate
+    applies: distinct non-words ("xkcdqwrtz bvnmqwrt") score 0, not 1.
 
     Example:
         >>> diversity([""], ["the cat sat on the mat", "no no no no"])
@@ -345,17 +318,10 @@ FORMALITY_WEIGHTS = {
 
 
 def formality_features(text: str) -> dict[str, float]:
-    """Measures the style features that ``formality`` weighs (rates are per word).
-
-    Features: ``article_preposition_rate`` (a, the, of, with, ...), ``nominal_rate`` (words of
-    6+ letters with a noun suffix: -tion, -ment, -ness, -ity, -ance, ...),
-    ``connective_rate`` (therefore, however, moreover, ...), ``word_length`` (mean letters per
-    word minus 4.5, clipped to [-2, 2]), ``first_second_person_rate`` (I, you, we, ...),
-    ``slang_rate`` (gonna, lol, yeah, cool, ... and a lower-case ``i``),
-    ``contraction_rate`` (don't, we're, it's, ...), ``exclamation_rate`` (``!`` per
-    sentence, at most 2), ``emphasis_rate`` (``sooo``, ``!!``, ``:)``, words in capitals; per
-    word, at most 1).
-    """
+    """The style features ``formality`` weighs, rates per word; ``word_length`` is mean letters
+    minus 4.5 in [-2, 2], ``exclamation_rate`` ``!`` per sentence (at most 2), ``emphasis_rate``
+    (``sooo``, ``!!``, ``:)``, capitals) at most 1; ``nominal_rate`` counts 6+ letter words
+    with a noun suffix; ``slang_rate`` includes a lower-case ``i``."""
     words = words_of(text)
     if not words:
         return dict.fromkeys(FORMALITY_WEIGHTS, 0.0)
@@ -378,13 +344,9 @@ def formality_features(text: str) -> dict[str, float]:
 
 
 def formality(prompts: list, completions: list, **kwargs) -> list[float]:
-    """Formal register of the completion, from a weighted lexical / part-of-speech heuristic.
-
-    Map: ``sigmoid(sum(weight * feature))`` with the features of
-    ``formality_features`` and the weights in ``FORMALITY_WEIGHTS``; near 1 = formal (articles,
-    prepositions, nominalisations, connectives, long words), near 0 = informal (I/you,
-    slang, contractions, exclamations); the value is multiplied by ``fluency_gate``, so empty
-    text, punctuation runs and one repeated word ("regulation regulation ...") score 0.
+    """``sigmoid(FORMALITY_WEIGHTS . formality_features) * fluency_gate``: near 1 = formal
+    (articles, prepositions, nominalisations, connectives, long words), near 0 = informal
+    (I/you, slang, contractions, exclamations) or gated out.
 
     Example:
         >>> formal, slangy = formality(["", ""], [

@@ -63,12 +63,8 @@ MODELS: dict[str, ModelSpec] = {}
 
 
 def register(spec: ModelSpec) -> ModelSpec:
-    """Add ``spec`` to :data:`MODELS`.
-
-    Raises:
-        ValueError: a malformed or duplicate name, an unknown source, or a wheel model without
-            its package, file or install command.
-    """
+    """Add ``spec`` to :data:`MODELS`; ``ValueError`` on a malformed or duplicate name, an unknown
+    source, or a wheel model without its package, file or install command."""
     if not isinstance(spec.name, str) or not NAME_PATTERN.fullmatch(spec.name):
         raise ValueError(
             f"model name must be lowercase letters, digits, '.' or '-' (at most 63), got "
@@ -166,15 +162,11 @@ class ResolvedModel:
 
 
 def resolve_model(name_or_path: str | os.PathLike, *, progress: bool = True) -> ResolvedModel:
-    """Map a model name to something ``from_pretrained`` opens, converting GGUF files once.
+    """Map a registered name, model folder, ``.gguf`` file or hub name to something
+    ``from_pretrained`` opens, converting GGUF files once (``progress``: a bar on stderr).
 
-    Args:
-        name_or_path: a registered name, a model folder, a ``.gguf`` file or a hub name.
-        progress: show a progress bar on stderr while a GGUF file is converted.
-
-    Raises:
-        ValueError: an empty name, a missing folder or file, a folder without ``config.json``,
-            or a registered model that is not installed (the message names the install command).
+    ``ValueError`` on an empty name, a missing folder or file, a folder without ``config.json``,
+    or a registered model that is not installed (the message names the install command).
     """
     if isinstance(name_or_path, os.PathLike):
         name_or_path = os.fspath(name_or_path)
@@ -234,10 +226,7 @@ def convert_gguf(gguf: Path, *, progress: bool = True) -> Path:
 
     The conversion is written to a temporary folder beside the target and renamed into place,
     so an interrupted run leaves no half-written model, and two processes converting at once
-    both end with the same complete folder.
-
-    Raises:
-        ValueError: transformers cannot read the file (the message names it).
+    both end with the same complete folder. ``ValueError`` when transformers cannot read it.
     """
     gguf = Path(gguf).resolve()
     target = converted_folder(gguf)
