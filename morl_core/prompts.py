@@ -83,14 +83,10 @@ def load_prompt_columns(name: str = "default", split: str = "train") -> dict[str
     Fields other than ``"text"`` are the set's columns (e.g. a ``solution`` for TRL's
     ``accuracy_reward``); scoring passes them to imported reward functions as keyword
     arguments, one value per sample, as TRL passes a data set's columns. A ``.txt`` set has none.
-
-    Raises:
-        ValueError: As ``load_prompts``; or one prompt text given twice with different fields.
+    ``ValueError`` as ``load_prompts``, or on one prompt text given twice with different fields.
     """
     load_prompts(name, split)  # validates the set, the file and every line
-    shipped = ASSETS / "prompts" / f"{name}.{split}.jsonl"
-    is_shipped = isinstance(name, str) and "/" not in name and shipped.is_file()
-    path = shipped if is_shipped else Path(name)
+    path = shipped_file(name, split) or Path(name)
     if path.suffix != ".jsonl":
         return {}
     columns: dict[str, dict] = {}

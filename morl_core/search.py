@@ -24,19 +24,12 @@ import numpy as np
 
 @dataclass
 class SearchResult:
-    """Outcome of :func:`hierarchical_grid_search`.
+    """Outcome of :func:`hierarchical_grid_search`."""
 
-    Attributes:
-        best: the best point evaluated, shape (d,).
-        value: its value.
-        evaluations: how many distinct points were evaluated (calls of ``f`` rows).
-        boxes: the (low, high) box of each round, for plots and explanations.
-    """
-
-    best: np.ndarray
+    best: np.ndarray  # (d,) the best point evaluated
     value: float
-    evaluations: int
-    boxes: list[tuple[list[float], list[float]]] = field(default_factory=list)
+    evaluations: int  # distinct points evaluated (rows passed to f)
+    boxes: list[tuple[list[float], list[float]]] = field(default_factory=list)  # (low, high)/round
 
 
 def hierarchical_grid_search(
@@ -48,20 +41,12 @@ def hierarchical_grid_search(
     high: float = 1.0,
     decimals: int = 9,
 ) -> SearchResult:
-    """Maximise ``f`` over the box [low, high]^dim by shrinking 3^d grids.
+    """Maximise ``f`` over the box [low, high]^dim by ``rounds`` shrinking 3^d grids (EMORL: 5).
 
-    Args:
-        f: Batched objective: points (n, dim) -> values (n,); larger is better. Called once per
-            round with only the points not evaluated before.
-        dim: Number of coordinates, >= 1.
-        rounds: Grid rounds, >= 1 (EMORL uses 5).
-        low: Lower bound of every coordinate.
-        high: Upper bound of every coordinate, > low.
-        decimals: Points are rounded to this many decimals to recognise repeats.
-
-    Raises:
-        ValueError: On a bad ``dim``, ``rounds`` or box, or when ``f`` returns the wrong shape
-            or non-finite values.
+    ``f`` maps points (n, dim) to values (n,), larger is better, and is called once per round
+    with only the points not seen before (repeats recognised after rounding to ``decimals``).
+    ``ValueError`` on a bad ``dim``, ``rounds`` or box, or when ``f`` returns the wrong shape
+    or non-finite values.
 
     Example:
         >>> result = hierarchical_grid_search(lambda x: -((x - 0.3) ** 2).sum(1), 2)

@@ -51,9 +51,7 @@ def attach_lora(
             policy.model.set_adapter(adapter_name)
         else:
             policy.model = get_peft_model(policy.model, config, adapter_name=adapter_name)
-    policy.model.train(
-        was_training
-    )  # peft switches to train mode (dropout on); keep the caller's mode
+    policy.model.train(was_training)  # peft switches to train mode (dropout on); keep the caller's
     return policy
 
 

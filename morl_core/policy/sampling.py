@@ -160,10 +160,8 @@ def sample(
 
     The completion mask is 1 where the row was still generating (its token counts; the EOS
     that ends a row included) and 0 where the row had already ended (its token is ``pad_id``).
-    The loop stops when every row has ended, or after ``max_new_tokens`` steps.
-
-    Raises:
-        ValueError: a setting out of range (see :func:`check_sampling`).
+    The loop stops when every row has ended, or after ``max_new_tokens`` steps. ``ValueError``
+    on a setting out of range (:func:`check_sampling`).
     """
     check_sampling(max_new_tokens, temperature, top_p)
     batch, width = prompt_ids.shape
