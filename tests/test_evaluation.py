@@ -64,6 +64,7 @@ def test_protocol_is_declared_once_and_recorded():
         evaluation.simplex_lattice(7, evaluation.EU_DIVISIONS_ABOVE)
     )
     np.testing.assert_allclose(evaluation.reference_point(["sentiment", "brevity"]), [-0.1, -0.1])
+    np.testing.assert_allclose(evaluation.reference_point(3, margin=0.2), [-0.2] * 3)  # a count
 
 
 @pytest.mark.parametrize(
