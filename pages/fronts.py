@@ -111,12 +111,8 @@ with st.expander("Pick a point for me (knee, pseudo-weights)"):
         picked_row = table.series[s]["offset"] + pick.index
         st.success(f"**{rule}**: {table.describe(picked_row)} - {pick.reason}")
 clicked = fronts.selected_row(st.session_state.get("front-chart"))
-url_point = params.get("point")
-from_url = (
-    int(url_point)
-    if url_point and url_point.isdigit() and int(url_point) < len(table.points)
-    else 0
-)
+url_point = params.get("point", "")
+from_url = int(url_point) if url_point.isdigit() and int(url_point) < len(table.points) else 0
 default = clicked if clicked is not None else (picked_row if picked_row is not None else from_url)
 fig = plotted.figure(selected=int(default), picked=picked_row, matrix=matrix)
 st.plotly_chart(

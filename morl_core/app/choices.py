@@ -21,27 +21,18 @@ DIVISIONS = {2: 7, 3: 4}  # lattice steps: 8 replies for 2 objectives, 15 for 3;
 
 @dataclass(frozen=True)
 class Replies:
-    """Candidate replies: one per preference of a simplex lattice, with their scores.
+    """Candidate replies: one per preference of a simplex lattice, with their scores."""
 
-    Attributes:
-        preferences: (N, K) the preference each reply was written at.
-        texts: N replies.
-        scores: (N, K) their objective scores (larger is better).
-    """
-
-    preferences: np.ndarray
+    preferences: np.ndarray  # (N, K) the preference each reply was written at
     texts: list[str]
-    scores: np.ndarray
+    scores: np.ndarray  # (N, K) larger is better
 
 
 def write_replies(
     shared: SharedSteerable, prompt: str, *, seed: int = 0, progress: Progress = noop
 ) -> Replies:
-    """One reply to ``prompt`` at each preference of a small simplex lattice, scored.
-
-    Raises:
-        ValueError: an empty prompt.
-    """
+    """One reply to ``prompt`` at each preference of a small simplex lattice, scored;
+    ``ValueError`` on an empty prompt."""
     if not prompt.strip():
         raise ValueError("prompt: type a prompt or pick an example")
     k = len(shared.objectives)

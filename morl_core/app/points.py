@@ -27,26 +27,15 @@ def nearest_preference(preferences: Sequence[Sequence[float]], weights: Sequence
 
 @dataclass(frozen=True)
 class Degeneration:
-    """Signs that a policy games its rewards instead of writing well (means over its texts).
+    """Signs that a policy games its rewards instead of writing well (means over its texts)."""
 
-    Attributes:
-        words: Mean words per completion.
-        repetition: Share of word 3-grams that repeat an earlier 3-gram of the same text.
-        distinct1: Distinct words / words (over all texts together).
-        distinct2: Distinct word bigrams / bigrams.
-        garbled: Share of words holding a run of 3+ punctuation marks (``is....m``): a policy
-            that games a length or style reward often emits such debris.
-        kl: Mean per-token KL(policy || base) in nats, estimated on the texts; None if not cheap.
-        flags: Human-readable warnings (empty when nothing looks wrong).
-    """
-
-    words: float
-    repetition: float
-    distinct1: float
-    distinct2: float
-    garbled: float
-    kl: float | None
-    flags: tuple[str, ...]
+    words: float  # per completion
+    repetition: float  # share of word 3-grams repeating an earlier one of the same text
+    distinct1: float  # distinct words / words, over all texts together
+    distinct2: float  # distinct word bigrams / bigrams
+    garbled: float  # share of words with a run of 3+ punctuation marks (gamed-reward debris)
+    kl: float | None  # mean per-token KL(policy || base) in nats; None if not cheap
+    flags: tuple[str, ...]  # human-readable warnings, empty when nothing looks wrong
 
 
 # Thresholds for the flags; chosen on the embedded model's base outputs, which pass all of them.
@@ -60,8 +49,7 @@ def _ngrams(words: list[str], n: int) -> list[tuple[str, ...]]:
 
 
 def degeneration(texts: Sequence[str], kl: float | None = None) -> Degeneration:
-    """Length, repetition, distinct-n and punctuation debris of ``texts`` (and a given KL),
-    with flags."""
+    """Length, repetition, distinct-n, debris of ``texts`` (and a given KL), with flags."""
     tokenized = [t.lower().split() for t in texts]
     words = float(np.mean([len(w) for w in tokenized])) if tokenized else 0.0
     repeats, total = 0, 0

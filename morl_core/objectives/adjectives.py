@@ -10,71 +10,21 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from morl_core.objectives.lexical import word_set
 from morl_core.objectives.registry import as_text
 
 # Single-word adjectives. The embedded model puts most of its mass at these slots on a few dozen
 # adjectives (probed at "The hotel was", "The room was", ...); the rest of the vocabulary is
 # "neutral" (neither class), which keeps the problem a genuine three-way trade-off.
-WARM_WORDS = frozenset(
-    [
-        "lovely",
-        "charming",
-        "cosy",
-        "cozy",
-        "superb",
-        "wonderful",
-        "friendly",
-        "fantastic",
-        "excellent",
-        "perfect",
-        "delightful",
-        "great",
-        "kind",
-        "polite",
-        "warm",
-        "pleasant",
-        "beautiful",
-        "nice",
-        "good",
-        "welcoming",
-        "cheerful",
-        "amazing",
-        "gorgeous",
-        "brilliant",
-        "comfortable",
-        "splendid",
-        "sweet",
-        "gentle",
-        "happy",
-    ]
+WARM_WORDS = word_set(
+    "lovely charming cosy cozy superb wonderful friendly fantastic excellent perfect "
+    "delightful great kind polite warm pleasant beautiful nice good welcoming cheerful "
+    "amazing gorgeous brilliant comfortable splendid sweet gentle happy"
 )
-COLD_WORDS = frozenset(
-    [
-        "unpleasant",
-        "boring",
-        "poor",
-        "noisy",
-        "cold",
-        "dreadful",
-        "rude",
-        "awful",
-        "terrible",
-        "horrible",
-        "bad",
-        "dirty",
-        "dull",
-        "grim",
-        "careless",
-        "nasty",
-        "miserable",
-        "gloomy",
-        "cramped",
-        "shabby",
-        "bleak",
-        "harsh",
-        "unfriendly",
-        "disappointing",
-    ]
+COLD_WORDS = word_set(
+    "unpleasant boring poor noisy cold dreadful rude awful terrible horrible bad dirty dull "
+    "grim careless nasty miserable gloomy cramped shabby bleak harsh unfriendly "
+    "disappointing"
 )
 _FIRST_WORD = re.compile(r"[A-Za-z]+")
 
