@@ -129,11 +129,8 @@ class SuitePlan:
 
 
 def plan_suite(suite: str) -> SuitePlan:
-    """Count the runs of ``suite`` and estimate their time from the published wall seconds.
-
-    Raises:
-        ValueError: unknown suite.
-    """
+    """Count the runs of ``suite`` and estimate their time from the published wall seconds;
+    ``ValueError`` on an unknown suite."""
     from morl_core.bench import load_suite
 
     spec = load_suite(suite)
@@ -216,10 +213,8 @@ def bench_suites() -> list[str]:
 
 def start_suite(suite: str, out: Path | str | None = None) -> tuple[int, Path]:
     """Start ``morl bench SUITE`` as a detached process (it outlives the page); returns
-    ``(pid, log file)``. The runs it submits appear on the Train page as they go.
-
-    Raises:
-        ValueError: unknown suite.
+    ``(pid, log file)``. The runs it submits appear on the Train page as they go;
+    ``ValueError`` on an unknown suite.
     """
     from morl_core.bench import load_suite
 

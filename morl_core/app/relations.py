@@ -43,14 +43,9 @@ def relation_samples(
     seed: int = 0,
     progress: Progress | None = None,
 ) -> RelationSamples:
-    """Sample generations and score them on every objective.
-
-    Generations come from ``shared``: the base model, or a trained artifact, whose samples are
-    then spread over preferences so its whole front is represented.
-
-    Raises:
-        ValueError: fewer than two objectives, or an unknown prompt set.
-    """
+    """Generations from ``shared`` (a trained artifact's spread over preferences, so its whole
+    front is represented), scored on every objective; ``ValueError`` on fewer than two
+    objectives or an unknown prompt set."""
     progress = progress or noop
     names = list(objective_names)
     if len(names) < 2:
@@ -109,11 +104,8 @@ def whose_samples_note(source: str) -> str:
 def relate(
     data: RelationSamples, method: str = "spearman", seed: int = 0, n_boot: int = 500
 ) -> Relations:
-    """Correlate the objectives of ``data`` (Pearson or Spearman), label pairs, fit the graph.
-
-    Raises:
-        ValueError: an objective is constant over the samples (its correlation is undefined).
-    """
+    """Correlate the objectives of ``data`` (Pearson or Spearman), label pairs, fit the graph;
+    ``ValueError`` when an objective is constant over the samples."""
     flat = [n for n, col in zip(data.objectives, data.rewards.T, strict=True) if np.ptp(col) == 0]
     if flat:
         raise ValueError(
