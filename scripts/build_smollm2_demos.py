@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from morl_core.app.serving import DEMO_DIR, KEPT_RUN_FILES  # noqa: E402
 from morl_core.jobs.executors import LocalExecutor  # noqa: E402
+from morl_core.jobs.files import locked  # noqa: E402
 from morl_core.jobs.records import RunState  # noqa: E402
 from morl_core.runfolder import read_json, write_json_atomic  # noqa: E402
 
@@ -237,14 +238,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"store: {data}", flush=True)
     resumed: set[str] = set()
-    while True:
-        states = advance(executor, data, resumed)
-        if args.no_wait or all(s == "exported" for n, s in states.items() if n in EXPORTED):
-            print(", ".join(f"{n}: {s}" for n, s in states.items()), flush=True)
-            return 0
-        stamp = time.strftime("%H:%M")
-        print(f"{stamp} " + ", ".join(f"{n}: {s}" for n, s in states.items()), flush=True)
-        time.sleep(POLL_S)
+    with locked(data / "build_demos.lock", blocking=False) as alone:
+        if not alone:  # two builders would export the same folder at once
+            print("another build_smollm2_demos.py is running on this store", file=sys.stderr)
+            return 1
+        while True:
+            states = advance(executor, data, resumed)
+            line = ", ".join(f"{n}: {s}" for n, s in states.items())
+            if args.no_wait or all(s == "exported" for n, s in states.items() if n in EXPORTED):
+                print(line, flush=True)
+                return 0
+            print(f"{time.strftime('%H:%M')} {line}", flush=True)
+            time.sleep(POLL_S)
 
 
 if __name__ == "__main__":
