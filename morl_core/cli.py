@@ -73,13 +73,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from morl_core.policy.sampling import check_sampling  # torch: only `morl generate` needs it
 
     check_sampling(args.max_new_tokens, args.temperature, args.top_p)  # before a slow model load
-    gen = dict(
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        greedy=args.greedy,
-        seed=args.seed,
-    )
+    gen = {
+        k: getattr(args, k) for k in ("max_new_tokens", "temperature", "top_p", "greedy", "seed")
+    }
     if args.run:
         from morl_core.methods.common import load_steerable  # torch: only with a run folder
 
@@ -125,20 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("score", help="score texts on objectives")
     p.add_argument("texts", nargs="+", help="texts to score")
-    p.add_argument(
-        "--objectives",
-        required=True,
-        help="comma-separated names or specs, e.g. sentiment,trl.rewards:think_format_reward",
-    )
+    specs = "comma-separated names or specs, e.g. sentiment,trl.rewards:think_format_reward"
+    p.add_argument("--objectives", required=True, help=specs)
     p.add_argument("--prompt", default="", help="prompt the texts answer (for relevance)")
-    p.add_argument(
-        "--column",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a prompt-set column for imported reward functions, e.g. solution=42 "
-        "(repeat for several)",
-    )
+    column = "a prompt-set column for imported reward functions, e.g. solution=42 (repeat)"
+    p.add_argument("--column", action="append", default=[], metavar="NAME=VALUE", help=column)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_score)
 

@@ -205,23 +205,33 @@ def _is_path_text(value: Any) -> bool:
         isinstance(value, str)
         and bool(value.strip())
         and len(value) <= MAX_TEXT
-        and ("\0" not in value)
+        and "\0" not in value
     )
+
+
+def _path_fields(values: Mapping[str, Any]) -> dict[str, str]:
+    """The fields of config ``values`` that hold paths (``options.KEY`` for an option), by name;
+    shipped prompt sets, the embedded model and hub ids are names, not paths."""
+    prompt_set, model, options = (values.get(k) for k in ("prompt_set", "model", "options"))
+    named = {}
+    if _is_path_text(prompt_set) and shipped_file(prompt_set) is None:
+        named["prompt_set"] = prompt_set
+    if _is_path_text(model) and model != EMBEDDED and _model_is_path(model):
+        named["model"] = model
+    if isinstance(options, Mapping):
+        for key in path_options(values.get("method"), options):
+            named[f"options.{key}"] = options[key]
+    return named
 
 
 def _resolved_paths(values: dict[str, Any]) -> dict[str, Any]:
     """``values`` with every path field made absolute (names and hub ids stay as given)."""
     out = dict(values)
-    prompt_set = out.get("prompt_set")
-    if _is_path_text(prompt_set) and shipped_file(prompt_set) is None:
-        out["prompt_set"] = str(resolve_path(prompt_set))
-    model = out.get("model")
-    if _is_path_text(model) and model != EMBEDDED and _model_is_path(model):
-        out["model"] = str(resolve_path(model))
-    options = out.get("options")
-    if isinstance(options, Mapping):
-        paths = path_options(out.get("method"), options)
-        out["options"] = {k: str(resolve_path(v)) if k in paths else v for k, v in options.items()}
+    if isinstance(out.get("options"), Mapping):
+        out["options"] = dict(out["options"])
+    for name, text in _path_fields(values).items():
+        key = name.removeprefix("options.")
+        (out if key == name else out["options"])[key] = str(resolve_path(text))
     return out
 
 
@@ -317,62 +327,40 @@ class Option:
 EXPERTS_FROM = Option(str, "", "run folder whose experts to reuse instead of training", path="run")
 # Options of every registered method, by method name. The built-ins are declared here; a
 # plugin's are added by ``morl_core.methods.register`` (see :func:`declare_options`).
-METHOD_OPTIONS: dict[str, Mapping[str, Option]] = {
-    "morlhf": {},
-    "dynaopt": {
-        "gamma": Option(float, 0.2, "Exp3 exploration rate", low=0, high=1, open_low=True),
-        "window": Option(int, 2, "steps between bandit updates", low=1, high=MAX_STEPS),
-    },
-    "soups": {"experts_from": EXPERTS_FROM},
-    "mod": {"experts_from": EXPERTS_FROM},
-    "pmix": {"experts_from": EXPERTS_FROM},
-    "ric": {},
-    "panacea": {},
-    "emorl": {
-        "experts_from": EXPERTS_FROM,
-        "search_rounds": Option(
-            int, 5, "hierarchical grid search rounds (each halves the box)", low=1, high=20
-        ),
-        "search_prompts": Option(
-            int, 8, "training prompts scored per candidate in the search", low=1, high=1024
-        ),
-        "mix_at": Option(
-            str,
-            "final",
-            "mix after the final layer norm (= MOD up to temperature) or before it",
-            choices=("final", "pre_norm"),
-        ),
-    },
-    "metapolicy": {
-        "experts_from": EXPERTS_FROM,
-        "meta_steps": Option(
-            int, 0, "RL steps of the upper level (0 = the run's steps)", low=0, high=MAX_STEPS
-        ),
-        "meta_lr": Option(
-            float, 0.0, "learning rate of the upper level (0 = the run's lr)", low=0, high=1
-        ),
-        "meta_hidden": Option(
-            int, 64, "attention width of the upper-level network", low=1, high=4096
-        ),
-        "prior_eps": Option(
-            float,
-            0.01,
-            "eps of the preference prior log(w + eps)",
-            low=0,
-            high=1,
-            open_low=True,
-            open_high=True,
-        ),
-        "score_bound": Option(
-            float,
-            1.0,
-            "bound B of the learned log-weight adjustment",
-            low=0,
-            high=100,
-            open_low=True,
-        ),
-    },
+_SHARE_EXPERTS = ("soups", "mod", "pmix", "emorl", "metapolicy")  # they take experts_from
+METHOD_OPTIONS: dict[str, dict[str, Option]] = {
+    m: {"experts_from": EXPERTS_FROM} if m in _SHARE_EXPERTS else {}
+    for m in ("morlhf", "dynaopt", "soups", "mod", "pmix", "ric", "panacea", "emorl", "metapolicy")
 }
+
+
+def _ranged(kind: type, default: str, span: str, help: str) -> Option:
+    """A numeric Option from interval notation: ``(0, 1]`` allows 0 < x <= 1."""
+    low, high = (kind(x) for x in span[1:-1].split(", "))
+    ends = {"open_low": span[0] == "(", "open_high": span[-1] == ")"}
+    return Option(kind, kind(default), help, low=low, high=high, **ends)
+
+
+# method | option | type | default | range | help
+for _row in f"""\
+dynaopt | gamma | float | 0.2 | (0, 1] | Exp3 exploration rate
+dynaopt | window | int | 2 | [1, {MAX_STEPS}] | steps between bandit updates
+emorl | search_rounds | int | 5 | [1, 20] | hierarchical grid search rounds (each halves the box)
+emorl | search_prompts | int | 8 | [1, 1024] | training prompts scored per candidate in the search
+metapolicy | meta_steps | int | 0 | [0, {MAX_STEPS}] | RL steps of the upper level (0 = the run's steps)
+metapolicy | meta_lr | float | 0 | [0, 1] | learning rate of the upper level (0 = the run's lr)
+metapolicy | meta_hidden | int | 64 | [1, 4096] | attention width of the upper-level network
+metapolicy | prior_eps | float | 0.01 | (0, 1) | eps of the preference prior log(w + eps)
+metapolicy | score_bound | float | 1 | (0, 100] | bound B of the learned log-weight adjustment
+""".splitlines():
+    _method, _name, _kind, *_rest = _row.split(" | ")
+    METHOD_OPTIONS[_method][_name] = _ranged({"int": int, "float": float}[_kind], *_rest)
+METHOD_OPTIONS["emorl"]["mix_at"] = Option(
+    str,
+    "final",
+    "mix after the final layer norm (= MOD up to temperature) or before it",
+    choices=("final", "pre_norm"),
+)
 
 
 def declare_options(method: str, options: Mapping[str, Any]) -> Mapping[str, Option]:
@@ -385,11 +373,6 @@ def declare_options(method: str, options: Mapping[str, Any]) -> Mapping[str, Opt
         raise ValueError(f"the options of {method!r} are declared in morl_core.config")
     METHOD_OPTIONS[method] = dict(options)
     return METHOD_OPTIONS[method]
-
-
-def option_value(method: str, options: Mapping[str, Any], name: str) -> Any:
-    """Option ``name`` of ``method`` from ``options``, or its declared default."""
-    return options.get(name, METHOD_OPTIONS[method][name].default)
 
 
 def path_options(method: Any, options: Mapping[str, Any]) -> list[str]:
@@ -605,25 +588,15 @@ class RunConfig:
         # jobs/__init__ imports the executors, which import this module: read jobs.paths late
         from morl_core.jobs.paths import outside_allowed
 
-        named: dict[str, str] = {}
-        if _is_path_text(self.prompt_set) and shipped_file(self.prompt_set) is None:
-            named["prompt_set"] = self.prompt_set
-        if _is_path_text(self.model) and self.model != EMBEDDED and _model_is_path(self.model):
-            named["model"] = self.model
-        if isinstance(self.options, Mapping):
-            for key in path_options(self.method, self.options):
-                named[f"options.{key}"] = self.options[key]
         err = {}
-        for name, text in named.items():
-            problem = outside_allowed(resolve_path(text), data_dir)
-            if problem:
+        for name, text in _path_fields(vars(self)).items():
+            if problem := outside_allowed(resolve_path(text), data_dir):
                 err[name] = problem
         return err
 
     def resolved(self) -> RunConfig:
         """A copy whose path fields are absolute (resolved against the cwd); names stay names."""
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        changed = _resolved_paths(values)
+        changed = _resolved_paths(values := vars(self))
         if all(changed[k] is values[k] or changed[k] == values[k] for k in values):
             return self
         return dataclasses.replace(self, **changed)

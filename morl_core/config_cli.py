@@ -40,27 +40,19 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
     """``--field-name`` per ``RunConfig`` field, ``--option-name`` per method option, ``-o K=V``."""
     helps = field_help()
     group = parser.add_argument_group("run configuration (RunConfig)")
-    for f in fields(RunConfig):
-        if f.name == "options":
-            continue
-        default = f.default if f.default is not MISSING else None
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        group.add_argument(
-            "--" + f.name.replace("_", "-"),
-            dest=f"cfg_{f.name}",
-            default=None,
-            metavar=f.name.upper(),
-            help=f"{helps[f.name]} (default: {shown})",
-        )
     methods = parser.add_argument_group("method options (see `morl methods`)")
+
+    def flag(to: Any, name: str, dest: str, text: str) -> None:
+        to.add_argument("--" + name.replace("_", "-"), dest=dest, metavar=name.upper(), help=text)
+
+    for f in fields(RunConfig):
+        if f.name != "options":
+            default = f.default if f.default is not MISSING else None
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            flag(group, f.name, f"cfg_{f.name}", f"{helps[f.name]} (default: {shown})")
     for key, option in method_options().items():
-        methods.add_argument(
-            "--" + key.replace("_", "-"),
-            dest=f"opt_{key}",
-            default=None,
-            metavar=key.upper(),
-            help=f"{option.help}; {option.allowed()} (default: {option.default!r})",
-        )
+        allowed = f"{option.allowed()} (default: {option.default!r})"
+        flag(methods, key, f"opt_{key}", f"{option.help}; {allowed}")
     group.add_argument(
         "--option",
         "-o",

@@ -106,9 +106,7 @@ def dirichlet(k: int, n: int, rng: np.random.Generator, alpha: float | ArrayLike
 
 
 def sliders_to_weights(
-    values: ArrayLike,
-    locked: Iterable[int] = (),
-    moved: int | None = None,
+    values: ArrayLike, locked: Iterable[int] = (), moved: int | None = None
 ) -> np.ndarray:
     """Turn a k-slider UI state into a valid preference (sums to 1, all >= 0).
 

@@ -41,15 +41,10 @@ def _guard(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.N
         try:
             load_plugins()
             return handler(args)
-        except (ConfigError, RunIdError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        except StoreError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_USAGE if isinstance(exc, KeyError) else EXIT_FAILED
-        except (ValueError, ImportError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+        except (ConfigError, RunIdError, StoreError, ValueError, ImportError) as exc:
+            print(f"error: {exc}", file=sys.stderr)  # a store failure exits 1, bad input 2
+            failed = isinstance(exc, StoreError) and not isinstance(exc, KeyError)
+            return EXIT_FAILED if failed else EXIT_USAGE
         except KeyboardInterrupt:
             return 130
 
@@ -86,11 +81,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     run_id = _executor(args).submit(config)
     print(run_id)
-    print(
-        f"submitted {config.method} on {','.join(config.objectives)}: follow with `morl logs {run_id} "
-        f"--follow`",
-        file=sys.stderr,
-    )
+    follow = f"follow with `morl logs {run_id} --follow`"
+    print(f"submitted {config.method} on {','.join(config.objectives)}: {follow}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -103,16 +95,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.to_dict() for r in runs], indent=1))
         return EXIT_OK
-    rows = [["ID", "METHOD", "OBJECTIVES", "STATE", "PROGRESS", "STARTED"]]
-    rows += [
+    header = ["ID", "METHOD", "OBJECTIVES", "STATE", "PROGRESS", "STARTED"]
+    rows = [
         [r.run_id, r.method, ",".join(r.objectives), str(r.state), _progress(r), _when(r.started)]
         for r in runs
     ]
-    print(
-        table(rows[1:], rows[0], rule=False)
-        if runs
-        else "no runs yet (start one with `morl submit`)"
-    )
+    print(table(rows, header, rule=False) if runs else "no runs yet (start one with `morl submit`)")
     for r in runs:  # a broken folder is skipped by the executors: say why
         if r.state == "broken":
             print(f"{r.run_id}: broken: {r.message}")
@@ -134,11 +122,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     result = store.result(args.run_id)
     if args.json:
         last = records[-1] if records else None
-        print(
-            json.dumps(
-                {"status": status.to_dict(), "last_metrics": last, "result": result}, indent=1
-            )
-        )
+        record = {"status": status.to_dict(), "last_metrics": last, "result": result}
+        print(json.dumps(record, indent=1))
         return EXIT_OK
     lines = [
         ("id", status.run_id),
@@ -229,7 +214,6 @@ def add_subcommands(subparsers: Any) -> None:
     submit.add_argument(
         "--executor",
         choices=("local", "ray"),
-        default=None,
         help="where workers run (default: $MORL_EXECUTOR or local; ray needs RAY_ADDRESS)",
     )
     add_config_options(submit)
@@ -252,9 +236,7 @@ def add_subcommands(subparsers: Any) -> None:
     )
     worker = add("worker", cmd_worker, "run one queued run in this process (executors start this)")
     worker.add_argument("run", metavar="RUN", help="run id or run folder")
-    worker.add_argument(
-        "--attempt", type=int, default=None, help="attempt number (set by executors)"
-    )
+    worker.add_argument("--attempt", type=int, help="attempt number (set by executors)")
     worker.add_argument(
         "--no-redirect", action="store_true", help="print here instead of worker.log"
     )

@@ -33,14 +33,7 @@ from morl_core import settings
 from morl_core.config import RunConfig
 from morl_core.jobs.files import locked
 from morl_core.jobs.paths import INDEX, RUNS, check_run_id
-from morl_core.jobs.records import (
-    ACTIVE,
-    TERMINAL,
-    RunState,
-    RunStatus,
-    read_status,
-    write_result,
-)
+from morl_core.jobs.records import ACTIVE, TERMINAL, RunState, RunStatus, read_status, write_result
 from morl_core.jobs.store import BrokenRun, RunStore, StoreError
 from morl_core.runfolder import CANCEL, LOG, RESULT, describe_os_error, open_fd, read_json
 
@@ -109,15 +102,10 @@ class Executor:
             return status
         self.store.request_cancel(run_id)
         now = time.time()
-        ended = self.store.update(
-            run_id,
-            {
-                "state": RunState.CANCELLED,
-                "finished": now,
-                "message": "cancelled before it started",
-            },
-            only_from={RunState.QUEUED, RunState.LOST},
+        changes = dict(
+            state=RunState.CANCELLED, finished=now, message="cancelled before it started"
         )
+        ended = self.store.update(run_id, changes, only_from={RunState.QUEUED, RunState.LOST})
         if ended is not None:
             write_result(self.store.run_dir(run_id), ended, RunState.CANCELLED, ended["message"])
         else:
@@ -139,16 +127,10 @@ class Executor:
         self.store.clear_cancel(run_id)
         with contextlib.suppress(FileNotFoundError):
             (self.store.run_dir(run_id) / RESULT).unlink()
+        changes = dict(state=RunState.QUEUED, lost_count=0, finished=None, executor=self.name)
+        changes["message"] = "resumed by request"
         self.store.update(
-            run_id,
-            {
-                "state": RunState.QUEUED,
-                "lost_count": 0,
-                "finished": None,
-                "executor": self.name,
-                "message": "resumed by request",
-            },
-            only_from={RunState.FAILED, RunState.CANCELLED, RunState.LOST},
+            run_id, changes, only_from={RunState.FAILED, RunState.CANCELLED, RunState.LOST}
         )
         self.reconcile(force=True)
         return self.store.status(run_id)
@@ -243,15 +225,11 @@ class Executor:
                     f"lost {retries + 1} times ({data.get('message', '')}); "
                     f"gave up after {self.max_retries} retries",
                 )
-            changed = self.store.update(
-                run_id,
-                {
-                    "state": RunState.QUEUED,
-                    "lost_count": retries + 1,
-                    "message": f"resuming from the last checkpoint (retry {retries + 1} of {self.max_retries})",
-                },
-                only_from={RunState.LOST},
+            message = (
+                f"resuming from the last checkpoint (retry {retries + 1} of {self.max_retries})"
             )
+            changes = dict(state=RunState.QUEUED, lost_count=retries + 1, message=message)
+            changed = self.store.update(run_id, changes, only_from={RunState.LOST})
             data = changed or data
         return data
 
@@ -274,18 +252,10 @@ class Executor:
 
     def _start(self, data: dict[str, Any]) -> int:
         run_id, attempt = data["run_id"], int(data.get("attempt") or 0) + 1
+        changes = dict(state=RunState.STARTING, attempt=attempt, heartbeat=time.time(), pid=None)
+        changes.update(external_id="", cancel_time=None)
         started = self.store.update(
-            run_id,
-            {
-                "state": RunState.STARTING,
-                "attempt": attempt,
-                "heartbeat": time.time(),
-                "pid": None,
-                "external_id": "",
-                "cancel_time": None,
-            },
-            expect_attempt=data.get("attempt"),
-            only_from={RunState.QUEUED},
+            run_id, changes, expect_attempt=data.get("attempt"), only_from={RunState.QUEUED}
         )
         if started is None:
             return 0

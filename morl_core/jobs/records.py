@@ -189,18 +189,9 @@ def write_result(
 ) -> None:
     """``result.json``, the run's final record, from its ``status`` (a worker adds its
     measurements in ``extra``; an executor writes it for a run that ended outside a worker)."""
-    result = {
-        "schema_version": SCHEMA_VERSION,
-        "run_id": status.get("run_id"),
-        "status": str(state),
-        "message": message,
-        "method": status.get("method"),
-        "objectives": status.get("objectives"),
-        "steps_done": status.get("step", 0),
-        "total_steps": status.get("total_steps", 0),
-        "attempt": status.get("attempt", 0),
-        "finished": time.time(),
-        "versions": package_versions(),
-        "git": git_hash(),
-    }
+    result = dict(schema_version=SCHEMA_VERSION, status=str(state), message=message)
+    result.update({key: status.get(key) for key in ("run_id", "method", "objectives")})
+    result.update(steps_done=status.get("step", 0), total_steps=status.get("total_steps", 0))
+    result.update(attempt=status.get("attempt", 0), finished=time.time())
+    result.update(versions=package_versions(), git=git_hash())
     write_json_atomic(Path(run_dir) / RESULT, {**result, **extra})

@@ -44,20 +44,10 @@ from morl_core.runfolder import (
 )
 
 _BUSY_MS = 30_000
-_COLUMNS = (
-    "id",
-    "method",
-    "objectives",
-    "executor",
-    "state",
-    "step",
-    "total_steps",
-    "attempt",
-    "created",
-    "started",
-    "finished",
-    "message",
-)
+_INT_COLUMNS = ("step", "total_steps", "attempt")
+_TIME_COLUMNS = ("created", "started", "finished")
+_TEXT_COLUMNS = ("method", "objectives", "executor", "state")
+_COLUMNS = ("id", *_TEXT_COLUMNS, *_INT_COLUMNS, *_TIME_COLUMNS, "message")
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, method TEXT, objectives TEXT, executor TEXT, state TEXT,
@@ -82,8 +72,6 @@ class BrokenRun(StoreError):
 
 
 _INT64 = (-(2**63), 2**63 - 1)
-_INT_COLUMNS = ("step", "total_steps", "attempt")
-_TIME_COLUMNS = ("created", "started", "finished")
 
 
 def describe_sqlite_error(exc: sqlite3.Error, data_dir: Path) -> str:
@@ -366,19 +354,10 @@ class RunStore:
         self._writable()
         run_id = paths.new_run_id()
         folder = paths.run_path(self.data_dir, run_id)
-        status = {
-            "run_id": run_id,
-            "state": str(RunState.QUEUED),
-            "method": config.method,
-            "objectives": list(config.objectives),
-            "executor": executor,
-            "step": 0,
-            "total_steps": config.steps,
-            "attempt": 0,
-            "lost_count": 0,
-            "created": time.time(),
-            "schema_version": SCHEMA_VERSION,
-        }
+        status = dict(run_id=run_id, state=str(RunState.QUEUED), executor=executor, attempt=0)
+        status.update(method=config.method, objectives=list(config.objectives), step=0)
+        status.update(total_steps=config.steps, lost_count=0, created=time.time())
+        status.update(schema_version=SCHEMA_VERSION)
         try:
             row = _row(status)  # before anything is written: a value the index cannot hold
             folder.mkdir(parents=False, exist_ok=False)
@@ -433,11 +412,7 @@ class RunStore:
                     data = _broken_row(row["id"], str(exc), row)
                     data = {**data, "run_id": row["id"], "objectives": _names(data)}
             if data is None:
-                data = {
-                    **row,
-                    "run_id": row["id"],
-                    "objectives": json.loads(row["objectives"] or "[]"),
-                }
+                data = {**row, "run_id": row["id"], "objectives": _names(row)}
             try:
                 result.append(self._view(data))
             except (ValueError, TypeError) as exc:

@@ -93,16 +93,11 @@ class Worker:
                 return False
         self.total_steps = int(current.get("total_steps") or 0)
         self.started = current.get("started") or time.time()
+        changes = dict(state=RunState.RUNNING, pid=os.getpid(), host=socket.gethostname())
+        changes.update(heartbeat=time.time(), started=self.started, message="")
         claimed = update_status(
             self.run_dir,
-            {
-                "state": RunState.RUNNING,
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "heartbeat": time.time(),
-                "started": self.started,
-                "message": "",
-            },
+            changes,
             expect_attempt=self.attempt,
             only_from={RunState.STARTING, RunState.QUEUED},
         )
@@ -169,15 +164,9 @@ class Worker:
         if self.cancel_seen:
             return self.finish(RunState.CANCELLED, f"cancelled after step {self.last_step}")
         if self.preempted:
-            update_status(
-                self.run_dir,
-                {
-                    "state": RunState.LOST,
-                    "step": self.last_step,
-                    "message": "stopped by SIGTERM; resumes from its last checkpoint",
-                },
-                expect_attempt=self.attempt,
-            )
+            message = "stopped by SIGTERM; resumes from its last checkpoint"
+            changes = dict(state=RunState.LOST, step=self.last_step, message=message)
+            update_status(self.run_dir, changes, expect_attempt=self.attempt)
             return EXIT_OK
         return self.finish(RunState.SUCCEEDED, "")
 
@@ -190,14 +179,9 @@ class Worker:
         """Write ``result.json`` and the final state; returns the exit code."""
         now = time.time()
         config = getattr(self, "config", None)
-        status = {
-            "run_id": self.run_dir.name,
-            "method": getattr(config, "method", None),
-            "objectives": list(getattr(config, "objectives", ())),
-            "step": self.last_step,
-            "total_steps": self.total_steps,
-            "attempt": self.attempt,
-        }
+        status = dict(run_id=self.run_dir.name, method=getattr(config, "method", None))
+        status.update(objectives=list(getattr(config, "objectives", ())), step=self.last_step)
+        status.update(total_steps=self.total_steps, attempt=self.attempt)
         measured = {
             "seed": getattr(config, "seed", None),
             "samples": self.samples,
@@ -213,17 +197,9 @@ class Worker:
         _log(f"{state}{': ' + message if message else ''}")
         try:
             write_result(self.run_dir, status, state, message, **measured)
-            written = update_status(
-                self.run_dir,
-                {
-                    "state": state,
-                    "finished": now,
-                    "message": message,
-                    "step": self.last_step,
-                    "samples": self.samples,
-                },
-                expect_attempt=self.attempt,
-            )
+            changes = dict(state=state, finished=now, message=message, step=self.last_step)
+            changes["samples"] = self.samples
+            written = update_status(self.run_dir, changes, expect_attempt=self.attempt)
         except OSError as exc:  # the disk may still be full: say so in the log at least
             _log(f"cannot record the end of the run ({state}): {describe_os_error(exc)}")
             return EXIT_FAILED
@@ -240,11 +216,8 @@ class Worker:
         if self.storage_error is not None:
             raise self.storage_error
         now = time.time()
-        self.step, self.total_steps, self.samples = (
-            int(info.step),
-            int(info.total_steps),
-            int(info.samples),
-        )
+        self.step, self.total_steps = int(info.step), int(info.total_steps)
+        self.samples = int(info.samples)
         if now - self._last_write > 0.5:
             self._write_progress()
         if (self.run_dir / CANCEL).exists():
@@ -253,12 +226,8 @@ class Worker:
 
     def _write_progress(self) -> None:
         self._last_write = time.time()
-        changes: dict[str, Any] = {
-            "heartbeat": self._last_write,
-            "step": self.step,
-            "total_steps": self.total_steps,
-            "samples": self.samples,
-        }
+        changes: dict[str, Any] = dict(heartbeat=self._last_write, step=self.step)
+        changes.update(total_steps=self.total_steps, samples=self.samples)
         if (self.run_dir / CANCEL).exists():
             self.cancel_seen = True
             changes["state"] = RunState.CANCEL_REQUESTED

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from morl_core.config import RunConfig, option_value
+from morl_core.config import RunConfig
 from morl_core.methods.base import Steerable, TrainCallback
 from morl_core.methods.common import (
     Stage,
@@ -26,6 +26,7 @@ from morl_core.methods.common import (
     train_stages,
     write_artifact,
 )
+from morl_core.methods.registry import METHODS
 from morl_core.policy import Policy
 
 # ``steerable(policy, objectives, expert names)``: an aggregation of the experts (soups, MOD, PMIX)
@@ -98,7 +99,7 @@ def train_aggregation(
             return None  # the aggregation exists once every expert is trained
         return snapshot(steerable(policy, config.objectives, names), config)
 
-    experts_from = option_value(config.method, config.options, "experts_from")
+    experts_from = METHODS[config.method].option(config.options, "experts_from")
     if train_experts(config, run_dir, callback, policy, front_fn, experts_from):
         write_artifact(run_dir, config, dict.fromkeys(names), experts=names)
 

@@ -37,75 +37,21 @@ def get(name: str) -> MethodSpec:
     return METHODS[name]
 
 
+# name | family | module | summary | paper (taxonomy order)
 BUILT_IN = [
-    # (name, family, module, summary, paper)
-    (
-        "morlhf",
-        "A",
-        "morlhf",
-        "one policy per preference, RL on a fixed scalarisation",
-        "Wu et al. 2023 (arXiv 2306.01693); EMORL baselines (arXiv 2505.02579)",
-    ),
-    (
-        "dynaopt",
-        "B",
-        "dynaopt",
-        "one policy; objective weights moved during training by an Exp3 bandit",
-        "Min et al. 2024, DynaOpt (arXiv 2403.13578)",
-    ),
-    (
-        "soups",
-        "D1",
-        "soups",
-        "one LoRA expert per objective; the front by interpolating adapter weights",
-        "Rame et al. 2023, Rewarded Soups (arXiv 2306.04488)",
-    ),
-    (
-        "mod",
-        "D2",
-        "mod",
-        "the same experts mixed at decoding time by weighted log-probabilities",
-        "Shi et al. 2024, Decoding-Time Language Model Alignment with Multiple Objectives "
-        "(arXiv 2406.18853)",
-    ),
-    (
-        "pmix",
-        "D2",
-        "mixture",
-        "the same experts mixed at decoding time by weighted probabilities (arithmetic mixture)",
-        "Kong et al. 2025, EMORL's logits-aggregation baseline (arXiv 2505.02579)",
-    ),
-    # --- preference-conditioned policies, hidden-state aggregation, meta-policy ---
-    (
-        "ric",
-        "C",
-        "ric",
-        "one policy; the preference enters as target-reward tags in the prompt",
-        "Yang et al. 2024, Rewards-in-Context (arXiv 2402.10207)",
-    ),
-    (
-        "panacea",
-        "C",
-        "panacea",
-        "one policy; the preference is K singular values of an SVD-LoRA",
-        "Zhong et al. 2024, Panacea (arXiv 2402.02030)",
-    ),
-    (
-        "emorl",
-        "D3",
-        "emorl",
-        "experts mixed at the last hidden state; weights by hierarchical grid search",
-        "Kong et al. 2025, EMORL (arXiv 2505.02579)",
-    ),
-    (
-        "metapolicy",
-        "E",
-        "metapolicy",
-        "frozen experts mixed per token by a small network trained by RL over preferences",
-        "Kong et al. 2025, MORL for LLMs: Visionary Perspective (arXiv 2509.21613)",
-    ),
+    tuple(row.split(" | "))
+    for row in """\
+morlhf | A | morlhf | one policy per preference, RL on a fixed scalarisation | Wu et al. 2023 (arXiv 2306.01693); EMORL baselines (arXiv 2505.02579)
+dynaopt | B | dynaopt | one policy; objective weights moved during training by an Exp3 bandit | Min et al. 2024, DynaOpt (arXiv 2403.13578)
+soups | D1 | soups | one LoRA expert per objective; the front by interpolating adapter weights | Rame et al. 2023, Rewarded Soups (arXiv 2306.04488)
+mod | D2 | mod | the same experts mixed at decoding time by weighted log-probabilities | Shi et al. 2024, Decoding-Time Language Model Alignment with Multiple Objectives (arXiv 2406.18853)
+pmix | D2 | mixture | the same experts mixed at decoding time by weighted probabilities (arithmetic mixture) | Kong et al. 2025, EMORL's logits-aggregation baseline (arXiv 2505.02579)
+ric | C | ric | one policy; the preference enters as target-reward tags in the prompt | Yang et al. 2024, Rewards-in-Context (arXiv 2402.10207)
+panacea | C | panacea | one policy; the preference is K singular values of an SVD-LoRA | Zhong et al. 2024, Panacea (arXiv 2402.02030)
+emorl | D3 | emorl | experts mixed at the last hidden state; weights by hierarchical grid search | Kong et al. 2025, EMORL (arXiv 2505.02579)
+metapolicy | E | metapolicy | frozen experts mixed per token by a small network trained by RL over preferences | Kong et al. 2025, MORL for LLMs: Visionary Perspective (arXiv 2509.21613)
+""".splitlines()
 ]
-
 for name, family, module, summary, paper in BUILT_IN:
     module = f"morl_core.methods.{module}"
     register(MethodSpec(name, family, summary, paper, module, METHOD_OPTIONS[name]))
