@@ -92,12 +92,8 @@ def taxonomy() -> list[dict[str, str]]:
 
 
 def method_source(name: str) -> tuple[str, str]:
-    """``(module docstring, full source)`` of a method's file, read from the installed module.
-
-    The file is located with ``importlib.util.find_spec`` and read as is (what
-    ``inspect.getsource`` returns for the module) without importing it, so the page does not
-    load torch just to show code.
-    """
+    """``(module docstring, full source)`` of a method's file, found with ``find_spec`` and read
+    without importing it (the page does not load torch just to show code)."""
     spec = importlib.util.find_spec(get(name).module)
     if spec is None or not spec.origin:
         raise ValueError(f"cannot locate the source of method {name!r}")
@@ -117,14 +113,9 @@ class ScalarisationTour:
 
 
 def scalarisation_tour(n_weights: int = 41) -> ScalarisationTour:
-    """Sweep preferences over a known non-convex front and record each scalarisation's pick.
-
-    The front is the analytic one of ``synth_nature_nonconvex`` vs ``synth_city_nonconvex``
-    (``sqrt(x) + sqrt(y) = 1``). A linear utility ``w . r`` is maximised at a corner for every
-    w (its level lines touch a non-convex curve only at the ends); Tchebycheff's
-    ``-max_i w_i |z*_i - r_i|`` finds the point where the ray towards the ideal point meets the
-    front, so it walks along the whole curve.
-    """
+    """Each scalarisation's pick over swept preferences on the analytic non-convex front of
+    ``synth_nature_nonconvex`` vs ``synth_city_nonconvex`` (``sqrt(x) + sqrt(y) = 1``): linear
+    ``w . r`` always lands on an end, Tchebycheff walks along the whole curve."""
     names = ("synth_nature_nonconvex", "synth_city_nonconvex")
     front = true_front(*names, n=101)  # (n, 2)
     t = np.linspace(0.0, 1.0, n_weights)

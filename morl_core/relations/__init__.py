@@ -2,15 +2,9 @@
 
 Every function takes an (N, K) matrix of per-sample rewards (or a (K, D) matrix of gradients)
 under the project's **maximisation** convention and returns numpy arrays or small frozen
-records; nothing here does I/O or uses global random state (the bootstrap takes an explicit
-``np.random.Generator``).
-
-Modules:
-    correlations: ``correlation_matrix``, ``bootstrap_correlations`` (Pearson, Spearman, Kendall).
-    classify: ``RelationRule``, ``classify_pairs``, ``classify_relations`` (the rule is written
-        down in that module's docstring).
-    graph: ``partial_correlations``, ``dependency_graph`` (graphical lasso -> edge list).
-    gradients: ``gradient_conflict`` (cosine matrix, with notes on how to read it).
+records, without I/O or global random state (the bootstrap takes an explicit
+``np.random.Generator``); the one exception is ``gradient_conflict_study``, which loads a model
+to measure the gradients. The classification rule is written down in ``classify``'s docstring.
 """
 
 from morl_core.relations.classify import (
