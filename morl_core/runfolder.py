@@ -277,14 +277,8 @@ class RecordWriter:
         now = time.time()
         if info.step > self.last_step:
             self.last_metrics = {str(k): float(v) for k, v in info.metrics.items()}
-            meta = {
-                "step": int(info.step),
-                "total_steps": int(info.total_steps),
-                "samples": int(info.samples),
-                "stage": info.stage,
-                "time": now,
-                "attempt": self.attempt,
-            }
+            meta = dict(step=int(info.step), total_steps=int(info.total_steps), stage=info.stage)
+            meta.update(samples=int(info.samples), time=now, attempt=self.attempt)
             append_jsonl(self.run_dir / METRICS, [{**self.last_metrics, **meta}])
             self.last_step, self.samples = int(info.step), int(info.samples)
         if info.front is not None and info.step not in self.front_steps:

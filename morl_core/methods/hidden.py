@@ -171,16 +171,9 @@ class HiddenFusion(nn.Module):
         states = []
         with torch.no_grad():  # the experts are frozen: no graph through K transformer passes
             for i in active:
-                h, caches[i] = expert_hidden(
-                    self.model,
-                    self.experts[i],
-                    input_ids,
-                    attention_mask,
-                    position_ids,
-                    caches[i],
-                    use_cache,
-                    norm=self._norm[0] if self._norm else None,
-                )
+                inputs = (input_ids, attention_mask, position_ids, caches[i], use_cache)
+                norm = self._norm[0] if self._norm else None
+                h, caches[i] = expert_hidden(self.model, self.experts[i], *inputs, norm=norm)
                 states.append(h)
         return torch.stack(states, dim=-2), active, caches  # (B, T, K', D)
 

@@ -234,17 +234,14 @@ def train(config: RunConfig, run_dir: Path, callback: TrainCallback) -> None:
     mixer.save(adapter_dir(run_dir, "metapolicy"))
     if not steerable.mixing_log:  # resumed after the last step: measure the mixing once
         snapshot(steerable, config)
+    n_params = sum(p.numel() for p in mixer.parameters())
     write_artifact(
         run_dir,
         config,
         {n: None for n in names},
         experts=names,
         mixing=[{"preference": list(w), "mean_alpha": a} for w, a in steerable.mixing_log.items()],
-        cost={
-            "meta_parameters": sum(p.numel() for p in mixer.parameters()),
-            "passes_per_token": len(names),
-            "meta_steps": meta_steps,
-        },
+        cost=dict(meta_parameters=n_params, passes_per_token=len(names), meta_steps=meta_steps),
     )
 
 

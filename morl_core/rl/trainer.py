@@ -168,32 +168,35 @@ class RLTrainer:
         t3 = time.perf_counter()
         self.steps_done += 1
 
-        metrics = reward_metrics(self.objectives, raw, norm, self.normalizer)
-        metrics.update(
-            {
-                "reward/scalarized": float(scalar.mean()),
-                "loss/policy": float(pg.detach()),
-                "kl": kl_seq,  # KL(pi || ref) per completion (summed over its tokens)
-                "kl_per_token": kl_tok,
-                "entropy": float(entropy),
-                "length": float(mask.sum(-1).float().mean()) if n_tok else 0.0,
-                "distinct2": distinct_n(texts, 2),
-                "fluency": float(fluency.mean()),  # the degeneration guard, beside every score
-                "time/generate": t1 - t0,
-                "time/score": t2 - t1,
-                "time/update": t3 - t2,
-                **metrics_extra,
-            }
-        )
-        metrics.update(
-            {f"weight/{o}": float(w) for o, w in zip(self.objectives, weights, strict=True)}
-        )
-        return metrics, raw
+        return {
+            **reward_metrics(self.objectives, raw, norm, self.normalizer),
+            "reward/scalarized": float(scalar.mean()),
+            "loss/policy": float(pg.detach()),
+            "kl": kl_seq,  # KL(pi || ref) per completion (summed over its tokens)
+            "kl_per_token": kl_tok,
+            "entropy": float(entropy),
+            "length": float(mask.sum(-1).float().mean()) if n_tok else 0.0,
+            "distinct2": distinct_n(texts, 2),
+            "fluency": float(fluency.mean()),  # the degeneration guard, beside every score
+            "time/generate": t1 - t0,
+            "time/score": t2 - t1,
+            "time/update": t3 - t2,
+            **metrics_extra,
+            **{f"weight/{o}": float(w) for o, w in zip(self.objectives, weights, strict=True)},
+        }, raw
 
     # --- checkpoint state (safetensors tensors + JSON) ---
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """Everything needed to continue exactly: adapter, AdamW moments, RNG states."""
-        tensors, steps = adam_state(self.named_params, self.optimizer, self.generator)
+        """Everything needed to continue exactly: adapter, AdamW moments (step counts by
+        parameter index), RNG states."""
+        tensors = {f"param/{n}": p.detach().cpu().contiguous() for n, p in self.named_params}
+        steps = {}
+        for i, (_, p) in enumerate(self.named_params):
+            if st := self.optimizer.state.get(p):
+                for key in ("exp_avg", "exp_avg_sq"):
+                    tensors[f"adam/{i}/{key}"] = st[key].detach().cpu().contiguous()
+                steps[str(i)] = float(st["step"])
+        tensors["rng/torch"] = self.generator.get_state().cpu()
         state = {
             "adam_steps": steps,
             "numpy_rng": self.rng.bit_generator.state,
@@ -203,39 +206,17 @@ class RLTrainer:
         return tensors, state
 
     def load_state(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
-        load_adam_state(self.named_params, self.optimizer, self.generator, tensors, state)
+        with torch.no_grad():
+            for n, p in self.named_params:
+                p.copy_(tensors[f"param/{n}"].to(p.device, p.dtype))
+        for i, (_, p) in enumerate(self.named_params):
+            if str(i) in state["adam_steps"]:
+                self.optimizer.state[p] = {
+                    "step": torch.tensor(state["adam_steps"][str(i)]),
+                    "exp_avg": tensors[f"adam/{i}/exp_avg"].to(p.device),
+                    "exp_avg_sq": tensors[f"adam/{i}/exp_avg_sq"].to(p.device),
+                }
+        self.generator.set_state(tensors["rng/torch"].to(torch.uint8))
         self.rng.bit_generator.state = state["numpy_rng"]
         self.normalizer.load(state["normalizer"])
         self.steps_done = int(state["steps_done"])
-
-
-def adam_state(
-    named_params, optimizer, generator
-) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-    """The checkpoint part every adapter trainer shares: adapter weights, AdamW moments and the
-    torch generator as tensors, and AdamW's step counts by parameter index."""
-    tensors = {f"param/{n}": p.detach().cpu().contiguous() for n, p in named_params}
-    steps = {}
-    for i, (_, p) in enumerate(named_params):
-        st = optimizer.state.get(p)
-        if st:
-            tensors[f"adam/{i}/exp_avg"] = st["exp_avg"].detach().cpu().contiguous()
-            tensors[f"adam/{i}/exp_avg_sq"] = st["exp_avg_sq"].detach().cpu().contiguous()
-            steps[str(i)] = float(st["step"])
-    tensors["rng/torch"] = generator.get_state().cpu()
-    return tensors, steps
-
-
-def load_adam_state(named_params, optimizer, generator, tensors, state) -> None:
-    """Restore what :func:`adam_state` saved (``state["adam_steps"]`` holds its step counts)."""
-    with torch.no_grad():
-        for n, p in named_params:
-            p.copy_(tensors[f"param/{n}"].to(p.device, p.dtype))
-    for i, (_, p) in enumerate(named_params):
-        if str(i) in state["adam_steps"]:
-            optimizer.state[p] = {
-                "step": torch.tensor(state["adam_steps"][str(i)]),
-                "exp_avg": tensors[f"adam/{i}/exp_avg"].to(p.device),
-                "exp_avg_sq": tensors[f"adam/{i}/exp_avg_sq"].to(p.device),
-            }
-    generator.set_state(tensors["rng/torch"].to(torch.uint8))
