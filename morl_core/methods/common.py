@@ -123,13 +123,9 @@ def snapshot(steerable, config: RunConfig, preferences: np.ndarray | None = None
     """Evaluate ``steerable`` on the held-out prompts (the shared protocol)."""
     prompts = load_prompts(config.prompt_set, "eval")[: config.eval_prompts]
     prefs = eval_preferences(config) if preferences is None else preferences
+    columns = load_prompt_columns(config.prompt_set, "eval")
     return evaluate_front(
-        steerable,
-        prompts,
-        prefs,
-        config.objectives,
-        seed=config.seed,
-        prompt_columns=load_prompt_columns(config.prompt_set, "eval"),
+        steerable, prompts, prefs, config.objectives, seed=config.seed, prompt_columns=columns
     )
 
 

@@ -150,14 +150,8 @@ def search_table(
     for w in preferences:
         result = hierarchical_grid_search(lambda pts, w=w: vectors(pts) @ w, k, rounds=rounds)
         requested += result.evaluations
-        table.append(
-            {
-                "preference": w.tolist(),
-                "coefficients": result.best.tolist(),
-                "value": result.value,
-                "objectives": cache[tuple(result.best)].tolist(),
-            }
-        )
+        row = dict(preference=w.tolist(), coefficients=result.best.tolist(), value=result.value)
+        table.append({**row, "objectives": cache[tuple(result.best)].tolist()})
     cost = {
         "seconds": time.perf_counter() - start,
         "evaluations": len(cache),  # distinct coefficient vectors decoded and scored

@@ -235,17 +235,9 @@ class SupervisedRounds(RLTrainer):
         metrics.update(reward_metrics(self.objectives, raw, norm, self.normalizer))  # new batch's
         scalar = scalarized(norm, weights, cfg.scalarization, cfg.k_samples)
         metrics["reward/scalarized"] = float(scalar.mean())
-        metrics.update(
-            {
-                "online": float(online),
-                "pool": float(len(self.pool_ids)),
-                "length": float(np.mean([len(c) for c in ids])),
-                "time/generate": t1 - t0,
-                "time/score": t2 - t1,
-                "time/update": time.perf_counter() - t2,
-            }
-        )
-        return metrics
+        metrics.update(online=float(online), pool=float(len(self.pool_ids)))
+        metrics.update({"length": float(np.mean([len(c) for c in ids])), "time/generate": t1 - t0})
+        return {**metrics, "time/score": t2 - t1, "time/update": time.perf_counter() - t2}
 
     def supervised_step(self) -> dict[str, float]:
         """One AdamW step of cross-entropy on a balanced minibatch of the kept, relabelled pool."""
@@ -278,13 +270,8 @@ class SupervisedRounds(RLTrainer):
         with torch.no_grad(), model.disable_adapter():
             ref_logp, _ = token_logprobs(model, ids, mask, n_tok)
         kl_seq, kl_tok = kl_report(logp, ref_logp, completion)
-        return {
-            "kept": float(len(kept)),
-            "loss/sft": float(loss.detach()),
-            "grad_norm": float(grad_norm),
-            "kl": kl_seq,
-            "kl_per_token": kl_tok,
-        }
+        metrics = {"kept": float(len(kept)), "loss/sft": float(loss.detach())}
+        return {**metrics, "grad_norm": float(grad_norm), "kl": kl_seq, "kl_per_token": kl_tok}
 
     def supervised_batch(self, labels: np.ndarray, chosen: np.ndarray):
         """(tags + prompt, left-padded) + (completion, right-padded): ids, mask (B, L) and the
