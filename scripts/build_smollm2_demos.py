@@ -50,11 +50,12 @@ COMMON = {
     "max_new_tokens": 32,
     "lora_r": 8,
     "lora_alpha": 32,
-    # SmolLM2 can collapse (brevity alone, no KL: 25 -> 7 words in 8 steps, empty by step 22),
-    # hence the KL per reply at 0.05 and the fluency guard on every sample; at lr 1e-4 brevity
-    # had barely moved after 22 steps (0.31 -> 0.37, replies still at the 32-token cap)
+    # SmolLM2 finds exploits (brevity alone, no KL: empty replies by step 22): at lr 3e-4 and
+    # beta 0.05 the brevity expert went from 0.31 to 0.89 in 55 steps (32 -> 12 tokens, KL 7
+    # nats) with half its replies made-up words ("Zomhool!"); beta 0.15 prices those replies
+    # out. At lr 1e-4 brevity barely moved in 22 steps.
     "lr": 3e-4,
-    "kl_coef": 0.05,
+    "kl_coef": 0.15,
     "fluency_penalty": 1.0,
     "steps": 100,
     "n_preferences": 5,
