@@ -35,6 +35,20 @@ ADVANTAGES = ("rloo", "kscst")
 DEVICES = ("auto", "cpu", "cuda")
 NORMALIZATIONS = ("fixed", "running")
 
+# RL steps per trained policy at which each method's learning curve flattened on the default
+# objectives (`python benchmarks/learning_curves.py`; docs/findings.md, "Training budgets").
+# `morl train`, `morl submit` and the Train form start from these; RunConfig's own default (30)
+# is a quick run. The experts of soups, mod, pmix, emorl and metapolicy share one budget;
+# morlhf's middle preference was still rising at 200 steps, so 200 is a floor for it.
+PLATEAU_STEPS = {"morlhf": 200, "dynaopt": 30, "ric": 30, "panacea": 90}
+PLATEAU_STEPS |= dict.fromkeys(("soups", "mod", "pmix", "emorl", "metapolicy"), 130)
+
+
+def default_steps(method: str) -> int:
+    """The plateau budget of ``method`` (RunConfig's default for a method not measured)."""
+    return PLATEAU_STEPS.get(method, RunConfig.steps)
+
+
 # --- bounds: every number has a range, checked before anything is allocated ---
 MAX_STEPS = 100_000
 INT64_MAX = 2**63 - 1  # seeds are stored in SQLite and handed to numpy/torch as int64

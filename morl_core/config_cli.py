@@ -14,7 +14,15 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
-from morl_core.config import METHOD_OPTIONS, ConfigError, RunConfig, field_help, short_repr
+from morl_core.config import (
+    METHOD_OPTIONS,
+    PLATEAU_STEPS,
+    ConfigError,
+    RunConfig,
+    default_steps,
+    field_help,
+    short_repr,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 MAX_CONFIG_BYTES = 2**20  # a --config file is read whole
@@ -49,6 +57,8 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
         if f.name != "options":
             default = f.default if f.default is not MISSING else None
             shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            if f.name == "steps":  # per method: where its learning curve flattened
+                shown = ", ".join(f"{m} {n}" for m, n in PLATEAU_STEPS.items())
             flag(group, f.name, f"cfg_{f.name}", f"{helps[f.name]} (default: {shown})")
     for key, option in method_options().items():
         allowed = f"{option.allowed()} (default: {option.default!r})"
@@ -120,6 +130,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             options[key.strip()] = value
     if merging:
         data["options"] = options
+    if "steps" not in data and isinstance(method := data.get("method", RunConfig.method), str):
+        data["steps"] = default_steps(method)  # the method's plateau budget
     return RunConfig.from_dict(data, errors, data_dir=getattr(args, "data_dir", None))
 
 

@@ -61,8 +61,12 @@ def unreadable(run_id: str, reason: str) -> None:
 
 with form_col:  # the method outside the form: its option widgets follow the choice at once
     values = {"method": form_widget(runs.form_fields(["method"])[0], errors)}
+    if st.session_state.get("form:steps-of") != values["method"]:  # a new method: its budget
+        st.session_state.pop("form:steps", None)
+        st.session_state["form:steps-of"] = values["method"]
 with form_col, st.form("train-form"):
-    main = [*runs.form_fields(runs.MAIN_FIELDS[1:]), *runs.option_fields(values["method"])]
+    main = runs.form_fields(runs.MAIN_FIELDS[1:], values["method"])
+    main += runs.option_fields(values["method"])
     values |= {f.name: form_widget(f, errors) for f in main}
     advanced_errors = {k: v for k, v in errors.items() if k.split(".")[0] in runs.ADVANCED_FIELDS}
     with st.expander("Advanced settings", expanded=bool(advanced_errors)):

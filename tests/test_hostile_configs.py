@@ -158,9 +158,9 @@ def bad_options(method: str) -> st.SearchStrategy:
     for key in spec.options:
         option = spec.options[key]
         if option.kind is int:
-            values = bad_integer(int(option.low), int(option.high))
+            values = bad_integer(*map(int, option.bounds()))
         elif option.kind is float:
-            values = bad_float(option.low, option.high)
+            values = bad_float(*option.bounds())
         else:  # text; a path option names a missing folder or one outside the store
             values = st.one_of(
                 not_text, st.sampled_from(["/etc", "/nonexistent/run", "no-such-run", "~root"])

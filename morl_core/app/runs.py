@@ -52,8 +52,9 @@ class FormField:
     high: float | None = None
 
 
-def form_fields(names: Sequence[str] = MAIN_FIELDS) -> list[FormField]:
-    """Form widgets for ``names``, derived from ``RunConfig`` (type, default, help, choices)."""
+def form_fields(names: Sequence[str] = MAIN_FIELDS, method: str | None = None) -> list[FormField]:
+    """Form widgets for ``names``, derived from ``RunConfig`` (type, default, help, choices);
+    with ``method``, ``steps`` defaults to that method's plateau budget."""
     helps, hints, defaults = field_help(), typing.get_type_hints(RunConfig), RunConfig()
     choices = {"method": tuple(METHODS), "objectives": tuple(serving.ui_objectives())}
     choices |= {"model": serving.allowed_models(), "device": cfg.DEVICES}
@@ -68,6 +69,7 @@ def form_fields(names: Sequence[str] = MAIN_FIELDS) -> list[FormField]:
         kind = "multichoice" if name == "objectives" else kind
         default = getattr(defaults, name)
         default = list(default) if isinstance(default, tuple) else default
+        default = cfg.default_steps(method) if name == "steps" and method else default
         label, options = name.replace("_", " "), choices.get(name, ())
         out.append(FormField(name, label, helps[name], kind, default, options))
     return out
