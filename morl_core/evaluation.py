@@ -231,9 +231,14 @@ def front_indicators(
     intervals: dict[str, Any] = {}
     if protocol.bootstrap and front.get("prompt_sums") is not None:
         found = prompt_bootstrap(
-            front["prompt_sums"], front["prompt_counts"], ref, weights, draws=protocol.bootstrap,
-            level=protocol.level, rng=np.random.default_rng(protocol.seed),
-        )  # fmt: skip
+            front["prompt_sums"],
+            front["prompt_counts"],
+            ref,
+            weights,
+            draws=protocol.bootstrap,
+            level=protocol.level,
+            rng=np.random.default_rng(protocol.seed),
+        )
         intervals = {key: list(value) for key, value in found.items()}
     return {
         **out,
@@ -419,9 +424,14 @@ def evaluate_steerable(
     preferences = preference_grid(len(objectives), n_preferences)
     start = time.perf_counter()
     front = evaluate_front(
-        steerable, prompts, preferences, objectives, protocol=protocol, prompt_columns=columns,
+        steerable,
+        prompts,
+        preferences,
+        objectives,
+        protocol=protocol,
+        prompt_columns=columns,
         base=base,
-    )  # fmt: skip
+    )
     seconds = time.perf_counter() - start
     ref = reference_point(objectives, records, protocol.reference_margin, allow_import=True)
     return {
@@ -450,9 +460,13 @@ def evaluate_run(
     config = read_config(run_dir)
     steerable = get(method or config.method).load(run_dir, device=device)
     front = evaluate_steerable(
-        steerable, config.objectives, config.prompt_set, config.n_preferences,
-        protocol=protocol, records=read_metrics(run_dir)[0],
-    )  # fmt: skip
+        steerable,
+        config.objectives,
+        config.prompt_set,
+        config.n_preferences,
+        protocol=protocol,
+        records=read_metrics(run_dir)[0],
+    )
     return {
         **front,
         "method": method or config.method,

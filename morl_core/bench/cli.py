@@ -21,9 +21,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     seeds = list(range(args.seeds)) if args.seeds is not None else None
     records = run_suite(
-        suite, Path(args.out), methods=_names(args.methods), seeds=seeds,
-        executor=args.executor, data_dir=args.data_dir,
-    )  # fmt: skip
+        suite,
+        Path(args.out),
+        methods=_names(args.methods),
+        seeds=seeds,
+        executor=args.executor,
+        data_dir=args.data_dir,
+    )
     ok = sum(r["status"] == "succeeded" for r in records)
     print(
         f"{suite.name}: {ok}/{len(records)} runs succeeded; records in {Path(args.out) / suite.name}"

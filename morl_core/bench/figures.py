@@ -16,9 +16,15 @@ from morl_core.pareto import non_dominated
 def _labelled(x, y, name: str, text, marker: dict[str, Any], **kw: Any) -> go.Scatter:
     """Markers with a text label above each."""
     return go.Scatter(
-        x=x, y=y, mode="markers+text", name=name, text=text, textposition="top center",
-        marker=marker, **kw,
-    )  # fmt: skip
+        x=x,
+        y=y,
+        mode="markers+text",
+        name=name,
+        text=text,
+        textposition="top center",
+        marker=marker,
+        **kw,
+    )
 
 
 def hv_vs_samples(table: pd.DataFrame) -> go.Figure:

@@ -22,9 +22,13 @@ from morl_core.runfolder import read_json, write_json_atomic
 RECORD_SCHEMA = 2  # 2: evaluated by morl_core.evaluation (protocol recorded, intervals, KL)
 KL_KEYS = ("kl_per_token", "kl_per_sequence")  # per preference in a front, means in a record
 NO_TRAINING = {  # the cost fields of the base model's row
-    "training_samples": 0, "wall_seconds": 0.0, "search_seconds": 0.0,
-    "search_evaluations": 0, "search_samples": 0, "peak_rss_mb": None,
-}  # fmt: skip
+    "training_samples": 0,
+    "wall_seconds": 0.0,
+    "search_seconds": 0.0,
+    "search_evaluations": 0,
+    "search_samples": 0,
+    "peak_rss_mb": None,
+}
 
 
 def _header(suite: Suite, method: str, seed: int, run_id: str | None, status: str) -> dict:
@@ -83,14 +87,18 @@ def evaluate_record(
     search = read_artifact(run_dir).get("search") or {}
     timing = read_json(run_dir / "search_timing.json") or {}
     return _evaluated(
-        suite, method, seed, run_dir.name, evaluate_run(run_dir, method=method),
+        suite,
+        method,
+        seed,
+        run_dir.name,
+        evaluate_run(run_dir, method=method),
         training_samples=int(result.get("samples") or getattr(status, "samples", 0)),
         wall_seconds=float(result.get("wall_seconds") or 0.0),
         search_seconds=float(timing.get("seconds", 0.0)),
         search_evaluations=int(search.get("evaluations", 0)),
         search_samples=int(search.get("samples", 0)),  # in training
         peak_rss_mb=result.get("peak_rss_mb"),
-    )  # fmt: skip
+    )
 
 
 def base_record(suite: Suite) -> dict[str, Any]:
