@@ -80,6 +80,7 @@ def portable(adapter_config: Path) -> None:
 
 def build(name: str, out_root: Path) -> Path:
     """Train and evaluate one demo into ``out_root/name``; returns the folder."""
+    from morl_core.app.lattice import build_lattice
     from morl_core.config import RunConfig
     from morl_core.policy import set_threads
     from morl_core.train_cli import evaluate_run, run_training
@@ -105,6 +106,7 @@ def build(name: str, out_root: Path) -> Path:
         readme.unlink()  # peft's model-card template: boilerplate, not provenance
     for adapter in run_dir.glob("adapters/*/adapter_config.json"):
         portable(adapter)
+    build_lattice(run_dir, device="cpu")  # the Steer page's precomputed replies
     print(f"built {name} in {time.perf_counter() - start:.0f} s", flush=True)
     return run_dir
 

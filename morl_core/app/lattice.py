@@ -145,8 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for folder in args.folders:
         data = build_lattice(folder, args.method, device=args.device)
         seconds = sum(m["seconds"] for m in data["methods"].values())
-        print(f"{folder}: {len(data['preferences'])} preferences x {len(data['prompts'])} prompts "
-              f"in {seconds:.0f} s")  # fmt: skip
+        shape = f"{len(data['preferences'])} preferences x {len(data['prompts'])} prompts"
+        print(f"{folder}: {shape} in {seconds:.0f} s")
     return 0
 
 

@@ -42,6 +42,7 @@ Progress = Callable[[str, float], None]
 DEMO_DIR = ASSETS / "demo"
 KEPT_RUN_FILES = frozenset(
     {"config.json", "artifact.json", "metrics.jsonl", "front.jsonl", "front.json", "adapters"}
+    | {"lattice.json", "trained_on.json"}  # precomputed Steer replies; where it was trained
 )
 DEMO_FIRST = ("soups-sentiment-brevity",)
 # The evaluation protocol's decoding (morl_core.evaluation), also the Steer default.
