@@ -310,7 +310,7 @@ def ended_run(data_dir: Path, state: str, message: str = "", fronts=(), **config
 
 
 def test_live_view_of_an_early_cancel_one_line_per_policy_and_a_lone_snapshot(data_dir):
-    from morl_core.config import RunConfig
+    from morl_core.config import default_steps
 
     snap = {"objectives": ["sentiment", "brevity"], "preferences": [[1, 0], [0, 1]],
             "points": [[0.9, 0.2], [0.3, 0.8]], "step": 2, "samples": 32}  # fmt: skip
@@ -332,7 +332,7 @@ def test_live_view_of_an_early_cancel_one_line_per_policy_and_a_lone_snapshot(da
     assert hv["data"][0]["mode"] == "lines+markers"  # one point shows
     assert any("One front snapshot so far (step 2)" in c.value for c in at.caption)
     estimate = next(c.value for c in at.caption if c.value.startswith("Estimated time"))
-    steps = 2 * RunConfig().steps  # two policies recorded per configured step
+    steps = 2 * default_steps("morlhf")  # the form's budget; two policies recorded per step
     assert f"from 1 past embedded run (device auto): 2.0 s/step × {steps} steps" in estimate
     at.slider(key="smoothing").set_value(0.0).run()
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
