@@ -70,7 +70,7 @@ with pick:
             help="pick the better of two replies ~10 times; the app infers your weights",
         )
 with ask:
-    examples = serving.example_prompts()
+    examples = serving.example_prompts(prompt_set=info.prompt_set)
     st.session_state.setdefault("prompt", url.prompt or examples[0])
     st.pills(
         "Example prompts",

@@ -350,3 +350,18 @@ def test_app_reference_point_puts_an_imported_reward_on_its_own_scale():
     ref = reference_point([penalty, "sentiment"])
     assert ref[0] < -1.0 and -0.2 < ref[1] < 0.0
     np.testing.assert_allclose(reference_point(2), reference_point(["sentiment", "brevity"]))
+
+
+def test_an_artifacts_example_prompts_come_from_its_own_prompt_set(tmp_path):
+    from morl_core.prompts import load_prompts
+
+    demo = serving.DEMO_DIR / "soups-sentiment-brevity"
+    (tmp_path / "artifact.json").write_text((demo / "artifact.json").read_text())
+    config = json.loads((demo / "config.json").read_text()) | {"prompt_set": "assistant"}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    info = serving.read_artifact_info(tmp_path, "run/x", "x", "run")
+    assert info.prompt_set == "assistant"
+    assert serving.example_prompts(3, info.prompt_set) == load_prompts("assistant", "eval")[:3]
+    assert serving.example_prompts(3) != serving.example_prompts(3, info.prompt_set)
+    shipped = serving.read_artifact_info(demo, "demo/s", "s", "demo")
+    assert shipped.prompt_set == "default"

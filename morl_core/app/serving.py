@@ -98,9 +98,9 @@ def ui_objectives() -> list[str]:
     return [*objectives.OBJECTIVES, *offered]
 
 
-def example_prompts(n: int = 8) -> list[str]:
-    """A few held-out prompts of the default set, for the prompt picker."""
-    return load_prompts("default", "eval")[:n]
+def example_prompts(n: int = 8, prompt_set: str = "default") -> list[str]:
+    """A few held-out prompts of ``prompt_set`` (an artifact's own), for the prompt picker."""
+    return load_prompts(prompt_set, "eval")[:n]
 
 
 # --- artifacts -------------------------------------------------------------------------------
@@ -119,6 +119,7 @@ class ArtifactInfo:
         steer_methods: Methods that can serve it: its own, plus every registered method built
             from per-objective experts when the artifact holds experts (soups <-> mod, ...).
         source: ``demo`` or ``run``.
+        prompt_set: The prompt set it was trained on (its example prompts come from there).
     """
 
     key: str
@@ -128,6 +129,7 @@ class ArtifactInfo:
     objectives: tuple[str, ...]
     steer_methods: tuple[str, ...]
     source: str
+    prompt_set: str = "default"
 
 
 def steer_methods_for(method: str, artifact: Mapping[str, Any]) -> tuple[str, ...]:
@@ -174,6 +176,7 @@ def read_artifact_info(run_dir: Path, key: str, label: str, source: str) -> Arti
         objectives=tuple(artifact.get("objectives") or config.get("objectives") or ()),
         steer_methods=steer_methods_for(method, artifact),
         source=source,
+        prompt_set=str(config.get("prompt_set") or "default"),
     )
 
 
