@@ -165,7 +165,7 @@ for column, r, title in zip(
         shared = model(art, series["method"])
         if shared is None:
             continue
-        seen = fronts.inspect_point(shared, table.preferences[r])
+        seen = fronts.inspect_point(shared, table.preferences[r], prompt_set=art.prompt_set)
         for g in seen.generations:
             st.markdown(generation_html(g.text, g.scores, g.prompt), unsafe_allow_html=True)
         d = seen.degeneration

@@ -365,3 +365,14 @@ def test_an_artifacts_example_prompts_come_from_its_own_prompt_set(tmp_path):
     assert serving.example_prompts(3) != serving.example_prompts(3, info.prompt_set)
     shipped = serving.read_artifact_info(demo, "demo/s", "s", "demo")
     assert shipped.prompt_set == "default"
+
+
+def test_a_clicked_points_replies_use_the_artifacts_prompt_set():
+    from morl_core.prompts import load_prompts
+
+    shared = serving.ModelPool(device="cpu", threads=1).get(
+        serving.DEMO_DIR / "soups-sentiment-brevity", "soups"
+    )
+    seen = fronts.inspect_point(shared, [0.5, 0.5], n_prompts=2, prompt_set="assistant")
+    assert [g.prompt for g in seen.generations] == load_prompts("assistant", "eval")[:2]
+    assert all(g.text.strip() for g in seen.generations)

@@ -425,10 +425,16 @@ class PointInspection:
 
 
 def inspect_point(
-    shared: SharedSteerable, weights: Sequence[float], *, n_prompts: int = 3, seed: int = 0
+    shared: SharedSteerable,
+    weights: Sequence[float],
+    *,
+    n_prompts: int = 3,
+    seed: int = 0,
+    prompt_set: str = "default",
 ) -> PointInspection:
-    """Generate for the first held-out prompts at ``weights``, score, and flag degeneration."""
-    prompts = example_prompts(n_prompts)
+    """Generate for the first held-out prompts of ``prompt_set`` at ``weights``, score, and flag
+    degeneration."""
+    prompts = example_prompts(n_prompts, prompt_set)
     texts, _ = shared.generate_cached(prompts, list(weights), seed=seed, **STEER_DECODING)
     scores = score_texts(shared.objectives, prompts, texts)
     gens = [
