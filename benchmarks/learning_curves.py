@@ -186,9 +186,7 @@ def curves_of(curve: str, records: dict, window: int, tolerance: float, steps: i
                 "kl": kl.tolist(),
                 "plateau": found,
                 "kl_at_plateau": (
-                    float(moving_average(kl, window)[found["step"] - 1])
-                    if found["step"]
-                    else None
+                    float(moving_average(kl, window)[found["step"] - 1]) if found["step"] else None
                 ),
                 "kl_at_end": float(moving_average(kl, window)[-1]) if len(kl) else None,
             }
@@ -197,39 +195,44 @@ def curves_of(curve: str, records: dict, window: int, tolerance: float, steps: i
 
 
 def figure(results: dict, window: int):
-    """Scalarised reward and KL against samples, one line per curve (plotly)."""
+    """Scalarised reward and KL against each policy's own RL step, one colour per curve (plotly);
+    a cross marks the plateau step."""
+    import plotly.express as px
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("scalarised reward", "KL(pi || ref)"))
-    for curve, stages in results.items():
-        for item in stages:
-            name = f"{curve}: {item['stage']}"
-            x = item["samples"]
-            for col, key in ((1, "reward"), (2, "kl")):
-                y = moving_average(np.array(item[key], float), window)
-                fig.add_trace(
-                    go.Scatter(x=x, y=y, name=name, legendgroup=name, showlegend=col == 1),
-                    row=1,
-                    col=col,
-                )
-            if item["plateau"]["step"]:
-                at = item["plateau"]["step"] - 1
-                fig.add_trace(
-                    go.Scatter(
-                        x=[x[at]],
-                        y=[moving_average(np.array(item["reward"]), window)[at]],
-                        mode="markers",
-                        marker={"symbol": "x", "size": 10},
-                        legendgroup=name,
-                        showlegend=False,
-                        hovertext=f"plateau at step {at + 1}",
-                    ),
-                    row=1,
-                    col=1,
-                )
-    fig.update_xaxes(title_text="samples scored")
-    fig.update_layout(title=f"Learning curves (moving average of {window} steps)", height=600)
+    titles = ("scalarised reward (moving average)", "KL(pi || ref) per reply, nats (log scale)")
+    fig = make_subplots(rows=1, cols=2, subplot_titles=titles)
+    items = [
+        (f"{curve}: {item['stage']}", item) for curve, stages in results.items() for item in stages
+    ]
+    for (name, item), color in zip(items, px.colors.qualitative.Dark24, strict=False):
+        x = np.arange(1, len(item["reward"]) + 1)
+        style = {"name": name, "legendgroup": name, "line": {"color": color}}
+        for col, key in ((1, "reward"), (2, "kl")):
+            y = moving_average(np.array(item[key], float), window)
+            fig.add_trace(go.Scatter(x=x, y=y, showlegend=col == 1, **style), row=1, col=col)
+        if item["plateau"]["step"]:
+            at = item["plateau"]["step"] - 1
+            y = moving_average(np.array(item["reward"], float), window)[at]
+            marker = {"symbol": "x", "size": 11, "color": color}
+            fig.add_trace(
+                go.Scatter(
+                    x=[at + 1],
+                    y=[y],
+                    mode="markers",
+                    marker=marker,
+                    legendgroup=name,
+                    showlegend=False,
+                    hovertext=f"plateau at step {at + 1}",
+                ),
+                row=1,
+                col=1,
+            )
+    fig.update_xaxes(title_text="RL step of that policy")
+    fig.update_yaxes(type="log", row=1, col=2)
+    title = f"Learning curves on sentiment + brevity (x: plateau; moving average of {window} steps)"
+    fig.update_layout(title=title, height=600)
     return fig
 
 
