@@ -212,14 +212,7 @@ class SupervisedRounds(RLTrainer):
             policy.prefix = ""
             context = policy.model.disable_adapter()
         with context:
-            rollout = policy.rollout(
-                batch,
-                n=cfg.k_samples,
-                max_new_tokens=cfg.max_new_tokens,
-                temperature=cfg.temperature,
-                top_p=cfg.top_p,
-                generator=self.generator,
-            )
+            rollout = self.rollout(batch)
         t1 = time.perf_counter()
         state = objective_registry.TrainerState(self.steps_done, cfg.steps)
         _, ids, raw = score_rollout(

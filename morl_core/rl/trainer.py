@@ -102,6 +102,18 @@ class RLTrainer:
         self.steps_done = 0
 
     # --- one step ---
+    def rollout(self, batch: Sequence[str]):
+        """``k_samples`` completions per prompt, decoded with the run's sampling settings."""
+        cfg = self.config
+        return self.policy.rollout(
+            list(batch),
+            n=cfg.k_samples,
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            generator=self.generator,
+        )
+
     def step(self, weights: Sequence[float]) -> tuple[dict[str, float], np.ndarray]:
         """One update with preference ``weights`` (K,). Returns metrics and raw rewards (B, K)."""
         cfg, policy = self.config, self.policy
@@ -109,14 +121,7 @@ class RLTrainer:
         t0 = time.perf_counter()
         replace = len(self.prompts) < cfg.batch_prompts
         batch = list(self.rng.choice(self.prompts, size=cfg.batch_prompts, replace=replace))
-        rollout = policy.rollout(
-            batch,
-            n=cfg.k_samples,
-            max_new_tokens=cfg.max_new_tokens,
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-            generator=self.generator,
-        )
+        rollout = self.rollout(batch)
         t1 = time.perf_counter()
 
         # --- rewards ---
