@@ -437,19 +437,25 @@ def test_benchmark_empty_state_then_records(tmp_path, monkeypatch):
     assert any("No benchmark records on this server yet" in i.value for i in at.info)
     records = tmp_path / "bench" / "pair" / "records"
     records.mkdir(parents=True)
-    # soups is best; mod's paired differences (+0.01, -0.03) straddle 0; ric ran one seed
-    cells = [("soups", 0, 0.8), ("soups", 1, 0.84), ("mod", 0, 0.81), ("mod", 1, 0.81)]
-    for method, seed, hv in [*cells, ("ric", 0, 0.8)]:
+    # soups is best; mod's paired differences (-0.01, +0.03, +0.02) straddle 0; ric ran one
+    # seed (cannot tell); soups recorded KL per preference (the KL frontier)
+    soups = [("soups", 0, 0.8), ("soups", 1, 0.84), ("soups", 2, 0.82)]
+    mod = [("mod", 0, 0.81), ("mod", 1, 0.81), ("mod", 2, 0.8)]
+    kl = {"preferences": [[1.0, 0.0], [0.0, 1.0]], "front_kl_per_token": [0.02, 0.03]}
+    for method, seed, hv in [*soups, *mod, ("ric", 0, 0.8)]:
         record = BENCH_RECORD | {"method": method, "seed": seed, "hypervolume": hv}
+        record |= kl if method == "soups" else {}
         (records / f"{method}-{seed}.json").write_text(json.dumps(record))
     at = page("pages/benchmark.py")
     no_exceptions(at)
     assert not any("No benchmark records on this server" in i.value for i in at.info)
     table = at.dataframe[0].value.set_index("method")
     assert table.loc["soups", "hypervolume"] == "0.82 [0.8, 0.84] best"
-    assert table.loc["mod", "hypervolume"].endswith("≈ best") and "nan" not in str(table)
-    assert table.loc["ric", "hypervolume"].startswith("0.8 [n/a]")  # one seed: no interval
+    assert table.loc["mod", "hypervolume"].endswith(" ≈ best") and "nan" not in str(table)
+    assert table.loc["ric", "hypervolume"] == "0.8 [n/a] ≈? best"  # one seed: cannot tell
+    assert any("≈? best: cannot tell" in c.value for c in at.caption)
     assert any("≈ best" in c.value and "n/a with one seed" in c.value for c in at.caption)
+    assert "Kl frontier pair" in [t.label for t in at.tabs]
     assert len(at.get("plotly_chart")) >= 3
 
 

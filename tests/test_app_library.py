@@ -189,6 +189,9 @@ def test_benchmark_records_and_leaderboard(tmp_path):
     assert benchmark.metric_cell(one_seed | {"hypervolume_vs_best": "tied"}, "hypervolume") == (
         "0.5 [n/a] ≈ best"
     )
+    too_few = one_seed | {"hypervolume_vs_best": "tied", "hypervolume_shared_seeds": 2}
+    assert benchmark.metric_cell(too_few, "hypervolume") == "0.5 [n/a] ≈? best"  # cannot tell
+    assert "≈? best: cannot tell" in benchmark.TABLE_LEGEND
     older = {"hypervolume_mean": 0.803, "hypervolume_std": 0.009}  # findings.json: no interval
     assert benchmark.metric_cell(older, "hypervolume") == "0.803 ± 0.009"
     assert benchmark.metric_cell({"training_samples": 960.0}, "training_samples") == "960"

@@ -7,8 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from morl_core.bench.figures import all_figures, hv_vs_samples, improvement_heatmap
-from morl_core.bench.leaderboard import aggregate, mean_interval, paired, paired_comparisons
+from morl_core.bench.figures import all_figures, hv_vs_samples, improvement_heatmap, kl_frontier
+from morl_core.bench.leaderboard import (
+    MIN_SHARED_SEEDS,
+    aggregate,
+    cannot_tell,
+    mean_interval,
+    paired,
+    paired_comparisons,
+)
 from morl_core.bench.report import markdown, write_leaderboard
 
 
@@ -97,9 +104,51 @@ def test_ties_marked_when_not_separated_and_not_when_separated():
     text = markdown(table.reset_index(), pairs=paired_comparisons(records))
     assert "| far | 5 | 0.5" in text and "≈ |" not in text.split("| far |")[1].split("\n")[0]
     single = text.split("| single | 1 | ")[1].split("\n")[0]
-    assert single.startswith("0.79 ≈ |")  # no interval with one seed, tie marked
+    assert single.startswith("0.79 ≈? |")  # no interval with one seed: cannot tell, a tie
     assert "**0.8" in text.split("| best | 5 | ")[1]
     assert "≈: not separated from the best" in text
+
+
+def _marks(values: dict[str, list[float]]) -> tuple[dict, dict, str]:
+    """HV marks, shared seeds with the best, and the Markdown of ``_records(values)``."""
+    records = _records(values)
+    table = aggregate(records)
+    text = markdown(table, pairs=paired_comparisons(records))
+    table = table.set_index("method")
+    return table["hypervolume_vs_best"].to_dict(), table["hypervolume_shared_seeds"], text
+
+
+def test_two_shared_seeds_cannot_separate_even_a_large_gap():
+    assert MIN_SHARED_SEEDS == 3
+    marks, shared, text = _marks({"best": [0.90, 0.91], "far": [0.50, 0.52]})
+    assert paired([0.90, 0.91], [0.50, 0.52])["difference_lo"] > 0  # the interval excludes 0
+    assert marks == {"best": "best", "far": "tied"} and shared["far"] == 2  # but: cannot tell
+    assert "| far | 2 | 0.51 [0.5, 0.52] ≈? |" in text
+    assert "≈?: cannot tell: fewer than 3 seeds shared with the best" in text
+
+
+def test_three_shared_seeds_separate_a_clear_gap_but_not_overlapping_noise():
+    marks, shared, text = _marks(
+        {
+            "best": [0.90, 0.91, 0.92],
+            "far": [0.50, 0.52, 0.51],  # every seed 0.4 lower
+            "close": [0.92, 0.88, 0.90],  # differences -0.02, +0.03, +0.02: straddle 0
+        }
+    )
+    assert marks == {"best": "best", "far": "below", "close": "tied"}
+    assert shared["far"] == shared["close"] == 3
+    row = text.split("| close | 3 | ")[1].split(" |")[0]
+    assert row.endswith(" ≈")  # a real tie: the paired interval contains 0, not "cannot tell"
+    assert "≈" not in text.split("| far | 3 | ")[1].split("\n")[0]
+
+
+def test_base_row_is_shared_at_every_seed_so_it_can_be_separated():
+    records = _records({"best": [0.90, 0.91, 0.92]})
+    records.append({**_records({"base": [0.1]})[0], "seed": 0})
+    table = aggregate(records).set_index("method")
+    assert table.loc["base", "hypervolume_vs_best"] == "below"
+    assert table.loc["base", "hypervolume_shared_seeds"] == 3
+    assert not cannot_tell(table.loc["base"], "hypervolume")
 
 
 def test_figures_use_intervals_and_paired_heatmap():
@@ -114,6 +163,44 @@ def test_figures_use_intervals_and_paired_heatmap():
     z = dict(zip(heat.y, heat.z, strict=True))
     assert z["a"][list(heat.x).index("b")] == 1.0 and z["b"][list(heat.x).index("a")] == 0.0
     assert "improvement_s" in all_figures(records, table)
+
+
+def _kl_record(method: str, seed: int, kl: list | None, front: list) -> dict:
+    """A two-preference record with per-preference KL (None: not recorded)."""
+    return {"suite": "s", "method": method, "seed": seed, "status": "succeeded",
+            "objectives": ["x", "y"], "preferences": [[1.0, 0.0], [0.0, 1.0]], "front": front,
+            "front_kl_per_token": kl, "hypervolume": 0.5, "expected_utility": 0.5}  # fmt: skip
+
+
+def _kl_records() -> list[dict]:
+    return [
+        _kl_record("far", 0, [0.04, 0.05], [[0.9, 0.1], [0.2, 0.8]]),
+        _kl_record("far", 1, [0.06, 0.07], [[0.8, 0.1], [0.2, 0.6]]),
+        _kl_record("near", 0, [0.01, 0.02], [[0.5, 0.3], [0.3, 0.4]]),
+        _kl_record("near", 1, [0.01, 0.02], [[0.5, 0.3], [0.3, 0.4]]),
+        _kl_record("mixture", 0, [None, None], [[0.7, 0.2], [0.2, 0.7]]),
+        _kl_record("base", 0, [0.0, 0.0], [[0.3, 0.2], [0.3, 0.2]]),
+    ]
+
+
+def test_kl_frontier_plots_each_preference_from_the_records():
+    fig = kl_frontier(_kl_records(), "s")
+    assert [a.text for a in fig.layout.annotations] == ["w = (1, 0)", "w = (0, 1)"]
+    at = {(t.name, t.xaxis): (t.x[0], t.y[0], t) for t in fig.data}  # x: first panel, x2: second
+    assert set(at) == {(m, x) for m in ("far", "near", "base") for x in ("x", "x2")}
+    far_x, far_y, far = at[("far", "x")]
+    assert far_x == pytest.approx(0.05) and far_y == pytest.approx(0.85)  # means over 2 seeds
+    assert at[("far", "x2")][:2] == pytest.approx((0.06, 0.7))  # w . p at w = (0, 1)
+    assert at[("near", "x")][0] < far_x  # lower KL in the records: further left
+    assert at[("base", "x")][:2] == (0.0, 0.3) and at[("base", "x2")][:2] == (0.0, 0.2)
+    low, high = mean_interval([0.04, 0.06])
+    assert far.error_x.array[0] == pytest.approx(high - 0.05)  # seeds as error bars
+    assert far.error_x.arrayminus[0] == pytest.approx(0.05 - low)
+    assert "no KL recorded for mixture" in fig.layout.title.text
+    assert fig.layout.xaxis.title.text == "KL to base (nats/token)"
+    only_base = [r for r in _kl_records() if r["method"] in ("base", "mixture")]
+    assert "kl_frontier_s" in all_figures(_kl_records(), aggregate(_kl_records()))
+    assert "kl_frontier_s" not in all_figures(only_base, aggregate(only_base))
 
 
 def test_write_leaderboard_json_has_intervals_pairs_ties_and_gradient_conflict(tmp_path):
@@ -135,3 +222,16 @@ def test_write_leaderboard_json_has_intervals_pairs_ties_and_gradient_conflict(t
     text = paths["md"].read_text()
     assert "x/y -0.25" in text and "Paired hypervolume, a vs each method" in text
     assert "improvement_s" in paths and paths["improvement_s"].exists()
+    assert "- [improvement_s](improvement_s.html): s: probability of improvement" in text
+
+
+def test_write_leaderboard_writes_and_lists_the_kl_frontier(tmp_path):
+    folder = tmp_path / "s" / "records"
+    folder.mkdir(parents=True)
+    for i, record in enumerate(_kl_records()):
+        (folder / f"{i}.json").write_text(json.dumps(record))
+    paths = write_leaderboard(tmp_path)
+    assert paths["kl_frontier_s"] == tmp_path / "kl_frontier_s.html"
+    assert paths["kl_frontier_s"].exists()
+    text = paths["md"].read_text()
+    assert "- [kl_frontier_s](kl_frontier_s.html): s: utility vs KL to the base model" in text

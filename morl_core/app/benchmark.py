@@ -44,9 +44,11 @@ def bench_out() -> Path:
 PUBLISHED = Path(__file__).resolve().parents[2] / "assets" / "leaderboard" / "findings.json"
 DEFAULT_RUN_SECONDS = 90.0  # per run, when the published table has no time for a method
 TIE_MARKS = {"best": " best", "tied": " ≈ best"}
+CANNOT_TELL_MARK = " ≈? best"
 TABLE_LEGEND = (
     "mean [95% bootstrap interval over seeds; n/a with one seed]. best: the suite's highest "
-    "mean; ≈ best: not separated from it (paired interval over shared seeds contains 0)."
+    "mean; ≈ best: not separated from it (paired interval over shared seeds contains 0); "
+    "≈? best: cannot tell, too few seeds shared with the best to separate them."
 )
 SUITE_TITLES = {
     "conflicting": "Conflicting pair",
@@ -68,8 +70,9 @@ def _mean(row: Mapping[str, Any], metric: str) -> Any:
 
 
 def metric_cell(row: Mapping[str, Any], metric: str) -> str:
-    """``mean [lo, hi]`` (``[n/a]`` with one seed) plus ``best`` / ``≈ best``; older leaderboard
-    files without intervals read ``mean ± std``; ``n/a`` without a mean."""
+    """``mean [lo, hi]`` (``[n/a]`` with one seed) plus ``best`` / ``≈ best`` / ``≈? best``
+    (tied on too few shared seeds: :func:`morl_core.bench.leaderboard.cannot_tell`); older
+    leaderboard files without intervals read ``mean ± std``; ``n/a`` without a mean."""
     mean, lo, hi = _mean(row, metric), row.get(f"{metric}_lo"), row.get(f"{metric}_hi")
     if not _finite(mean):
         return "n/a"
@@ -80,6 +83,11 @@ def metric_cell(row: Mapping[str, Any], metric: str) -> str:
         text = f"{mean:.3f} ± {row[f'{metric}_std']:.3f}"
     else:
         text = f"{mean:.4g}"
+    if f"{metric}_shared_seeds" in row:  # a table of morl_core.bench, which is installed
+        from morl_core.bench.leaderboard import cannot_tell
+
+        if cannot_tell(row, metric):
+            return text + CANNOT_TELL_MARK
     return text + TIE_MARKS.get(row.get(f"{metric}_vs_best"), "")
 
 

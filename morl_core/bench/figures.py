@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
-from morl_core.bench.leaderboard import paired_comparisons
+from morl_core.bench.leaderboard import BASE_METHOD, LEVEL, mean_interval, paired_comparisons
 from morl_core.colors import method_color
 from morl_core.pareto import non_dominated
+from morl_core.scalarize import linear
+
+KL_PANELS_PER_ROW = 5  # preference panels of the KL frontier before it wraps
 
 
 def _labelled(x, y, name: str, text, marker: dict[str, Any], **kw: Any) -> go.Scatter:
@@ -132,12 +137,109 @@ def improvement_heatmap(pairs: pd.DataFrame, suite: str, metric: str = "hypervol
     return fig
 
 
+def kl_utility_points(records: list[dict[str, Any]], suite: str) -> pd.DataFrame:
+    """Every front point of ``suite`` that has a KL: one row per (record, preference).
+
+    Columns: ``method``, ``seed``, ``preference`` (tuple), ``kl`` (per token, to the base model;
+    0 for the base model by definition), ``utility`` (``w . p``, the point's linear utility at
+    its own preference ``w``, the scalarisation of expected utility). Points whose KL was not
+    recorded (decoding-time mixtures, prompt-conditioned policies) or whose point is not finite
+    are left out."""
+    rows = []
+    for rec in records:
+        if rec.get("suite") != suite or rec.get("status") != "succeeded":
+            continue
+        base = rec.get("method") == BASE_METHOD
+        preferences, points = rec.get("preferences") or [], rec.get("front") or []
+        kls = rec.get("front_kl_per_token") or [None] * len(points)
+        for w, p, kl in zip(preferences, points, kls, strict=False):
+            w, p = np.asarray(w, dtype=float), np.asarray(p, dtype=float)  # (K,), (K,)
+            if (kl is None and not base) or not np.isfinite(p).all():
+                continue
+            utility = float(linear(p[None], w)[0])
+            preference = tuple(round(float(x), 6) for x in w)
+            kl = 0.0 if base else float(kl)
+            row = {"method": rec["method"], "seed": rec.get("seed"), "preference": preference}
+            rows.append(row | {"kl": kl, "utility": utility})
+    return pd.DataFrame(rows, columns=["method", "seed", "preference", "kl", "utility"])
+
+
+def _interval_bars(values: pd.Series) -> tuple[float, dict[str, Any]]:
+    """Mean over seeds and its bootstrap interval as plotly error bars (none with one seed)."""
+    mean = float(values.mean())
+    low, high = mean_interval(values)
+    return mean, {"type": "data", "array": [high - mean], "arrayminus": [mean - low]}
+
+
+def kl_frontier(records: list[dict[str, Any]], suite: str) -> go.Figure:
+    """Utility against KL to the base model, one panel per preference ``w`` of one suite.
+
+    At each preference a method is one marker: x its KL per token to the base model, y its
+    point's utility ``w . p``, both the mean over training seeds with the bootstrap interval
+    over seeds as error bars. Methods are compared at matched KL within a panel (up and to the
+    left is better); the base model sits at KL 0. Methods whose KL was not recorded are named
+    in the subtitle."""
+    data = kl_utility_points(records, suite)
+    mine = [r for r in records if r.get("suite") == suite and r.get("status") == "succeeded"]
+    missing = sorted({r["method"] for r in mine} - set(data["method"]))
+    names = next((r["objectives"] for r in mine if r.get("objectives")), None)
+    panels = sorted(set(data["preference"]), reverse=True)
+    cols = max(1, min(len(panels), KL_PANELS_PER_ROW))
+    rows = max(1, math.ceil(len(panels) / cols))
+    titles = ["w = (" + ", ".join(f"{x:g}" for x in w) + ")" for w in panels]
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles or None)
+    shown = set()
+    for i, w in enumerate(panels):
+        where = {"row": i // cols + 1, "col": i % cols + 1}
+        here = data[data["preference"] == w]
+        for method, group in here.groupby("method", sort=True):
+            kl, error_x = _interval_bars(group["kl"])
+            utility, error_y = _interval_bars(group["utility"])
+            base = method == BASE_METHOD
+            hover = (
+                f"{method} at {titles[i]}<br>{len(group)} seed(s)<br>"
+                f"KL {kl:.4f} nats/token<br>w . p = {utility:.4f}"
+            )
+            marker = {"color": method_color(method), "size": 10}
+            fig.add_trace(
+                go.Scatter(
+                    x=[kl],
+                    y=[utility],
+                    mode="markers",
+                    name=method,
+                    legendgroup=method,
+                    showlegend=method not in shown,
+                    marker=marker | {"symbol": "diamond" if base else "circle"},
+                    error_x=error_x,
+                    error_y=error_y,
+                    hovertext=[hover],
+                    hoverinfo="text",
+                ),
+                **where,
+            )
+            shown.add(method)
+    objectives = f"({', '.join(names)})" if names else "p"
+    fig.update_xaxes(title_text="KL to base (nats/token)", matches="x", rangemode="tozero")
+    fig.update_yaxes(title_text=f"w . {objectives}", col=1)
+    note = f"mean over seeds, bars: {LEVEL:.0%} bootstrap interval over seeds"
+    if missing:
+        note += f"; no KL recorded for {', '.join(missing)} (not one model per preference)"
+    fig.update_layout(
+        title=f"{suite}: utility vs KL to the base model at each preference<br><sup>{note}</sup>",
+        height=340 * rows + 80,
+    )
+    return fig
+
+
 def all_figures(
     records: list[dict[str, Any]], table: pd.DataFrame, pairs: pd.DataFrame | None = None
 ) -> dict[str, go.Figure]:
-    """Every leaderboard figure (``pairs``: the paired comparisons, computed when not given).
+    """Every leaderboard figure (``pairs``: the paired comparisons, computed when not given):
+    per suite its fronts (two objectives), the improvement heatmap and, when a trained method
+    recorded KL, the KL frontier (``kl_frontier_SUITE``).
 
-    Spread over seeds is shown by the interval error bars of ``hv_vs_samples``."""
+    Spread over seeds is shown by the interval error bars of ``hv_vs_samples`` and
+    ``kl_frontier``."""
     pairs = paired_comparisons(records) if pairs is None else pairs
     figs = {"hv_vs_samples": hv_vs_samples(table), "cost_vs_quality": cost_vs_quality(table)}
     for suite in sorted({r["suite"] for r in records}):
@@ -145,4 +247,7 @@ def all_figures(
             figs[f"fronts_{suite}"] = fronts_overlay(records, suite)
         if len(pairs) and (pairs["suite"] == suite).any():
             figs[f"improvement_{suite}"] = improvement_heatmap(pairs, suite)
+        methods = set(kl_utility_points(records, suite)["method"])
+        if methods - {BASE_METHOD}:  # a trained method with KL: the base alone says nothing
+            figs[f"kl_frontier_{suite}"] = kl_frontier(records, suite)
     return figs

@@ -8,9 +8,12 @@ All statistics are over *training seeds*, the unit that varies between runs of a
   training seed, so its row counts at every seed): the mean difference A - B, the probability
   of improvement P(A > B) (share of seeds A wins, a tie counts 1/2), each with a bootstrap
   interval, and the two-sided Wilcoxon signed-rank p-value (exact for small n).
-* **Ties**: per suite the highest mean of a ``COMPARED`` metric is the best; a method is
-  *tied* with it when the interval of their paired difference contains 0, or when they share
-  fewer than 2 seeds.
+* **Ties**: per suite the highest mean of a ``COMPARED`` metric is the best. A method is
+  *separated* from it (``below``) only when they share at least ``MIN_SHARED_SEEDS`` seeds and
+  the interval of their paired difference excludes 0; otherwise it is *tied*. With fewer shared
+  seeds we cannot tell: a bootstrap over 2 values has only 4 equally likely resamples, so its
+  "95 %" interval is just the range of the two differences and any two same-sign seeds would
+  look separated. Such a tie is flagged by ``METRIC_shared_seeds`` < ``MIN_SHARED_SEEDS``.
 
 Pure pandas over record dicts (fields: :mod:`morl_core.bench.runner`). Higher is better for
 hypervolume, expected utility, cardinality and mean rewards; lower for IGD/IGD+, sparsity, KL
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,7 @@ N_BOOT = 2000
 LEVEL = 0.95
 BOOT_SEED = 0
 COMPARED = ("hypervolume", "expected_utility")  # paired comparisons and tie marks
+MIN_SHARED_SEEDS = 3  # fewer seeds shared with the best: "cannot tell", marked tied
 # fmt: off
 METRICS = [  # aggregated over seeds, in this order
     "hypervolume", "expected_utility", "igd", "igd_plus", "sparsity", "cardinality",
@@ -136,26 +140,41 @@ def aggregate(records: list[dict[str, Any]], pairs: pd.DataFrame | None = None) 
     return mark_ties(pd.DataFrame(rows), paired_comparisons(records) if pairs is None else pairs)
 
 
+def cannot_tell(row: Mapping[str, Any], metric: str) -> bool:
+    """Whether a row's tie with the best of ``metric`` rests on too few shared seeds."""
+    shared = row.get(f"{metric}_shared_seeds")
+    tied = row.get(f"{metric}_vs_best") == "tied"
+    return tied and shared is not None and not pd.isna(shared) and shared < MIN_SHARED_SEEDS
+
+
 def mark_ties(table: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
-    """``METRIC_vs_best``: ``best``, ``tied`` (not separated from the best) or ``below``."""
+    """``METRIC_vs_best``: ``best``, ``tied`` (not separated from the best) or ``below``, and
+    ``METRIC_shared_seeds``: the seeds a row shares with the best (a tie with fewer than
+    ``MIN_SHARED_SEEDS`` is "cannot tell", not evidence of equality)."""
     table = table.copy()
     keys = ["suite", "metric", "method", "other"]
-    intervals = pairs.set_index(keys)[["difference_lo", "difference_hi"]] if len(pairs) else None
+    found = (
+        pairs.set_index(keys)[["seeds", "difference_lo", "difference_hi"]] if len(pairs) else None
+    )
     for metric in COMPARED:
         means = table[f"{metric}_mean"].dropna()
         best = dict(table.loc[means.groupby(table["suite"]).idxmax(), ["suite", "method"]].values)
 
-        def mark(row: pd.Series, metric: str = metric, best: dict = best) -> str:
+        def mark(row: pd.Series, metric: str = metric, best: dict = best) -> tuple[str, int]:
             top = best.get(row["suite"])
             if pd.isna(row[f"{metric}_mean"]) or top is None:
-                return ""
+                return "", 0
             if row["method"] == top:
-                return "best"
+                return "best", int(row["seeds"])
             key = (row["suite"], metric, top, row["method"])
-            if intervals is None or key not in intervals.index:
-                return "tied"  # fewer than 2 shared seeds: nothing separates them
-            low, high = intervals.loc[key]
-            return "tied" if np.isnan(low) or low <= 0 <= high else "below"
+            if found is None or key not in found.index:
+                return "tied", 0  # no shared seed: nothing separates them
+            seeds, low, high = found.loc[key]
+            if seeds < MIN_SHARED_SEEDS or np.isnan(low) or low <= 0 <= high:
+                return "tied", int(seeds)
+            return "below", int(seeds)
 
-        table[f"{metric}_vs_best"] = [mark(row) for _, row in table.iterrows()]
+        marks = [mark(row) for _, row in table.iterrows()]
+        table[f"{metric}_vs_best"] = [m for m, _ in marks]
+        table[f"{metric}_shared_seeds"] = [n for _, n in marks]
     return table

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,10 @@ from morl_core.bench.leaderboard import (
     BASE_METHOD,
     BOOT_SEED,
     LEVEL,
+    MIN_SHARED_SEEDS,
     N_BOOT,
     aggregate,
+    cannot_tell,
     paired_comparisons,
     read_records,
 )
@@ -31,13 +33,17 @@ LEGEND = (
     f"Cells: mean over training seeds [{LEVEL:.0%} percentile bootstrap interval over seeds, "
     f"{N_BOOT} resamples]; one seed has no interval. **Bold**: the best mean of the suite; "
     "≈: not separated from the best (the interval of the paired difference over shared seeds "
-    "contains 0, or fewer than 2 shared seeds). The base model is one evaluation, compared at "
-    "every seed. Wilcoxon p: two-sided signed-rank test on the paired differences (with 5 "
-    "seeds it cannot go below 0.0625). Training samples count every completion a method "
-    "scored to become usable: RL steps, the per-objective experts of every method built on "
-    "them (soups, mod, emorl, metapolicy; each is charged for its experts even where they "
-    "could be shared), EMORL's grid search (on training prompts) and the meta-policy's upper "
-    "level."
+    "contains 0). The base model is one evaluation, compared at every seed. Wilcoxon p: "
+    "two-sided signed-rank test on the paired differences (with 5 seeds it cannot go below "
+    "0.0625). Training samples count every completion a method scored to become usable: RL "
+    "steps, the per-objective experts of every method built on them (soups, mod, emorl, "
+    "metapolicy; each is charged for its experts even where they could be shared), EMORL's "
+    "grid search (on training prompts) and the meta-policy's upper level."
+)
+CANNOT_TELL = (
+    f"≈?: cannot tell: fewer than {MIN_SHARED_SEEDS} seeds shared with the best, too few to "
+    "separate them (a bootstrap over 2 seeds has 4 resamples, its interval is just their range), "
+    "so counted as tied."
 )
 
 
@@ -50,7 +56,11 @@ def _cell(row: pd.Series, metric: str) -> str:
     if not pd.isna(low) and low != high:
         text += f" [{low:.3g}, {high:.3g}]"
     mark = row.get(f"{metric}_vs_best", "")
-    return f"**{text}**" if mark == "best" else (text + " ≈" if mark == "tied" else text)
+    if mark == "best":
+        return f"**{text}**"
+    if mark == "tied":
+        return text + (" ≈?" if cannot_tell(row, metric) else " ≈")
+    return text
 
 
 def suite_notes(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -77,6 +87,12 @@ def _conflict_line(conflict: dict[str, Any]) -> str:
     )
 
 
+def _range(row: pd.Series, name: str, spec: str) -> str:
+    """``[low, high]`` of ``NAME_lo`` / ``NAME_hi``, or ``[n/a]`` (fewer than two seeds)."""
+    low, high = row[f"{name}_lo"], row[f"{name}_hi"]
+    return "[n/a]" if pd.isna(low) else f"[{low:{spec}}, {high:{spec}}]"
+
+
 def _paired_lines(vs: pd.DataFrame, name: str) -> list[str]:
     """The paired hypervolume table of the best method ``name`` against each other method."""
     lines = [
@@ -87,12 +103,10 @@ def _paired_lines(vs: pd.DataFrame, name: str) -> list[str]:
         "|---|---|---|---|---|",
     ]
     for _, p in vs.iterrows():
-        lines.append(
-            f"| {p['other']} | {p['seeds']} | {p['difference']:+.3g} "
-            f"[{p['difference_lo']:+.3g}, {p['difference_hi']:+.3g}] | "
-            f"{p['p_improvement']:.2f} [{p['p_improvement_lo']:.2f}, "
-            f"{p['p_improvement_hi']:.2f}] | {p['p_value']:.3g} |"
-        )
+        difference = f"{p['difference']:+.3g} " + _range(p, "difference", "+.3g")
+        improvement = f"{p['p_improvement']:.2f} " + _range(p, "p_improvement", ".2f")
+        p_value = "n/a" if pd.isna(p["p_value"]) else f"{p['p_value']:.3g}"
+        lines.append(f"| {p['other']} | {p['seeds']} | {difference} | {improvement} | {p_value} |")
     return lines
 
 
@@ -101,9 +115,11 @@ def markdown(
     metrics: list[str] | None = None,
     pairs: pd.DataFrame | None = None,
     notes: dict[str, dict[str, Any]] | None = None,
+    figure_titles: Mapping[str, str] | None = None,
 ) -> str:
     """A Markdown table per suite (ranked by hypervolume), the best method's paired
-    hypervolume comparisons (when ``pairs`` are given), and the legend."""
+    hypervolume comparisons (when ``pairs`` are given), the figures written next to it
+    (``figure_titles``: name -> title, each linked as ``NAME.html``) and the legend."""
     metrics = metrics or SHOWN
     header = ["method", "seeds", *metrics]
     parts = []
@@ -122,7 +138,10 @@ def markdown(
             mine = (pairs["suite"] == suite) & (pairs["metric"] == "hypervolume")
             lines += _paired_lines(pairs[mine & (pairs["method"] == name)], name)
         parts.append("\n".join(lines))
-    return "\n\n".join(parts) + "\n\n" + LEGEND + "\n"
+    if figure_titles:
+        links = [f"- [{name}]({name}.html): {title}" for name, title in figure_titles.items()]
+        parts.append("\n".join(["Figures (HTML, next to this file):", "", *links]))
+    return "\n\n".join([*parts, LEGEND, CANNOT_TELL]) + "\n"
 
 
 def write_leaderboard(
@@ -140,14 +159,21 @@ def write_leaderboard(
     table.to_csv(paths["csv"], index=False)
     document = {
         "statistics": {"level": LEVEL, "bootstrap": N_BOOT, "seed": BOOT_SEED, "ddof": 1},
-        "legend": LEGEND,
+        "legend": LEGEND + " " + CANNOT_TELL,
         "rows": json.loads(table.to_json(orient="records")),  # NaN -> null
         "paired": json.loads(pairs.to_json(orient="records")),
         "suites": notes,
     }
     paths["json"].write_text(json.dumps(document, indent=1))
-    paths["md"].write_text(markdown(table, pairs=pairs, notes=notes))
-    for name, fig in figures.all_figures(records, table, pairs).items():
+    figs = figures.all_figures(records, table, pairs)
+    titles = {name: _plain_title(fig) for name, fig in figs.items()}
+    paths["md"].write_text(markdown(table, pairs=pairs, notes=notes, figure_titles=titles))
+    for name, fig in figs.items():
         paths[name] = dest / f"{name}.html"
         fig.write_html(paths[name], include_plotlyjs="cdn")
     return paths
+
+
+def _plain_title(fig: Any) -> str:
+    """A figure's title without its HTML subtitle."""
+    return (fig.layout.title.text or "").split("<br>")[0]
