@@ -124,8 +124,11 @@ class Policy:
         seed: int | None = None,
         generator=None,
         next_token=None,
+        on_step=None,
     ):
         """Sample ``n`` completions per prompt (rows ordered prompt-major: p0 x n, p1 x n, ...).
+
+        ``on_step`` is :func:`~morl_core.policy.sampling.sample`'s per-step callback.
 
         Raises:
             ValueError: empty prompts, ``n < 1``, ``max_new_tokens`` not below the model's
@@ -148,6 +151,7 @@ class Policy:
                 top_p=top_p,
                 greedy=greedy,
                 generator=generator,
+                on_step=on_step,
             )
 
     def _prepare(self, prompts, n, max_new_tokens, temperature, top_p, seed, generator):

@@ -15,6 +15,8 @@ import torch
 
 # forward(input_ids (B, T), attention_mask (B, S), position_ids (B, T), cache) -> (logits (B, V), cache)
 NextToken = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Any], tuple[torch.Tensor, Any]]
+# on_step(tokens (B,), live (B,)) after each step: a rollout's next column, as it is chosen
+OnStep = Callable[[torch.Tensor, torch.Tensor], None]
 
 
 @dataclass
@@ -155,13 +157,16 @@ def sample(
     top_p: float = 1.0,
     greedy: bool = False,
     generator: torch.Generator | None = None,
+    on_step: OnStep | None = None,
 ) -> Rollout:
     """Decode up to ``max_new_tokens`` per row; a row stops at its first EOS.
 
     The completion mask is 1 where the row was still generating (its token counts; the EOS
     that ends a row included) and 0 where the row had already ended (its token is ``pad_id``).
-    The loop stops when every row has ended, or after ``max_new_tokens`` steps. ``ValueError``
-    on a setting out of range (:func:`check_sampling`).
+    The loop stops when every row has ended, or after ``max_new_tokens`` steps. ``on_step``
+    sees each column of the completion and its mask as it is chosen (what streams a reply to a
+    page); it draws nothing from ``generator``, so the rollout is the same with or without it.
+    ``ValueError`` on a setting out of range (:func:`check_sampling`).
     """
     check_sampling(max_new_tokens, temperature, top_p)
     batch, width = prompt_ids.shape
@@ -182,6 +187,8 @@ def sample(
         nxt = torch.where(alive, nxt, torch.full_like(nxt, pad_id))
         tokens.append(nxt)
         live.append(alive.long())
+        if on_step is not None:
+            on_step(nxt, live[-1])
         alive = alive & (nxt != eos_id)
         step_ids = nxt[:, None]
         step_pos = step_pos[:, -1:] + 1
