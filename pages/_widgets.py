@@ -192,12 +192,28 @@ def generation_cards(result, key: str = "") -> None:
             st.markdown(generation_html(g.text, g.scores), unsafe_allow_html=True)
             for flag in degeneration([g.text]).flags:
                 st.warning(f"Check this text: {flag}", icon=":material/flag:")
-    cost = "cached" if result.cached else f"{result.seconds * 1000:.0f} ms"
     weights = ", ".join(f"{w:.2f}" for w in result.weights)
     st.caption(
-        f"w = ({weights}) · {cost} · {result.passes_per_token} forward pass(es) per token · "
-        f"{result.models_kept} model(s) kept"
+        f"w = ({weights}) · {result.timing} · {result.passes_per_token} forward pass(es) per "
+        f"token · {result.models_kept} model(s) kept"
     )
+
+
+@contextlib.contextmanager
+def live_replies():
+    """An ``on_text`` for :func:`morl_core.app.serving.steer`: replies drawn as they are
+    written, in a placeholder cleared on exit (the finished cards take its place)."""
+    box = st.empty()
+
+    def show(texts: list[str]) -> None:
+        with box.container():
+            for text in texts:
+                st.markdown(generation_html(text + " ▍", {}), unsafe_allow_html=True)
+
+    try:
+        yield show
+    finally:
+        box.empty()
 
 
 def export_figure(fig, name: str) -> None:

@@ -11,6 +11,7 @@ from pages._widgets import (
     computed,
     export_figure,
     generation_cards,
+    live_replies,
     model,
     progress_box,
     simplex_sliders,
@@ -156,6 +157,12 @@ def steer_view(info, picked, prompt) -> None:
         with st.expander("Decoding"):
             samples = st.number_input("Samples per method", 1, 4, 2, key="samples")
             seed = st.number_input("Seed", 0, 10_000, 0, key="seed")
+            decoding = serving.steer_decoding(info.run_dir)
+            st.caption(
+                f"Up to {decoding['max_new_tokens']} tokens per reply (the artifact's training "
+                f"length, at most {serving.STEER_MAX_NEW_TOKENS}), temperature "
+                f"{decoding['temperature']}, top-p {decoding['top_p']}."
+            )
     url.write(info, picked[0][1], weights, prompt)
     shown = []
     with output:
@@ -173,18 +180,17 @@ def steer_view(info, picked, prompt) -> None:
                 if result is None and shared is None:
                     continue
                 try:
-                    result = result or serving.steer(
-                        shared, prompt, weights, samples=samples, seed=seed
-                    )
+                    if result is None:
+                        with live_replies() as on_text:  # a reply not cached streams as written
+                            result = serving.steer(
+                                shared, prompt, weights, samples=samples, seed=seed, on_text=on_text
+                            )
                 except ValueError as exc:
                     st.warning(serving.user_message(exc))
                     continue
                 generation_cards(result, key=f"{index}-{method}")
                 if shared is None:
-                    st.caption(
-                        f"precomputed at this lattice point, shown in {result.seconds * 1e3:.0f} "
-                        "ms; other preferences generate live"
-                    )
+                    st.caption("precomputed at this lattice point; other preferences generate live")
                 shown.append((art, method, result))
         if not shown:
             return

@@ -23,7 +23,7 @@ def fresh_texts(run_dir: Path, prompt: str, weights, samples: int, seed: int) ->
     set_threads(1)
     steerable = load_steerable(run_dir, device="cpu")
     return steerable.generate(
-        [prompt] * samples, list(weights), **serving.STEER_DECODING, seed=seed
+        [prompt] * samples, list(weights), **serving.steer_decoding(run_dir), seed=seed
     )
 
 

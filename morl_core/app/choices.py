@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from morl_core import elicit
-from morl_core.app.serving import STEER_DECODING, Progress, SharedSteerable, noop, score_texts
+from morl_core.app.serving import Progress, SharedSteerable, noop, score_texts
 from morl_core.weights import simplex_lattice
 
 ENOUGH_CHOICES = 10  # after this many the page states the inferred weights
@@ -40,7 +40,7 @@ def write_replies(
     texts = []
     for i, w in enumerate(prefs):
         progress(f"writing reply {i + 1} of {len(prefs)}", i / len(prefs))
-        out, _ = shared.generate_cached([prompt], w.tolist(), seed=seed, **STEER_DECODING)
+        out, _ = shared.generate_cached([prompt], w.tolist(), seed=seed, **shared.decoding)
         texts.append(out[0])
     scores = np.asarray(score_texts(shared.objectives, [prompt] * len(texts), texts), dtype=float)
     progress("replies ready", 1.0)

@@ -2,7 +2,8 @@
 
 For an artifact, its example prompts (the first held-out prompts of its prompt set) and the
 preferences of :func:`lattice_points`, :func:`build_lattice` runs exactly what the Steer page
-runs (:func:`morl_core.app.serving.steer`: same decoding, fixed seed, same samples) and saves
+runs (:func:`morl_core.app.serving.steer`: the artifact's own decoding
+(:func:`~morl_core.app.serving.steer_decoding`), fixed seed, same samples) and saves
 the replies with their scores in ``lattice.json`` beside the artifact. When the sliders sit on
 a lattice point (within half a slider step), :func:`precomputed` answers from that file, with no
 model loaded; anywhere else the page generates live.
@@ -65,7 +66,7 @@ def build_lattice(
         "preferences": points.tolist(),
         "samples": samples,
         "seed": seed,
-        "decoding": serving.STEER_DECODING,
+        "decoding": serving.steer_decoding(run_dir),  # what serving.steer decodes with
         "methods": {},
     }
     for method in methods or [config.method]:
@@ -99,7 +100,7 @@ def precomputed(
     """The lattice's :class:`~morl_core.app.serving.SteerResult` for these settings, or None.
 
     It applies when the lattice holds ``method`` and ``prompt`` with the same samples, seed and
-    decoding, and ``weights`` lie within :data:`TOLERANCE` of a lattice point (the result
+    decoding (the artifact's Steer decoding: a lattice built before it changed is not used), and ``weights`` lie within :data:`TOLERANCE` of a lattice point (the result
     carries that point's weights).
     """
     start = time.perf_counter()
@@ -109,7 +110,7 @@ def precomputed(
         or method not in data["methods"]
         or prompt not in data["prompts"]
         or (data["samples"], data["seed"], data["decoding"])
-        != (samples, seed, serving.STEER_DECODING)
+        != (samples, seed, serving.steer_decoding(run_dir))
         or len(weights) != len(data["objectives"])
     ):
         return None
@@ -130,6 +131,7 @@ def precomputed(
         cached=True,
         passes_per_token=entry["passes_per_token"],
         models_kept=entry["models_kept"],
+        precomputed=True,
     )
 
 

@@ -36,6 +36,8 @@ from morl_core.weights import check_weights
 
 # progress(message, fraction_done in [0, 1]); the pages draw it as a progress bar.
 Progress = Callable[[str, float], None]
+# on_text(the replies so far, one per completion): a page redraws them as they are written.
+TextCallback = Callable[[list[str]], None]
 
 # --- where things are ------------------------------------------------------------------------
 
@@ -47,6 +49,11 @@ KEPT_RUN_FILES = frozenset(
 DEMO_FIRST = ("soups-sentiment-brevity",)
 # The evaluation protocol's decoding (morl_core.evaluation), also the Steer default.
 STEER_DECODING = {"max_new_tokens": 24, "temperature": 1.0, "top_p": 0.9}
+# Steer replies are as long as the artifact's training replies, up to this many tokens (an
+# instruct model's answer needs ~100; every token more is decode time the user waits for).
+STEER_MAX_NEW_TOKENS = 128
+# A streamed reply is redrawn at most this often (seconds); its finished text always is.
+STREAM_INTERVAL = 0.05
 
 
 def noop(message: str, fraction: float) -> None:
@@ -96,6 +103,24 @@ def ui_objectives() -> list[str]:
         if import_allowed(module, ui_allows_imports()):
             offered.append(spec)
     return [*objectives.OBJECTIVES, *offered]
+
+
+def steer_decoding(run_dir: Path | None) -> dict[str, Any]:
+    """How Steer decodes an artifact: :data:`STEER_DECODING` with the ``max_new_tokens`` the
+    artifact was trained with (its ``config.json``), capped at :data:`STEER_MAX_NEW_TOKENS`.
+
+    The base model (``run_dir=None``) and a folder that records no length get the default.
+    Every Steer generation and the precomputed lattice use this, so their replies match.
+    """
+    length = None
+    if run_dir is not None:
+        try:
+            length = json.loads((Path(run_dir) / "config.json").read_text()).get("max_new_tokens")
+        except (OSError, ValueError, AttributeError):
+            length = None
+    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+        return dict(STEER_DECODING)
+    return {**STEER_DECODING, "max_new_tokens": min(length, STEER_MAX_NEW_TOKENS)}
 
 
 def example_prompts(n: int = 8, prompt_set: str = "default") -> list[str]:
@@ -253,6 +278,7 @@ class SharedSteerable:
         self.objectives = tuple(getattr(steerable, "objectives", ()))
         self.passes_per_token = int(getattr(steerable, "passes_per_token", 1))
         self.models_kept = int(getattr(steerable, "models_kept", 1))
+        self.decoding = steer_decoding(run_dir)  # the artifact's Steer decoding
         self._free: queue.SimpleQueue = queue.SimpleQueue()
         for replica in self.replicas:
             self._free.put(replica)
@@ -270,9 +296,28 @@ class SharedSteerable:
         finally:
             self._free.put(steerable)
 
-    def generate_cached(self, prompts: Sequence[str], weights: Sequence[float], **gen: Any):
+    @property
+    def streams(self) -> bool:
+        """Whether its generations can be watched token by token (:class:`ReplyStream`): the
+        steerable decodes with a :class:`~morl_core.policy.Policy`, as every method here does."""
+        policy = getattr(self.steerable, "policy", None)
+        return callable(getattr(policy, "decode", None)) and hasattr(policy, "eos_id")
+
+    def generate_cached(
+        self,
+        prompts: Sequence[str],
+        weights: Sequence[float],
+        *,
+        on_step: Callable[[Any, Any], None] | None = None,
+        **gen: Any,
+    ):
         """``(completions, from_cache)`` for ``prompts`` at preference ``weights`` (named apart
-        from the steerables' ``generate``, which returns the completions alone)."""
+        from the steerables' ``generate``, which returns the completions alone).
+
+        ``on_step`` (the sampling loop's per-step callback, see :class:`ReplyStream`) watches a
+        generation that runs here; it is not called for a cached reply and is not part of the
+        cache key (it changes no text).
+        """
         key = (
             tuple(prompts),
             tuple(round(float(w), 4) for w in weights),
@@ -289,8 +334,9 @@ class SharedSteerable:
                     break
             pending.wait()  # the same request is being generated: wait and read it
         try:
+            watch = {} if on_step is None else {"on_step": on_step}
             with self.replica() as steerable:
-                texts = steerable.generate(list(prompts), list(weights), **gen)
+                texts = steerable.generate(list(prompts), list(weights), **watch, **gen)
             with self._cache_lock:
                 self._cache[key] = list(texts)
                 while len(self._cache) > self._cache_size:
@@ -300,6 +346,61 @@ class SharedSteerable:
                 del self._inflight[key]
             done.set()
         return texts, False
+
+
+class ReplyStream:
+    """Watches one batched decode step by step (it is the sampling loop's ``on_step``): when
+    the first token came, and the replies so far for ``on_text``.
+
+    The texts are decoded from the tokens so far as the finished replies are
+    (:meth:`~morl_core.policy.Policy.decode`), so the last texts ``on_text`` gets are exactly
+    the replies the generation returns. It draws no random numbers: watching a generation does
+    not change it.
+    """
+
+    def __init__(
+        self,
+        policy,
+        max_new_tokens: int,
+        on_text: TextCallback | None = None,
+        *,
+        interval: float = STREAM_INTERVAL,
+        start: float | None = None,
+    ):
+        self.policy = policy
+        self.max_new_tokens = int(max_new_tokens)
+        self.on_text = on_text
+        self.interval = interval  # seconds between two redraws of unfinished replies
+        self.start = time.perf_counter() if start is None else start
+        self.first_token_seconds: float | None = None
+        self._tokens: list[Any] = []  # per step: tokens (B,)
+        self._live: list[Any] = []  # per step: 1 where the row was still generating (B,)
+        self._drawn = float("-inf")
+
+    def __call__(self, tokens, live) -> None:
+        now = time.perf_counter()
+        if self.first_token_seconds is None:
+            self.first_token_seconds = now - self.start
+        self._tokens.append(tokens)
+        self._live.append(live)
+        if self.on_text is None:
+            return
+        going = live.bool() & (tokens != self.policy.eos_id)  # (B,) rows that go on
+        finished = len(self._tokens) >= self.max_new_tokens or not bool(going.any())
+        if finished or now - self._drawn >= self.interval:
+            self._drawn = now
+            self.on_text(self.texts(partial=not finished))
+
+    def texts(self, partial: bool = False) -> list[str]:
+        """The replies decoded so far; ``partial`` holds back a character still being written
+        (it decodes as U+FFFD until its last byte's token arrives)."""
+        import torch
+
+        if not self._tokens:
+            return []
+        ids, mask = torch.stack(self._tokens, 1), torch.stack(self._live, 1)  # (B, T)
+        texts = self.policy.decode(ids, mask)
+        return [t.rstrip("\ufffd") for t in texts] if partial else texts
 
 
 class ModelPool:
@@ -391,10 +492,26 @@ class SteerResult:
     method: str
     weights: tuple[float, ...]
     generations: list[Generation]
-    seconds: float
-    cached: bool
+    seconds: float  # the whole call: replies written (or looked up) and scored
+    cached: bool  # from the cache or the precomputed lattice: nothing was generated
     passes_per_token: int
     models_kept: int
+    first_token_seconds: float | None = None  # when the first token came; None: not generated
+    reply_seconds: float | None = None  # when the whole reply was written; None: not generated
+    precomputed: bool = False  # read from the artifact's lattice (no model loaded)
+
+    @property
+    def timing(self) -> str:
+        """What the reply took, for the page: time to the first token and to the whole reply,
+        or where it came from when nothing was generated."""
+        if self.precomputed or self.cached:
+            source = "precomputed" if self.precomputed else "cached"
+            return f"{source} · {self.seconds * 1e3:.0f} ms"
+        whole = self.seconds if self.reply_seconds is None else self.reply_seconds
+        if self.first_token_seconds is None:
+            return f"whole reply {whole * 1e3:.0f} ms"
+        first = self.first_token_seconds * 1e3
+        return f"first token {first:.0f} ms · whole reply {whole * 1e3:.0f} ms"
 
     @property
     def mean_scores(self) -> dict[str, float]:
@@ -417,19 +534,35 @@ def steer(
     *,
     samples: int = 2,
     seed: int = 0,
+    on_text: TextCallback | None = None,
+    stream_interval: float = STREAM_INTERVAL,
     **decoding: Any,
 ) -> SteerResult:
     """Generate ``samples`` completions of ``prompt`` at preference ``weights`` and score them.
 
-    One batched decode with a fixed seed, so moving a slider changes the text only through the
-    preference. Raises ``ValueError`` on an empty prompt or weights off the simplex.
+    One batched decode with a fixed seed and the artifact's decoding (``shared.decoding``,
+    overridden by ``decoding``), so moving a slider changes the text only through the
+    preference. ``on_text`` sees the replies as they are written (at most every
+    ``stream_interval`` seconds, and once finished); the replies are the same with or without
+    it. Raises ``ValueError`` on an empty prompt or weights off the simplex.
     """
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("prompt: type a prompt or pick an example")
     w = check_weights(weights, k=len(shared.objectives))
-    gen = {**STEER_DECODING, **decoding, "seed": int(seed)}
+    gen = {**shared.decoding, **decoding, "seed": int(seed)}
     start = time.perf_counter()
-    texts, cached = shared.generate_cached([prompt] * int(samples), w.tolist(), **gen)
+    stream = None
+    if shared.streams:
+        stream = ReplyStream(
+            shared.steerable.policy,
+            gen["max_new_tokens"],
+            on_text,
+            interval=stream_interval,
+            start=start,
+        )
+    watch = {} if stream is None else {"on_step": stream}
+    texts, cached = shared.generate_cached([prompt] * int(samples), w.tolist(), **watch, **gen)
+    written = time.perf_counter() - start
     scores = score_texts(shared.objectives, [prompt] * len(texts), texts)  # (N, K)
     generations = [
         Generation(prompt, text, {n: float(v) for n, v in zip(shared.objectives, row, strict=True)})
@@ -443,4 +576,6 @@ def steer(
         cached=cached,
         passes_per_token=shared.passes_per_token,
         models_kept=shared.models_kept,
+        first_token_seconds=None if cached or stream is None else stream.first_token_seconds,
+        reply_seconds=None if cached else written,
     )
