@@ -40,7 +40,10 @@ bootstrap interval over seeds, and its training samples as a share of MORLHF's (
 at <= 1/3); per-preference utility gaps to MORLHF show where it degrades; a decoding-time table
 against K shows how its cost grows with the number of objectives.
 
-Writes ``benchmarks/results/meta_quality.json`` and ``meta_quality.html`` (plotly).
+Writes ``benchmarks/results/meta_quality.json`` and ``meta_quality.html`` (plotly). A job (one
+pair and seed) cut short resumes when the same command is run again: finished methods are read
+back from ``OUT/runs/PAIR-seedN/METHOD.result.json`` and an unfinished run continues from its last
+checkpoint (every 10 steps); a resumed method's wall seconds count its last attempt only.
 """
 
 from __future__ import annotations
@@ -178,6 +181,10 @@ def front_row(front: dict) -> dict:
     }
 
 
+def _read(path: Path) -> str | None:
+    return path.read_text() if path.is_file() else None
+
+
 def run_job(pair: str, objectives: tuple[str, ...], seed: int, scale: dict, out: Path) -> dict:
     """Train and measure every method on one pair with one seed (runs in a worker process)."""
     from morl_core.config import RunConfig
@@ -195,8 +202,13 @@ def run_job(pair: str, objectives: tuple[str, ...], seed: int, scale: dict, out:
     tokenizer = load_policy("embedded", device="cpu", threads=1).tokenizer
     objective_registry.score(list(objectives), ["Hi"], ["Hello there."])
     root = out / "runs" / f"{pair}-seed{seed}"
-    if root.exists():  # a run folder would resume, not retrain: always start from scratch
+    # a job cut short resumes: finished methods are read back, an unfinished run continues from
+    # its last checkpoint; a folder left by other settings is cleared first
+    settings = json.dumps({"scale": scale, "objectives": list(objectives)}, sort_keys=True)
+    if root.exists() and _read(root / "settings.json") != settings:
         shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "settings.json").write_text(settings)
     fields = ("steps", "batch_prompts", "k_samples", "max_new_tokens", "lr")
     base = {f: scale[f] for f in fields} | {
         "objectives": list(objectives),
@@ -205,7 +217,7 @@ def run_job(pair: str, objectives: tuple[str, ...], seed: int, scale: dict, out:
         "threads": 1,
         "n_preferences": scale["preferences"],
         "eval_every": 0,
-        "checkpoint_every": 1000,
+        "checkpoint_every": 10,
     }
     options = {
         "emorl": {
@@ -222,10 +234,18 @@ def run_job(pair: str, objectives: tuple[str, ...], seed: int, scale: dict, out:
         if method in USES_EXPERTS and method != "soups":
             opts["experts_from"] = str(root / "soups")
         steps = scale["morlhf_steps"] or scale["steps"] if method == "morlhf" else scale["steps"]
+        done = root / f"{method}.result.json"
+        if done.is_file():  # finished before the job was cut short
+            results.update(json.loads(done.read_text()))
+            if method == "soups":
+                experts_seconds = results["soups"]["wall_seconds"]
+                experts_samples = results["soups"]["train_samples"]
+            continue
         config = RunConfig.from_dict({**base, "method": method, "steps": steps, "options": opts})
+        resumed = (run_dir / "config.json").is_file()
         start = time.perf_counter()
         run_training(config, run_dir)
-        seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start  # a resumed run: the last attempt's time only
         if method == "soups":
             experts_seconds, experts_samples = seconds, run_samples(run_dir)
         front = evaluate_run(run_dir, device="cpu", protocol=protocol)
@@ -251,6 +271,7 @@ def run_job(pair: str, objectives: tuple[str, ...], seed: int, scale: dict, out:
             "passes_per_token": steerable.passes_per_token,
             "models_kept": steerable.models_kept,
             "mixing": artifact.get("mixing"),
+            "resumed": resumed,
         }
         print(
             f"[{pair} seed {seed}] {method}: HV {front['indicators']['hypervolume']:.4f}, "
@@ -279,6 +300,8 @@ def run_job(pair: str, objectives: tuple[str, ...], seed: int, scale: dict, out:
                 "models_kept": steerable.models_kept - 1,  # no meta-network
                 "mixing": None,
             }
+        rows = {m: results[m] for m in (method, PRIOR if method == "metapolicy" else None) if m}
+        (root / f"{method}.result.json").write_text(json.dumps(rows))
     front = evaluate_base(
         objectives, n_preferences=scale["preferences"], device="cpu", protocol=protocol
     )
