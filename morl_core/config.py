@@ -25,7 +25,9 @@ from typing import Any
 from huggingface_hub import try_to_load_from_cache
 
 from morl_core.objectives import OBJECTIVES
+from morl_core.objectives.degeneration import GUARDS
 from morl_core.objectives.specs import spec_errors, split_specs
+from morl_core.policy.lora import LORA_ALL_LINEAR
 from morl_core.policy.model import EMBEDDED, _looks_like_path, embedded_model_path
 from morl_core.policy.registry import MODELS
 from morl_core.prompts import PROMPT_SUFFIXES, available, shipped_file
@@ -86,7 +88,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "advantage": ADVANTAGES,
     "scalarization": SCALARIZATIONS,
     "normalization": NORMALIZATIONS,
+    "fluency_guard": GUARDS,
 }
+MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,95}")  # one module name: q_proj, c_attn
+MAX_TARGET_MODULES = 64
 # Hugging Face repo ids: "name" or "org/name".
 HUB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
 
@@ -339,13 +344,25 @@ class Option:
 
 
 EXPERTS_FROM = Option(str, "", "run folder whose experts to reuse instead of training", path="run")
+RETRAIN = Option(
+    str,
+    "",
+    "objectives whose experts this run trains itself though experts_from has them "
+    "(comma-separated, e.g. brevity); the others are copied",
+)
 # Options of every registered method, by method name. The built-ins are declared here; a
 # plugin's are added by ``morl_core.methods.register`` (see :func:`declare_options`).
 _SHARE_EXPERTS = ("soups", "mod", "pmix", "emorl", "metapolicy")  # they take experts_from
 METHOD_OPTIONS: dict[str, dict[str, Option]] = {
-    m: {"experts_from": EXPERTS_FROM} if m in _SHARE_EXPERTS else {}
+    m: {"experts_from": EXPERTS_FROM, "retrain": RETRAIN} if m in _SHARE_EXPERTS else {}
     for m in ("morlhf", "dynaopt", "soups", "mod", "pmix", "ric", "panacea", "emorl", "metapolicy")
 }
+
+
+def retrained(options: Mapping[str, Any]) -> list[str]:
+    """The objectives named by option ``retrain`` (comma-separated text; none when absent)."""
+    text = options.get("retrain", "")
+    return [name.strip() for name in text.split(",") if name.strip()] if text else []
 
 
 def _ranged(kind: type, default: str, span: str, help: str) -> Option:
@@ -420,6 +437,20 @@ def option_errors(
     return err
 
 
+def target_modules_error(value: Any) -> str | None:
+    """Why ``value`` is no ``lora_target_modules`` text (its form only: which names the model
+    has is checked when it loads, by :func:`morl_core.policy.lora.target_module_names`)."""
+    names = value.split(",") if isinstance(value, str) and len(value) <= MAX_TEXT else None
+    if value == LORA_ALL_LINEAR or (
+        names and len(names) <= MAX_TARGET_MODULES and all(map(MODULE_NAME.fullmatch, names))
+    ):
+        return None
+    return (
+        f"must be '{LORA_ALL_LINEAR}' or up to {MAX_TARGET_MODULES} comma-separated module "
+        f"names without spaces (e.g. q_proj,v_proj), got {short_repr(value)}"
+    )
+
+
 def _help(text: str, **kw: Any) -> Any:
     return field(metadata={"help": text}, **kw)
 
@@ -456,12 +487,23 @@ class RunConfig:
         "(0 = off; fluency is 0 for punctuation runs, one-word loops, empty replies)",
         default=0.0,
     )
+    fluency_guard: str = _help(
+        "what fluency checks: 'lexical' (punctuation runs, loops, letter runs) or 'wordlist' "
+        "(also made-up words: a reply with a share of words outside an English word list "
+        "above 0.25)",
+        default="lexical",
+    )
     grad_clip: float = _help("gradient norm clip", default=2.0)
     advantage: str = _help(
         "'rloo' (leave-one-out baseline) or 'kscst' (mean of the k)", default="rloo"
     )
     lora_r: int = _help("LoRA rank", default=8)
     lora_alpha: int = _help("LoRA alpha", default=32)
+    lora_target_modules: str = _help(
+        "layers the LoRA adapters wrap: 'all-linear' or comma-separated module names "
+        "(e.g. q_proj,v_proj), checked against the model's linear layers when it loads",
+        default=LORA_ALL_LINEAR,
+    )
     scalarization: str = _help("'linear', 'logsum' or 'tchebycheff'", default="linear")
     normalization: str = _help("'fixed' ([0,1] maps) or 'running' (mean/std)", default="fixed")
     weights: tuple[float, ...] | None = _help(
@@ -558,6 +600,14 @@ class RunConfig:
             if not isinstance(value, str) or value not in allowed:
                 err[name] = f"must be one of {', '.join(allowed)}; got {short_repr(value)}"
 
+        if problem := target_modules_error(self.lora_target_modules):
+            err["lora_target_modules"] = problem
+        elif self.method == "panacea" and self.lora_target_modules != LORA_ALL_LINEAR:
+            err["lora_target_modules"] = (
+                f"must be '{LORA_ALL_LINEAR}' for panacea (its SVD adapter wraps every linear "
+                f"layer), got {short_repr(self.lora_target_modules)}"
+            )
+
         if not isinstance(self.prompt_set, str) or not self.prompt_set.strip():
             err["prompt_set"] = (
                 f"must be a shipped prompt set ({', '.join(available())}) or a .txt / .jsonl "
@@ -592,7 +642,24 @@ class RunConfig:
             err["options"] = "option names must be text"
         elif "method" not in err:
             err.update(option_errors(self.method, self.options, check_files))
+            if "options.retrain" not in err and "objectives" not in err:
+                err.update(self._retrain_errors(objs))
         return err
+
+    def _retrain_errors(self, objectives: tuple[str, ...]) -> dict[str, str]:
+        """``options.retrain`` names objectives of this run, and only beside ``experts_from``."""
+        names = retrained(self.options)
+        if not names:
+            return {}
+        unknown = [name for name in names if name not in objectives]
+        if unknown:
+            return {
+                "options.retrain": f"{short_repr(', '.join(unknown))} is not an objective of "
+                f"this run; allowed: comma-separated names among {', '.join(objectives)}"
+            }
+        if not self.options.get("experts_from"):
+            return {"options.retrain": "needs options.experts_from (the run to copy the rest from)"}
+        return {}
 
     def outside_errors(self, data_dir: str | os.PathLike | None = None) -> dict[str, str]:
         """Path fields naming files outside :func:`~morl_core.jobs.paths.allowed_roots`.

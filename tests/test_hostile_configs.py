@@ -33,6 +33,7 @@ from morl_core.config import (
     ConfigError,
     RunConfig,
     int_ranges,
+    target_modules_error,
 )
 from morl_core.config_cli import _convert
 from morl_core.methods import METHODS
@@ -179,6 +180,9 @@ FIELD_VALUES: dict[str, st.SearchStrategy] = {
     "prompt_set": bad_prompt_set(),
     "weights": bad_weights(),
     "options": not_number.filter(lambda v: not isinstance(v, dict)),
+    "lora_target_modules": st.one_of(
+        not_text, st.text(max_size=12).filter(lambda s: target_modules_error(s) is not None)
+    ),
 }
 
 

@@ -191,7 +191,11 @@ def train_stages(
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 attach_lora(
-                    policy, r=config.lora_r, alpha=config.lora_alpha, adapter_name=stage.name
+                    policy,
+                    r=config.lora_r,
+                    alpha=config.lora_alpha,
+                    adapter_name=stage.name,
+                    target_modules=config.lora_target_modules,
                 )
             _train_only(policy, stage.name)
         lr = config.lr if stage.lr is None else stage.lr

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from morl_core.config import RunConfig
+from morl_core.config import RunConfig, retrained
 from morl_core.methods.base import Steerable, TrainCallback
 from morl_core.methods.common import (
     Stage,
@@ -42,7 +42,8 @@ def expert_names(objectives) -> list[str]:
 
 
 def copy_experts(config: RunConfig, run_dir: Path, source: Path) -> None:
-    """Copy finished experts from ``source`` (same base model, same objectives) into ``run_dir``."""
+    """Copy finished experts from ``source`` (same base model, same objectives) into ``run_dir``,
+    all but those of the objectives in option ``retrain`` (which this run trains)."""
     source = Path(source)
     other = read_config(source)
     if other.model != config.model:
@@ -50,7 +51,8 @@ def copy_experts(config: RunConfig, run_dir: Path, source: Path) -> None:
             f"options.experts_from: {source} was trained on model {other.model!r}, "
             f"this run uses {config.model!r}"
         )
-    for name in expert_names(config.objectives):
+    retrain = retrained(config.options)
+    for name in expert_names(o for o in config.objectives if o not in retrain):
         src = adapter_dir(source, name)
         if not (src / "adapter_config.json").exists():
             raise ValueError(

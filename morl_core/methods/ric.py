@@ -317,7 +317,13 @@ def train(config: RunConfig, run_dir: Path, callback: TrainCallback = no_callbac
     policy = prefixed(open_policy(config))
     with torch.random.fork_rng(devices=[]):  # LoRA A is drawn from torch's global RNG
         torch.manual_seed(config.seed * 1000 + 500)
-        attach_lora(policy, r=config.lora_r, alpha=config.lora_alpha, adapter_name=ADAPTER)
+        attach_lora(
+            policy,
+            r=config.lora_r,
+            alpha=config.lora_alpha,
+            adapter_name=ADAPTER,
+            target_modules=config.lora_target_modules,
+        )
     steerable = RewardsInContext(policy, config.objectives)
     trainer = SupervisedRounds(policy, config)
     found = runfolder.load_latest_checkpoint(run_dir)

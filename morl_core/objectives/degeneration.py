@@ -14,12 +14,24 @@ key                 meaning (one value per completion)
 ``distinct2``       distinct word bigrams / bigrams (1.0 for fewer than 2 words)
 ``repetition``      max(adjacent repeated words, 1 - distinct2) in [0, 1]
 ``nonword_ratio``   share of non-space characters in non-word tokens (1.0 for empty text)
+``unknown_words``   share of the alphabetic words not in the English word list (0.0 without
+                    one): made-up words such as "Zomhool" or "itineradul"
 ``lexical_gate``    ``fluency_gate``: ramp(nonword_ratio) * ramp(repetition), in [0, 1]
 ``perplexity``      exp(mean NLL per token) of the completion given its prompt under the
                     embedded base model (NaN for an empty completion); only when asked for
-``fluency``         the lexical gate, or 0 where perplexity exceeds ``max_perplexity`` when
-                    one is given; in [0, 1], 1 = fluent
+``fluency``         the gate of the chosen ``guard`` (``lexical_gate``, or ``wordlist_gate``
+                    below), or 0 where perplexity exceeds ``max_perplexity`` when one is given;
+                    in [0, 1], 1 = fluent
 ==================  ===========================================================================
+
+**Made-up words** pass the lexical gate: a letter string with vowels is a word token to it. A
+brevity expert trained on SmolLM2-135M-Instruct at a small KL coefficient answered in them
+("Zomhool!", "hikal, the itineradul"). The ``"wordlist"`` guard (``GUARDS``) adds
+``ramp(unknown_words; UNKNOWN_WORD_RAMP)`` to the lexical gate, checking each alphabetic word
+against an English word list (``english_words``): the Brill tagger lexicon and Norvig's
+spelling list that TextBlob ships, inflections and compounds of their words, and a few words
+newer than both. Names a list lacks ("Kubernetes") count as unknown, so the ramp starts above
+the share ordinary replies reach; it is a guard for English replies (other languages fail it).
 
 ``fluency`` is also a TRL-style objective (``fluency(prompts, completions)``, lexical only, no
 model), and ``degeneration_penalty`` is ``1 - fluency``: subtract ``lam * penalty`` from a
@@ -38,9 +50,14 @@ use it as a constraint through ``max_perplexity``.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import math
+import re
 import threading
+import unicodedata
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,7 +66,9 @@ from morl_core.objectives.lexical import (
     distinct_n,
     fluency_gate,
     nonword_ratio,
+    ramp,
     repetition,
+    word_set,
     words_of,
 )
 from morl_core.objectives.registry import LazyResource, Objective, as_text
@@ -62,10 +81,155 @@ KEYS = (
     "distinct2",
     "repetition",
     "nonword_ratio",
+    "unknown_words",
     "lexical_gate",
     "perplexity",
     "fluency",
 )
+
+# --- made-up words: the English word list ---
+
+# The word lists TextBlob ships in its wheel (a dependency): Brill's tagger lexicon (Brown corpus,
+# Penn Treebank, Twitter part-of-speech data: inflected forms and names) and Norvig's spelling
+# list (Project Gutenberg, Wiktionary, BNC). Read once, lower-cased: about 72,000 words, 0.3 s.
+WORD_LIST_FILES = ("en-lexicon.txt", "en-spelling.txt")
+LIST_ENTRY_PATTERN = re.compile(r"^([a-z]+) ", re.MULTILINE)
+# Common words newer than both lists (their compounds and inflections are found from these).
+RECENT_WORDS = word_set(
+    "app apps blog blogger chatbot cyber email emoji internet laptop online podcast selfie "
+    "smartphone startup username website webpage wifi"
+)
+# (suffix, what replaces it) for inflected and derived forms: "itineraries" -> "itinerary".
+SUFFIXES = tuple(
+    (rule.partition(">")[0], rule.partition(">")[2])
+    for rule in sorted(
+        word_set(
+            "ies>y ied>y ier>y iest>y ily>y iness>y s es ed ed>e ing ing>e er er>e est ly ness "
+            "ment ful less able ably ish ist ism ize ise ization isation"
+        )
+    )
+)
+PREFIXES = word_set(
+    "un re non pre over under mis dis out self co anti multi micro mini super semi inter trans "
+    "ultra mega eco bio geo auto cyber tele"
+)
+# A word whose inflection is listed though it is not ("immerse" for "immersed", "purr" for
+# "purring"): the lists are counts of running text, where a base form can be missing.
+ENDINGS = ("s", "es", "ed", "d", "ing", "ion", "ation")
+MIN_STEM_LETTERS = 3  # "is" -> "i" and similar stems are no evidence of a word
+# A compound counts when both halves are words of 4+ letters ("smartwatch", "craftsman"):
+# shorter halves are mostly abbreviations in the lexicon, which would admit made-up words.
+MIN_COMPOUND_PART = 4
+MAX_ACRONYM_LETTERS = 4  # "SMS", "DIY": capitals this short are acronyms, not counted
+# Share of a reply's alphabetic words outside the list -> the ramp of the "wordlist" guard: 1 up
+# to 0.25, 0 from 0.5. Ordinary replies stay below the start. Measured on replies to the
+# assistant prompts at the training decoding (temperature 1, 80 per set, seed 0):
+# SmolLM2-135M-Instruct's own have median 0, 90th percentile 0.05 and no ordinary reply above
+# 0.14 (names, rare words); its three above 0.25 are gibberish it writes at temperature 1
+# ("Dio faisybri asfiari not controllato"). Its brevity expert at beta 0.05 (step 59) has 11%
+# of replies above 0.25 ("Bouncerman rats.", "TenGeez."). The embedded model's demo replies
+# reach 0.13. One name in a reply of four words is 0.25: still gate 1.
+UNKNOWN_WORD_RAMP = (0.25, 0.5)
+GUARDS = ("lexical", "wordlist")  # RunConfig.fluency_guard: the lexical gate, or it x the list
+
+
+@functools.lru_cache(maxsize=1)
+def english_words() -> frozenset[str]:
+    """The English word list (lower case, letters only), read once from TextBlob's data."""
+    spec = importlib.util.find_spec("textblob")  # the data files only: no NLTK import
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the English word list comes with textblob: pip install textblob")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "en"
+    words = set(RECENT_WORDS)
+    for name in WORD_LIST_FILES:
+        words.update(LIST_ENTRY_PATTERN.findall((folder / name).read_text("utf-8").lower()))
+    return frozenset(words)
+
+
+def _forms(word: str):
+    """``word``, then it less one known suffix or prefix (a doubled final consonant undone too),
+    then it with one of ``ENDINGS`` (a final "e" dropped before a vowel)."""
+    yield word
+    for suffix, replacement in SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= MIN_STEM_LETTERS:
+            stem = word[: -len(suffix)]
+            yield stem + replacement
+            if not replacement and len(stem) > MIN_STEM_LETTERS and stem[-1] == stem[-2]:
+                yield stem[:-1]  # "running" -> "runn" -> "run"
+    for prefix in PREFIXES:
+        if word.startswith(prefix) and len(word) - len(prefix) >= MIN_STEM_LETTERS:
+            yield word[len(prefix) :]
+    if len(word) >= MIN_STEM_LETTERS:
+        for ending in ENDINGS:
+            yield word + ending
+            if word.endswith("e") and ending[0] in "aeiou":
+                yield word[:-1] + ending
+
+
+@functools.lru_cache(maxsize=65536)
+def is_english_word(word: str) -> bool:
+    """Whether a word of letters is in the English word list, up to case, accents, one
+    contraction ("shouldn't"), one suffix, prefix or ending (``_forms``) or as a compound of
+    two listed words of ``MIN_COMPOUND_PART``+ letters.
+
+    Example:
+        >>> [is_english_word(w) for w in ["Itineraries", "café", "shouldn't", "smartwatch",
+        ...                               "Zomhool", "itineradul", "hikal"]]
+        [True, True, True, True, False, False, False]
+    """
+    words = english_words()
+    plain = unicodedata.normalize("NFKD", word.lower().replace("’", "'"))
+    plain = "".join(c for c in plain if not unicodedata.combining(c))
+    head, _, clitic = plain.partition("'")
+    candidates = [head] + ([head[:-1]] if clitic == "t" and head.endswith("n") else [])
+    for candidate in candidates:
+        if any(form in words for form in _forms(candidate)):
+            return True
+        parts = range(MIN_COMPOUND_PART, len(candidate) - MIN_COMPOUND_PART + 1)
+        if any(candidate[:i] in words and candidate[i:] in words for i in parts):
+            return True
+    return False
+
+
+def unknown_word_ratio(text: str) -> float:
+    """Share of the alphabetic words of ``text`` (``words_of`` without digits or acronyms of
+    at most ``MAX_ACRONYM_LETTERS`` capitals) that are not English words
+    (``is_english_word``); 0.0 for a text without one.
+
+    Example:
+        >>> unknown_word_ratio("Zomhool! the itineradul hikal"), unknown_word_ratio("Pack a map.")
+        (0.75, 0.0)
+    """
+    words = [
+        w
+        for w in words_of(text)
+        if w.replace("'", "").replace("’", "").isalpha()
+        and not (w.isupper() and len(w) <= MAX_ACRONYM_LETTERS)
+    ]
+    if not words:
+        return 0.0
+    return sum(not is_english_word(w) for w in words) / len(words)
+
+
+def wordlist_gate(text: str) -> float:
+    """The lexical gate times ``ramp(unknown_word_ratio; UNKNOWN_WORD_RAMP)``, in [0, 1].
+
+    Example:
+        >>> wordlist_gate("Pack water and a map."), wordlist_gate("Zomhool! the itineradul hikal")
+        (1.0, 0.0)
+    """
+    gate = fluency_gate(text)
+    return gate * ramp(unknown_word_ratio(text), *UNKNOWN_WORD_RAMP) if gate > 0.0 else 0.0
+
+
+def guarded_fluency(texts: Sequence[str], guard: str = "lexical") -> np.ndarray:  # (N,)
+    """Fluency in [0, 1] of each text under ``guard`` (one of ``GUARDS``): ``fluency_gate``
+    ("lexical") or ``wordlist_gate`` ("wordlist"); what the trainer's fluency penalty uses."""
+    if guard not in GUARDS:
+        raise ValueError(f"guard must be one of {', '.join(GUARDS)}, got {guard!r}")
+    gate = fluency_gate if guard == "lexical" else wordlist_gate
+    return np.array([gate(text) for text in texts], dtype=np.float64)
+
 
 # --- the base model, loaded once ---
 
@@ -161,6 +325,7 @@ def degeneration(
     with_perplexity: bool = True,
     max_perplexity: float | None = None,
     batch_size: int = 32,
+    guard: str = "lexical",
 ) -> dict[str, np.ndarray]:
     """Per-completion degeneration measurements (module docstring lists the keys).
 
@@ -170,8 +335,10 @@ def degeneration(
         with_perplexity: Whether to load the base model and measure perplexity (else the
             ``perplexity`` key is absent).
         max_perplexity: When given (> 1), ``fluency`` is 0 where perplexity exceeds it; when
-            None, ``fluency`` equals ``lexical_gate``.
+            None, ``fluency`` is the ``guard``'s gate.
         batch_size: Completions per forward pass of the base model.
+        guard: Which gate ``fluency`` starts from, one of ``GUARDS``: ``"lexical"``
+            (``lexical_gate``) or ``"wordlist"`` (``wordlist_gate``: made-up words fail too).
 
     Returns:
         A dict of float arrays of shape (N,), keys in the order of ``KEYS``.
@@ -198,8 +365,9 @@ def degeneration(
         )
     report["repetition"] = np.array([repetition(text) for text in texts])
     report["nonword_ratio"] = np.array([nonword_ratio(text) for text in texts])
+    report["unknown_words"] = np.array([unknown_word_ratio(text) for text in texts])
     report["lexical_gate"] = np.array([fluency_gate(text) for text in texts])
-    fluency_values = report["lexical_gate"].copy()
+    fluency_values = guarded_fluency(texts, guard)
     if with_perplexity:
         report["perplexity"] = perplexity(prompts, completions, batch_size=batch_size)
     if max_perplexity is not None:
@@ -210,12 +378,16 @@ def degeneration(
 
 
 def degeneration_penalty(
-    prompts: Sequence, completions: Sequence, *, max_perplexity: float | None = None
+    prompts: Sequence,
+    completions: Sequence,
+    *,
+    max_perplexity: float | None = None,
+    guard: str = "lexical",
 ) -> np.ndarray:  # (N,)
     """``1 - fluency`` per completion, in [0, 1]: 0 for fluent text, 1 for degenerate text.
 
     Use as a penalty (``reward - lam * penalty``) or a constraint (``penalty <= 0.5``). Loads
-    the base model only when ``max_perplexity`` is given (see ``degeneration``).
+    the base model only when ``max_perplexity`` is given; ``guard`` as in ``degeneration``.
 
     Example:
         >>> degeneration_penalty(["Hi"] * 3, ["Hello there.", "ok ok ok ok", "Fine ......."]).tolist()
@@ -226,6 +398,7 @@ def degeneration_penalty(
         completions,
         with_perplexity=max_perplexity is not None,
         max_perplexity=max_perplexity,
+        guard=guard,
     )
     return 1.0 - report["fluency"]
 

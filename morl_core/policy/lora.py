@@ -9,6 +9,7 @@ from pathlib import Path
 from morl_core.policy.model import Policy
 
 DEFAULT_ADAPTER = "default"
+LORA_ALL_LINEAR = "all-linear"  # peft's name for every linear layer but the output head
 
 
 @contextlib.contextmanager
@@ -21,15 +22,54 @@ def _quiet_peft():
         yield
 
 
+def target_module_names(model) -> list[str]:
+    """Names a LoRA adapter can target in ``model``: the last part of the name of each linear
+    layer (``torch.nn.Linear``, GPT-2's ``Conv1D``) but the output head, sorted, e.g.
+    ``['down_proj', 'gate_proj', 'k_proj', ...]``; a layer an adapter already wraps counts
+    once, under its own name (not ``base_layer``), and the adapters' layers not at all."""
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    head = model.get_output_embeddings()
+    names = set()
+    for name, module in model.named_modules():
+        parts = name.split(".")
+        if module is head or any(part.startswith("lora_") for part in parts):
+            continue
+        if isinstance(module, torch.nn.Linear | Conv1D):
+            names.add(parts[-2] if parts[-1] == "base_layer" else parts[-1])
+    return sorted(names)
+
+
+def _target_modules(model, target_modules: str | list[str]) -> str | list[str]:
+    """``"all-linear"``, or the named modules as a list after checking ``model`` has them
+    (peft reads a plain string as a pattern on full names, so comma text becomes a list)."""
+    if target_modules == LORA_ALL_LINEAR:
+        return target_modules
+    names = target_modules.split(",") if isinstance(target_modules, str) else target_modules
+    allowed = target_module_names(model)
+    unknown = [name for name in names if name not in allowed]
+    if unknown or not names:
+        raise ValueError(
+            f"lora_target_modules: {', '.join(unknown) or 'no name'} is no linear layer of this "
+            f"model; allowed: '{LORA_ALL_LINEAR}' or comma-separated names among "
+            f"{', '.join(allowed)}"
+        )
+    return list(names)
+
+
 def attach_lora(
     policy: Policy,
     r: int = 8,
     alpha: int = 32,
     dropout: float = 0.0,
     adapter_name: str = DEFAULT_ADAPTER,
-    target_modules: str | list[str] = "all-linear",
+    target_modules: str | list[str] = LORA_ALL_LINEAR,
 ) -> Policy:
-    """Wrap the policy's model with a fresh LoRA adapter (on all linear layers by default).
+    """Wrap the policy's model with a fresh LoRA adapter on ``target_modules``: every linear
+    layer but the head (``"all-linear"``), or module names (a list or comma-separated text, as
+    ``RunConfig.lora_target_modules``; ``ValueError`` naming the allowed ones if the model has
+    no such layer).
 
     The base weights are frozen; only the adapter trains. A second call adds another adapter
     under ``adapter_name`` to the same model.
@@ -40,7 +80,7 @@ def attach_lora(
         r=r,
         lora_alpha=alpha,
         lora_dropout=dropout,
-        target_modules=target_modules,
+        target_modules=_target_modules(policy.model, target_modules),
         task_type="CAUSAL_LM",
         fan_in_fan_out=_is_conv1d_model(policy.model),
     )

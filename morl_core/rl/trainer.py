@@ -23,7 +23,7 @@ import torch
 
 from morl_core import objectives as objective_registry
 from morl_core.config import RunConfig
-from morl_core.objectives.lexical import fluency_gate
+from morl_core.objectives.degeneration import guarded_fluency
 from morl_core.objectives.normalize import RewardNormalizer  # noqa: F401 -- imported from here too
 from morl_core.prompts import load_prompt_columns
 from morl_core.rl.losses import (
@@ -131,7 +131,7 @@ class RLTrainer:
         )  # raw (B, K)
         norm = self.normalizer(raw)  # (B, K)
         scalar = scalarized(norm, weights, cfg.scalarization, cfg.k_samples)  # (B,)
-        fluency = np.asarray([fluency_gate(t) for t in texts])  # (B,) 1 = fluent
+        fluency = guarded_fluency(texts, cfg.fluency_guard)  # (B,) 1 = fluent
         trained_on = scalar - cfg.fluency_penalty * (1.0 - fluency)  # (B,) the RL reward
         t2 = time.perf_counter()
 

@@ -1,0 +1,182 @@
+"""The word-list guard: replies in made-up words fail it, ordinary replies pass.
+
+The lexical fluency gate takes any letter string with vowels for a word, so a SmolLM2 brevity
+expert trained at a small KL coefficient answered in made-up words ("Zomhool!") at gate 1. The
+``"wordlist"`` guard checks words against an English word list; these tests keep it on both
+sides of that line, on real model replies.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from morl_core.config import RunConfig
+from morl_core.objectives import degeneration as guard
+from morl_core.objectives.degeneration import (
+    UNKNOWN_WORD_RAMP,
+    guarded_fluency,
+    is_english_word,
+    unknown_word_ratio,
+    wordlist_gate,
+)
+from morl_core.objectives.lexical import fluency_gate
+from morl_core.policy import attach_lora, load_policy
+from morl_core.rl import trainer as trainer_module
+
+EXPLOIT = "Zomhool! the itineradul hikal"
+PLAIN = "Pack water, a map and warm clothes for a weekend of hiking."
+DEMO_DIR = Path(__file__).resolve().parents[1] / "assets" / "demo"
+
+# SmolLM2-135M-Instruct's own replies to assistant prompts at the training decoding
+# (temperature 1, 32 tokens): names and rare words ("Duolingo", "fleam", "krine") included.
+SMOLLM2_REPLIES = [
+    "4 to 7 days of sleep is just about 3 to 4 hours per night. So, in ideal conditions, an "
+    "adult needs about 3.",
+    "The changing of leaves in autumn is not just a mere little fleam; it's a natural phenomenon "
+    "that is tied to the cyclical life cycle of a leaf.",
+    "Learning new words in a foreign language requires patience, dedication, and language "
+    "learning apps such as Duolingo or Babbel. However, immersing yourself in the language",
+    "I'm sorry for any mistake. It seems you encountered a phone error pop-up via SMS. Don't "
+    "worry, I'll have you back as soon as",
+    "The simple, seemingly overused answer. Cats purr (krine!) to emit a consistent, even sound "
+    "when in need. Puppies and kittens purr",
+    'The "getting your hands dirty" idiom originated in the Philippines, where melon is a fruit '
+    "that grows on the vine Musa at a molecular level. Chewing",
+    "The sea is home to an enormous variety of creatures and is home to an enormous variety of "
+    "mantis.\n\nThe UK marine ecosystem, home to nearly",
+    "Bread goes stale because of the way the bread is baked. Bread is made with flour, water, "
+    "salt, yeast, and a starter, which is",
+    "As a services-focused AI, I'm committed to providing online support and optimizing the "
+    "seamless travel experience. Here's a few tricks to help you sleep better when",
+]
+# Its brevity expert at KL coefficient 0.05 (step 59): short replies in made-up words.
+SMOLLM2_EXPLOITS = [
+    "TenGeez.",
+    "Bouncerman rats.",
+    "Adventure Anecdeth",
+    "Namiko, dispával!",
+    "PwhichdeyMesh (Hijboja)\ncheckamALLSmollcron",
+]
+
+
+def test_made_up_words_are_flagged_and_a_plain_sentence_is_not():
+    assert fluency_gate(EXPLOIT) == 1.0  # what the lexical gate alone let through
+    assert unknown_word_ratio(EXPLOIT) == 0.75
+    assert wordlist_gate(EXPLOIT) == 0.0
+    assert unknown_word_ratio(PLAIN) == 0.0
+    assert wordlist_gate(PLAIN) == 1.0
+
+
+def test_real_smollm2_replies_pass_and_its_exploits_fail():
+    for reply in SMOLLM2_REPLIES:
+        assert unknown_word_ratio(reply) <= UNKNOWN_WORD_RAMP[0] / 2, reply
+        assert wordlist_gate(reply) == fluency_gate(reply) == 1.0, reply
+    for reply in SMOLLM2_EXPLOITS:
+        assert fluency_gate(reply) == 1.0, reply
+        assert unknown_word_ratio(reply) >= UNKNOWN_WORD_RAMP[1], reply
+        assert wordlist_gate(reply) == 0.0, reply
+
+
+def test_the_embedded_models_demo_replies_pass():
+    def texts(node):
+        if isinstance(node, str):
+            yield node
+        elif isinstance(node, list | dict):
+            for item in node.values() if isinstance(node, dict) else node:
+                yield from texts(item)
+
+    replies = {
+        text
+        for lattice in DEMO_DIR.glob("*/lattice.json")
+        for text in texts(json.loads(lattice.read_text())["methods"])
+        if any(c.isalpha() for c in text)
+    }
+    assert len(replies) > 100
+    gates = guarded_fluency(sorted(replies), "wordlist")
+    np.testing.assert_array_equal(gates, guarded_fluency(sorted(replies), "lexical"))
+
+
+@pytest.mark.parametrize(
+    ("word", "known"),
+    [
+        ("Itineraries", True),  # plural of a listed word
+        ("immerse", True),  # only "immersed" and "immersion" are listed
+        ("running", True),  # doubled consonant
+        ("shouldn't", True),
+        ("café", True),  # accent
+        ("smartwatch", True),  # compound of two listed words
+        ("unpackable", True),  # prefix and suffix
+        ("Zomhool", False),
+        ("itineradul", False),
+        ("hikal", False),
+        ("snickerdosh", False),
+        ("Bouncerman", False),  # no compound: "bouncer" + "man" has a 3-letter half
+    ],
+)
+def test_word_forms(word, known):
+    assert is_english_word(word) is known
+
+
+def test_the_ramp_and_what_is_not_counted():
+    assert unknown_word_ratio("Ask Zomhool about the map.") == 0.2  # one name in five words
+    assert wordlist_gate("Ask Zomhool about the map.") == 1.0
+    assert wordlist_gate("Ask Zomhool kindly.") == pytest.approx((0.5 - 1 / 3) / 0.25)
+    assert wordlist_gate("Ask Zomhool.") == 0.0
+    # digits and short acronyms are not words to check; a text without words scores 0 unknown
+    assert unknown_word_ratio("Call 911 or text SMS to 4242.") == 0.0
+    assert unknown_word_ratio("42") == 0.0
+    assert wordlist_gate("") == 0.0  # the lexical gate's verdicts stand
+
+
+def test_the_report_and_the_penalty_follow_the_guard():
+    texts = [PLAIN, EXPLOIT, "....."]
+    report = guard.degeneration(["Hi"] * 3, texts, with_perplexity=False)
+    np.testing.assert_allclose(report["unknown_words"], [0.0, 0.75, 0.0])
+    np.testing.assert_allclose(report["fluency"], [1.0, 1.0, 0.0])  # lexical by default
+    strict = guard.degeneration(["Hi"] * 3, texts, with_perplexity=False, guard="wordlist")
+    np.testing.assert_allclose(strict["fluency"], [1.0, 0.0, 0.0])
+    np.testing.assert_allclose(
+        guard.degeneration_penalty(["Hi"] * 3, texts, guard="wordlist"), [0.0, 1.0, 1.0]
+    )
+    with pytest.raises(ValueError, match="guard must be one of lexical, wordlist, got 'words'"):
+        guard.degeneration(["Hi"], [PLAIN], with_perplexity=False, guard="words")
+
+
+@pytest.mark.parametrize(("fluency_guard", "fluency"), [("lexical", 1.0), ("wordlist", 0.0)])
+def test_the_trainer_penalises_made_up_words_under_the_wordlist_guard(
+    monkeypatch, fluency_guard, fluency
+):
+    config = RunConfig.from_dict(
+        {
+            "objectives": ["brevity", "sentiment"],
+            "batch_prompts": 1,
+            "k_samples": 2,
+            "max_new_tokens": 4,
+            "fluency_penalty": 1.0,
+            "fluency_guard": fluency_guard,
+            "device": "cpu",
+        }
+    )
+    policy = load_policy("embedded", device="cpu", threads=1)
+    torch.manual_seed(0)
+    attach_lora(policy, r=2, alpha=4)
+    rewards_seen = []
+
+    def made_up_replies(policy, rollout, prompts, k, objectives, columns, state):
+        return [EXPLOIT] * k, None, np.full((k, len(objectives)), 0.5)
+
+    def seen(rewards, *args):
+        rewards_seen.append(rewards.tolist())
+        return shaped(rewards, *args)
+
+    shaped = trainer_module.kl_shaped_rewards
+    monkeypatch.setattr(trainer_module, "score_rollout", made_up_replies)
+    monkeypatch.setattr(trainer_module, "kl_shaped_rewards", seen)
+    rl = trainer_module.RLTrainer(policy, config, ["The hotel was"], seed=0)
+    metrics, _ = rl.step([1.0, 0.0])
+    assert metrics["fluency"] == fluency
+    # the scalarised reward 0.5, less fluency_penalty * (1 - fluency)
+    assert rewards_seen == [[0.5 - (1.0 - fluency)] * 2]
