@@ -14,6 +14,11 @@ A succeeded demo is exported once: the files the app needs (``KEPT_RUN_FILES``) 
 ``assets/demo/<name>/`` with the adapters in fp16, where it was trained goes to
 ``trained_on.json``, the folder is evaluated under the evaluation protocol (``front.json``) and
 its Steer replies are precomputed (``lattice.json``, see :mod:`morl_core.app.lattice`).
+
+The expert pool the exported demos use is ``GUARDED``: the brevity expert retrained alone (KL
+coefficient 0.1, the word-list fluency guard; option ``retrain``), the other three copied from
+``EXPERTS``, which trained all four (its brevity expert barely moved at beta 0.15). Only
+brevity trains again: the script submits ``GUARDED`` once ``EXPERTS`` has succeeded.
 """
 
 from __future__ import annotations
@@ -53,7 +58,8 @@ COMMON = {
     # SmolLM2 finds exploits (brevity alone, no KL: empty replies by step 22): at lr 3e-4 and
     # beta 0.05 the brevity expert went from 0.31 to 0.89 in 55 steps (32 -> 12 tokens, KL 7
     # nats) with half its replies made-up words ("Zomhool!"); beta 0.15 prices those replies
-    # out. At lr 1e-4 brevity barely moved in 22 steps.
+    # out, but brevity barely moved (0.35 -> 0.37 in 100 steps). At lr 1e-4 brevity barely
+    # moved in 22 steps. GUARDED retrains brevity at 0.1 with made-up words penalised instead.
     "lr": 3e-4,
     "kl_coef": 0.15,
     "fluency_penalty": 1.0,
@@ -64,6 +70,7 @@ COMMON = {
     "checkpoint_every": 5,
 }
 EXPERTS = "smollm2-experts"
+GUARDED = "smollm2-experts-guarded-brevity"
 # name -> config overrides; "experts_from" names the demo whose experts a demo reuses
 DEMOS: dict[str, dict] = {
     # one LoRA expert per objective (brevity: at most 8 words scores 1; SmolLM2 replies ~25)
@@ -71,19 +78,30 @@ DEMOS: dict[str, dict] = {
         "method": "soups",
         "objectives": ["brevity", "sentiment", "formality", "readability"],
     },
+    # the same pool with brevity retrained: beta 0.1, and replies in made-up words ("Zomhool!")
+    # cost the fluency penalty too (a share of words outside an English word list above 0.25)
+    GUARDED: {
+        "method": "soups",
+        "objectives": ["brevity", "sentiment", "formality", "readability"],
+        "kl_coef": 0.1,
+        "fluency_guard": "wordlist",
+        "options": {"retrain": "brevity"},
+        "experts_from": EXPERTS,
+    },
     "smollm2-soups-sentiment-brevity": {
         "method": "soups",
         "objectives": ["sentiment", "brevity"],
-        "experts_from": EXPERTS,
+        "experts_from": GUARDED,
     },
     "smollm2-soups-sentiment-brevity-formality": {
         "method": "soups",
         "objectives": ["sentiment", "brevity", "formality"],
         "n_preferences": 10,
-        "experts_from": EXPERTS,
+        "experts_from": GUARDED,
     },
 }
-EXPORTED = {name for name in DEMOS if name != EXPERTS}  # the expert pool itself is not shipped
+POOLS = {EXPERTS, GUARDED}  # expert pools are not shipped
+EXPORTED = set(DEMOS) - POOLS
 POLL_S = 60.0
 
 
@@ -106,7 +124,8 @@ def config_of(name: str, ids: dict[str, str], executor: LocalExecutor) -> dict |
     run = ids.get(source)
     if run is None or executor.store.status(run).state != RunState.SUCCEEDED:
         return None
-    return {**COMMON, **spec, "options": {"experts_from": str(executor.store.run_dir(run))}}
+    options = {**spec.pop("options", {}), "experts_from": str(executor.store.run_dir(run))}
+    return {**COMMON, **spec, "options": options}
 
 
 def advance(executor: LocalExecutor, data: Path, resumed: set[str]) -> dict[str, str]:
@@ -134,25 +153,54 @@ def advance(executor: LocalExecutor, data: Path, resumed: set[str]) -> dict[str,
             status = executor.resume(run)
         if status.state == RunState.SUCCEEDED and name in EXPORTED:
             if not (DEMO_DIR / name / "front.json").exists():
-                experts = executor.status(ids[EXPERTS]) if "experts_from" in DEMOS[name] else None
-                export(name, executor.store.run_dir(run), experts or status)
+                pool = DEMOS[name].get("experts_from")
+                trained = trained_by(pool, ids, executor) if pool else [status]
+                export(name, executor.store.run_dir(run), trained)
             states[name] = "exported"
         else:
             states[name] = f"{status.state} {status.step}/{status.total_steps}"
     return states
 
 
-def export(name: str, run_dir: Path, trained) -> Path:
+def trained_by(pool: str, ids: dict[str, str], executor: LocalExecutor) -> list:
+    """Statuses of the runs that trained the experts of expert pool ``pool``: its own run
+    first, then, for the experts it copied, the runs of the pool it copied them from."""
+    source = DEMOS[pool].get("experts_from")
+    own = executor.status(ids[pool])
+    return [own, *trained_by(source, ids, executor)] if source else [own]
+
+
+def expert_records(runs: list[list[dict]], objectives: list[str]) -> list[dict]:
+    """The per-step records of the experts of ``objectives``, each expert's stage from the first
+    of ``runs`` (metrics records, the last trainer first) that has it, in step order; the
+    other objectives' columns left out."""
+    from morl_core.methods.experts import expert_names
+
+    others = set(DEMOS[EXPERTS]["objectives"]) - set(objectives)
+    wanted, records = set(expert_names(objectives)), []
+    for run in runs:
+        stages = {r.get("stage") for r in run} & wanted
+        wanted -= stages
+        records += [
+            {k: v for k, v in r.items() if k.rsplit("/", 1)[-1] not in others}
+            for r in run
+            if r.get("stage") in stages
+        ]
+    return sorted(records, key=lambda r: r.get("step", 0))
+
+
+def export(name: str, run_dir: Path, trained: list) -> Path:
     """Copy a finished run's kept files into ``assets/demo/name`` (fp16 adapters), evaluate it.
 
-    ``trained`` is the status of the run that trained the adapters: a run that reused experts
-    trained none itself, so its learning curves and provenance are those of the experts' run.
+    ``trained`` are the statuses of the runs that trained the adapters, the last trainer of an
+    expert first (:func:`trained_by`): a run that reused experts trained none itself, so its
+    learning curves and provenance are those of the experts' runs, each stage from the first
+    run in ``trained`` that trained it.
     """
     from safetensors.torch import load_file, save_file
 
     from morl_core.app.lattice import build_lattice
     from morl_core.jobs.records import git_hash, package_versions
-    from morl_core.methods.experts import expert_names
     from morl_core.runfolder import METRICS, append_jsonl, read_metrics
     from morl_core.train_cli import evaluate_run
 
@@ -162,16 +210,9 @@ def export(name: str, run_dir: Path, trained) -> Path:
     for item in run_dir.iterdir():
         if item.name in KEPT_RUN_FILES:
             (shutil.copytree if item.is_dir() else shutil.copy2)(item, out / item.name)
-    if trained.run_id != run_dir.name:
-        objectives = DEMOS[name]["objectives"]
-        others = set(DEMOS[EXPERTS]["objectives"]) - set(objectives)
-        source = read_metrics(run_dir.parent / trained.run_id)[0]
-        records = [
-            {k: v for k, v in r.items() if k.rsplit("/", 1)[-1] not in others}
-            for r in source
-            if r.get("stage") in expert_names(objectives)
-        ]
-        append_jsonl(out / METRICS, records)
+    if trained[0].run_id != run_dir.name:
+        runs = [read_metrics(run_dir.parent / status.run_id)[0] for status in trained]
+        append_jsonl(out / METRICS, expert_records(runs, DEMOS[name]["objectives"]))
     for weights in out.glob("adapters/*/adapter_model.safetensors"):
         save_file({k: v.half() for k, v in load_file(weights).items()}, weights)
     for readme in out.glob("adapters/*/README.md"):
@@ -182,15 +223,17 @@ def export(name: str, run_dir: Path, trained) -> Path:
         adapter.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     import torch
 
+    last = trained[0]
     write_json_atomic(
         out / "trained_on.json",
         {
-            "device": trained.device,
-            "gpu": torch.cuda.get_device_name() if trained.device == "cuda" else None,
-            "host": trained.host,
+            "device": last.device,
+            "gpu": torch.cuda.get_device_name() if last.device == "cuda" else None,
+            "host": last.host,
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-            "run_id": trained.run_id,
-            "train_seconds": (trained.finished or 0) - (trained.started or 0),
+            "run_id": last.run_id,
+            "experts_copied_from": [s.run_id for s in trained[1:]],
+            "train_seconds": sum((s.finished or 0) - (s.started or 0) for s in trained),
             "adapters": "fp16 copies of the fp32 adapters trained",
             "git": git_hash(),
             "versions": package_versions(),

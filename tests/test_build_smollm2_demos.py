@@ -1,0 +1,65 @@
+"""scripts/build_smollm2_demos.py: the brevity expert retrained alone, the other experts reused."""
+
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from morl_core.config import RunConfig
+from morl_core.jobs.records import RunState
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "build_smollm2_demos.py"
+
+
+@pytest.fixture(scope="module")
+def build():
+    spec = importlib.util.spec_from_file_location("build_smollm2_demos", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def executor(states: dict[str, RunState], root: Path):
+    store = SimpleNamespace(
+        status=lambda run: SimpleNamespace(state=states[run]), run_dir=lambda run: root / run
+    )
+    return SimpleNamespace(store=store)
+
+
+def test_the_guarded_pool_retrains_brevity_only_once_the_experts_succeeded(build, tmp_path):
+    ids = {build.EXPERTS: "experts-run"}
+    running = executor({"experts-run": RunState.RUNNING}, tmp_path)
+    assert build.config_of(build.GUARDED, ids, running) is None
+    done = executor({"experts-run": RunState.SUCCEEDED}, tmp_path)
+    config = RunConfig.from_dict(build.config_of(build.GUARDED, ids, done), check_files=False)
+    assert config.options == {"retrain": "brevity", "experts_from": str(tmp_path / "experts-run")}
+    assert (config.kl_coef, config.fluency_guard, config.fluency_penalty) == (0.1, "wordlist", 1.0)
+    assert config.objectives == tuple(build.DEMOS[build.EXPERTS]["objectives"])
+    assert build.DEMOS[build.GUARDED]["options"] == {"retrain": "brevity"}  # not changed in place
+    # the shipped demos take their experts from the guarded pool; no pool is shipped
+    assert {build.DEMOS[name]["experts_from"] for name in build.EXPORTED} == {build.GUARDED}
+    assert build.POOLS.isdisjoint(build.EXPORTED)
+
+
+def test_learning_curves_take_each_expert_from_its_last_trainer(build):
+    def records(stage: str, steps, brevity: float) -> list[dict]:
+        return [
+            {"step": s, "stage": stage, "reward/brevity": brevity, "reward/formality": 0.5}
+            for s in steps
+        ]
+
+    guarded = records("expert_brevity", [1, 2], 0.6)
+    experts = [
+        *records("expert_brevity", [1, 2], 0.3),
+        *records("expert_sentiment", [3, 4], 0.3),
+        *records("expert_formality", [5, 6], 0.3),
+    ]
+    merged = build.expert_records([guarded, experts], ["sentiment", "brevity"])
+    assert [(r["step"], r["stage"], r["reward/brevity"]) for r in merged] == [
+        (1, "expert_brevity", 0.6),
+        (2, "expert_brevity", 0.6),
+        (3, "expert_sentiment", 0.3),
+        (4, "expert_sentiment", 0.3),
+    ]
+    assert all("reward/formality" not in r for r in merged)
