@@ -19,8 +19,10 @@ Every number that compares fronts (``morl front``'s ``front.json``, the app's Fr
   (:meth:`EvalProtocol.eu_preferences`), not the front's own preferences; IGD / IGD+ where the
   true front is known. A percentile bootstrap over prompts gives HV and EU ``level`` intervals.
 * **KL to the base model**: a Monte-Carlo estimate of KL(policy || base) on the sampled
-  replies, per token and per sequence, at every preference, for servers that run one model per
-  preference (an adapter or a soup); decoding-time mixtures report None.
+  replies, per token and per sequence, at every preference, for every method: the sampler
+  reports the log-probability of each token it draws under the policy's actual next-token
+  distribution (a mixture, a fusion, a conditioned prompt and all), one teacher-forced pass of
+  the base model on the user's plain prompt gives the base's (:func:`generate_with_kl`).
 * **Base model**: :func:`evaluate_base` evaluates the untrained model the same way, the
   reference row of a comparison.
 
@@ -263,59 +265,176 @@ def snapshot_hypervolume(
 # --- KL to the base model --------------------------------------------------------------------
 
 
+class StepLogprobs:
+    """The sampler's ``on_logprobs`` (:func:`morl_core.policy.sampling.sample`): records one
+    rollout's columns as they are chosen, with log pi of each chosen token."""
+
+    def __init__(self) -> None:
+        self.columns: list[tuple[Any, Any, Any]] = []
+
+    def __call__(self, tokens, live, logprobs) -> None:
+        self.columns.append((tokens, live, logprobs))
+
+    def rollout(self, rows: int):
+        """(completion ids, mask, log pi) (rows, T) of the recorded rollout, or None when none was
+        recorded (greedy decoding, a steerable that does not sample through ``Policy.rollout``)
+        or it is not one rollout of ``rows`` rows."""
+        import torch
+
+        if not self.columns or any(len(t) != rows for t, _, _ in self.columns):
+            return None
+        tokens, live, logprobs = (torch.stack(c, dim=1) for c in zip(*self.columns, strict=True))
+        return tokens, live, logprobs
+
+
+@contextlib.contextmanager
+def base_model(model):
+    """The base model under a steerable's ``model``, in eval mode, its adapters switched off.
+
+    A peft model (one adapter per preference, or the experts of a mixture) and Panacea's layers
+    switch off with ``disable_adapter``; a hidden-state fusion (EMORL, the meta-policy) is a
+    fusion of adapters of one peft model, whose own ``disable_adapter`` is the RL trainer's
+    reference (for the meta-policy, the untrained mixing), so the peft model is used instead.
+    A model without adapters is its own base.
+    """
+    from morl_core.methods.hidden import HiddenFusion  # imports torch: only when KL is measured
+
+    if isinstance(model, HiddenFusion):
+        model = model.model
+    switch_off = getattr(model, "disable_adapter", None)
+    was_training = model.training
+    model.eval()
+    try:
+        with switch_off() if switch_off is not None else contextlib.nullcontext():
+            yield model
+    finally:
+        model.train(was_training)
+
+
+def teacher_forced_logprobs(
+    model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature: float = 1.0
+):
+    """log_softmax(logits / temperature) of each completion token given the prompt and the
+    completion before it (B, T), 0 where the mask is 0; ``KL_BATCH`` rows per forward pass.
+
+    Prompts left-padded (B, P), completions right-padded (B, T), as a rollout holds them.
+    """
+    import torch
+
+    width = completion_ids.shape[1]
+    out = torch.zeros(completion_ids.shape, dtype=torch.float32, device=completion_ids.device)
+    for start in range(0, len(completion_ids), KL_BATCH):
+        rows = slice(start, start + KL_BATCH)
+        ids = torch.cat([prompt_ids[rows], completion_ids[rows]], dim=1)  # (b, P + T)
+        mask = torch.cat([prompt_mask[rows], completion_mask[rows]], dim=1)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.no_grad():
+            logits = model(
+                input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=width + 1
+            ).logits[:, -width - 1 : -1, :]  # (b, T, V): position t predicts completion token t
+            logp = torch.log_softmax(logits.float() / temperature, dim=-1)
+            chosen = logp.gather(-1, completion_ids[rows, :, None]).squeeze(-1)  # (b, T)
+        out[rows] = torch.where(completion_mask[rows].bool(), chosen, torch.zeros_like(chosen))
+    return out
+
+
+def plain_prompts(policy, prompts: Sequence[str], max_new_tokens: int):
+    """The user's prompts as a plain :class:`~morl_core.policy.Policy` encodes them (its chat
+    template, no steering prefix such as RiC's reward tags): the x of KL(pi(.|x) || base(.|x))."""
+    from morl_core.policy import Policy
+
+    return Policy.encode(policy, list(prompts), max_new_tokens)
+
+
+def reply_kl(
+    policy, prompts: Sequence[str], completion_ids, completion_mask, logprobs, temperature
+):
+    """(sum_t log pi - log pi_base over each reply (n,), tokens per reply (n,)) or None.
+
+    ``logprobs`` (n, T) are the policy's log pi of the completion tokens; the base term is one
+    teacher-forced pass of :func:`base_model` on the plain prompt and the same token ids, at the
+    same temperature (the base row decodes at it too: its own KL stays 0).
+    """
+    if completion_ids.shape[1] == 0 or not bool(completion_mask.any()):
+        return None
+    prompt_ids, prompt_mask = plain_prompts(policy, prompts, completion_ids.shape[1])
+    with base_model(policy.model) as model:
+        base = teacher_forced_logprobs(
+            model, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature
+        )
+    live = completion_mask.float()
+    kl = ((logprobs.float() - base) * live).sum(-1)  # (n,)
+    return kl.double().cpu().numpy(), live.sum(-1).double().cpu().numpy()
+
+
+def generate_with_kl(
+    steerable, prompts: Sequence[str], weights, **gen: Any
+) -> tuple[list[str], tuple[np.ndarray, np.ndarray] | None]:
+    """``steerable.generate`` plus the Monte-Carlo KL(policy || base) of each reply it sampled.
+
+    Every steerable samples through ``Policy.rollout``, whose per-step logits are its actual
+    next-token distribution (a mixture, a fusion, a conditioned prompt and all). The sampler
+    reports log pi(y_t | x, y_<t) under the untruncated ``log_softmax(logits / temperature)``
+    (:class:`StepLogprobs`); one teacher-forced pass of the base model on the user's plain
+    prompt x and the same token ids gives log pi_base (:func:`reply_kl`). Summed over a
+    reply's tokens, its mean over replies estimates the per-sequence KL and the pooled ratio
+    the per-token KL, of the untruncated policy on its (top-p) samples.
+
+    Returns:
+        ``(texts, (kl (n,), tokens (n,)))``; the KL is None for greedy decoding (temperature
+        0: no finite KL), a steerable without a ``policy`` or that does not sample through
+        ``Policy.rollout``, or when nothing was generated.
+    """
+    recorder = StepLogprobs()
+    texts = steerable.generate(list(prompts), weights, on_logprobs=recorder, **gen)
+    policy = getattr(steerable, "policy", None)
+    temperature = gen.get("temperature", 1.0)
+    found = recorder.rollout(len(prompts))
+    if policy is None or found is None or gen.get("greedy") or not temperature:
+        return texts, None
+    return texts, reply_kl(policy, prompts, *found, temperature)
+
+
 def kl_to_base(
     steerable, prompts: Sequence[str], texts: Sequence[str], weights
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Monte-Carlo KL(policy || base) of each sampled reply: (sum over its tokens, tokens).
+    """Monte-Carlo KL(policy || base) of replies generated elsewhere: (sum over tokens, tokens).
 
-    ``sum_t log pi(y_t | ...) - log pi_base(y_t | ...)`` on the reply's re-tokenised text: its
-    mean over replies estimates the per-sequence KL, the pooled ratio the per-token KL (of the
-    untruncated policy, on its top-p samples). Only for a steerable with ``policy`` and
-    ``choose`` (one model per preference: one pass with the adapter, one without); mixtures,
-    prompt-conditioned and meta policies return None.
+    For texts that were not sampled with :func:`generate_with_kl` (the app's point inspector
+    scores cached replies): each reply is re-tokenised, so only a steerable with ``policy`` and
+    ``choose`` (one model per preference: one teacher-forced pass with its adapter, one
+    without, at temperature 1) can score it; mixtures, prompt-conditioned and meta policies
+    return None here (the evaluation measures them while sampling instead).
 
     Returns:
-        ``(kl (n,), tokens (n,))``, or None when not cheap or nothing was generated.
+        ``(kl (n,), tokens (n,))``, or None when not possible or nothing was generated.
     """
     policy = getattr(steerable, "policy", None)
     if policy is None or not hasattr(steerable, "choose") or not texts:
         return None
     import torch  # heavy: only evaluations that measure KL load it
 
-    from morl_core.rl.losses import token_logprobs
-
-    def encode(text: str) -> list[int]:
-        return policy.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    rows = [(encode(p), encode(" " + t) if t else []) for p, t in zip(prompts, texts, strict=True)]
+    encode = lambda text: policy.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    replies = [encode(" " + t) if t else [] for t in texts]
+    width = max(map(len, replies))
+    if width == 0:
+        return None
+    completion = torch.full((len(replies), width), policy.pad_id, dtype=torch.long)
+    mask = torch.zeros_like(completion)
+    for row, ids in enumerate(replies):
+        completion[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        mask[row, : len(ids)] = 1
+    completion, mask = completion.to(policy.device), mask.to(policy.device)
     model = policy.model
     model.set_adapter(steerable.choose(check_weights(weights, k=len(steerable.objectives))))
-    kl, tokens = np.zeros(len(rows)), np.zeros(len(rows))
-    for start in range(0, len(rows), KL_BATCH):
-        chunk = rows[start : start + KL_BATCH]
-        width = max(len(c) for _, c in chunk)
-        if width == 0:
-            continue
-        total = max(len(p) for p, _ in chunk) + width
-        ids, mask, cmask = [], [], []
-        for p_ids, c_ids in chunk:  # left-pad the prompt, right-pad the completion
-            pad, tail = total - width - len(p_ids), width - len(c_ids)
-            ids.append([policy.pad_id] * pad + p_ids + c_ids + [policy.pad_id] * tail)
-            mask.append([0] * pad + [1] * (len(p_ids) + len(c_ids)) + [0] * tail)
-            cmask.append([1] * len(c_ids) + [0] * tail)
-        input_ids = torch.tensor(ids, device=policy.device)
-        attention = torch.tensor(mask, device=policy.device)
-        completion = torch.tensor(cmask, dtype=torch.float32, device=policy.device)  # (b, T)
-        with torch.no_grad():
-            logp, _ = token_logprobs(model, input_ids, attention, width)  # (b, T)
-            with model.disable_adapter():
-                ref, _ = token_logprobs(model, input_ids, attention, width)
-        end = start + len(chunk)
-        kl[start:end] = ((logp - ref) * completion).sum(-1).double().cpu().numpy()
-        tokens[start:end] = completion.sum(-1).double().cpu().numpy()
-    if tokens.sum() == 0:
-        return None
-    return kl, tokens
+    prompt_ids, prompt_mask = plain_prompts(policy, prompts, width)
+    was_training = model.training
+    model.eval()
+    try:
+        logprobs = teacher_forced_logprobs(model, prompt_ids, prompt_mask, completion, mask)
+    finally:
+        model.train(was_training)
+    return reply_kl(policy, prompts, completion, mask, logprobs, 1.0)
 
 
 # --- evaluating a steerable ------------------------------------------------------------------
@@ -351,11 +470,20 @@ def evaluate_front(
     n, k = len(prompts), len(objectives)
     points, errors, examples, distinct1, distinct2 = [], [], [], [], []
     sums, counts, kl_token, kl_sequence = [], [], [], []
+    measure = protocol.kl and not base
     for w in preferences:
         check_weights(w, k=k)
-        texts = []
+        texts, measured = [], []
         for s in range(protocol.samples):  # common random numbers: the seed ignores w
-            texts += steerable.generate(prompts, list(w), seed=protocol.seed + s, **decoding)
+            seed_s = protocol.seed + s
+            if measure:
+                replies, found = generate_with_kl(
+                    steerable, prompts, list(w), seed=seed_s, **decoding
+                )
+                measured.append(found)
+            else:
+                replies = steerable.generate(prompts, list(w), seed=seed_s, **decoding)
+            texts += replies
         asked = prompts * protocol.samples
         rewards = objective_registry.score(
             list(objectives), asked, texts, prompt_columns=prompt_columns
@@ -368,7 +496,10 @@ def evaluate_front(
         examples.append([asked[0], texts[0]])
         distinct1.append(distinct_n(texts, 1))
         distinct2.append(distinct_n(texts, 2))
-        kl = kl_to_base(steerable, asked, texts, w) if protocol.kl and not base else None
+        kl = None
+        if measure and measured and all(m is not None for m in measured):
+            kl = tuple(np.concatenate(parts) for parts in zip(*measured, strict=True))
+            kl = kl if kl[1].sum() > 0 else None
         zero = 0.0 if base else None
         kl_token.append(zero if kl is None else float(kl[0].sum() / kl[1].sum()))
         kl_sequence.append(zero if kl is None else float(kl[0].mean()))

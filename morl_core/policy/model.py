@@ -125,10 +125,12 @@ class Policy:
         generator=None,
         next_token=None,
         on_step=None,
+        on_logprobs=None,
     ):
         """Sample ``n`` completions per prompt (rows ordered prompt-major: p0 x n, p1 x n, ...).
 
-        ``on_step`` is :func:`~morl_core.policy.sampling.sample`'s per-step callback.
+        ``on_step`` and ``on_logprobs`` are :func:`~morl_core.policy.sampling.sample`'s
+        per-step callbacks.
 
         Raises:
             ValueError: empty prompts, ``n < 1``, ``max_new_tokens`` not below the model's
@@ -152,6 +154,7 @@ class Policy:
                 greedy=greedy,
                 generator=generator,
                 on_step=on_step,
+                on_logprobs=on_logprobs,
             )
 
     def _prepare(self, prompts, n, max_new_tokens, temperature, top_p, seed, generator):

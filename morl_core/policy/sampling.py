@@ -17,6 +17,8 @@ import torch
 NextToken = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Any], tuple[torch.Tensor, Any]]
 # on_step(tokens (B,), live (B,)) after each step: a rollout's next column, as it is chosen
 OnStep = Callable[[torch.Tensor, torch.Tensor], None]
+# on_logprobs(tokens (B,), live (B,), logprobs (B,)): the column and log pi of each chosen token
+OnLogprobs = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
 
 
 @dataclass
@@ -158,6 +160,7 @@ def sample(
     greedy: bool = False,
     generator: torch.Generator | None = None,
     on_step: OnStep | None = None,
+    on_logprobs: OnLogprobs | None = None,
 ) -> Rollout:
     """Decode up to ``max_new_tokens`` per row; a row stops at its first EOS.
 
@@ -166,6 +169,11 @@ def sample(
     The loop stops when every row has ended, or after ``max_new_tokens`` steps. ``on_step``
     sees each column of the completion and its mask as it is chosen (what streams a reply to a
     page); it draws nothing from ``generator``, so the rollout is the same with or without it.
+    ``on_logprobs`` sees the same column plus the log-probability of each chosen token under the
+    untruncated, temperature-scaled distribution ``log_softmax(logits / temperature)`` of the
+    ``next_token`` function (whatever it mixes or conditions on), 0 where the row had ended:
+    what the evaluation's KL to the base model sums. It draws nothing either, and is never
+    called when decoding greedily (a greedy reply has no finite log-probability).
     ``ValueError`` on a setting out of range (:func:`check_sampling`).
     """
     check_sampling(max_new_tokens, temperature, top_p)
@@ -189,6 +197,10 @@ def sample(
         live.append(alive.long())
         if on_step is not None:
             on_step(nxt, live[-1])
+        if on_logprobs is not None and not (greedy or temperature == 0):
+            logp = torch.log_softmax(logits.float() / temperature, dim=-1)  # (B, V)
+            chosen = logp.gather(-1, nxt[:, None]).squeeze(-1)  # (B,)
+            on_logprobs(nxt, live[-1], torch.where(alive, chosen, torch.zeros_like(chosen)))
         alive = alive & (nxt != eos_id)
         step_ids = nxt[:, None]
         step_pos = step_pos[:, -1:] + 1
