@@ -400,17 +400,18 @@ def kl_to_base(
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Monte-Carlo KL(policy || base) of replies generated elsewhere: (sum over tokens, tokens).
 
-    For texts that were not sampled with :func:`generate_with_kl` (the app's point inspector
-    scores cached replies): each reply is re-tokenised, so only a steerable with ``policy`` and
-    ``choose`` (one model per preference: one teacher-forced pass with its adapter, one
-    without, at temperature 1) can score it; mixtures, prompt-conditioned and meta policies
-    return None here (the evaluation measures them while sampling instead).
+    For texts not sampled through :func:`generate_with_kl` (the app's point inspector scores
+    cached replies): each reply is re-tokenised and teacher-forced through the steerable's own
+    ``generate`` (the sampler's ``forced`` completions, at temperature 1), so the policy term
+    is its actual distribution for every method, as in the evaluation; the base term is
+    :func:`reply_kl`'s.
 
     Returns:
-        ``(kl (n,), tokens (n,))``, or None when not possible or nothing was generated.
+        ``(kl (n,), tokens (n,))``, or None for a steerable without a ``policy`` (or that does
+        not decode through ``Policy.rollout``) or when there is no reply token.
     """
     policy = getattr(steerable, "policy", None)
-    if policy is None or not hasattr(steerable, "choose") or not texts:
+    if policy is None or not texts:
         return None
     import torch  # heavy: only evaluations that measure KL load it
 
@@ -424,17 +425,19 @@ def kl_to_base(
     for row, ids in enumerate(replies):
         completion[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         mask[row, : len(ids)] = 1
-    completion, mask = completion.to(policy.device), mask.to(policy.device)
-    model = policy.model
-    model.set_adapter(steerable.choose(check_weights(weights, k=len(steerable.objectives))))
-    prompt_ids, prompt_mask = plain_prompts(policy, prompts, width)
-    was_training = model.training
-    model.eval()
-    try:
-        logprobs = teacher_forced_logprobs(model, prompt_ids, prompt_mask, completion, mask)
-    finally:
-        model.train(was_training)
-    return reply_kl(policy, prompts, completion, mask, logprobs, 1.0)
+    forced = (completion.to(policy.device), mask.to(policy.device))
+    recorder = StepLogprobs()
+    steerable.generate(
+        list(prompts),
+        weights,
+        forced=forced,
+        on_logprobs=recorder,
+        max_new_tokens=width,
+        temperature=1.0,
+        seed=0,  # nothing is drawn
+    )
+    found = recorder.rollout(len(prompts))
+    return None if found is None else reply_kl(policy, prompts, *found, 1.0)
 
 
 # --- evaluating a steerable ------------------------------------------------------------------

@@ -87,6 +87,18 @@ def test_sampler_reports_log_softmax_at_the_temperature_without_changing_the_rol
     )
     torch.testing.assert_close(logprobs, forced, atol=1e-4, rtol=1e-4)
     assert bool((logprobs[live == 0] == 0).all()) and bool((logprobs[live == 1] < 0).all())
+    # the same completions teacher-forced through the loop (the first one cut after 3 tokens):
+    # the same rows and log-probs, nothing drawn, each row ending where its mask does
+    cut = live.clone()
+    cut[0, 3:] = 0
+    again = evaluation.StepLogprobs()
+    replayed = policy.rollout(
+        PROMPTS, max_new_tokens=10, temperature=0.7, forced=(ids, cut), on_logprobs=again
+    )
+    assert torch.equal(replayed.completion_mask, cut)
+    assert torch.equal(replayed.completion_ids[cut == 1], ids[cut == 1])
+    expected = torch.where(cut == 1, logprobs, torch.zeros_like(logprobs))
+    torch.testing.assert_close(again.rollout(len(PROMPTS))[2], expected, atol=1e-5, rtol=1e-5)
     greedy = evaluation.StepLogprobs()
     sample(
         lambda *a: (torch.zeros(1, 5), None),
@@ -116,20 +128,44 @@ def test_an_untrained_adapter_is_the_base_model_and_a_larger_perturbation_moves_
     assert np.isfinite(large) and large < 20
 
 
-def test_one_adapter_families_match_the_re_tokenised_estimate(experts):
-    """MORLHF's adapter: the sampler's KL against :func:`kl_to_base`'s teacher-forced pass on the
-    decoded, re-tokenised texts (the method one-model families always used) on the same replies;
-    the two differ only by re-tokenisation and the EOS a reply ends with."""
+def adapter_minus_base(policy, adapter: str, prompts, texts) -> tuple[float, float]:
+    """The estimate one-model methods had before: on the decoded, re-tokenised replies, one
+    teacher-forced pass with the adapter and one without (KL sum, tokens)."""
+    from morl_core.rl.losses import token_logprobs
+
+    encode = lambda text: policy.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    total, tokens = 0.0, 0.0
+    policy.model.set_adapter(adapter)
+    for prompt, text in zip(prompts, texts, strict=True):
+        reply = encode(" " + text)
+        ids = torch.tensor([encode(prompt) + reply])
+        mask = torch.ones_like(ids)
+        with torch.no_grad():
+            logp, _ = token_logprobs(policy.model, ids, mask, len(reply))
+            with policy.model.disable_adapter():
+                ref, _ = token_logprobs(policy.model, ids, mask, len(reply))
+        total, tokens = total + float((logp - ref).sum()), tokens + len(reply)
+    return total, tokens
+
+
+def test_one_adapter_families_match_the_estimate_they_had(experts):
+    """MORLHF's adapter: the sampler's KL against the two-pass estimate on re-tokenised texts
+    that one-model methods always reported, on the same replies; they differ only by
+    re-tokenisation and the EOS a reply may end with. The app's re-tokenised ``kl_to_base``
+    (teacher-forced through ``generate``) agrees with both."""
     steerable = NearestPreference(experts, OBJECTIVES, {EXPERTS[0]: [1.0, 0.0]})
-    sampled, retokenised = [0.0, 0.0], [0.0, 0.0]
+    sampled, before, retokenised = [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]
     for seed in range(4):
         texts, kl = generate_with_kl(steerable, PROMPTS, [1.0, 0.0], seed=seed, **DECODING)
-        old = evaluation.kl_to_base(steerable, PROMPTS, texts, [1.0, 0.0])
-        for total, found in ((sampled, kl), (retokenised, old)):
+        forced = evaluation.kl_to_base(steerable, PROMPTS, texts, [1.0, 0.0])
+        old = adapter_minus_base(experts, EXPERTS[0], PROMPTS, texts)
+        for total, found in ((sampled, kl), (retokenised, forced)):
             total[0], total[1] = total[0] + found[0].sum(), total[1] + found[1].sum()
-    new, old = sampled[0] / sampled[1], retokenised[0] / retokenised[1]
+        before = [before[0] + old[0], before[1] + old[1]]
+    new, old = sampled[0] / sampled[1], before[0] / before[1]
     assert new > 1e-3 and old > 1e-3
     assert abs(new - old) <= 0.25 * old
+    assert retokenised[0] / retokenised[1] == pytest.approx(old, rel=1e-3)
 
 
 # --- mixtures, fusions and conditioned policies ----------------------------------------------
@@ -141,6 +177,11 @@ def test_a_one_hot_mixture_is_its_expert_and_a_mixed_one_is_finite(experts):
     assert per_token(mod, [1.0, 0.0]) == pytest.approx(expert, abs=1e-5)
     mixed = per_token(mod, [0.5, 0.5])
     assert mixed is not None and 1e-3 < mixed < 20
+    # replies written elsewhere, teacher-forced through the mixture: the same estimate
+    texts, kl = generate_with_kl(mod, PROMPTS, [0.5, 0.5], seed=5, **DECODING)
+    again = evaluation.kl_to_base(mod, PROMPTS, texts, [0.5, 0.5])
+    assert again is not None
+    assert again[0].sum() / again[1].sum() == pytest.approx(kl[0].sum() / kl[1].sum(), rel=0.25)
 
 
 def test_hidden_state_fusions_measure_against_the_base_not_their_training_reference(experts):

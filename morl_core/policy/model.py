@@ -126,11 +126,12 @@ class Policy:
         next_token=None,
         on_step=None,
         on_logprobs=None,
+        forced=None,
     ):
         """Sample ``n`` completions per prompt (rows ordered prompt-major: p0 x n, p1 x n, ...).
 
         ``on_step`` and ``on_logprobs`` are :func:`~morl_core.policy.sampling.sample`'s
-        per-step callbacks.
+        per-step callbacks, ``forced`` its teacher-forced completions (one row per completion).
 
         Raises:
             ValueError: empty prompts, ``n < 1``, ``max_new_tokens`` not below the model's
@@ -155,6 +156,7 @@ class Policy:
                 generator=generator,
                 on_step=on_step,
                 on_logprobs=on_logprobs,
+                forced=forced,
             )
 
     def _prepare(self, prompts, n, max_new_tokens, temperature, top_p, seed, generator):

@@ -161,6 +161,7 @@ def sample(
     generator: torch.Generator | None = None,
     on_step: OnStep | None = None,
     on_logprobs: OnLogprobs | None = None,
+    forced: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> Rollout:
     """Decode up to ``max_new_tokens`` per row; a row stops at its first EOS.
 
@@ -174,6 +175,9 @@ def sample(
     ``next_token`` function (whatever it mixes or conditions on), 0 where the row had ended:
     what the evaluation's KL to the base model sums. It draws nothing either, and is never
     called when decoding greedily (a greedy reply has no finite log-probability).
+    ``forced`` = (ids (B, T), mask (B, T), right-padded) teacher-forces given completions
+    through the same loop instead of drawing (nothing is drawn; a row ends where its mask
+    does): ``on_logprobs`` then scores replies written elsewhere under this distribution.
     ``ValueError`` on a setting out of range (:func:`check_sampling`).
     """
     check_sampling(max_new_tokens, temperature, top_p)
@@ -188,10 +192,19 @@ def sample(
     tokens, live = [], []
     for step in range(max_new_tokens):
         mask = full_mask[:, : width + step]
+        if forced is not None:  # a row ends where its given completion does
+            if step == forced[0].shape[1]:
+                break
+            alive = alive & forced[1][:, step].bool()
+            if not alive.any():
+                break
         logits, cache = next_token(step_ids, mask, step_pos, cache)  # (B, V)
-        nxt = next_from_logits(
-            logits, temperature=temperature, top_p=top_p, greedy=greedy, generator=generator
-        )
+        if forced is None:
+            nxt = next_from_logits(
+                logits, temperature=temperature, top_p=top_p, greedy=greedy, generator=generator
+            )
+        else:
+            nxt = forced[0][:, step]
         nxt = torch.where(alive, nxt, torch.full_like(nxt, pad_id))
         tokens.append(nxt)
         live.append(alive.long())
