@@ -144,7 +144,7 @@ def test_front_records_kl_per_token_and_per_sequence(soups_run, small_protocol):
     assert all(abs(s) >= abs(t) for s, t in zip(sequence, token, strict=True))  # >= 1 token each
     assert front["indicators"]["intervals"]["hypervolume"][0] <= front["indicators"]["hypervolume"]
 
-    class Mixture:  # a decoding-time mixture has no single model to compare: not cheap
+    class Mixture:  # no policy (tokenizer and base model): nothing to measure KL with
         objectives = OBJECTIVES
 
     assert evaluation.kl_to_base(Mixture(), ["a"], ["b"], [0.5, 0.5]) is None
