@@ -51,7 +51,7 @@ from morl_core.prompts import load_prompt_columns, load_prompts
 from morl_core.runfolder import read_config, read_metrics
 from morl_core.weights import check_weights, simplex_lattice
 
-PROTOCOL_VERSION = "eval-2"
+PROTOCOL_VERSION = "eval-3"
 # Expected utility is averaged over a simplex lattice with this many divisions per objective
 # count (21, 45, 56, 70 preferences); more objectives get 3 divisions, a bounded lattice.
 EU_DIVISIONS = ((2, 20), (3, 8), (4, 5), (5, 4))

@@ -169,7 +169,7 @@ for column, r, title in zip(
         for g in seen.generations:
             st.markdown(generation_html(g.text, g.scores, g.prompt), unsafe_allow_html=True)
         d = seen.degeneration
-        kl = "n/a (K models mixed per token)" if d.kl is None else f"{d.kl:.3f} nats/token"
+        kl = "n/a (greedy decoding)" if d.kl is None else f"{d.kl:.3f} nats/token"
         st.caption(
             f"{d.words:.1f} words · repetition {d.repetition:.0%} · distinct-1 {d.distinct1:.2f} · "
             f"distinct-2 {d.distinct2:.2f} · garbled {d.garbled:.0%} · KL to base {kl}"

@@ -175,7 +175,8 @@ def kl_to_base(
     shared: SharedSteerable, prompts: Sequence[str], texts: Sequence[str], weights
 ) -> float | None:
     """KL(policy || base) per token on sampled ``texts`` (the protocol's estimate), on a free
-    replica; None where it is not cheap (decoding-time mixtures, the base model itself)."""
+    replica, for every kind of steerable (about 0 for the base model); None under greedy
+    decoding."""
     with shared.replica() as replica:
         kl = evaluation.kl_to_base(replica, prompts, texts, weights)
     return None if kl is None else max(0.0, float(kl[0].sum() / kl[1].sum()))

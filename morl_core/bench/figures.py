@@ -223,7 +223,7 @@ def kl_frontier(records: list[dict[str, Any]], suite: str) -> go.Figure:
     fig.update_yaxes(title_text=f"w . {objectives}", col=1)
     note = f"mean over seeds, bars: {LEVEL:.0%} bootstrap interval over seeds"
     if missing:
-        note += f"; no KL recorded for {', '.join(missing)} (not one model per preference)"
+        note += f"; no KL recorded for {', '.join(missing)} (evaluated before protocol eval-3)"
     fig.update_layout(
         title=f"{suite}: utility vs KL to the base model at each preference<br><sup>{note}</sup>",
         height=340 * rows + 80,
