@@ -309,15 +309,19 @@ def test_model_pool_remembers_a_method_that_cannot_serve(monkeypatch):
 
 
 def test_published_leaderboard_matches_docs_findings():
-    """The shipped data is the table of docs/findings.md (so the two cannot drift apart)."""
+    """The shipped data is the table of docs/findings.md (so the two cannot drift apart): every
+    published HV, with its interval, is quoted there, and the best row is marked."""
     about, rows = benchmark.published_leaderboard()
     text = (benchmark.PUBLISHED.parents[2] / "docs" / "findings.md").read_text()
-    assert about["source"] == "docs/findings.md" and len(rows) == 24
-    for row in rows:
-        if row["suite"] == "Conflicting pair":
-            assert f"| {row['HV']} |" in text.replace(" ± ", " ± "), row
-        else:
-            assert row["HV"] in text, row
+    data = json.loads(benchmark.PUBLISHED.read_text())["rows"]
+    assert about["source"] == "docs/findings.md" and len(rows) == len(data) >= 9
+    for row, raw in zip(rows, data, strict=True):
+        cell = row["HV"].removesuffix(benchmark.TIE_MARKS["best"]).removesuffix(
+            benchmark.TIE_MARKS["tied"]
+        )
+        assert cell.removesuffix(" [n/a]") in text, (raw["method"], cell)
+        if row["HV"].endswith(benchmark.TIE_MARKS["best"]):
+            assert f"**{cell}**" in text, raw["method"]
 
 
 def test_evaluated_runs_group_by_objective_set():
