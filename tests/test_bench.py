@@ -93,13 +93,35 @@ def test_bad_suite_names_every_field():
                 "preferences": 1,
                 "reference_point": [0, 0, 0],
                 "colour": "red",
+                "protocol": {"top_p": 0.5},  # a suite may set samples and reply length only
             }
         )
     assert {"objectives", "methods", "seeds", "preferences", "colour"} <= set(err.value.errors)
+    assert "samples, max_new_tokens" in err.value.errors["protocol"]
     # the reference point is the evaluation protocol's: a suite cannot carry its own
     assert "reference_point" in err.value.errors
     with pytest.raises(ValueError, match="unknown suite"):
         load_suite("no_such_suite")
+
+
+def test_a_suite_evaluates_under_its_own_samples_and_reply_length(monkeypatch, tmp_path):
+    """known_answer's policies write one token: its records are evaluated on that token, with
+    64 samples per prompt, and every other rule stays the protocol's."""
+    from morl_core import evaluation
+    from morl_core.bench import runner
+
+    suite = load_suite("known_answer")
+    seen = []
+    monkeypatch.setattr(
+        evaluation, "evaluate_run", lambda run_dir, method, protocol: seen.append(protocol)
+    )
+    monkeypatch.setattr(runner, "_evaluated", lambda *a, **k: None)
+    (tmp_path / "artifact.json").write_text("{}")
+    runner.evaluate_record(suite, "morlhf", 0, tmp_path, None)
+    default = evaluation.default_protocol()
+    assert seen[0].samples == 64 and seen[0].max_new_tokens == 1
+    assert seen[0].to_dict() | {"samples": 4, "max_new_tokens": 24} == default.to_dict()
+    assert load_suite("conflicting").eval_protocol() == default
 
 
 def test_synthetic_suites_true_front_has_zero_igd():

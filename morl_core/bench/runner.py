@@ -91,7 +91,7 @@ def evaluate_record(
         method,
         seed,
         run_dir.name,
-        evaluate_run(run_dir, method=method),
+        evaluate_run(run_dir, method=method, protocol=suite.eval_protocol()),
         training_samples=int(result.get("samples") or getattr(status, "samples", 0)),
         wall_seconds=float(result.get("wall_seconds") or 0.0),
         search_seconds=float(timing.get("seconds", 0.0)),
@@ -107,7 +107,12 @@ def base_record(suite: Suite) -> dict[str, Any]:
 
     config = suite.run_config(suite.methods[0], suite.seeds[0])
     front = evaluate_base(
-        suite.objectives, config.model, config.prompt_set, config.n_preferences, config.device
+        suite.objectives,
+        config.model,
+        config.prompt_set,
+        config.n_preferences,
+        config.device,
+        protocol=suite.eval_protocol(),
     )
     return _evaluated(suite, BASE_METHOD, 0, None, front, **NO_TRAINING)
 

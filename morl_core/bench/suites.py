@@ -9,7 +9,7 @@ reference point, like every rule of evaluation, is the protocol's (:mod:`morl_co
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,12 @@ class Suite:
     reference_point: tuple[float, ...]  # the protocol's, for the objectives (recorded)
     config: dict[str, Any] = field(default_factory=dict)
     relationship: dict[str, Any] | None = None
+    # evaluation rules this suite sets for itself (PROTOCOL_FIELDS), recorded in every record
+    protocol: dict[str, Any] = field(default_factory=dict)
+
+    def eval_protocol(self) -> evaluation.EvalProtocol:
+        """The evaluation protocol with this suite's own samples / reply length."""
+        return replace(evaluation.default_protocol(), **self.protocol)
 
     @property
     def synthetic(self) -> bool:
@@ -63,6 +69,9 @@ class Suite:
 
 
 KEYS = {f.name for f in fields(Suite)}  # the fields a suite file may set
+# what a suite may change in the protocol: one-token problems need more samples per prompt and
+# no 24-token continuation; everything else (prompts, seeds, indicators) stays the protocol's
+PROTOCOL_FIELDS = ("samples", "max_new_tokens")
 
 
 def available() -> list[str]:
@@ -126,6 +135,16 @@ def validate(data: dict[str, Any]) -> Suite:
         )
     if not isinstance(data.get("config", {}), dict):
         errors["config"] = "must be an object of RunConfig fields"
+    protocol = data.get("protocol", {})
+    if not isinstance(protocol, dict) or set(protocol) - set(PROTOCOL_FIELDS):
+        errors["protocol"] = (
+            f"an object with some of {', '.join(PROTOCOL_FIELDS)}; got {protocol!r}"
+        )
+    else:
+        try:
+            replace(evaluation.default_protocol(), **protocol)
+        except (TypeError, ValueError) as exc:
+            errors["protocol"] = str(exc)
     if errors:
         raise ConfigError(errors)
     suite = Suite(
@@ -141,6 +160,7 @@ def validate(data: dict[str, Any]) -> Suite:
         reference_point=tuple(float(x) for x in evaluation.reference_point(objectives)),
         config=dict(data.get("config", {})),
         relationship=data.get("relationship"),
+        protocol=dict(protocol),
     )
     for method in suite.methods:  # every cell must make a valid RunConfig
         try:
