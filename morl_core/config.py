@@ -392,6 +392,13 @@ METHOD_OPTIONS["emorl"]["mix_at"] = Option(
     "mix after the final layer norm (= MOD up to temperature) or before it",
     choices=("final", "pre_norm"),
 )
+METHOD_OPTIONS["emorl"]["search_objective"] = Option(
+    str,
+    "reward_kl",
+    "what the coefficient search maximises per sampled reply: reward_kl = w . r - kl_coef * "
+    "KL to the base model (the experts' training objective), reward = w . r (the paper)",
+    choices=("reward_kl", "reward"),
+)
 
 
 def declare_options(method: str, options: Mapping[str, Any]) -> Mapping[str, Option]:

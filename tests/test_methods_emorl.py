@@ -10,7 +10,10 @@ trained per-objective experts. On them we check, with exact next-token distribut
 - PMIX is the arithmetic mixture sum_i w_i pi_i, so its class rates are the w-weighted rates;
 - the grid search runs on training prompts only, its samples are counted as training cost, and
   its coefficients beat a = w where they must: two disjoint experts, whose geometric mixture at
-  w = (0.5, 0.5) puts far less mass on either class than one expert alone does.
+  w = (0.5, 0.5) puts far less mass on either class than one expert alone does;
+- with the KL term (the default), on experts fitted to the exact optima pi*_(1,0) and pi*_(0,1),
+  the search finds the known answer pi*_(0.5,0.5) where the reward-only search picks a corner.
+  Checked to fail with the KL term dropped from the score (both searches then pick (1, 0)).
 """
 
 from __future__ import annotations
@@ -24,14 +27,17 @@ import torch
 
 from morl_core import known_answers as ka
 from morl_core.config import ConfigError, RunConfig
+from morl_core.evaluation import EVAL_DECODING
 from morl_core.methods import StepInfo, get
 from morl_core.methods.common import ARTIFACT, _train_only, adapter_dir, save_adapter_atomic
 from morl_core.methods.emorl import SEARCH_SEED, Emorl, search_prompts, search_table
 from morl_core.methods.experts import expert_names
 from morl_core.methods.mixture import ProbabilityMixture, mixture_next_token
 from morl_core.methods.mod import Mod, mixed_next_token
+from morl_core.objectives import score
 from morl_core.policy import attach_lora, load_policy, set_threads
 from morl_core.prompts import load_prompts
+from morl_core.search import hierarchical_grid_search
 
 set_threads(1)
 
@@ -252,6 +258,10 @@ def test_emorl_searches_training_prompts_and_counts_them_as_samples(
     assert infos[0].metrics["search/samples"] == search["samples"]
     assert artifact["mix_at"] == "final"
     assert get("emorl").load(tmp_path, device="cpu").mix_at == "final"
+    # the default search is KL-regularised, at the run's kl_coef and reply length
+    assert search["objective"] == "reward_kl" and search["kl_coef"] == RunConfig.kl_coef
+    assert search["max_new_tokens"] == BASE["max_new_tokens"]
+    assert all(np.isfinite(row["kl"]) for row in artifact["aggregation"])
 
 
 # --- the search finds coefficients that beat a = w ---
@@ -272,10 +282,104 @@ def test_searched_coefficients_beat_a_equals_w_where_they_must(experts):
     assert not overlap
     emorl = Emorl(policy, ka.KNOWN_OBJECTIVES, NAMES)
     w = np.asarray([0.5, 0.5])
-    table, cost = search_table(emorl, config, w[None], prompts, rounds=1)
+    table, cost = search_table(emorl, config, w[None], prompts, rounds=1, objective="reward")
     searched = np.asarray(table[0]["coefficients"])
     held_out = load_prompts(ka.PROMPT_SET, "eval")
     at_w = exact_value(emorl, w, w, rewards, held_out)
     found = exact_value(emorl, searched, w, rewards, held_out)
     assert found > at_w + 0.05, (searched.tolist(), found, at_w)
     assert cost["evaluations"] == 9 and cost["samples"] == cost["evaluations"] * 8
+    assert cost["objective"] == "reward" and cost["kl_coef"] == 0.0 and "kl" not in table[0]
+
+
+def test_reward_only_search_is_the_papers_search(experts):
+    """``search_objective="reward"`` is the search as it was: every candidate decoded in one
+    batch at the evaluation's settings, scored by the mean of w . r (an oracle written out)."""
+    policy, _, _ = experts
+    config = RunConfig.from_dict({**BASE, "method": "emorl"})
+    prompts, _ = search_prompts(config, 8)
+    emorl = Emorl(policy, ka.KNOWN_OBJECTIVES, NAMES)
+    w = np.asarray([0.3, 0.7])
+    table, _ = search_table(emorl, config, w[None], prompts, rounds=2, objective="reward")
+
+    def old_score(points: np.ndarray) -> np.ndarray:
+        rows = np.repeat(points, len(prompts), axis=0)  # candidate-major, one row per prompt
+        asked = [q for _ in points for q in prompts]
+        texts = emorl.decode(asked, rows, seed=SEARCH_SEED, **EVAL_DECODING)
+        rewards = score(list(config.objectives), asked, texts)  # (R, K)
+        return rewards.reshape(len(points), len(prompts), -1).mean(1) @ w
+
+    old = hierarchical_grid_search(old_score, 2, rounds=2)
+    assert table[0]["coefficients"] == old.best.tolist() and table[0]["value"] == old.value
+
+
+def test_search_objective_is_validated_by_name(experts):
+    with pytest.raises(ConfigError) as refused:
+        RunConfig.from_dict({**BASE, "method": "emorl", "options": {"search_objective": "kl"}})
+    assert "one of reward_kl, reward" in refused.value.errors["options.search_objective"]
+    with pytest.raises(ConfigError) as refused:  # a JSON boolean is no objective either
+        RunConfig.from_dict({**BASE, "method": "emorl", "options": {"search_objective": False}})
+    assert "reward_kl, reward" in refused.value.errors["options.search_objective"]
+    config = RunConfig.from_dict({**BASE, "method": "emorl"})
+    emorl = Emorl(experts[0], ka.KNOWN_OBJECTIVES, NAMES)
+    with pytest.raises(ValueError, match="objective must be one of reward_kl, reward"):
+        search_table(emorl, config, np.asarray([[0.5, 0.5]]), ["x"], rounds=1, objective="kl")
+
+
+# --- with the KL term the search finds the known answer ---
+
+BETA = 0.3  # the known-answer benchmark's kl_coef
+OPTIMUM_FIT_STEPS = 10  # cross-entropy steps per expert: KL(pi* || expert) ~0.06 nats
+
+
+@pytest.fixture(scope="module")
+def optimal_experts():
+    """(policy whose two experts are fitted to pi*_(1,0) and pi*_(0,1) at BETA, token rewards,
+    reference log-probs (P, V), training prompts): the KL-regularised experts an RL run aims
+    at, for which the mixture at a = w is pi*_w itself (MOD of optimal experts is exact)."""
+    policy = load_policy("embedded", device="cpu")
+    rewards = ka.token_rewards(policy)  # (V, 2)
+    prompts = load_prompts(ka.PROMPT_SET, "train")
+    ref = ka.reference_logprobs(policy, prompts)  # (P, V)
+    ids, mask = policy.encode(prompts, max_new_tokens=1)
+    torch.manual_seed(0)
+    for name, one_hot in zip(NAMES, ((1.0, 0.0), (0.0, 1.0)), strict=True):
+        target = torch.as_tensor(np.exp(ka.optimum(ref, rewards, one_hot, BETA)))  # (P, V)
+        attach_lora(policy, r=4, alpha=8, adapter_name=name)
+        _train_only(policy, name)
+        params = [p for p in policy.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(params, lr=5e-3)
+        for _ in range(OPTIMUM_FIT_STEPS):  # minimise KL(pi* || expert) = cross-entropy + c
+            logits = policy.model(
+                input_ids=ids, attention_mask=mask, position_ids=positions(mask), logits_to_keep=1
+            ).logits[:, -1]
+            loss = -(target * torch.log_softmax(logits.double(), -1)).sum(-1).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        policy.model.set_adapter(name, inference_mode=True)
+    return policy, rewards, ref, prompts
+
+
+def test_kl_regularised_search_finds_the_known_optimum(optimal_experts):
+    """At w = (0.5, 0.5) the KL-regularised search picks coefficients whose exact rates are
+    within 0.06 of pi*_w's (a = w is in the grid); the reward-only search, blind to the KL,
+    picks an expert alone and misses by over 0.3, and drifts further from the base model."""
+    policy, rewards, ref, prompts = optimal_experts
+    config = RunConfig.from_dict({**BASE, "method": "emorl", "kl_coef": BETA})
+    emorl = Emorl(policy, ka.KNOWN_OBJECTIVES, NAMES)
+    w = np.asarray([0.5, 0.5])
+    found, rows = {}, {}
+    for objective in ("reward_kl", "reward"):
+        table, cost = search_table(emorl, config, w[None], prompts, rounds=1, objective=objective)
+        rows[objective], a = table[0], table[0]["coefficients"]
+        found[objective] = ka.compare(emorl_logprobs(emorl, a, prompts), ref, rewards, w, BETA)
+        assert cost["objective"] == objective
+    regularised, reward_only = found["reward_kl"], found["reward"]
+    summary = {k: (c.rates, c.optimal_rates, c.kl_to_reference) for k, c in found.items()}
+    assert regularised.rate_error < 0.06, summary
+    assert reward_only.rate_error > 0.3, summary
+    assert regularised.kl_to_reference < reward_only.kl_to_reference - 0.2, summary
+    # the recorded value is the regularised score of the chosen candidate's replies
+    row = rows["reward_kl"]
+    assert row["value"] == pytest.approx(np.dot(w, row["objectives"]) - BETA * row["kl"])

@@ -18,19 +18,26 @@ matters.
 
 For a target preference w the coefficients are
 
-    a*(w) = argmax_{a in [0,1]^K}  sum_i w_i * mean_{x in S, y ~ pi_a} r_i(x, y)
+    a*(w) = argmax_{a in [0,1]^K}  mean_{x in S, y ~ pi_a} [ w . r(x, y) - beta * KL_seq(x, y) ]
 
-found by hierarchical grid search (:func:`morl_core.search.hierarchical_grid_search`: 3^K grid,
+with KL_seq(x, y) = sum_t log pi_a(y_t | x, y_<t) - log pi_base(y_t | x, y_<t) the Monte-Carlo KL
+of each sampled reply to the base model (:func:`morl_core.evaluation.generate_with_kl`) and beta
+the run's ``kl_coef``: the objective the experts were trained on. For KL-regularised experts
+pi_i ~ pi_base exp(r_i / beta), pi_a at a = w is the optimum pi*_w of that objective, so the
+search can find it; without the KL term (option ``search_objective="reward"``, the paper's
+search) it maximises w . r alone and drifts to a corner or a high temperature (tested on the
+known-answer problem in ``tests/test_methods_emorl.py``). Found by hierarchical grid search (:func:`morl_core.search.hierarchical_grid_search`: 3^K grid,
 keep the best 2^K sub-cube, shrink, ``search_rounds`` rounds) on the first ``search_prompts``
 *training* prompts S (the artifact records whether S overlaps the evaluated prompts). a is not
-normalised, so at ``"final"`` the search also picks the temperature; on a small model it can find
-high-temperature text that games a scorer, which the quality benchmark shows.
+normalised, so at ``"final"`` the search also picks the temperature; unregularised, on a small
+model it found high-temperature word salad that games a scorer (3.3 nats/token from the base),
+which the KL term prices in.
 
 The search runs after training for every preference of the evaluation grid (candidate scores
 cached across preferences, one batch per round); a preference off the grid gets inverse-distance
 (Shepard) interpolated coefficients, so steering costs one decode. The search counts as
-training: its scored completions add to the run's ``samples`` and go into the artifact
-(``search``) and metrics (``search/*``); its wall-clock seconds go to ``search_timing.json`` so
+training: its scored completions add to the run's ``samples`` (the KL's base passes score the
+same completions and add nothing) and go into the artifact (``search``, with its objective) and metrics (``search/*``); its wall-clock seconds go to ``search_timing.json`` so
 the artifact stays reproducible. Inference: K models kept, K passes per token (a_i = 0 skipped).
 """
 
@@ -39,6 +46,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -46,7 +54,7 @@ import torch
 
 from morl_core import objectives as objective_registry
 from morl_core.config import RunConfig
-from morl_core.evaluation import EVAL_DECODING
+from morl_core.evaluation import EVAL_DECODING, generate_with_kl
 from morl_core.methods import METHODS
 from morl_core.methods.base import StepInfo, TrainCallback
 from morl_core.methods.common import (
@@ -120,39 +128,97 @@ def search_prompts(config: RunConfig, n: int) -> tuple[list[str], bool]:
     return chosen, bool(evaluated.intersection(chosen))
 
 
+def sample_replies(
+    steerable: Emorl,
+    prompts: list[str],
+    coefficients: np.ndarray,
+    decoding: dict[str, Any],
+    with_kl: bool,
+) -> tuple[list[str], np.ndarray | None]:
+    """The search's replies for coefficient rows (len(prompts), K), and with ``with_kl`` each
+    reply's KL_seq to the base model (n,), from the log-probs recorded while sampling."""
+    gen = {"seed": SEARCH_SEED, **decoding}
+    if not with_kl:
+        return steerable.decode(prompts, coefficients, **gen), None
+    # generate_with_kl asks for generate(prompts, weights): here the "weights" are the rows of a
+    fixed = SimpleNamespace(policy=steerable.policy, generate=steerable.decode)
+    texts, measured = generate_with_kl(fixed, prompts, coefficients, **gen)
+    if measured is None:  # EMORL samples through Policy.rollout at a positive temperature
+        raise RuntimeError("the EMORL search could not measure the replies' KL to the base model")
+    return texts, measured[0]
+
+
 def search_table(
-    steerable: Emorl, config: RunConfig, preferences: np.ndarray, prompts: list[str], rounds: int
+    steerable: Emorl,
+    config: RunConfig,
+    preferences: np.ndarray,
+    prompts: list[str],
+    rounds: int,
+    objective: str = "reward_kl",
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Hierarchical grid search of a*(w) for each preference; returns the table and its cost."""
+    """Hierarchical grid search of a*(w) for each preference; returns the table and its cost.
+
+    ``objective`` (option ``search_objective``): ``"reward_kl"`` scores a candidate a by the mean
+    of w . r - kl_coef * KL_seq over its replies, ``"reward"`` by the mean of w . r alone. Both
+    sample with the evaluation's temperature and top-p, but ``"reward_kl"`` at the run's reply
+    length: ``kl_coef`` is nats per completion of ``max_new_tokens`` tokens, and on one-token
+    replies (the known-answer problem) 24-token KL sums priced the continuations the experts
+    were never trained on. ``"reward_kl"`` also decodes each candidate on its own with the same
+    seed (common random numbers: the same prompt draws the same uniforms for every a), so that
+    nearby candidates are compared on coupled replies; with one reply per prompt, independent
+    noise per candidate let the grid's maximum pick lucky draws (winner's curse: 0.41 rate
+    error at w = (0, 1) on the known-answer benchmark). Each table row records the chosen
+    candidate's mean objective vector and, when measured, its mean KL_seq.
+    """
+    choices = METHODS["emorl"].options["search_objective"].choices
+    if objective not in choices:
+        raise ValueError(f"objective must be one of {', '.join(choices)}, got {objective!r}")
+    with_kl = objective == "reward_kl"
+    beta = config.kl_coef if with_kl else 0.0
+    length = config.max_new_tokens if with_kl else EVAL_DECODING["max_new_tokens"]
+    decoding = {**EVAL_DECODING, "max_new_tokens": length}
     k = len(config.objectives)
-    cache: dict[tuple[float, ...], np.ndarray] = {}  # coefficients -> mean objective vector (K,)
+    cache: dict[tuple[float, ...], tuple[np.ndarray, float]] = {}  # a -> (mean r (K,), mean KL)
     start = time.perf_counter()
 
-    def vectors(points: np.ndarray) -> np.ndarray:  # (n, K) coefficients -> (n, K) rewards
+    def measured(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # (n, K) -> (n, K), (n,)
         new = [p for p in map(tuple, points) if p not in cache]
         if new:
-            rows = [p for p in new for _ in prompts]  # candidate-major, one row per prompt
-            asked = [q for _ in new for q in prompts]
-            texts = steerable.decode(
-                asked,
-                np.asarray(rows),
-                seed=SEARCH_SEED,
-                max_new_tokens=EVAL_DECODING["max_new_tokens"],
-                temperature=EVAL_DECODING["temperature"],
-                top_p=EVAL_DECODING["top_p"],
-            )
+            asked = [q for _ in new for q in prompts]  # candidate-major, one row per prompt
+            if with_kl:  # common random numbers: prompt j draws the same uniforms for every a
+                drawn = [
+                    sample_replies(
+                        steerable, prompts, np.tile(p, (len(prompts), 1)), decoding, True
+                    )
+                    for p in new
+                ]
+                texts = [text for replies, _ in drawn for text in replies]
+                kl = np.concatenate([kls for _, kls in drawn])  # (R,)
+            else:  # the paper's search: one batch, every row its own noise
+                rows = np.asarray([p for p in new for _ in prompts])
+                texts, kl = sample_replies(steerable, asked, rows, decoding, False)
             rewards = objective_registry.score(list(config.objectives), asked, texts)  # (R, K)
             means = rewards.reshape(len(new), len(prompts), k).mean(1)  # (n_new, K)
-            cache.update(zip(new, means, strict=True))
-        return np.stack([cache[p] for p in map(tuple, points)])
+            kls = np.zeros(len(new)) if kl is None else kl.reshape(len(new), -1).mean(1)
+            cache.update(zip(new, zip(means, kls.tolist(), strict=True), strict=True))
+        found = [cache[p] for p in map(tuple, points)]
+        return np.stack([r for r, _ in found]), np.asarray([d for _, d in found])
+
+    def score(points: np.ndarray, w: np.ndarray) -> np.ndarray:  # (n, K) -> (n,)
+        rewards, kl = measured(points)
+        return rewards @ w - beta * kl  # the mean of w . r - beta KL_seq over the replies
 
     table, requested = [], 0
     for w in preferences:
-        result = hierarchical_grid_search(lambda pts, w=w: vectors(pts) @ w, k, rounds=rounds)
+        result = hierarchical_grid_search(lambda pts, w=w: score(pts, w), k, rounds=rounds)
         requested += result.evaluations
+        rewards, kl = cache[tuple(result.best)]
         row = dict(preference=w.tolist(), coefficients=result.best.tolist(), value=result.value)
-        table.append({**row, "objectives": cache[tuple(result.best)].tolist()})
+        table.append({**row, "objectives": rewards.tolist(), **({"kl": kl} if with_kl else {})})
     cost = {
+        "objective": objective,
+        "kl_coef": beta,  # 0: the KL term is not part of the score
+        "max_new_tokens": length,
         "seconds": time.perf_counter() - start,
         "evaluations": len(cache),  # distinct coefficient vectors decoded and scored
         "evaluations_requested": requested,  # without sharing between preferences
@@ -176,6 +242,7 @@ def train(config: RunConfig, run_dir: Path, callback: TrainCallback) -> None:
     rounds = spec.option(config.options, "search_rounds")
     n_prompts = spec.option(config.options, "search_prompts")
     mix_at = spec.option(config.options, "mix_at")
+    objective = spec.option(config.options, "search_objective")
     policy = open_policy(config)
     names = expert_names(config.objectives)
     prompts, overlap = search_prompts(config, n_prompts)
@@ -185,7 +252,8 @@ def train(config: RunConfig, run_dir: Path, callback: TrainCallback) -> None:
 
     def search() -> Emorl:
         steerable = Emorl(policy, config.objectives, names, mix_at=mix_at)
-        table, cost = search_table(steerable, config, eval_preferences(config), prompts, rounds)
+        preferences = eval_preferences(config)
+        table, cost = search_table(steerable, config, preferences, prompts, rounds, objective)
         steerable.table = [
             (np.asarray(t["preference"]), np.asarray(t["coefficients"])) for t in table
         ]
