@@ -260,7 +260,7 @@ def test_emorl_searches_training_prompts_and_counts_them_as_samples(
     assert get("emorl").load(tmp_path, device="cpu").mix_at == "final"
     # the default search is KL-regularised, at the run's kl_coef and reply length
     assert search["objective"] == "reward_kl" and search["kl_coef"] == RunConfig.kl_coef
-    assert search["max_new_tokens"] == BASE["max_new_tokens"]
+    assert search["decoding"]["max_new_tokens"] == BASE["max_new_tokens"]
     assert all(np.isfinite(row["kl"]) for row in artifact["aggregation"])
 
 

@@ -159,11 +159,13 @@ def search_table(
     """Hierarchical grid search of a*(w) for each preference; returns the table and its cost.
 
     ``objective`` (option ``search_objective``): ``"reward_kl"`` scores a candidate a by the mean
-    of w . r - kl_coef * KL_seq over its replies, ``"reward"`` by the mean of w . r alone. Both
-    sample with the evaluation's temperature and top-p, but ``"reward_kl"`` at the run's reply
-    length: ``kl_coef`` is nats per completion of ``max_new_tokens`` tokens, and on one-token
-    replies (the known-answer problem) 24-token KL sums priced the continuations the experts
-    were never trained on. ``"reward_kl"`` also decodes each candidate on its own with the same
+    of w . r - kl_coef * KL_seq over its replies, ``"reward"`` by the mean of w . r alone.
+    ``"reward"`` samples as the evaluation does, ``"reward_kl"`` as the experts were trained
+    (the run's ``max_new_tokens``, ``temperature`` and ``top_p``): that objective is defined on
+    the untruncated policy, with ``kl_coef`` in nats per completion of the run's length. On the
+    known-answer problem (one-token replies) the evaluation's 24-token replies priced
+    continuations the experts were never trained on, and its top-p 0.9 truncation hid the tail
+    the KL is about; both moved the search off a = w. ``"reward_kl"`` also decodes each candidate on its own with the same
     seed (common random numbers: the same prompt draws the same uniforms for every a), so that
     nearby candidates are compared on coupled replies; with one reply per prompt, independent
     noise per candidate let the grid's maximum pick lucky draws (winner's curse: 0.41 rate
@@ -175,8 +177,7 @@ def search_table(
         raise ValueError(f"objective must be one of {', '.join(choices)}, got {objective!r}")
     with_kl = objective == "reward_kl"
     beta = config.kl_coef if with_kl else 0.0
-    length = config.max_new_tokens if with_kl else EVAL_DECODING["max_new_tokens"]
-    decoding = {**EVAL_DECODING, "max_new_tokens": length}
+    decoding = {key: getattr(config, key) for key in EVAL_DECODING} if with_kl else EVAL_DECODING
     k = len(config.objectives)
     cache: dict[tuple[float, ...], tuple[np.ndarray, float]] = {}  # a -> (mean r (K,), mean KL)
     start = time.perf_counter()
@@ -218,7 +219,7 @@ def search_table(
     cost = {
         "objective": objective,
         "kl_coef": beta,  # 0: the KL term is not part of the score
-        "max_new_tokens": length,
+        "decoding": dict(decoding),
         "seconds": time.perf_counter() - start,
         "evaluations": len(cache),  # distinct coefficient vectors decoded and scored
         "evaluations_requested": requested,  # without sharing between preferences
