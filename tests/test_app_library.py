@@ -316,8 +316,10 @@ def test_published_leaderboard_matches_docs_findings():
     data = json.loads(benchmark.PUBLISHED.read_text())["rows"]
     assert about["source"] == "docs/findings.md" and len(rows) == len(data) >= 9
     for row, raw in zip(rows, data, strict=True):
-        cell = row["HV"].removesuffix(benchmark.TIE_MARKS["best"]).removesuffix(
-            benchmark.TIE_MARKS["tied"]
+        cell = (
+            row["HV"]
+            .removesuffix(benchmark.TIE_MARKS["best"])
+            .removesuffix(benchmark.TIE_MARKS["tied"])
         )
         assert cell.removesuffix(" [n/a]") in text, (raw["method"], cell)
         if row["HV"].endswith(benchmark.TIE_MARKS["best"]):
