@@ -4,6 +4,7 @@ Usage::
 
     morl leaderboard --out BENCH_OUT --dest benchmarks/results/leaderboard
     python scripts/publish_leaderboard.py [benchmarks/results/leaderboard/leaderboard.json]
+        [--note "what a reader must know beside the numbers"]
 
 The Benchmark page shows the shipped file as the published results (the table of
 ``docs/findings.md``): every row of the leaderboard, with its suite's objectives, intervals and
@@ -39,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=ROOT / "benchmarks" / "results" / "leaderboard" / "leaderboard.json",
     )
+    parser.add_argument(
+        "--note", default="", help="what a reader must know beside the numbers (shown after them)"
+    )
     args = parser.parse_args(argv)
     try:
         board = json.loads(args.leaderboard.read_text())
@@ -51,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         {
             "source": "docs/findings.md",
             "date": datetime.now(UTC).date().isoformat(),
-            "setting": SETTING.format(protocol=", ".join(protocols) or "as recorded"),
+            "setting": SETTING.format(protocol=", ".join(protocols) or "as recorded")
+            + (f". {args.note.rstrip('.')}" if args.note else ""),
             "statistics": board.get("statistics"),
             "rows": [{**r, "objectives": objectives[r["suite"]]} for r in board["rows"]],
         },
