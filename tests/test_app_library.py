@@ -324,6 +324,9 @@ def test_published_leaderboard_matches_docs_findings():
         assert cell.removesuffix(" [n/a]") in text, (raw["method"], cell)
         if row["HV"].endswith(benchmark.TIE_MARKS["best"]):
             assert f"**{cell}**" in text, raw["method"]
+    kl = {r["method"]: r["KL/token"] for r in rows}  # shown beside the rewards, from the data
+    emorl = next(r for r in data if r["method"] == "emorl")
+    assert kl["base"] == "0 [n/a]" and kl["emorl"].startswith(f"{emorl['kl_per_token_mean']:.4g}")
 
 
 def test_evaluated_runs_group_by_objective_set():

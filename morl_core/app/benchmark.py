@@ -109,6 +109,8 @@ def published_leaderboard() -> tuple[dict[str, Any], list[dict[str, Any]]]:
             "seeds": r["seeds"],
             "HV": metric_cell(r, "hypervolume"),
             "EU": metric_cell(r, "expected_utility"),
+            # beside the rewards, how far from the base model they were bought (an exploit shows)
+            "KL/token": metric_cell(r, "kl_per_token"),
             "training samples": _mean(r, "training_samples"),
             "wall s": _mean(r, "wall_seconds"),
             "models kept": _mean(r, "models_kept"),
