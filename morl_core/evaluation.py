@@ -321,19 +321,16 @@ def teacher_forced_logprobs(
     """
     import torch
 
+    from morl_core.rl.losses import token_logprobs
+
     width = completion_ids.shape[1]
     out = torch.zeros(completion_ids.shape, dtype=torch.float32, device=completion_ids.device)
     for start in range(0, len(completion_ids), KL_BATCH):
         rows = slice(start, start + KL_BATCH)
         ids = torch.cat([prompt_ids[rows], completion_ids[rows]], dim=1)  # (b, P + T)
         mask = torch.cat([prompt_mask[rows], completion_mask[rows]], dim=1)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.no_grad():
-            logits = model(
-                input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=width + 1
-            ).logits[:, -width - 1 : -1, :]  # (b, T, V): position t predicts completion token t
-            logp = torch.log_softmax(logits.float() / temperature, dim=-1)
-            chosen = logp.gather(-1, completion_ids[rows, :, None]).squeeze(-1)  # (b, T)
+            chosen, _ = token_logprobs(model, ids, mask, width, temperature)  # (b, T)
         out[rows] = torch.where(completion_mask[rows].bool(), chosen, torch.zeros_like(chosen))
     return out
 

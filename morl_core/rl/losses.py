@@ -25,8 +25,15 @@ from __future__ import annotations
 import torch
 
 
-def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, n_completion: int):
-    """Log-probs (B, T) of the last ``n_completion`` tokens, and the detached entropy (B, T).
+def token_logprobs(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    n_completion: int,
+    temperature: float = 1.0,
+):
+    """Log-probs (B, T) of the last ``n_completion`` tokens under ``log_softmax(logits /
+    temperature)``, and the detached entropy (B, T).
 
     Left padding gets explicit position ids; only the last ``n_completion + 1`` positions go
     through the LM head (on a small model the vocabulary projection dominates the pass).
@@ -39,7 +46,7 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
         logits_to_keep=n_completion + 1,
     ).logits
     logits = logits[:, -n_completion - 1 : -1, :].float()  # (B, T, V) predicting the completion
-    logp_all = torch.log_softmax(logits, dim=-1)
+    logp_all = torch.log_softmax(logits / temperature, dim=-1)
     targets = input_ids[:, -n_completion:]
     logp = logp_all.gather(-1, targets[..., None]).squeeze(-1)  # (B, T)
     with torch.no_grad():  # a monitor-only quantity: keep it out of the autograd graph
