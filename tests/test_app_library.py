@@ -388,3 +388,21 @@ def test_a_clicked_points_replies_use_the_artifacts_prompt_set():
     seen = fronts.inspect_point(shared, [0.5, 0.5], n_prompts=2, prompt_set="assistant")
     assert [g.prompt for g in seen.generations] == load_prompts("assistant", "eval")[:2]
     assert all(g.text.strip() for g in seen.generations)
+
+
+def test_fronts_and_relations_decode_like_steer():
+    """A clicked point's replies and the relation samples use the artifact's Steer decoding
+    (its training length), not a fixed one: shortening it shortens their replies."""
+    from morl_core.app import relations
+
+    shared = serving.ModelPool(device="cpu", threads=1).get(
+        serving.DEMO_DIR / "soups-sentiment-brevity", "soups"
+    )
+    shared.decoding = {**shared.decoding, "max_new_tokens": 3}
+    prompts = serving.example_prompts(2)
+    short, _ = shared.generate_cached(prompts, [0.5, 0.5], seed=0, **shared.decoding)
+    seen = fronts.inspect_point(shared, [0.5, 0.5], n_prompts=2)
+    assert [g.text for g in seen.generations] == short
+    assert all(len(t.split()) <= 3 for t in short)
+    samples = relations.relation_samples(shared, shared.objectives, n_prompts=2, samples=1)
+    assert all(len(t.split()) <= 3 for t in samples.texts)

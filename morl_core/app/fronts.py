@@ -35,7 +35,6 @@ from morl_core.app.points import (  # noqa: F401  (pages reach them as fronts.*)
 )
 from morl_core.app.report import tradeoff_report
 from morl_core.app.serving import (
-    STEER_DECODING,
     ArtifactInfo,
     Generation,
     Progress,
@@ -436,7 +435,7 @@ def inspect_point(
     """Generate for the first held-out prompts of ``prompt_set`` at ``weights``, score, and flag
     degeneration."""
     prompts = example_prompts(n_prompts, prompt_set)
-    texts, _ = shared.generate_cached(prompts, list(weights), seed=seed, **STEER_DECODING)
+    texts, _ = shared.generate_cached(prompts, list(weights), seed=seed, **shared.decoding)
     scores = score_texts(shared.objectives, prompts, texts)
     gens = [
         Generation(p, t, {n: float(v) for n, v in zip(shared.objectives, row, strict=True)})

@@ -11,7 +11,6 @@ import numpy as np
 
 from morl_core import relations, settings
 from morl_core.app.serving import (
-    STEER_DECODING,
     Progress,
     SharedSteerable,
     noop,
@@ -57,7 +56,7 @@ def relation_samples(
     for s in range(samples):
         progress(f"generating sample {s + 1} of {samples} for {len(prompts)} prompts", s / samples)
         w = prefs[s % len(prefs)].tolist()
-        out, _ = shared.generate_cached(prompts, w, seed=seed + s, **STEER_DECODING)
+        out, _ = shared.generate_cached(prompts, w, seed=seed + s, **shared.decoding)
         texts += out
         asked += prompts
     progress("scoring every objective", 0.9)
