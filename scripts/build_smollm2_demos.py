@@ -19,6 +19,11 @@ The expert pool the exported demos use is ``GUARDED``: the brevity expert retrai
 coefficient 0.1, the word-list fluency guard; option ``retrain``), the other three copied from
 ``EXPERTS``, which trained all four (its brevity expert barely moved at beta 0.15). Only
 brevity trains again: the script submits ``GUARDED`` once ``EXPERTS`` has succeeded.
+
+The demos: every family on a 2-objective set (sentiment, brevity) and a 3-objective one
+(sentiment, brevity, formality), submitted in ``DEMOS`` order (one worker: the aggregations
+over the pool first, the policies trained from the base model last). On 2 CPU cores that is
+many sittings; a sitting with a GPU does them in one.
 """
 
 from __future__ import annotations
@@ -100,6 +105,27 @@ DEMOS: dict[str, dict] = {
         "experts_from": GUARDED,
     },
 }
+# Every other family on the same two sets, cheapest first: the aggregations over the guarded
+# pool train nothing (MOD) or little (EMORL's search, the meta-policy's upper level); the
+# single policies and MORLHF train a LoRA of their own from the base model.
+PAIR, TRIPLE = ["sentiment", "brevity"], ["sentiment", "brevity", "formality"]
+FAMILIES: dict[str, dict] = {
+    "mod": {"experts_from": GUARDED},
+    "emorl": {"experts_from": GUARDED},
+    "metapolicy": {"experts_from": GUARDED, "options": {"meta_steps": 40}},
+    "ric": {},
+    "panacea": {},
+    "dynaopt": {},
+    "morlhf": {"steps": 60},  # steps per preference: 5 (2 objectives) or 6 (3) policies
+}
+for objectives in (PAIR, TRIPLE):
+    for method, spec in FAMILIES.items():
+        DEMOS[f"smollm2-{method}-{'-'.join(objectives)}"] = {
+            "method": method,
+            "objectives": objectives,
+            "n_preferences": 5 if len(objectives) == 2 else (6 if method == "morlhf" else 10),
+            **spec,
+        }
 POOLS = {EXPERTS, GUARDED}  # expert pools are not shipped
 EXPORTED = set(DEMOS) - POOLS
 POLL_S = 60.0

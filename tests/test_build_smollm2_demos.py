@@ -38,8 +38,28 @@ def test_the_guarded_pool_retrains_brevity_only_once_the_experts_succeeded(build
     assert config.objectives == tuple(build.DEMOS[build.EXPERTS]["objectives"])
     assert build.DEMOS[build.GUARDED]["options"] == {"retrain": "brevity"}  # not changed in place
     # the shipped demos take their experts from the guarded pool; no pool is shipped
-    assert {build.DEMOS[name]["experts_from"] for name in build.EXPORTED} == {build.GUARDED}
+    pooled = [name for name in build.EXPORTED if "experts_from" in build.DEMOS[name]]
+    assert {build.DEMOS[name]["experts_from"] for name in pooled} == {build.GUARDED}
     assert build.POOLS.isdisjoint(build.EXPORTED)
+
+
+def test_every_family_has_a_demo_on_a_two_and_a_three_objective_set(build, tmp_path):
+    from morl_core.methods import METHODS
+
+    families = {spec.family[0] for spec in METHODS.values()}
+    named = {"soups", "mod", "emorl", "metapolicy", "ric", "panacea", "morlhf", "dynaopt"}
+    done = executor({"pool-run": RunState.SUCCEEDED}, tmp_path)
+    ids = {build.GUARDED: "pool-run"}
+    for objectives in (build.PAIR, build.TRIPLE):
+        shipped = [
+            build.DEMOS[n] for n in build.EXPORTED if build.DEMOS[n]["objectives"] == objectives
+        ]
+        assert {METHODS[d["method"]].family[0] for d in shipped} == families
+        assert {d["method"] for d in shipped} >= named
+        for name in build.EXPORTED:
+            if build.DEMOS[name]["objectives"] == objectives:
+                config = build.config_of(name, ids, done)
+                RunConfig.from_dict(config, check_files=False)  # raises on a bad field
 
 
 def test_learning_curves_take_each_expert_from_its_last_trainer(build):
