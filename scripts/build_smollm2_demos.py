@@ -155,18 +155,21 @@ def config_of(name: str, ids: dict[str, str], executor: LocalExecutor) -> dict |
 
 
 def advance(executor: LocalExecutor, data: Path, resumed: set[str]) -> dict[str, str]:
-    """Submit what is ready, resume what stopped (once a sitting), export what finished.
+    """Submit what is ready, in ``DEMOS`` order (the worker queue runs them in that order),
+    resume what stopped (once a sitting), export what finished.
 
     Returns ``name -> state`` (with the step of a run in progress).
     """
     ids = run_ids(data)
     states = {}
+    waiting = None  # the first demo not yet submitted: the ones after it wait their turn
     for name in DEMOS:
         run = ids.get(name)
         if run is None:
-            config = config_of(name, ids, executor)
+            config = None if waiting else config_of(name, ids, executor)
             if config is None:
-                states[name] = "waiting for its experts"
+                states[name] = f"waiting for {waiting}" if waiting else "waiting for its experts"
+                waiting = waiting or name
                 continue
             ids[name] = run = executor.submit(config)
             write_json_atomic(data / "demos.json", ids)

@@ -83,3 +83,27 @@ def test_learning_curves_take_each_expert_from_its_last_trainer(build):
         (4, "expert_sentiment", 0.3),
     ]
     assert all("reward/formality" not in r for r in merged)
+
+
+def test_demos_are_submitted_in_order_so_the_queue_trains_the_pool_first(build, tmp_path):
+    """A demo that needs no experts (RiC) is not queued ahead of the pool still training."""
+    states = {"experts-run": RunState.RUNNING}
+    submitted = []
+
+    def submit(config):
+        submitted.append(config["method"])
+        states[f"run{len(submitted)}"] = RunState.QUEUED
+        return f"run{len(submitted)}"
+
+    def status(run):
+        return SimpleNamespace(state=states[run], step=0, total_steps=1, message="")
+
+    store = SimpleNamespace(status=status, run_dir=lambda run: tmp_path / run)
+    fake = SimpleNamespace(store=store, status=status, submit=submit)
+    build.write_json_atomic(tmp_path / "demos.json", {build.EXPERTS: "experts-run"})
+    first = build.advance(fake, tmp_path, set())
+    assert submitted == []
+    assert first["smollm2-ric-sentiment-brevity"] == f"waiting for {build.GUARDED}"
+    states["experts-run"] = RunState.SUCCEEDED
+    build.advance(fake, tmp_path, set())
+    assert submitted == ["soups"]  # the guarded pool, and nothing queued behind it yet
