@@ -81,9 +81,34 @@ def pool() -> serving.ModelPool:
     return serving.ModelPool(device="auto")
 
 
+_CLASSROOM = "classroom"  # session state: only artifacts of the embedded model, on every page
+
+
 def artifacts() -> list[serving.ArtifactInfo]:
-    """Demo artifacts and finished runs of this server's data directory (re-listed every 20 s)."""
-    return _artifacts(str(serving.data_dir()))
+    """Demo artifacts and finished runs of this server's data directory (re-listed every 20 s).
+
+    Where artifacts of a larger model sit beside the embedded model's, a sidebar toggle keeps
+    only the embedded ones: the fast classroom mode, one click away on every page.
+    """
+    found = _artifacts(str(serving.data_dir()))
+    small = [a for a in found if a.embedded]
+    if not small or len(small) == len(found):
+        return found
+    on = st.sidebar.toggle(
+        "Classroom mode (fast)",
+        value=st.session_state.get(_CLASSROOM, False),
+        key="classroom-toggle",
+        help="only the artifacts of the embedded 6.9M model: replies at once on a laptop CPU, "
+        "review-style text instead of an assistant's answers",
+    )
+    st.session_state[_CLASSROOM] = on
+    return small if on else found
+
+
+def artifact_key(name: str) -> str:
+    """A widget key for a pick among :func:`artifacts`: its own per mode, so switching the
+    classroom mode opens on that mode's default instead of an artifact no longer listed."""
+    return f"{name}:classroom" if st.session_state.get(_CLASSROOM) else name
 
 
 @st.cache_data(ttl=20, show_spinner=False)

@@ -6,6 +6,7 @@ from morl_core.app import fronts, serving
 from morl_core.app.report import generation_html
 from pages._widgets import (
     PLOTLY_CONFIG,
+    artifact_key,
     artifacts,
     export_figure,
     model,
@@ -44,7 +45,7 @@ picked = st.multiselect(
     choices,
     default=default,
     format_func=lambda c: f"{c[1]} · {c[0].label}",
-    key=f"front-picked:{objectives}",
+    key=artifact_key(f"front-picked:{objectives}"),
 )
 entries = []
 for art, method in picked:

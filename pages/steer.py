@@ -7,6 +7,7 @@ from morl_core import plots
 from morl_core.app import choices, fronts, lattice, serving
 from pages._widgets import (
     PLOTLY_CONFIG,
+    artifact_key,
     artifacts,
     computed,
     export_figure,
@@ -38,7 +39,7 @@ with pick:
         found,
         index=url.artifact_index,
         format_func=lambda a: a.label,
-        key="artifact",
+        key=artifact_key("artifact"),
     )
     compare = st.toggle(
         "Compare methods", key="compare", help="same prompt and preference, side by side"

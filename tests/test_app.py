@@ -682,3 +682,52 @@ def test_a_page_url_first_runs_through_the_router():
     alone = AppTest.from_file(str(ROOT / "pages" / "learn.py"), default_timeout=TIMEOUT).run()
     no_exceptions(alone)  # a page file run as the main script still works
     assert alone.title[0].value == "Learn"
+
+
+def smollm2_demo(tmp_path, monkeypatch) -> Path:
+    """A demo folder holding the shipped embedded demos plus one labelled as trained on SmolLM2
+    (its files are the embedded soup's: only discovery and the front are read, nothing loads)."""
+    import shutil
+
+    demos = tmp_path / "demo"
+    shutil.copytree(serving.DEMO_DIR, demos)
+    big = demos / "smollm2-soups-sentiment-brevity"
+    shutil.copytree(serving.DEMO_DIR / "soups-sentiment-brevity", big)
+    config = json.loads((big / "config.json").read_text()) | {"model": "smollm2-135m"}
+    (big / "config.json").write_text(json.dumps(config))
+    monkeypatch.setattr(serving, "DEMO_DIR", demos)
+    return big
+
+
+def test_the_smollm2_demo_lands_first_when_its_model_is_installed(tmp_path, monkeypatch):
+    smollm2_demo(tmp_path, monkeypatch)
+    monkeypatch.setattr(serving, "wheel_file", lambda spec: tmp_path / "model.gguf")
+    found = serving.discover_artifacts(runs=False)
+    assert found[0].key == "demo/smollm2-soups-sentiment-brevity"
+    assert (found[0].model, found[0].embedded) == ("smollm2-135m", False)
+    assert found[1].key == "demo/soups-sentiment-brevity" and found[1].embedded
+    monkeypatch.setattr(serving, "wheel_file", lambda spec: None)  # the wheel is not installed
+    found = serving.discover_artifacts(runs=False)
+    assert found[0].key == "demo/soups-sentiment-brevity"
+    assert found[-1].key == "demo/smollm2-soups-sentiment-brevity"
+
+
+def test_classroom_mode_is_one_click_from_the_smollm2_demos(tmp_path, monkeypatch):
+    """Fronts opens on the SmolLM2 demo; the sidebar toggle leaves only embedded artifacts."""
+    import streamlit as st
+
+    smollm2_demo(tmp_path, monkeypatch)
+    monkeypatch.setattr(serving, "wheel_file", lambda spec: tmp_path / "model.gguf")
+    st.cache_data.clear()
+    at = page("pages/fronts.py")
+    no_exceptions(at)
+    picked = at.multiselect[0].value
+    assert [a.key for a, _ in picked] == ["demo/smollm2-soups-sentiment-brevity"]
+    assert any("smollm2" in option for option in at.multiselect[0].options)
+    toggle = at.sidebar.toggle(key="classroom-toggle")
+    assert toggle.value is False
+    toggle.set_value(True).run()
+    no_exceptions(at)
+    picked = at.multiselect[0].value
+    assert [a.key for a, _ in picked] == ["demo/soups-sentiment-brevity"]
+    assert not any("smollm2" in option for option in at.multiselect[0].options)

@@ -31,6 +31,7 @@ from morl_core.methods import METHODS
 from morl_core.objectives.specs import import_allowed, parse_spec
 from morl_core.policy import load_policy, set_threads
 from morl_core.policy.model import ASSETS
+from morl_core.policy.registry import EMBEDDED, MODELS, wheel_file
 from morl_core.prompts import load_prompts
 from morl_core.weights import check_weights
 
@@ -46,7 +47,9 @@ KEPT_RUN_FILES = frozenset(
     {"config.json", "artifact.json", "metrics.jsonl", "front.jsonl", "front.json", "adapters"}
     | {"lattice.json", "trained_on.json"}  # precomputed Steer replies; where it was trained
 )
-DEMO_FIRST = ("soups-sentiment-brevity",)
+# The landing artifacts, in order: the first whose model is here opens Steer and Fronts (the
+# SmolLM2 demos once they ship; the embedded model's, the fast classroom mode, otherwise).
+DEMO_FIRST = ("smollm2-soups-sentiment-brevity", "soups-sentiment-brevity")
 # The evaluation protocol's decoding (morl_core.evaluation), also the Steer default.
 STEER_DECODING = {"max_new_tokens": 24, "temperature": 1.0, "top_p": 0.9}
 # Steer replies are as long as the artifact's training replies, up to this many tokens (an
@@ -155,6 +158,21 @@ class ArtifactInfo:
     steer_methods: tuple[str, ...]
     source: str
     prompt_set: str = "default"
+    model: str = EMBEDDED
+
+    @property
+    def embedded(self) -> bool:
+        """Served by the embedded model (fast enough for a classroom on a laptop CPU)."""
+        return self.model == EMBEDDED
+
+
+def model_here(name: str) -> bool:
+    """Whether base model ``name`` loads offline here: the embedded one always, a wheel model
+    once its package is installed; other names (folders, hub names) are not checked."""
+    spec = MODELS.get(name)
+    if spec is None or spec.source == "embedded":
+        return True
+    return wheel_file(spec) is not None
 
 
 def steer_methods_for(method: str, artifact: Mapping[str, Any]) -> tuple[str, ...]:
@@ -202,6 +220,7 @@ def read_artifact_info(run_dir: Path, key: str, label: str, source: str) -> Arti
         steer_methods=steer_methods_for(method, artifact),
         source=source,
         prompt_set=str(config.get("prompt_set") or "default"),
+        model=str(config.get("model") or EMBEDDED),
     )
 
 
@@ -209,12 +228,20 @@ def discover_artifacts(data_dir: Path | str | None = None, runs: bool = True) ->
     """Demo artifacts first, then finished runs of the job store (newest first)."""
     found = []
     folders = sorted(DEMO_DIR.glob("*")) if DEMO_DIR.is_dir() else []
-    # the landing artifact first: two objectives, served by more than one method
-    folders.sort(key=lambda f: (f.name not in DEMO_FIRST, f.name))
-    for folder in folders:
-        info = read_artifact_info(folder, f"demo/{folder.name}", f"demo: {folder.name}", "demo")
-        if info is not None:
-            found.append(info)
+    demos = [
+        info
+        for folder in folders
+        if (
+            info := read_artifact_info(
+                folder, f"demo/{folder.name}", f"demo: {folder.name}", "demo"
+            )
+        )
+    ]
+    # the landing artifact first (two objectives, served by more than one method); demos whose
+    # model is not installed last
+    first = {name: i for i, name in enumerate(DEMO_FIRST)}
+    demos.sort(key=lambda a: (not model_here(a.model), first.get(a.run_dir.name, len(first))))
+    found += demos
     if runs:
         try:
             store = RunStore(data_dir)
