@@ -517,22 +517,105 @@ def message_label(message) -> str:
     return f"{what}:{re.sub(r'<[^>]+>', '', str(body))[:32]}" if body else f"{what}"
 
 
-def steer_move(tab, key: str, timeout_s: float) -> dict:
+def process_tree(root: int) -> list[int]:
+    """``root`` and every process below it (from ``/proc``)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
+
+
+def browser_pids() -> list[int]:
+    """Chromium's processes (below this one: playwright's driver starts them)."""
+    pids = []
+    for pid in process_tree(os.getpid()):
+        with contextlib.suppress(OSError):
+            name = Path(f"/proc/{pid}/comm").read_text()
+            if "chrom" in name or "headless" in name:
+                pids.append(pid)
+    return pids
+
+
+def thread_schedstat(pids: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """Per thread of ``pids``: ns it ran on a CPU and ns it waited in the run queue for one
+    (Linux schedstat; empty where the kernel does not keep it)."""
+    out = {}
+    for pid in pids:
+        for path in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+            try:
+                ran, waited, _ = path.read_text().split()
+            except (OSError, ValueError):
+                continue
+            out[int(path.parent.name)] = (int(ran), int(waited))
+    return out
+
+
+class CpuWatch:
+    """Milliseconds that some processes' threads ran on a CPU and waited for one, over a
+    ``with`` block. ``sampled`` groups are read every ``interval`` seconds meanwhile, so a thread
+    that ends inside the block still counts (Streamlit runs each rerun in a thread of its own);
+    the others are read at both ends only (reading Chromium's many threads often would load
+    the busy machine being measured)."""
+
+    def __init__(self, groups: dict[str, list[int]], sampled: Sequence[str] = (), interval=0.025):
+        self.groups, self.sampled, self.interval = groups, set(sampled), interval
+        self.used: dict[str, dict[str, float]] = {}
+
+    def __enter__(self) -> CpuWatch:
+        import threading
+
+        self.first = {name: thread_schedstat(pids) for name, pids in self.groups.items()}
+        self.last = {name: dict(seen) for name, seen in self.first.items()}
+        self.stop = threading.Event()
+        self.sampler = threading.Thread(target=self.sample, daemon=True)
+        self.sampler.start()
+        return self
+
+    def sample(self) -> None:
+        while not self.stop.wait(self.interval):
+            for name in self.sampled:
+                self.last[name].update(thread_schedstat(self.groups[name]))
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.sampler.join()
+        for name, pids in self.groups.items():
+            self.last[name].update(thread_schedstat(pids))
+            ran = waited = 0
+            for tid, (r, w) in self.last[name].items():
+                r0, w0 = self.first[name].get(tid, (0, 0))
+                ran, waited = ran + r - r0, waited + w - w0
+            self.used[name] = {"ran": round(ran / 1e6, 1), "waited": round(waited / 1e6, 1)}
+
+
+def steer_move(tab, key: str, timeout_s: float, watch: dict[str, list[int]] | None = None) -> dict:
     """Press ``key`` on the focused first slider; what the browser saw, in ms after the press.
 
     ``kind``: live (generated, streamed), precomputed (lattice), cached (generated before) or
     timeout; ``first_token_visible``: a streamed reply painted; ``reply_visible``: the new
     caption painted (the page writes it after the finished replies); ``server_first_token`` /
-    ``server_whole_reply``: the generation's own timing from that caption.
+    ``server_whole_reply``: the generation's own timing from that caption; ``cpu_ms``: for
+    each process group of ``watch``, the ms its threads ran and waited for a CPU from just
+    before the key press to the reply painted (waiting: the machine's other load).
     """
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     tab.evaluate(ARM_JS)
-    tab.keyboard.press(key)
     try:
-        tab.wait_for_function(
-            "() => window.__move.captionFrame !== null", timeout=timeout_s * 1000, polling=20
-        )
+        with CpuWatch(watch or {}, sampled=["server"]) as cpu:
+            tab.keyboard.press(key)
+            tab.wait_for_function(
+                "() => window.__move.captionFrame !== null", timeout=timeout_s * 1000, polling=20
+            )
     except PlaywrightTimeout:
         tab.evaluate("() => { window.__recording = false; }")
         return {"key": key, "kind": "timeout"}
@@ -557,6 +640,7 @@ def steer_move(tab, key: str, timeout_s: float) -> dict:
         "server_whole_reply": int(timing.group(2)) if timing else None,
         "server_lookup": int(source.group(2)) if source else None,
         "frames": frame_timeline(frames, start) if start is not None else {},
+        "cpu_ms": cpu.used,
         "caption": caption,
     }
 
@@ -614,6 +698,15 @@ def walk_summary(moves: list[dict]) -> dict:
             out[name] = round(statistics.median(values), 1) if values else None
         return out
 
+    def cpu(rows: list[dict]) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for name in rows[0].get("cpu_ms", {}) if rows else []:
+            out[name] = {
+                what: round(statistics.median(r["cpu_ms"][name][what] for r in rows), 1)
+                for what in ("ran", "waited")
+            }
+        return out
+
     out: dict = {"moves": len(moves), "timeouts": sum(m["kind"] == "timeout" for m in moves)}
     live = [m for m in moves if m["kind"] == "live"]
     out["live"] = {
@@ -622,6 +715,7 @@ def walk_summary(moves: list[dict]) -> dict:
         "server_first_token": ms(m["server_first_token"] for m in live),
         "server_whole_reply": ms(m["server_whole_reply"] for m in live),
         "stage_medians_ms": medians(live),
+        "cpu_medians_ms": cpu(live),
     }
     for kind in ("precomputed", "cached"):
         rows = [m for m in moves if m["kind"] == kind]
@@ -629,18 +723,22 @@ def walk_summary(moves: list[dict]) -> dict:
             "reply_visible": ms(m["reply_visible"] for m in rows),
             "server_lookup": ms(m["server_lookup"] for m in rows),
             "stage_medians_ms": medians(rows),
+            "cpu_medians_ms": cpu(rows),
         }
     return out
 
 
-def steer_walk_phase(tab, keys: list[tuple[str, int]], timeout_s: float) -> dict:
-    """Every move of ``keys``, with the load average before and after and each move's record."""
+def steer_walk_phase(
+    tab, keys: list[tuple[str, int]], timeout_s: float, watch: dict[str, list[int]]
+) -> dict:
+    """Every move of ``keys``, with the load average before and after and each move's record
+    (``watch``: the processes whose CPU time each move records, see :func:`steer_move`)."""
     thumb = tab.locator('[data-testid="stSlider"] input[type="range"]').first
     load, moves = load_average(), []
     started = time.perf_counter()
     for key, expected in keys:
         thumb.focus()
-        move = steer_move(tab, key, timeout_s)
+        move = steer_move(tab, key, timeout_s, watch)
         move["position"] = expected / SLIDER_STEPS
         move["slider"] = float(thumb.input_value())
         moves.append(move)
@@ -699,14 +797,17 @@ def steer_latency_phase(server: Server, artifact: str, depth: int, limit: int | 
         out["warm_up_s"] = round(time.perf_counter() - start, 1)
 
         open_steer(tab, server, artifact, prompts[0], weights, k)
-        out["alone"] = steer_walk_phase(tab, keys, 120) | {"prompt": prompts[0]}
+        watch = {"server": process_tree(server.proc.pid), "browser": browser_pids()}
+        out["alone"] = steer_walk_phase(tab, keys, 120, watch) | {"prompt": prompts[0]}
         print("alone", json.dumps(brief(out["alone"])), flush=True)
 
         open_steer(tab, server, artifact, prompts[1 % len(prompts)], weights, k)
         run_id = start_training(server.data_dir)
         try:
             before = training_step(server.data_dir, run_id)
-            out["while_training"] = steer_walk_phase(tab, keys, 120) | {"prompt": prompts[1]}
+            watch = {"server": process_tree(server.proc.pid), "browser": browser_pids()}
+            training = steer_walk_phase(tab, keys, 120, watch)
+            out["while_training"] = training | {"prompt": prompts[1 % len(prompts)]}
             out["while_training"]["training"] = {
                 "run": run_id,
                 "step_before": before,
