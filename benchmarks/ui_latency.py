@@ -567,7 +567,8 @@ class CpuWatch:
     the busy machine being measured)."""
 
     def __init__(self, groups: dict[str, list[int]], sampled: Sequence[str] = (), interval=0.025):
-        self.groups, self.sampled, self.interval = groups, set(sampled), interval
+        self.groups, self.interval = groups, interval
+        self.sampled = [name for name in sampled if name in groups]
         self.used: dict[str, dict[str, float]] = {}
 
     def __enter__(self) -> CpuWatch:
@@ -779,6 +780,9 @@ def steer_latency_phase(server: Server, artifact: str, depth: int, limit: int | 
         "artifact": artifact,
         "folder": str(folder.relative_to(ROOT)),
         "objectives": lattice["objectives"],
+        "model": json.loads((folder / "config.json").read_text()).get("model", "embedded"),
+        "samples": lattice["samples"],
+        "decoding": lattice["decoding"],
         "lattice_positions": [p / SLIDER_STEPS for p in positions],
         "walk": [key for key, _ in keys],
         "server_healthy_s": round(server.healthy_after, 2),
