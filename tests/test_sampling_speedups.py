@@ -1,0 +1,154 @@
+"""The lean Llama decode step: the same logits, bit for bit, as the model's own forward.
+
+A tiny random Llama (GQA: 4 query heads over 2 key/value heads) is built in memory. Its decode
+loop through ``hf_next_token`` (which takes :class:`LlamaDecodeStep` for such a model) is
+compared with the plain loop (the model's forward and ``transformers``' cache) on left-padded
+and unpadded batches, past the cache's first capacity, and through ``sample`` for greedy and
+seeded top-p rollouts.
+"""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported
+
+import pytest
+import torch
+
+from morl_core.policy.sampling import DecodeCache, LlamaDecodeStep, hf_next_token, sample
+
+VOCAB, PAD, EOS = 97, 0, 1
+
+
+@pytest.fixture(scope="module")
+def llama():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=PAD,
+        eos_token_id=EOS,
+        attn_implementation="sdpa",
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+def plain_next_token(model):
+    """The model's forward with transformers' own cache: what the lean step must reproduce."""
+
+    def forward(input_ids, attention_mask, position_ids, cache):
+        out = model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        return out.logits[:, -1, :].float(), out.cache
+
+    return forward
+
+
+def prompts(padded: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask) (B, 7), left-padded rows of different lengths when ``padded``."""
+    generator = torch.Generator().manual_seed(1)
+    ids = torch.randint(2, VOCAB, (3, 7), generator=generator)
+    mask = torch.ones_like(ids)
+    if padded:
+        for row, pad in enumerate((0, 3, 5)):
+            mask[row, :pad] = 0
+            ids[row, :pad] = PAD
+    return ids, mask
+
+
+def teacher_forced_logits(next_token, ids, mask, steps: int) -> torch.Tensor:
+    """Logits (B, steps, V) of a loop that feeds back each step's argmax."""
+    width = ids.shape[1]
+    full = torch.cat([mask, mask.new_ones((mask.shape[0], steps))], dim=1)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    step_ids, cache, out = ids, None, []
+    with torch.no_grad():
+        for step in range(steps):
+            logits, cache = next_token(step_ids, full[:, : width + step], positions, cache)
+            out.append(logits)
+            step_ids, positions = logits.argmax(-1)[:, None], positions[:, -1:] + 1
+    return torch.stack(out, dim=1)
+
+
+def test_plain_llama_qualifies_and_adapted_or_hooked_ones_do_not(llama):
+    assert LlamaDecodeStep.applies(llama)
+    handle = llama.model.layers[0].mlp.register_forward_hook(lambda *args: None)
+    try:
+        assert not LlamaDecodeStep.applies(llama)  # a hook must see every call
+    finally:
+        handle.remove()
+    llama.train()
+    try:
+        assert not LlamaDecodeStep.applies(llama)
+    finally:
+        llama.eval()
+    original = llama.model.layers[1].self_attn.v_proj
+
+    class Adapted(torch.nn.Linear):  # what a LoRA wrapper looks like from outside
+        pass
+
+    adapted = Adapted(original.in_features, original.out_features, bias=False)
+    llama.model.layers[1].self_attn.v_proj = adapted
+    try:
+        assert not LlamaDecodeStep.applies(llama)
+    finally:
+        llama.model.layers[1].self_attn.v_proj = original
+    assert LlamaDecodeStep.applies(llama)
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_lean_steps_give_bit_identical_logits(llama, padded):
+    ids, mask = prompts(padded)
+    steps = 80  # past the cache's first capacity (prompt + 64), so it grows once
+    lean = teacher_forced_logits(hf_next_token(llama), ids, mask, steps)
+    plain = teacher_forced_logits(plain_next_token(llama), ids, mask, steps)
+    assert torch.equal(lean, plain)
+
+
+def test_decode_steps_use_the_lean_cache(llama):
+    ids, mask = prompts(padded=True)
+    next_token = hf_next_token(llama)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        _, cache = next_token(ids, mask, positions, None)
+        assert isinstance(cache, DecodeCache) and cache.length == ids.shape[1]
+        full = torch.cat([mask, mask.new_ones((3, 1))], dim=1)
+        _, cache = next_token(ids[:, -1:], full, positions[:, -1:] + 1, cache)
+        assert isinstance(cache, DecodeCache) and cache.length == ids.shape[1] + 1
+        with pytest.raises(ValueError, match="one new token per row"):
+            next_token(ids[:, -2:], full, positions[:, -2:], cache)
+
+
+@pytest.mark.parametrize(
+    "setting", [dict(greedy=True), dict(temperature=1.0, top_p=0.9), dict(temperature=0.7)]
+)
+def test_rollouts_are_token_for_token_the_same(llama, setting):
+    ids, mask = prompts(padded=True)
+
+    def rollout(next_token):
+        return sample(
+            next_token,
+            ids,
+            mask,
+            max_new_tokens=24,
+            eos_id=EOS,
+            pad_id=PAD,
+            generator=torch.Generator().manual_seed(5),
+            **setting,
+        )
+
+    lean, plain = rollout(hf_next_token(llama)), rollout(plain_next_token(llama))
+    assert torch.equal(lean.completion_ids, plain.completion_ids)
+    assert torch.equal(lean.completion_mask, plain.completion_mask)
