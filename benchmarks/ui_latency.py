@@ -744,11 +744,24 @@ def steer_walk_phase(
         move["slider"] = float(thumb.input_value())
         moves.append(move)
     return walk_summary(moves) | {
+        "records": keep_one_timeline(moves),
         "wall_s": round(time.perf_counter() - started, 1),
         "load_before": load,
         "load_after": load_average(),
-        "records": moves,
     }
+
+
+def keep_one_timeline(moves: list[dict]) -> list[dict]:
+    """``moves`` with the message-by-message timeline kept for the first move of each kind
+    only (an example to read; all of them would make the result file a megabyte)."""
+    seen, out = set(), []
+    for move in moves:
+        frames = move.get("frames") or {}
+        if move["kind"] in seen and "messages" in frames:
+            move = move | {"frames": {k: v for k, v in frames.items() if k != "messages"}}
+        seen.add(move["kind"])
+        out.append(move)
+    return out
 
 
 def open_steer(tab, server: Server, artifact: str, prompt: str, weights, k: int) -> None:
