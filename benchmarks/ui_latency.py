@@ -777,8 +777,12 @@ def open_steer(tab, server: Server, artifact: str, prompt: str, weights, k: int)
     tab.wait_for_selector(".gen-text", timeout=300_000)
     settle(tab)
     for index in range(2, k):  # the walk moves weight between the first two objectives only
-        tab.get_by_label("lock", exact=True).nth(index).check()
+        lock = tab.get_by_label("lock", exact=True).nth(index)
+        lock.focus()  # the box itself sits under the column's layout: a click would miss it
+        tab.keyboard.press("Space")
         settle(tab)
+        if not lock.is_checked():
+            raise RuntimeError(f"could not lock slider {index + 1} of the Steer page")
 
 
 def steer_latency_phase(server: Server, artifact: str, depth: int, limit: int | None) -> dict:
