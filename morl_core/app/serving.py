@@ -55,8 +55,11 @@ STEER_DECODING = {"max_new_tokens": 24, "temperature": 1.0, "top_p": 0.9}
 # Steer replies are as long as the artifact's training replies, up to this many tokens (an
 # instruct model's answer needs ~100; every token more is decode time the user waits for).
 STEER_MAX_NEW_TOKENS = 128
-# A streamed reply is redrawn at most this often (seconds); its finished text always is.
-STREAM_INTERVAL = 0.05
+# A streamed reply's first token is drawn at once, then the reply is redrawn at most this often
+# (seconds), and once finished. Each redraw is a message to the browser and a repaint: at 0.05
+# s, Chromium spent ~560 ms of CPU per streamed reply on a shared 2-core machine
+# (benchmarks/ui_latency.py --steer-latency); ~7 redraws a second still read as typing.
+STREAM_INTERVAL = 0.15
 
 
 def noop(message: str, fraction: float) -> None:
