@@ -13,7 +13,9 @@ trained per-objective experts. On them we check, with exact next-token distribut
   w = (0.5, 0.5) puts far less mass on either class than one expert alone does;
 - with the KL term (the default), on experts fitted to the exact optima pi*_(1,0) and pi*_(0,1),
   the search finds the known answer pi*_(0.5,0.5) where the reward-only search picks a corner.
-  Checked to fail with the KL term dropped from the score (both searches then pick (1, 0)).
+  Checked to fail with the KL term dropped from the score (both searches then pick (1, 0));
+- ``search_replies`` replies are drawn per prompt and candidate and counted as cost, and on a
+  search seed where one reply per prompt picks a lucky candidate, 4 replies find the optimum.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from morl_core import known_answers as ka
 from morl_core.config import ConfigError, RunConfig
 from morl_core.evaluation import EVAL_DECODING
 from morl_core.methods import StepInfo, get
+from morl_core.methods import emorl as emorl_module
 from morl_core.methods.common import ARTIFACT, _train_only, adapter_dir, save_adapter_atomic
 from morl_core.methods.emorl import SEARCH_SEED, Emorl, search_prompts, search_table
 from morl_core.methods.experts import expert_names
@@ -244,14 +247,17 @@ def test_emorl_searches_training_prompts_and_counts_them_as_samples(
         return decode(self, prompts, coefficients, **gen)
 
     monkeypatch.setattr(Emorl, "decode", recording)
-    infos = train("emorl", tmp_path, experts_run, search_rounds=1, search_prompts=3)
+    options = {"search_rounds": 1, "search_prompts": 3, "search_replies": 2}
+    infos = train("emorl", tmp_path, experts_run, **options)
     artifact = json.loads((tmp_path / ARTIFACT).read_text())
     search = artifact["search"]
     train_split = load_prompts(ka.PROMPT_SET, "train")
     assert searched and set(searched) == set(train_split[:3])
+    assert len(searched) == search["samples"]  # every reply decoded is counted
     assert not set(searched) & set(load_prompts(ka.PROMPT_SET, "eval"))
     assert search["split"] == "train" and search["overlaps_eval_prompts"] is False
-    assert search["samples"] == search["evaluations"] * 3 == 9 * 3  # one 3x3 round
+    assert search["replies"] == 2  # one 3x3 round, 3 prompts, 2 replies each
+    assert search["samples"] == search["evaluations"] * 3 * 2 == 9 * 3 * 2
     # experts were copied: the search is this run's whole training cost, reported once
     assert len(infos) == 1 and infos[0].stage == "search" and infos[0].front is not None
     assert infos[0].samples == search["samples"]
@@ -282,7 +288,9 @@ def test_searched_coefficients_beat_a_equals_w_where_they_must(experts):
     assert not overlap
     emorl = Emorl(policy, ka.KNOWN_OBJECTIVES, NAMES)
     w = np.asarray([0.5, 0.5])
-    table, cost = search_table(emorl, config, w[None], prompts, rounds=1, objective="reward")
+    table, cost = search_table(
+        emorl, config, w[None], prompts, rounds=1, objective="reward", replies=1
+    )
     searched = np.asarray(table[0]["coefficients"])
     held_out = load_prompts(ka.PROMPT_SET, "eval")
     at_w = exact_value(emorl, w, w, rewards, held_out)
@@ -293,14 +301,15 @@ def test_searched_coefficients_beat_a_equals_w_where_they_must(experts):
 
 
 def test_reward_only_search_is_the_papers_search(experts):
-    """``search_objective="reward"`` is the search as it was: every candidate decoded in one
-    batch at the evaluation's settings, scored by the mean of w . r (an oracle written out)."""
+    """``search_objective="reward"`` with one reply is the search as it was: every candidate
+    decoded in one batch at the evaluation's settings, scored by the mean of w . r (an oracle
+    written out)."""
     policy, _, _ = experts
     config = RunConfig.from_dict({**BASE, "method": "emorl"})
     prompts, _ = search_prompts(config, 8)
     emorl = Emorl(policy, ka.KNOWN_OBJECTIVES, NAMES)
     w = np.asarray([0.3, 0.7])
-    table, _ = search_table(emorl, config, w[None], prompts, rounds=2, objective="reward")
+    table, _ = search_table(emorl, config, w[None], prompts, 2, "reward", replies=1)
 
     def old_score(points: np.ndarray) -> np.ndarray:
         rows = np.repeat(points, len(prompts), axis=0)  # candidate-major, one row per prompt
@@ -324,6 +333,59 @@ def test_search_objective_is_validated_by_name(experts):
     emorl = Emorl(experts[0], ka.KNOWN_OBJECTIVES, NAMES)
     with pytest.raises(ValueError, match="objective must be one of reward_kl, reward"):
         search_table(emorl, config, np.asarray([[0.5, 0.5]]), ["x"], rounds=1, objective="kl")
+
+
+@pytest.mark.parametrize("bad", [0, 65, 2.5, "4", True, None])
+def test_search_replies_is_validated_by_name(experts, bad):
+    with pytest.raises(ConfigError) as refused:
+        RunConfig.from_dict({**BASE, "method": "emorl", "options": {"search_replies": bad}})
+    assert "must be an integer in [1, 64]" in refused.value.errors["options.search_replies"]
+    config = RunConfig.from_dict({**BASE, "method": "emorl", "options": {"search_replies": 64}})
+    assert config.options["search_replies"] == 64
+    if bad is not None:  # None is search_table's "the option's default"
+        emorl = Emorl(experts[0], ka.KNOWN_OBJECTIVES, NAMES)
+        with pytest.raises(ValueError, match=r"search_replies\) must be an integer in \[1, 64\]"):
+            search_table(emorl, config, np.asarray([[0.5, 0.5]]), ["x"], rounds=1, replies=bad)
+
+
+@pytest.mark.parametrize("objective", ["reward_kl", "reward"])
+def test_search_replies_are_drawn_per_prompt_and_candidate_and_counted(
+    experts, monkeypatch, objective
+):
+    """``replies`` replies per prompt for every candidate, counted in ``samples``; under
+    ``reward_kl`` each candidate is decoded on the same rows with the same seed (common random
+    numbers), and a prompt's replies are distinct draws, not one draw repeated."""
+    policy, _, prompts = experts
+    calls: list[tuple[list[str], np.ndarray]] = []
+    decode = Emorl.decode
+
+    def recording(self, asked, coefficients, **gen):
+        assert gen["seed"] == SEARCH_SEED
+        texts = decode(self, asked, coefficients, **gen)
+        calls.append((list(asked), np.atleast_2d(coefficients), texts))
+        return texts
+
+    monkeypatch.setattr(Emorl, "decode", recording)
+    config = RunConfig.from_dict({**BASE, "method": "emorl"})
+    emorl = Emorl(policy, ka.KNOWN_OBJECTIVES, NAMES)
+    w = np.asarray([[0.5, 0.5]])
+    counted = {}
+    for replies in (1, 3):
+        calls.clear()
+        _, cost = search_table(emorl, config, w, prompts[:3], 1, objective, replies)
+        counted[replies] = cost["samples"]
+        assert cost["replies"] == replies and cost["evaluations"] == 9
+        assert sum(len(asked) for asked, _, _ in calls) == cost["samples"] == 9 * 3 * replies
+        one_candidate = [q for q in prompts[:3] for _ in range(replies)]  # prompt-major
+        if objective == "reward_kl":  # one decode per candidate, all on the same rows
+            assert len(calls) == 9 and all(asked == one_candidate for asked, _, _ in calls)
+            assert all(len(np.unique(rows, axis=0)) == 1 for _, rows, _ in calls)
+        else:  # the paper's search: every candidate in one batch
+            assert len(calls) == 1 and calls[0][0] == one_candidate * 9
+    assert counted[3] == 3 * counted[1]
+    texts = [text for _, _, drawn in calls for text in drawn]  # replies=3: (9 x 3 prompts x 3)
+    by_prompt = np.asarray(texts, dtype=object).reshape(-1, 3)  # one row per (candidate, prompt)
+    assert any(len(set(row)) > 1 for row in by_prompt)
 
 
 # --- with the KL term the search finds the known answer ---
@@ -370,8 +432,10 @@ def test_kl_regularised_search_finds_the_known_optimum(optimal_experts):
     emorl = Emorl(policy, ka.KNOWN_OBJECTIVES, NAMES)
     w = np.asarray([0.5, 0.5])
     found, rows = {}, {}
-    for objective in ("reward_kl", "reward"):
-        table, cost = search_table(emorl, config, w[None], prompts, rounds=1, objective=objective)
+    # the default search against the paper's as it was (one reply per prompt: 16 of its
+    # 24-token replies per prompt take minutes on a CPU)
+    for objective, replies in (("reward_kl", None), ("reward", 1)):
+        table, cost = search_table(emorl, config, w[None], prompts, 1, objective, replies)
         rows[objective], a = table[0], table[0]["coefficients"]
         found[objective] = ka.compare(emorl_logprobs(emorl, a, prompts), ref, rewards, w, BETA)
         assert cost["objective"] == objective
@@ -383,3 +447,25 @@ def test_kl_regularised_search_finds_the_known_optimum(optimal_experts):
     # the recorded value is the regularised score of the chosen candidate's replies
     row = rows["reward_kl"]
     assert row["value"] == pytest.approx(np.dot(w, row["objectives"]) - BETA * row["kl"])
+
+
+def test_more_search_replies_stop_the_search_chasing_a_lucky_draw(optimal_experts, monkeypatch):
+    """Search seed 2 is a draw where one reply per prompt misleads the KL-regularised search:
+    with 8 replies per candidate the best score of the 9 candidates is a lucky one, and at
+    w = (0, 1) it picks a = (0.5, 0.5), rates 0.5 off pi*_w's. With 4 replies per prompt the
+    same search finds the known answer at w = (1, 0), (0.5, 0.5) and (0, 1)."""
+    policy, rewards, ref, prompts = optimal_experts
+    monkeypatch.setattr(emorl_module, "SEARCH_SEED", 2)
+    config = RunConfig.from_dict({**BASE, "method": "emorl", "kl_coef": BETA})
+    emorl = Emorl(policy, ka.KNOWN_OBJECTIVES, NAMES)
+    preferences = np.asarray([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
+    errors, chosen = {}, {}
+    for replies in (1, 4):
+        table, _ = search_table(emorl, config, preferences, prompts, rounds=1, replies=replies)
+        chosen[replies] = [row["coefficients"] for row in table]
+        errors[replies] = [
+            ka.compare(emorl_logprobs(emorl, a, prompts), ref, rewards, w, BETA).rate_error
+            for a, w in zip(chosen[replies], preferences, strict=True)
+        ]
+    assert errors[1][2] > 0.3, (chosen, errors)  # the lucky draw: a hard seed for one reply
+    assert max(errors[4]) < 0.06, (chosen, errors)
