@@ -111,7 +111,9 @@ DEMOS: dict[str, dict] = {
 PAIR, TRIPLE = ["sentiment", "brevity"], ["sentiment", "brevity", "formality"]
 FAMILIES: dict[str, dict] = {
     "mod": {"experts_from": GUARDED},
-    "emorl": {"experts_from": GUARDED},
+    # 4 replies per search prompt and candidate (the embedded default, 16, is ~13k SmolLM2
+    # replies per front on a CPU: hours)
+    "emorl": {"experts_from": GUARDED, "options": {"search_replies": 4}},
     "metapolicy": {"experts_from": GUARDED, "options": {"meta_steps": 40}},
     "ric": {},
     "panacea": {},
