@@ -103,13 +103,18 @@ def make_runners(policy, new_tokens: int):
     return ours, hf
 
 
-def time_interleaved(runners: dict, prompts: list[str], runs: int, new_tokens: int, sync) -> dict:
-    """Seconds per call as ``{setting: {runner: [...]}}``, after one warm-up call each.
+def time_interleaved(
+    runners: dict, prompts: list[str], runs: int, new_tokens: int, sync
+) -> tuple[dict, dict]:
+    """Seconds per call, wall-clock and process CPU, each ``{setting: {runner: [...]}}``.
 
-    Every setting and runner takes its turn within each run, so a burst of background load
-    hits all of them alike.
+    One warm-up call each first. Every setting and runner takes its turn within each run, so a
+    burst of background load hits all of them alike. The CPU seconds (``time.process_time``)
+    leave out the time the process waited for a core: on a loaded machine they are the steadier
+    comparison of two CPU runs (on a GPU they miss the device's time; use the wall-clock there).
     """
-    timings = {setting: {name: [] for name in runners} for setting in SETTINGS}
+    wall = {setting: {name: [] for name in runners} for setting in SETTINGS}
+    cpu = {setting: {name: [] for name in runners} for setting in SETTINGS}
     for setting in SETTINGS:
         for name, run in runners.items():
             completion = run(prompts, setting)  # warm-up, and a check that the lengths match
@@ -117,11 +122,12 @@ def time_interleaved(runners: dict, prompts: list[str], runs: int, new_tokens: i
     for _ in range(runs):
         for setting in SETTINGS:
             for name, run in runners.items():
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 run(prompts, setting)
                 sync()
-                timings[setting][name].append(time.perf_counter() - start)
-    return timings
+                wall[setting][name].append(time.perf_counter() - start)
+                cpu[setting][name].append(time.process_time() - start_cpu)
+    return wall, cpu
 
 
 def paired_ratio(timings: dict) -> float:
@@ -159,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
 
     load_before = os.getloadavg()
     print(f"model {args.model}, {args.new_tokens} new tokens, 1 thread, {policy.device}")
-    all_single = time_interleaved(runners, batch[:1], args.runs, args.new_tokens, sync)
-    all_many = time_interleaved(runners, batch, args.batch_runs, args.new_tokens, sync)
+    all_single, _ = time_interleaved(runners, batch[:1], args.runs, args.new_tokens, sync)
+    all_many, _ = time_interleaved(runners, batch, args.batch_runs, args.new_tokens, sync)
     results = {}
     print(f"{'setting':<8}{'measure':<30}{'ours':>9}{'HF':>9}{'ratio':>7}   (best: ours / HF)")
     for setting in SETTINGS:
