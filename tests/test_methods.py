@@ -291,8 +291,8 @@ def test_soup_adapter_is_the_weighted_sum_of_the_expert_deltas(trained, eval_pro
 
     soup = get("soups").load(trained("soups").run_dir, device="cpu")
     weights = (0.3, 0.7)
-    soup.generate(eval_prompts[:1], list(weights), **GREEDY)  # builds the soup adapter
-    name = soup.choose(np.asarray(weights))  # the cached soup for these weights
+    soup.generate(eval_prompts[:1], list(weights), **GREEDY)  # sets the soup to these weights
+    name = soup.choose(np.asarray(weights))  # the one soup adapter, now holding this mixture
     assert soup.choose(np.asarray(weights)) == name
     first, second = expert_names(OBJECTIVES)
     checked = 0
@@ -434,15 +434,3 @@ def test_linear_scalarisation_misses_the_interior_and_tchebycheff_finds_it():
         assert tcheb[WORDS // 2] > 0.95
         x, y = tcheb @ points  # expected objective vector: the front's point (0.25, 0.25)
         assert abs(x - 0.25) < 0.02 and abs(y - 0.25) < 0.02
-
-
-def test_soup_cache_keeps_recent_mixtures_and_evicts_the_oldest(trained):
-    from morl_core.methods.soups import CACHED_SOUPS
-
-    soup = get("soups").load(trained("soups").run_dir, device="cpu")
-    names = [soup.choose(np.asarray([w, 1 - w])) for w in np.linspace(0.05, 0.95, CACHED_SOUPS + 1)]
-    assert len(set(names)) == CACHED_SOUPS + 1  # each new mixture gets its own adapter
-    loaded = set(soup.policy.model.peft_config)
-    assert names[0] not in loaded and names[-1] in loaded  # oldest evicted, newest kept
-    assert sum(n.startswith("soup") for n in loaded) == CACHED_SOUPS
-    assert soup.choose(np.asarray([0.95, 0.05])) == names[-1]  # a cached mixture is reused
