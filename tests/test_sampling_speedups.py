@@ -14,7 +14,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported
 import pytest
 import torch
 
-from morl_core.policy.sampling import DecodeCache, LlamaDecodeStep, hf_next_token, sample
+from morl_core.policy.llama_decode import DecodeCache, LlamaDecodeStep
+from morl_core.policy.sampling import hf_next_token, sample
 
 VOCAB, PAD, EOS = 97, 0, 1
 
