@@ -54,6 +54,9 @@ SUITE_TITLES = {
     "conflicting": "Conflicting pair",
     "independent": "Independent pair",
     "correlated": "Correlated pair",
+    "known_answer": "Known answer (exact optimum)",
+    "three_objectives": "Three objectives",
+    "five_objectives": "Five objectives",
 }
 
 
