@@ -36,6 +36,11 @@ class DecodeCache:
         values[:, :, :, : self.length] = self.values
         self.keys, self.values = keys, values
 
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        """Repeat each row ``repeats`` times in place (as ``transformers``' caches do)."""
+        self.keys = self.keys.repeat_interleave(repeats, dim=1)
+        self.values = self.values.repeat_interleave(repeats, dim=1)
+
 
 class LlamaDecodeStep:
     """One decode step (one new token per row) of a ``transformers`` Llama model.

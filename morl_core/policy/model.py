@@ -142,9 +142,15 @@ class Policy:
         ids, mask, generator = self._prepare(
             prompts, n, max_new_tokens, temperature, top_p, seed, generator
         )
+        if next_token is None:
+            next_token = hf_next_token(self.model)
+            # the n rows of a prompt are adjacent copies: prefill one, repeat its cache (only on
+            # a transformers / peft model: a wrapper such as EMORL's fusion may hold per-row state)
+            if n > 1 and is_transformers_model(self.model):
+                next_token = shared_prompt_next_token(next_token, n)
         with self._eval_mode():
             return sample(
-                next_token or hf_next_token(self.model),
+                next_token,
                 ids,
                 mask,
                 max_new_tokens=max_new_tokens,
@@ -199,6 +205,34 @@ class Policy:
         """Texts of :meth:`rollout` (``n`` per prompt, prompt-major)."""
         rollout = self.rollout(prompts, n=n, **kw)
         return self.decode(rollout.completion_ids, rollout.completion_mask)
+
+
+def is_transformers_model(model) -> bool:
+    """A ``transformers`` model, possibly wrapped by ``peft``; not a method's own module."""
+    from peft import PeftModel
+    from transformers import PreTrainedModel
+
+    return isinstance(model, PreTrainedModel | PeftModel)
+
+
+def shared_prompt_next_token(next_token, n: int):
+    """``next_token`` that runs the prompt pass once per group of ``n`` identical adjacent rows.
+
+    The first call (no cache yet) sees the left-padded prompts, each repeated ``n`` times: it
+    runs on every ``n``-th row, then repeats the cache's rows and the logits ``n`` times, so the
+    decode steps that follow see the same cache as a full prompt pass would give. The cache is
+    a ``transformers`` cache or a :class:`~morl_core.policy.llama_decode.DecodeCache`; both
+    repeat in place through ``batch_repeat_interleave``.
+    """
+
+    def forward(input_ids, attention_mask, position_ids, cache):
+        if cache is not None:
+            return next_token(input_ids, attention_mask, position_ids, cache)
+        logits, cache = next_token(input_ids[::n], attention_mask[::n], position_ids[::n], None)
+        cache.batch_repeat_interleave(n)
+        return logits.repeat_interleave(n, 0), cache  # (B, V)
+
+    return forward
 
 
 def check_prompts(prompts: Sequence[str]) -> None:

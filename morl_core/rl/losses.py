@@ -31,27 +31,78 @@ def token_logprobs(
     attention_mask: torch.Tensor,
     n_completion: int,
     temperature: float = 1.0,
+    group_size: int = 1,
 ):
     """Log-probs (B, T) of the last ``n_completion`` tokens under ``log_softmax(logits /
     temperature)``, and the detached entropy (B, T).
 
     Left padding gets explicit position ids; only the last ``n_completion + 1`` positions go
     through the LM head (on a small model the vocabulary projection dominates the pass).
+
+    ``group_size = k > 1``: rows come in groups of ``k`` adjacent completions of one prompt. When
+    the rows of every group do share their prompt, it runs once per group and its cache is
+    repeated ``k`` times (``repeat_interleave`` keeps the graph: the rows' gradients add up on
+    the shared prompt); otherwise every row runs in full, as with ``group_size = 1``.
     """
     positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    logits = model(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        position_ids=positions,
-        logits_to_keep=n_completion + 1,
-    ).logits
-    logits = logits[:, -n_completion - 1 : -1, :].float()  # (B, T, V) predicting the completion
+    prompt = input_ids.shape[1] - n_completion
+    if group_size > 1 and _groups_share_prompt(input_ids, attention_mask, prompt, group_size):
+        logits = _shared_prompt_logits(
+            model, input_ids, attention_mask, positions, prompt, group_size
+        )
+    else:
+        logits = model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=positions,
+            logits_to_keep=n_completion + 1,
+        ).logits[:, -n_completion - 1 : -1, :]
+    logits = logits.float()  # (B, T, V) predicting the completion
     logp_all = torch.log_softmax(logits / temperature, dim=-1)
     targets = input_ids[:, -n_completion:]
     logp = logp_all.gather(-1, targets[..., None]).squeeze(-1)  # (B, T)
     with torch.no_grad():  # a monitor-only quantity: keep it out of the autograd graph
         entropy = -(logp_all.exp() * logp_all).sum(-1)  # (B, T)
     return logp, entropy
+
+
+def _groups_share_prompt(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt: int, k: int
+) -> bool:
+    """Whether the first ``prompt`` columns (ids and mask) match within each group of k rows."""
+    if prompt < 1 or input_ids.shape[0] % k:
+        return False
+    for rows in (input_ids[:, :prompt], attention_mask[:, :prompt]):
+        groups = rows.reshape(-1, k, prompt)  # (P, k, prompt)
+        if not torch.equal(groups, groups[:, :1].expand_as(groups)):
+            return False
+    return True
+
+
+def _shared_prompt_logits(model, input_ids, attention_mask, positions, prompt: int, k: int):
+    """Logits (B, T, V) predicting the completion, the prompt computed once per group of k."""
+    out = model(
+        input_ids=input_ids[::k, :prompt],
+        attention_mask=attention_mask[::k, :prompt],
+        position_ids=positions[::k, :prompt],
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    cache = out.cache
+    cache.batch_repeat_interleave(k)
+    # the prompt's last logit predicts the first completion token
+    logits = [out.logits[:, -1:, :].repeat_interleave(k, 0)]  # (B, 1, V)
+    if input_ids.shape[1] - prompt > 1:  # the completion's tokens but its last predict the rest
+        logits.append(
+            model(
+                input_ids=input_ids[:, prompt:-1],
+                attention_mask=attention_mask[:, :-1],
+                position_ids=positions[:, prompt:-1],
+                cache=cache,
+                use_cache=True,
+            ).logits
+        )
+    return torch.cat(logits, 1)
 
 
 def group_advantages(rewards: torch.Tensor, k: int, kind: str = "rloo") -> torch.Tensor:

@@ -3,7 +3,7 @@
 Every method reuses it: MORLHF trains one per preference, soups/MOD/EMORL one per objective,
 DynaOpt one whose weights a bandit moves. A step is::
 
-    prompts --rollout (k samples each, KV cache)--> completions
+    prompts --rollout (k samples each, one prompt pass per group, KV cache)--> completions
             --objectives.score--> raw rewards (B, K) --normalise--> (B, K) in [0, 1]
             --scalarize(weights)--> (B,) --minus beta * KL(pi || base) per sequence (detached)
             --group baseline--> advantages (B,) --REINFORCE--> AdamW step on the adapter only
@@ -25,6 +25,7 @@ from morl_core import objectives as objective_registry
 from morl_core.config import RunConfig
 from morl_core.objectives.degeneration import guarded_fluency
 from morl_core.objectives.normalize import RewardNormalizer  # noqa: F401 -- imported from here too
+from morl_core.policy.model import is_transformers_model
 from morl_core.prompts import load_prompt_columns
 from morl_core.rl.losses import (
     group_advantages,
@@ -147,11 +148,13 @@ class RLTrainer:
             pg = torch.tensor(0.0)
             entropy = torch.tensor(0.0)
         else:
-            logp, ent = token_logprobs(model, rollout.input_ids, rollout.attention_mask, n_tok)
+            # the k completions of a prompt share it: the prompt runs once per group (on a
+            # transformers / peft model; a method's own module, e.g. a fusion, runs every row)
+            k = cfg.k_samples if is_transformers_model(model) else 1
+            ids, attention = rollout.input_ids, rollout.attention_mask
+            logp, ent = token_logprobs(model, ids, attention, n_tok, group_size=k)
             with torch.no_grad(), model.disable_adapter():
-                ref_logp, _ = token_logprobs(
-                    model, rollout.input_ids, rollout.attention_mask, n_tok
-                )
+                ref_logp, _ = token_logprobs(model, ids, attention, n_tok, group_size=k)
             shaped = kl_shaped_rewards(
                 torch.as_tensor(trained_on, dtype=torch.float32, device=logp.device),
                 logp,
