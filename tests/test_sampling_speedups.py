@@ -13,48 +13,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported
 
 import pytest
 import torch
+from tiny_models import EOS, PAD, VOCAB, tiny_llama
 
 from morl_core.policy.llama_decode import DecodeCache, LlamaDecodeStep
 from morl_core.policy.sampling import hf_next_token, sample
 
-VOCAB, PAD, EOS = 97, 0, 1
-
 
 @pytest.fixture(scope="module")
 def llama():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        pad_token_id=PAD,
-        eos_token_id=EOS,
-        attn_implementation="sdpa",
-    )
-    return LlamaForCausalLM(config).eval()
+    return tiny_llama()
 
 
 def plain_next_token(model):
     """The model's forward with transformers' own cache: what the lean step must reproduce."""
-
-    def forward(input_ids, attention_mask, position_ids, cache):
-        out = model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            cache=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        return out.logits[:, -1, :].float(), out.cache
-
-    return forward
+    return hf_next_token(model, lean=False)
 
 
 def prompts(padded: bool) -> tuple[torch.Tensor, torch.Tensor]:

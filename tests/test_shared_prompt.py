@@ -13,6 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported
 
 import pytest
 import torch
+from tiny_models import EOS, PAD, VOCAB, tiny_llama
 
 from morl_core.policy import attach_lora, load_policy
 from morl_core.policy.llama_decode import DecodeCache
@@ -21,7 +22,6 @@ from morl_core.policy.sampling import hf_next_token, sample
 from morl_core.rl.losses import token_logprobs
 
 K = 4
-VOCAB, PAD, EOS = 97, 0, 1
 PROMPTS = ["Write a haiku about", "Tell me"]
 
 
@@ -44,29 +44,13 @@ def embedded() -> Policy:
     return policy
 
 
-def tiny_llama():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        pad_token_id=PAD,
-        eos_token_id=EOS,
-        attn_implementation="sdpa",
-        initializer_range=0.2,  # sharper attention than the default: the cache must matter
-    )
-    return LlamaForCausalLM(config).eval()
+def sharp_llama():
+    return tiny_llama(initializer_range=0.2)  # sharper attention: the cache must matter
 
 
 @pytest.fixture(scope="module")
 def llama_lora() -> Policy:
-    policy = Policy(model=tiny_llama(), tokenizer=None, device="cpu", name="tiny-llama")
+    policy = Policy(model=sharp_llama(), tokenizer=None, device="cpu", name="tiny-llama")
     attach_lora(policy)
     perturb_lora(policy.model, seed=1)
     policy.model.eval()
@@ -189,7 +173,7 @@ def forced_logits(next_token, ids, mask, completion) -> torch.Tensor:
 @pytest.mark.parametrize("adapter", [False, True])
 def test_llama_sampling_is_the_same_with_the_shared_prefill(llama_lora, adapter):
     """Without an adapter the prompt's cache becomes a ``DecodeCache``, repeated after it."""
-    model = llama_lora.model if adapter else tiny_llama()
+    model = llama_lora.model if adapter else sharp_llama()
     ids, mask = llama_batch()
     ids, mask = ids[:, :7], mask[:, :7]  # the prompts, each repeated K times
     caches = []
@@ -221,5 +205,5 @@ def test_only_transformers_models_share_the_prompt_pass(embedded):
             self.model = model
 
     assert is_transformers_model(embedded.model)  # peft-wrapped
-    assert is_transformers_model(tiny_llama())
+    assert is_transformers_model(sharp_llama())
     assert not is_transformers_model(Wrapper(embedded.model))

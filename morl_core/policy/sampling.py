@@ -44,13 +44,14 @@ class Rollout:
         return torch.cat([self.prompt_mask, self.completion_mask], dim=1)
 
 
-def hf_next_token(model: torch.nn.Module) -> NextToken:
+def hf_next_token(model: torch.nn.Module, lean: bool = True) -> NextToken:
     """The next-token function of a Hugging Face causal LM (logits in fp32).
 
-    A model :meth:`LlamaDecodeStep.applies` to decodes its one-token steps through it (same
-    logits, bit for bit); any other model, and every multi-token call, goes through its forward.
+    With ``lean``, a model :meth:`LlamaDecodeStep.applies` to decodes its one-token steps through
+    it (same logits, bit for bit); any other model, every multi-token call, and every call
+    without ``lean`` go through the model's forward and ``transformers``' cache.
     """
-    decode_step = LlamaDecodeStep(model) if LlamaDecodeStep.applies(model) else None
+    decode_step = LlamaDecodeStep(model) if lean and LlamaDecodeStep.applies(model) else None
 
     def forward(input_ids, attention_mask, position_ids, cache):
         if isinstance(cache, DecodeCache):
