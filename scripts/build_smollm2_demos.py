@@ -15,15 +15,14 @@ A succeeded demo is exported once: the files the app needs (``KEPT_RUN_FILES``) 
 ``trained_on.json``, the folder is evaluated under the evaluation protocol (``front.json``) and
 its Steer replies are precomputed (``lattice.json``, see :mod:`morl_core.app.lattice`).
 
-The expert pool the exported demos use is ``GUARDED``: the brevity expert retrained alone (KL
-coefficient 0.1, the word-list fluency guard; option ``retrain``), the other three copied from
-``EXPERTS``, which trained all four (its brevity expert barely moved at beta 0.15). Only
-brevity trains again: the script submits ``GUARDED`` once ``EXPERTS`` has succeeded.
+Two expert pools: ``EXPERTS`` trained all four objectives; ``GUARDED`` retrains brevity alone
+(KL coefficient 0.1, the word-list fluency guard; option ``retrain``; ``EXPERTS``' brevity
+expert barely moved at beta 0.15) and copies the other three.
 
-The demos: every family on a 2-objective set (sentiment, brevity) and a 3-objective one
-(sentiment, brevity, formality), submitted in ``DEMOS`` order (one worker: the aggregations
-over the pool first, the policies trained from the base model last). On 2 CPU cores that is
-many sittings; a sitting with a GPU does them in one.
+The demos: every family on a 2-objective set (formality vs readability, over ``EXPERTS``) and a
+3-objective one (plus brevity, over ``GUARDED``), submitted in ``DEMOS`` order (one worker: the
+aggregations over a pool first, the policies trained from the base model last). On 2 CPU cores
+that is many sittings; a sitting with a GPU does them in one.
 """
 
 from __future__ import annotations
@@ -76,58 +75,63 @@ COMMON = {
 }
 EXPERTS = "smollm2-experts"
 GUARDED = "smollm2-experts-guarded-brevity"
-# name -> config overrides; "experts_from" names the demo whose experts a demo reuses
-DEMOS: dict[str, dict] = {
-    # one LoRA expert per objective (brevity: at most 8 words scores 1; SmolLM2 replies ~25)
-    EXPERTS: {
-        "method": "soups",
-        "objectives": ["brevity", "sentiment", "formality", "readability"],
-    },
-    # the same pool with brevity retrained: beta 0.1, and replies in made-up words ("Zomhool!")
-    # cost the fluency penalty too (a share of words outside an English word list above 0.25)
-    GUARDED: {
-        "method": "soups",
-        "objectives": ["brevity", "sentiment", "formality", "readability"],
-        "kl_coef": 0.1,
-        "fluency_guard": "wordlist",
-        "options": {"retrain": "brevity"},
-        "experts_from": EXPERTS,
-    },
-    "smollm2-soups-sentiment-brevity": {
-        "method": "soups",
-        "objectives": ["sentiment", "brevity"],
-        "experts_from": GUARDED,
-    },
-    "smollm2-soups-sentiment-brevity-formality": {
-        "method": "soups",
-        "objectives": ["sentiment", "brevity", "formality"],
-        "n_preferences": 10,
-        "experts_from": GUARDED,
-    },
-}
-# Every other family on the same two sets, cheapest first: the aggregations over the guarded
-# pool train nothing (MOD) or little (EMORL's search, the meta-policy's upper level); the
-# single policies and MORLHF train a LoRA of their own from the base model.
-PAIR, TRIPLE = ["sentiment", "brevity"], ["sentiment", "brevity", "formality"]
-FAMILIES: dict[str, dict] = {
-    "mod": {"experts_from": GUARDED},
+POOL_OBJECTIVES = ["brevity", "sentiment", "formality", "readability"]
+# Held-out check of EXPERTS (its front.jsonl, one point per expert, 8 prompts): the formality
+# expert scores formality 0.677 against 0.585-0.613 for the others, the readability expert
+# readability 0.675 against 0.574-0.648; the sentiment expert did not move sentiment (0.648,
+# below the readability expert's 0.672) nor brevity's its objective (0.432 vs 0.416-0.432).
+# So the 2-objective demos pair the two experts that work, formality vs readability (the
+# benchmark's conflicting pair), from EXPERTS; the 3-objective ones add the retrained brevity.
+PAIR, TRIPLE = ["formality", "readability"], ["formality", "readability", "brevity"]
+POOL_OF = {"pair": EXPERTS, "triple": GUARDED}
+# Aggregations over a pool train nothing (soups, MOD) or little (EMORL's search, the
+# meta-policy's upper level); the single policies and MORLHF train a LoRA of their own from the
+# base model, so they come last.
+AGGREGATIONS: dict[str, dict] = {
+    "soups": {},
+    "mod": {},
     # 4 replies per search prompt and candidate (the embedded default, 16, is ~13k SmolLM2
     # replies per front on a CPU: hours)
-    "emorl": {"experts_from": GUARDED, "options": {"search_replies": 4}},
-    "metapolicy": {"experts_from": GUARDED, "options": {"meta_steps": 40}},
+    "emorl": {"options": {"search_replies": 4}},
+    "metapolicy": {"options": {"meta_steps": 40}},
+}
+SINGLE: dict[str, dict] = {
     "ric": {},
     "panacea": {},
     "dynaopt": {},
     "morlhf": {"steps": 60},  # steps per preference: 5 (2 objectives) or 6 (3) policies
 }
-for objectives in (PAIR, TRIPLE):
-    for method, spec in FAMILIES.items():
-        DEMOS[f"smollm2-{method}-{'-'.join(objectives)}"] = {
-            "method": method,
-            "objectives": objectives,
-            "n_preferences": 5 if len(objectives) == 2 else (6 if method == "morlhf" else 10),
-            **spec,
-        }
+
+
+def demo(method: str, objectives: list[str], spec: dict, pool: str | None = None) -> dict:
+    preferences = 5 if len(objectives) == 2 else (6 if method == "morlhf" else 10)
+    found = {"method": method, "objectives": objectives, "n_preferences": preferences, **spec}
+    return {**found, "experts_from": pool} if pool else found
+
+
+def name_of(method: str, objectives: list[str]) -> str:
+    return f"smollm2-{method}-{'-'.join(objectives)}"
+
+
+# name -> config overrides, in submission order; "experts_from" names the demo whose experts a
+# demo reuses
+DEMOS: dict[str, dict] = {
+    # one LoRA expert per objective (brevity: at most 8 words scores 1; SmolLM2 replies ~25)
+    EXPERTS: {"method": "soups", "objectives": POOL_OBJECTIVES},
+    **{name_of(m, PAIR): demo(m, PAIR, spec, EXPERTS) for m, spec in AGGREGATIONS.items()},
+    # the same pool with brevity retrained: beta 0.1, and replies in made-up words ("Zomhool!")
+    # cost the fluency penalty too (a share of words outside an English word list above 0.25)
+    GUARDED: {
+        "method": "soups",
+        "objectives": POOL_OBJECTIVES,
+        "kl_coef": 0.1,
+        "fluency_guard": "wordlist",
+        "options": {"retrain": "brevity"},
+        "experts_from": EXPERTS,
+    },
+    **{name_of(m, TRIPLE): demo(m, TRIPLE, spec, GUARDED) for m, spec in AGGREGATIONS.items()},
+    **{name_of(m, obj): demo(m, obj, spec) for obj in (PAIR, TRIPLE) for m, spec in SINGLE.items()},
+}
 POOLS = {EXPERTS, GUARDED}  # expert pools are not shipped
 EXPORTED = set(DEMOS) - POOLS
 POLL_S = 60.0

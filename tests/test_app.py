@@ -691,7 +691,7 @@ def smollm2_demo(tmp_path, monkeypatch) -> Path:
 
     demos = tmp_path / "demo"
     shutil.copytree(serving.DEMO_DIR, demos)
-    big = demos / "smollm2-soups-sentiment-brevity"
+    big = demos / serving.DEMO_FIRST[0]  # the SmolLM2 landing demo
     shutil.copytree(serving.DEMO_DIR / "soups-sentiment-brevity", big)
     config = json.loads((big / "config.json").read_text()) | {"model": "smollm2-135m"}
     (big / "config.json").write_text(json.dumps(config))
@@ -703,13 +703,13 @@ def test_the_smollm2_demo_lands_first_when_its_model_is_installed(tmp_path, monk
     smollm2_demo(tmp_path, monkeypatch)
     monkeypatch.setattr(serving, "wheel_file", lambda spec: tmp_path / "model.gguf")
     found = serving.discover_artifacts(runs=False)
-    assert found[0].key == "demo/smollm2-soups-sentiment-brevity"
+    assert found[0].key == f"demo/{serving.DEMO_FIRST[0]}"
     assert (found[0].model, found[0].embedded) == ("smollm2-135m", False)
     assert found[1].key == "demo/soups-sentiment-brevity" and found[1].embedded
     monkeypatch.setattr(serving, "wheel_file", lambda spec: None)  # the wheel is not installed
     found = serving.discover_artifacts(runs=False)
     assert found[0].key == "demo/soups-sentiment-brevity"
-    assert found[-1].key == "demo/smollm2-soups-sentiment-brevity"
+    assert found[-1].key == f"demo/{serving.DEMO_FIRST[0]}"
 
 
 def test_classroom_mode_is_one_click_from_the_smollm2_demos(tmp_path, monkeypatch):
@@ -722,7 +722,7 @@ def test_classroom_mode_is_one_click_from_the_smollm2_demos(tmp_path, monkeypatc
     at = page("pages/fronts.py")
     no_exceptions(at)
     picked = at.multiselect[0].value
-    assert [a.key for a, _ in picked] == ["demo/smollm2-soups-sentiment-brevity"]
+    assert [a.key for a, _ in picked] == [f"demo/{serving.DEMO_FIRST[0]}"]
     assert any("smollm2" in option for option in at.multiselect[0].options)
     toggle = at.sidebar.toggle(key="classroom-toggle")
     assert toggle.value is False

@@ -38,8 +38,14 @@ def test_the_guarded_pool_retrains_brevity_only_once_the_experts_succeeded(build
     assert config.objectives == tuple(build.DEMOS[build.EXPERTS]["objectives"])
     assert build.DEMOS[build.GUARDED]["options"] == {"retrain": "brevity"}  # not changed in place
     # the shipped demos take their experts from the guarded pool; no pool is shipped
-    pooled = [name for name in build.EXPORTED if "experts_from" in build.DEMOS[name]]
-    assert {build.DEMOS[name]["experts_from"] for name in pooled} == {build.GUARDED}
+    # the pair's demos use the first pool (its formality and readability experts), the
+    # triple's the guarded one (brevity retrained); no pool is shipped
+    pooled = {
+        (len(build.DEMOS[name]["objectives"]), build.DEMOS[name]["experts_from"])
+        for name in build.EXPORTED
+        if "experts_from" in build.DEMOS[name]
+    }
+    assert pooled == {(2, build.EXPERTS), (3, build.GUARDED)}
     assert build.POOLS.isdisjoint(build.EXPORTED)
 
 
@@ -48,8 +54,11 @@ def test_every_family_has_a_demo_on_a_two_and_a_three_objective_set(build, tmp_p
 
     families = {spec.family[0] for spec in METHODS.values()}
     named = {"soups", "mod", "emorl", "metapolicy", "ric", "panacea", "morlhf", "dynaopt"}
+    from morl_core.app.serving import DEMO_FIRST
+
+    assert DEMO_FIRST[0] in build.EXPORTED  # the app lands on a demo this script builds
     done = executor({"pool-run": RunState.SUCCEEDED}, tmp_path)
-    ids = {build.GUARDED: "pool-run"}
+    ids = {build.EXPERTS: "pool-run", build.GUARDED: "pool-run"}
     for objectives in (build.PAIR, build.TRIPLE):
         shipped = [
             build.DEMOS[n] for n in build.EXPORTED if build.DEMOS[n]["objectives"] == objectives
@@ -103,7 +112,10 @@ def test_demos_are_submitted_in_order_so_the_queue_trains_the_pool_first(build, 
     build.write_json_atomic(tmp_path / "demos.json", {build.EXPERTS: "experts-run"})
     first = build.advance(fake, tmp_path, set())
     assert submitted == []
-    assert first["smollm2-ric-sentiment-brevity"] == f"waiting for {build.GUARDED}"
+    pair = build.name_of("soups", build.PAIR)
+    assert first[build.name_of("ric", build.PAIR)] == f"waiting for {pair}"
     states["experts-run"] = RunState.SUCCEEDED
-    build.advance(fake, tmp_path, set())
-    assert submitted == ["soups"]  # the guarded pool, and nothing queued behind it yet
+    states_now = build.advance(fake, tmp_path, set())
+    # the pair's aggregations over the finished pool, then the guarded pool; nothing behind it
+    assert submitted == ["soups", "mod", "emorl", "metapolicy", "soups"]
+    assert states_now[build.name_of("ric", build.PAIR)].startswith("waiting for")

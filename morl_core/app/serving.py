@@ -49,7 +49,7 @@ KEPT_RUN_FILES = frozenset(
 )
 # The landing artifacts, in order: the first whose model is here opens Steer and Fronts (the
 # SmolLM2 demos once they ship; the embedded model's, the fast classroom mode, otherwise).
-DEMO_FIRST = ("smollm2-soups-sentiment-brevity", "soups-sentiment-brevity")
+DEMO_FIRST = ("smollm2-soups-formality-readability", "soups-sentiment-brevity")
 # The evaluation protocol's decoding (morl_core.evaluation), also the Steer default.
 STEER_DECODING = {"max_new_tokens": 24, "temperature": 1.0, "top_p": 0.9}
 # Steer replies are as long as the artifact's training replies, up to this many tokens (an
