@@ -51,7 +51,7 @@ TINY = {
     "threads": 1,
     "lr": 0.01,
 }
-FAST_OPTIONS = {"emorl": {"search_rounds": 2, "search_prompts": 2}}
+FAST_OPTIONS = {"emorl": {"search_rounds": 2, "search_prompts": 2, "search_replies": 2}}
 PREFERENCES = ([1.0, 0.0], [0.5, 0.5], [0.0, 1.0])
 
 
@@ -295,7 +295,8 @@ def test_emorl_records_search_cost_and_interpolates_coefficients(runs):
     search = artifact["search"]
     assert 0 < search["evaluations"] <= search["evaluations_requested"]
     assert search["evaluations_requested"] <= 2 * (9 + (9 - 4))  # 2 preferences, 2 rounds
-    assert search["samples"] == search["evaluations"] * search["prompts"]
+    assert search["replies"] == 2  # per search prompt and candidate
+    assert search["samples"] == search["evaluations"] * search["prompts"] * search["replies"]
     assert json.loads((run_dir / search["seconds_in"]).read_text())["seconds"] > 0
     steerable = get("emorl").load(run_dir, device="cpu")
     table = artifact["aggregation"]
