@@ -20,8 +20,9 @@ Two expert pools: ``EXPERTS`` trained all four objectives; ``GUARDED`` retrains 
 expert barely moved at beta 0.15) and copies the other three.
 
 The demos: every family on a 2-objective set (formality vs readability, over ``EXPERTS``) and a
-3-objective one (plus brevity, over ``GUARDED``), submitted in ``DEMOS`` order (one worker: the
-aggregations over a pool first, the policies trained from the base model last). On 2 CPU cores
+3-objective one (plus brevity, over ``GUARDED``), submitted in ``DEMOS`` order (one worker: every
+family on the pair first, the aggregations over a pool before the policies trained from the base
+model, then the same for the triple). On 2 CPU cores
 that is many sittings; a sitting with a GPU does them in one.
 """
 
@@ -41,6 +42,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from morl_core.app.lattice import LATTICE  # noqa: E402
 from morl_core.app.serving import DEMO_DIR, KEPT_RUN_FILES  # noqa: E402
 from morl_core.jobs.executors import LocalExecutor  # noqa: E402
 from morl_core.jobs.files import locked  # noqa: E402
@@ -119,6 +121,8 @@ DEMOS: dict[str, dict] = {
     # one LoRA expert per objective (brevity: at most 8 words scores 1; SmolLM2 replies ~25)
     EXPERTS: {"method": "soups", "objectives": POOL_OBJECTIVES},
     **{name_of(m, PAIR): demo(m, PAIR, spec, EXPERTS) for m, spec in AGGREGATIONS.items()},
+    # every family on the pair (the app's landing set) before the 3-objective work
+    **{name_of(m, PAIR): demo(m, PAIR, spec) for m, spec in SINGLE.items()},
     # the same pool with brevity retrained: beta 0.1, and replies in made-up words ("Zomhool!")
     # cost the fluency penalty too (a share of words outside an English word list above 0.25)
     GUARDED: {
@@ -130,7 +134,7 @@ DEMOS: dict[str, dict] = {
         "experts_from": EXPERTS,
     },
     **{name_of(m, TRIPLE): demo(m, TRIPLE, spec, GUARDED) for m, spec in AGGREGATIONS.items()},
-    **{name_of(m, obj): demo(m, obj, spec) for obj in (PAIR, TRIPLE) for m, spec in SINGLE.items()},
+    **{name_of(m, TRIPLE): demo(m, TRIPLE, spec) for m, spec in SINGLE.items()},
 }
 POOLS = {EXPERTS, GUARDED}  # expert pools are not shipped
 EXPORTED = set(DEMOS) - POOLS
@@ -187,10 +191,13 @@ def advance(executor: LocalExecutor, data: Path, resumed: set[str]) -> dict[str,
             resumed.add(name)
             status = executor.resume(run)
         if status.state == RunState.SUCCEEDED and name in EXPORTED:
-            if not (DEMO_DIR / name / "front.json").exists():
+            out = DEMO_DIR / name
+            if not (out / "front.json").exists():
                 pool = DEMOS[name].get("experts_from")
                 trained = trained_by(pool, ids, executor) if pool else [status]
                 export(name, executor.store.run_dir(run), trained)
+            elif not (out / LATTICE).exists():  # a sitting stopped between the two
+                finish_export(out)
             states[name] = "exported"
         else:
             states[name] = f"{status.state} {status.step}/{status.total_steps}"
@@ -234,7 +241,6 @@ def export(name: str, run_dir: Path, trained: list) -> Path:
     """
     from safetensors.torch import load_file, save_file
 
-    from morl_core.app.lattice import build_lattice
     from morl_core.jobs.records import git_hash, package_versions
     from morl_core.runfolder import METRICS, append_jsonl, read_metrics
     from morl_core.train_cli import evaluate_run
@@ -274,10 +280,18 @@ def export(name: str, run_dir: Path, trained: list) -> Path:
             "versions": package_versions(),
         },
     )
-    evaluate_run(out, device="auto")
-    build_lattice(out, device="auto")  # the Steer page's instant replies
+    evaluate_run(out, device="auto")  # front.json, written last by the evaluation
+    return finish_export(out)
+
+
+def finish_export(out: Path) -> Path:
+    """Precompute an exported, evaluated demo's Steer replies (``lattice.json``, written last:
+    an export is complete once it exists)."""
+    from morl_core.app.lattice import build_lattice
+
+    build_lattice(out, device="auto")
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    print(f"exported {name} to {out} ({size / 1e6:.1f} MB), evaluated", flush=True)
+    print(f"exported {out.name} to {out} ({size / 1e6:.1f} MB), evaluated", flush=True)
     return out
 
 
@@ -292,7 +306,7 @@ def print_status(executor: LocalExecutor, data: Path) -> None:
             print(f"{name:42s} not submitted")
             continue
         s = executor.status(run)
-        exported = " exported" if (DEMO_DIR / name / "front.json").exists() else ""
+        exported = " exported" if (DEMO_DIR / name / LATTICE).exists() else ""
         print(f"{name:42s} {run} {s.state} step {s.step}/{s.total_steps}{exported} {s.message}")
         records = read_metrics(executor.store.run_dir(run))[0]
         if records:

@@ -116,6 +116,37 @@ def test_demos_are_submitted_in_order_so_the_queue_trains_the_pool_first(build, 
     assert first[build.name_of("ric", build.PAIR)] == f"waiting for {pair}"
     states["experts-run"] = RunState.SUCCEEDED
     states_now = build.advance(fake, tmp_path, set())
-    # the pair's aggregations over the finished pool, then the guarded pool; nothing behind it
-    assert submitted == ["soups", "mod", "emorl", "metapolicy", "soups"]
-    assert states_now[build.name_of("ric", build.PAIR)].startswith("waiting for")
+    # every family on the pair (the aggregations over the finished pool first), then the
+    # guarded pool; nothing behind it
+    assert submitted == [
+        *["soups", "mod", "emorl", "metapolicy"],
+        *["ric", "panacea", "dynaopt", "morlhf"],
+        "soups",
+    ]
+    assert states_now[build.name_of("ric", build.TRIPLE)].startswith("waiting for")
+
+
+def test_an_export_cut_before_its_lattice_is_finished_not_redone(build, tmp_path, monkeypatch):
+    """front.json without lattice.json: the next sitting builds the lattice only."""
+    name = build.name_of("soups", build.PAIR)
+    monkeypatch.setattr(build, "DEMO_DIR", tmp_path / "demo")
+    (tmp_path / "demo" / name).mkdir(parents=True)
+    (tmp_path / "demo" / name / "front.json").write_text("{}")
+    calls = []
+    monkeypatch.setattr(build, "export", lambda *a: calls.append("export"))
+    monkeypatch.setattr(build, "finish_export", lambda out: calls.append(out.name))
+
+    def status(run):
+        state = RunState.SUCCEEDED if run == "soups-run" else RunState.RUNNING
+        return SimpleNamespace(state=state, step=0, total_steps=1, message="")
+
+    store = SimpleNamespace(status=status, run_dir=lambda run: tmp_path / run)
+    fake = SimpleNamespace(store=store, status=status, submit=lambda config: "other-run")
+    ids = {build.EXPERTS: "experts-run", name: "soups-run"}
+    build.write_json_atomic(tmp_path / "demos.json", ids)
+    states = build.advance(fake, tmp_path, set())
+    assert calls == [name] and states[name] == "exported"
+    (tmp_path / "demo" / name / build.LATTICE).write_text("{}")
+    calls.clear()
+    build.advance(fake, tmp_path, set())
+    assert calls == []
