@@ -22,6 +22,7 @@ MORL_PLUGINS                modules a worker imports (extra methods)      none (
 MORL_RAY_PYTHON             interpreter on the Ray nodes                  this one
 RAY_ADDRESS                 the Ray dashboard (the ray executor)          none
 MORL_UI_MODELS              models the web UI may train on                embedded (commas)
+MORL_UI_DEMO_MODELS         models whose shipped demos the UI lists       all (commas)
 MORL_UI_ALLOW_IMPORT        "1": the UI may import dotted objectives      off
 MORL_UI_IMPORTED_OBJECTIVES imported objectives the UI offers             TRL's two (";" list)
 MORL_UI_THREADS             torch threads of the UI process               1 (1..1024)
@@ -53,6 +54,7 @@ PLUGINS = "MORL_PLUGINS"
 RAY_PYTHON = "MORL_RAY_PYTHON"
 RAY_ADDRESS = "RAY_ADDRESS"
 UI_MODELS = "MORL_UI_MODELS"
+UI_DEMO_MODELS = "MORL_UI_DEMO_MODELS"
 UI_ALLOW_IMPORT = "MORL_UI_ALLOW_IMPORT"
 UI_IMPORTED_OBJECTIVES = "MORL_UI_IMPORTED_OBJECTIVES"
 UI_THREADS = "MORL_UI_THREADS"
@@ -169,6 +171,15 @@ def hub_offline() -> bool:
 def ui_models() -> tuple[str, ...]:
     """Models the web UI offers for training (``$MORL_UI_MODELS``, default embedded)."""
     return tuple(listed(UI_MODELS) or ()) or ("embedded",)
+
+
+def ui_demo_models() -> tuple[str, ...] | None:
+    """Models whose shipped demos the UI lists (``$MORL_UI_DEMO_MODELS``; None: every model).
+
+    A server for a classroom lists only the embedded model's; the test suite does too, so that
+    its pages do not depend on which larger demos are shipped.
+    """
+    return tuple(listed(UI_DEMO_MODELS) or ()) or None
 
 
 def ui_allows_imports() -> bool:

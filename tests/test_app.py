@@ -690,12 +690,13 @@ def smollm2_demo(tmp_path, monkeypatch) -> Path:
     import shutil
 
     demos = tmp_path / "demo"
-    shutil.copytree(serving.DEMO_DIR, demos)
     big = demos / serving.DEMO_FIRST[0]  # the SmolLM2 landing demo
+    shutil.copytree(serving.DEMO_DIR, demos, ignore=shutil.ignore_patterns("smollm2-*"))
     shutil.copytree(serving.DEMO_DIR / "soups-sentiment-brevity", big)
     config = json.loads((big / "config.json").read_text()) | {"model": "smollm2-135m"}
     (big / "config.json").write_text(json.dumps(config))
     monkeypatch.setattr(serving, "DEMO_DIR", demos)
+    monkeypatch.delenv("MORL_UI_DEMO_MODELS")  # the suite's pin to the embedded demos
     return big
 
 
@@ -710,6 +711,10 @@ def test_the_smollm2_demo_lands_first_when_its_model_is_installed(tmp_path, monk
     found = serving.discover_artifacts(runs=False)
     assert found[0].key == "demo/soups-sentiment-brevity"
     assert found[-1].key == f"demo/{serving.DEMO_FIRST[0]}"
+    monkeypatch.setenv("MORL_UI_DEMO_MODELS", "embedded")  # a classroom server's choice
+    found = serving.discover_artifacts(runs=False)
+    assert found and all(a.embedded for a in found)
+    assert found[0].key == "demo/soups-sentiment-brevity"
 
 
 def test_classroom_mode_is_one_click_from_the_smollm2_demos(tmp_path, monkeypatch):

@@ -80,17 +80,28 @@ def test_real_smollm2_replies_pass_and_its_exploits_fail():
         assert wordlist_gate(reply) == 0.0, reply
 
 
-def test_the_embedded_models_demo_replies_pass():
-    def texts(node):
-        if isinstance(node, str):
-            yield node
-        elif isinstance(node, list | dict):
-            for item in node.values() if isinstance(node, dict) else node:
-                yield from texts(item)
+def shipped_lattices(embedded: bool) -> list[Path]:
+    """The shipped demos' precomputed Steer replies, of the embedded model's demos or the others."""
+    return [
+        path
+        for path in sorted(DEMO_DIR.glob("*/lattice.json"))
+        if (json.loads((path.parent / "config.json").read_text()).get("model") == "embedded")
+        == embedded
+    ]
 
+
+def texts(node):
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, list | dict):
+        for item in node.values() if isinstance(node, dict) else node:
+            yield from texts(item)
+
+
+def test_the_embedded_models_demo_replies_pass():
     replies = {
         text
-        for lattice in DEMO_DIR.glob("*/lattice.json")
+        for lattice in shipped_lattices(embedded=True)
         for text in texts(json.loads(lattice.read_text())["methods"])
         if any(c.isalpha() for c in text)
     }
@@ -180,3 +191,27 @@ def test_the_trainer_penalises_made_up_words_under_the_wordlist_guard(
     assert metrics["fluency"] == fluency
     # the scalarised reward 0.5, less fluency_penalty * (1 - fluency)
     assert rewards_seen == [[0.5 - (1.0 - fluency)] * 2]
+
+
+@pytest.mark.parametrize("lattice", shipped_lattices(embedded=False), ids=lambda p: p.parent.name)
+def test_a_larger_models_demo_replies_are_sentences_that_favour_the_chosen_objective(lattice):
+    """No reply of a shipped SmolLM2 demo is an exploit (made-up words, empty), and at each end
+    of the front the favoured objective scores higher than at the other ends."""
+    data = json.loads(lattice.read_text())
+    k = len(data["objectives"])
+    for method, found in data["methods"].items():
+        replies = found["replies"]  # [prompt][preference][sample] = [text, scores]
+        flat = [r for per_prompt in replies for per_point in per_prompt for r in per_point]
+        assert all(any(c.isalpha() for c in text) for text, _ in flat), method
+        gates = guarded_fluency([text for text, _ in flat], "wordlist")
+        assert gates.min() == 1.0, [t for (t, _), g in zip(flat, gates, strict=True) if g < 1]
+        ends = [next(q for q, w in enumerate(data["preferences"]) if w[i] == 1.0) for i in range(k)]
+        mean = np.array(
+            [
+                [np.mean([r[1] for per_prompt in replies for r in per_prompt[q]], axis=0)]
+                for q in ends
+            ]
+        )[:, 0]  # (end, objective)
+        for i in range(k):
+            others = [mean[j, i] for j in range(k) if j != i]
+            assert mean[i, i] > max(others), (method, data["objectives"][i], mean.round(3))

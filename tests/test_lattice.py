@@ -34,9 +34,18 @@ def test_lattice_points_cover_the_grid_and_the_sliders_start():
     assert len(three) == 16 and any(np.allclose(p, [1 / 3] * 3) for p in three)
 
 
-@pytest.mark.parametrize(
-    "demo", sorted(p.parent.name for p in serving.DEMO_DIR.glob("*/lattice.json"))
-)
+def shipped_lattices() -> list:
+    """Every shipped demo with a lattice; those of a larger model than the embedded one load
+    it, so they run with the slow tests."""
+    found = []
+    for path in sorted(serving.DEMO_DIR.glob(f"*/{lattice.LATTICE}")):
+        info = serving.read_artifact_info(path.parent, path.parent.name, path.parent.name, "demo")
+        slow = info is None or not info.embedded
+        found.append(pytest.param(path.parent.name, marks=[pytest.mark.slow] if slow else []))
+    return found
+
+
+@pytest.mark.parametrize("demo", shipped_lattices())
 def test_shipped_lattice_equals_a_fresh_generation(demo):
     run_dir = serving.DEMO_DIR / demo
     data = lattice.read_lattice(run_dir)

@@ -242,6 +242,8 @@ def discover_artifacts(data_dir: Path | str | None = None, runs: bool = True) ->
     ]
     # the landing artifact first (two objectives, served by more than one method); demos whose
     # model is not installed last
+    listed = settings.ui_demo_models()
+    demos = [a for a in demos if listed is None or a.model in listed]
     first = {name: i for i, name in enumerate(DEMO_FIRST)}
     demos.sort(key=lambda a: (not model_here(a.model), first.get(a.run_dir.name, len(first))))
     found += demos
