@@ -4,7 +4,7 @@
 import streamlit as st
 
 from morl_core import plots
-from morl_core.app import choices, fronts, lattice, serving
+from morl_core.app import choices, fronts, lattice, lattice_view, serving
 from pages._widgets import (
     PLOTLY_CONFIG,
     artifact_key,
@@ -164,6 +164,18 @@ def steer_view(info, picked, prompt) -> None:
                 f"length, at most {serving.STEER_MAX_NEW_TOKENS}), temperature "
                 f"{decoding['temperature']}, top-p {decoding['top_p']}."
             )
+        # an example prompt of the lattice: every point's replies go to the browser at once
+        instant = None
+        if not compare:
+            art, method = picked[0]
+            instant = lattice.prompt_lattice(
+                art.run_dir, method, prompt, samples=samples, seed=seed
+            )
+        if instant is not None:
+            st.caption(
+                "These sliders generate live at any preference and place the diamond on the "
+                "front; **Instant replies** flips through the precomputed points at once."
+            )
     url.write(info, picked[0][1], weights, prompt)
     shown = []
     with output:
@@ -173,6 +185,9 @@ def steer_view(info, picked, prompt) -> None:
                 st.subheader(method)
                 if compare:
                     st.caption(art.label)
+                if instant is not None:  # moves in the browser, no round trip
+                    start, _ = lattice.nearest_point(instant.preferences, weights)
+                    st.iframe(lattice_view.view_html(instant, start))  # escaped: see its module
                 # on a lattice point the replies were precomputed: shown without a model
                 result = lattice.precomputed(
                     art.run_dir, method, prompt, weights, samples=samples, seed=seed
@@ -189,9 +204,17 @@ def steer_view(info, picked, prompt) -> None:
                 except ValueError as exc:
                     st.warning(serving.user_message(exc))
                     continue
-                generation_cards(result, key=f"{index}-{method}")
-                if shared is None:
-                    st.caption("precomputed at this lattice point; other preferences generate live")
+                cards = st.container()
+                if instant is not None and shared is None:  # the view above shows them too
+                    cards = st.expander("The sliders' replies as cards (the same precomputed ones)")
+                elif instant is not None:
+                    cards.markdown("**Live at the sliders' preference**")
+                with cards:
+                    generation_cards(result, key=f"{index}-{method}")
+                    if shared is None:
+                        st.caption(
+                            "precomputed at this lattice point; other preferences generate live"
+                        )
                 shown.append((art, method, result))
         if not shown:
             return

@@ -6,13 +6,15 @@ runs (:func:`morl_core.app.serving.steer`: the artifact's own decoding
 (:func:`~morl_core.app.serving.steer_decoding`), fixed seed, same samples) and saves
 the replies with their scores in ``lattice.json`` beside the artifact. When the sliders sit on
 a lattice point (within half a slider step), :func:`precomputed` answers from that file, with no
-model loaded; anywhere else the page generates live.
+model loaded; anywhere else the page generates live. :func:`prompt_lattice` hands every point's
+replies for one prompt to the page's browser-side view (:mod:`morl_core.app.lattice_view`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,16 +96,27 @@ def read_lattice(run_dir: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and data.get("version") == VERSION else None
 
 
-def precomputed(
-    run_dir: Path, method: str, prompt: str, weights: Sequence[float], *, samples: int, seed: int
-) -> serving.SteerResult | None:
-    """The lattice's :class:`~morl_core.app.serving.SteerResult` for these settings, or None.
+@dataclass(frozen=True)
+class PromptLattice:
+    """Every lattice reply of one method for one prompt: what the browser-side view needs."""
 
-    It applies when the lattice holds ``method`` and ``prompt`` with the same samples, seed and
-    decoding (the artifact's Steer decoding: a lattice built before it changed is not used), and ``weights`` lie within :data:`TOLERANCE` of a lattice point (the result
-    carries that point's weights).
+    method: str
+    prompt: str
+    objectives: tuple[str, ...]
+    preferences: np.ndarray  # (M, K) the lattice points
+    replies: list[list[serving.Generation]]  # [point][sample]
+    passes_per_token: int
+    models_kept: int
+
+
+def prompt_lattice(
+    run_dir: Path, method: str, prompt: str, *, samples: int, seed: int
+) -> PromptLattice | None:
+    """The lattice replies of ``method`` for ``prompt`` at every lattice point, or None.
+
+    It applies under the same conditions as :func:`precomputed`, the preference aside: the
+    lattice holds ``method`` and ``prompt`` with the same samples, seed and Steer decoding.
     """
-    start = time.perf_counter()
     data = read_lattice(run_dir)
     if (
         data is None
@@ -111,26 +124,59 @@ def precomputed(
         or prompt not in data["prompts"]
         or (data["samples"], data["seed"], data["decoding"])
         != (samples, seed, serving.steer_decoding(run_dir))
-        or len(weights) != len(data["objectives"])
     ):
         return None
-    points = np.asarray(data["preferences"])  # (M, K)
-    distance = np.abs(points - np.asarray(weights, dtype=float)).max(axis=1)  # (M,)
-    if distance.min() > TOLERANCE:
-        return None
-    entry, point = data["methods"][method], int(distance.argmin())
-    generations = [
-        serving.Generation(prompt, text, dict(zip(data["objectives"], scores, strict=True)))
-        for text, scores in entry["replies"][data["prompts"].index(prompt)][point]
+    entry, objectives = data["methods"][method], tuple(data["objectives"])
+    row = entry["replies"][data["prompts"].index(prompt)]  # [point][sample] = [text, scores]
+    replies = [
+        [
+            serving.Generation(prompt, text, dict(zip(objectives, scores, strict=True)))
+            for text, scores in point
+        ]
+        for point in row
     ]
-    return serving.SteerResult(
+    return PromptLattice(
         method=method,
-        weights=tuple(points[point].tolist()),
-        generations=generations,
-        seconds=time.perf_counter() - start,
-        cached=True,
+        prompt=prompt,
+        objectives=objectives,
+        preferences=np.asarray(data["preferences"], dtype=float),
+        replies=replies,
         passes_per_token=entry["passes_per_token"],
         models_kept=entry["models_kept"],
+    )
+
+
+def nearest_point(preferences: np.ndarray, weights: Sequence[float]) -> tuple[int, float]:
+    """The index of the lattice point nearest ``weights`` (max-norm) and its distance."""
+    distance = np.abs(np.asarray(preferences) - np.asarray(weights, dtype=float)).max(axis=1)
+    return int(distance.argmin()), float(distance.min())
+
+
+def precomputed(
+    run_dir: Path, method: str, prompt: str, weights: Sequence[float], *, samples: int, seed: int
+) -> serving.SteerResult | None:
+    """The lattice's :class:`~morl_core.app.serving.SteerResult` for these settings, or None.
+
+    It applies when the lattice holds ``method`` and ``prompt`` with the same samples, seed and
+    decoding (the artifact's Steer decoding: a lattice built before it changed is not used),
+    and ``weights`` lie within :data:`TOLERANCE` of a lattice point (the result carries that
+    point's weights).
+    """
+    start = time.perf_counter()
+    found = prompt_lattice(run_dir, method, prompt, samples=samples, seed=seed)
+    if found is None or len(weights) != len(found.objectives):
+        return None
+    point, distance = nearest_point(found.preferences, weights)
+    if distance > TOLERANCE:
+        return None
+    return serving.SteerResult(
+        method=method,
+        weights=tuple(found.preferences[point].tolist()),
+        generations=found.replies[point],
+        seconds=time.perf_counter() - start,
+        cached=True,
+        passes_per_token=found.passes_per_token,
+        models_kept=found.models_kept,
         precomputed=True,
     )
 
