@@ -71,6 +71,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from morl_core import objectives as objective_registry  # noqa: E402
+from morl_core.bench.leaderboard import PRIOR_METHOD  # noqa: E402
 from morl_core.jobs.records import git_hash  # noqa: E402
 
 METHODS = ("morlhf", "dynaopt", "soups", "mod", "ric", "panacea", "emorl", "metapolicy")
@@ -117,7 +118,7 @@ SCALES = {  # RunConfig fields + benchmark knobs; every one can be overridden on
     ),
 }
 N_PREFERENCES = 11  # default preferences: MORLHF trains one policy per preference of this grid
-PRIOR = "metapolicy_prior"  # the ablation row: the meta-policy's experts mixed by the prior alone
+PRIOR = PRIOR_METHOD  # the ablation row: the meta-policy's experts mixed by the prior alone
 
 
 def register_benchmark_objectives() -> None:

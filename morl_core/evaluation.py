@@ -580,8 +580,12 @@ def evaluate_run(
     method: str | None = None,
     device: str = "auto",
     protocol: EvalProtocol | None = None,
+    prior: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a finished run folder, served by ``method`` (default: its own); writes nothing.
+
+    ``prior``: a meta-policy served by its prior alone (its experts mixed by the untrained
+    mixer), the ablation that says what its trained upper level adds.
 
     Returns:
         The :func:`evaluate_steerable` dict plus ``method``, ``passes_per_token`` and
@@ -590,6 +594,12 @@ def evaluate_run(
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     steerable = get(method or config.method).load(run_dir, device=device)
+    if prior:
+        if not hasattr(steerable, "mixer"):
+            raise ValueError(
+                f"prior: only a meta-policy has a prior to evaluate, not {method or config.method}"
+            )
+        steerable.mixer.adjust = False  # alpha = softmax(log(w + eps)): no trained adjustment
     front = evaluate_steerable(
         steerable,
         config.objectives,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -251,3 +252,33 @@ def test_training_samples_count_experts_search_and_meta_policy(tmp_path, monkeyp
     search = by_method["emorl"]["search_samples"]
     assert search > 0 and by_method["emorl"]["training_samples"] == experts + search
     assert by_method["metapolicy"]["training_samples"] == experts + 1 * 2  # + one meta step
+    # the ablation row: the same run's experts mixed by the untrained mixer, charged the experts
+    prior = by_method["metapolicy_prior"]
+    assert prior["run_id"] == by_method["metapolicy"]["run_id"] and prior["status"] == "succeeded"
+    assert prior["training_samples"] == experts and prior["search_samples"] == 0
+    assert 0 < prior["wall_seconds"] < by_method["metapolicy"]["wall_seconds"]
+
+
+def test_a_prior_is_evaluated_for_meta_policies_only(monkeypatch):
+    from morl_core import evaluation
+
+    class Mixer:
+        adjust = True
+
+    class Soup:
+        pass
+
+    class Meta:
+        mixer = Mixer()
+
+    served = []
+    monkeypatch.setattr(evaluation, "read_config", lambda run_dir: SimpleNamespace(
+        method="x", objectives=("a", "b"), prompt_set="default", n_preferences=2))  # fmt: skip
+    monkeypatch.setattr(evaluation, "read_metrics", lambda run_dir: ([], []))
+    monkeypatch.setattr(evaluation, "evaluate_steerable", lambda s, *a, **k: served.append(s) or {})
+    monkeypatch.setattr(evaluation, "get", lambda m: SimpleNamespace(load=lambda d, device: Soup()))
+    with pytest.raises(ValueError, match="prior: only a meta-policy"):
+        evaluation.evaluate_run("run", prior=True)
+    monkeypatch.setattr(evaluation, "get", lambda m: SimpleNamespace(load=lambda d, device: Meta()))
+    evaluation.evaluate_run("run", prior=True)
+    assert served[-1].mixer.adjust is False

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 BASE_METHOD = "base"  # the base model's row (see the runner): the same at every seed
+PRIOR_METHOD = "metapolicy_prior"  # a meta-policy's experts mixed by its untrained mixer
 N_BOOT = 2000
 LEVEL = 0.95
 BOOT_SEED = 0

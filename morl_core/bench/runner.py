@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from morl_core.bench.leaderboard import BASE_METHOD
+from morl_core.bench.leaderboard import BASE_METHOD, PRIOR_METHOD
 from morl_core.bench.suites import Suite
 from morl_core.runfolder import read_json, write_json_atomic
 
@@ -98,6 +98,26 @@ def evaluate_record(
         search_evaluations=int(search.get("evaluations", 0)),
         search_samples=int(search.get("samples", 0)),  # in training
         peak_rss_mb=result.get("peak_rss_mb"),
+    )
+
+
+def prior_record(suite: Suite, seed: int, run_dir: Path) -> dict[str, Any]:
+    """The meta-policy's ablation row: the same run's experts mixed by the untrained mixer
+    (:data:`PRIOR_METHOD`), charged for the experts' training only."""
+    from morl_core.evaluation import evaluate_run
+    from morl_core.runfolder import read_metrics
+
+    experts = [r for r in read_metrics(run_dir)[0] if str(r.get("stage", "")).startswith("expert")]
+    started = (read_json(run_dir / "result.json") or {}).get("started")
+    return _evaluated(
+        suite,
+        PRIOR_METHOD,
+        seed,
+        run_dir.name,
+        evaluate_run(run_dir, protocol=suite.eval_protocol(), prior=True),
+        training_samples=max((int(r.get("samples", 0)) for r in experts), default=0),
+        wall_seconds=max((float(r["time"]) - started for r in experts if started), default=0.0),
+        **{k: v for k, v in NO_TRAINING.items() if k.startswith("search")},
     )
 
 
@@ -184,6 +204,13 @@ def run_suite(
             write_json_atomic(record_path, record)
             progress(f"recorded {key}: {record['status']}")
         records.append(read_json(record_path))
+        prior_path = folder / f"{PRIOR_METHOD}__seed{seed}.json"
+        if method == "metapolicy" and records[-1]["status"] == "succeeded":
+            if not prior_path.exists():  # also added beside a meta-policy recorded before it
+                progress(f"evaluating {PRIOR_METHOD}__seed{seed}")
+                run_dir = ex.store.run_dir(records[-1]["run_id"])
+                write_json_atomic(prior_path, prior_record(suite, seed, run_dir))
+            records.append(read_json(prior_path))
     base_path = folder / f"{BASE_METHOD}.json"
     base_row = read_json(base_path)
     if base_row is None:  # the reference row, once per suite (it has no seed to vary)
