@@ -55,6 +55,7 @@ SUITE_TITLES = {
     "independent": "Independent pair",
     "correlated": "Correlated pair",
     "known_answer": "Known answer (exact optimum)",
+    "known_answer_headline": "Known answer: meta-policy vs 11 MORLHF policies at plateau",
     "three_objectives": "Three objectives",
     "five_objectives": "Five objectives",
 }
