@@ -1,9 +1,9 @@
-"""A lean decode step for plain float32 Llama models (SmolLM2), used by the sampler.
+"""A lean decode step for float32 Llama models (SmolLM2), plain or with LoRA adapters.
 
 After the prompt's pass through the model's own forward, each new token runs the same tensor
 operations as that forward, op for op (its logits are bit-identical), without the per-call
-machinery of ``transformers`` (module calls, mask building, a ``torch.cat`` per layer to grow
-the KV cache). At batch 1 on a CPU that machinery is about a sixth of a step; the rest is
+machinery of ``transformers`` and ``peft`` (module calls, mask building, a ``torch.cat`` per layer
+to grow the KV cache). At batch 1 on a CPU that machinery is about a sixth of a step; the rest is
 reading the weights (``benchmarks/smollm2_generation.py``).
 """
 
@@ -42,84 +42,209 @@ class DecodeCache:
         self.values = self.values.repeat_interleave(repeats, dim=1)
 
 
+# one LoRA term of a projection: (lora_A weight (r, in), lora_B weight (out, r), scaling)
+LoraTerm = tuple[torch.Tensor, torch.Tensor, float]
+PROJECTIONS = (
+    ("self_attn", "q_proj"),
+    ("self_attn", "k_proj"),
+    ("self_attn", "v_proj"),
+    ("self_attn", "o_proj"),
+    ("mlp", "gate_proj"),
+    ("mlp", "up_proj"),
+    ("mlp", "down_proj"),
+)
+
+
+def unwrap_llama(model: torch.nn.Module) -> torch.nn.Module | None:
+    """The ``LlamaForCausalLM`` that ``model`` is, or that a peft LoRA model wraps, else None."""
+    from transformers.models.llama.modeling_llama import LlamaForCausalLM
+
+    if type(model) is LlamaForCausalLM:
+        return model
+    try:
+        from peft import LoraConfig, PeftModel, PeftModelForCausalLM
+        from peft.tuners.lora import LoraModel
+    except ImportError:  # pragma: no cover - peft is a dependency
+        return None
+    if type(model) not in (PeftModel, PeftModelForCausalLM):
+        return None
+    if type(model.base_model) is not LoraModel or not all(
+        type(config) is LoraConfig for config in model.peft_config.values()
+    ):
+        return None
+    inner = model.base_model.model
+    return inner if type(inner) is LlamaForCausalLM else None
+
+
+def plain_lora(module: torch.nn.Module) -> bool:
+    """Whether ``module`` is a peft LoRA ``Linear`` whose forward is ``base(x)`` plus, for each
+    active adapter in order, ``lora_B(lora_A(dropout(x))) * scaling``: float32 adapters, no
+    bias, no variant (DoRA, aLoRA), not merged into the base weight. Every adapter it holds is
+    checked, not only the active ones, so switching adapters between steps stays exact."""
+    from peft.tuners.lora.layer import Linear as LoraLinear
+
+    if type(module) is not LoraLinear or module.merged or module.fan_in_fan_out:
+        return False
+    base = module.base_layer
+    if type(base) is not torch.nn.Linear or base.bias is not None:
+        return False
+    for name, lora_a in module.lora_A.items():
+        lora_b = module.lora_B[name]
+        if (
+            name in module.lora_variant
+            or type(lora_a) is not torch.nn.Linear
+            or type(lora_b) is not torch.nn.Linear
+            or lora_a.bias is not None
+            or lora_b.bias is not None
+            or type(module.lora_dropout[name]) not in (torch.nn.Identity, torch.nn.Dropout)
+        ):
+            return False
+    return True
+
+
+def base_weight(linear: torch.nn.Module) -> torch.Tensor:
+    """The weight (out, in) of a plain ``nn.Linear``, or of the base layer a LoRA layer wraps."""
+    return linear.weight if type(linear) is torch.nn.Linear else linear.base_layer.weight
+
+
+def lora_terms(module: torch.nn.Module | None) -> tuple[LoraTerm, ...]:
+    """The terms ``module`` adds to its base output now: none for a plain ``nn.Linear`` or
+    adapters switched off, else (A, B, scaling) of each active adapter it holds, in order."""
+    if module is None or module.disable_adapters:
+        return ()
+    return tuple(
+        (module.lora_A[name].weight, module.lora_B[name].weight, module.scaling[name])
+        for name in module.active_adapters
+        if name in module.lora_A
+    )
+
+
+def add_lora(result: torch.Tensor, x: torch.Tensor, terms: tuple[LoraTerm, ...]) -> torch.Tensor:
+    """``result`` plus each term's ``lora_B(lora_A(x)) * scaling``, in order, in place: the
+    arithmetic of peft's ``lora.Linear.forward`` (eval mode, so dropout is the identity)."""
+    for lora_a, lora_b, scaling in terms:
+        result.add_(F.linear(F.linear(x, lora_a), lora_b) * scaling)
+    return result
+
+
 class LlamaDecodeStep:
-    """One decode step (one new token per row) of a ``transformers`` Llama model.
+    """One decode step (one new token per row) of a ``transformers`` Llama model, plain or
+    wrapped by peft with LoRA adapters on its linear layers.
 
     The operations are those of ``LlamaForCausalLM.forward`` with SDPA attention, in the same
     order on the same weights (so the logits are bit-identical, which a test checks), with
     three layout shortcuts that move no arithmetic: hidden states are (B, D) rather than
     (B, 1, D); queries and keys are rotated together, with ``roll(x) * [-sin, sin]`` for
     ``rotate_half(x) * sin`` (a sign flip is exact); keys and values are written into a
-    :class:`DecodeCache`. Only plain models qualify (:meth:`applies`): float32, SDPA, SiLU,
-    no biases, no adapters or hooks, eval mode; anything else keeps the model's forward.
+    :class:`DecodeCache`. A LoRA layer adds each active adapter's ``lora_B(lora_A(x)) * scaling``
+    to its base output as peft's ``lora.Linear.forward`` does (:func:`add_lora`). The adapters'
+    weights, scalings and which of them are active (or switched off) are read at every step, so
+    a soup that rewrites its weights in place, or ``set_adapter`` between replies, decodes as the
+    peft forward would. Only models :meth:`applies` accepts qualify: float32, SDPA, SiLU, no
+    biases, no hooks, eval mode, plain or :func:`plain_lora` linear layers, and nothing else
+    wrapped (``modules_to_save``, trainable tokens); anything else keeps the model's forward.
     """
 
     @staticmethod
     def applies(model: torch.nn.Module) -> bool:
-        """Whether ``model`` is a plain float32 Llama this step reproduces exactly."""
+        """Whether ``model`` is a float32 Llama (or a peft LoRA model of one) this step
+        reproduces exactly."""
         try:
-            from transformers.models.llama.modeling_llama import LlamaForCausalLM
+            from transformers.models.llama import modeling_llama as llama_modules
         except ImportError:  # pragma: no cover - transformers is a dependency
             return False
-        if type(model) is not LlamaForCausalLM or model.training:
+        llama = unwrap_llama(model)
+        if llama is None:
             return False
-        config = model.config
+        config = llama.config
         if (
             config._attn_implementation != "sdpa"
             or config.hidden_act != "silu"
             or config.attention_bias
             or config.mlp_bias
             or getattr(config, "pretraining_tp", 1) != 1
-            or model.dtype != torch.float32
+            or any(param.dtype != torch.float32 for param in model.parameters())
         ):
             return False
         from torch.nn.modules import module as nn_module
 
         if nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks:
             return False
-        if any(sub._forward_hooks or sub._forward_pre_hooks for sub in model.modules()):
+        if any(
+            sub.training or sub._forward_hooks or sub._forward_pre_hooks for sub in model.modules()
+        ):
             return False
-        layers = model.model.layers
+        inner, layers = llama.model, llama.model.layers
+        if (
+            type(inner) is not llama_modules.LlamaModel
+            or type(inner.embed_tokens) is not torch.nn.Embedding
+            or type(inner.norm) is not llama_modules.LlamaRMSNorm
+            or type(inner.rotary_emb) is not llama_modules.LlamaRotaryEmbedding
+            or len(layers) != config.num_hidden_layers
+        ):
+            return False
+        for layer in layers:
+            if (
+                type(layer) is not llama_modules.LlamaDecoderLayer
+                or type(layer.self_attn) is not llama_modules.LlamaAttention
+                or type(layer.mlp) is not llama_modules.LlamaMLP
+                or type(layer.input_layernorm) is not llama_modules.LlamaRMSNorm
+                or type(layer.post_attention_layernorm) is not llama_modules.LlamaRMSNorm
+            ):
+                return False
         linears = [
             getattr(layer, part).get_submodule(name)
             for layer in layers
-            for part, names in (
-                ("self_attn", ("q_proj", "k_proj", "v_proj", "o_proj")),
-                ("mlp", ("gate_proj", "up_proj", "down_proj")),
-            )
-            for name in names
+            for part, name in PROJECTIONS
         ]
-        # a LoRA (or any other) adapter replaces an nn.Linear with its own module
-        return len(layers) == config.num_hidden_layers and all(
-            type(linear) is torch.nn.Linear for linear in [*linears, model.lm_head]
+        # a wrapper other than peft's plain LoRA (or a subclass of nn.Linear) keeps the forward
+        return all(
+            type(linear) is torch.nn.Linear or (llama is not model and plain_lora(linear))
+            for linear in [*linears, llama.lm_head]
         )
 
     def __init__(self, model: torch.nn.Module):
-        config = model.config
+        llama = unwrap_llama(model)
+        config = llama.config
         self.heads = config.num_attention_heads
         self.kv_heads = config.num_key_value_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
-        self.rotary = model.model.rotary_emb
+        self.rotary = llama.model.rotary_emb
+        projections = [
+            [getattr(layer, part).get_submodule(name) for part, name in PROJECTIONS]
+            for layer in llama.model.layers
+        ]
         self.layers = [
             (
                 layer.input_layernorm.weight,
                 layer.input_layernorm.variance_epsilon,
-                layer.self_attn.q_proj.weight,
-                layer.self_attn.k_proj.weight,
-                layer.self_attn.v_proj.weight,
-                layer.self_attn.o_proj.weight,
+                *(base_weight(linear) for linear in linears[:4]),
                 layer.self_attn.scaling,
                 layer.post_attention_layernorm.weight,
                 layer.post_attention_layernorm.variance_epsilon,
-                layer.mlp.gate_proj.weight,
-                layer.mlp.up_proj.weight,
-                layer.mlp.down_proj.weight,
+                *(base_weight(linear) for linear in linears[4:]),
             )
-            for layer in model.model.layers
+            for layer, linears in zip(llama.model.layers, projections, strict=True)
         ]
-        self.norm = (model.model.norm.weight, model.model.norm.variance_epsilon)
-        self.embed = model.model.embed_tokens.weight
-        self.lm_head = model.lm_head.weight
+        self.norm = (llama.model.norm.weight, llama.model.norm.variance_epsilon)
+        self.embed = llama.model.embed_tokens.weight
+        self.lm_head = base_weight(llama.lm_head)
+        # the LoRA layers per decoder layer (None where a projection is a plain nn.Linear)
+        self.adapted = [
+            tuple(None if type(linear) is torch.nn.Linear else linear for linear in linears)
+            for linears in projections
+        ]
+        self.adapted_head = None if type(llama.lm_head) is torch.nn.Linear else llama.lm_head
+        if not any(any(layer) for layer in self.adapted) and self.adapted_head is None:
+            self.adapted = None  # a plain model: no terms to read at each step
+        self.no_terms = [((),) * len(PROJECTIONS)] * len(self.layers)
+
+    def adapter_terms(self) -> list[tuple[tuple[LoraTerm, ...], ...]]:
+        """Per decoder layer, the LoRA terms of each projection (q, k, v, o, gate, up, down),
+        read from the adapters now (their current weights, scalings, active set)."""
+        if self.adapted is None:
+            return self.no_terms
+        return [tuple(lora_terms(linear) for linear in layer) for layer in self.adapted]
 
     def adopt(self, cache: Any, spare: int = 64) -> DecodeCache | None:
         """The prompt's ``transformers`` cache copied into a :class:`DecodeCache`, or None."""
@@ -166,23 +291,28 @@ class LlamaDecodeStep:
         mask = None if bool(attention_mask.all()) else attention_mask[:, None, None, :].bool()
         rotated = hidden.new_empty((batch, queries + kv_heads * head_dim))
         for index, (
-            norm1,
-            eps1,
-            w_q,
-            w_k,
-            w_v,
-            w_o,
-            scale,
-            norm2,
-            eps2,
-            w_gate,
-            w_up,
-            w_down,
-        ) in enumerate(self.layers):
+            (
+                norm1,
+                eps1,
+                w_q,
+                w_k,
+                w_v,
+                w_o,
+                scale,
+                norm2,
+                eps2,
+                w_gate,
+                w_up,
+                w_down,
+            ),
+            (t_q, t_k, t_v, t_o, t_gate, t_up, t_down),
+        ) in enumerate(zip(self.layers, self.adapter_terms(), strict=True)):
             x = norm1 * (hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + eps1))
             torch.mm(x, w_q.t(), out=rotated[:, :queries])
             torch.mm(x, w_k.t(), out=rotated[:, queries:])
-            value = F.linear(x, w_v)  # (B, kv heads * head dim)
+            add_lora(rotated[:, :queries], x, t_q)
+            add_lora(rotated[:, queries:], x, t_k)
+            value = add_lora(F.linear(x, w_v), x, t_v)  # (B, kv heads * head dim)
             qk = rotated.view(batch, heads + kv_heads, head_dim)
             qk = qk * cos + qk.roll(half, -1) * sin
             keys, values = cache.keys[index], cache.values[index]  # (B, kv heads, capacity, hd)
@@ -199,10 +329,13 @@ class LlamaDecodeStep:
                 attended = F.scaled_dot_product_attention(
                     query, keys, values, attn_mask=mask, scale=scale
                 )
-            hidden = hidden + F.linear(attended.reshape(batch, queries), w_o)
+            attended = attended.reshape(batch, queries)
+            hidden = hidden + add_lora(F.linear(attended, w_o), attended, t_o)
             x = norm2 * (hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + eps2))
-            hidden = hidden + F.linear(F.silu(F.linear(x, w_gate)) * F.linear(x, w_up), w_down)
+            gated = F.silu(add_lora(F.linear(x, w_gate), x, t_gate))
+            inner = gated * add_lora(F.linear(x, w_up), x, t_up)  # (B, intermediate)
+            hidden = hidden + add_lora(F.linear(inner, w_down), inner, t_down)
         cache.length = seen
         norm, eps = self.norm
         x = norm * (hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + eps))
-        return F.linear(x, self.lm_head)  # (B, V)
+        return add_lora(F.linear(x, self.lm_head), x, lora_terms(self.adapted_head))  # (B, V)

@@ -4,8 +4,9 @@ The loop is written once and reused: a plain policy passes its model's forward; 
 mix of several models' log-probabilities; EMORL passes a mix of hidden states through one LM
 head. Each gets greedy, temperature and top-p decoding, EOS handling and left padding for free.
 
-A plain float32 Llama model (SmolLM2) decodes its one-token steps through
-:class:`~morl_core.policy.llama_decode.LlamaDecodeStep` (bit-identical logits, less overhead).
+A float32 Llama model (SmolLM2), plain or with peft LoRA adapters, decodes its one-token steps
+through :class:`~morl_core.policy.llama_decode.LlamaDecodeStep` (bit-identical logits, less
+overhead).
 """
 
 from __future__ import annotations
@@ -47,13 +48,19 @@ class Rollout:
 def hf_next_token(model: torch.nn.Module, lean: bool = True) -> NextToken:
     """The next-token function of a Hugging Face causal LM (logits in fp32).
 
-    With ``lean``, a model :meth:`LlamaDecodeStep.applies` to decodes its one-token steps through
-    it (same logits, bit for bit); any other model, every multi-token call, and every call
-    without ``lean`` go through the model's forward and ``transformers``' cache.
+    With ``lean``, each prompt pass (no grad) asks :meth:`LlamaDecodeStep.applies` whether the
+    model, as it is now, qualifies (a plain float32 Llama, or one with plain LoRA adapters);
+    if so the one-token steps that follow decode through a :class:`LlamaDecodeStep` (same
+    logits, bit for bit). Any other model, every multi-token call, and every call without
+    ``lean`` go through the model's forward and ``transformers``' cache. Asking at the prompt
+    pass rather than once here follows the model between replies: a model built in train mode
+    and sampled in eval mode, or adapters merged or swapped for another kind, is judged as it
+    is when the reply starts.
     """
-    decode_step = LlamaDecodeStep(model) if lean and LlamaDecodeStep.applies(model) else None
+    decode_step: LlamaDecodeStep | None = None  # the step of the reply under way
 
     def forward(input_ids, attention_mask, position_ids, cache):
+        nonlocal decode_step
         if isinstance(cache, DecodeCache):
             return decode_step(input_ids, attention_mask, position_ids, cache), cache
         out = model(
@@ -65,7 +72,13 @@ def hf_next_token(model: torch.nn.Module, lean: bool = True) -> NextToken:
             logits_to_keep=1,
         )
         cache = out.cache
-        if decode_step is not None and cache is not None and not torch.is_grad_enabled():
+        if (
+            lean
+            and cache is not None
+            and not torch.is_grad_enabled()
+            and LlamaDecodeStep.applies(model)
+        ):
+            decode_step = LlamaDecodeStep(model)
             cache = decode_step.adopt(cache) or cache
         return out.logits[:, -1, :].float(), cache
 
