@@ -164,17 +164,19 @@ def steer_view(info, picked, prompt) -> None:
                 f"length, at most {serving.STEER_MAX_NEW_TOKENS}), temperature "
                 f"{decoding['temperature']}, top-p {decoding['top_p']}."
             )
-        # an example prompt of the lattice: every point's replies go to the browser at once
-        instant = None
+        # an example prompt of the lattice: every point's replies go to the browser at once,
+        # and the preview's own control moves between them there (no rerun)
+        found = None
         if not compare:
-            art, method = picked[0]
-            instant = lattice.prompt_lattice(
-                art.run_dir, method, prompt, samples=samples, seed=seed
+            found = lattice.prompt_lattice(
+                info.run_dir, picked[0][1], prompt, samples=samples, seed=seed
             )
-        if instant is not None:
+        if found is not None:
+            start, _ = lattice.nearest_point(found.preferences, weights)
+            st.iframe(lattice_view.view_html(found, start))  # escaped: see its module
             st.caption(
-                "These sliders generate live at any preference and place the diamond on the "
-                "front; **Instant replies** flips through the precomputed points at once."
+                "The instant preview flips through the precomputed replies; the sliders above "
+                "generate live at any preference and place the diamond on the front."
             )
     url.write(info, picked[0][1], weights, prompt)
     shown = []
@@ -185,9 +187,6 @@ def steer_view(info, picked, prompt) -> None:
                 st.subheader(method)
                 if compare:
                     st.caption(art.label)
-                if instant is not None:  # moves in the browser, no round trip
-                    start, _ = lattice.nearest_point(instant.preferences, weights)
-                    st.iframe(lattice_view.view_html(instant, start))  # escaped: see its module
                 # on a lattice point the replies were precomputed: shown without a model
                 result = lattice.precomputed(
                     art.run_dir, method, prompt, weights, samples=samples, seed=seed
@@ -204,17 +203,9 @@ def steer_view(info, picked, prompt) -> None:
                 except ValueError as exc:
                     st.warning(serving.user_message(exc))
                     continue
-                cards = st.container()
-                if instant is not None and shared is None:  # the view above shows them too
-                    cards = st.expander("The sliders' replies as cards (the same precomputed ones)")
-                elif instant is not None:
-                    cards.markdown("**Live at the sliders' preference**")
-                with cards:
-                    generation_cards(result, key=f"{index}-{method}")
-                    if shared is None:
-                        st.caption(
-                            "precomputed at this lattice point; other preferences generate live"
-                        )
+                generation_cards(result, key=f"{index}-{method}")
+                if shared is None:
+                    st.caption("precomputed at this lattice point; other preferences generate live")
                 shown.append((art, method, result))
         if not shown:
             return

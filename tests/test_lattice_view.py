@@ -81,7 +81,7 @@ def test_two_objectives_slider_snaps_to_lattice_points_ordered_by_the_first_weig
     assert np.all(np.diff(found.preferences[order, 0]) > 0)  # left: all on the second
     assert f'value="{order.index(start)}"' in slider
     assert 'aria-valuetext="sentiment 0.50 · brevity 0.50"' in slider
-    assert re.search(r'<label for="lattice-view-range"[^>]*>Instant replies</label>', page)
+    assert re.search(r'<label for="lattice-view-range"[^>]*>Instant preview</label>', page)
     shown = re.findall(r'class="lv-point( on)?"', page)
     assert [i for i, on in enumerate(shown) if on] == [start]  # only the start point shows
     with pytest.raises(ValueError, match="start"):
@@ -136,16 +136,16 @@ def test_steer_page_shows_the_view_on_a_lattice_prompt_only(tmp_path, monkeypatc
     assert len(shown) == 1
     assert all(html.escape(g.text) in shown[0] for r in found.replies for g in r)
     assert 'data-start="5"' in shown[0]  # the sliders' (0.5, 0.5)
-    assert any("Instant replies" in c.value for c in at.caption)
-    at.slider[0].set_value(0.97).run()  # off the lattice: the view stays, live cards below
+    assert any("instant preview" in c.value for c in at.caption)
+    at.slider[0].set_value(0.97).run()  # off the lattice: the view stays, cards generated live
     assert not at.exception
     assert 'data-start="10"' in views(at)[0]  # the nearest point, 1.0
-    assert any("Live at the sliders" in m.value for m in at.markdown)
+    assert any("a live reply" in m.value for m in at.markdown if "gen-text" in m.value)
     at.text_area(key="prompt").set_value("A prompt the lattice does not hold.").run()
     assert not at.exception
     assert views(at) == []
     assert any("a live reply" in m.value for m in at.markdown if "gen-text" in m.value)
-    assert not any("Instant replies" in c.value for c in at.caption)
+    assert not any("instant preview" in c.value for c in at.caption)
 
 
 # --- in a real browser -----------------------------------------------------------------------
@@ -216,8 +216,8 @@ def test_a_move_in_the_browser_changes_the_reply_without_a_round_trip(server, de
             tab = browser.new_page(viewport={"width": 1400, "height": 1600})
             tab.add_init_script(COUNT_SENDS_JS)
             tab.goto(f"{server}/?artifact=demo/{demo}")
-            tab.wait_for_selector("iframe", timeout=240_000)
-            view = tab.frame_locator("iframe").first
+            tab.wait_for_selector("iframe[srcdoc*='lattice-view']", timeout=240_000)
+            view = tab.frame_locator("iframe[srcdoc*='lattice-view']")
             shown = view.locator(".lv-point.on .gen-text").first
             before, label = shown.inner_text(), view.locator(".lv-w").inner_text()
             control = view.locator("input[type=range], circle[tabindex='0']").first

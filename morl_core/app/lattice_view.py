@@ -29,7 +29,7 @@ TRIANGLE = np.array([[100.0, 16.0], [16.0, 160.0], [184.0, 160.0]])  # objective
 PRIMARY = "#2C7BB6"  # the app's theme colour (.streamlit/config.toml), as on its sliders
 _STYLE = """
 body{margin:0;font-family:"Source Sans Pro","Source Sans 3",system-ui,-apple-system,"Segoe UI",
-sans-serif;color:#31333f;font-size:15px}
+sans-serif;color:#31333f;font-size:14px}
 .lv-head{display:flex;flex-wrap:wrap;align-items:baseline;gap:4px 12px;margin:0 0 4px 0}
 .lv-head label,.lv-head .lv-title{font-weight:600}
 .lv-hint{color:#808495;font-size:.85em}
@@ -176,12 +176,12 @@ def view_html(found: PromptLattice, start: int = 0) -> str:
     k, order = len(found.objectives), slider_order(found.preferences)
     label = point_label(found.objectives, found.preferences[start])
     if k == 3:
-        title = f'<span class="lv-title" id="{VIEW_ID}-title">Instant replies</span>'
-        hint = "click a point, or arrow keys: the precomputed replies at once"
+        title = f'<span class="lv-title" id="{VIEW_ID}-title">Instant preview</span>'
+        hint = "click a point or use the arrow keys"
         control = _triangle_control(found, start)
     else:
-        title = f'<label for="{VIEW_ID}-range" id="{VIEW_ID}-title">Instant replies</label>'
-        hint = "drag, or arrow keys: the precomputed replies at once"
+        title = f'<label for="{VIEW_ID}-range" id="{VIEW_ID}-title">Instant preview</label>'
+        hint = "drag or use the arrow keys"
         control = _range_control(found, order, start)
     cost = (
         f"precomputed · {found.passes_per_token} forward pass(es) per token · "
