@@ -37,7 +37,11 @@ Four measurements against a fresh ``streamlit run app.py`` on localhost:
    and where the time went (browser, Streamlit rerun and page code, generation, paint); p50/p95
    per kind of move, alone and while a training run (a job-system worker) holds a core,
    against the page's goals (first token p50 <= 300 ms, p95 <= 600 ms while training;
-   precomputed p50 <= 150 ms). Results in ``ui_steer_latency.json``.
+   precomputed p50 <= 150 ms). Before each walk, the instant-preview control (the browser-side
+   lattice the page shows on a lattice prompt) takes two laps of key presses: key press -> the
+   next lattice point's replies painted, in the browser, with the messages sent to the server
+   meanwhile (none: the move stays in the browser); goal p50 <= 150 ms. Results in
+   ``ui_steer_latency.json``.
 
 Results go to ``benchmarks/results/ui_latency.json`` (``ui_classroom.json`` for phase 4), with
 the machine's load average during each phase (other processes on a 2-core machine change the
@@ -306,6 +310,7 @@ STEER_GOALS_MS = {  # the Steer page's latency goals (first token measured while
     "first_token_p50": 300,
     "first_token_p95": 600,
     "precomputed_p50": 150,
+    "instant_view_p50": 150,  # the browser-side lattice (no round trip)
 }
 CURSOR = "\u258d"  # what a reply still being streamed ends with (pages/_widgets.live_replies)
 SLIDER_STEPS = 100  # the preference sliders run 0..1 in steps of 0.01
@@ -764,6 +769,98 @@ def keep_one_timeline(moves: list[dict]) -> list[dict]:
     return out
 
 
+# In the instant-preview frame (pages/steer.py, morl_core/app/lattice_view.py): note the key press
+# and, on the class change that shows another lattice point's cards, the DOM change and the
+# next animation frame (painted), in the frame's own clock. Re-arming starts a new move.
+VIEW_ARM_JS = """() => {
+  const root = document.getElementById("lattice-view");
+  if (!window.__view) {
+    window.__view = {move: null};
+    document.addEventListener("keydown", () => {
+      const m = window.__view.move;
+      if (m && m.key === null) m.key = performance.now();
+    }, true);
+    new MutationObserver(() => {
+      const m = window.__view.move;
+      const on = root.querySelector(".lv-point.on");
+      if (!m || m.key === null || m.dom !== null || !on || on.dataset.label === m.from) return;
+      m.dom = performance.now();
+      m.to = on.dataset.label;
+      m.reply = on.querySelector(".gen-text").textContent;
+      requestAnimationFrame(() => { m.frame = performance.now(); });
+    }).observe(root, {subtree: true, attributes: true, attributeFilter: ["class"]});
+  }
+  const on = root.querySelector(".lv-point.on");
+  window.__view.move = {key: null, dom: null, frame: null, from: on.dataset.label, to: null,
+                        reply: null};
+}"""
+VIEW_KEYS = {  # one lap of the control: every move shows another point (where one lies there)
+    2: ["ArrowRight"] * 5 + ["ArrowLeft"] * 10 + ["ArrowRight"] * 5,
+    3: ["ArrowLeft", "ArrowDown", "ArrowRight", "ArrowRight", "ArrowUp", "ArrowUp", "ArrowLeft"]
+    + ["ArrowDown", "ArrowRight", "ArrowRight", "ArrowLeft", "ArrowLeft", "ArrowUp", "ArrowDown"],
+}
+
+
+def instant_view_walk(tab, k: int, laps: int = 2) -> dict:
+    """Key presses in the Steer page's instant-preview control (the browser-side lattice):
+    key press -> the next point's cards in the DOM / painted (ms, in the frame's clock; and as
+    this process saw it, ``press_to_seen``), with the websocket messages the page sent
+    meanwhile (none expected: no server round trip).
+
+    A key with no lattice point in its direction (triangle corners) changes nothing: counted
+    as ``no_change``, not timed.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    handle = tab.wait_for_selector("iframe[srcdoc*='lattice-view']", timeout=60_000)
+    frame = handle.content_frame()
+    frame.wait_for_selector("#lattice-view", timeout=60_000)
+    control = "input[type=range]" if k == 2 else "circle[tabindex='0']"
+    frame.focus(control)
+    load, moves, no_change = load_average(), [], 0
+    tab.evaluate("() => { window.__ws.length = 0; window.__recording = true; }")
+    started = time.perf_counter()
+    for key in VIEW_KEYS.get(k, VIEW_KEYS[2]) * laps:
+        frame.evaluate(VIEW_ARM_JS)
+        pressed = time.perf_counter()
+        tab.keyboard.press(key)
+        try:
+            frame.wait_for_function("() => window.__view.move.frame !== null", timeout=2_000)
+        except PlaywrightTimeout:
+            no_change += 1
+            continue
+        seen = time.perf_counter() - pressed
+        move = frame.evaluate("() => window.__view.move")
+        moves.append(
+            {
+                "key": key,
+                "from": move["from"],
+                "to": move["to"],
+                "reply_dom": round(move["dom"] - move["key"], 1),
+                "reply_visible": round(move["frame"] - move["key"], 1),
+                "press_to_seen": round(seen * 1000, 1),
+                "reply": move["reply"],
+            }
+        )
+    sent = tab.evaluate(
+        "() => { window.__recording = false; return window.__ws.filter(f => f.dir === 'out')"
+        ".length; }"
+    )
+    return {
+        "moves": len(moves),
+        "no_change": no_change,
+        "reply_visible": percentiles([m["reply_visible"] / 1000 for m in moves]),
+        "reply_dom": percentiles([m["reply_dom"] / 1000 for m in moves]),
+        # from this process: the key sent -> the painted frame seen, DevTools round trips included
+        "press_to_seen": percentiles([m["press_to_seen"] / 1000 for m in moves]),
+        "messages_sent_to_server": sent,
+        "wall_s": round(time.perf_counter() - started, 1),
+        "load_before": load,
+        "load_after": load_average(),
+        "records": moves,
+    }
+
+
 def open_steer(tab, server: Server, artifact: str, prompt: str, weights, k: int) -> None:
     """Steer at ``artifact``, ``prompt`` and ``weights`` (a fresh session), objectives 3.. locked."""
     from urllib.parse import urlencode
@@ -818,16 +915,21 @@ def steer_latency_phase(server: Server, artifact: str, depth: int, limit: int | 
         out["warm_up_s"] = round(time.perf_counter() - start, 1)
 
         open_steer(tab, server, artifact, prompts[0], weights, k)
+        instant = instant_view_walk(tab, k)  # first: the Streamlit walk reruns the page
+        print("alone, instant preview", json.dumps(brief_view(instant)), flush=True)
         watch = {"server": process_tree(server.proc.pid), "browser": browser_pids()}
         out["alone"] = steer_walk_phase(tab, keys, 120, watch) | {"prompt": prompts[0]}
+        out["alone"]["instant_view"] = instant
         print("alone", json.dumps(brief(out["alone"])), flush=True)
 
         open_steer(tab, server, artifact, prompts[1 % len(prompts)], weights, k)
         run_id = start_training(server.data_dir)
         try:
             before = training_step(server.data_dir, run_id)
+            instant = instant_view_walk(tab, k)
+            print("while training, instant preview", json.dumps(brief_view(instant)), flush=True)
             watch = {"server": process_tree(server.proc.pid), "browser": browser_pids()}
-            training = steer_walk_phase(tab, keys, 120, watch)
+            training = steer_walk_phase(tab, keys, 120, watch) | {"instant_view": instant}
             out["while_training"] = training | {"prompt": prompts[1 % len(prompts)]}
             out["while_training"]["training"] = {
                 "run": run_id,
@@ -864,6 +966,25 @@ def brief(walk: dict) -> dict:
     }
 
 
+def brief_view(walk: dict) -> dict:
+    """The instant-preview walk's headline numbers (p50/p95 ms) for the console."""
+    visible = walk["reply_visible"]
+    return {
+        "instant_view_visible [n,p50,p95]": [
+            visible.get("n"),
+            visible.get("p50_ms"),
+            visible.get("p95_ms"),
+        ],
+        "press_to_seen [p50,p95]": [
+            walk["press_to_seen"].get("p50_ms"),
+            walk["press_to_seen"].get("p95_ms"),
+        ],
+        "messages_sent_to_server": walk["messages_sent_to_server"],
+        "no_change": walk["no_change"],
+        "load": [walk["load_before"], walk["load_after"]],
+    }
+
+
 def against_goals(result: dict) -> dict:
     """Each goal with the measured value and whether it was met."""
     training = result["while_training"]
@@ -871,6 +992,7 @@ def against_goals(result: dict) -> dict:
         "first_token_p50": training["live"]["first_token_visible"].get("p50_ms"),
         "first_token_p95": training["live"]["first_token_visible"].get("p95_ms"),
         "precomputed_p50": result["alone"]["precomputed"]["reply_visible"].get("p50_ms"),
+        "instant_view_p50": result["alone"]["instant_view"]["reply_visible"].get("p50_ms"),
     }
     return {
         name: {
