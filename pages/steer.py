@@ -172,8 +172,12 @@ def steer_view(info, picked, prompt) -> None:
                 info.run_dir, picked[0][1], prompt, samples=samples, seed=seed
             )
         if found is not None:
-            start, _ = lattice.nearest_point(found.preferences, weights)
-            st.iframe(lattice_view.view_html(found, start))  # escaped: see its module
+            # it opens at the sliders' lattice point, then stays where it is left: the same
+            # HTML on every rerun, so the browser keeps the frame (no reload, no jump)
+            starts = st.session_state.setdefault("preview-start", {})
+            view = (info.key, picked[0][1], prompt)
+            starts.setdefault(view, lattice.nearest_point(found.preferences, weights)[0])
+            st.iframe(lattice_view.view_html(found, starts[view]))  # escaped: see its module
             st.caption(
                 "The instant preview flips through the precomputed replies; the sliders above "
                 "generate live at any preference and place the diamond on the front."

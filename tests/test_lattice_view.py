@@ -66,6 +66,8 @@ def test_replies_are_escaped_never_markup():
     assert "<img" not in page and "<b>brevity" not in page
     assert html.escape(evil) in page and "a &amp; b" in page
     assert "&lt;b&gt;brevity&lt;/b&gt;" in page
+    triangle = lattice_view.view_html(made_up([evil] * 3, ("sentiment", "brevity", "<i>r</i>")))
+    assert triangle.count("<script") == 1 and "<img" not in triangle and "<i>r" not in triangle
 
 
 def test_two_objectives_slider_snaps_to_lattice_points_ordered_by_the_first_weight():
@@ -79,6 +81,7 @@ def test_two_objectives_slider_snaps_to_lattice_points_ordered_by_the_first_weig
     order = lattice_view.slider_order(found.preferences)
     assert sorted(order) == list(range(m))  # every position is a lattice point, and back
     assert np.all(np.diff(found.preferences[order, 0]) > 0)  # left: all on the second
+    assert lattice_view.slider_order(found.preferences[::-1]) == list(range(m))[::-1]
     assert f'value="{order.index(start)}"' in slider
     assert 'aria-valuetext="sentiment 0.50 · brevity 0.50"' in slider
     assert re.search(r'<label for="lattice-view-range"[^>]*>Instant preview</label>', page)
@@ -137,15 +140,19 @@ def test_steer_page_shows_the_view_on_a_lattice_prompt_only(tmp_path, monkeypatc
     assert all(html.escape(g.text) in shown[0] for r in found.replies for g in r)
     assert 'data-start="5"' in shown[0]  # the sliders' (0.5, 0.5)
     assert any("instant preview" in c.value for c in at.caption)
-    at.slider[0].set_value(0.97).run()  # off the lattice: the view stays, cards generated live
+    at.slider[0].set_value(0.97).run()  # off the lattice: cards generated live
     assert not at.exception
-    assert 'data-start="10"' in views(at)[0]  # the nearest point, 1.0
+    assert views(at) == shown  # the same page: the browser keeps the preview where it was
     assert any("a live reply" in m.value for m in at.markdown if "gen-text" in m.value)
     at.text_area(key="prompt").set_value("A prompt the lattice does not hold.").run()
     assert not at.exception
     assert views(at) == []
     assert any("a live reply" in m.value for m in at.markdown if "gen-text" in m.value)
     assert not any("instant preview" in c.value for c in at.caption)
+    another = lattice.read_lattice(serving.DEMO_DIR / DEMOS[0])["prompts"][1]
+    at.text_area(key="prompt").set_value(another).run()  # a new prompt opens at the sliders'
+    assert not at.exception
+    assert len(views(at)) == 1 and 'data-start="10"' in views(at)[0]  # 0.97: nearest is 1.0
 
 
 # --- in a real browser -----------------------------------------------------------------------
