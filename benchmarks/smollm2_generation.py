@@ -3,7 +3,8 @@
 Usage::
 
     python benchmarks/smollm2_generation.py [--runs 5] [--new-tokens 48] [--threads 1]
-        [--out benchmarks/results/smollm2_generation.json]
+        [--lora ADAPTER_DIR | --lora random [--lora-targets q_proj,v_proj]]
+        [--out benchmarks/results/smollm2_generation.json (_lora.json with --lora)]
 
 One reply of ``--new-tokens`` (48) tokens at batch 1 to a chat prompt from the held-out
 ``assistant`` set, for top-p sampling (temperature 1, top_p 0.9) and greedy decoding. Both sides
@@ -13,6 +14,12 @@ by run, with EOS suppressed so both produce exactly 48 tokens (the method and th
 runs of each back-to-back pair (above 1: ours is faster); the goal is ``speedup >= 1.3``.
 ``cpu_time_speedup`` is the same from process CPU seconds, steadier when background jobs share
 the cores (the wall-clock ratio moved by +-0.05 between runs at a load average of 7-11).
+
+``--lora`` measures the same on the model wrapped by peft with a LoRA adapter, as the SmolLM2
+demos serve it (a soup, a MORLHF policy, an expert): a saved adapter folder, or ``random`` for
+a fresh one (r 8, alpha 32, on ``--lora-targets``, every linear layer by default as the demos;
+its B matrices random, so the adapter changes the replies). Both sides then run peft's model;
+ours decodes through the lean step with the LoRA terms (``"lean_step": true`` in the record).
 
 Where the time goes is recorded too (``--profile``): at batch 1 on a CPU each new token reads
 every weight once (538 MB in float32), so ``aten::mm`` bounds both sides alike.
@@ -65,6 +72,34 @@ def profile_ours(policy, prompt: str, new_tokens: int) -> dict:
     return {e.key: round(e.self_cpu_time_total / total, 3) for e in rows[:6]}
 
 
+def attach_benchmark_lora(policy, source: str, targets: str) -> dict:
+    """Wrap ``policy.model`` with the LoRA adapter ``source`` (a folder, or ``"random"``);
+    return what the record says about it."""
+    import torch
+
+    from morl_core.policy.lora import attach_lora, load_adapter
+
+    if source == "random":
+        attach_lora(policy, r=8, alpha=32, target_modules=targets)
+        generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():  # a fresh adapter's B is zero: random B makes it count
+            for name, param in policy.model.named_parameters():
+                if "lora_B" in name:
+                    param.copy_(torch.randn(param.shape, generator=generator) * 0.01)
+    else:
+        load_adapter(policy, Path(source))
+    policy.model.eval()
+    config = policy.model.active_peft_config
+    layers = [name for name, _ in policy.model.named_modules() if name.endswith(".lora_A")]
+    return {
+        "source": source,
+        "r": config.r,
+        "alpha": config.lora_alpha,
+        "target_modules": sorted(config.target_modules),
+        "lora_layers": len(layers),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m", help="a registered name or a folder")
@@ -74,28 +109,63 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--profile", action="store_true", help="also profile one of our replies")
     parser.add_argument(
-        "--out", type=Path, default=ROOT / "benchmarks/results/smollm2_generation.json"
+        "--lora",
+        default=None,
+        metavar="ADAPTER_DIR",
+        help="wrap the model with this peft LoRA adapter folder, or 'random' for a fresh one",
+    )
+    parser.add_argument(
+        "--lora-targets",
+        default="all-linear",
+        help="with --lora random: 'all-linear' or comma-separated layer names (q_proj,v_proj)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="the JSON record (default benchmarks/results/smollm2_generation[_lora].json)",
     )
     args = parser.parse_args(argv)
+    if args.out is None:
+        suffix = "" if args.lora is None else "_lora"
+        args.out = ROOT / f"benchmarks/results/smollm2_generation{suffix}.json"
     if not 1 <= args.runs <= MAX_RUNS:
         parser.error(f"--runs must be in 1..{MAX_RUNS}, got {args.runs}")
     if not 1 <= args.new_tokens <= 512:
         parser.error(f"--new-tokens must be in 1..512, got {args.new_tokens}")
+    if (
+        args.lora not in (None, "random")
+        and not (Path(args.lora) / "adapter_config.json").is_file()
+    ):
+        parser.error(
+            f"--lora must be 'random' or a peft adapter folder (with adapter_config.json), "
+            f"got {args.lora!r}"
+        )
 
     import torch
 
     from morl_core.jobs.records import git_hash, package_versions
     from morl_core.policy import load_policy
+    from morl_core.policy.llama_decode import LlamaDecodeStep
     from morl_core.prompts import load_prompts
 
     policy = load_policy(args.model, device=args.device, threads=args.threads)
+    lora = None
+    if args.lora is not None:
+        try:
+            lora = attach_benchmark_lora(policy, args.lora, args.lora_targets)
+        except ValueError as error:
+            parser.error(f"--lora / --lora-targets: {error}")
+    lean_step = LlamaDecodeStep.applies(policy.model)
     sync = torch.cuda.synchronize if policy.device.startswith("cuda") else (lambda: None)
     ours, hf = make_runners(policy, args.new_tokens)
     prompt = load_prompts("assistant", "eval")[0]
     load_before = os.getloadavg()
+    adapter = "" if lora is None else f" + LoRA {lora['source']} ({lora['lora_layers']} layers)"
     print(
-        f"model {args.model} (chat: {policy.chat}), {args.new_tokens} new tokens, batch 1, "
-        f"{torch.get_num_threads()} thread(s), {policy.device}; prompt {prompt!r}"
+        f"model {args.model}{adapter} (chat: {policy.chat}), {args.new_tokens} new tokens, "
+        f"batch 1, {torch.get_num_threads()} thread(s), {policy.device}, lean step: "
+        f"{lean_step}; prompt {prompt!r}"
     )
     timings, cpu_timings = time_interleaved(
         {"ours": ours, "hf_generate": hf}, [prompt], args.runs, args.new_tokens, sync
@@ -133,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "smollm2_generation",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "model": args.model,
+        "lora": lora,
+        "lean_step": lean_step,
         "chat": policy.chat,
         "prompt": prompt,
         "parameters": sum(p.numel() for p in policy.model.parameters()),
@@ -143,7 +215,10 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "goal": {"speedup_at_least": SPEEDUP_GOAL, "met": goal_met},
         "load_average_1min": {"before": load_before[0], "after": load_after[0]},
-        "versions": {"python": platform.python_version(), **package_versions(("tokenizers",))},
+        "versions": {
+            "python": platform.python_version(),
+            **package_versions(("tokenizers", "peft")),
+        },
         "git_hash": git_hash(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
     }

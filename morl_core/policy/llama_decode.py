@@ -107,15 +107,37 @@ def base_weight(linear: torch.nn.Module) -> torch.Tensor:
     return linear.weight if type(linear) is torch.nn.Linear else linear.base_layer.weight
 
 
-def lora_terms(module: torch.nn.Module | None) -> tuple[LoraTerm, ...]:
-    """The terms ``module`` adds to its base output now: none for a plain ``nn.Linear`` or
-    adapters switched off, else (A, B, scaling) of each active adapter it holds, in order."""
-    if module is None or module.disable_adapters:
+# a LoRA layer as the step reads it: (the layer, its lora_A and lora_B modules by adapter name,
+# its scaling by adapter name); peft adds and removes adapters in these same dicts
+LoraLayerView = tuple[torch.nn.Module, dict, dict, dict]
+
+
+def lora_view(module: torch.nn.Module) -> LoraLayerView | None:
+    """What :func:`lora_terms` reads of a LoRA layer (None for a plain ``nn.Linear``)."""
+    if type(module) is torch.nn.Linear:
+        return None
+    return module, module.lora_A._modules, module.lora_B._modules, module.scaling
+
+
+def lora_terms(view: LoraLayerView | None) -> tuple[LoraTerm, ...]:
+    """The terms a LoRA layer adds to its base output now: none for a plain ``nn.Linear`` or
+    adapters switched off, else (A, B, scaling) of each active adapter it holds, in order.
+
+    Reads the dicts directly rather than through module attributes: with LoRA on all 210
+    linear layers of SmolLM2 that costs a fifth of the time (0.3 ms a token instead of 1.6 on
+    a loaded core).
+    """
+    if view is None:
         return ()
+    module, lora_a, lora_b, scaling = view
+    if module.disable_adapters:
+        return ()
+    active = module.active_adapter
+    names = (active,) if isinstance(active, str) else active
     return tuple(
-        (module.lora_A[name].weight, module.lora_B[name].weight, module.scaling[name])
-        for name in module.active_adapters
-        if name in module.lora_A
+        (lora_a[name]._parameters["weight"], lora_b[name]._parameters["weight"], scaling[name])
+        for name in names
+        if name in lora_a
     )
 
 
@@ -229,13 +251,12 @@ class LlamaDecodeStep:
         self.norm = (llama.model.norm.weight, llama.model.norm.variance_epsilon)
         self.embed = llama.model.embed_tokens.weight
         self.lm_head = base_weight(llama.lm_head)
-        # the LoRA layers per decoder layer (None where a projection is a plain nn.Linear)
-        self.adapted = [
-            tuple(None if type(linear) is torch.nn.Linear else linear for linear in linears)
-            for linears in projections
-        ]
-        self.adapted_head = None if type(llama.lm_head) is torch.nn.Linear else llama.lm_head
-        if not any(any(layer) for layer in self.adapted) and self.adapted_head is None:
+        # the LoRA layers of each decoder layer (None where a projection is a plain nn.Linear)
+        self.adapted = [tuple(lora_view(linear) for linear in linears) for linears in projections]
+        self.adapted_head = lora_view(llama.lm_head)
+        if all(view is None for layer in self.adapted for view in layer) and (
+            self.adapted_head is None
+        ):
             self.adapted = None  # a plain model: no terms to read at each step
         self.no_terms = [((),) * len(PROJECTIONS)] * len(self.layers)
 
@@ -244,7 +265,7 @@ class LlamaDecodeStep:
         read from the adapters now (their current weights, scalings, active set)."""
         if self.adapted is None:
             return self.no_terms
-        return [tuple(lora_terms(linear) for linear in layer) for layer in self.adapted]
+        return [tuple(lora_terms(view) for view in layer) for layer in self.adapted]
 
     def adopt(self, cache: Any, spare: int = 64) -> DecodeCache | None:
         """The prompt's ``transformers`` cache copied into a :class:`DecodeCache`, or None."""
