@@ -97,11 +97,15 @@ AGGREGATIONS: dict[str, dict] = {
     "emorl": {"options": {"search_replies": 4}},
     "metapolicy": {"options": {"meta_steps": 40}},
 }
+# Their adapters wrap q_proj and v_proj only (about 1 MB each in fp16, where the experts'
+# all-linear ones are 4.9 MB): MORLHF ships 5 + 6 of them. Panacea's SVD adapter needs every
+# linear layer.
+QV = {"lora_target_modules": "q_proj,v_proj"}
 SINGLE: dict[str, dict] = {
-    "ric": {},
+    "ric": QV,
     "panacea": {},
-    "dynaopt": {},
-    "morlhf": {"steps": 60},  # steps per preference: 5 (2 objectives) or 6 (3) policies
+    "dynaopt": QV,
+    "morlhf": {**QV, "steps": 60},  # steps per preference: 5 (2 objectives) or 6 (3) policies
 }
 
 
