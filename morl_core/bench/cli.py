@@ -38,8 +38,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from morl_core.bench import write_leaderboard
 
+    data_dirs = [Path(d) for d in _names(args.data_dir) or []]
+    for data_dir in data_dirs:
+        if not (data_dir / "runs").is_dir():
+            raise ValueError(f"--data-dir {data_dir}: no runs/ folder there (a job store data dir)")
     paths = write_leaderboard(
-        Path(args.out), _names(args.suite), Path(args.dest) if args.dest else None
+        Path(args.out), _names(args.suite), Path(args.dest) if args.dest else None, data_dirs
     )
     print(paths["md"].read_text())
     print("wrote " + ", ".join(str(p) for p in paths.values()))
@@ -62,4 +66,9 @@ def add_subcommands(sub) -> None:
     p.add_argument("--suite", help="comma-separated suites (default: all)")
     p.add_argument("--out", default=DEFAULT_OUT, help="where the records are")
     p.add_argument("--dest", help="where to write the leaderboard (default: --out)")
+    p.add_argument(
+        "--data-dir",
+        help="comma-separated job store data directories: learning curves of records written "
+        "before curves were stored are read from their run folders there",
+    )
     p.set_defaults(func=cmd_leaderboard)

@@ -10,12 +10,15 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from morl_core.bench.curves import flattened_summary, stage_means
 from morl_core.bench.leaderboard import BASE_METHOD, LEVEL, mean_interval, paired_comparisons
 from morl_core.colors import method_color
 from morl_core.pareto import non_dominated
 from morl_core.scalarize import linear
 
 KL_PANELS_PER_ROW = 5  # preference panels of the KL frontier before it wraps
+CURVE_PANELS_PER_ROW = 3  # method panels of the learning curves before they wrap
+HOVER_STEP = "step %{x}<br>reward %{y:.4f}<extra></extra>"
 
 
 def _labelled(x, y, name: str, text, marker: dict[str, Any], **kw: Any) -> go.Scatter:
@@ -231,12 +234,84 @@ def kl_frontier(records: list[dict[str, Any]], suite: str) -> go.Figure:
     return fig
 
 
+def learning_curves(records: list[dict[str, Any]], suite: str) -> go.Figure:
+    """The training reward against the step within each stage, one panel per method of one
+    suite (records carry ``learning_curve``: :mod:`morl_core.bench.curves`).
+
+    Bold: the mean over seeds and stages; faint: each stage (a MORLHF preference, an expert,
+    the meta-policy's upper level) as its mean over seeds, drawn only for methods with several
+    stages. A panel's title says whether every stage's mean curve had flattened at the suite's
+    budget (:func:`morl_core.bench.curves.flattened_summary`).
+    Methods without a curve (records written before curves were stored, run folder not
+    found) are named in the subtitle."""
+    mine = [r for r in records if r.get("suite") == suite and r.get("status") == "succeeded"]
+    trained = sorted({r["method"] for r in mine} - {BASE_METHOD})
+    methods = [m for m in trained if any(r.get("learning_curve") for r in mine if r["method"] == m)]
+    missing = sorted(set(trained) - set(methods))
+    cols = max(1, min(len(methods), CURVE_PANELS_PER_ROW))
+    rows = max(1, math.ceil(len(methods) / cols))
+    curves = {m: [r.get("learning_curve") for r in mine if r["method"] == m] for m in methods}
+    titles = [f"{m}: {flattened_summary(curves[m])['flattened_short']}" for m in methods]
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles or None)
+    for i, method in enumerate(methods):
+        where = {"row": i // cols + 1, "col": i % cols + 1}
+        stages = stage_means(curves[method])  # stage -> mean over seeds
+        color = method_color(method)
+        for stage, one in stages.items() if len(stages) > 1 else []:
+            fig.add_trace(
+                go.Scatter(
+                    x=one["step"],
+                    y=one["reward"],
+                    mode="lines",
+                    name=f"{method} {stage}",
+                    legendgroup=method,
+                    showlegend=False,
+                    opacity=0.3,
+                    line={"color": color, "width": 1},
+                    hovertemplate=f"{method} {stage}<br>{HOVER_STEP}",
+                ),
+                **where,
+            )
+        points = [
+            (x, y)
+            for one in stages.values()
+            for x, y in zip(one["step"], one["reward"], strict=True)
+        ]
+        mean = pd.DataFrame(points, columns=["step", "reward"]).groupby("step")["reward"].mean()
+        fig.add_trace(
+            go.Scatter(
+                x=mean.index,
+                y=mean.to_numpy(),
+                mode="lines",
+                name=method,
+                legendgroup=method,
+                line={"color": color, "width": 3},
+                hovertemplate=f"{method} (mean)<br>{HOVER_STEP}",
+            ),
+            **where,
+        )
+    fig.update_xaxes(title_text="step within stage", row=rows)
+    fig.update_yaxes(title_text="training reward", col=1)
+    note = "bold: mean over seeds and stages; faint: each stage (policy / expert), mean over seeds"
+    if missing:
+        note += f"; no curve for {', '.join(missing)} (run folder not found: pass --data-dir)"
+    fig.update_layout(
+        title=f"{suite}: training reward (scalarised) per step at the suite's budget<br>"
+        f"<sup>{note}</sup>",
+        height=300 * rows + 120,
+        showlegend=False,
+    )
+    fig.update_annotations(font_size=12)
+    return fig
+
+
 def all_figures(
     records: list[dict[str, Any]], table: pd.DataFrame, pairs: pd.DataFrame | None = None
 ) -> dict[str, go.Figure]:
     """Every leaderboard figure (``pairs``: the paired comparisons, computed when not given):
     per suite its fronts (two objectives), the improvement heatmap and, when a trained method
-    recorded KL, the KL frontier (``kl_frontier_SUITE``).
+    recorded KL, the KL frontier (``kl_frontier_SUITE``), and when a record carries a learning
+    curve, the learning curves (``learning_curves_SUITE``).
 
     Spread over seeds is shown by the interval error bars of ``hv_vs_samples`` and
     ``kl_frontier``."""
@@ -250,4 +325,6 @@ def all_figures(
         methods = set(kl_utility_points(records, suite)["method"])
         if methods - {BASE_METHOD}:  # a trained method with KL: the base alone says nothing
             figs[f"kl_frontier_{suite}"] = kl_frontier(records, suite)
+        if any(r["suite"] == suite and r.get("learning_curve") for r in records):
+            figs[f"learning_curves_{suite}"] = learning_curves(records, suite)
     return figs

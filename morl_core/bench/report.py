@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +11,14 @@ import numpy as np
 import pandas as pd
 
 from morl_core.bench import figures
+from morl_core.bench.curves import FLAT_SHARE, flattened_summary, record_curve
 from morl_core.bench.leaderboard import (
     BASE_METHOD,
     BOOT_SEED,
     LEVEL,
     MIN_SHARED_SEEDS,
     N_BOOT,
+    PRIOR_METHOD,
     aggregate,
     cannot_tell,
     paired_comparisons,
@@ -45,6 +47,37 @@ CANNOT_TELL = (
     "separate them (a bootstrap over 2 seeds has 4 resamples, its interval is just their range), "
     "so counted as tied."
 )
+
+CURVES = (
+    "flattened: whether the training reward had stopped rising at the suite's budget. Each "
+    "stage of a method (one trained policy, expert or upper level) is judged on its mean curve "
+    "over seeds: it has flattened when less than "
+    f"{FLAT_SHARE:.0%} of its gain (mean of the last quarter of its steps minus mean of the "
+    "first) came in the last quarter (last minus third quarter's mean; a straight rise makes a "
+    "third there), or when it gained no more than noise (two standard errors); "
+    '"no" gives the median share over the stages still rising. "no curve": the record '
+    "predates stored curves and its run folder was not found (pass --data-dir). Curves: "
+    "learning_curves_SUITE.html."
+).replace("%", " %")
+
+
+def with_curves(table: pd.DataFrame, records: list[dict[str, Any]]) -> pd.DataFrame:
+    """``table`` with the learning-curve columns of each (suite, method) row
+    (:func:`morl_core.bench.curves.flattened_summary` of its records' ``learning_curve``);
+    the base model, which is not trained, gets ``n/a``."""
+    rows = []
+    for _, row in table.iterrows():
+        curves = [
+            r.get("learning_curve")
+            for r in records
+            if r.get("suite") == row["suite"] and r.get("method") == row["method"]
+        ]
+        summary = flattened_summary(curves)
+        del summary["flattened_short"]  # the figure's panel titles
+        if row["method"] == BASE_METHOD:
+            summary["flattened"] = "n/a"
+        rows.append(summary)
+    return pd.concat([table.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
 
 
 def _cell(row: pd.Series, metric: str) -> str:
@@ -121,7 +154,8 @@ def markdown(
     hypervolume comparisons (when ``pairs`` are given), the figures written next to it
     (``figure_titles``: name -> title, each linked as ``NAME.html``) and the legend."""
     metrics = metrics or SHOWN
-    header = ["method", "seeds", *metrics]
+    curves = "flattened" in table.columns
+    header = ["method", "seeds", *metrics, *(["flattened"] if curves else [])]
     parts = []
     for suite, group in table.groupby("suite", sort=True):
         lines = [f"### {suite}", ""]
@@ -131,6 +165,7 @@ def markdown(
         ranked = group.sort_values("hypervolume_mean", ascending=False, na_position="last")
         for _, row in ranked.iterrows():
             cells = [row["method"], str(row["seeds"]), *(_cell(row, m) for m in metrics)]
+            cells += [row["flattened"]] if curves else []
             lines.append("| " + " | ".join(cells) + " |")
         best = ranked[ranked.get("hypervolume_vs_best", pd.Series(dtype=str)) == "best"]
         if pairs is not None and len(pairs) and len(best):
@@ -141,25 +176,37 @@ def markdown(
     if figure_titles:
         links = [f"- [{name}]({name}.html): {title}" for name, title in figure_titles.items()]
         parts.append("\n".join(["Figures (HTML, next to this file):", "", *links]))
-    return "\n\n".join([*parts, LEGEND, CANNOT_TELL]) + "\n"
+    return "\n\n".join([*parts, LEGEND, CANNOT_TELL, *([CURVES] if curves else [])]) + "\n"
 
 
 def write_leaderboard(
-    out: Path, suites: Iterable[str] | None = None, dest: Path | None = None
+    out: Path,
+    suites: Iterable[str] | None = None,
+    dest: Path | None = None,
+    data_dirs: Sequence[Path] = (),
 ) -> dict[str, Path]:
-    """Write leaderboard.csv/.json/.md (and figures as HTML) into ``dest`` (default ``out``)."""
+    """Write leaderboard.csv/.json/.md (and figures as HTML) into ``dest`` (default ``out``).
+
+    Learning curves come from the records, or for records written before curves were stored,
+    from ``DATA_DIR/runs/RUN_ID/metrics.jsonl`` in the first of ``data_dirs`` that has the run."""
     records = read_records(out, suites)
     if not records:
         raise ValueError(f"no benchmark records under {out}; run `morl bench SUITE` first")
+    records = [
+        r | {"learning_curve": record_curve(r, data_dirs, PRIOR_METHOD)}
+        if r.get("status") == "succeeded" and r.get("method") != BASE_METHOD
+        else r
+        for r in records
+    ]
     pairs, notes = paired_comparisons(records), suite_notes(records)
-    table = aggregate(records, pairs)
+    table = with_curves(aggregate(records, pairs), records)
     dest = Path(dest or out)
     dest.mkdir(parents=True, exist_ok=True)
     paths = {ext: dest / f"leaderboard.{ext}" for ext in ("csv", "json", "md")}
     table.to_csv(paths["csv"], index=False)
     document = {
         "statistics": {"level": LEVEL, "bootstrap": N_BOOT, "seed": BOOT_SEED, "ddof": 1},
-        "legend": LEGEND + " " + CANNOT_TELL,
+        "legend": LEGEND + " " + CANNOT_TELL + " " + CURVES,
         "rows": json.loads(table.to_json(orient="records")),  # NaN -> null
         "paired": json.loads(pairs.to_json(orient="records")),
         "suites": notes,

@@ -80,6 +80,7 @@ def evaluate_record(
     suite: Suite, method: str, seed: int, run_dir: Path, status: Any
 ) -> dict[str, Any]:
     """Evaluate a finished run under the evaluation protocol (:mod:`morl_core.evaluation`)."""
+    from morl_core.bench.curves import run_curve
     from morl_core.evaluation import evaluate_run
     from morl_core.methods.common import read_artifact
 
@@ -98,6 +99,7 @@ def evaluate_record(
         search_evaluations=int(search.get("evaluations", 0)),
         search_samples=int(search.get("samples", 0)),  # in training
         peak_rss_mb=result.get("peak_rss_mb"),
+        learning_curve=run_curve(run_dir),  # the training reward per step, and its plateau
     )
 
 
