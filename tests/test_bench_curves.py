@@ -80,6 +80,8 @@ def test_stages_keep_training_order_and_a_resumed_step_counts_once():
     assert summary["rising_stages"] == 1 and summary["curve_stages"] == 2
     assert summary["flattened"].startswith("no: ") and "(1 of 2 stages)" in summary["flattened"]
     assert flattened_summary([None])["flattened"] == "no curve"
+    falling = learning_curve(_rows(np.linspace(0.9, 0.5, 20), "dynaopt"))
+    assert flattened_summary([falling])["flattened"] == "yes: no gain above noise"
 
 
 def _write_run(data_dir, run_id: str, rows: list[dict]) -> None:

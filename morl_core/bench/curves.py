@@ -157,8 +157,9 @@ def flattened_summary(curves: Iterable[dict[str, Any] | None]) -> dict[str, Any]
 
     Each stage is judged by :func:`plateau` on its mean curve over seeds (single seeds are
     noisy: a batch of 16 replies per step); a downsampled stage's points are evenly spread, so
-    its quarters are the same. The cell reads ``yes``, ``no: 34 % of the gain in the last quarter
-    (2 of 5 stages)`` (the median share over the stages still rising) or ``no curve``. Also
+    its quarters are the same. The cell reads ``yes``, ``yes: no gain above noise`` (no stage
+    gained: flat from the start or falling, not converged), ``no: 34 % of the gain in the last
+    quarter (2 of 5 stages)`` (the median share over the stages still rising) or ``no curve``. Also
     returned: ``curve_stages`` (judged), ``rising_stages``, ``rising_last_quarter_share`` and
     the per-seed counts (``seed_curves``: every judged (seed, stage) curve,
     ``seed_curves_rising``: those not flattened)."""
@@ -173,7 +174,9 @@ def flattened_summary(curves: Iterable[dict[str, Any] | None]) -> dict[str, Any]
     if not judged:
         cell = short = "no curve"
     elif not rising:
-        cell, short = "yes", "flattened"
+        gained = any(p["last_quarter_share"] is not None for p in judged)
+        cell = "yes" if gained else "yes: no gain above noise"  # flat, not converged
+        short = "flattened" if gained else "flat: no gain above noise"
     else:
         count = f"{len(rising)} of {len(judged)} stage{'s' if len(judged) > 1 else ''}"
         cell = f"no: {median:.0%} of the gain in the last quarter ({count})".replace("%", " %")

@@ -55,9 +55,10 @@ CURVES = (
     f"{FLAT_SHARE:.0%} of its gain (mean of the last quarter of its steps minus mean of the "
     "first) came in the last quarter (last minus third quarter's mean; a straight rise makes a "
     "third there), or when it gained no more than noise (two standard errors); "
-    '"no" gives the median share over the stages still rising. "no curve": the record '
-    "predates stored curves and its run folder was not found (pass --data-dir). Curves: "
-    "learning_curves_SUITE.html."
+    '"no" gives the median share over the stages still rising; "yes: no gain above noise": no '
+    "stage gained (flat or falling from the start: not learning, rather than converged). "
+    '"no curve": the record predates stored curves and its run folder was not found (pass '
+    "--data-dir). Curves: learning_curves_SUITE.html."
 ).replace("%", " %")
 
 
