@@ -212,3 +212,18 @@ def test_cli_names_a_data_dir_without_runs(tmp_path, capsys):
     assert "--data-dir" in capsys.readouterr().err and not (tmp_path / "lb").exists()
     assert main(args) == 0
     assert "| no curve |" in (tmp_path / "lb" / "leaderboard.md").read_text()
+
+
+def test_the_prior_row_takes_the_experts_of_its_meta_policys_stored_curve(tmp_path):
+    expert = _noisy(np.minimum(np.arange(20) / 5, 1))  # up, then flat
+    rows = _rows(expert, "expert_a") + _rows(np.linspace(0, 1, 20), "meta-policy", 21)
+    meta = _record("metapolicy", 0, "run", 0.6) | {"learning_curve": learning_curve(rows)}
+    prior = _record("metapolicy_prior", 0, "run", 0.5)  # the runner stores no curve here
+    folder = tmp_path / "s" / "records"
+    folder.mkdir(parents=True)
+    for record in (meta, prior):
+        (folder / f"{record['method']}.json").write_text(json.dumps(record))
+    paths = write_leaderboard(tmp_path, dest=tmp_path / "lb")  # no data dir
+    rows = {r["method"]: r for r in json.loads(paths["json"].read_text())["rows"]}
+    assert rows["metapolicy_prior"]["flattened"] == "yes"  # its flat expert only
+    assert rows["metapolicy"]["flattened"].startswith("no: ")  # the rising upper level

@@ -193,12 +193,7 @@ def write_leaderboard(
     records = read_records(out, suites)
     if not records:
         raise ValueError(f"no benchmark records under {out}; run `morl bench SUITE` first")
-    records = [
-        r | {"learning_curve": record_curve(r, data_dirs, PRIOR_METHOD)}
-        if r.get("status") == "succeeded" and r.get("method") != BASE_METHOD
-        else r
-        for r in records
-    ]
+    records = _with_run_curves(records, data_dirs)
     pairs, notes = paired_comparisons(records), suite_notes(records)
     table = with_curves(aggregate(records, pairs), records)
     dest = Path(dest or out)
@@ -220,6 +215,20 @@ def write_leaderboard(
         paths[name] = dest / f"{name}.html"
         fig.write_html(paths[name], include_plotlyjs="cdn")
     return paths
+
+
+def _with_run_curves(records: list[dict[str, Any]], data_dirs: Sequence[Path]) -> list[dict]:
+    """Every trained record with its ``learning_curve`` (None when not found). A curve belongs
+    to a run: a record without one takes the stored curve of another record of the same run
+    (the prior row shares its meta-policy's run), else its run folder's in ``data_dirs``."""
+    by_run = {r["run_id"]: r["learning_curve"] for r in records if r.get("learning_curve")}
+    out = []
+    for record in records:
+        if record.get("status") == "succeeded" and record.get("method") != BASE_METHOD:
+            shared = {"learning_curve": by_run.get(record.get("run_id"))} | record
+            record = record | {"learning_curve": record_curve(shared, data_dirs, PRIOR_METHOD)}
+        out.append(record)
+    return out
 
 
 def _plain_title(fig: Any) -> str:
