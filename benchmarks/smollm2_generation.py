@@ -31,6 +31,17 @@ was 1.11x and 1.02x. Our decode step is ~55 ms of CPU time, of which the matmuls
 (SDPA ~1.7, the 61 RMSNorms ~2.5, rotary ~1, the KV writes ~0.5). HF's greedy step is cheaper
 than its top-p one (no vocabulary sort), so greedy is the harder ratio: 1.3x there needs ours
 ~2-3% faster again, i.e. about a third of what is left besides the matmuls.
+
+Last measured with ``--lora`` (same machine, one thread, 5 runs, ``nice -n 5``, load average
+9-10 from three training jobs, 2026-12-05; ours decodes through the lean step with the LoRA
+terms, bit-identical to peft's forward): the shipped demo expert
+``smollm2-soups-formality-readability/adapters/expert_formality`` (r 8 on all 7 linear layers
+of the 30 blocks, 210 LoRA layers) top-p 1.48x (CPU time 1.47x), greedy 1.34x (1.34x);
+``--lora random --lora-targets q_proj,v_proj`` (60 LoRA layers) top-p 1.37x (1.39x), greedy
+1.23x (1.26x); the plain model at the same load, in the same hour (two runs), top-p 1.35x
+(1.34-1.36x), greedy 1.18-1.19x (1.23-1.27x). A LoRA layer costs peft's forward more (six module calls) than it costs
+the lean step (two small matmuls, a scale and an add), so the more layers an adapter holds the
+larger the ratio; greedy with few LoRA layers shares the plain model's shortfall.
 """
 
 from __future__ import annotations
