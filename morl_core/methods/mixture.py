@@ -32,21 +32,21 @@ from morl_core.methods.experts import load_aggregation, train_aggregation
 from morl_core.methods.mod import Mod, expert_logprobs
 
 
-def mixture_next_token(model, experts: list[str], weights: list[float]):
+def mixture_next_token(model, experts: list[str], weights: list[float], lean: bool = True):
     """Next-token function: logits log(sum_i w_i softmax(logits_i)), one cache per expert.
 
     Args:
         model: a peft model holding the experts as named adapters.
         experts: adapter names of the experts to mix.
         weights: their weights, > 0 (normalised here, so any positive scale gives the same mix).
+        lean: decode each expert through the lean step where it applies (as MOD does).
     """
     w = torch.tensor(weights, dtype=torch.float32)
     log_w = torch.log(w / w.sum())  # (K,)
+    per_expert = expert_logprobs(model, experts, lean)
 
     def forward(input_ids, attention_mask, position_ids, caches):
-        logps, new_caches = expert_logprobs(
-            model, experts, input_ids, attention_mask, position_ids, caches
-        )  # (B, K, V)
+        logps, new_caches = per_expert(input_ids, attention_mask, position_ids, caches)  # (B, K, V)
         mixed = torch.logsumexp(logps + log_w.to(logps.device)[None, :, None], dim=1)  # (B, V)
         return mixed, new_caches
 

@@ -25,40 +25,44 @@ import torch
 from morl_core.config import RunConfig
 from morl_core.methods.base import TrainCallback
 from morl_core.methods.experts import load_aggregation, train_aggregation
+from morl_core.policy.sampling import hf_next_token
 from morl_core.weights import check_weights
 
 
-def expert_logprobs(model, experts: list[str], input_ids, attention_mask, position_ids, caches):
-    """Each expert's next-token log-probabilities (B, K, V) in fp32, and the K new caches.
+def expert_logprobs(model, experts: list[str], lean: bool = True):
+    """The function ``(input_ids, attention_mask, position_ids, caches) -> (logps, caches)``
+    giving each expert's next-token log-probabilities (B, K, V) in fp32 and the K new caches.
 
     The next-token functions of MOD (geometric mixture) and PMIX (arithmetic mixture) both
-    start here: one forward pass per expert adapter, each with its own KV cache.
+    start here: one pass per expert adapter, each with its own cache, through the policy's own
+    next-token function (:func:`~morl_core.policy.sampling.hf_next_token`). On a float32 Llama
+    (SmolLM2) its one-token steps take the lean decode step, which reads the active adapter at
+    every step, so switching the adapter before each expert's pass is all it needs (the same
+    logits, bit for bit); any other model, or ``lean=False``, runs the model's forward.
     """
-    caches = caches or [None] * len(experts)
-    logps, new_caches = [], []
-    for name, cache in zip(experts, caches, strict=True):
-        model.set_adapter(name, inference_mode=True)  # frozen: set_adapter would make it trainable
-        out = model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            cache=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        logps.append(torch.log_softmax(out.logits[:, -1, :].float(), dim=-1))
-        new_caches.append(out.cache)
-    return torch.stack(logps, dim=1), new_caches
-
-
-def mixed_next_token(model, experts: list[str], weights: list[float]):
-    """Next-token function: sum_i w_i log_softmax(logits_i), one cache per expert."""
-    w = torch.tensor(weights, dtype=torch.float32)
+    # one next-token function per expert: each remembers the lean step of its own reply
+    next_tokens = [hf_next_token(model, lean=lean) for _ in experts]
 
     def forward(input_ids, attention_mask, position_ids, caches):
-        logps, new_caches = expert_logprobs(
-            model, experts, input_ids, attention_mask, position_ids, caches
-        )  # (B, K, V)
+        caches = caches or [None] * len(experts)
+        logps, new_caches = [], []
+        for name, next_token, cache in zip(experts, next_tokens, caches, strict=True):
+            model.set_adapter(name, inference_mode=True)  # frozen: set_adapter would train it
+            logits, cache = next_token(input_ids, attention_mask, position_ids, cache)  # (B, V)
+            logps.append(torch.log_softmax(logits, dim=-1))
+            new_caches.append(cache)
+        return torch.stack(logps, dim=1), new_caches  # (B, K, V)
+
+    return forward
+
+
+def mixed_next_token(model, experts: list[str], weights: list[float], lean: bool = True):
+    """Next-token function: sum_i w_i log_softmax(logits_i), one cache per expert."""
+    w = torch.tensor(weights, dtype=torch.float32)
+    per_expert = expert_logprobs(model, experts, lean)
+
+    def forward(input_ids, attention_mask, position_ids, caches):
+        logps, new_caches = per_expert(input_ids, attention_mask, position_ids, caches)  # (B, K, V)
         return (w.to(logps.device)[None, :, None] * logps).sum(1), new_caches
 
     return forward
@@ -67,12 +71,13 @@ def mixed_next_token(model, experts: list[str], weights: list[float]):
 class Mod:
     """Steerable that decodes with the weighted mixture of the experts' log-probabilities."""
 
-    mix = staticmethod(mixed_next_token)  # (model, experts, weights) -> next-token function
+    mix = staticmethod(mixed_next_token)  # (model, experts, weights, lean) -> next-token function
 
-    def __init__(self, policy, objectives: tuple[str, ...], experts: list[str]):
+    def __init__(self, policy, objectives: tuple[str, ...], experts: list[str], lean: bool = True):
         self.policy = policy
         self.objectives = tuple(objectives)
         self.experts = experts
+        self.lean = lean  # False: every pass through the model's forward (the slower reference)
         self.models_kept = len(experts)
         self.passes_per_token = len(experts)
 
@@ -80,7 +85,9 @@ class Mod:
         """The next-token function for preference ``weights`` (zero-weight experts left out)."""
         w = check_weights(weights, k=len(self.objectives))
         used = [(name, float(x)) for name, x in zip(self.experts, w, strict=True) if x > 0]
-        return self.mix(self.policy.model, [n for n, _ in used], [x for _, x in used])
+        return self.mix(
+            self.policy.model, [n for n, _ in used], [x for _, x in used], lean=self.lean
+        )
 
     def generate(self, prompts, weights, **gen: Any) -> list[str]:
         return self.policy.generate(list(prompts), next_token=self.next_token(weights), **gen)
