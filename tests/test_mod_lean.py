@@ -22,7 +22,7 @@ import torch
 from tiny_models import EOS, PAD, VOCAB, tiny_llama
 
 from morl_core.methods.mixture import ProbabilityMixture
-from morl_core.methods.mod import Mod
+from morl_core.methods.mod import Mod, quick_adapter_switch
 from morl_core.policy import Policy, attach_lora, load_policy, set_threads
 from morl_core.policy.llama_decode import DecodeCache, LlamaDecodeStep
 from morl_core.policy.sampling import sample
@@ -199,6 +199,37 @@ def test_each_expert_steps_through_the_lean_step_unless_told_not_to(llama, step_
         )
     assert step_calls == []
     assert not any(isinstance(cache, DecodeCache) for cache in caches)
+
+
+def adapter_state(model) -> tuple:
+    """What ``set_adapter`` sets: the active adapter of the model, its tuner and each layer,
+    and which parameters train."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+    return (
+        model.active_adapter,
+        model.base_model.active_adapter,
+        [layer.active_adapter for layer in layers],
+        [name for name, param in model.named_parameters() if param.requires_grad],
+    )
+
+
+def test_the_quick_adapter_switch_leaves_what_set_adapter_leaves(llama):
+    model = llama.model
+    for name in EXPERTS:
+        model.set_adapter(name, inference_mode=True)
+    switch = quick_adapter_switch(model, EXPERTS)
+    for name in (EXPERTS[0], EXPERTS[1], EXPERTS[0]):
+        switch(name)
+        quick = adapter_state(model)
+        model.set_adapter(name, inference_mode=True)
+        assert adapter_state(model) == quick and quick[0] == name
+    model.set_adapter(EXPERTS[0])  # trainable again: only peft's set_adapter freezes it
+    try:
+        assert quick_adapter_switch(model, EXPERTS) is None
+    finally:
+        model.set_adapter(EXPERTS[0], inference_mode=True)
 
 
 def test_the_embedded_gpt2_model_keeps_its_forward_and_its_texts(step_calls):

@@ -1,0 +1,201 @@
+"""MOD decoding speed on SmolLM2: each expert through the lean step vs the model's forward.
+
+Usage::
+
+    python benchmarks/mod_decoding.py [--run-dir assets/demo/smollm2-soups-formality-readability]
+        [--method mod] [--runs 5] [--new-tokens 32] [--weights 0.5,0.5] [--threads 1]
+        [--out benchmarks/results/mod_decoding.json]
+
+The shipped SmolLM2 demo's experts (``expert_formality``, ``expert_readability``: LoRA r 8 on
+all 7 linear layers of the 30 blocks) aggregated by MOD (``--method pmix``: the arithmetic
+mixture, same decoding), one reply of ``--new-tokens`` (32, the demo's length) at batch 1 and
+at batch 2 (the Steer page's two samples of one prompt), for top-p sampling (temperature 1,
+top_p 0.9: the Steer page's decoding) and greedy decoding. Both sides are the same steerable
+on the same model object in the same process, taking turns run by run: ``lean`` decodes each
+expert's one-token steps through :class:`~morl_core.policy.llama_decode.LlamaDecodeStep` (what
+MOD does now), ``forward`` through peft's forward and ``transformers``' cache (``lean=False``,
+what it did before). EOS is suppressed so every reply has exactly ``--new-tokens`` tokens, and
+both sides' seeded replies are checked to be the same tokens. ``speedup`` is the forward's
+time over the lean one's, the median over runs of each back-to-back pair (above 1: lean is
+faster); ``cpu_time_speedup`` is the same from process CPU seconds (steadier under load).
+
+Last measured: see the record's ``results`` (not committed; ``benchmarks/results/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.generation import SETTINGS, suppress_eos, time_interleaved  # noqa: E402
+
+DEMO = ROOT / "assets/demo/smollm2-soups-formality-readability"
+METHODS = ("mod", "pmix")
+MAX_RUNS = 50
+
+
+def speedup(timings: dict) -> float:
+    """Median over runs of forward / lean, each pair timed back to back."""
+    pairs = zip(timings["forward"], timings["lean"], strict=True)
+    return round(statistics.median(forward / lean for forward, lean in pairs), 3)
+
+
+def make_runner(steerable, weights: list[float], new_tokens: int):
+    """A function (prompts, setting) -> completion ids (rows, new_tokens) of ``steerable``,
+    seeded by a counter (run i of either side draws with seed i)."""
+    policy = steerable.policy
+    counter = iter(range(10**9))
+
+    def run(prompts, setting):
+        rollout = policy.rollout(
+            prompts,
+            max_new_tokens=new_tokens,
+            seed=next(counter),
+            next_token=suppress_eos(steerable.next_token(weights), policy.eos_id),
+            **SETTINGS[setting],
+        )
+        return rollout.completion_ids
+
+    return run
+
+
+def same_replies(lean, forward, prompts: list[str], new_tokens: int) -> bool:
+    """Whether both sides give the same tokens for the same seed, in every setting."""
+    return all(
+        bool((lean(prompts, setting) == forward(prompts, setting)).all()) for setting in SETTINGS
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run-dir", type=Path, default=DEMO, help="a run folder with experts")
+    parser.add_argument("--method", default="mod", help=f"one of {', '.join(METHODS)}")
+    parser.add_argument("--runs", type=int, default=5, help=f"timed runs (1..{MAX_RUNS})")
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--weights", default="0.5,0.5", help="the preference, comma-separated")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/mod_decoding.json")
+    args = parser.parse_args(argv)
+    if args.method not in METHODS:
+        parser.error(f"--method must be one of {', '.join(METHODS)}, got {args.method!r}")
+    if not 1 <= args.runs <= MAX_RUNS:
+        parser.error(f"--runs must be in 1..{MAX_RUNS}, got {args.runs}")
+    if not 1 <= args.new_tokens <= 512:
+        parser.error(f"--new-tokens must be in 1..512, got {args.new_tokens}")
+    if not (args.run_dir / "artifact.json").is_file():
+        parser.error(f"--run-dir must be a finished run folder (artifact.json), got {args.run_dir}")
+    try:
+        weights = [float(x) for x in args.weights.split(",")]
+    except ValueError:
+        parser.error(f"--weights must be comma-separated numbers, got {args.weights!r}")
+
+    import torch
+
+    from morl_core.jobs.records import git_hash, package_versions
+    from morl_core.methods.common import load_steerable
+    from morl_core.policy import set_threads
+    from morl_core.policy.llama_decode import LlamaDecodeStep
+    from morl_core.prompts import load_prompts
+    from morl_core.weights import check_weights
+
+    set_threads(args.threads)
+    steerable = load_steerable(args.run_dir, method=args.method, device="cpu")
+    try:
+        check_weights(weights, k=len(steerable.objectives))
+    except ValueError as error:
+        parser.error(f"--weights: {error}")
+    policy = steerable.policy
+    forward_steerable = type(steerable)(policy, steerable.objectives, steerable.experts, lean=False)
+    lean_step = LlamaDecodeStep.applies(policy.model)
+    lean = make_runner(steerable, weights, args.new_tokens)
+    forward = make_runner(forward_steerable, weights, args.new_tokens)
+    prompt = load_prompts("assistant", "eval")[0]
+    lora_layers = sum(name.endswith(".lora_A") for name, _ in policy.model.named_modules())
+    load_before = os.getloadavg()
+    print(
+        f"{args.method} over {', '.join(steerable.experts)} ({lora_layers} LoRA layers) on "
+        f"{policy.name}, weights {weights}, {args.new_tokens} new tokens, "
+        f"{torch.get_num_threads()} thread(s), lean step: {lean_step}; prompt {prompt!r}"
+    )
+    results, same = {}, {}
+    for batch in (1, 2):
+        prompts = [prompt] * batch  # batch 2: the Steer page's two samples of one prompt
+        same[batch] = same_replies(lean, forward, prompts, args.new_tokens)
+        wall, cpu = time_interleaved(
+            {"lean": lean, "forward": forward},
+            prompts,
+            args.runs,
+            args.new_tokens,
+            lambda: None,
+        )
+        for setting in SETTINGS:
+            t, c = wall[setting], cpu[setting]
+            results[f"batch{batch}_{setting}"] = {
+                "seconds_median": {k: round(statistics.median(v), 3) for k, v in t.items()},
+                "seconds_min": {k: round(min(v), 3) for k, v in t.items()},
+                "speedup_forward_over_lean": speedup(t),
+                "cpu_seconds_median": {k: round(statistics.median(v), 3) for k, v in c.items()},
+                "cpu_time_speedup_forward_over_lean": speedup(c),
+                "ms_per_token_lean": round(
+                    1000 * statistics.median(t["lean"]) / args.new_tokens, 1
+                ),
+                "settings": SETTINGS[setting],
+            }
+    load_after = os.getloadavg()
+    print(
+        f"{'batch/setting':<16}{'lean (s)':>10}{'forward (s)':>13}{'speedup':>9}"
+        f"{'CPU-time speedup':>18}"
+    )
+    for key, row in results.items():
+        med = row["seconds_median"]
+        print(
+            f"{key:<16}{med['lean']:>10.2f}{med['forward']:>13.2f}"
+            f"{row['speedup_forward_over_lean']:>9.2f}"
+            f"{row['cpu_time_speedup_forward_over_lean']:>18.2f}"
+        )
+    print(f"same tokens lean vs forward (seeded): batch 1 {same[1]}, batch 2 {same[2]}")
+    print(f"load average (1 min) before / after: {load_before[0]:.1f} / {load_after[0]:.1f}")
+    record = {
+        "benchmark": "mod_decoding",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "run_dir": str(args.run_dir),
+        "method": args.method,
+        "experts": steerable.experts,
+        "lora_layers": lora_layers,
+        "weights": weights,
+        "model": policy.name,
+        "lean_step": lean_step,
+        "prompt": prompt,
+        "new_tokens": args.new_tokens,
+        "runs": args.runs,
+        "torch_threads": torch.get_num_threads(),
+        "same_tokens": {f"batch{b}": v for b, v in same.items()},
+        "results": results,
+        "load_average_1min": {"before": load_before[0], "after": load_after[0]},
+        "nice": os.nice(0),
+        "versions": {
+            "python": platform.python_version(),
+            **package_versions(("tokenizers", "peft")),
+        },
+        "git_hash": git_hash(),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"saved {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
