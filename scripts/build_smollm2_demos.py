@@ -170,12 +170,13 @@ def config_of(name: str, ids: dict[str, str], executor: LocalExecutor) -> dict |
 
 def advance(executor: LocalExecutor, data: Path, resumed: set[str]) -> dict[str, str]:
     """Submit what is ready, in ``DEMOS`` order (the worker queue runs them in that order),
-    resume what stopped (once a sitting), export what finished.
+    resume what stopped (once a sitting), then export what finished (exports take long: the
+    queue is filled first so the worker trains meanwhile).
 
     Returns ``name -> state`` (with the step of a run in progress).
     """
     ids = run_ids(data)
-    states = {}
+    states, finished = {}, []
     waiting = None  # the first demo not yet submitted: the ones after it wait their turn
     for name in DEMOS:
         run = ids.get(name)
@@ -194,17 +195,18 @@ def advance(executor: LocalExecutor, data: Path, resumed: set[str]) -> dict[str,
             print(f"{name}: {status.state} ({status.message}); resuming", flush=True)
             resumed.add(name)
             status = executor.resume(run)
+        states[name] = f"{status.state} {status.step}/{status.total_steps}"
         if status.state == RunState.SUCCEEDED and name in EXPORTED:
-            out = DEMO_DIR / name
-            if not (out / "front.json").exists():
-                pool = DEMOS[name].get("experts_from")
-                trained = trained_by(pool, ids, executor) if pool else [status]
-                export(name, executor.store.run_dir(run), trained)
-            elif not (out / LATTICE).exists():  # a sitting stopped between the two
-                finish_export(out)
-            states[name] = "exported"
-        else:
-            states[name] = f"{status.state} {status.step}/{status.total_steps}"
+            finished.append((name, run, status))
+    for name, run, status in finished:
+        out = DEMO_DIR / name
+        if not (out / "front.json").exists():
+            pool = DEMOS[name].get("experts_from")
+            trained = trained_by(pool, ids, executor) if pool else [status]
+            export(name, executor.store.run_dir(run), trained)
+        elif not (out / LATTICE).exists():  # a sitting stopped between the two
+            finish_export(out)
+        states[name] = "exported"
     return states
 
 

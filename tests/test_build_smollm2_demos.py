@@ -152,3 +152,29 @@ def test_an_export_cut_before_its_lattice_is_finished_not_redone(build, tmp_path
     calls.clear()
     build.advance(fake, tmp_path, set())
     assert calls == []
+
+
+def test_the_queue_is_filled_before_the_long_exports(build, tmp_path, monkeypatch):
+    """A finished demo is exported after the demos behind it are submitted, so the worker
+    trains while the export evaluates."""
+    events = []
+    monkeypatch.setattr(build, "DEMO_DIR", tmp_path / "demo")
+    monkeypatch.setattr(build, "export", lambda name, *a: events.append(f"export {name}"))
+    states = {"experts-run": RunState.SUCCEEDED, "soups-run": RunState.SUCCEEDED}
+
+    def submit(config):
+        events.append(f"submit {config['method']}")
+        states[f"run{len(events)}"] = RunState.QUEUED
+        return f"run{len(events)}"
+
+    def status(run):
+        return SimpleNamespace(state=states[run], step=0, total_steps=1, message="", run_id=run)
+
+    store = SimpleNamespace(status=status, run_dir=lambda run: tmp_path / run)
+    fake = SimpleNamespace(store=store, status=status, submit=submit)
+    soups = build.name_of("soups", build.PAIR)
+    build.write_json_atomic(
+        tmp_path / "demos.json", {build.EXPERTS: "experts-run", soups: "soups-run"}
+    )
+    build.advance(fake, tmp_path, set())
+    assert events[-1] == f"export {soups}" and "submit ric" in events[:-1]
