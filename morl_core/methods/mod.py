@@ -9,6 +9,9 @@ With experts pi_i trained on objective i (KL-regularised to one base), the polic
 
 which is the optimum of the w-weighted KL-regularised objective (the paper's closed form).
 No training beyond the experts, any w at inference, but K forward passes (K KV caches) per token.
+On SmolLM2 each expert's one-token steps go through the lean Llama decode step, the adapter
+switched before each expert's pass (:func:`expert_logprobs`): the same logits as the model's
+forward, bit for bit (``tests/test_mod_lean.py``), and ``benchmarks/mod_decoding.py`` times both.
 
 This is the *geometric* mixture (a token must be likely under every weighted expert); ``pmix``
 (:mod:`~morl_core.methods.mixture`) takes the arithmetic one, and EMORL's default hidden-state
