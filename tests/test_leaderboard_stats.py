@@ -235,3 +235,21 @@ def test_write_leaderboard_writes_and_lists_the_kl_frontier(tmp_path):
     assert paths["kl_frontier_s"].exists()
     text = paths["md"].read_text()
     assert "- [kl_frontier_s](kl_frontier_s.html): s: utility vs KL to the base model" in text
+
+
+def test_front_gain_is_what_a_front_adds_over_its_best_point():
+    from morl_core.bench.leaderboard import front_gain
+
+    ref = [0.0, 0.0]
+    one = {"front": [[0.5, 0.5]] * 3, "reference_point": ref, "hypervolume": 0.25}
+    assert front_gain(one) == pytest.approx(0.0)
+    # three points on x + y = 1: the staircase is 0.1875 + 0.125 + 0.0625, the best box 0.25
+    trade = {"front": [[0.25, 0.75], [0.5, 0.5], [0.75, 0.25]], "reference_point": ref,
+             "hypervolume": 0.375}  # fmt: skip
+    assert front_gain(trade) == pytest.approx(0.5)
+    below = {"front": [[-0.1, 0.5]], "reference_point": ref, "hypervolume": 0.0}
+    assert np.isnan(front_gain(below)) and np.isnan(front_gain({"front": []}))
+    rows = aggregate([
+        {**trade, "suite": "s", "method": "m", "seed": s, "status": "succeeded"} for s in (0, 1)
+    ])  # fmt: skip
+    assert rows.loc[0, "front_gain_mean"] == pytest.approx(0.5)

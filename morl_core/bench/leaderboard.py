@@ -16,7 +16,7 @@ All statistics are over *training seeds*, the unit that varies between runs of a
   look separated. Such a tie is flagged by ``METRIC_shared_seeds`` < ``MIN_SHARED_SEEDS``.
 
 Pure pandas over record dicts (fields: :mod:`morl_core.bench.runner`). Higher is better for
-hypervolume, expected utility, cardinality and mean rewards; lower for IGD/IGD+, sparsity, KL
+hypervolume, expected utility, front gain (:func:`front_gain`), cardinality and mean rewards; lower for IGD/IGD+, sparsity, KL
 and every cost column. Files and Markdown: :mod:`morl_core.bench.report`.
 """
 
@@ -40,8 +40,8 @@ COMPARED = ("hypervolume", "expected_utility")  # paired comparisons and tie mar
 MIN_SHARED_SEEDS = 3  # fewer seeds shared with the best: "cannot tell", marked tied
 # fmt: off
 METRICS = [  # aggregated over seeds, in this order
-    "hypervolume", "expected_utility", "igd", "igd_plus", "sparsity", "cardinality",
-    "distinct1", "distinct2", "kl_per_token", "training_samples", "wall_seconds",
+    "hypervolume", "expected_utility", "front_gain", "igd", "igd_plus", "sparsity",
+    "cardinality", "distinct1", "distinct2", "kl_per_token", "training_samples", "wall_seconds",
     "search_seconds", "inference_seconds_per_reply", "passes_per_token", "models_kept",
     "peak_rss_mb",
 ]
@@ -92,9 +92,26 @@ def _wilcoxon(d: np.ndarray) -> float:
         return float(wilcoxon(d).pvalue)
 
 
+def front_gain(record: Mapping[str, Any]) -> float:
+    """What a set of policies adds over one: the front's hypervolume over that of its best
+    single point, minus 1 (0 when one point dominates the rest; NaN without a front).
+
+    Where objectives conflict, no point serves every preference and the gain is large; where
+    they do not, one policy nearly reaches the others' points."""
+    points, ref = record.get("front"), record.get("reference_point")
+    if not points or ref is None or not record.get("hypervolume"):
+        return float("nan")
+    boxes = np.prod(np.clip(np.asarray(points, float) - np.asarray(ref, float), 0, None), axis=1)
+    best = float(boxes.max())
+    return float(record["hypervolume"]) / best - 1 if best > 0 else float("nan")
+
+
 def _values(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Succeeded records as a frame with numeric metric columns."""
-    frame = pd.DataFrame([r for r in records if r.get("status") == "succeeded"])
+    good = [r for r in records if r.get("status") == "succeeded"]
+    frame = pd.DataFrame(good)
+    if good:
+        frame["front_gain"] = [front_gain(r) for r in good]
     for metric in METRICS:
         frame[metric] = pd.to_numeric(frame.get(metric), errors="coerce")
     return frame

@@ -27,8 +27,8 @@ from morl_core.bench.leaderboard import (
 
 # fmt: off
 SHOWN = [  # the Markdown columns
-    "hypervolume", "expected_utility", "igd_plus", "kl_per_token", "training_samples",
-    "wall_seconds", "inference_seconds_per_reply", "models_kept",
+    "hypervolume", "expected_utility", "front_gain", "igd_plus", "kl_per_token",
+    "training_samples", "wall_seconds", "inference_seconds_per_reply", "models_kept",
 ]
 # fmt: on
 LEGEND = (
@@ -40,7 +40,9 @@ LEGEND = (
     "0.0625). Training samples count every completion a method scored to become usable: RL "
     "steps, the per-objective experts of every method built on them (soups, mod, emorl, "
     "metapolicy; each is charged for its experts even where they could be shared), EMORL's "
-    "grid search (on training prompts) and the meta-policy's upper level."
+    "grid search (on training prompts) and the meta-policy's upper level. front_gain: the "
+    "front's hypervolume over that of its best single point, minus 1: what a set of policies "
+    "adds over one (near 0 where one policy serves every preference)."
 )
 CANNOT_TELL = (
     f"≈?: cannot tell: fewer than {MIN_SHARED_SEEDS} seeds shared with the best, too few to "
