@@ -19,7 +19,11 @@ both sides' seeded replies are checked to be the same tokens. ``speedup`` is the
 time over the lean one's, the median over runs of each back-to-back pair (above 1: lean is
 faster); ``cpu_time_speedup`` is the same from process CPU seconds (steadier under load).
 
-Last measured: see the record's ``results`` (not committed; ``benchmarks/results/``).
+Last measured (2 shared AMD EPYC cores, one thread, ``nice -n 5``, 3 runs, load average 7.0-7.2
+from background training, 2026-12-05; MOD at weights 0.5/0.5, seeded replies identical on both
+sides): batch 1 top-p 7.9 s vs 11.9 s, 1.52x (CPU time 1.52x), greedy 1.33x (1.53x); batch 2
+(the Steer page) top-p 1.36x (1.36x), greedy 1.35x (1.34x). In CPU time a batch-1 reply is
+~4.0 s lean vs ~6.1 s forward (32 tokens, two experts, the chat prompt's passes included).
 """
 
 from __future__ import annotations
