@@ -24,6 +24,8 @@ from background training, 2026-12-05; MOD at weights 0.5/0.5, seeded replies ide
 sides): batch 1 top-p 7.9 s vs 11.9 s, 1.52x (CPU time 1.52x), greedy 1.33x (1.53x); batch 2
 (the Steer page) top-p 1.36x (1.36x), greedy 1.35x (1.34x). In CPU time a batch-1 reply is
 ~4.0 s lean vs ~6.1 s forward (32 tokens, two experts, the chat prompt's passes included).
+A second run in the next quarter hour (load 7.7-9.1): batch 1 1.60x / 1.60x (CPU 1.58x /
+1.60x), batch 2 1.41x / 1.35x (CPU 1.41x / 1.32x).
 """
 
 from __future__ import annotations
