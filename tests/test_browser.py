@@ -328,3 +328,108 @@ def test_phone_width_learn_page_does_not_overflow(server, browser):
         tab.screenshot(path=SHOTS / "learn-phone.png")
     finally:
         tab.close()
+
+
+# --- the landing page on a fresh machine ------------------------------------------------------
+
+SMOLLM2_DEMO = "smollm2-soups-formality-readability"  # what the README's two commands land on
+
+
+def collapsed(text: str) -> str:
+    """``text`` with its whitespace runs as single spaces, as a card's ``innerText`` shows it."""
+    return " ".join(text.split())
+
+
+@pytest.fixture(scope="module")
+def unpinned_server(tmp_path_factory):
+    """``streamlit run app.py`` as the README starts it: every shipped demo listed (no
+    ``MORL_UI_DEMO_MODELS`` pin) and a fresh, empty data directory."""
+    from morl_core.app import serving
+
+    if not serving.model_here("smollm2-135m"):
+        pytest.skip("the SmolLM2 wheel is not installed: the app lands on the embedded demo")
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "MORL_UI_DEMO_MODELS"},
+        "MORL_DATA_DIR": str(tmp_path_factory.mktemp("fresh-data")),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true"]
+    cmd += ["--server.port", str(port), "--server.address", "127.0.0.1"]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.3)
+        else:
+            pytest.fail("streamlit did not start within 120 s")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.mark.slow
+def test_landing_page_shows_smollm2_replies_steered_by_the_preview(unpinned_server, page):
+    """A fresh app opens Steer on the SmolLM2 demo with its lattice replies for the default
+    prompt (no model loaded), and one arrow key in the instant preview shows the next point's."""
+    import json
+
+    from morl_core.app import serving
+
+    demo = serving.DEMO_DIR / SMOLLM2_DEMO
+    assert json.loads((demo / "config.json").read_text())["model"] == "smollm2-135m"
+    lattice = json.loads((demo / "lattice.json").read_text())
+    preferences = [tuple(w) for w in lattice["preferences"]]
+    replies = lattice["methods"]["soups"]["replies"]  # [prompt][point][sample] = [text, scores]
+    prompt = serving.example_prompts(prompt_set="assistant")[0]  # the Steer default prompt
+
+    def texts(point: tuple[float, float]) -> list[str]:
+        row = replies[lattice["prompts"].index(prompt)][preferences.index(point)]
+        return [collapsed(text) for text, _ in row]
+
+    centre, next_right = texts((0.5, 0.5)), texts((0.6, 0.4))  # sliders start at the centre
+    assert centre != next_right
+
+    page.goto(unpinned_server)
+    page.wait_for_selector("iframe[srcdoc*='lattice-view']", timeout=300_000)
+    settle(page, timeout=300.0)
+    no_exception(page)
+    picked = page.get_by_role("combobox", name="Trained artifact").input_value()
+    assert picked == f"demo: {SMOLLM2_DEMO}", picked
+    assert SMOLLM2_DEMO in page.url, page.url  # the view is kept in the URL
+    assert page.locator('[data-testid="stTextArea"] textarea').first.input_value() == prompt
+
+    # the cards: the lattice's replies at the centre, shown with no model loaded
+    cards = [collapsed(t) for t in page.locator(".gen-text").all_inner_texts()]
+    assert cards == centre, cards
+    assert page.get_by_text("precomputed at this lattice point").count() == 1
+
+    # the instant preview opens at the same point; one arrow key moves to formality 0.6
+    view = page.frame_locator("iframe[srcdoc*='lattice-view']")
+    shown = view.locator(".lv-point.on .gen-text")
+    assert [collapsed(t) for t in shown.all_inner_texts()] == centre
+    view.locator("input[type=range]").focus()
+    page.keyboard.press("ArrowRight")
+    playwright.expect(view.locator(".lv-w")).to_have_text(
+        "formality 0.60 · readability 0.40", timeout=10_000
+    )
+    assert [collapsed(t) for t in shown.all_inner_texts()] == next_right
+    no_exception(page)
+    page.screenshot(path=SHOTS / "steer-landing-smollm2.png")
