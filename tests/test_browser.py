@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from app_server import streamlit_app
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "tests" / "screenshots"
@@ -52,12 +49,6 @@ if not Path(CHROMIUM).exists():
         f"no Chromium at {CHROMIUM} (run .ci/install_browser.sh or set MORL_CHROMIUM)",
         allow_module_level=True,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def twenty_point_front(data: Path) -> None:
@@ -108,49 +99,11 @@ def second_morlhf_run(data: Path) -> None:
 def server(tmp_path_factory):
     """``streamlit run app.py`` on a free port with a fresh data directory (plus a 20-point
     front and a second morlhf artifact)."""
-    port = free_port()
     data = tmp_path_factory.mktemp("data")
     twenty_point_front(data)
     second_morlhf_run(data)
-    env = {**os.environ, "MORL_DATA_DIR": str(data), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "app.py",
-        "--server.headless",
-        "true",
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-    ]
-    proc = subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.terminate()
-        pytest.fail("streamlit did not start within 60 s")
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with streamlit_app(data) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -348,41 +301,9 @@ def unpinned_server(tmp_path_factory):
 
     if not serving.model_here("smollm2-135m"):
         pytest.skip("the SmolLM2 wheel is not installed: the app lands on the embedded demo")
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if k != "MORL_UI_DEMO_MODELS"},
-        "MORL_DATA_DIR": str(tmp_path_factory.mktemp("fresh-data")),
-        "HF_HUB_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",
-    }
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true"]
-    cmd += ["--server.port", str(port), "--server.address", "127.0.0.1"]
-    proc = subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.3)
-        else:
-            pytest.fail("streamlit did not start within 120 s")
+    data = tmp_path_factory.mktemp("fresh-data")
+    with streamlit_app(data, unset=("MORL_UI_DEMO_MODELS",), start_s=120) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.mark.slow
