@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -410,3 +411,23 @@ def test_fronts_and_relations_decode_like_steer():
     assert all(len(t.split()) <= 3 for t in short)
     samples = relations.relation_samples(shared, shared.objectives, n_prompts=2, samples=1)
     assert all(len(t.split()) <= 3 for t in samples.texts)
+
+
+def test_a_demo_ships_its_base_front(tmp_path, monkeypatch):
+    """The Fronts page's base-model row comes from a demo's base_front.json when it is under the
+    current protocol (SmolLM2's takes minutes to evaluate), else it is evaluated."""
+    from morl_core import evaluation
+    from morl_core.app import fronts
+
+    demo = tmp_path / "demo"
+    shutil.copytree(serving.DEMO_DIR / "soups-sentiment-brevity", demo)
+    info = serving.read_artifact_info(demo, "demo/x", "x", "demo")
+    monkeypatch.setenv("MORL_DATA_DIR", str(tmp_path / "data"))
+    shipped = {"points": [[0.5, 0.5]], "protocol_version": evaluation.default_protocol().version}
+    (demo / fronts.BASE_FRONT).write_text(json.dumps(shipped))
+    monkeypatch.setattr(evaluation, "evaluate_base", lambda *a, **k: {"evaluated": True})
+    assert fronts.base_front(info) == shipped
+    (demo / fronts.BASE_FRONT).write_text(json.dumps(shipped | {"protocol_version": "eval-0"}))
+    assert fronts.base_front(info)["evaluated"]
+    shipped_smollm2 = serving.DEMO_DIR / serving.DEMO_FIRST[0] / fronts.BASE_FRONT
+    assert evaluation.is_current(json.loads(shipped_smollm2.read_text()))

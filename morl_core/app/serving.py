@@ -46,6 +46,7 @@ DEMO_DIR = ASSETS / "demo"
 KEPT_RUN_FILES = frozenset(
     {"config.json", "artifact.json", "metrics.jsonl", "front.jsonl", "front.json", "adapters"}
     | {"lattice.json", "trained_on.json"}  # precomputed Steer replies; where it was trained
+    | {"base_front.json"}  # the base model's front, where a demo ships it
 )
 # The landing artifacts, in order: the first whose model is here opens Steer and Fronts (the
 # SmolLM2 demos once they ship; the embedded model's, the fast classroom mode, otherwise).
