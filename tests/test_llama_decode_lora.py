@@ -17,7 +17,7 @@ import warnings
 
 import pytest
 import torch
-from tiny_models import EOS, PAD, VOCAB, tiny_llama
+from tiny_models import EOS, PAD, prompts, teacher_forced_logits, tiny_llama
 
 from morl_core.policy.llama_decode import DecodeCache, LlamaDecodeStep
 from morl_core.policy.sampling import hf_next_token, sample
@@ -43,35 +43,6 @@ def lora_llama(targets=QV, names=("default",), task_type="CAUSAL_LM", seed=3, **
         for name in names[1:]:
             peft_model.add_adapter(name, LoraConfig(task_type=task_type, **settings))
     return peft_model.eval()
-
-
-def prompts(padded: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ids, mask) (B, 7), left-padded rows of different lengths when ``padded``."""
-    generator = torch.Generator().manual_seed(1)
-    ids = torch.randint(2, VOCAB, (3, 7), generator=generator)
-    mask = torch.ones_like(ids)
-    if padded:
-        for row, pad in enumerate((0, 3, 5)):
-            mask[row, :pad] = 0
-            ids[row, :pad] = PAD
-    return ids, mask
-
-
-def teacher_forced_logits(next_token, ids, mask, steps: int, before_step=None):
-    """Logits (B, steps, V) of a loop that feeds back each step's argmax, and the last cache;
-    ``before_step(step)`` runs before each step (to change the model mid-reply)."""
-    width = ids.shape[1]
-    full = torch.cat([mask, mask.new_ones((mask.shape[0], steps))], dim=1)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    step_ids, cache, out = ids, None, []
-    with torch.no_grad():
-        for step in range(steps):
-            if before_step is not None:
-                before_step(step)
-            logits, cache = next_token(step_ids, full[:, : width + step], positions, cache)
-            out.append(logits)
-            step_ids, positions = logits.argmax(-1)[:, None], positions[:, -1:] + 1
-    return torch.stack(out, dim=1), cache
 
 
 def lean_and_peft(model, steps=12, padded=True, before_step=None):

@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported
 
 import pytest
 import torch
-from tiny_models import EOS, PAD, VOCAB, tiny_llama
+from tiny_models import EOS, PAD, prompts, teacher_forced_logits, tiny_llama
 
 from morl_core.policy.llama_decode import DecodeCache, LlamaDecodeStep
 from morl_core.policy.sampling import hf_next_token, sample
@@ -27,32 +27,6 @@ def llama():
 def plain_next_token(model):
     """The model's forward with transformers' own cache: what the lean step must reproduce."""
     return hf_next_token(model, lean=False)
-
-
-def prompts(padded: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ids, mask) (B, 7), left-padded rows of different lengths when ``padded``."""
-    generator = torch.Generator().manual_seed(1)
-    ids = torch.randint(2, VOCAB, (3, 7), generator=generator)
-    mask = torch.ones_like(ids)
-    if padded:
-        for row, pad in enumerate((0, 3, 5)):
-            mask[row, :pad] = 0
-            ids[row, :pad] = PAD
-    return ids, mask
-
-
-def teacher_forced_logits(next_token, ids, mask, steps: int) -> torch.Tensor:
-    """Logits (B, steps, V) of a loop that feeds back each step's argmax."""
-    width = ids.shape[1]
-    full = torch.cat([mask, mask.new_ones((mask.shape[0], steps))], dim=1)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    step_ids, cache, out = ids, None, []
-    with torch.no_grad():
-        for step in range(steps):
-            logits, cache = next_token(step_ids, full[:, : width + step], positions, cache)
-            out.append(logits)
-            step_ids, positions = logits.argmax(-1)[:, None], positions[:, -1:] + 1
-    return torch.stack(out, dim=1)
 
 
 def test_plain_llama_qualifies_and_adapted_or_hooked_ones_do_not(llama):
@@ -85,8 +59,8 @@ def test_plain_llama_qualifies_and_adapted_or_hooked_ones_do_not(llama):
 def test_lean_steps_give_bit_identical_logits(llama, padded):
     ids, mask = prompts(padded)
     steps = 80  # past the cache's first capacity (prompt + 64), so it grows once
-    lean = teacher_forced_logits(hf_next_token(llama), ids, mask, steps)
-    plain = teacher_forced_logits(plain_next_token(llama), ids, mask, steps)
+    lean, _ = teacher_forced_logits(hf_next_token(llama), ids, mask, steps)
+    plain, _ = teacher_forced_logits(plain_next_token(llama), ids, mask, steps)
     assert torch.equal(lean, plain)
 
 
