@@ -119,7 +119,10 @@ def prior_record(suite: Suite, seed: int, run_dir: Path) -> dict[str, Any]:
         evaluate_run(run_dir, protocol=suite.eval_protocol(), prior=True),
         training_samples=max((int(r.get("samples", 0)) for r in experts), default=0),
         wall_seconds=max((float(r["time"]) - started for r in experts if started), default=0.0),
-        **{k: v for k, v in NO_TRAINING.items() if k.startswith("search")},
+        search_seconds=0.0,
+        search_evaluations=0,
+        search_samples=0,
+        peak_rss_mb=None,
     )
 
 
