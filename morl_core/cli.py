@@ -33,6 +33,8 @@ def _floats(text: str, field: str) -> list[float]:
 def cmd_objectives(args: argparse.Namespace) -> int:
     rows = [(r.name, r.kind, r.range, r.description) for r in describe()]
     print(table(rows, ["name", "kind", "range", "description"]))
+    # a hint on stderr: stdout stays the table alone, for scripts that read it
+    print("Built-ins take settings in the name, e.g. brevity(target_words=20).", file=sys.stderr)
     return 0
 
 

@@ -26,7 +26,8 @@ from huggingface_hub import try_to_load_from_cache
 
 from morl_core.objectives import OBJECTIVES
 from morl_core.objectives.degeneration import GUARDS
-from morl_core.objectives.specs import spec_errors, split_specs
+from morl_core.objectives.registry import base_name, objective_errors
+from morl_core.objectives.specs import split_specs
 from morl_core.policy.lora import LORA_ALL_LINEAR
 from morl_core.policy.model import EMBEDDED, _looks_like_path, embedded_model_path
 from morl_core.policy.registry import MODELS
@@ -561,13 +562,13 @@ class RunConfig:
             elif len(set(objs)) != len(objs):
                 err["objectives"] = f"objectives must be distinct, got {short_repr(list(objs))}"
             else:
-                unknown = [o for o in objs if o not in OBJECTIVES and ":" not in o and "." not in o]
+                unknown = [o for o in objs if base_name(o) not in (None, *OBJECTIVES)]
                 if unknown:
                     err["objectives"] = (
                         f"unknown {short_repr(unknown)}; allowed: {allowed_objectives}"
                     )
-                elif spec_problems := spec_errors(o for o in objs if o not in OBJECTIVES):
-                    err["objectives"] = spec_problems  # syntax only: importing waits for the run
+                elif problems := objective_errors(o for o in objs if o not in OBJECTIVES):
+                    err["objectives"] = problems  # built-ins' settings; specs' syntax (no import)
         else:
             err["objectives"] = (
                 f"must be a list of objective names, got {short_repr(self.objectives)}; "

@@ -348,3 +348,46 @@ def test_a_symlink_inside_an_allowed_folder_counts_where_it_points(locked, tmp_p
 def test_model_folder_outside_the_allowed_folders_is_refused(locked):
     (locked / "config.json").write_text(json.dumps({"n_positions": 64}))
     assert "outside" in refused({"model": str(locked)})["model"]
+
+
+# --- objectives: built-ins with settings ---
+def test_a_builtin_with_settings_is_a_valid_objective_and_round_trips():
+    objectives = ("formality", "brevity(target_words=20)")
+    config = RunConfig.from_dict({"objectives": list(objectives)})
+    assert config.objectives == objectives
+    assert RunConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert parsed("--objectives", "formality,brevity(target_words=20)").objectives == objectives
+
+
+@pytest.mark.parametrize(
+    ("name", "parts"),
+    [
+        ("brevity(target_words=0)", ["brevity(target_words=0)", "target_words", "[1, 1000]"]),
+        ("brevity(words=3)", ["no setting 'words'", "its settings: target_words"]),
+        ("nosuch(x=1)", ["unknown", "nosuch(x=1)", "allowed: sentiment"]),
+    ],
+)
+def test_a_bad_builtin_setting_is_an_objectives_error(name, parts, tmp_path):
+    errors = refused({"objectives": ["formality", name]})
+    assert set(errors) == {"objectives"}
+    assert all(part in errors["objectives"] for part in parts), errors["objectives"]
+    out = tmp_path / "out"
+    code, err = run_cli("train", "--objectives", f"formality,{name}", "--out", str(out))
+    assert code == 2 and "objectives" in err and parts[0] in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_a_run_on_a_builtin_with_settings_names_it_in_its_results(tmp_path):
+    out, name = tmp_path / "run", "brevity(target_words=3)"
+    tiny = ["--steps", "1", "--batch-prompts", "2", "--k-samples", "2", "--max-new-tokens", "8"]
+    tiny += ["--eval-prompts", "2", "--n-preferences", "2", "--eval-every", "0"]
+    code, err = run_cli(
+        "train", "--method", "panacea", "--objectives", f"formality,{name}", *tiny,
+        "--device", "cpu", "--out", str(out),
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads((out / "config.json").read_text())["objectives"] == ["formality", name]
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert 0.0 <= metrics[-1][f"reward/{name}"] <= 1.0
+    front = json.loads((out / "front.jsonl").read_text().splitlines()[-1])
+    assert front["objectives"] == ["formality", name]

@@ -482,3 +482,86 @@ MODULES = ["registry", "lexical", "models", "synthetic", "scoring", "degeneratio
 def test_doctests(module):
     result = doctest.testmod(importlib.import_module(f"morl_core.objectives.{module}"))
     assert result.failed == 0 and result.attempted > 0
+
+
+# --- built-in objectives with settings: "brevity(target_words=20)" ---
+
+FIFTEEN_WORDS = "The museum opens at nine and closes at five, so come early to see everything."
+
+
+def test_a_setting_in_the_name_is_bound_to_the_builtin_function():
+    from morl_core.objectives.lexical import DEFAULT_TARGET_WORDS, fluency_gate, words_of
+
+    n, gate = len(words_of(FIFTEEN_WORDS)), fluency_gate(FIFTEEN_WORDS)
+    assert (n, gate) == (15, 1.0)  # the definition below needs exactly this reply
+    rewards = score(["brevity(target_words=20)", "brevity"], ["p"], [FIFTEEN_WORDS])
+    # brevity = min(1, target / n) * gate: 1 at target 20, 8/15 at the default target
+    np.testing.assert_allclose(rewards[0], [min(1, 20 / n) * gate, DEFAULT_TARGET_WORDS / n])
+    assert rewards[0, 0] == 1.0 and rewards[0, 1] < 1.0
+
+
+def test_a_builtin_with_settings_keeps_the_base_objective_and_its_text():
+    base = OBJECTIVES["brevity"]
+    bound = objectives.resolve("brevity(target_words=20)")
+    assert bound.spec == "brevity(target_words=20)" and bound.fn.keywords == {"target_words": 20}
+    assert bound.fn.func is base.fn
+    assert (bound.kind, bound.bounded, bound.known_bounds) == (base.kind, True, (0.0, 1.0))
+    assert bound is objectives.resolve("brevity(target_words=20)")  # one object per text
+    assert objectives.resolve("brevity(target_words=20)", allow_import=False) is bound
+    assert "brevity(target_words=20)" not in OBJECTIVES  # nothing is registered
+    assert [row.name for row in describe()] == list(OBJECTIVES)
+
+
+def test_settings_in_a_comma_separated_name_list():
+    both = score("brevity(target_words=3), diversity(max_n=1)", ["p"], ["one two three four five"])
+    np.testing.assert_allclose(both, [[3 / 5, 1.0]])
+
+
+def test_one_object_per_text_under_concurrent_first_use():
+    text = "brevity(target_words=17)"  # a text no other test resolves
+    found = [None] * 8
+
+    def work(i):
+        found[i] = objectives.resolve(text)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(found))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(objective is found[0] for objective in found)
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        ("brevity(words=3)", ["'brevity(words=3)'", "no setting 'words'", "target_words"]),
+        ("brevity(target_words=0)", ["'brevity(target_words=0)'", "target_words must be an"]),
+        ("brevity(target_words=1001)", ["target_words must be an integer in [1, 1000]"]),
+        ("brevity(target_words=2.5)", ["target_words must be an integer", "got 2.5"]),
+        ("brevity(20)", ["settings must be named", "brevity(target_words=...)"]),
+        ("brevity()", ["no settings given", "target_words"]),
+        ("formality(x=1)", ["no setting 'x'", "formality takes no settings"]),
+        ("nosuch(x=1)", ["unknown objective 'nosuch(x=1)'; available: sentiment"]),
+        ("brevity(target_words=3", ["ending in ')'", "target_words"]),
+        ("brevity(target_words=open('x'))", ["target_words", "is not a literal"]),
+    ],
+)
+def test_a_bad_setting_names_the_objective_and_the_setting(text, parts):
+    with pytest.raises(ValueError) as info:
+        objectives.resolve(text)
+    assert all(part in str(info.value) for part in parts), str(info.value)
+    with pytest.raises(ValueError):
+        score([text], ["p"], ["c"])
+
+
+def test_objective_text_leaves_default_settings_out():
+    from morl_core.objectives.registry import objective_text
+
+    assert objective_text("brevity", target_words=8) == "brevity"
+    assert objective_text("brevity", target_words=20) == "brevity(target_words=20)"
+    assert objectives.resolve(objective_text("brevity", target_words=20)).fn.keywords == {
+        "target_words": 20
+    }
+    with pytest.raises(ValueError, match="unknown objective 'nosuch'"):
+        objective_text("nosuch", target_words=3)

@@ -6,6 +6,10 @@ its raw signal to [0, 1] (higher is better), and its kind (``real``, ``synthetic
 ``imported``). The registry is a plain dict filled by explicit ``register()`` calls; a name that
 is not in it may still be used when it is a dotted path to an importable reward function.
 
+A registered objective may be given literal keyword settings where a name is accepted, e.g.
+``brevity(target_words=20)``: its function with those settings bound, named by that text in
+configs and results (see :func:`with_settings`). Nothing is imported or evaluated to read them.
+
 An imported objective's value range comes from, in this order: its spec's ``@[low, high]``
 (``given``), the function (a ``value_range`` attribute or TRL's documented range: ``declared``),
 or the base model's samples at the start of training (``learned``, see ``normalize``).
@@ -13,13 +17,15 @@ or the base model's samples at the start of training (``learned``, see ``normali
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import importlib
 import inspect
 import math
 import re
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -27,9 +33,11 @@ from tqdm.auto import tqdm
 
 from morl_core.objectives.specs import (
     ObjectiveSpec,
+    SettingsError,
     allowed_prefixes,
     import_allowed,
     looks_like_spec,
+    parse_settings,
     parse_spec,
 )
 
@@ -55,7 +63,8 @@ class Objective:
             ``imported`` (a user function reached by dotted path).
         bounded: True when values are guaranteed to lie in [0, 1].
         prepare: Optional ``prepare(progress)`` that loads the scorer ahead of the first call.
-        spec: For imported objectives, the spec as written (the name used in configs).
+        spec: For imported objectives and built-ins with settings, the text as written (the
+            name used in configs, e.g. ``brevity(target_words=20)``).
         bounds: ``(low, high)`` of the raw values for imported objectives, or None when the
             range has to be learned; built-in objectives lie in [0, 1].
         bounds_source: Where ``bounds`` came from: ``fixed`` (built-in [0, 1]), ``given``
@@ -271,22 +280,168 @@ def _build_imported(spec: ObjectiveSpec) -> Objective:
     )
 
 
+# --- built-in objectives with settings: "brevity(target_words=20)" ---
+
+# a registry-style name followed by "(": meant as a built-in with settings, not a dotted path
+_WITH_SETTINGS = re.compile(r"^\s*([a-z][a-z0-9_]*)\s*\(")
+# settings text -> objective: one object per text and process
+_BOUND: dict[str, Objective] = {}
+_BOUND_LOCK = threading.Lock()
+
+
+def base_name(text: str) -> str | None:
+    """The registry name ``text`` is written with, registered or not: ``brevity`` for both
+    ``brevity`` and ``brevity(target_words=20)``; None for a dotted path (a spec).
+
+    >>> base_name("brevity(target_words=20)"), base_name("trl.rewards:think_format_reward")
+    ('brevity', None)
+    """
+    if not isinstance(text, str):
+        return None
+    if match := _WITH_SETTINGS.match(text):
+        return match.group(1)
+    return None if looks_like_spec(text) else text
+
+
+def settings_of(fn: Any) -> list[str]:
+    """The settings a built-in reward function takes: its keyword parameters after
+    ``prompts`` and ``completions`` (``**kwargs`` is not a setting)."""
+    try:
+        parameters = list(inspect.signature(fn).parameters.values())[2:]
+    except (TypeError, ValueError):
+        return []
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [p.name for p in parameters if p.kind in keyword]
+
+
+def with_settings(text: str) -> Objective:
+    """A registered objective with literal keyword settings, e.g. ``brevity(target_words=20)``:
+    the same objective (kind, range, scorer) whose ``fn`` has the settings bound and whose
+    ``spec`` is ``text``, the same object per text and process.
+
+    The settings are read with :func:`~morl_core.objectives.specs.parse_settings` (no code runs)
+    and checked here, once: ``ValueError`` names the objective and an unknown base name (listing
+    the registered ones), a setting the function does not take (listing those it does), or a
+    value the function refuses (its own message). Call-time keywords of ``score`` override a
+    bound setting, as for any ``functools.partial``.
+    """
+    text = text.strip()
+    with _BOUND_LOCK:
+        if text not in _BOUND:
+            _BOUND[text] = _bind_settings(text)
+        return _BOUND[text]
+
+
+def _bind_settings(text: str) -> Objective:
+    match = _WITH_SETTINGS.match(text)
+    if match is None:
+        raise ValueError(f"objective {text!r} is not 'name(setting=value, ...)'")
+    name = match.group(1)
+    if name not in OBJECTIVES:
+        raise _unknown(text)
+    base = OBJECTIVES[name]
+    accepted = settings_of(base.fn)
+    takes = f"its settings: {', '.join(accepted)}" if accepted else f"{name} takes no settings"
+    if not text.endswith(")"):
+        raise ValueError(
+            f"objective {text!r}: settings go in '{name}(setting=value, ...)', ending in ')' "
+            f"(no range); {takes}"
+        )
+    try:
+        args, kwargs = parse_settings(text[match.end() : -1])
+    except SettingsError as error:
+        raise ValueError(f"objective {text!r}: {error}; {takes}") from None
+    if args:
+        example = f"{name}({accepted[0]}=...)" if accepted else name
+        raise ValueError(f"objective {text!r}: settings must be named, e.g. {example}; {takes}")
+    if not kwargs:
+        raise ValueError(f"objective {text!r}: no settings given; write {name!r}, or {takes}")
+    unknown = [key for key, _ in kwargs if key not in accepted]
+    if unknown:
+        raise ValueError(
+            f"objective {text!r}: {name} has no setting {', '.join(map(repr, unknown))}; {takes}"
+        )
+    fn = functools.partial(base.fn, **dict(kwargs))
+    try:
+        fn([], [])  # the function checks its settings before it scores anything
+    except Exception as error:  # noqa: BLE001 -- its message, on one line, naming the objective
+        detail = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise ValueError(f"objective {text!r}: {detail}") from None
+    shown = ", ".join(f"{key}={value!r}" for key, value in kwargs)
+    return dataclasses.replace(
+        base,
+        name=re.sub(r"\W+", "_", text.lower()).strip("_")[:64],
+        fn=fn,
+        description=f"{base.description}; {shown}",
+        spec=text,
+    )
+
+
+def objective_text(name: str, **settings: Any) -> str:
+    """How a config names registered objective ``name`` with ``settings``: the settings that
+    differ from the function's defaults in ``name(setting=value, ...)``, plain ``name`` when
+    none do (so a default-valued setting leaves configs as they were).
+
+    >>> objective_text("brevity", target_words=20), objective_text("brevity", target_words=8)
+    ('brevity(target_words=20)', 'brevity')
+    """
+    if name not in OBJECTIVES:
+        raise _unknown(name)
+    try:
+        parameters = inspect.signature(OBJECTIVES[name].fn).parameters
+    except (TypeError, ValueError):
+        parameters = {}
+    changed = {
+        key: value
+        for key, value in settings.items()
+        if key not in parameters or parameters[key].default != value
+    }
+    if not changed:
+        return name
+    return f"{name}({', '.join(f'{key}={value!r}' for key, value in changed.items())})"
+
+
+def objective_errors(names: Iterable[str]) -> str:
+    """Why ``names`` cannot be scored, as far as can be told without importing anything ('' when
+    nothing is wrong): unknown names, a built-in's bad settings, a spec's bad syntax."""
+    problems = []
+    for name in names:
+        try:
+            if base_name(name) is None:
+                parse_spec(name)
+            else:
+                resolve(name, allow_import=False)  # a registry name: nothing is imported
+        except ValueError as error:
+            problems.append(str(error))
+    return "; ".join(problems)
+
+
+def _unknown(name: str) -> ValueError:
+    return ValueError(
+        f"unknown objective {name!r}; available: {', '.join(OBJECTIVES)} "
+        "(or a dotted path 'package.module:function' to a TRL-style reward function; "
+        "settings as in 'brevity(target_words=20)')"
+    )
+
+
 def resolve(name: str, allow_import: bool = True) -> Objective:
-    """Finds an objective by registry name or by spec (e.g. ``"mypkg.rewards:length"``).
+    """Finds an objective by registry name, by a registry name with settings (e.g.
+    ``"brevity(target_words=20)"``, see :func:`with_settings`) or by spec (e.g.
+    ``"mypkg.rewards:length"``).
 
     ``allow_import`` as for :func:`import_objective` (the web UI passes False unless its operator
-    switched imports on). An unknown name raises ``ValueError`` listing the available ones.
+    switched imports on); settings of a built-in import nothing, so they are always allowed. An
+    unknown name raises ``ValueError`` listing the available ones.
     """
     if not isinstance(name, str):
         raise ValueError(f"objective names must be strings, got {type(name).__name__}")
     if name in OBJECTIVES:
         return OBJECTIVES[name]
+    if _WITH_SETTINGS.match(name):
+        return with_settings(name)
     if looks_like_spec(name):
         return import_objective(name, allow_import)
-    raise ValueError(
-        f"unknown objective {name!r}; available: {', '.join(OBJECTIVES)} "
-        "(or a dotted path 'package.module:function' to a TRL-style reward function)"
-    )
+    raise _unknown(name)
 
 
 def as_text(item: Any, field: str = "completions") -> str:

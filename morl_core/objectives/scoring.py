@@ -37,6 +37,7 @@ from morl_core.objectives.registry import (
     as_text,
     resolve,
 )
+from morl_core.objectives.specs import split_specs
 from morl_core.policy.model import embedded_model_path
 
 # keyword arguments score() itself passes; a prompt-set column may not take these names
@@ -103,9 +104,10 @@ def describe(kind: str | None = None) -> list[ObjectiveRow]:
 
 
 def objective_names(names: str | Sequence[str]) -> list[str]:
-    """Normalises ``"a,b"`` or ``["a", "b"]`` to a list of names; rejects empty and repeated."""
+    """Normalises ``"a,b"`` or ``["a", "b"]`` to a list of names; rejects empty and repeated.
+    Commas inside settings stay put: ``"m:f(a=1,b=2),brevity(target_words=20)"`` is two."""
     if isinstance(names, str):
-        names = [part.strip() for part in names.split(",")]
+        names = split_specs(names)
     if not isinstance(names, Sequence) or isinstance(names, bytes):
         raise ValueError(f"names must be a list of objective names, got {type(names).__name__}")
     names = list(names)
@@ -159,7 +161,8 @@ def score(
     """Scores N (prompt, completion) pairs on K objectives.
 
     Args:
-        names: K objective names or specs, as a list or a comma-separated string.
+        names: K objective names, names with settings (``brevity(target_words=20)``) or specs,
+            as a list or a comma-separated string.
         prompts: N prompts: strings or TRL conversational message lists.
         completions: N completions, one per prompt, in the same formats.
         allow_import: As for :func:`~morl_core.objectives.registry.resolve`.
@@ -173,7 +176,8 @@ def score(
         trainer_state: Training progress passed to imported functions as ``trainer_state``.
         tokenizer: Tokenizer for ``completion_ids`` when they are not given.
         **kwargs: Passed to every built-in reward function (each ignores what it does not
-            use), e.g. ``target_words=10`` for ``brevity``.
+            use), e.g. ``target_words=10`` for ``brevity``; they override settings written in
+            a name. A run sets them in its objective names instead (``brevity(target_words=10)``).
 
     Returns:
         Float array (N, K); column k holds objective ``names[k]``. Built-in objectives lie in

@@ -22,7 +22,6 @@ from __future__ import annotations
 import ast
 import math
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,48 +97,65 @@ def parse_spec(text: str) -> ObjectiveSpec:
     if not PATH_PATTERN.match(body):
         raise _bad(text, f"{body!r} is not a dotted path")
     module, _, attribute = body.partition(":") if ":" in body else body.rpartition(".")
-    args, kwargs = _parse_settings(text, settings) if call else ((), ())
+    try:
+        args, kwargs = parse_settings(settings) if call else ((), ())
+    except SettingsError as error:
+        raise _bad(text, str(error)) from None
     return ObjectiveSpec(text, module, attribute, call, args, kwargs, value_range)
 
 
-def _parse_settings(
-    text: str, settings: str
-) -> tuple[tuple[Any, ...], tuple[tuple[str, Any], ...]]:
+class SettingsError(ValueError):
+    """Settings that are not literal ``name=value, ...``; the message says why, naming no
+    objective (each caller puts its own in front)."""
+
+
+def parse_settings(settings: str) -> tuple[tuple[Any, ...], tuple[tuple[str, Any], ...]]:
+    """The literal settings written between a call's parentheses, without evaluating anything:
+    ``(positional values, ((name, value), ...))`` in written order.
+
+    Used for a factory's settings in a spec and for a built-in objective's settings
+    (``brevity(target_words=20)``, see the registry). ``SettingsError`` says what is wrong: not
+    ``name=value, ...``, ``*`` or ``**``, a repeated name, too many or too long settings, or a
+    value that is not a literal.
+
+    Example:
+        >>> parse_settings("3, max_penalty=-1.0")
+        ((3,), (('max_penalty', -1.0),))
+    """
     try:
         node = ast.parse(f"f({settings})", mode="eval").body
     except SyntaxError:
-        raise _bad(text, f"settings ({settings}) are not 'name=value, ...'") from None
+        raise SettingsError(f"settings ({settings}) are not 'name=value, ...'") from None
     if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
-        raise _bad(text, f"settings ({settings}) are not 'name=value, ...'")
+        raise SettingsError(f"settings ({settings}) are not 'name=value, ...'")
     if len(node.args) + len(node.keywords) > MAX_ARGUMENTS:
-        raise _bad(text, f"more than {MAX_ARGUMENTS} settings")
-    args = tuple(_literal(text, arg, f"setting {i + 1}") for i, arg in enumerate(node.args))
+        raise SettingsError(f"more than {MAX_ARGUMENTS} settings")
+    args = tuple(_literal(arg, f"setting {i + 1}") for i, arg in enumerate(node.args))
     kwargs, seen = [], set()
     for keyword in node.keywords:
         if keyword.arg is None:
-            raise _bad(text, "'**' is not allowed in settings")
+            raise SettingsError("'**' is not allowed in settings")
         if keyword.arg in seen:
-            raise _bad(text, f"setting {keyword.arg!r} is given twice")
+            raise SettingsError(f"setting {keyword.arg!r} is given twice")
         seen.add(keyword.arg)
-        kwargs.append((keyword.arg, _literal(text, keyword.value, f"setting {keyword.arg!r}")))
+        kwargs.append((keyword.arg, _literal(keyword.value, f"setting {keyword.arg!r}")))
     return args, tuple(kwargs)
 
 
-def _literal(text: str, node: ast.AST, what: str) -> Any:
+def _literal(node: ast.AST, what: str) -> Any:
     if isinstance(node, ast.Starred):
-        raise _bad(text, "'*' is not allowed in settings")
+        raise SettingsError("'*' is not allowed in settings")
     source = ast.unparse(node)
     if len(source) > MAX_LITERAL_CHARS:
-        raise _bad(text, f"{what} is longer than {MAX_LITERAL_CHARS} characters")
+        raise SettingsError(f"{what} is longer than {MAX_LITERAL_CHARS} characters")
     try:
         value = ast.literal_eval(node)  # literals only: names, calls and attributes are refused
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        raise _bad(
-            text,
-            f"{what} = {source} is not a literal (number, string, bool, None, list, tuple or dict)",
+        raise SettingsError(
+            f"{what} = {source} is not a literal (number, string, bool, None, list, tuple or dict)"
         ) from None
     if (isinstance(value, float) and not math.isfinite(value)) or isinstance(value, complex):
-        raise _bad(text, f"{what} = {source} must be a finite real number")
+        raise SettingsError(f"{what} = {source} must be a finite real number")
     return value
 
 
@@ -198,14 +214,3 @@ def import_allowed(module: str, allow_import: bool) -> bool:
     if allow_import:
         return True
     return any(module == p or module.startswith(p + ".") for p in allowed_prefixes())
-
-
-def spec_errors(specs: Iterable[str]) -> str:
-    """The parse errors of ``specs`` joined into one message ('' when all parse)."""
-    problems = []
-    for text in specs:
-        try:
-            parse_spec(text)
-        except ValueError as error:
-            problems.append(str(error))
-    return "; ".join(problems)
