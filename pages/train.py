@@ -9,6 +9,8 @@ import streamlit as st
 from morl_core.app import run_table, runs, serving
 from morl_core.config import ConfigError
 from morl_core.jobs import StoreError
+from morl_core.objectives.lexical import DEFAULT_TARGET_WORDS, MAX_TARGET_WORDS
+from morl_core.objectives.registry import objective_text
 from pages._widgets import PLOTLY_CONFIG, executor, export_figure, form_widget, use_router
 
 use_router()
@@ -59,13 +61,26 @@ def unreadable(run_id: str, reason: str) -> None:
     st.caption("The job system skips it and keeps running the others; `morl runs` lists it too.")
 
 
-with form_col:  # the method outside the form: its option widgets follow the choice at once
-    values = {"method": form_widget(runs.form_fields(["method"])[0], errors)}
+with form_col:  # method and objectives outside the form: the widgets they decide follow at once
+    values = {f.name: form_widget(f, errors) for f in runs.form_fields(runs.MAIN_FIELDS[:2])}
     if st.session_state.get("form:steps-of") != values["method"]:  # a new method: its budget
         st.session_state.pop("form:steps", None)
         st.session_state["form:steps-of"] = values["method"]
 with form_col, st.form("train-form"):
-    main = runs.form_fields(runs.MAIN_FIELDS[1:], values["method"])
+    if "brevity" in values["objectives"]:  # the config names brevity(target_words=N), N != 8
+        words = st.number_input(
+            "Brevity target (words)",
+            1,
+            MAX_TARGET_WORDS,
+            DEFAULT_TARGET_WORDS,
+            key="form:brevity",
+            help="brevity scores 1 up to this many words, then target / words",
+        )
+        values["objectives"] = [
+            objective_text(o, target_words=words) if o == "brevity" else o
+            for o in values["objectives"]
+        ]
+    main = runs.form_fields(runs.MAIN_FIELDS[2:], values["method"])
     main += runs.option_fields(values["method"])
     values |= {f.name: form_widget(f, errors) for f in main}
     advanced_errors = {k: v for k, v in errors.items() if k.split(".")[0] in runs.ADVANCED_FIELDS}
