@@ -243,3 +243,98 @@ def test_the_embedded_gpt2_model_keeps_its_forward_and_its_texts(step_calls):
         assert texts == forward.generate(prompts, [0.4, 0.6], n=2, **gen)
         assert len(texts) == 4 and any(texts)
     assert step_calls == []
+
+
+@pytest.fixture
+def prompt_passes(monkeypatch) -> list[int]:
+    """The rows of each multi-token (prompt) pass through the Llama's forward. The class's
+    forward is patched, not hooked: a hook would keep the lean step from applying."""
+    from transformers import LlamaForCausalLM
+
+    rows = []
+    run = LlamaForCausalLM.forward
+
+    def counted(self, input_ids=None, **kwargs):
+        if input_ids is not None and input_ids.shape[1] > 1:
+            rows.append(input_ids.shape[0])
+        return run(self, input_ids=input_ids, **kwargs)
+
+    monkeypatch.setattr(LlamaForCausalLM, "forward", counted)
+    return rows
+
+
+@pytest.mark.parametrize("steerable_class", STEERABLES)
+@pytest.mark.parametrize("lean", [True, False])
+@pytest.mark.parametrize(
+    "layout",
+    [
+        (0, 0),  # the Steer page: samples 2 of one prompt
+        (1, 1, 1, 1),  # samples 4 of a padded prompt
+        (2, 0, 2, 1, 0, 2),  # repeats that are not adjacent, rows of three lengths
+    ],
+)
+def test_identical_prompts_share_each_experts_prompt_pass(
+    llama, prompt_passes, steerable_class, lean, layout
+):
+    ids, mask = prompts()
+    ids, mask = ids[list(layout)], mask[list(layout)]
+    distinct = len(set(layout))
+
+    def rollout(share_prompts: bool):
+        steerable = steerable_class(
+            llama, OBJECTIVES, EXPERTS, lean=lean, share_prompts=share_prompts
+        )
+        return sample(
+            steerable.next_token([0.3, 0.7]),
+            ids,
+            mask,
+            max_new_tokens=24,
+            eos_id=EOS,
+            pad_id=PAD,
+            temperature=1.0,
+            top_p=0.9,
+            generator=torch.Generator().manual_seed(7),
+        )
+
+    per_row = rollout(share_prompts=False)
+    assert prompt_passes == [len(layout)] * len(EXPERTS)  # the reference: every row, each expert
+    prompt_passes.clear()
+    shared = rollout(share_prompts=True)
+    assert prompt_passes == [distinct] * len(EXPERTS)  # once per distinct prompt and expert
+    assert torch.equal(shared.completion_ids, per_row.completion_ids)
+    assert torch.equal(shared.completion_mask, per_row.completion_mask)
+    assert shared.completion_ids.shape[1] > 8
+    # the copies of one prompt are sampled apart: not all the same reply
+    first = [row for row, prompt in enumerate(layout) if prompt == layout[0]]
+    assert len({tuple(shared.completion_ids[row].tolist()) for row in first}) > 1
+
+
+def test_shared_prompt_passes_give_the_same_logits_bit_for_bit(llama):
+    ids, mask = prompts()
+    ids, mask = ids[[1, 1, 1, 0]], mask[[1, 1, 1, 0]]
+    with torch.no_grad():
+        shared, tokens, caches = teacher_forced(
+            Mod(llama, OBJECTIVES, EXPERTS).next_token([0.6, 0.4]), ids, mask, 70
+        )
+        per_row, per_row_tokens, _ = teacher_forced(
+            Mod(llama, OBJECTIVES, EXPERTS, share_prompts=False).next_token([0.6, 0.4]),
+            ids,
+            mask,
+            70,
+        )
+    assert all(isinstance(cache, DecodeCache) and cache.keys.shape[1] == 4 for cache in caches)
+    assert torch.equal(shared, per_row) and torch.equal(tokens, per_row_tokens)
+
+
+def test_steer_samples_of_one_prompt_are_the_replies_they_were():
+    """Through ``generate`` on the embedded model (its own forward, not the Llama's): the same
+    texts with and without sharing, for a fixed seed."""
+    policy = with_experts(load_policy("embedded", device="cpu"))
+    gen = {"seed": 4, "max_new_tokens": 12, "temperature": 1.0, "top_p": 0.9}
+    for steerable_class in STEERABLES:
+        shared = steerable_class(policy, OBJECTIVES, EXPERTS)
+        per_row = steerable_class(policy, OBJECTIVES, EXPERTS, share_prompts=False)
+        prompts = ["Write a note to a colleague."] * 3
+        texts = shared.generate(prompts, [0.4, 0.6], **gen)
+        assert texts == per_row.generate(prompts, [0.4, 0.6], **gen)
+        assert len(texts) == 3 and len(set(texts)) > 1

@@ -1,6 +1,7 @@
 """The prompt computed once per group of k completions: the same numbers as one pass per row.
 
-Generation (``Policy.rollout`` with ``n > 1``) prefills one row per prompt and repeats its cache;
+Generation (``Policy.rollout`` with ``n > 1``, or given one prompt several times as the Steer
+page does) prefills one row per distinct prompt and copies its cache to every row;
 the update (``token_logprobs(..., group_size=k)``) runs each prompt once and its completions
 against the repeated cache. Both are checked against the plain path, on the embedded GPT-2 and
 on a tiny random Llama (the model whose decode steps go through ``DecodeCache``), with a LoRA
@@ -17,8 +18,8 @@ from tiny_models import EOS, PAD, VOCAB, tiny_llama
 
 from morl_core.policy import attach_lora, load_policy
 from morl_core.policy.llama_decode import DecodeCache
-from morl_core.policy.model import Policy, is_transformers_model, shared_prompt_next_token
-from morl_core.policy.sampling import hf_next_token, sample
+from morl_core.policy.model import Policy, is_transformers_model
+from morl_core.policy.sampling import hf_next_token, sample, share_identical_prompts
 from morl_core.rl.losses import token_logprobs
 
 K = 4
@@ -185,7 +186,7 @@ def test_llama_sampling_is_the_same_with_the_shared_prefill(llama_lora, adapter)
         return logits, cache
 
     plain = hf_next_token(model)
-    spy_shared = shared_prompt_next_token(spy, K)
+    spy_shared = share_identical_prompts(spy)
     for top_p in (1.0, 0.8):
         out = []
         for next_token in (plain, spy_shared):
@@ -208,3 +209,47 @@ def test_only_transformers_models_share_the_prompt_pass(embedded):
     assert is_transformers_model(embedded.model)  # peft-wrapped
     assert is_transformers_model(sharp_llama())
     assert not is_transformers_model(Wrapper(embedded.model))
+
+
+def test_repeated_prompts_share_the_prompt_pass_through_rollout(embedded, monkeypatch):
+    """``[prompt] * n`` at ``n=1`` (the Steer page's samples, for every family that decodes with
+    the policy's own forward): one prompt pass over the distinct rows, the same completions."""
+    base = type(embedded.model.base_model.model)  # the GPT-2 under the LoRA wrapper
+    rows, run = [], base.forward
+
+    def counted(self, input_ids=None, **kwargs):
+        if input_ids is not None and input_ids.shape[1] > 1:
+            rows.append(input_ids.shape[0])
+        return run(self, input_ids=input_ids, **kwargs)
+
+    monkeypatch.setattr(base, "forward", counted)
+    plain_next = hf_next_token(embedded.model)  # an explicit next_token keeps one pass per row
+    prompts = [PROMPTS[0]] * 3 + [PROMPTS[1], PROMPTS[0]]
+    for seed in (0, 1):
+        rows.clear()
+        shared = embedded.rollout(prompts, max_new_tokens=16, seed=seed)
+        assert rows == [2]  # two distinct prompts
+        plain = embedded.rollout(prompts, max_new_tokens=16, seed=seed, next_token=plain_next)
+        assert rows == [2, 5]
+        assert torch.equal(shared.completion_ids, plain.completion_ids)
+        assert torch.equal(shared.completion_mask, plain.completion_mask)
+    rows.clear()
+    embedded.rollout(PROMPTS, n=K, max_new_tokens=4, seed=0)
+    assert rows == [len(PROMPTS)]
+
+
+def test_distinct_prompts_keep_the_plain_pass_and_odd_caches_fall_back():
+    calls = []
+
+    def fake(input_ids, attention_mask, position_ids, cache):
+        calls.append(input_ids.shape[0])
+        return input_ids.float(), cache if cache is not None else object()  # no row selection
+
+    ids = torch.tensor([[3, 4], [3, 4], [5, 6]])
+    mask = torch.ones_like(ids)
+    shared = share_identical_prompts(fake)
+    logits, _ = shared(ids, mask, mask.cumsum(-1) - 1, None)
+    assert calls == [2, 3] and torch.equal(logits, ids.float())  # fell back to every row
+    calls.clear()
+    logits, _ = shared(ids[1:], mask[1:], mask[1:].cumsum(-1) - 1, None)
+    assert calls == [2] and torch.equal(logits, ids[1:].float())  # nothing to share

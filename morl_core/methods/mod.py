@@ -9,6 +9,9 @@ With experts pi_i trained on objective i (KL-regularised to one base), the polic
 
 which is the optimum of the w-weighted KL-regularised objective (the paper's closed form).
 No training beyond the experts, any w at inference, but K forward passes (K KV caches) per token.
+Identical prompts in one batch (the Steer page's samples of one prompt) share each expert's
+prompt pass (:func:`~morl_core.policy.sampling.share_identical_prompts`): K prompt passes per
+distinct prompt rather than per reply, the same tokens for the same seed.
 On SmolLM2 each expert's one-token steps go through the lean Llama decode step, the adapter
 switched before each expert's pass (:func:`expert_logprobs`): the same logits as the model's
 forward, bit for bit (``tests/test_mod_lean.py``), and ``benchmarks/mod_decoding.py`` times both.
@@ -28,7 +31,7 @@ import torch
 from morl_core.config import RunConfig
 from morl_core.methods.base import TrainCallback
 from morl_core.methods.experts import load_aggregation, train_aggregation
-from morl_core.policy.sampling import hf_next_token
+from morl_core.policy.sampling import hf_next_token, share_identical_prompts
 from morl_core.weights import check_weights
 
 
@@ -129,21 +132,32 @@ class Mod:
 
     mix = staticmethod(mixed_next_token)  # (model, experts, weights, lean) -> next-token function
 
-    def __init__(self, policy, objectives: tuple[str, ...], experts: list[str], lean: bool = True):
+    def __init__(
+        self,
+        policy,
+        objectives: tuple[str, ...],
+        experts: list[str],
+        lean: bool = True,
+        share_prompts: bool = True,
+    ):
         self.policy = policy
         self.objectives = tuple(objectives)
         self.experts = experts
         self.lean = lean  # False: every pass through the model's forward (the slower reference)
+        # False: each row's own prompt passes, identical prompts too (the slower reference)
+        self.share_prompts = share_prompts
         self.models_kept = len(experts)
         self.passes_per_token = len(experts)
 
     def next_token(self, weights):
-        """The next-token function for preference ``weights`` (zero-weight experts left out)."""
+        """The next-token function for preference ``weights`` (zero-weight experts left out);
+        identical prompt rows share their prompt passes unless ``share_prompts`` is off."""
         w = check_weights(weights, k=len(self.objectives))
         used = [(name, float(x)) for name, x in zip(self.experts, w, strict=True) if x > 0]
-        return self.mix(
+        mixed = self.mix(
             self.policy.model, [n for n, _ in used], [x for _, x in used], lean=self.lean
         )
+        return share_identical_prompts(mixed) if self.share_prompts else mixed
 
     def generate(self, prompts, weights, **gen: Any) -> list[str]:
         return self.policy.generate(list(prompts), next_token=self.next_token(weights), **gen)

@@ -36,10 +36,11 @@ class DecodeCache:
         values[:, :, :, : self.length] = self.values
         self.keys, self.values = keys, values
 
-    def batch_repeat_interleave(self, repeats: int) -> None:
-        """Repeat each row ``repeats`` times in place (as ``transformers``' caches do)."""
-        self.keys = self.keys.repeat_interleave(repeats, dim=1)
-        self.values = self.values.repeat_interleave(repeats, dim=1)
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        """Keep the rows ``indices`` (B,) in place, in that order, repeats allowed (as
+        ``transformers``' caches do)."""
+        self.keys = self.keys.index_select(1, indices)
+        self.values = self.values.index_select(1, indices)
 
 
 # one LoRA term of a projection: (lora_A weight (r, in), lora_B weight (out, r), scaling)

@@ -132,22 +132,26 @@ class Policy:
 
         ``on_step`` and ``on_logprobs`` are :func:`~morl_core.policy.sampling.sample`'s
         per-step callbacks, ``forced`` its teacher-forced completions (one row per completion).
+        Without ``next_token``, identical prompt rows share one prompt pass
+        (:func:`~morl_core.policy.sampling.share_identical_prompts`); a ``next_token`` given
+        here is used as it is (MOD and PMIX share their prompt passes themselves).
 
         Raises:
             ValueError: empty prompts, ``n < 1``, ``max_new_tokens`` not below the model's
                 context length, or a sampling setting out of range.
         """
-        from morl_core.policy.sampling import hf_next_token, sample
+        from morl_core.policy.sampling import hf_next_token, sample, share_identical_prompts
 
         ids, mask, generator = self._prepare(
             prompts, n, max_new_tokens, temperature, top_p, seed, generator
         )
         if next_token is None:
             next_token = hf_next_token(self.model)
-            # the n rows of a prompt are adjacent copies: prefill one, repeat its cache (only on
-            # a transformers / peft model: a wrapper such as EMORL's fusion may hold per-row state)
-            if n > 1 and is_transformers_model(self.model):
-                next_token = shared_prompt_next_token(next_token, n)
+            # identical prompt rows (the n copies of each prompt, or Steer's [prompt] * samples)
+            # share one prompt pass (only on a transformers / peft model: a wrapper such as
+            # EMORL's fusion may hold per-row state)
+            if is_transformers_model(self.model):
+                next_token = share_identical_prompts(next_token)
         with self._eval_mode():
             return sample(
                 next_token,
@@ -213,26 +217,6 @@ def is_transformers_model(model) -> bool:
     from transformers import PreTrainedModel
 
     return isinstance(model, PreTrainedModel | PeftModel)
-
-
-def shared_prompt_next_token(next_token, n: int):
-    """``next_token`` that runs the prompt pass once per group of ``n`` identical adjacent rows.
-
-    The first call (no cache yet) sees the left-padded prompts, each repeated ``n`` times: it
-    runs on every ``n``-th row, then repeats the cache's rows and the logits ``n`` times, so the
-    decode steps that follow see the same cache as a full prompt pass would give. The cache is
-    a ``transformers`` cache or a :class:`~morl_core.policy.llama_decode.DecodeCache`; both
-    repeat in place through ``batch_repeat_interleave``.
-    """
-
-    def forward(input_ids, attention_mask, position_ids, cache):
-        if cache is not None:
-            return next_token(input_ids, attention_mask, position_ids, cache)
-        logits, cache = next_token(input_ids[::n], attention_mask[::n], position_ids[::n], None)
-        cache.batch_repeat_interleave(n)
-        return logits.repeat_interleave(n, 0), cache  # (B, V)
-
-    return forward
 
 
 def check_prompts(prompts: Sequence[str]) -> None:

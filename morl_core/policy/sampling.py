@@ -85,6 +85,64 @@ def hf_next_token(model: torch.nn.Module, lean: bool = True) -> NextToken:
     return forward
 
 
+def distinct_rows(*tensors: torch.Tensor) -> tuple[list[int], list[int]] | None:
+    """``(first, inverse)`` over rows equal in every tensor (each (B, T)): ``first`` the index of
+    each distinct row's first occurrence, in order, and ``inverse`` (B,) the position in
+    ``first`` of each row's distinct row; None when no two rows are equal."""
+    keys = [tuple(row) for row in torch.cat(tensors, dim=1).tolist()]
+    first, seen = [], {}
+    inverse = [seen.setdefault(key, len(seen)) for key in keys]
+    if len(seen) == len(keys):
+        return None
+    for row, position in enumerate(inverse):
+        if position == len(first):
+            first.append(row)
+    return first, inverse
+
+
+def select_cache_rows(cache: Any, index: torch.Tensor) -> bool:
+    """Keep the batch rows ``index`` (B,) of ``cache`` in place: a ``transformers`` cache or a
+    :class:`DecodeCache` (``batch_select_indices``), or a list of them (one per expert); False,
+    changing nothing, when some cache cannot select rows."""
+    caches = cache if isinstance(cache, list | tuple) else [cache]
+    if not caches or not all(hasattr(c, "batch_select_indices") for c in caches):
+        return False
+    for c in caches:
+        c.batch_select_indices(index)
+    return True
+
+
+def share_identical_prompts(next_token: NextToken) -> NextToken:
+    """``next_token`` that runs the prompt pass once per distinct prompt row.
+
+    The first call (no cache yet) sees the left-padded prompts: rows equal in ids, mask and
+    positions (``[prompt] * n``, or the ``n`` copies of each prompt of a rollout) are passed
+    once, then the cache's rows and the logits are copied back to every row, so the decode
+    steps that follow see what a pass over every row would have left. The rows of a prompt pass
+    do not depend on the other rows of its batch, so the logits and the sampled tokens are the
+    same as without sharing (a test checks them token for token). The cache may be one cache or
+    a list (one per expert: MOD, PMIX); one that cannot select rows gets the plain pass.
+    Only for a next-token function whose rows are independent of each other (a model's
+    forward, or a mix of several), not one that holds per-row state.
+    """
+
+    def forward(input_ids, attention_mask, position_ids, cache):
+        groups = (
+            None if cache is not None else distinct_rows(input_ids, attention_mask, position_ids)
+        )
+        if groups is None:
+            return next_token(input_ids, attention_mask, position_ids, cache)
+        first, inverse = (torch.tensor(g, device=input_ids.device) for g in groups)
+        logits, cache = next_token(
+            input_ids[first], attention_mask[first], position_ids[first], None
+        )
+        if not select_cache_rows(cache, inverse):
+            return next_token(input_ids, attention_mask, position_ids, None)
+        return logits[inverse], cache  # (B, V)
+
+    return forward
+
+
 def filter_top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     """Mask (to -inf) the tokens outside the smallest set whose probability reaches ``top_p``."""
     if top_p >= 1.0:
