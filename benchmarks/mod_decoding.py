@@ -5,6 +5,8 @@ Usage::
     python benchmarks/mod_decoding.py [--run-dir assets/demo/smollm2-soups-formality-readability]
         [--method mod] [--runs 5] [--new-tokens 32] [--weights 0.5,0.5] [--threads 1]
         [--out benchmarks/results/mod_decoding.json]
+    python benchmarks/mod_decoding.py --shared-prompt [--runs 5] [--new-tokens 48]
+        [--out benchmarks/results/mod_decoding_shared_prompt.json]
 
 The shipped SmolLM2 demo's experts (``expert_formality``, ``expert_readability``: LoRA r 8 on
 all 7 linear layers of the 30 blocks) aggregated by MOD (``--method pmix``: the arithmetic
@@ -18,6 +20,13 @@ what it did before). EOS is suppressed so every reply has exactly ``--new-tokens
 both sides' seeded replies are checked to be the same tokens. ``speedup`` is the forward's
 time over the lean one's, the median over runs of each back-to-back pair (above 1: lean is
 faster); ``cpu_time_speedup`` is the same from process CPU seconds (steadier under load).
+
+``--shared-prompt`` times Steer-like calls instead: one chat prompt x samples 2 and 4, top-p
+decoding, both sides on the lean step, ``shared`` passing the prompt once per expert for all
+samples (what MOD does now) and ``per_row`` once per sample and expert (``share_prompts=False``,
+what it did before), taking turns run by run, seeded replies checked to be the same tokens.
+It records each side's seconds per call, CPU seconds and time to the first token (the prompt
+passes plus the first step: what the page waits for before a reply starts to stream).
 
 Last measured (2 shared AMD EPYC cores, one thread, ``nice -n 5``, 3 runs, load average 7.0-7.2
 from background training, 2026-12-05; MOD at weights 0.5/0.5, seeded replies identical on both
@@ -76,6 +85,75 @@ def make_runner(steerable, weights: list[float], new_tokens: int):
     return run
 
 
+def summarize(times: dict) -> dict:
+    """Medians of ``times`` ({side: {kind: [seconds per run]}}, sides ``per_row`` and ``shared``)
+    and the median over runs of per_row / shared for each kind (above 1: sharing is faster)."""
+    kinds = {"wall": "seconds", "cpu": "cpu_seconds", "first_token": "first_token_seconds"}
+    out = {}
+    for kind, label in kinds.items():
+        pairs = zip(times["per_row"][kind], times["shared"][kind], strict=True)
+        out[f"{label}_median"] = {
+            side: round(statistics.median(by_kind[kind]), 3) for side, by_kind in times.items()
+        }
+        out[f"{label}_per_row_over_shared"] = round(
+            statistics.median(old / new for old, new in pairs), 3
+        )
+        out[label] = {side: [round(t, 3) for t in by_kind[kind]] for side, by_kind in times.items()}
+    return out
+
+
+def shared_prompt_record(steerable, weights: list[float], prompt: str, args) -> dict:
+    """Steer-like calls (``[prompt] * samples``, top-p) with the prompt passes shared and per row,
+    each timed ``args.runs`` times after a warm-up, the two sides taking turns."""
+    import time
+
+    policy = steerable.policy
+    sides = {
+        "shared": steerable,
+        "per_row": type(steerable)(
+            policy, steerable.objectives, steerable.experts, share_prompts=False
+        ),
+    }
+    settings = SETTINGS["top_p"]  # the Steer page's decoding
+
+    def call(side, samples: int, seed: int):
+        """(completion ids, seconds, CPU seconds, seconds to the first token)."""
+        first = []
+        on_step = lambda tokens, live: first or first.append(time.perf_counter())  # noqa: E731
+        start, start_cpu = time.perf_counter(), time.process_time()
+        rollout = policy.rollout(
+            [prompt] * samples,
+            max_new_tokens=args.new_tokens,
+            seed=seed,
+            next_token=suppress_eos(side.next_token(weights), policy.eos_id),
+            on_step=on_step,
+            **settings,
+        )
+        end, end_cpu = time.perf_counter(), time.process_time()
+        return rollout.completion_ids, end - start, end_cpu - start_cpu, first[0] - start
+
+    results = {}
+    for samples in (2, 4):
+        same = all(
+            bool(
+                (
+                    call(sides["shared"], samples, seed)[0]
+                    == call(sides["per_row"], samples, seed)[0]
+                ).all()
+            )
+            for seed in (0, 1)
+        )  # the first of these calls is also the warm-up
+        times = {name: {"wall": [], "cpu": [], "first_token": []} for name in sides}
+        for run in range(args.runs):
+            for name, side in sides.items():
+                _, wall, cpu, first_token = call(side, samples, seed=100 + run)
+                times[name]["wall"].append(wall)
+                times[name]["cpu"].append(cpu)
+                times[name]["first_token"].append(first_token)
+        results[f"samples{samples}"] = {"same_tokens": same, **summarize(times)}
+    return {"settings": settings, "results": results}
+
+
 def same_replies(lean, forward, prompts: list[str], new_tokens: int) -> bool:
     """Whether both sides give the same tokens for the same seed, in every setting."""
     return all(
@@ -91,8 +169,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--weights", default="0.5,0.5", help="the preference, comma-separated")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/mod_decoding.json")
+    parser.add_argument(
+        "--shared-prompt",
+        action="store_true",
+        help="time Steer-like calls (one prompt x samples 2 and 4), prompt passes shared vs per row",
+    )
+    parser.add_argument("--out", type=Path, default=None, help="the JSON record to write")
     args = parser.parse_args(argv)
+    if args.out is None:
+        name = "mod_decoding_shared_prompt.json" if args.shared_prompt else "mod_decoding.json"
+        args.out = ROOT / "benchmarks/results" / name
     if args.method not in METHODS:
         parser.error(f"--method must be one of {', '.join(METHODS)}, got {args.method!r}")
     if not 1 <= args.runs <= MAX_RUNS:
@@ -122,12 +208,70 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         parser.error(f"--weights: {error}")
     policy = steerable.policy
-    forward_steerable = type(steerable)(policy, steerable.objectives, steerable.experts, lean=False)
     lean_step = LlamaDecodeStep.applies(policy.model)
-    lean = make_runner(steerable, weights, args.new_tokens)
-    forward = make_runner(forward_steerable, weights, args.new_tokens)
     prompt = load_prompts("assistant", "eval")[0]
     lora_layers = sum(name.endswith(".lora_A") for name, _ in policy.model.named_modules())
+    about = {
+        "run_dir": str(args.run_dir),
+        "method": args.method,
+        "experts": steerable.experts,
+        "lora_layers": lora_layers,
+        "weights": weights,
+        "model": policy.name,
+        "lean_step": lean_step,
+        "prompt": prompt,
+        "prompt_tokens": int(policy.encode([prompt], args.new_tokens)[1].sum()),
+        "new_tokens": args.new_tokens,
+        "runs": args.runs,
+        "torch_threads": torch.get_num_threads(),
+    }
+    context = {
+        "nice": os.nice(0),
+        "versions": {
+            "python": platform.python_version(),
+            **package_versions(("tokenizers", "peft")),
+        },
+        "git_hash": git_hash(),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+    }
+    if args.shared_prompt:
+        print(
+            f"{args.method} over {', '.join(steerable.experts)} on {policy.name}, weights "
+            f"{weights}, one prompt of {about['prompt_tokens']} tokens x samples 2 and 4, "
+            f"{args.new_tokens} new tokens, {torch.get_num_threads()} thread(s), {args.runs} runs"
+        )
+        load_before = os.getloadavg()
+        measured = shared_prompt_record(steerable, weights, prompt, args)
+        load_after = os.getloadavg()
+        print(
+            f"{'samples':<10}{'per row (s)':>13}{'shared (s)':>12}{'speedup':>9}{'CPU':>7}"
+            f"{'first token per row / shared (s)':>34}{'same':>6}"
+        )
+        for key, row in measured["results"].items():
+            med, first = row["seconds_median"], row["first_token_seconds_median"]
+            print(
+                f"{key:<10}{med['per_row']:>13.2f}{med['shared']:>12.2f}"
+                f"{row['seconds_per_row_over_shared']:>9.2f}"
+                f"{row['cpu_seconds_per_row_over_shared']:>7.2f}"
+                f"{first['per_row']:>26.2f} / {first['shared']:.2f}{str(row['same_tokens']):>6}"
+            )
+        print(f"load average (1 min) before / after: {load_before[0]:.1f} / {load_after[0]:.1f}")
+        record = {
+            "benchmark": "mod_decoding_shared_prompt",
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            **about,
+            **measured,
+            "load_average": {"before": load_before, "after": load_after},
+            **context,
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(record, indent=2) + "\n")
+        print(f"saved {args.out}")
+        return 0
+
+    forward_steerable = type(steerable)(policy, steerable.objectives, steerable.experts, lean=False)
+    lean = make_runner(steerable, weights, args.new_tokens)
+    forward = make_runner(forward_steerable, weights, args.new_tokens)
     load_before = os.getloadavg()
     print(
         f"{args.method} over {', '.join(steerable.experts)} ({lora_layers} LoRA layers) on "
@@ -175,27 +319,11 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "benchmark": "mod_decoding",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "run_dir": str(args.run_dir),
-        "method": args.method,
-        "experts": steerable.experts,
-        "lora_layers": lora_layers,
-        "weights": weights,
-        "model": policy.name,
-        "lean_step": lean_step,
-        "prompt": prompt,
-        "new_tokens": args.new_tokens,
-        "runs": args.runs,
-        "torch_threads": torch.get_num_threads(),
+        **about,
         "same_tokens": {f"batch{b}": v for b, v in same.items()},
         "results": results,
         "load_average_1min": {"before": load_before[0], "after": load_after[0]},
-        "nice": os.nice(0),
-        "versions": {
-            "python": platform.python_version(),
-            **package_versions(("tokenizers", "peft")),
-        },
-        "git_hash": git_hash(),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        **context,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
