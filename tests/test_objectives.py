@@ -475,7 +475,16 @@ def test_import_is_light():
 
 # --- doctests ---
 
-MODULES = ["registry", "lexical", "models", "synthetic", "scoring", "degeneration", "heldout"]
+MODULES = [
+    "registry",
+    "specs",
+    "lexical",
+    "models",
+    "synthetic",
+    "scoring",
+    "degeneration",
+    "heldout",
+]
 
 
 @pytest.mark.parametrize("module", MODULES)

@@ -26,6 +26,10 @@ cold_word          synthetic  1 if the first word is a cold adjective (known ans
 non-words or one repeated word score 0 on every real objective, so no scorer is maximised by an
 exploit. Empty completions score 0 on every built-in objective.
 
+**Settings of a built-in** go in its name wherever a name is accepted (configs, ``--objectives``,
+``score``): ``"brevity(target_words=20)"`` is brevity with a 20-word target, a name of its own in
+results (literal keyword settings only; see ``registry.with_settings``).
+
 **Your own objective, or TRL's**: pass a spec anywhere a name is accepted, e.g.
 ``"mypkg.rewards:my_reward"`` or ``"trl.rewards:get_repetition_penalty_reward(ngram_size=3)@[-1,
 0]"`` (see ``specs``). It is called as TRL's ``GRPOTrainer`` calls reward functions (see

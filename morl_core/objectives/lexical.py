@@ -218,7 +218,8 @@ def brevity(
 ) -> list[float]:
     """``min(1, target_words / n) * fluency_gate`` for n words: 1 up to the target, half at twice
     it; empty, punctuation-only or one-word-repeated text scores 0, and "Yes ......" is judged
-    by its debris. ``target_words`` in [1, MAX_TARGET_WORDS] (``score(..., target_words=10)``).
+    by its debris. ``target_words`` in [1, MAX_TARGET_WORDS]; a run sets it in the objective's
+    name, ``brevity(target_words=20)`` (or ``score(..., target_words=20)`` for one call).
 
     Example:
         >>> brevity(["Hi"] * 4, ["Hello there.", "one two three four", "....", "Yes ......."],
