@@ -88,4 +88,6 @@ def method_color(name: str) -> str:
 
 def objective_color(name: str) -> str:
     """The fixed colour of an objective (case-insensitive), or its deterministic fallback."""
-    return OBJECTIVE_COLORS.get(_key(name)) or _fallback(name)
+    key = _key(name)
+    base = key.split("(", 1)[0]  # brevity(target_words=20) is still brevity
+    return OBJECTIVE_COLORS.get(key) or OBJECTIVE_COLORS.get(base) or _fallback(name)

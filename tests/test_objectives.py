@@ -574,3 +574,18 @@ def test_objective_text_leaves_default_settings_out():
     }
     with pytest.raises(ValueError, match="unknown objective 'nosuch'"):
         objective_text("nosuch", target_words=3)
+
+
+def test_relevance_settings_are_bounded_and_checked_without_loading_minilm(monkeypatch):
+    from morl_core.objectives import models
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("MiniLM loaded to check a setting")
+
+    monkeypatch.setattr(models.MINILM, "get", no_load)
+    assert models.relevance([], [], batch_size=8) == []
+    for bad in (0, models.MAX_EMBED_BATCH + 1, 2.5, True):
+        with pytest.raises(ValueError, match=r"batch_size must be an integer in \[1, 1024\]"):
+            models.relevance(["q"], ["a"], batch_size=bad)
+    with pytest.raises(ValueError, match="batch_size"):
+        objectives.resolve("relevance(batch_size=100000)")

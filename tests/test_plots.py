@@ -28,6 +28,11 @@ def test_every_known_name_has_its_own_colour():
     assert colors.DOMINATED_COLOR not in method_colours
 
 
+def test_an_objective_with_settings_keeps_its_base_colour():
+    assert plots.objective_color("brevity(target_words=20)") == plots.objective_color("brevity")
+    assert plots.objective_color("brevity(target_words=20)") not in colors.FALLBACK_COLORS
+
+
 def test_fallback_colours_are_deterministic():
     # SHA-256 of the name, so the value is the same in every process (no PYTHONHASHSEED).
     assert plots.method_color("my_new_method") == plots.method_color("My_New_Method")

@@ -121,6 +121,9 @@ def _load_minilm(step) -> Any:
 MINILM = LazyResource("MiniLM", _load_minilm, steps=3)
 
 
+MAX_EMBED_BATCH = 1024
+
+
 def embed(texts: list[str], batch_size: int = 32) -> np.ndarray:
     """Unit-length all-MiniLM-L6-v2 embeddings of the texts, shape (len(texts), 384).
 
@@ -150,8 +153,18 @@ def relevance(prompts: list, completions: list, batch_size: int = 32, **kwargs) 
         >>> on > 0.4 > 0.1 > off
         True
     """
+    if (
+        not isinstance(batch_size, int)
+        or isinstance(batch_size, bool)
+        or not 1 <= batch_size <= MAX_EMBED_BATCH
+    ):
+        raise ValueError(
+            f"batch_size must be an integer in [1, {MAX_EMBED_BATCH}], got {batch_size!r}"
+        )
     prompt_texts = [as_text(prompt, "prompts") for prompt in prompts]
     completion_texts = [as_text(completion) for completion in completions]
+    if not completion_texts:
+        return []  # nothing to embed: MiniLM is not loaded (settings are checked on empty input)
     unique = list(dict.fromkeys(prompt_texts + completion_texts))
     index = {text: i for i, text in enumerate(unique)}
     vectors = embed(unique, batch_size=batch_size)  # (U, 384)
