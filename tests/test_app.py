@@ -170,6 +170,25 @@ def test_train_form_options_reach_the_runs_config(data_dir):
     wait_done(executor, run_id)
 
 
+def test_train_form_brevity_target_names_the_objective_in_the_config(data_dir):
+    at = page("pages/train.py")
+    at.multiselect(key="form:objectives").set_value(["formality", "brevity"]).run()
+    at.number_input(key="form:brevity").set_value(20)
+    at.button[0].click().run()
+    no_exceptions(at)
+    run_id = at.query_params["run"]
+    run_id = run_id[0] if isinstance(run_id, list) else run_id
+    from morl_core import jobs
+
+    executor = jobs.get_executor(data_dir=data_dir)
+    executor.cancel(run_id)
+    config = json.loads((data_dir / "runs" / run_id / "config.json").read_text())
+    assert config["objectives"] == ["formality", "brevity(target_words=20)"]
+    wait_done(executor, run_id)
+    at.multiselect(key="form:objectives").set_value(["formality", "readability"]).run()
+    assert not [n for n in at.number_input if n.key == "form:brevity"]  # no brevity, no target
+
+
 def test_train_submit_puts_run_in_url_and_cancel_ends_it(data_dir):
     at = page("pages/train.py")
     at.number_input(key="form:steps").set_value(2)
