@@ -18,7 +18,7 @@ from tiny_models import EOS, PAD, VOCAB, tiny_llama
 
 from morl_core.policy import attach_lora, load_policy
 from morl_core.policy.llama_decode import DecodeCache
-from morl_core.policy.model import Policy, is_transformers_model
+from morl_core.policy.model import Policy, is_transformers_model, rows_independent
 from morl_core.policy.sampling import hf_next_token, sample, share_identical_prompts
 from morl_core.rl.losses import token_logprobs
 
@@ -209,6 +209,7 @@ def test_only_transformers_models_share_the_prompt_pass(embedded):
     assert is_transformers_model(embedded.model)  # peft-wrapped
     assert is_transformers_model(sharp_llama())
     assert not is_transformers_model(Wrapper(embedded.model))
+    assert not rows_independent(Wrapper(embedded.model))
 
 
 def test_repeated_prompts_share_the_prompt_pass_through_rollout(embedded, monkeypatch):
@@ -253,3 +254,26 @@ def test_distinct_prompts_keep_the_plain_pass_and_odd_caches_fall_back():
     calls.clear()
     logits, _ = shared(ids[1:], mask[1:], mask[1:].cumsum(-1) - 1, None)
     assert calls == [2] and torch.equal(logits, ids[1:].float())  # nothing to share
+
+
+def test_panacea_samples_of_one_prompt_share_the_prompt_pass(monkeypatch):
+    """Panacea's module is not a ``transformers`` model but says its rows are independent."""
+    from morl_core.methods.panacea import Panacea, attach_panacea
+
+    policy = load_policy("embedded", device="cpu", threads=1)
+    base = type(policy.model)
+    model = attach_panacea(policy, r=4, k=2, alpha=8.0, seed=0)
+    assert rows_independent(model) and not is_transformers_model(model)
+    rows, run = [], base.forward
+
+    def counted(self, input_ids=None, **kwargs):
+        if input_ids is not None and input_ids.shape[1] > 1:
+            rows.append(input_ids.shape[0])
+        return run(self, input_ids=input_ids, **kwargs)
+
+    monkeypatch.setattr(base, "forward", counted)
+    gen = {"seed": 2, "max_new_tokens": 12, "top_p": 0.9}
+    texts = Panacea(policy, ("a", "b")).generate([PROMPTS[0]] * 3, [0.3, 0.7], **gen)
+    assert rows == [1]
+    plain = policy.generate([PROMPTS[0]] * 3, next_token=hf_next_token(model), **gen)
+    assert rows == [1, 3] and texts == plain and len(set(texts)) > 1

@@ -114,6 +114,9 @@ def _targets(model: nn.Module) -> list[str]:
 class PanaceaModel(nn.Module):
     """The base causal LM with :class:`PanaceaLayer` s swapped in; the sampler's model interface."""
 
+    # one preference for the whole batch: identical prompts may share their prompt pass
+    rows_independent = True
+
     def __init__(self, base: nn.Module, r: int, k: int, alpha: float, seed: int):
         super().__init__()
         generator = torch.Generator().manual_seed(seed)

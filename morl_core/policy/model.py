@@ -148,9 +148,9 @@ class Policy:
         if next_token is None:
             next_token = hf_next_token(self.model)
             # identical prompt rows (the n copies of each prompt, or Steer's [prompt] * samples)
-            # share one prompt pass (only on a transformers / peft model: a wrapper such as
-            # EMORL's fusion may hold per-row state)
-            if is_transformers_model(self.model):
+            # share one prompt pass (only where rows are independent: a wrapper such as EMORL's
+            # fusion may hold per-row state)
+            if rows_independent(self.model):
                 next_token = share_identical_prompts(next_token)
         with self._eval_mode():
             return sample(
@@ -217,6 +217,14 @@ def is_transformers_model(model) -> bool:
     from transformers import PreTrainedModel
 
     return isinstance(model, PreTrainedModel | PeftModel)
+
+
+def rows_independent(model) -> bool:
+    """Whether each row of ``model``'s output depends on that row's input alone, so identical
+    prompt rows may share a pass: a ``transformers`` / ``peft`` model, or a method's module that
+    says so with a class attribute ``rows_independent = True`` (Panacea's, whose preference is
+    one for the whole batch)."""
+    return is_transformers_model(model) or getattr(model, "rows_independent", False) is True
 
 
 def check_prompts(prompts: Sequence[str]) -> None:
