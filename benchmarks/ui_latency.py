@@ -41,7 +41,9 @@ Four measurements against a fresh ``streamlit run app.py`` on localhost:
    lattice the page shows on a lattice prompt) takes two laps of key presses: key press -> the
    next lattice point's replies painted, in the browser, with the messages sent to the server
    meanwhile (none: the move stays in the browser); goal p50 <= 150 ms. Results in
-   ``ui_steer_latency.json``.
+   ``ui_steer_latency.json`` for a demo of the embedded model, ``ui_steer_latency_<model
+   family>.json`` for another model's (``ui_steer_latency_smollm2.json``). The server lists
+   every shipped demo (the test suite's ``MORL_UI_DEMO_MODELS`` pin is not passed on).
 
 Results go to ``benchmarks/results/ui_latency.json`` (``ui_classroom.json`` for phase 4), with
 the machine's load average during each phase (other processes on a 2-core machine change the
@@ -52,6 +54,8 @@ numbers)::
     python benchmarks/ui_latency.py --skip-browser --clients 30 --duration 120
     python benchmarks/ui_latency.py --classroom --clients 30 --train-runs 2   # phase 4
     python benchmarks/ui_latency.py --steer-latency --artifact soups-sentiment-brevity  # phase 5
+    python benchmarks/ui_latency.py --steer-latency --artifact smollm2-soups-formality-readability \
+        --steer-moves 45  # phase 5 on SmolLM2-135M (~15 min on a busy 2-core machine)
 """
 
 from __future__ import annotations
@@ -127,7 +131,9 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
         env = {
-            **os.environ,
+            # every shipped demo is listed, as a user's server does (the test suite pins the
+            # embedded model's demos through this variable)
+            **{k: v for k, v in os.environ.items() if k != "MORL_UI_DEMO_MODELS"},
             "MORL_DATA_DIR": str(data_dir),
             "HF_HUB_OFFLINE": "1",
             "OMP_NUM_THREADS": "1",  # threads pinned: one per process on a shared machine
@@ -306,6 +312,18 @@ def stop_training(data_dir: Path, run_id: str) -> None:
 # --- Steer: streamed first token and precomputed replies, in the browser ---------------------
 
 STEER_RESULTS = ROOT / "benchmarks" / "results" / "ui_steer_latency.json"
+
+
+def steer_results_file(artifact: str) -> Path:
+    """Where ``--steer-latency`` writes: :data:`STEER_RESULTS` for a demo of the embedded
+    model, ``ui_steer_latency_<model family>.json`` for another model's (``smollm2``)."""
+    config = json.loads((ROOT / "assets" / "demo" / artifact / "config.json").read_text())
+    model = str(config.get("model", "embedded"))
+    if model == "embedded":
+        return STEER_RESULTS
+    return STEER_RESULTS.with_name(f"ui_steer_latency_{model.split('-')[0]}.json")
+
+
 STEER_GOALS_MS = {  # the Steer page's latency goals (first token measured while training)
     "first_token_p50": 300,
     "first_token_p95": 600,
@@ -1352,7 +1370,8 @@ def classroom_training_phase(clients: int, train_runs: int, steps: int) -> dict:
 
 
 def steer_main(args: argparse.Namespace) -> int:
-    """``--steer-latency``: the Steer phase on a fresh server; writes :data:`STEER_RESULTS`."""
+    """``--steer-latency``: the Steer phase on a fresh server; writes
+    :func:`steer_results_file`."""
     from morl_core.app.serving import discover_artifacts
 
     if not 1 <= args.excursion <= 5 or (args.steer_moves is not None and args.steer_moves < 1):
@@ -1385,11 +1404,12 @@ def steer_main(args: argparse.Namespace) -> int:
         finally:
             server.stop()
     result["against_goals"] = against_goals(result)
-    STEER_RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    STEER_RESULTS.write_text(json.dumps(result, indent=1))
+    out = steer_results_file(artifact)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
     for name, row in result["against_goals"].items():
         print(f"{name}: {row['measured_ms']} ms (goal {row['goal_ms']} ms, met: {row['met']})")
-    print(f"wrote {STEER_RESULTS}")
+    print(f"wrote {out}")
     return 0
 
 
@@ -1420,7 +1440,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only the Steer phase: live moves (first streamed token, whole reply) and moves "
         "onto the precomputed lattice, alone and while a training run holds a core; results to "
-        "benchmarks/results/ui_steer_latency.json",
+        "benchmarks/results/ui_steer_latency.json (ui_steer_latency_smollm2.json for a SmolLM2 demo)",
     )
     parser.add_argument(
         "--artifact",
