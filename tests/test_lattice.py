@@ -81,6 +81,33 @@ def test_build_then_found_only_on_the_lattice_with_the_same_settings(tmp_path):
         assert lattice.precomputed(run_dir, **args) is None, miss
 
 
+def test_the_lattice_file_is_read_once_per_version(tmp_path, monkeypatch):
+    from morl_core.runfolder import write_json_atomic
+
+    run_dir = tmp_path / "demo"
+    shutil.copytree(DEMO, run_dir)
+    data = lattice.read_lattice(run_dir)
+    prompt, settings = data["prompts"][0], {"samples": data["samples"], "seed": data["seed"]}
+    reads = []
+    read_json = lattice.read_json
+    monkeypatch.setattr(lattice, "read_json", lambda path: reads.append(path) or read_json(path))
+    for weights in ([0.5, 0.5], [0.6, 0.4], [0.65, 0.35], [0.5, 0.5]):  # slider moves
+        lattice.precomputed(run_dir, "soups", prompt, weights, **settings)
+        lattice.prompt_lattice(run_dir, "soups", prompt, **settings)
+    hit = lattice.precomputed(run_dir, "soups", prompt, [0.5, 0.5], **settings)
+    assert len(reads) == 1
+    assert [g.text for g in hit.generations] == [
+        t for t, _ in data["methods"]["soups"]["replies"][0][5]
+    ]
+    # rebuilt (an atomic rewrite, as build_lattice does): the new replies are served at once
+    data["methods"]["soups"]["replies"][0][5][0][0] = "a rebuilt reply"
+    write_json_atomic(run_dir / lattice.LATTICE, data)
+    hit = lattice.precomputed(run_dir, "soups", prompt, [0.5, 0.5], **settings)
+    assert hit.generations[0].text == "a rebuilt reply" and len(reads) == 2
+    (run_dir / lattice.LATTICE).unlink()
+    assert lattice.precomputed(run_dir, "soups", prompt, [0.5, 0.5], **settings) is None
+
+
 def test_steer_page_shows_the_lattice_reply_without_the_model(tmp_path, monkeypatch):
     pytest.importorskip("streamlit")
     from streamlit.testing.v1 import AppTest

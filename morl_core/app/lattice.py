@@ -12,6 +12,8 @@ replies for one prompt to the page's browser-side view (:mod:`morl_core.app.latt
 
 from __future__ import annotations
 
+import functools
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -96,6 +98,16 @@ def read_lattice(run_dir: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and data.get("version") == VERSION else None
 
 
+def _file_version(path: Path) -> tuple[int, int, int] | None:
+    """What tells one version of a file from another: (inode, size, mtime in ns); None if absent.
+    An atomic rewrite (a new file renamed over the old one) changes the inode."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
 @dataclass(frozen=True)
 class PromptLattice:
     """Every lattice reply of one method for one prompt: what the browser-side view needs."""
@@ -116,14 +128,36 @@ def prompt_lattice(
 
     It applies under the same conditions as :func:`precomputed`, the preference aside: the
     lattice holds ``method`` and ``prompt`` with the same samples, seed and Steer decoding.
+    The file is parsed once per version (the Steer page asks on every slider move); the
+    decoding is checked against the artifact's config on every call.
     """
-    data = read_lattice(run_dir)
+    path = Path(run_dir) / LATTICE
+    version = _file_version(path)
+    if version is None:
+        return None
+    decoding = serving.steer_decoding(run_dir)
+    key = tuple(sorted(decoding.items()))
+    return _prompt_lattice(str(path), version, method, prompt, samples, seed, key)
+
+
+@functools.lru_cache(maxsize=64)
+def _prompt_lattice(
+    path: str,
+    version: tuple[int, int, int],
+    method: str,
+    prompt: str,
+    samples: int,
+    seed: int,
+    decoding: tuple[tuple[str, Any], ...],
+) -> PromptLattice | None:
+    """:func:`prompt_lattice` for one version of the file (``version`` is the cache key only).
+    The result is shared between callers: read it, do not change it."""
+    data = read_lattice(Path(path).parent)
     if (
         data is None
         or method not in data["methods"]
         or prompt not in data["prompts"]
-        or (data["samples"], data["seed"], data["decoding"])
-        != (samples, seed, serving.steer_decoding(run_dir))
+        or (data["samples"], data["seed"], data["decoding"]) != (samples, seed, dict(decoding))
     ):
         return None
     entry, objectives = data["methods"][method], tuple(data["objectives"])
@@ -135,11 +169,13 @@ def prompt_lattice(
         ]
         for point in row
     ]
+    preferences = np.asarray(data["preferences"], dtype=float)
+    preferences.flags.writeable = False  # shared by every session
     return PromptLattice(
         method=method,
         prompt=prompt,
         objectives=objectives,
-        preferences=np.asarray(data["preferences"], dtype=float),
+        preferences=preferences,
         replies=replies,
         passes_per_token=entry["passes_per_token"],
         models_kept=entry["models_kept"],
