@@ -1,6 +1,8 @@
 """Steer: move the preference sliders, watch a trained model's answer change; or answer
 "which reply is better?" and let the app infer your preference. The view is kept in the URL."""
 
+import time
+
 import streamlit as st
 
 from morl_core import plots
@@ -149,94 +151,122 @@ if not compare and st.session_state.get("ask"):
     choice_panel(info, picked[0][1], prompt)
 
 
+# A slider move's replies go to the browser before the front is built: building it holds the
+# GIL for ~70 ms of CPU, which keeps Streamlit's sending thread from the queued replies, and a
+# chart that lands in the same browser update as the replies delays their paint by its render.
+REPLIES_OUT_S = 0.03
+
+
 @st.fragment  # a slider move reruns only this part of the page
 def steer_view(info, picked, prompt) -> None:
     sliders, output = st.columns([2, 3], gap="large")
     with sliders:
         st.markdown("**Preference** (weights sum to 1)")
         weights = simplex_sliders(names, key=slider_key)
-        with st.expander("Decoding"):
-            samples = st.number_input("Samples per method", 1, 4, 2, key="samples")
-            seed = st.number_input("Seed", 0, 10_000, 0, key="seed")
-            decoding = serving.steer_decoding(info.run_dir)
-            st.caption(
-                f"Up to {decoding['max_new_tokens']} tokens per reply (the artifact's training "
-                f"length, at most {serving.STEER_MAX_NEW_TOKENS}), temperature "
-                f"{decoding['temperature']}, top-p {decoding['top_p']}."
-            )
-        # an example prompt of the lattice: every point's replies go to the browser at once,
-        # and the preview's own control moves between them there (no rerun)
-        found = None
-        if not compare:
-            found = lattice.prompt_lattice(
-                info.run_dir, picked[0][1], prompt, samples=samples, seed=seed
-            )
-        if found is not None:
-            # it opens at the sliders' lattice point, then stays where it is left: the same
-            # HTML on every rerun, so the browser keeps the frame (no reload, no jump)
-            starts = st.session_state.setdefault("preview-start", {})
-            view = (info.key, picked[0][1], prompt)
-            starts.setdefault(view, lattice.nearest_point(found.preferences, weights)[0])
-            st.iframe(lattice_view.view_html(found, starts[view]))  # escaped: see its module
-            st.caption(
-                "The instant preview flips through the precomputed replies; the sliders above "
-                "generate live at any preference and place the diamond on the front."
-            )
-    url.write(info, picked[0][1], weights, prompt)
-    shown = []
+        settings = st.container()  # filled after the replies: a move shows them first
+    # the decoding widgets below hold these keys; they are drawn after the replies
+    samples, seed = int(st.session_state.get("samples", 2)), int(st.session_state.get("seed", 0))
     with output:
-        columns = st.columns(max(1, len(picked)))
-        for index, (column, (art, method)) in enumerate(zip(columns, picked, strict=False)):
-            with column:
-                st.subheader(method)
-                if compare:
-                    st.caption(art.label)
-                # on a lattice point the replies were precomputed: shown without a model
-                result = lattice.precomputed(
-                    art.run_dir, method, prompt, weights, samples=samples, seed=seed
-                )
-                shared = None if result else model(art, method)
-                if result is None and shared is None:
-                    continue
-                try:
-                    if result is None:
-                        with live_replies() as on_text:  # a reply not cached streams as written
-                            result = serving.steer(
-                                shared, prompt, weights, samples=samples, seed=seed, on_text=on_text
-                            )
-                except ValueError as exc:
-                    st.warning(serving.user_message(exc))
-                    continue
-                generation_cards(result, key=f"{index}-{method}")
-                if shared is None:
-                    st.caption("precomputed at this lattice point; other preferences generate live")
-                shown.append((art, method, result))
-        if not shown:
-            return
-        curves = []
-        for art, method, result in shown:
-            front = fronts.front_cached(art, method)
-            if front is None:
-                with progress_box(f"Evaluating the {method} front (once per server)") as progress:
-                    front = fronts.front_for(art, method, progress=progress)
-            curves.append(fronts.steer_point(front, art, method, weights, result))
-        fig, ternary = fronts.steer_figures(curves, names, weights)
-        tabs = st.tabs(["Front", "Preference simplex"] if ternary else ["Front"])
-        with tabs[0]:
-            st.plotly_chart(fig, config=PLOTLY_CONFIG, key="mini-front")
-            st.caption(fronts.ON_SCREEN_NOTE)
-            export_figure(fig, "steer-front")
-        if ternary:
-            with tabs[1]:
-                st.plotly_chart(ternary, config=PLOTLY_CONFIG, key="ternary")
-        art, _, result = shown[0]
-        st.download_button(
-            "Download trade-off report (HTML)",
-            lambda: fronts.steer_report(art, result, fig, curves[0]["indicators"]),
-            "tradeoff-report.html",
-            mime="text/html",
-            type="primary",
+        shown = replies(picked, prompt, weights, samples, seed)
+    with settings:
+        decoding_settings(info)
+        if not compare:
+            lattice_preview(info, picked[0][1], prompt, weights, samples, seed)
+    url.write(info, picked[0][1], weights, prompt)
+    if shown:
+        time.sleep(REPLIES_OUT_S)
+        with output:
+            front_view(shown, weights)
+
+
+def decoding_settings(info) -> None:
+    with st.expander("Decoding"):
+        st.number_input("Samples per method", 1, 4, 2, key="samples")
+        st.number_input("Seed", 0, 10_000, 0, key="seed")
+        decoding = serving.steer_decoding(info.run_dir)
+        st.caption(
+            f"Up to {decoding['max_new_tokens']} tokens per reply (the artifact's training "
+            f"length, at most {serving.STEER_MAX_NEW_TOKENS}), temperature "
+            f"{decoding['temperature']}, top-p {decoding['top_p']}."
         )
+
+
+def lattice_preview(info, method, prompt, weights, samples, seed) -> None:
+    """On an example prompt of the lattice, every point's replies go to the browser at once,
+    and the preview's own control moves between them there (no rerun)."""
+    found = lattice.prompt_lattice(info.run_dir, method, prompt, samples=samples, seed=seed)
+    if found is None:
+        return
+    # it opens at the sliders' lattice point, then stays where it is left: the same HTML on
+    # every rerun, so the browser keeps the frame (no reload, no jump)
+    starts = st.session_state.setdefault("preview-start", {})
+    view = (info.key, method, prompt)
+    starts.setdefault(view, lattice.nearest_point(found.preferences, weights)[0])
+    st.iframe(lattice_view.view_html(found, starts[view]))  # escaped: see its module
+    st.caption(
+        "The instant preview flips through the precomputed replies; the sliders above "
+        "generate live at any preference and place the diamond on the front."
+    )
+
+
+def replies(picked, prompt, weights, samples, seed) -> list:
+    """Each picked method's replies at ``weights``: ``[(artifact, method, result), ...]``."""
+    shown = []
+    columns = st.columns(max(1, len(picked)))
+    for index, (column, (art, method)) in enumerate(zip(columns, picked, strict=False)):
+        with column:
+            st.subheader(method)
+            if compare:
+                st.caption(art.label)
+            # on a lattice point the replies were precomputed: shown without a model
+            result = lattice.precomputed(
+                art.run_dir, method, prompt, weights, samples=samples, seed=seed
+            )
+            shared = None if result else model(art, method)
+            if result is None and shared is None:
+                continue
+            try:
+                if result is None:
+                    with live_replies() as on_text:  # a reply not cached streams as written
+                        result = serving.steer(
+                            shared, prompt, weights, samples=samples, seed=seed, on_text=on_text
+                        )
+            except ValueError as exc:
+                st.warning(serving.user_message(exc))
+                continue
+            generation_cards(result, key=f"{index}-{method}")
+            if shared is None:
+                st.caption("precomputed at this lattice point; other preferences generate live")
+            shown.append((art, method, result))
+    return shown
+
+
+def front_view(shown, weights) -> None:
+    """The front of each shown method with the replies' mean scores on it, and the report."""
+    curves = []
+    for art, method, result in shown:
+        front = fronts.front_cached(art, method)
+        if front is None:
+            with progress_box(f"Evaluating the {method} front (once per server)") as progress:
+                front = fronts.front_for(art, method, progress=progress)
+        curves.append(fronts.steer_point(front, art, method, weights, result))
+    fig, ternary = fronts.steer_figures(curves, names, weights)
+    tabs = st.tabs(["Front", "Preference simplex"] if ternary else ["Front"])
+    with tabs[0]:
+        st.plotly_chart(fig, config=PLOTLY_CONFIG, key="mini-front")
+        st.caption(fronts.ON_SCREEN_NOTE)
+        export_figure(fig, "steer-front")
+    if ternary:
+        with tabs[1]:
+            st.plotly_chart(ternary, config=PLOTLY_CONFIG, key="ternary")
+    art, _, result = shown[0]
+    st.download_button(
+        "Download trade-off report (HTML)",
+        lambda: fronts.steer_report(art, result, fig, curves[0]["indicators"]),
+        "tradeoff-report.html",
+        mime="text/html",
+        type="primary",
+    )
 
 
 steer_view(info, picked, prompt)
