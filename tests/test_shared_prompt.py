@@ -12,6 +12,7 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported
 
+import numpy as np
 import pytest
 import torch
 from tiny_models import EOS, PAD, VOCAB, tiny_llama
@@ -277,3 +278,39 @@ def test_panacea_samples_of_one_prompt_share_the_prompt_pass(monkeypatch):
     assert rows == [1]
     plain = policy.generate([PROMPTS[0]] * 3, next_token=hf_next_token(model), **gen)
     assert rows == [1, 3] and texts == plain and len(set(texts)) > 1
+
+
+@pytest.mark.parametrize("mix_at", ["final", "pre_norm"])
+def test_emorl_experts_share_the_prompt_pass_and_mix_every_row(monkeypatch, mix_at):
+    """EMORL's fusion runs each expert's prompt pass once per distinct prompt, then mixes every
+    row with its own coefficients: the same texts as one pass per row, for a fixed seed."""
+    from morl_core.methods import hidden
+    from morl_core.methods.emorl import Emorl
+
+    policy = load_policy("embedded", device="cpu", threads=1)
+    base = type(policy.model)
+    names = ["expert_a", "expert_b"]
+    torch.manual_seed(0)
+    for name in names:
+        attach_lora(policy, r=4, alpha=8, adapter_name=name)
+    perturb_lora(policy.model, seed=4)
+    policy.model.eval()
+    rows, run = [], base.forward
+
+    def counted(self, input_ids=None, **kwargs):
+        if input_ids is not None and input_ids.shape[1] > 1:
+            rows.append(input_ids.shape[0])
+        return run(self, input_ids=input_ids, **kwargs)
+
+    monkeypatch.setattr(base, "forward", counted)
+    emorl = Emorl(policy, ("a", "b"), names, mix_at=mix_at)
+    prompts = [PROMPTS[0]] * 3 + [PROMPTS[1]]
+    coefficients = np.array([[0.3, 0.7], [0.3, 0.7], [0.9, 0.4], [0.5, 0.5]])  # per row
+    gen = {"seed": 6, "max_new_tokens": 12, "top_p": 0.9}
+    shared = emorl.decode(prompts, coefficients, **gen)
+    assert rows == [2, 2]  # each expert once per distinct prompt
+    rows.clear()
+    monkeypatch.setattr(hidden, "distinct_rows", lambda *tensors: None)  # one pass per row
+    per_row = emorl.decode(prompts, coefficients, **gen)
+    assert rows == [4, 4]
+    assert shared == per_row and len(set(shared[:3])) > 1

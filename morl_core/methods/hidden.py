@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from morl_core.policy import Policy
+from morl_core.policy.sampling import distinct_rows, select_cache_rows
 
 MIX_LEVELS = ("final", "pre_norm")  # after the final layer norm, or before it
 # Attribute names of the final layer norm on a decoder (GPT-2, Llama/Qwen/SmolLM, OPT, Mamba).
@@ -163,9 +164,27 @@ class HiddenFusion(nn.Module):
     def hidden_states(
         self, input_ids, attention_mask, position_ids=None, cache=None, use_cache=False
     ):
-        """The active experts' hidden states (B, T, K', D) at ``level``, indices, new caches."""
+        """The active experts' hidden states (B, T, K', D) at ``level``, indices, new caches.
+
+        A prompt pass (no cache yet, one wanted) runs each expert once per distinct prompt row
+        (Steer's samples of one prompt share it) and copies the states and caches back to every
+        row; the mixer still sees every row, so per-row coefficients stay per row.
+        """
         if position_ids is None:
             position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, -input_ids.shape[1] :]
+        prompt_pass = cache is None and use_cache
+        groups = distinct_rows(input_ids, attention_mask, position_ids) if prompt_pass else None
+        if groups is not None:
+            first, inverse = (torch.tensor(g, device=input_ids.device) for g in groups)
+            hidden, active, caches = self.expert_states(
+                input_ids[first], attention_mask[first], position_ids[first], None, True
+            )
+            if all(select_cache_rows(caches[i], inverse) for i in active):
+                return hidden[inverse], active, caches
+        return self.expert_states(input_ids, attention_mask, position_ids, cache, use_cache)
+
+    def expert_states(self, input_ids, attention_mask, position_ids, cache, use_cache):
+        """:meth:`hidden_states` with one pass per row, whatever the rows."""
         active = list(getattr(self.mixer, "active", lambda: range(len(self.experts)))())
         caches = list(cache) if cache is not None else [None] * len(self.experts)
         states = []

@@ -118,12 +118,14 @@ def share_identical_prompts(next_token: NextToken) -> NextToken:
     The first call (no cache yet) sees the left-padded prompts: rows equal in ids, mask and
     positions (``[prompt] * n``, or the ``n`` copies of each prompt of a rollout) are passed
     once, then the cache's rows and the logits are copied back to every row, so the decode
-    steps that follow see what a pass over every row would have left. The rows of a prompt pass
-    do not depend on the other rows of its batch, so the logits and the sampled tokens are the
-    same as without sharing (a test checks them token for token). The cache may be one cache or
-    a list (one per expert: MOD, PMIX); one that cannot select rows gets the plain pass.
-    Only for a next-token function whose rows are independent of each other (a model's
-    forward, or a mix of several), not one that holds per-row state.
+    steps that follow see what a pass over every row would have left. Sampling still draws for
+    every row in order, so a seed gives the same tokens as without sharing wherever a row's
+    prompt pass does not depend on the batch it runs in: bit for bit on the CPUs measured
+    (SmolLM2 with LoRA experts, the tiny test Llama, GPT-2; tests check logits and tokens); a
+    kernel whose arithmetic depends on the batch size could move the last bits. The cache may
+    be one cache or a list (one per expert: MOD, PMIX); one that cannot select rows gets the
+    plain pass. Only for a next-token function whose rows are independent of each other (a
+    model's forward, or a mix of several), not one that holds per-row state.
     """
 
     def forward(input_ids, attention_mask, position_ids, cache):
