@@ -28,6 +28,14 @@ what it did before), taking turns run by run, seeded replies checked to be the s
 It records each side's seconds per call, CPU seconds and time to the first token (the prompt
 passes plus the first step: what the page waits for before a reply starts to stream).
 
+Last measured (``--shared-prompt --runs 3 --new-tokens 48 --threads 1``, ``nice -n 5``, 2 shared
+AMD EPYC cores, load average 10.5 -> 7.4 from background training, 2026-12-05; a 40-token chat
+prompt, MOD at 0.5/0.5, seeded replies identical on both sides), medians per row / shared:
+samples 2: CPU 10.18 s / 10.05 s (1.01x), first token 4.47 s / 2.88 s (1.43x); samples 4: CPU
+13.32 s / 11.41 s (1.16x), first token 7.81 s / 2.52 s (2.60x). Wall-clock (52-61 s a call,
+1.05x) is mostly waiting for a core at that load. The 48 two-expert decode steps dominate a
+reply; sharing saves one prompt pass per expert for each extra sample (~0.3 s of CPU each).
+
 Last measured (2 shared AMD EPYC cores, one thread, ``nice -n 5``, 3 runs, load average 7.0-7.2
 from background training, 2026-12-05; MOD at weights 0.5/0.5, seeded replies identical on both
 sides): batch 1 top-p 7.9 s vs 11.9 s, 1.52x (CPU time 1.52x), greedy 1.33x (1.53x); batch 2
