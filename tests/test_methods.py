@@ -33,6 +33,7 @@ from morl_core.methods import METHODS, StepInfo, get
 from morl_core.methods.common import ARTIFACT
 from morl_core.methods.experts import expert_names
 from morl_core.methods.mod import Mod
+from morl_core.methods.soups import SOUP
 from morl_core.objectives.synthetic import compose_text, true_front
 from morl_core.policy import load_adapter, load_policy, set_threads
 from morl_core.prompts import load_prompts
@@ -305,6 +306,27 @@ def test_soup_adapter_is_the_weighted_sum_of_the_expert_deltas(trained, eval_pro
             assert expected.abs().max() > 0
             checked += 1
     assert checked > 0
+
+
+def test_soup_switches_adapters_only_when_the_preference_needs_another(
+    trained, eval_prompts, monkeypatch
+):
+    soup = get("soups").load(trained("soups").run_dir, device="cpu")
+    model = soup.policy.model
+    switches = []
+    original = model.set_adapter
+    monkeypatch.setattr(model, "set_adapter", lambda name: (switches.append(name), original(name)))
+    prompts = eval_prompts[:1]
+    first, second = expert_names(OBJECTIVES)
+    expected = [first, SOUP, second, first]  # a repeated expert or mixture switches nothing
+    if model.active_adapter == first:
+        expected = expected[1:]
+    walk = [(1.0, 0.0), (1.0, 0.0), (0.3, 0.7), (0.6, 0.4), (0.0, 1.0), (1.0, 0.0)]
+    texts = [soup.generate(prompts, list(w), **GREEDY) for w in walk]
+    assert switches == expected
+    assert texts[0] == texts[1] == texts[5]  # back at expert 1: its own text again
+    fresh = get("soups").load(trained("soups").run_dir, device="cpu")
+    assert texts[3] == fresh.generate(prompts, [0.6, 0.4], **GREEDY)  # the mixture was rewritten
 
 
 def mod_oracle(policy, experts: list[str], weights: list[float], prompt: str, n_tokens: int):

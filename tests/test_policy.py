@@ -486,3 +486,25 @@ def test_prefix_survives_truncation_of_a_long_prompt(policy):
     head = policy.tokenizer(prefix, add_special_tokens=False)["input_ids"]
     assert ids[0, : len(head)].tolist() == head  # the tags are kept whole
     assert policy.tokenizer.decode(ids[0, -4:]).strip().endswith("hotel was")
+
+
+def test_sampling_runs_in_eval_mode_and_leaves_an_eval_model_alone(policy, monkeypatch):
+    trained = copy_of(policy)
+    trained.model.train()
+    seen = []
+    original = trained.model.forward
+
+    def forward(*args, **kwargs):
+        seen.append(trained.model.training)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(trained.model, "forward", forward)
+    trained.generate(["The food"], max_new_tokens=3, seed=0)
+    assert seen and not any(seen)  # dropout off while sampling
+    assert trained.model.training  # the caller's mode again
+
+    switches = []
+    monkeypatch.setattr(type(policy.model), "train", lambda self, mode=True: switches.append(mode))
+    policy.model.training = False
+    policy.generate(["The food"], max_new_tokens=3, seed=0)
+    assert switches == []  # an eval model is not walked twice per reply

@@ -197,13 +197,17 @@ class Policy:
 
     @contextlib.contextmanager
     def _eval_mode(self):
-        """Eval mode (no dropout) while sampling, then the caller's mode again."""
-        was_training = self.model.training
+        """Eval mode (no dropout) while sampling, then the caller's mode again. A model already
+        in eval mode is left alone: switching walks every module (~25 ms on SmolLM2 with LoRA,
+        paid per Steer reply)."""
+        if not self.model.training:
+            yield
+            return
         self.model.eval()
         try:
             yield
         finally:
-            self.model.train(was_training)
+            self.model.train(True)
 
     def generate(self, prompts: Sequence[str], *, n: int = 1, **kw: Any) -> list[str]:
         """Texts of :meth:`rollout` (``n`` per prompt, prompt-major)."""
