@@ -148,6 +148,17 @@ def test_train_form_shows_the_chosen_methods_declared_options(data_dir, tmp_path
     assert not (data_dir / "runs").exists() or not list((data_dir / "runs").iterdir())
 
 
+def cancel_submitted(at, data_dir):
+    """The run the Train form just submitted, cancelled: (executor, run id, its config)."""
+    from morl_core import jobs
+
+    run_id = at.query_params["run"]
+    run_id = run_id[0] if isinstance(run_id, list) else run_id
+    executor = jobs.get_executor(data_dir=data_dir)
+    executor.cancel(run_id)
+    return executor, run_id, json.loads((data_dir / "runs" / run_id / "config.json").read_text())
+
+
 def test_train_form_options_reach_the_runs_config(data_dir):
     from morl_core.config import METHOD_OPTIONS
 
@@ -157,13 +168,7 @@ def test_train_form_options_reach_the_runs_config(data_dir):
     at.selectbox(key="form:options.mix_at").set_value("pre_norm")
     at.button[0].click().run()
     no_exceptions(at)
-    run_id = at.query_params["run"]
-    run_id = run_id[0] if isinstance(run_id, list) else run_id
-    from morl_core import jobs
-
-    executor = jobs.get_executor(data_dir=data_dir)
-    executor.cancel(run_id)
-    config = json.loads((data_dir / "runs" / run_id / "config.json").read_text())
+    executor, run_id, config = cancel_submitted(at, data_dir)
     defaults = {name: o.default for name, o in METHOD_OPTIONS["emorl"].items()}
     assert config["method"] == "emorl" and defaults["mix_at"] == "final"
     assert config["options"] == {**defaults, "search_rounds": 3, "mix_at": "pre_norm"}
@@ -176,13 +181,7 @@ def test_train_form_brevity_target_names_the_objective_in_the_config(data_dir):
     at.number_input(key="form:brevity").set_value(20)
     at.button[0].click().run()
     no_exceptions(at)
-    run_id = at.query_params["run"]
-    run_id = run_id[0] if isinstance(run_id, list) else run_id
-    from morl_core import jobs
-
-    executor = jobs.get_executor(data_dir=data_dir)
-    executor.cancel(run_id)
-    config = json.loads((data_dir / "runs" / run_id / "config.json").read_text())
+    executor, run_id, config = cancel_submitted(at, data_dir)
     assert config["objectives"] == ["formality", "brevity(target_words=20)"]
     wait_done(executor, run_id)
     at.multiselect(key="form:objectives").set_value(["formality", "readability"]).run()

@@ -213,18 +213,25 @@ def test_only_transformers_models_share_the_prompt_pass(embedded):
     assert not rows_independent(Wrapper(embedded.model))
 
 
-def test_repeated_prompts_share_the_prompt_pass_through_rollout(embedded, monkeypatch):
-    """``[prompt] * n`` at ``n=1`` (the Steer page's samples, for every family that decodes with
-    the policy's own forward): one prompt pass over the distinct rows, the same completions."""
-    base = type(embedded.model.base_model.model)  # the GPT-2 under the LoRA wrapper
-    rows, run = [], base.forward
+def count_prompt_rows(monkeypatch, model_class) -> list[int]:
+    """The rows of every prompt pass (an input longer than one token) through
+    ``model_class.forward`` from now on, in call order."""
+    rows, run = [], model_class.forward
 
     def counted(self, input_ids=None, **kwargs):
         if input_ids is not None and input_ids.shape[1] > 1:
             rows.append(input_ids.shape[0])
         return run(self, input_ids=input_ids, **kwargs)
 
-    monkeypatch.setattr(base, "forward", counted)
+    monkeypatch.setattr(model_class, "forward", counted)
+    return rows
+
+
+def test_repeated_prompts_share_the_prompt_pass_through_rollout(embedded, monkeypatch):
+    """``[prompt] * n`` at ``n=1`` (the Steer page's samples, for every family that decodes with
+    the policy's own forward): one prompt pass over the distinct rows, the same completions."""
+    base = type(embedded.model.base_model.model)  # the GPT-2 under the LoRA wrapper
+    rows = count_prompt_rows(monkeypatch, base)
     plain_next = hf_next_token(embedded.model)  # an explicit next_token keeps one pass per row
     prompts = [PROMPTS[0]] * 3 + [PROMPTS[1], PROMPTS[0]]
     for seed in (0, 1):
@@ -265,14 +272,7 @@ def test_panacea_samples_of_one_prompt_share_the_prompt_pass(monkeypatch):
     base = type(policy.model)
     model = attach_panacea(policy, r=4, k=2, alpha=8.0, seed=0)
     assert rows_independent(model) and not is_transformers_model(model)
-    rows, run = [], base.forward
-
-    def counted(self, input_ids=None, **kwargs):
-        if input_ids is not None and input_ids.shape[1] > 1:
-            rows.append(input_ids.shape[0])
-        return run(self, input_ids=input_ids, **kwargs)
-
-    monkeypatch.setattr(base, "forward", counted)
+    rows = count_prompt_rows(monkeypatch, base)
     gen = {"seed": 2, "max_new_tokens": 12, "top_p": 0.9}
     texts = Panacea(policy, ("a", "b")).generate([PROMPTS[0]] * 3, [0.3, 0.7], **gen)
     assert rows == [1]
@@ -295,14 +295,7 @@ def test_emorl_experts_share_the_prompt_pass_and_mix_every_row(monkeypatch, mix_
         attach_lora(policy, r=4, alpha=8, adapter_name=name)
     perturb_lora(policy.model, seed=4)
     policy.model.eval()
-    rows, run = [], base.forward
-
-    def counted(self, input_ids=None, **kwargs):
-        if input_ids is not None and input_ids.shape[1] > 1:
-            rows.append(input_ids.shape[0])
-        return run(self, input_ids=input_ids, **kwargs)
-
-    monkeypatch.setattr(base, "forward", counted)
+    rows = count_prompt_rows(monkeypatch, base)
     emorl = Emorl(policy, ("a", "b"), names, mix_at=mix_at)
     prompts = [PROMPTS[0]] * 3 + [PROMPTS[1]]
     coefficients = np.array([[0.3, 0.7], [0.3, 0.7], [0.9, 0.4], [0.5, 0.5]])  # per row
