@@ -192,6 +192,20 @@ def tiny_suite(tmp_path_factory):
     return load_suite(str(path)), base
 
 
+def test_runner_refuses_a_data_dir_without_the_suites_runs(tiny_suite, tmp_path):
+    suite, _ = tiny_suite
+    out = tmp_path / "out"
+    (out / "tiny").mkdir(parents=True)
+    listed = {"soups__seed0": "20261205-110948-d36ba0a2"}  # submitted to another job store
+    (out / "tiny" / "runs.json").write_text(json.dumps(listed))
+    with pytest.raises(
+        ValueError, match=r"--data-dir .*no run 20261205-110948-d36ba0a2.*soups__seed0"
+    ):
+        run_suite(suite, out, data_dir=tmp_path / "other", poll_seconds=0.1, progress=print)
+    assert json.loads((out / "tiny" / "runs.json").read_text()) == listed  # nothing submitted
+    assert not list((out / "tiny" / "records").iterdir())
+
+
 def test_runner_writes_complete_records_and_resumes(tiny_suite, monkeypatch):
     from morl_core import evaluation
 

@@ -161,6 +161,24 @@ def gradient_conflict_record(suite: Suite, batches: int = 3) -> dict[str, Any]:
     }
 
 
+def _check_runs_in_store(store, runs: dict[str, str], keys: list[str], runs_file: Path) -> None:
+    """Every cell's recorded run is in this job store: a ``--data-dir`` other than the one the
+    runs went to is a ``ValueError`` naming both, before anything waits or trains."""
+    from morl_core.jobs.store import RunNotFound
+
+    for key in keys:
+        if key not in runs:
+            continue
+        try:
+            store.run_dir(runs[key])
+        except RunNotFound:
+            raise ValueError(
+                f"--data-dir {store.data_dir}: it has no run {runs[key]}, which {runs_file} lists "
+                f"for {key}; pass the --data-dir the suite's runs were submitted to (or remove "
+                f"{key} from {runs_file.name} to train that cell again)"
+            ) from None
+
+
 def run_suite(
     suite: Suite,
     out: Path,
@@ -190,6 +208,7 @@ def run_suite(
             runs[key] = ex.submit(suite.run_config(method, seed))
             write_json_atomic(runs_file, runs)
             progress(f"submitted {key} as run {runs[key]}")
+    _check_runs_in_store(ex.store, runs, [key for key, _, _ in cells], runs_file)
     records = []
     for key, method, seed in cells:
         record_path = folder / f"{key}.json"
