@@ -84,3 +84,11 @@ def check_rng(rng: object, name: str = "rng") -> np.random.Generator:
             f"got {type(rng).__name__}"
         )
     return rng
+
+
+def check_int(value: object, name: str, low: int, high: int) -> int:
+    """``value`` when it is an integer (not a bool) in [low, high]; otherwise ``ValueError``
+    naming ``name`` and the allowed range."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+    return value

@@ -62,6 +62,7 @@ from typing import Any
 
 import numpy as np
 
+from morl_core.array_checks import check_int
 from morl_core.objectives.lexical import (
     distinct_n,
     fluency_gate,
@@ -265,12 +266,7 @@ def perplexity(
     token), NaN for an empty completion; ``batch_size`` is 1..``MAX_BATCH_SIZE``.
     """
     prompt_texts, completion_texts = _texts(prompts, completions)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-        raise ValueError(f"batch_size must be an integer in [1, {MAX_BATCH_SIZE}]")
-    if not 1 <= batch_size <= MAX_BATCH_SIZE:
-        raise ValueError(
-            f"batch_size must be an integer in [1, {MAX_BATCH_SIZE}], got {batch_size}"
-        )
+    check_int(batch_size, "batch_size", 1, MAX_BATCH_SIZE)
     import torch
 
     tokenizer, model = BASE_MODEL.get()

@@ -31,6 +31,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from morl_core.array_checks import check_int
 from morl_core.objectives.lexical import (
     SENTENCE_BREAK_PATTERN,
     fluency_gate,
@@ -237,14 +238,7 @@ def brevity_heldout(
         >>> brevity_heldout(["Hi"] * 3, ["Hello there.", "....", ""])
         [1.0, 0.0, 0.0]
     """
-    if (
-        not isinstance(target_tokens, int)
-        or isinstance(target_tokens, bool)
-        or not 1 <= target_tokens <= MAX_TARGET_TOKENS
-    ):
-        raise ValueError(
-            f"target_tokens must be an integer in [1, {MAX_TARGET_TOKENS}], got {target_tokens!r}"
-        )
+    check_int(target_tokens, "target_tokens", 1, MAX_TARGET_TOKENS)
     tokenizer = TOKENIZER.get()
     scores = []
     for completion in completions:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 import re
 
+from morl_core.array_checks import check_int
 from morl_core.objectives.registry import as_text
 
 WORD_PATTERN = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
@@ -226,14 +227,7 @@ def brevity(
         ...         target_words=2)
         [1.0, 0.5, 0.0, 0.0]
     """
-    if (
-        not isinstance(target_words, int)
-        or isinstance(target_words, bool)
-        or not 1 <= target_words <= MAX_TARGET_WORDS
-    ):
-        raise ValueError(
-            f"target_words must be an integer in [1, {MAX_TARGET_WORDS}], got {target_words!r}"
-        )
+    check_int(target_words, "target_words", 1, MAX_TARGET_WORDS)
     scores = []
     for completion in completions:
         text = as_text(completion)
@@ -257,8 +251,7 @@ def diversity(prompts: list, completions: list, max_n: int = 2, **kwargs) -> lis
         >>> diversity([""], ["the cat sat on the mat", "no no no no"])
         [0.9166666666666667, 0.29166666666666663]
     """
-    if not isinstance(max_n, int) or isinstance(max_n, bool) or not 1 <= max_n <= MAX_NGRAM:
-        raise ValueError(f"max_n must be an integer in [1, {MAX_NGRAM}], got {max_n!r}")
+    check_int(max_n, "max_n", 1, MAX_NGRAM)
     scores = []
     for completion in completions:
         text = as_text(completion)

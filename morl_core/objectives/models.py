@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from morl_core.array_checks import check_int
 from morl_core.objectives.lexical import fluency_gate
 from morl_core.objectives.registry import LazyResource, ProgressCallback, as_text
 
@@ -153,14 +154,7 @@ def relevance(prompts: list, completions: list, batch_size: int = 32, **kwargs) 
         >>> on > 0.4 > 0.1 > off
         True
     """
-    if (
-        not isinstance(batch_size, int)
-        or isinstance(batch_size, bool)
-        or not 1 <= batch_size <= MAX_EMBED_BATCH
-    ):
-        raise ValueError(
-            f"batch_size must be an integer in [1, {MAX_EMBED_BATCH}], got {batch_size!r}"
-        )
+    check_int(batch_size, "batch_size", 1, MAX_EMBED_BATCH)
     prompt_texts = [as_text(prompt, "prompts") for prompt in prompts]
     completion_texts = [as_text(completion) for completion in completions]
     if not completion_texts:
