@@ -67,6 +67,16 @@ def check_model_reachable(model: str) -> None:
 
 
 # --- commands ---
+def reward_postfix(metrics: dict[str, float]) -> dict[str, float]:
+    """Each objective's training reward for a progress bar, keyed by a short label: the name
+    without its settings (``brevity(target_words=20)`` shows as ``brevity``), 9 characters."""
+    return {
+        key.split("/", 1)[1].split("(", 1)[0][:9]: round(value, 3)
+        for key, value in metrics.items()
+        if key.startswith("reward/") and key != "reward/scalarized"
+    }
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     # Everything is checked before the first byte is written: a refused run leaves no folder.
     config = config_from_args(args)
@@ -82,11 +92,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     def show(info: StepInfo) -> bool:
         bar.total = info.total_steps
         bar.n = info.step
-        rewards = {
-            k.split("/", 1)[1][:9]: round(v, 3)
-            for k, v in info.metrics.items()
-            if k.startswith("reward/") and k != "reward/scalarized"
-        }
+        rewards = reward_postfix(info.metrics)
         bar.set_postfix(stage=info.stage, kl=round(info.metrics.get("kl", 0.0), 4), **rewards)
         return True
 

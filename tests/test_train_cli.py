@@ -230,3 +230,15 @@ def test_commands_on_a_folder_that_is_not_a_run_exit_2(command, tmp_path):
     done = morl(*args, timeout=60)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "is not a run folder (no config.json)" in done.stderr
+
+
+def test_progress_bar_labels_objectives_without_their_settings():
+    from morl_core.train_cli import reward_postfix
+
+    metrics = {
+        "reward/brevity(target_words=20)": 0.41234,
+        "reward/readability": 0.7,
+        "reward/scalarized": 0.5,
+        "kl": 0.1,
+    }
+    assert reward_postfix(metrics) == {"brevity": 0.412, "readabili": 0.7}
