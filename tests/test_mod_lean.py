@@ -19,7 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported
 
 import pytest
 import torch
-from tiny_models import EOS, PAD, VOCAB, tiny_llama
+from tiny_models import EOS, PAD, VOCAB, count_prompt_rows, tiny_llama
 
 from morl_core.methods.mixture import ProbabilityMixture
 from morl_core.methods.mod import Mod, quick_adapter_switch
@@ -251,16 +251,7 @@ def prompt_passes(monkeypatch) -> list[int]:
     forward is patched, not hooked: a hook would keep the lean step from applying."""
     from transformers import LlamaForCausalLM
 
-    rows = []
-    run = LlamaForCausalLM.forward
-
-    def counted(self, input_ids=None, **kwargs):
-        if input_ids is not None and input_ids.shape[1] > 1:
-            rows.append(input_ids.shape[0])
-        return run(self, input_ids=input_ids, **kwargs)
-
-    monkeypatch.setattr(LlamaForCausalLM, "forward", counted)
-    return rows
+    return count_prompt_rows(monkeypatch, LlamaForCausalLM)
 
 
 @pytest.mark.parametrize("steerable_class", STEERABLES)

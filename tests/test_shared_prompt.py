@@ -15,7 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported
 import numpy as np
 import pytest
 import torch
-from tiny_models import EOS, PAD, VOCAB, tiny_llama
+from tiny_models import EOS, PAD, VOCAB, count_prompt_rows, tiny_llama
 
 from morl_core.policy import attach_lora, load_policy
 from morl_core.policy.llama_decode import DecodeCache
@@ -211,20 +211,6 @@ def test_only_transformers_models_share_the_prompt_pass(embedded):
     assert is_transformers_model(sharp_llama())
     assert not is_transformers_model(Wrapper(embedded.model))
     assert not rows_independent(Wrapper(embedded.model))
-
-
-def count_prompt_rows(monkeypatch, model_class) -> list[int]:
-    """The rows of every prompt pass (an input longer than one token) through
-    ``model_class.forward`` from now on, in call order."""
-    rows, run = [], model_class.forward
-
-    def counted(self, input_ids=None, **kwargs):
-        if input_ids is not None and input_ids.shape[1] > 1:
-            rows.append(input_ids.shape[0])
-        return run(self, input_ids=input_ids, **kwargs)
-
-    monkeypatch.setattr(model_class, "forward", counted)
-    return rows
 
 
 def test_repeated_prompts_share_the_prompt_pass_through_rollout(embedded, monkeypatch):

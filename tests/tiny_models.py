@@ -54,3 +54,17 @@ def teacher_forced_logits(next_token, ids, mask, steps: int, before_step=None):
             out.append(logits)
             step_ids, positions = logits.argmax(-1)[:, None], positions[:, -1:] + 1
     return torch.stack(out, dim=1), cache
+
+
+def count_prompt_rows(monkeypatch, model_class) -> list[int]:
+    """The rows of every prompt pass (an input longer than one token) through
+    ``model_class.forward`` from now on, in call order."""
+    rows, run = [], model_class.forward
+
+    def counted(self, input_ids=None, **kwargs):
+        if input_ids is not None and input_ids.shape[1] > 1:
+            rows.append(input_ids.shape[0])
+        return run(self, input_ids=input_ids, **kwargs)
+
+    monkeypatch.setattr(model_class, "forward", counted)
+    return rows
