@@ -15,6 +15,7 @@ MORL_ALLOWED_IMPORTS        module prefixes objectives may import from    trl.re
 MORL_THREADS                torch threads of a CLI / worker process       1 (1..1024)
 MORL_EXECUTOR               where workers run: local or ray               local
 MORL_MAX_WORKERS            local workers at once                         1 (1..1024)
+MORL_WORKER_NICE            niceness a worker adds to itself (UI first)   10 (0..19)
 MORL_MAX_RETRIES            resumes of a lost run before it fails         3 (0..1000)
 MORL_HEARTBEAT_TIMEOUT      seconds of silence before a run is lost       30 (0.1..86400)
 MORL_HEARTBEAT_S            seconds between a worker's heartbeats         1 (0.01..3600)
@@ -47,6 +48,7 @@ ALLOWED_IMPORTS = "MORL_ALLOWED_IMPORTS"
 THREADS = "MORL_THREADS"
 EXECUTOR = "MORL_EXECUTOR"
 MAX_WORKERS = "MORL_MAX_WORKERS"
+WORKER_NICE = "MORL_WORKER_NICE"
 MAX_RETRIES = "MORL_MAX_RETRIES"
 HEARTBEAT_TIMEOUT = "MORL_HEARTBEAT_TIMEOUT"
 HEARTBEAT_S = "MORL_HEARTBEAT_S"
@@ -152,6 +154,7 @@ def allowed_imports(default: tuple[str, ...]) -> tuple[str, ...]:
 threads = partial(integer, THREADS, 1, 1, MAX_THREADS)
 executor = partial(text, EXECUTOR, "local")
 max_workers = partial(integer, MAX_WORKERS, 1, 1, MAX_THREADS)
+worker_nice = partial(integer, WORKER_NICE, 10, 0, 19)
 max_retries = partial(integer, MAX_RETRIES, 3, 0, 1000)
 heartbeat_timeout = partial(number, HEARTBEAT_TIMEOUT, 30.0, 0.1, 86400.0)
 heartbeat_s = partial(number, HEARTBEAT_S, 1.0, 0.01, 3600.0)

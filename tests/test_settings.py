@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from morl_core import settings
@@ -24,6 +28,7 @@ def test_defaults_when_unset_or_empty(monkeypatch, tmp_path):
     [
         (settings.MAX_WORKERS, "0", "MORL_MAX_WORKERS: must be an integer in [1, 1024], got '0'"),
         (settings.UI_THREADS, "two", "MORL_UI_THREADS: must be an integer in [1, 1024], got 'two'"),
+        (settings.WORKER_NICE, "20", "MORL_WORKER_NICE: must be an integer in [0, 19], got '20'"),
         (
             settings.HEARTBEAT_TIMEOUT,
             "nan",
@@ -45,3 +50,17 @@ def test_the_executor_reads_its_limits_from_the_environment(monkeypatch, tmp_pat
     executor = LocalExecutor(tmp_path)
     assert executor.max_workers == 3 and executor.max_retries == 0
     assert executor.worker_env({"threads": 2})[settings.MAX_WORKERS] == "3"
+
+
+@pytest.mark.skipif(not hasattr(os, "nice"), reason="niceness is a Unix thing")
+@pytest.mark.parametrize("step", ["", "7", "0"])
+def test_a_worker_lowers_its_own_priority_so_the_ui_comes_first(step):
+    """``MORL_WORKER_NICE`` (default 10) is added to the worker's niceness, capped at 19 by the OS.
+    Run in a child: niceness cannot be raised back."""
+    code = "from morl_core.jobs.worker import lower_priority; print(lower_priority())"
+    env = {**os.environ, settings.WORKER_NICE: step}
+    shown = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    expected = min(19, os.nice(0) + int(step or 10))
+    assert int(shown) == expected

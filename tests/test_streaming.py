@@ -154,3 +154,19 @@ def test_steer_page_shows_first_token_and_whole_reply_times(tmp_path, monkeypatc
     captions = [c.value for c in at.caption]
     assert any("first token " in c and " ms · whole reply " in c for c in captions), captions
     assert len([m for m in at.markdown if 'class="gen-text"' in m.value]) == 2  # no stream left
+
+
+@pytest.mark.parametrize("run", ["soups-sentiment-brevity", None])
+def test_the_ui_keeps_its_own_thread_count_after_loading_a_run(run):
+    """A run folder records the threads it was trained with (1); loading it for the UI must not
+    pin the UI's replies to that count (the UI draws with MORL_UI_THREADS while a niced trainer
+    holds the other core)."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        pool = serving.ModelPool(device="cpu", threads=2, replicas=1)
+        pool.get(None if run is None else serving.DEMO_DIR / run, "soups" if run else "base")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

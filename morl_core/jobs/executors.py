@@ -353,6 +353,7 @@ class LocalExecutor(Executor):
     ):
         super().__init__(data_dir, **kwargs)
         self.max_workers = int(max_workers or settings.max_workers())
+        settings.worker_nice()  # a bad value is refused here, before any worker starts
         self.python = python or sys.executable
         self._procs: dict[str, subprocess.Popen] = {}
 

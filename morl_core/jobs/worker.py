@@ -269,6 +269,16 @@ def _redirect_output(log_path: Path) -> None:
     os.close(fd)
 
 
+def lower_priority() -> int:
+    """Add ``MORL_WORKER_NICE`` to this process's niceness (Unix; elsewhere a no-op) and return
+    the niceness it has now. A trainer on the core next to the UI then yields it: the UI can
+    draw a reply with two torch threads without the two stalling each other."""
+    step = settings.worker_nice()
+    if not hasattr(os, "nice"):
+        return 0
+    return os.nice(step) if step else os.nice(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``python -m morl_core.jobs.worker RUN_DIR [--attempt N]``."""
     parser = argparse.ArgumentParser(prog="morl worker", description=__doc__.splitlines()[0])
@@ -291,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_redirect:
             _redirect_output(run_dir / LOG)
         raw = read_json(run_dir / CONFIG) or {}
+        lower_priority()
     except (OSError, ValueError) as exc:
         reason = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
         print(f"error: {run_dir} cannot be used: {reason}", file=sys.stderr)
