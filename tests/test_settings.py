@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from functools import partial
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +66,21 @@ def test_a_worker_lowers_its_own_priority_so_the_ui_comes_first(step):
     ).stdout
     expected = min(19, os.nice(0) + int(step or 10))
     assert int(shown) == expected
+
+
+@pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="no autogroup scheduling")
+def test_a_worker_leading_its_session_lowers_the_sessions_share_too():
+    """Under autogroup a process's niceness counts only inside its session: a worker started in
+    a session of its own (as the executor starts it) sets the session's niceness; one inside
+    somebody else's session (a terminal) leaves that session alone."""
+    code = (
+        "from pathlib import Path; from morl_core.jobs.worker import lower_priority; "
+        "lower_priority(); print(Path('/proc/self/autogroup').read_text().split()[-1])"
+    )
+    env = {**os.environ, settings.WORKER_NICE: "6"}
+    run = partial(subprocess.run, [sys.executable, "-c", code], env=env, capture_output=True)
+    own = run(text=True, check=True, start_new_session=True).stdout
+    assert int(own) == min(19, os.nice(0) + 6)
+    before = Path("/proc/self/autogroup").read_text().split()[-1]
+    run(text=True, check=True)
+    assert Path("/proc/self/autogroup").read_text().split()[-1] == before

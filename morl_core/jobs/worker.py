@@ -269,14 +269,25 @@ def _redirect_output(log_path: Path) -> None:
     os.close(fd)
 
 
+AUTOGROUP = Path("/proc/self/autogroup")  # Linux: the CPU share of this process's session
+
+
 def lower_priority() -> int:
     """Add ``MORL_WORKER_NICE`` to this process's niceness (Unix; elsewhere a no-op) and return
-    the niceness it has now. A trainer on the core next to the UI then yields it: the UI can
-    draw a reply with two torch threads without the two stalling each other."""
+    the niceness it has now, so that a trainer on the core next to the UI yields it.
+
+    Linux with autogroup scheduling shares the CPU between sessions first and applies a
+    process's niceness only within its session; a worker the executor started in a session of
+    its own (it leads it) sets that session's niceness too, else its own would not count against
+    the UI's."""
     step = settings.worker_nice()
     if not hasattr(os, "nice"):
         return 0
-    return os.nice(step) if step else os.nice(0)
+    nice = os.nice(step) if step else os.nice(0)
+    if step and AUTOGROUP.exists() and os.getsid(0) == os.getpid():
+        with contextlib.suppress(OSError):  # not permitted, or changed too often: keep going
+            AUTOGROUP.write_text(str(nice))
+    return nice
 
 
 def main(argv: list[str] | None = None) -> int:
