@@ -304,3 +304,20 @@ def test_the_prompt_pass_skips_peft_bookkeeping_and_gives_the_layers_back(monkey
         assert all("forward" in layer.__dict__ for layer in lora_layers(model))
         raise RuntimeError("mid-pass")
     assert not any("forward" in layer.__dict__ for layer in lora_layers(model))
+
+
+def test_a_soup_served_in_eval_mode_decodes_through_the_lean_step():
+    """peft builds the soup's adapter in train mode; the soup gives it the model's mode, so a
+    served soup is decoded by the lean step (it was not, and Steer lost both speed-ups)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from morl_core.methods.soups import SOUP, Soup
+
+    model = lora_llama(ALL, names=("expert_a", "expert_b"))  # in eval mode
+    soup = Soup(SimpleNamespace(model=model), ("a", "b"), {"expert_a": None, "expert_b": None})
+    model.set_adapter(soup.choose(np.array([0.3, 0.7])))
+    assert model.active_adapter == SOUP
+    assert not any(module.training for module in model.modules())
+    assert LlamaDecodeStep.applies(model)

@@ -62,6 +62,9 @@ class Soup(AdapterPolicy):
         if SOUP in model.peft_config:  # a second Soup over the same policy: rebuild it
             model.delete_adapter(SOUP)
         model.add_weighted_adapter(experts, [1.0] * len(experts), SOUP, combination_type="cat")
+        # peft builds the new adapter's modules in train mode; give them the model's mode, so
+        # that a soup served in eval mode decodes through the lean step like any adapter
+        model.train(model.training)
         for layer in model.modules():
             if not isinstance(layer, LoraLayer) or SOUP not in layer.lora_A:
                 continue
