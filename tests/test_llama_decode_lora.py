@@ -300,7 +300,9 @@ def test_the_prompt_pass_skips_peft_bookkeeping_and_gives_the_layers_back(monkey
     assert calls == []
     plain, _ = teacher_forced_logits(hf_next_token(model, lean=False), ids, mask, 1)
     assert len(calls) == len(lora_layers(model)) and torch.equal(lean, plain)
-    with pytest.raises(RuntimeError, match="mid-pass"), lean_lora_forwards(model):
+    layers = LlamaDecodeStep.lora_layers(model)
+    assert len(layers) == len(lora_layers(model))
+    with pytest.raises(RuntimeError, match="mid-pass"), lean_lora_forwards(layers):
         assert all("forward" in layer.__dict__ for layer in lora_layers(model))
         raise RuntimeError("mid-pass")
     assert not any("forward" in layer.__dict__ for layer in lora_layers(model))

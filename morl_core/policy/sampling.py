@@ -65,8 +65,8 @@ def hf_next_token(model: torch.nn.Module, lean: bool = True) -> NextToken:
         nonlocal decode_step
         if isinstance(cache, DecodeCache):
             return decode_step(input_ids, attention_mask, position_ids, cache), cache
-        lean_now = lean and not torch.is_grad_enabled() and LlamaDecodeStep.applies(model)
-        with lean_lora_forwards(model) if lean_now else contextlib.nullcontext():
+        layers = None if not lean or torch.is_grad_enabled() else LlamaDecodeStep.lora_layers(model)
+        with contextlib.nullcontext() if layers is None else lean_lora_forwards(layers):
             out = model(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
@@ -76,7 +76,7 @@ def hf_next_token(model: torch.nn.Module, lean: bool = True) -> NextToken:
                 logits_to_keep=1,
             )
         cache = out.cache
-        if lean_now and cache is not None:
+        if layers is not None and cache is not None:
             decode_step = LlamaDecodeStep(model)
             cache = decode_step.adopt(cache) or cache
         return out.logits[:, -1, :].float(), cache
