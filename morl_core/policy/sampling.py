@@ -54,8 +54,8 @@ def hf_next_token(model: torch.nn.Module, lean: bool = True) -> NextToken:
     if so the one-token steps that follow decode through a :class:`LlamaDecodeStep` (same
     logits, bit for bit), and its prompt pass runs the LoRA layers without peft's per-call
     bookkeeping (:func:`lean_lora_forwards`, same arithmetic). Any other model, and every call
-    without ``lean``, go through the model's forward and ``transformers``' cache. Asking at the prompt
-    pass rather than once here follows the model between replies: a model built in train mode
+    without ``lean``, go through the model's forward and ``transformers``' cache. Asking at the
+    prompt pass rather than once here follows the model between replies: a model built in train mode
     and sampled in eval mode, or adapters merged or swapped for another kind, is judged as it
     is when the reply starts.
     """
