@@ -46,7 +46,7 @@ from morl_core.methods import get
 from morl_core.objectives import OBJECTIVES, front_bounds
 from morl_core.objectives import true_front as analytic
 from morl_core.pareto import hypervolume, prompt_bootstrap, reference_point_from_bounds, summary
-from morl_core.policy import load_policy, set_threads
+from morl_core.policy import load_policy
 from morl_core.prompts import load_prompt_columns, load_prompts
 from morl_core.runfolder import read_config, read_metrics
 from morl_core.weights import check_weights, simplex_lattice
@@ -581,11 +581,8 @@ def evaluate_run(
     device: str = "auto",
     protocol: EvalProtocol | None = None,
     prior: bool = False,
-    threads: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate a finished run folder, served by ``method`` (default: its own); writes nothing.
-
-    ``threads``: torch threads to evaluate with (default: those the run was trained with).
 
     ``prior``: a meta-policy served by its prior alone (its experts mixed by the untrained
     mixer), the ablation that says what its trained upper level adds.
@@ -597,8 +594,6 @@ def evaluate_run(
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     steerable = get(method or config.method).load(run_dir, device=device)
-    if threads is not None:
-        set_threads(threads)
     if prior:
         if not hasattr(steerable, "mixer"):
             raise ValueError(
@@ -628,13 +623,11 @@ def evaluate_base(
     n_preferences: int = 5,
     device: str = "auto",
     protocol: EvalProtocol | None = None,
-    threads: int | None = None,
 ) -> dict[str, Any]:
     """The base model (no adapter) under the same protocol: the reference row of a comparison.
 
-    Its KL is 0; its points are the same at every preference (common random numbers).
-    ``threads``: torch threads (default ``MORL_THREADS``)."""
-    steerable = BasePolicy(load_policy(model, device=device, threads=threads), objectives)
+    Its KL is 0; its points are the same at every preference (common random numbers)."""
+    steerable = BasePolicy(load_policy(model, device=device), objectives)
     front = evaluate_steerable(
         steerable, objectives, prompt_set, n_preferences, protocol=protocol, base=True
     )

@@ -158,10 +158,11 @@ def test_steer_page_shows_first_token_and_whole_reply_times(tmp_path, monkeypatc
 
 @pytest.mark.parametrize("run", ["soups-sentiment-brevity", None])
 def test_the_ui_keeps_its_own_thread_count_after_loading_a_run(run):
-    """A run folder records the threads it was trained with (1); loading it for the UI must not
-    pin the UI's replies to that count (the UI draws with MORL_UI_THREADS while a niced trainer
-    holds the other core)."""
+    """Loading a model (its own ``set_threads`` call, with no count) must not reset the UI's
+    replies to ``MORL_THREADS``: the UI draws with ``MORL_UI_THREADS``."""
     import torch
+
+    from morl_core.policy import set_threads
 
     before = torch.get_num_threads()
     try:
@@ -169,4 +170,4 @@ def test_the_ui_keeps_its_own_thread_count_after_loading_a_run(run):
         pool.get(None if run is None else serving.DEMO_DIR / run, "soups" if run else "base")
         assert torch.get_num_threads() == 2
     finally:
-        torch.set_num_threads(before)
+        set_threads(before)  # the count later loads in this process keep

@@ -46,6 +46,7 @@ from morl_core.app.serving import (
     slug,
 )
 from morl_core.plots import front_3d_figure, parallel_coordinates_figure
+from morl_core.policy import set_threads
 from morl_core.runfolder import write_json_atomic
 
 reference_point = evaluation.reference_point  # the fixed per-task reference point
@@ -126,8 +127,9 @@ _FRONT_LOCKS: dict[tuple[str, str], threading.Lock] = {}
 def _evaluate_front(info: ArtifactInfo, method: str, progress: Progress) -> dict[str, Any]:
     cache = front_cache_path(info, method)
     progress(f"evaluating the {method} front once (cached afterwards)", 0.1)
+    set_threads(settings.ui_threads())
     progress("generating and scoring held-out prompts at each preference", 0.3)
-    data = evaluation.evaluate_run(info.run_dir, method=method, threads=settings.ui_threads())
+    data = evaluation.evaluate_run(info.run_dir, method=method)
     _write_cache(cache, data)
     progress("front ready", 1.0)
     return data
@@ -161,12 +163,9 @@ def base_front(info: ArtifactInfo, progress: Progress | None = None) -> dict[str
         if cache.exists() and evaluation.is_current(data := json.loads(cache.read_text())):
             return data
         (progress or noop)("evaluating the base model once (cached afterwards)", 0.2)
+        set_threads(settings.ui_threads())
         data = evaluation.evaluate_base(
-            config.objectives,
-            config.model,
-            config.prompt_set,
-            config.n_preferences,
-            threads=settings.ui_threads(),
+            config.objectives, config.model, config.prompt_set, config.n_preferences
         )
         _write_cache(cache, data)
         return data

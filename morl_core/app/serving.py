@@ -494,13 +494,11 @@ class ModelPool:
             message = f"loading the model and its adapters (copy {i + 1} of {count})"
             progress(message, 0.2 + 0.6 * i / count)
             if run_dir is None:
-                policy = load_policy("embedded", device=self.device, threads=self.threads)
-                loaded.append(BaseSteerable(policy))
+                loaded.append(BaseSteerable(load_policy("embedded", device=self.device)))
             else:
                 from morl_core.methods.common import load_steerable  # imports torch
 
-                run = Path(run_dir)
-                loaded.append(load_steerable(run, method, self.device, threads=self.threads))
+                loaded.append(load_steerable(Path(run_dir), method=method, device=self.device))
         if run_dir is not None:
             progress("loading the objective scorers", 0.85)
             objectives.prepare(list(loaded[0].objectives), allow_import=ui_allows_imports())

@@ -323,15 +323,7 @@ def train_run(
     get(config.method).train(config, Path(run_dir), record)
 
 
-def load_steerable(
-    run_dir: Path, method: str | None = None, device: str = "auto", threads: int | None = None
-):
-    """The Steerable of a finished run; ``method`` re-aggregates its experts another way.
-
-    Loading applies the thread count the run was trained with; ``threads`` (the caller's own,
-    e.g. the UI's) is put back afterwards."""
+def load_steerable(run_dir: Path, method: str | None = None, device: str = "auto"):
+    """The Steerable of a finished run; ``method`` re-aggregates its experts another way."""
     config = read_config(run_dir)
-    steerable = get(method or config.method).load(Path(run_dir), device=device)
-    if threads is not None:
-        set_threads(threads)
-    return steerable
+    return get(method or config.method).load(Path(run_dir), device=device)

@@ -11,15 +11,23 @@ import contextlib
 from morl_core import settings
 
 DEFAULT_THREADS = settings.threads()
+_chosen: int | None = None  # the count this process last asked for by number
 
 
 def set_threads(threads: int | None = None) -> int:
-    """Pin torch's intra- and inter-op threads for this process; returns the count used."""
+    """Pin torch's intra- and inter-op threads for this process; returns the count used.
+
+    ``None`` keeps the count this process last asked for by number (``MORL_THREADS``, default
+    1, before any): loading a model does not undo a caller's choice, such as the UI's
+    ``MORL_UI_THREADS``."""
+    global _chosen
     import torch
 
-    n = DEFAULT_THREADS if threads is None else int(threads)
+    n = (_chosen or DEFAULT_THREADS) if threads is None else int(threads)
     if n < 1:
         raise ValueError(f"threads must be >= 1, got {threads!r}")
+    if threads is not None:
+        _chosen = n
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     # inter-op threads are settable only before the first parallel op; keep what is there

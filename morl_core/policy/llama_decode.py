@@ -228,18 +228,11 @@ class LlamaDecodeStep:
 
         if nn_module._global_forward_hooks or nn_module._global_forward_pre_hooks:
             return None
-        float32, pending, seen = torch.float32, [model], set()
-        while pending:  # every module once, as model.modules() gives them, without their names
-            sub = pending.pop()
-            if id(sub) in seen:
-                continue
-            seen.add(id(sub))
+        for sub in model.modules():  # one walk for the mode, the hooks and the dtypes
             if sub.training or sub._forward_hooks or sub._forward_pre_hooks:
                 return None
-            for param in sub._parameters.values():
-                if param is not None and param.dtype != float32:
-                    return None
-            pending.extend(child for child in sub._modules.values() if child is not None)
+            if any(p is not None and p.dtype != torch.float32 for p in sub._parameters.values()):
+                return None
         inner, layers = llama.model, llama.model.layers
         if (
             type(inner) is not llama_modules.LlamaModel
