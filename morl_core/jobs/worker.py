@@ -283,7 +283,7 @@ def lower_priority() -> int:
     step = settings.worker_nice()
     if not hasattr(os, "nice"):
         return 0
-    nice = os.nice(step) if step else os.nice(0)
+    nice = os.nice(step)
     if step and AUTOGROUP.exists() and os.getsid(0) == os.getpid():
         with contextlib.suppress(OSError):  # not permitted, or changed too often: keep going
             AUTOGROUP.write_text(str(nice))
