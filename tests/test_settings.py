@@ -81,6 +81,7 @@ def test_a_worker_leading_its_session_lowers_the_sessions_share_too():
     run = partial(subprocess.run, [sys.executable, "-c", code], env=env, capture_output=True)
     own = run(text=True, check=True, start_new_session=True).stdout
     assert int(own) == min(19, os.nice(0) + 6)
-    before = Path("/proc/self/autogroup").read_text().split()[-1]
+    # A process in the default (root) group, as under some CI runners, reads an empty file.
+    before = Path("/proc/self/autogroup").read_text()
     run(text=True, check=True)
-    assert Path("/proc/self/autogroup").read_text().split()[-1] == before
+    assert Path("/proc/self/autogroup").read_text() == before
