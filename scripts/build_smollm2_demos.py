@@ -17,7 +17,10 @@ its Steer replies are precomputed (``lattice.json``, see :mod:`morl_core.app.lat
 
 Two expert pools: ``EXPERTS`` trained all four objectives; ``GUARDED`` retrains brevity alone
 (KL coefficient 0.1, the word-list fluency guard; option ``retrain``; ``EXPERTS``' brevity
-expert barely moved at beta 0.15) and copies the other three.
+expert barely moved at beta 0.15) and copies formality and readability. A store without the
+``EXPERTS`` run (a new machine) reuses the experts that ship inside the pair's soup
+(``SHIPPED_POOLS``) instead of retraining them (hours on a CPU), and a demo already exported
+to ``assets/demo`` is not trained again.
 
 The demos: every family on a 2-objective set (formality vs readability, over ``EXPERTS``) and a
 3-objective one (plus brevity, over ``GUARDED``), submitted in ``DEMOS`` order (one worker: every
@@ -36,6 +39,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -92,10 +96,10 @@ POOL_OF = {"pair": EXPERTS, "triple": GUARDED}
 AGGREGATIONS: dict[str, dict] = {
     "soups": {},
     "mod": {},
+    "metapolicy": {"options": {"meta_steps": 40}},  # the headline method first
     # 4 replies per search prompt and candidate (the embedded default, 16, is ~13k SmolLM2
     # replies per front on a CPU: hours)
     "emorl": {"options": {"search_replies": 4}},
-    "metapolicy": {"options": {"meta_steps": 40}},
 }
 # Their adapters wrap q_proj and v_proj only (about 1 MB each in fp16, where the experts'
 # all-linear ones are 4.9 MB): MORLHF ships 5 + 6 of them. Panacea's SVD adapter needs every
@@ -131,7 +135,7 @@ DEMOS: dict[str, dict] = {
     # cost the fluency penalty too (a share of words outside an English word list above 0.25)
     GUARDED: {
         "method": "soups",
-        "objectives": POOL_OBJECTIVES,
+        "objectives": TRIPLE,
         "kl_coef": 0.1,
         "fluency_guard": "wordlist",
         "options": {"retrain": "brevity"},
@@ -141,6 +145,9 @@ DEMOS: dict[str, dict] = {
     **{name_of(m, TRIPLE): demo(m, TRIPLE, spec) for m, spec in SINGLE.items()},
 }
 POOLS = {EXPERTS, GUARDED}  # expert pools are not shipped
+# ...but the pair's experts ship inside its soup demo (fp16 copies): a pool missing from the
+# store is taken from there, for the demos that need only those objectives' experts
+SHIPPED_POOLS = {EXPERTS: name_of("soups", PAIR)}
 EXPORTED = set(DEMOS) - POOLS
 POLL_S = 60.0
 
@@ -155,16 +162,31 @@ def run_ids(data: Path) -> dict[str, str]:
     return read_json(data / "demos.json") or {}
 
 
+def exported(name: str) -> bool:
+    """Whether demo ``name`` is fully exported to ``assets/demo`` (its lattice is written last)."""
+    return (DEMO_DIR / name / LATTICE).exists()
+
+
+def shipped_pool(pool: str, ids: dict[str, str]) -> Path | None:
+    """The shipped demo folder whose experts stand in for pool ``pool``, when the store has no
+    run of that pool and the demo is exported; else None."""
+    if pool in ids or pool not in SHIPPED_POOLS or not exported(SHIPPED_POOLS[pool]):
+        return None
+    return DEMO_DIR / SHIPPED_POOLS[pool]
+
+
 def config_of(name: str, ids: dict[str, str], executor: LocalExecutor) -> dict | None:
     """The run config of demo ``name``, or None while the demo it reuses has not succeeded."""
     spec = dict(DEMOS[name])
     source = spec.pop("experts_from", None)
     if source is None:
         return {**COMMON, **spec}
-    run = ids.get(source)
-    if run is None or executor.store.status(run).state != RunState.SUCCEEDED:
-        return None
-    options = {**spec.pop("options", {}), "experts_from": str(executor.store.run_dir(run))}
+    folder, run = shipped_pool(source, ids), ids.get(source)
+    if folder is None:
+        if run is None or executor.store.status(run).state != RunState.SUCCEEDED:
+            return None
+        folder = executor.store.run_dir(run)
+    options = {**spec.pop("options", {}), "experts_from": str(folder)}
     return {**COMMON, **spec, "options": options}
 
 
@@ -180,6 +202,12 @@ def advance(executor: LocalExecutor, data: Path, resumed: set[str]) -> dict[str,
     waiting = None  # the first demo not yet submitted: the ones after it wait their turn
     for name in DEMOS:
         run = ids.get(name)
+        if run is None and name in EXPORTED and exported(name):  # shipped from an earlier store
+            states[name] = "exported"
+            continue
+        if shipped_pool(name, ids) is not None:
+            states[name] = f"shipped in {SHIPPED_POOLS[name]}"
+            continue
         if run is None:
             config = None if waiting else config_of(name, ids, executor)
             if config is None:
@@ -197,12 +225,12 @@ def advance(executor: LocalExecutor, data: Path, resumed: set[str]) -> dict[str,
             status = executor.resume(run)
         states[name] = f"{status.state} {status.step}/{status.total_steps}"
         if status.state == RunState.SUCCEEDED and name in EXPORTED:
-            finished.append((name, run, status))
-    for name, run, status in finished:
+            finished.append((name, run))
+    for name, run in finished:
         out = DEMO_DIR / name
         if not (out / "front.json").exists():
             pool = DEMOS[name].get("experts_from")
-            trained = trained_by(pool, ids, executor) if pool else [status]
+            trained = trained_by(pool, ids, executor) if pool else [trainer(executor, run)]
             export(name, executor.store.run_dir(run), trained)
         elif not (out / LATTICE).exists():  # a sitting stopped between the two
             finish_export(out)
@@ -210,11 +238,34 @@ def advance(executor: LocalExecutor, data: Path, resumed: set[str]) -> dict[str,
     return states
 
 
-def trained_by(pool: str, ids: dict[str, str], executor: LocalExecutor) -> list:
-    """Statuses of the runs that trained the experts of expert pool ``pool``: its own run
-    first, then, for the experts it copied, the runs of the pool it copied them from."""
+class Trainer(NamedTuple):
+    """A run that trained adapters a demo uses, in this store or shipped with a demo."""
+
+    run_id: str
+    device: str
+    host: str
+    seconds: float
+    folder: Path  # where its per-step metrics are
+
+
+def trainer(executor: LocalExecutor, run: str) -> Trainer:
+    """The store's run ``run`` as a :class:`Trainer`."""
+    s = executor.status(run)
+    seconds = (s.finished or 0) - (s.started or 0)
+    return Trainer(s.run_id, s.device, s.host, seconds, executor.store.run_dir(run))
+
+
+def trained_by(pool: str, ids: dict[str, str], executor: LocalExecutor) -> list[Trainer]:
+    """The runs that trained the experts of expert pool ``pool``: its own run first, then, for
+    the experts it copied, the runs of the pool it copied them from (a shipped pool: the run
+    its demo's ``trained_on.json`` names)."""
+    folder = shipped_pool(pool, ids)
+    if folder is not None:
+        shipped = read_json(folder / "trained_on.json")
+        seconds = shipped["train_seconds"]
+        return [Trainer(shipped["run_id"], shipped["device"], shipped["host"], seconds, folder)]
     source = DEMOS[pool].get("experts_from")
-    own = executor.status(ids[pool])
+    own = trainer(executor, ids[pool])
     return [own, *trained_by(source, ids, executor)] if source else [own]
 
 
@@ -240,8 +291,8 @@ def expert_records(runs: list[list[dict]], objectives: list[str]) -> list[dict]:
 def export(name: str, run_dir: Path, trained: list) -> Path:
     """Copy a finished run's kept files into ``assets/demo/name`` (fp16 adapters), evaluate it.
 
-    ``trained`` are the statuses of the runs that trained the adapters, the last trainer of an
-    expert first (:func:`trained_by`): a run that reused experts trained none itself, so its
+    ``trained`` are the runs that trained the adapters, the last trainer of an expert first
+    (:func:`trained_by`): a run that reused experts trained none itself, so its
     learning curves and provenance are those of the experts' runs, each stage from the first
     run in ``trained`` that trained it.
     """
@@ -258,7 +309,7 @@ def export(name: str, run_dir: Path, trained: list) -> Path:
         if item.name in KEPT_RUN_FILES:
             (shutil.copytree if item.is_dir() else shutil.copy2)(item, out / item.name)
     if trained[0].run_id != run_dir.name:
-        runs = [read_metrics(run_dir.parent / status.run_id)[0] for status in trained]
+        runs = [read_metrics(t.folder)[0] for t in trained]
         append_jsonl(out / METRICS, expert_records(runs, DEMOS[name]["objectives"]))
     for weights in out.glob("adapters/*/adapter_model.safetensors"):
         save_file({k: v.half() for k, v in load_file(weights).items()}, weights)
@@ -280,7 +331,7 @@ def export(name: str, run_dir: Path, trained: list) -> Path:
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
             "run_id": last.run_id,
             "experts_copied_from": [s.run_id for s in trained[1:]],
-            "train_seconds": sum((s.finished or 0) - (s.started or 0) for s in trained),
+            "train_seconds": sum(t.seconds for t in trained),
             "adapters": "fp16 copies of the fp32 adapters trained",
             "git": git_hash(),
             "versions": package_versions(),

@@ -35,7 +35,7 @@ def test_the_guarded_pool_retrains_brevity_only_once_the_experts_succeeded(build
     config = RunConfig.from_dict(build.config_of(build.GUARDED, ids, done), check_files=False)
     assert config.options == {"retrain": "brevity", "experts_from": str(tmp_path / "experts-run")}
     assert (config.kl_coef, config.fluency_guard, config.fluency_penalty) == (0.1, "wordlist", 1.0)
-    assert config.objectives == tuple(build.DEMOS[build.EXPERTS]["objectives"])
+    assert config.objectives == tuple(build.TRIPLE)
     assert build.DEMOS[build.GUARDED]["options"] == {"retrain": "brevity"}  # not changed in place
     # the shipped demos take their experts from the guarded pool; no pool is shipped
     # the pair's demos use the first pool (its formality and readability experts), the
@@ -96,8 +96,11 @@ def test_learning_curves_take_each_expert_from_its_last_trainer(build):
     assert all("reward/formality" not in r for r in merged)
 
 
-def test_demos_are_submitted_in_order_so_the_queue_trains_the_pool_first(build, tmp_path):
+def test_demos_are_submitted_in_order_so_the_queue_trains_the_pool_first(
+    build, tmp_path, monkeypatch
+):
     """A demo that needs no experts (RiC) is not queued ahead of the pool still training."""
+    monkeypatch.setattr(build, "DEMO_DIR", tmp_path / "demo")  # nothing exported yet
     states = {"experts-run": RunState.RUNNING}
     submitted = []
 
@@ -121,7 +124,7 @@ def test_demos_are_submitted_in_order_so_the_queue_trains_the_pool_first(build, 
     # every family on the pair (the aggregations over the finished pool first), then the
     # guarded pool; nothing behind it
     assert submitted == [
-        *["soups", "mod", "emorl", "metapolicy"],
+        *["soups", "mod", "metapolicy", "emorl"],
         *["ric", "panacea", "dynaopt", "morlhf"],
         "soups",
     ]
@@ -154,6 +157,53 @@ def test_an_export_cut_before_its_lattice_is_finished_not_redone(build, tmp_path
     assert calls == []
 
 
+def shipped_soup(build, root: Path) -> Path:
+    """An exported pair soup under ``root``: config, experts' metrics, provenance, lattice."""
+    folder = root / build.name_of("soups", build.PAIR)
+    folder.mkdir(parents=True)
+    build.write_json_atomic(folder / "config.json", {"model": "smollm2-135m"})
+    build.write_json_atomic(
+        folder / "trained_on.json",
+        {"run_id": "old-pool", "device": "cpu", "host": "vm", "train_seconds": 7.0},
+    )
+    (folder / build.LATTICE).write_text("{}")
+    return folder
+
+
+def test_a_new_store_reuses_the_experts_shipped_in_the_pair_soup(build, tmp_path, monkeypatch):
+    """No pool run in the store (a new machine): the pair's aggregations and the guarded pool
+    copy the soup's shipped experts, the pool and the shipped soup are not trained again, and
+    the provenance names the run that trained them."""
+    monkeypatch.setattr(build, "DEMO_DIR", tmp_path / "demo")
+    soup = shipped_soup(build, tmp_path / "demo")
+    states, submitted = {}, []
+
+    def submit(config):
+        submitted.append(config)
+        states[f"run{len(submitted)}"] = RunState.QUEUED
+        return f"run{len(submitted)}"
+
+    def status(run):
+        return SimpleNamespace(state=states[run], step=0, total_steps=1, message="")
+
+    store = SimpleNamespace(status=status, run_dir=lambda run: tmp_path / run)
+    fake = SimpleNamespace(store=store, status=status, submit=submit)
+    shown = build.advance(fake, tmp_path, set())
+    assert shown[build.EXPERTS].startswith("shipped in")
+    assert shown[build.name_of("soups", build.PAIR)] == "exported"
+    methods = [(c["method"], len(c["objectives"])) for c in submitted]
+    assert methods[:3] == [("mod", 2), ("metapolicy", 2), ("emorl", 2)]
+    assert ("soups", 2) not in methods
+    pooled = [c for c in submitted if "experts_from" in c.get("options", {})]
+    assert {c["options"]["experts_from"] for c in pooled} == {str(soup)}
+    guarded = build.config_of(build.GUARDED, build.run_ids(tmp_path), fake)
+    assert guarded["options"]["experts_from"] == str(soup)
+    (trained,) = build.trained_by(build.EXPERTS, build.run_ids(tmp_path), fake)
+    assert (trained.run_id, trained.seconds, trained.folder) == ("old-pool", 7.0, soup)
+    # a store that has the pool's own run uses that run, not the shipped copy
+    assert build.shipped_pool(build.EXPERTS, {build.EXPERTS: "run9"}) is None
+
+
 def test_the_queue_is_filled_before_the_long_exports(build, tmp_path, monkeypatch):
     """A finished demo is exported after the demos behind it are submitted, so the worker
     trains while the export evaluates."""
@@ -168,7 +218,17 @@ def test_the_queue_is_filled_before_the_long_exports(build, tmp_path, monkeypatc
         return f"run{len(events)}"
 
     def status(run):
-        return SimpleNamespace(state=states[run], step=0, total_steps=1, message="", run_id=run)
+        return SimpleNamespace(
+            state=states[run],
+            step=0,
+            total_steps=1,
+            message="",
+            run_id=run,
+            device="cpu",
+            host="vm",
+            started=1.0,
+            finished=2.0,
+        )
 
     store = SimpleNamespace(status=status, run_dir=lambda run: tmp_path / run)
     fake = SimpleNamespace(store=store, status=status, submit=submit)
