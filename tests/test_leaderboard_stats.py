@@ -225,6 +225,39 @@ def test_write_leaderboard_json_has_intervals_pairs_ties_and_gradient_conflict(t
     assert "- [improvement_s](improvement_s.html): s: probability of improvement" in text
 
 
+def test_an_update_keeps_the_suites_the_new_records_do_not_cover(tmp_path):
+    """A suite whose records are gone keeps its published rows, comparisons and figures; a
+    suite with records is recomputed; without --update the old suite is dropped."""
+
+    def write(out, suite, values):
+        folder = out / suite / "records"
+        folder.mkdir(parents=True)
+        for i, record in enumerate(_records(values, suite)):
+            (folder / f"{i}.json").write_text(json.dumps(record))
+
+    first, second, dest = tmp_path / "first", tmp_path / "second", tmp_path / "lb"
+    write(first, "old", {"a": [0.8, 0.9, 0.85], "b": [0.5, 0.6, 0.55]})
+    write(first, "both", {"a": [0.1, 0.2, 0.3]})
+    write_leaderboard(first, dest=dest)
+    write(second, "new", {"c": [0.3, 0.4, 0.35]})
+    write(second, "both", {"a": [0.6, 0.7, 0.8]})
+    paths = write_leaderboard(second, dest=dest, update=True)
+    doc = json.loads(paths["json"].read_text())
+    rows = {(r["suite"], r["method"]): r for r in doc["rows"]}
+    assert set(rows) == {("old", "a"), ("old", "b"), ("both", "a"), ("new", "c")}
+    assert rows[("old", "a")]["hypervolume_mean"] == pytest.approx(0.85)
+    assert rows[("both", "a")]["hypervolume_mean"] == pytest.approx(0.7)  # recomputed
+    assert doc["carried"] == ["old"]
+    assert {p["suite"] for p in doc["paired"]} == {"old"}  # "new" and "both": one method each
+    text = paths["md"].read_text()
+    assert "### old" in text and "### new" in text and "Carried over: old" in text
+    assert "- [improvement_old](improvement_old.html)" in text
+    assert (dest / "improvement_old.html").exists()
+    assert "old" in (dest / "hv_vs_samples.html").read_text()  # the cross-suite figures too
+    paths = write_leaderboard(second, dest=dest)  # no update: the old suite goes
+    assert {r["suite"] for r in json.loads(paths["json"].read_text())["rows"]} == {"new", "both"}
+
+
 def test_write_leaderboard_writes_and_lists_the_kl_frontier(tmp_path):
     folder = tmp_path / "s" / "records"
     folder.mkdir(parents=True)

@@ -42,9 +42,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     for data_dir in data_dirs:
         if not (data_dir / "runs").is_dir():
             raise ValueError(f"--data-dir {data_dir}: no runs/ folder there (a job store data dir)")
-    paths = write_leaderboard(
-        Path(args.out), _names(args.suite), Path(args.dest) if args.dest else None, data_dirs
-    )
+    dest = Path(args.dest) if args.dest else None
+    paths = write_leaderboard(Path(args.out), _names(args.suite), dest, data_dirs, args.update)
     print(paths["md"].read_text())
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
@@ -70,5 +69,11 @@ def add_subcommands(sub) -> None:
         "--data-dir",
         help="comma-separated job store data directories: learning curves of records written "
         "before curves were stored are read from their run folders there",
+    )
+    p.add_argument(
+        "--update",
+        action="store_true",
+        help="keep the suites of the leaderboard already at --dest that these records do not "
+        "cover (their rows, comparisons and figures), instead of dropping them",
     )
     p.set_defaults(func=cmd_leaderboard)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,10 @@ CANNOT_TELL = (
     "so counted as tied."
 )
 
+CARRIED = (
+    "\nCarried over: {} (rows, comparisons and figures kept from the leaderboard this one "
+    "updated; their records were not among the records read).\n"
+)
 CURVES = (
     "flattened: whether the training reward had stopped rising at the suite's budget. Each "
     "stage of a method (one trained policy, expert or upper level) is judged on its mean curve "
@@ -187,11 +192,14 @@ def write_leaderboard(
     suites: Iterable[str] | None = None,
     dest: Path | None = None,
     data_dirs: Sequence[Path] = (),
+    update: bool = False,
 ) -> dict[str, Path]:
     """Write leaderboard.csv/.json/.md (and figures as HTML) into ``dest`` (default ``out``).
 
     Learning curves come from the records, or for records written before curves were stored,
-    from ``DATA_DIR/runs/RUN_ID/metrics.jsonl`` in the first of ``data_dirs`` that has the run."""
+    from ``DATA_DIR/runs/RUN_ID/metrics.jsonl`` in the first of ``data_dirs`` that has the run.
+    ``update``: the suites of the leaderboard already in ``dest`` that these records do not
+    cover are kept as they are (rows, comparisons, notes, figures), and named in ``carried``."""
     records = read_records(out, suites)
     if not records:
         raise ValueError(f"no benchmark records under {out}; run `morl bench SUITE` first")
@@ -199,6 +207,16 @@ def write_leaderboard(
     pairs, notes = paired_comparisons(records), suite_notes(records)
     table = with_curves(aggregate(records, pairs), records)
     dest = Path(dest or out)
+    titles: dict[str, str] = {}
+    carried: list[str] = []
+    if update and (dest / "leaderboard.json").exists():
+        old_rows, old_pairs, old_notes, titles = carried_suites(dest, set(table["suite"]))
+        carried = sorted(set(old_rows["suite"])) if len(old_rows) else []
+        table = pd.concat([old_rows, table], ignore_index=True).sort_values(
+            ["suite", "method"], kind="stable", ignore_index=True
+        )
+        pairs = pd.concat([old_pairs, pairs], ignore_index=True)
+        notes = dict(sorted({**old_notes, **notes}.items()))
     dest.mkdir(parents=True, exist_ok=True)
     paths = {ext: dest / f"leaderboard.{ext}" for ext in ("csv", "json", "md")}
     table.to_csv(paths["csv"], index=False)
@@ -208,15 +226,47 @@ def write_leaderboard(
         "rows": json.loads(table.to_json(orient="records")),  # NaN -> null
         "paired": json.loads(pairs.to_json(orient="records")),
         "suites": notes,
+        "carried": carried,
     }
     paths["json"].write_text(json.dumps(document, indent=1))
     figs = figures.all_figures(records, table, pairs)
-    titles = {name: _plain_title(fig) for name, fig in figs.items()}
-    paths["md"].write_text(markdown(table, pairs=pairs, notes=notes, figure_titles=titles))
+    titles |= {name: _plain_title(fig) for name, fig in figs.items()}
+    suites = sorted(set(table["suite"]), key=len, reverse=True)  # longest first: the suffix
+
+    def order(name: str) -> tuple[str, str]:  # the figures of every suite first, then by suite
+        return next((s for s in suites if name.endswith(f"_{s}")), ""), name
+
+    titles = {name: titles[name] for name in sorted(titles, key=order)}
+    text = markdown(table, pairs=pairs, notes=notes, figure_titles=titles)
+    if carried:
+        text += CARRIED.format(", ".join(carried))
+    paths["md"].write_text(text)
     for name, fig in figs.items():
         paths[name] = dest / f"{name}.html"
         fig.write_html(paths[name], include_plotlyjs="cdn")
     return paths
+
+
+def carried_suites(
+    dest: Path, covered: set[str]
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], dict[str, str]]:
+    """The rows, paired comparisons, suite notes and figure titles (``NAME_SUITE.html`` files
+    already in ``dest``) of the suites of the leaderboard in ``dest`` not in ``covered``."""
+    old = json.loads((dest / "leaderboard.json").read_text())
+    rows = pd.DataFrame([r for r in old["rows"] if r["suite"] not in covered])
+    for column in rows.columns:  # JSON null -> NaN in the number columns
+        if column.endswith(("_mean", "_std", "_lo", "_hi")):
+            rows[column] = pd.to_numeric(rows[column])
+    pairs = pd.DataFrame([p for p in old["paired"] if p["suite"] not in covered])
+    notes = {suite: n for suite, n in old.get("suites", {}).items() if suite not in covered}
+    kept = set(rows["suite"]) if len(rows) else set()
+    titles = {}
+    for line in (dest / "leaderboard.md").read_text().splitlines():
+        link = re.fullmatch(r"- \[(\w+)\]\(\1\.html\): (.*)", line)
+        kept_suite = link and any(link[1].endswith(f"_{suite}") for suite in kept)
+        if kept_suite and (dest / f"{link[1]}.html").exists():
+            titles[link[1]] = link[2]
+    return rows, pairs, notes, titles
 
 
 def _with_run_curves(records: list[dict[str, Any]], data_dirs: Sequence[Path]) -> list[dict]:
