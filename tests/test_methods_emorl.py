@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -320,6 +321,45 @@ def test_reward_only_search_is_the_papers_search(experts):
 
     old = hierarchical_grid_search(old_score, 2, rounds=2)
     assert table[0]["coefficients"] == old.best.tolist() and table[0]["value"] == old.value
+
+
+@pytest.mark.parametrize("objective", ["reward", "reward_kl"])
+def test_the_search_prices_replies_the_fluency_guard_fails_as_training_does(objective):
+    """A mixture that writes a made-up word ("Zomhool!": short, so brevity 1) wins the brevity
+    end unless the run's fluency penalty counts in the search as it does in training; with it,
+    the fluent candidate wins and the table records the chosen candidate's fluent share."""
+
+    def decode(prompts, coefficients, **gen):  # a[0] >= 0.75 writes the made-up word
+        fluent = "The library opens at nine in the morning and closes at six in the evening."
+        return ["Zomhool!" if a[0] >= 0.75 else fluent for a in coefficients]
+
+    steerable = SimpleNamespace(decode=decode)
+    if objective == "reward_kl":  # no model to measure KL against: every reply's KL is 0
+
+        def sample(steerable, prompts, coefficients, decoding, with_kl):
+            return steerable.decode(prompts, coefficients), np.zeros(len(prompts))
+
+    chosen = {}
+    for penalty in (0.0, 1.0):
+        config = RunConfig.from_dict(
+            {
+                **BASE,
+                "method": "emorl",
+                "objectives": ["brevity", "readability"],
+                "fluency_guard": "wordlist",
+                "fluency_penalty": penalty,
+            }  # fmt: skip
+        )
+        with pytest.MonkeyPatch.context() as patch:
+            if objective == "reward_kl":
+                patch.setattr(emorl_module, "sample_replies", sample)
+            table, cost = search_table(
+                steerable, config, np.asarray([[1.0, 0.0]]), ["When does it open?"], 1, objective
+            )
+        chosen[penalty] = table[0]["coefficients"][0], table[0]["fluency"]
+        assert cost["fluency_penalty"] == penalty and cost["fluency_guard"] == "wordlist"
+    assert chosen[0.0] == (1.0, 0.0)  # unpriced: the made-up word wins brevity
+    assert chosen[1.0][0] < 0.75 and chosen[1.0][1] == 1.0
 
 
 def test_search_objective_is_validated_by_name(experts):

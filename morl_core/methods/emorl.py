@@ -18,11 +18,12 @@ matters.
 
 For a target preference w the coefficients are
 
-    a*(w) = argmax_{a in [0,1]^K}  mean_{x in S, y ~ pi_a} [ w . r(x, y) - beta * KL_seq(x, y) ]
+    a*(w) = argmax_{a in [0,1]^K}  mean_{x in S, y ~ pi_a} [ w . r(x, y) - c (1 - f(y)) - beta * KL_seq(x, y) ]
 
 with KL_seq(x, y) = sum_t log pi_a(y_t | x, y_<t) - log pi_base(y_t | x, y_<t) the Monte-Carlo KL
 of each sampled reply to the base model (:func:`morl_core.evaluation.generate_with_kl`) and beta
-the run's ``kl_coef``: the objective the experts were trained on. For KL-regularised experts
+the run's ``kl_coef``, and f the fluency guard the run trains with (``fluency_guard``; c its
+``fluency_penalty``, 0 by default): the objective the experts were trained on. For KL-regularised experts
 pi_i ~ pi_base exp(r_i / beta), pi_a at a = w is the optimum pi*_w of that objective, so the
 search can find it; without the KL term (option ``search_objective="reward"``, the paper's
 search) it maximises w . r alone and drifts to a corner or a high temperature (tested on the
@@ -68,6 +69,7 @@ from morl_core.methods.common import (
 )
 from morl_core.methods.experts import expert_names, train_experts
 from morl_core.methods.hidden import FixedMixer, HiddenFusion, fused_policy
+from morl_core.objectives.degeneration import guarded_fluency
 from morl_core.prompts import load_prompts
 from morl_core.runfolder import write_json_atomic
 from morl_core.search import hierarchical_grid_search
@@ -161,7 +163,10 @@ def search_table(
     """Hierarchical grid search of a*(w) for each preference; returns the table and its cost.
 
     ``objective`` (option ``search_objective``): ``"reward_kl"`` scores a candidate a by the mean
-    of w . r - kl_coef * KL_seq over its replies, ``"reward"`` by the mean of w . r alone.
+    of w . r - kl_coef * KL_seq over its replies, ``"reward"`` by the mean of w . r alone; both
+    less the run's fluency penalty (``fluency_penalty`` x the share of replies its
+    ``fluency_guard`` fails), as in training: without it, a mixture writing made-up words that a
+    scorer likes ("Zomhool!" is short) can win a preference the experts were trained away from.
     ``"reward"`` samples as the evaluation does, ``"reward_kl"`` as the experts were trained
     (the run's ``max_new_tokens``, ``temperature`` and ``top_p``): that objective is defined on
     the untruncated policy, with ``kl_coef`` in nats per completion of the run's length. On the
@@ -193,10 +198,12 @@ def search_table(
     decoding = {key: getattr(config, key) for key in EVAL_DECODING} if with_kl else EVAL_DECODING
     k = len(config.objectives)
     repeated = [q for q in prompts for _ in range(replies)]  # each prompt ``replies`` times
-    cache: dict[tuple[float, ...], tuple[np.ndarray, float]] = {}  # a -> (mean r (K,), mean KL)
+    # a -> (mean r (K,), mean KL, share of replies the fluency guard passes)
+    cache: dict[tuple[float, ...], tuple[np.ndarray, float, float]] = {}
     start = time.perf_counter()
 
-    def measured(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # (n, K) -> (n, K), (n,)
+    def measured(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(n, K) candidates -> their mean rewards (n, K), mean KL (n,), fluent share (n,)."""
         new = [p for p in map(tuple, points) if p not in cache]
         if new:
             asked = [q for _ in new for q in repeated]  # candidate-major, then prompt-major
@@ -215,24 +222,31 @@ def search_table(
             rewards = objective_registry.score(list(config.objectives), asked, texts)  # (R, K)
             means = rewards.reshape(len(new), len(repeated), k).mean(1)  # (n_new, K)
             kls = np.zeros(len(new)) if kl is None else kl.reshape(len(new), -1).mean(1)
-            cache.update(zip(new, zip(means, kls.tolist(), strict=True), strict=True))
+            fluent = guarded_fluency(texts, config.fluency_guard).reshape(len(new), -1).mean(1)
+            found = zip(means, kls.tolist(), fluent.tolist(), strict=True)
+            cache.update(zip(new, found, strict=True))
         found = [cache[p] for p in map(tuple, points)]
-        return np.stack([r for r, _ in found]), np.asarray([d for _, d in found])
+        rewards, kls, fluent = zip(*found, strict=True)
+        return np.stack(rewards), np.asarray(kls), np.asarray(fluent)
 
     def score(points: np.ndarray, w: np.ndarray) -> np.ndarray:  # (n, K) -> (n,)
-        rewards, kl = measured(points)
-        return rewards @ w - beta * kl  # the mean of w . r - beta KL_seq over the replies
+        rewards, kl, fluent = measured(points)
+        # the mean over the replies of w . r - penalty (1 - fluency) - beta KL_seq
+        return rewards @ w - config.fluency_penalty * (1.0 - fluent) - beta * kl
 
     table, requested = [], 0
     for w in preferences:
         result = hierarchical_grid_search(lambda pts, w=w: score(pts, w), k, rounds=rounds)
         requested += result.evaluations
-        rewards, kl = cache[tuple(result.best)]
+        rewards, kl, fluent = cache[tuple(result.best)]
         row = dict(preference=w.tolist(), coefficients=result.best.tolist(), value=result.value)
-        table.append({**row, "objectives": rewards.tolist(), **({"kl": kl} if with_kl else {})})
+        row |= {"objectives": rewards.tolist(), "fluency": fluent}
+        table.append({**row, **({"kl": kl} if with_kl else {})})
     cost = {
         "objective": objective,
         "kl_coef": beta,  # 0: the KL term is not part of the score
+        "fluency_penalty": config.fluency_penalty,
+        "fluency_guard": config.fluency_guard,
         "decoding": dict(decoding),
         "seconds": time.perf_counter() - start,
         "evaluations": len(cache),  # distinct coefficient vectors decoded and scored
