@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up (first time) and start the app on the embedded model: http://localhost:8501
+# Set up (first time) and start the app (SmolLM2 demos first): http://localhost:8501
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
