@@ -27,6 +27,23 @@ def executor(states: dict[str, RunState], root: Path):
     return SimpleNamespace(store=store)
 
 
+def fake_queue(states: dict[str, RunState], root: Path):
+    """A fake executor over run ``states``: ``submit`` queues a config under a new run id.
+    Returns it and the list of the configs submitted."""
+    submitted = []
+
+    def submit(config):
+        submitted.append(config)
+        states[f"run{len(submitted)}"] = RunState.QUEUED
+        return f"run{len(submitted)}"
+
+    def status(run):
+        return SimpleNamespace(state=states[run], step=0, total_steps=1, message="")
+
+    store = SimpleNamespace(status=status, run_dir=lambda run: root / run)
+    return SimpleNamespace(store=store, status=status, submit=submit), submitted
+
+
 def test_the_guarded_pool_retrains_brevity_only_once_the_experts_succeeded(build, tmp_path):
     ids = {build.EXPERTS: "experts-run"}
     running = executor({"experts-run": RunState.RUNNING}, tmp_path)
@@ -102,18 +119,7 @@ def test_demos_are_submitted_in_order_so_the_queue_trains_the_pool_first(
     """A demo that needs no experts (RiC) is not queued ahead of the pool still training."""
     monkeypatch.setattr(build, "DEMO_DIR", tmp_path / "demo")  # nothing exported yet
     states = {"experts-run": RunState.RUNNING}
-    submitted = []
-
-    def submit(config):
-        submitted.append(config["method"])
-        states[f"run{len(submitted)}"] = RunState.QUEUED
-        return f"run{len(submitted)}"
-
-    def status(run):
-        return SimpleNamespace(state=states[run], step=0, total_steps=1, message="")
-
-    store = SimpleNamespace(status=status, run_dir=lambda run: tmp_path / run)
-    fake = SimpleNamespace(store=store, status=status, submit=submit)
+    fake, submitted = fake_queue(states, tmp_path)
     build.write_json_atomic(tmp_path / "demos.json", {build.EXPERTS: "experts-run"})
     first = build.advance(fake, tmp_path, set())
     assert submitted == []
@@ -123,7 +129,7 @@ def test_demos_are_submitted_in_order_so_the_queue_trains_the_pool_first(
     states_now = build.advance(fake, tmp_path, set())
     # every family on the pair (the aggregations over the finished pool first), then the
     # guarded pool; nothing behind it
-    assert submitted == [
+    assert [config["method"] for config in submitted] == [
         *["soups", "mod", "metapolicy", "emorl"],
         *["ric", "panacea", "dynaopt", "morlhf"],
         "soups",
@@ -176,18 +182,7 @@ def test_a_new_store_reuses_the_experts_shipped_in_the_pair_soup(build, tmp_path
     the provenance names the run that trained them."""
     monkeypatch.setattr(build, "DEMO_DIR", tmp_path / "demo")
     soup = shipped_soup(build, tmp_path / "demo")
-    states, submitted = {}, []
-
-    def submit(config):
-        submitted.append(config)
-        states[f"run{len(submitted)}"] = RunState.QUEUED
-        return f"run{len(submitted)}"
-
-    def status(run):
-        return SimpleNamespace(state=states[run], step=0, total_steps=1, message="")
-
-    store = SimpleNamespace(status=status, run_dir=lambda run: tmp_path / run)
-    fake = SimpleNamespace(store=store, status=status, submit=submit)
+    fake, submitted = fake_queue({}, tmp_path)
     shown = build.advance(fake, tmp_path, set())
     assert shown[build.EXPERTS].startswith("shipped in")
     assert shown[build.name_of("soups", build.PAIR)] == "exported"
