@@ -230,7 +230,8 @@ def advance(executor: LocalExecutor, data: Path, resumed: set[str]) -> dict[str,
         out = DEMO_DIR / name
         if not (out / "front.json").exists():
             pool = DEMOS[name].get("experts_from")
-            trained = trained_by(pool, ids, executor) if pool else [trainer(executor, run)]
+            copied = trained_by(pool, ids, executor) if pool else []
+            trained = [trainer(executor, run), *copied]
             export(name, executor.store.run_dir(run), trained)
         elif not (out / LATTICE).exists():  # a sitting stopped between the two
             finish_export(out)
@@ -291,10 +292,11 @@ def expert_records(runs: list[list[dict]], objectives: list[str]) -> list[dict]:
 def export(name: str, run_dir: Path, trained: list) -> Path:
     """Copy a finished run's kept files into ``assets/demo/name`` (fp16 adapters), evaluate it.
 
-    ``trained`` are the runs that trained the adapters, the last trainer of an expert first
-    (:func:`trained_by`): a run that reused experts trained none itself, so its
-    learning curves and provenance are those of the experts' runs, each stage from the first
-    run in ``trained`` that trained it.
+    ``trained``: the demo's own run, then the runs that trained the experts it copied, the last
+    trainer of an expert first (:func:`trained_by`). The experts' learning curves are added to
+    the run's own (a meta-policy's upper level, say), each stage from the first of those runs
+    that trained it; the provenance names the run and the runs it copied from, and the seconds
+    of them all.
     """
     from safetensors.torch import load_file, save_file
 
@@ -308,8 +310,8 @@ def export(name: str, run_dir: Path, trained: list) -> Path:
     for item in run_dir.iterdir():
         if item.name in KEPT_RUN_FILES:
             (shutil.copytree if item.is_dir() else shutil.copy2)(item, out / item.name)
-    if trained[0].run_id != run_dir.name:
-        runs = [read_metrics(t.folder)[0] for t in trained]
+    if len(trained) > 1:
+        runs = [read_metrics(t.folder)[0] for t in trained[1:]]
         append_jsonl(out / METRICS, expert_records(runs, DEMOS[name]["objectives"]))
     for weights in out.glob("adapters/*/adapter_model.safetensors"):
         save_file({k: v.half() for k, v in load_file(weights).items()}, weights)
