@@ -20,28 +20,28 @@ For a target preference w the coefficients are
 
     a*(w) = argmax_{a in [0,1]^K}  mean_{x in S, y ~ pi_a} [ w . r(x, y) - c (1 - f(y)) - beta KL_seq ]
 
-with KL_seq = sum_t log pi_a(y_t | x, y_<t) - log pi_base(y_t | x, y_<t) the Monte-Carlo KL
-of each sampled reply to the base model (:func:`morl_core.evaluation.generate_with_kl`), beta
-the run's ``kl_coef``, f(y) in [0, 1] the run's fluency guard (``fluency_guard``) and c its
-``fluency_penalty`` (0 by default): the objective the experts were trained on. For
-KL-regularised experts pi_i ~ pi_base exp(r_i / beta), pi_a at a = w is the optimum pi*_w of
-that objective, so the search can find it; without the KL term (option
-``search_objective="reward"``, the paper's search) it maximises w . r alone and drifts to a
-corner or a high temperature (tested on the known-answer problem in
-``tests/test_methods_emorl.py``). Found by hierarchical grid search
-(:func:`morl_core.search.hierarchical_grid_search`: 3^K grid, keep the best 2^K sub-cube,
-shrink, ``search_rounds`` rounds) on the first ``search_prompts`` *training* prompts S (the
-artifact records whether S overlaps the evaluated prompts), with ``search_replies`` sampled
-replies per prompt and candidate (the mean above). a is not normalised, so at ``"final"`` the search also picks the temperature; unregularised, on a small
-model it found high-temperature word salad that games a scorer (3.3 nats/token from the base),
-which the KL term prices in.
+with KL_seq = sum_t log pi_a(y_t | x, y_<t) - log pi_base(y_t | x, y_<t) the Monte-Carlo KL of each
+sampled reply to the base model (:func:`morl_core.evaluation.generate_with_kl`), beta the run's
+``kl_coef``, f(y) in [0, 1] the run's fluency guard (``fluency_guard``) and c its
+``fluency_penalty`` (0 by default): the objective the experts were trained on. For KL-regularised
+experts pi_i ~ pi_base exp(r_i / beta), pi_a at a = w is the optimum pi*_w of that objective, so
+the search can find it; without the KL term (option ``search_objective="reward"``, the paper's
+search) it maximises w . r alone and drifts to a corner or a high temperature (tested on the
+known-answer problem in ``tests/test_methods_emorl.py``). Found by hierarchical grid search
+(:func:`morl_core.search.hierarchical_grid_search`: 3^K grid, keep the best 2^K sub-cube, shrink,
+``search_rounds`` rounds) on the first ``search_prompts`` *training* prompts S (the artifact
+records whether S overlaps the evaluated prompts), with ``search_replies`` sampled replies per
+prompt and candidate (the mean above). a is not normalised, so at ``"final"`` the search also picks
+the temperature; unregularised, on a small model it found high-temperature word salad that games a
+scorer (3.3 nats/token from the base), which the KL term prices in.
 
-The search runs after training for every preference of the evaluation grid (candidate scores
-cached across preferences, one batch per round); a preference off the grid gets inverse-distance
-(Shepard) interpolated coefficients, so steering costs one decode. The search counts as
-training: its scored completions (candidates x prompts x replies) add to the run's
-``samples`` (the KL's base passes score the same completions and add nothing) and go into the artifact (``search``, with its objective) and metrics (``search/*``); its wall-clock seconds go to ``search_timing.json`` so
-the artifact stays reproducible. Inference: K models kept, K passes per token (a_i = 0 skipped).
+The search runs after training for every preference of the evaluation grid (candidate scores cached
+across preferences, one batch per round); a preference off the grid gets inverse-distance (Shepard)
+interpolated coefficients, so steering costs one decode. The search counts as training: its scored
+completions (candidates x prompts x replies) add to the run's ``samples`` (the KL's base passes
+score the same completions and add nothing) and go into the artifact (``search``, with its
+objective) and metrics (``search/*``); its wall-clock seconds go to ``search_timing.json`` so the
+artifact stays reproducible. Inference: K models kept, K passes per token (a_i = 0 skipped).
 """
 
 from __future__ import annotations
