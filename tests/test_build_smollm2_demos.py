@@ -50,10 +50,11 @@ def test_the_guarded_pool_retrains_brevity_only_once_the_experts_succeeded(build
     assert build.config_of(build.GUARDED, ids, running) is None
     done = executor({"experts-run": RunState.SUCCEEDED}, tmp_path)
     config = RunConfig.from_dict(build.config_of(build.GUARDED, ids, done), check_files=False)
-    assert config.options == {"retrain": "brevity", "experts_from": str(tmp_path / "experts-run")}
+    experts = str(tmp_path / "experts-run")
+    assert config.options == {"retrain": "brevity,sentiment", "experts_from": experts}
     assert (config.kl_coef, config.fluency_guard, config.fluency_penalty) == (0.1, "wordlist", 1.0)
-    assert config.objectives == tuple(build.TRIPLE)
-    assert build.DEMOS[build.GUARDED]["options"] == {"retrain": "brevity"}  # not changed in place
+    assert config.objectives == tuple(build.FOUR)
+    assert build.DEMOS[build.GUARDED]["options"] == {"retrain": "brevity,sentiment"}  # unchanged
     # the shipped demos take their experts from the guarded pool; no pool is shipped
     # the pair's demos use the first pool (its formality and readability experts), the
     # triple's the guarded one (brevity retrained); no pool is shipped
@@ -62,7 +63,7 @@ def test_the_guarded_pool_retrains_brevity_only_once_the_experts_succeeded(build
         for name in build.EXPORTED
         if "experts_from" in build.DEMOS[name]
     }
-    assert pooled == {(2, build.EXPERTS), (3, build.GUARDED)}
+    assert pooled == {(2, build.EXPERTS), (3, build.GUARDED), (4, build.GUARDED)}
     assert build.POOLS.isdisjoint(build.EXPORTED)
 
 
