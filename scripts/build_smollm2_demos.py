@@ -98,11 +98,12 @@ AGGREGATIONS: dict[str, dict] = {
     "soups": {},
     "mod": {},
     "metapolicy": {"options": {"meta_steps": 40}},  # the headline method first
-    # 4 replies per search prompt and candidate (the embedded default, 16, is ~13k SmolLM2
-    # replies per front on a CPU: hours). The search prices replies the word-list guard fails:
-    # under the lexical guard alone it picked a mixture that wrote made-up words at
-    # w_formality 0.6 (1 of 176 lattice replies), which the shipped demos may not contain
-    "emorl": {"fluency_guard": "wordlist", "options": {"search_replies": 4}},
+    # The search prices replies the word-list guard fails (under the lexical guard alone it
+    # picked a mixture that wrote made-up words at w_formality 0.6). With 4 replies per search
+    # prompt and candidate (1,536 replies, 28 min) it chased lucky draws, as on the embedded
+    # model: a = (0.5, 0.5) served w_formality 1 and 0.75, and the front's ends differed by
+    # 0.02 formality. So the default, 16 (about 6,000 replies: ~2 h on one shared core)
+    "emorl": {"fluency_guard": "wordlist"},
 }
 # Their adapters wrap q_proj and v_proj only (about 1 MB each in fp16, where the experts'
 # all-linear ones are 4.9 MB): MORLHF ships 5 + 6 of them. Panacea's SVD adapter needs every
