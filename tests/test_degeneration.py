@@ -199,12 +199,17 @@ def test_the_trainer_penalises_made_up_words_under_the_wordlist_guard(
 # at the ends of its front (what a reader compares) and, elsewhere, to a share an exploit far
 # exceeds (it makes made-up words the rule) but one such draw in a 176-reply lattice does not.
 MAX_UNFLUENT_SHARE = 0.01
+# "A reader can tell which objective was favoured": at the end of objective i its mean score is
+# above its mean at every other end by more than this many standard errors of the difference
+# (16 lattice replies per point; 2 is about a one-sided 2.5 % chance from noise alone).
+MIN_END_SEPARATION = 2.0
 
 
 def lattice_problems(data: dict) -> list[str]:
     """Why a lattice's replies fail the demo bar (empty when they pass): an empty reply, a reply
     at an end of the front that fails the word-list guard, more than ``MAX_UNFLUENT_SHARE`` of
-    all replies failing it, or an end where its favoured objective does not score highest."""
+    all replies failing it, or an end where its favoured objective does not score higher than
+    at each other end by ``MIN_END_SEPARATION`` standard errors."""
     k, problems = len(data["objectives"]), []
     ends = [next(q for q, w in enumerate(data["preferences"]) if w[i] == 1.0) for i in range(k)]
     for method, found in data["methods"].items():
@@ -222,12 +227,17 @@ def lattice_problems(data: dict) -> list[str]:
         share = float((guarded_fluency([t for t, _ in flat], "wordlist") < 1).mean())
         if share > MAX_UNFLUENT_SHARE:
             problems.append(f"{method}: {share:.1%} of the replies fail the word-list guard")
-        mean = np.array(
-            [np.mean([r[1] for per_prompt in replies for r in per_prompt[q]], axis=0) for q in ends]
-        )  # (end, objective)
-        for i in range(k):
-            if mean[i, i] <= max(mean[j, i] for j in range(k) if j != i):
-                problems.append(f"{method}: {data['objectives'][i]} not highest at its end")
+        scores = [np.array([r[1] for per_prompt in replies for r in per_prompt[q]]) for q in ends]
+        for i in range(k):  # scores[e]: (replies, objective) at the end of objective e
+            for j in sorted(set(range(k)) - {i}):
+                mine, other = scores[i][:, i], scores[j][:, i]
+                gap = mine.mean() - other.mean()
+                se = np.sqrt(mine.var(ddof=1) / mine.size + other.var(ddof=1) / other.size)
+                if not gap > MIN_END_SEPARATION * se:
+                    problems.append(
+                        f"{method}: {data['objectives'][i]} at its end is not told apart from "
+                        f"the {data['objectives'][j]} end ({gap:+.3f}, standard error {se:.3f})"
+                    )
     return problems
 
 
@@ -239,22 +249,30 @@ def test_a_larger_models_demo_replies_are_sentences_that_favour_the_chosen_objec
     assert lattice_problems(json.loads(lattice.read_text())) == []
 
 
-def test_the_demo_bar_refuses_exploits_at_an_end_or_as_the_rule():
-    """The bar of the test above on a made lattice: a clean one passes; one made-up reply at an
-    end fails; one in the middle passes; made-up words in 5 % of the replies fail."""
+def test_the_demo_bar_refuses_exploits_and_ends_a_reader_cannot_tell_apart():
+    """The bar of the test above on a made lattice: a clean one passes; ends closer than the
+    noise fail; one made-up reply at an end fails; one in the middle passes; made-up words in
+    2.5 % of the replies fail."""
     objectives, preferences = ["formality", "readability"], [[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]
-    scores = {0: [0.7, 0.5], 1: [0.6, 0.6], 2: [0.5, 0.7]}  # each end favours its objective
-    prompts = 40  # 120 replies
+    prompts = 40  # x 3 preferences: 120 replies
+    noise = np.random.default_rng(0).normal(0.0, 0.05, (prompts, 3, 2))
 
-    def lattice(bad: set[tuple[int, int]]) -> dict:  # bad: (prompt, preference) made up
+    def lattice(bad: set[tuple[int, int]], gap: float = 0.2) -> dict:
+        """Each end favours its objective by ``gap``; ``bad``: (prompt, preference) made up."""
+        favoured = np.array([[gap, 0.0], [0.0, 0.0], [0.0, gap]])
         replies = [
-            [[[EXPLOIT if (p, q) in bad else PLAIN, scores[q]]] for q in range(3)]
+            [
+                [[EXPLOIT if (p, q) in bad else PLAIN, (0.5 + favoured[q] + noise[p, q]).tolist()]]
+                for q in range(3)
+            ]
             for p in range(prompts)
         ]
         return {"objectives": objectives, "preferences": preferences,
                 "methods": {"m": {"replies": replies}}}  # fmt: skip
 
     assert lattice_problems(lattice(set())) == []
+    close = lattice_problems(lattice(set(), gap=0.005))  # 0.005 apart under noise of 0.05
+    assert len(close) == 2 and all("not told apart" in problem for problem in close)
     assert lattice_problems(lattice({(0, 1)})) == []  # 1 of 120, in the middle
     (problem,) = lattice_problems(lattice({(0, 0)}))
     assert "made-up words at an end" in problem
