@@ -245,7 +245,7 @@ def lattice_problems(data: dict) -> list[str]:
 def test_a_larger_models_demo_replies_are_sentences_that_favour_the_chosen_objective(lattice):
     """No reply at an end of a shipped SmolLM2 demo's front is an exploit (made-up words,
     empty), made-up words stay as rare as the base model's, and at each end the favoured
-    objective scores higher than at the other ends."""
+    objective scores higher than at the other ends by two standard errors."""
     assert lattice_problems(json.loads(lattice.read_text())) == []
 
 
