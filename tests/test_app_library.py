@@ -69,6 +69,14 @@ def test_degeneration_flags_repetition_shortness_and_kl():
     short = fronts.degeneration(["..", ""], kl=2.0)
     assert any("very short" in f for f in short.flags)
     assert any("KL" in f for f in short.flags)
+    made_up = fronts.degeneration(["Zomhool! the itineradul hikal"])  # a brevity exploit
+    assert made_up.flags == ("made-up words: 75% of its words are not English",)
+    some = fronts.degeneration(["Zomhool! the itineradul hikal", "Pack a map and water."])
+    assert some.flags == ("made-up words in 1 of 2 texts",)
+    # an ordinary reply with a name and a rare word in it is not flagged
+    assert (
+        fronts.degeneration(["Try apps such as Duolingo; a fleam is a small lancet."]).flags == ()
+    )
 
 
 # --- selection, records ----------------------------------------------------------------------

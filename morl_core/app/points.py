@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from morl_core.objectives.degeneration import unknown_word_ratio, wordlist_gate
 from morl_core.pareto import non_dominated
 
 
@@ -49,7 +50,8 @@ def _ngrams(words: list[str], n: int) -> list[tuple[str, ...]]:
 
 
 def degeneration(texts: Sequence[str], kl: float | None = None) -> Degeneration:
-    """Length, repetition, distinct-n, debris of ``texts`` (and a given KL), with flags."""
+    """Length, repetition, distinct-n, debris, made-up words (the word-list guard of
+    :mod:`morl_core.objectives.degeneration`) of ``texts`` (and a given KL), with flags."""
     tokenized = [t.lower().split() for t in texts]
     words = float(np.mean([len(w) for w in tokenized])) if tokenized else 0.0
     repeats, total = 0, 0
@@ -74,6 +76,13 @@ def degeneration(texts: Sequence[str], kl: float | None = None) -> Degeneration:
         flags.append(f"low diversity: distinct-2 = {distinct2:.2f}")
     if garbled > MAX_GARBLED:
         flags.append(f"garbled: {garbled:.0%} of words hold runs of punctuation")
+    made_up = [t for t in texts if wordlist_gate(t) < 1.0]  # the word-list fluency guard
+    if len(texts) == 1 and made_up:
+        flags.append(
+            f"made-up words: {unknown_word_ratio(made_up[0]):.0%} of its words are not English"
+        )
+    elif made_up:
+        flags.append(f"made-up words in {len(made_up)} of {len(texts)} texts")
     if kl is not None and kl > MAX_KL:
         flags.append(f"far from the base model: KL = {kl:.2f} nats/token")
     return Degeneration(words, repetition, distinct1, distinct2, garbled, kl, tuple(flags))
