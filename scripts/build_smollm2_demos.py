@@ -90,7 +90,6 @@ POOL_OBJECTIVES = ["brevity", "sentiment", "formality", "readability"]
 # benchmark's conflicting pair), from EXPERTS; the 3-objective ones add the retrained brevity.
 PAIR, TRIPLE = ["formality", "readability"], ["formality", "readability", "brevity"]
 FOUR = [*TRIPLE, "sentiment"]  # every expert of the guarded pool
-POOL_OF = {"pair": EXPERTS, "triple": GUARDED}
 # Aggregations over a pool train nothing (soups, MOD) or little (EMORL's search, the
 # meta-policy's upper level); the single policies and MORLHF train a LoRA of their own from the
 # base model, so they come last.
