@@ -69,6 +69,7 @@ def test_degeneration_flags_repetition_shortness_and_kl():
     short = fronts.degeneration(["..", ""], kl=2.0)
     assert any("very short" in f for f in short.flags)
     assert any("KL" in f for f in short.flags)
+    assert not any("made-up" in f for f in short.flags)  # no words at all: not "made up"
     made_up = fronts.degeneration(["Zomhool! the itineradul hikal"])  # a brevity exploit
     assert made_up.flags == ("made-up words: 75% of its words are not English",)
     some = fronts.degeneration(["Zomhool! the itineradul hikal", "Pack a map and water."])

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from morl_core.objectives.degeneration import unknown_word_ratio, wordlist_gate
+from morl_core.objectives.degeneration import UNKNOWN_WORD_RAMP, unknown_word_ratio
 from morl_core.pareto import non_dominated
 
 
@@ -76,11 +76,11 @@ def degeneration(texts: Sequence[str], kl: float | None = None) -> Degeneration:
         flags.append(f"low diversity: distinct-2 = {distinct2:.2f}")
     if garbled > MAX_GARBLED:
         flags.append(f"garbled: {garbled:.0%} of words hold runs of punctuation")
-    made_up = [t for t in texts if wordlist_gate(t) < 1.0]  # the word-list fluency guard
+    # the word-list guard's own part (its lexical part is the flags above): a share of
+    # non-English words past the start of its ramp
+    made_up = [r for r in map(unknown_word_ratio, texts) if r > UNKNOWN_WORD_RAMP[0]]
     if len(texts) == 1 and made_up:
-        flags.append(
-            f"made-up words: {unknown_word_ratio(made_up[0]):.0%} of its words are not English"
-        )
+        flags.append(f"made-up words: {made_up[0]:.0%} of its words are not English")
     elif made_up:
         flags.append(f"made-up words in {len(made_up)} of {len(texts)} texts")
     if kl is not None and kl > MAX_KL:
