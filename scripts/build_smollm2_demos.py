@@ -17,16 +17,16 @@ its Steer replies are precomputed (``lattice.json``, see :mod:`morl_core.app.lat
 
 Two expert pools: ``EXPERTS`` trained all four objectives; ``GUARDED`` retrains brevity and
 sentiment (KL coefficient 0.1, the word-list fluency guard; option ``retrain``; ``EXPERTS``'
-brevity and sentiment experts barely moved at beta 0.15) and copies formality and readability. A store without the
-``EXPERTS`` run (a new machine) reuses the experts that ship inside the pair's soup
-(``SHIPPED_POOLS``) instead of retraining them (hours on a CPU), and a demo already exported
+brevity and sentiment experts barely moved at beta 0.15) and copies formality and readability. A
+store without the ``EXPERTS`` run (a new machine) reuses the experts that ship inside the pair's
+soup (``SHIPPED_POOLS``) instead of retraining them (hours on a CPU), and a demo already exported
 to ``assets/demo`` is not trained again.
 
 The demos: every family on a 2-objective set (formality vs readability, over ``EXPERTS``) and a
-3-objective one (plus brevity, over ``GUARDED``), and the soup of all four experts, submitted in ``DEMOS`` order (one worker: every
-family on the pair first, the aggregations over a pool before the policies trained from the base
-model, then the same for the triple). On 2 CPU cores
-that is many sittings; a sitting with a GPU does them in one.
+3-objective one (plus brevity, over ``GUARDED``), and the soup of all four experts, submitted in
+``DEMOS`` order (one worker: every family on the pair first, the aggregations over a pool before
+the policies trained from the base model, then the same for the triple). On 2 CPU cores that is
+many sittings; a sitting with a GPU does them in one.
 """
 
 from __future__ import annotations

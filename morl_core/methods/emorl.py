@@ -18,7 +18,7 @@ matters.
 
 For a target preference w the coefficients are
 
-    a*(w) = argmax_{a in [0,1]^K}  mean_{x in S, y ~ pi_a} [ w . r(x, y) - c (1 - f(y)) - beta KL_seq ]
+    a*(w) = argmax_{a in [0,1]^K} mean_{x in S, y ~ pi_a} [ w.r(x, y) - c (1 - f(y)) - beta KL_seq ]
 
 with KL_seq = sum_t log pi_a(y_t | x, y_<t) - log pi_base(y_t | x, y_<t) the Monte-Carlo KL of each
 sampled reply to the base model (:func:`morl_core.evaluation.generate_with_kl`), beta the run's
