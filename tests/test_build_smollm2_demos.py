@@ -1,6 +1,7 @@
 """scripts/build_smollm2_demos.py: the brevity expert retrained alone, the other experts reused."""
 
 import importlib.util
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -234,3 +235,40 @@ def test_the_queue_is_filled_before_the_long_exports(build, tmp_path, monkeypatc
     )
     build.advance(fake, tmp_path, set())
     assert events[-1] == f"export {soups}" and "submit ric" in events[:-1]
+
+
+def test_an_export_names_its_own_run_and_the_runs_it_copied_experts_from(
+    build, tmp_path, monkeypatch
+):
+    """A pooled demo's provenance starts at its own run (the meta-policy's upper level) and adds
+    the run that trained its experts, with both runs' seconds; the experts' curves of its own
+    objectives are added to the run's own."""
+    import morl_core.train_cli as train_cli
+
+    monkeypatch.setattr(build, "DEMO_DIR", tmp_path / "demo")
+    monkeypatch.setattr(train_cli, "evaluate_run", lambda out, device: None)
+    monkeypatch.setattr(build, "finish_export", lambda out: out)
+
+    def run(name: str, stages: list[str]) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.json").write_text("{}")
+        lines = [json.dumps({"step": i, "stage": stage}) for i, stage in enumerate(stages, 1)]
+        (folder / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+        return folder
+
+    own = run("meta-run", ["meta-policy"])
+    pool = run("pool-run", ["expert_sentiment", "expert_formality", "expert_readability"])
+    trained = [
+        build.Trainer("meta-run", "cpu", "vm", 10.0, own),
+        build.Trainer("pool-run", "cpu", "vm", 100.0, pool),
+    ]
+    out = build.export(build.name_of("metapolicy", build.PAIR), own, trained)
+    provenance = json.loads((out / "trained_on.json").read_text())
+    assert provenance["run_id"] == "meta-run"
+    assert provenance["experts_copied_from"] == ["pool-run"]
+    assert provenance["train_seconds"] == 110.0
+    stages = [
+        json.loads(line)["stage"] for line in (out / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert stages == ["meta-policy", "expert_formality", "expert_readability"]
