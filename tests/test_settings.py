@@ -75,13 +75,14 @@ def test_a_worker_leading_its_session_lowers_the_sessions_share_too():
     somebody else's session (a terminal) leaves that session alone."""
     code = (
         "from pathlib import Path; from morl_core.jobs.worker import lower_priority; "
-        "lower_priority(); print(Path('/proc/self/autogroup').read_text().split()[-1])"
+        "lower_priority(); print(Path('/proc/self/autogroup').read_text(), end='')"
     )
     env = {**os.environ, settings.WORKER_NICE: "6"}
     run = partial(subprocess.run, [sys.executable, "-c", code], env=env, capture_output=True)
     own = run(text=True, check=True, start_new_session=True).stdout
-    assert int(own) == min(19, os.nice(0) + 6)
     # A process in the default (root) group, as under some CI runners, reads an empty file.
+    if own.split():
+        assert int(own.split()[-1]) == min(19, os.nice(0) + 6)
     before = Path("/proc/self/autogroup").read_text()
     run(text=True, check=True)
     assert Path("/proc/self/autogroup").read_text() == before
