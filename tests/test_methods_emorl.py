@@ -271,6 +271,74 @@ def test_emorl_searches_training_prompts_and_counts_them_as_samples(
     assert all(np.isfinite(row["kl"]) for row in artifact["aggregation"])
 
 
+class Killed(Exception):
+    """The worker's process ending mid-search (a session's end, a kill)."""
+
+
+def test_a_search_cut_short_resumes_from_its_scored_candidates(experts_run, tmp_path, monkeypatch):
+    """A search killed after some candidates scores only the missing ones when the run resumes,
+    and its table and cost are an uninterrupted search's."""
+    decoded: list[tuple[float, ...]] = []
+    decode = Emorl.decode
+    kill_after: list[int | None] = [None]
+
+    def recording(self, prompts, coefficients, **gen):
+        if gen.get("seed") == SEARCH_SEED:
+            if kill_after[0] is not None and len(decoded) == kill_after[0]:
+                raise Killed
+            decoded.append(tuple(np.atleast_2d(coefficients)[0].tolist()))
+        return decode(self, prompts, coefficients, **gen)
+
+    monkeypatch.setattr(Emorl, "decode", recording)
+    options = {"search_rounds": 2, "search_prompts": 3, "search_replies": 2}
+    train("emorl", tmp_path / "whole", experts_run, **options)
+    whole = decoded.copy()
+    decoded.clear()
+    kill_after[0] = 7
+    with pytest.raises(Killed):
+        train("emorl", tmp_path / "cut", experts_run, **options)
+    saved = json.loads((tmp_path / "cut" / emorl_module.SEARCH_CANDIDATES).read_text())
+    assert len(saved["rows"]) == 7 and saved["seconds"] > 0
+    kill_after[0] = None
+    decoded.clear()
+    train("emorl", tmp_path / "cut", experts_run, **options)
+    assert decoded == whole[7:]  # only the candidates the cut search had not scored
+    artifacts = [json.loads((tmp_path / f / ARTIFACT).read_text()) for f in ("whole", "cut")]
+    assert artifacts[1]["aggregation"] == artifacts[0]["aggregation"]
+    assert artifacts[1]["search"] == artifacts[0]["search"]
+    assert artifacts[0]["search"]["evaluations"] == len(whole)
+
+
+def test_a_search_does_not_resume_from_candidates_scored_under_other_settings(
+    experts_run, tmp_path, monkeypatch
+):
+    """Saved candidates count only for the settings they were scored under (here: replies)."""
+    calls: list[int] = []
+    decode = Emorl.decode
+
+    def counting(self, prompts, coefficients, **gen):
+        calls.append(gen.get("seed") == SEARCH_SEED)
+        return decode(self, prompts, coefficients, **gen)
+
+    monkeypatch.setattr(Emorl, "decode", counting)
+    base = {"search_rounds": 1, "search_prompts": 3}
+    train("emorl", tmp_path, experts_run, **base, search_replies=1)
+    (tmp_path / ARTIFACT).unlink()  # as if the artifact was never written
+    calls.clear()
+    config = RunConfig.from_dict(
+        {
+            **BASE,
+            "method": "emorl",
+            "options": {"experts_from": str(experts_run), **base, "search_replies": 2},
+        }  # fmt: skip
+    )
+    (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
+    get("emorl").train(config, tmp_path, lambda info: True)
+    assert sum(calls) == 9  # every candidate of the 3x3 grid decoded again
+    saved = json.loads((tmp_path / emorl_module.SEARCH_CANDIDATES).read_text())
+    assert saved["settings"]["replies"] == 2 and len(saved["rows"]) == 9
+
+
 # --- the search finds coefficients that beat a = w ---
 
 

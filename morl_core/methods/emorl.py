@@ -46,6 +46,7 @@ artifact stays reproducible. Inference: K models kept, K passes per token (a_i =
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -72,12 +73,13 @@ from morl_core.methods.experts import expert_names, train_experts
 from morl_core.methods.hidden import FixedMixer, HiddenFusion, fused_policy
 from morl_core.objectives.degeneration import guarded_fluency
 from morl_core.prompts import load_prompts
-from morl_core.runfolder import write_json_atomic
+from morl_core.runfolder import read_json, write_json_atomic
 from morl_core.search import hierarchical_grid_search
 from morl_core.weights import check_weights
 
 SEARCH_SEED = 4242  # fixed: the search is reproducible (rows of one batch draw their own noise)
 SEARCH_TIMING = "search_timing.json"
+SEARCH_CANDIDATES = "search_candidates.json"  # every scored candidate: the search resumes from it
 
 
 class Emorl:
@@ -160,6 +162,7 @@ def search_table(
     rounds: int,
     objective: str = "reward_kl",
     replies: int | None = None,
+    saved: Path | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Hierarchical grid search of a*(w) for each preference; returns the table and its cost.
 
@@ -185,6 +188,14 @@ def search_table(
     0.04, 0.10, 0.03 with 8 and 0.02, 0.04, 0.03 with 16 (a = w: 0.01, 0.02, 0.02); each
     reply is a scored sample, so the search's cost grows in proportion. Each table row records
     the chosen candidate's mean objective vector and, when measured, its mean KL_seq.
+
+    ``saved`` (a JSON file): every scored candidate is written there as soon as it is scored
+    (under ``reward_kl`` one candidate at a time, else one batch), with the search's settings
+    and its seconds so far. A search cut short and called again with the same settings scores
+    only the candidates missing; as a candidate's replies do not depend on what was scored
+    before it, the table and cost come out as an uninterrupted search's (seconds included, up
+    to the lost batch). On SmolLM2 a 16-reply search takes hours; without this a session's end
+    restarted it from nothing.
     """
     options = METHODS["emorl"].options
     choices = options["search_objective"].choices
@@ -199,33 +210,58 @@ def search_table(
     decoding = {key: getattr(config, key) for key in EVAL_DECODING} if with_kl else EVAL_DECODING
     k = len(config.objectives)
     repeated = [q for q in prompts for _ in range(replies)]  # each prompt ``replies`` times
+    settings = json.loads(  # what a saved candidate's scores depend on (JSON, to compare)
+        json.dumps(
+            dict(
+                objectives=list(config.objectives),
+                objective=objective,
+                kl_coef=beta,
+                fluency_penalty=config.fluency_penalty,
+                fluency_guard=config.fluency_guard,
+                decoding=dict(decoding),
+                prompts=list(prompts),
+                replies=replies,
+                seed=SEARCH_SEED,
+            )
+        )
+    )
     # a -> (mean r (K,), mean KL, share of replies the fluency guard passes)
-    cache: dict[tuple[float, ...], tuple[np.ndarray, float, float]] = {}
-    start = time.perf_counter()
+    cache, seconds_before = load_candidates(saved, settings)
+    start = time.perf_counter() - seconds_before
+
+    def save() -> None:
+        if saved is not None:
+            rows = [
+                {"a": list(a), "rewards": r.tolist(), "kl": kl, "fluent": fluent}
+                for a, (r, kl, fluent) in cache.items()
+            ]
+            elapsed = time.perf_counter() - start
+            write_json_atomic(saved, {"settings": settings, "seconds": elapsed, "rows": rows})
+
+    def scored(new: list[tuple[float, ...]], texts: list[str], kl: np.ndarray | None) -> None:
+        """Score the replies of candidates ``new`` (candidate-major), cache and save them."""
+        asked = [q for _ in new for q in repeated]
+        rewards = objective_registry.score(list(config.objectives), asked, texts)  # (R, K)
+        means = rewards.reshape(len(new), len(repeated), k).mean(1)  # (n_new, K)
+        kls = np.zeros(len(new)) if kl is None else kl.reshape(len(new), -1).mean(1)
+        fluent = guarded_fluency(texts, config.fluency_guard).reshape(len(new), -1).mean(1)
+        found = zip(means, kls.tolist(), fluent.tolist(), strict=True)
+        cache.update(zip(new, found, strict=True))
+        save()
 
     def measured(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(n, K) candidates -> their mean rewards (n, K), mean KL (n,), fluent share (n,)."""
         new = [p for p in map(tuple, points) if p not in cache]
-        if new:
+        if new and with_kl:  # common random numbers: row j draws the same uniforms for every a
+            for p in new:  # one candidate at a time, each saved once scored
+                if p in cache:
+                    continue
+                rows = np.tile(p, (len(repeated), 1))
+                scored([p], *sample_replies(steerable, repeated, rows, decoding, True))
+        elif new:  # the paper's search: one batch, every row its own noise
             asked = [q for _ in new for q in repeated]  # candidate-major, then prompt-major
-            if with_kl:  # common random numbers: row j draws the same uniforms for every a
-                drawn = [
-                    sample_replies(
-                        steerable, repeated, np.tile(p, (len(repeated), 1)), decoding, True
-                    )
-                    for p in new
-                ]
-                texts = [text for sampled, _ in drawn for text in sampled]
-                kl = np.concatenate([kls for _, kls in drawn])  # (R,)
-            else:  # the paper's search: one batch, every row its own noise
-                rows = np.asarray([p for p in new for _ in repeated])
-                texts, kl = sample_replies(steerable, asked, rows, decoding, False)
-            rewards = objective_registry.score(list(config.objectives), asked, texts)  # (R, K)
-            means = rewards.reshape(len(new), len(repeated), k).mean(1)  # (n_new, K)
-            kls = np.zeros(len(new)) if kl is None else kl.reshape(len(new), -1).mean(1)
-            fluent = guarded_fluency(texts, config.fluency_guard).reshape(len(new), -1).mean(1)
-            found = zip(means, kls.tolist(), fluent.tolist(), strict=True)
-            cache.update(zip(new, found, strict=True))
+            rows = np.asarray([p for p in new for _ in repeated])
+            scored(new, *sample_replies(steerable, asked, rows, decoding, False))
         found = [cache[p] for p in map(tuple, points)]
         rewards, kls, fluent = zip(*found, strict=True)
         return np.stack(rewards), np.asarray(kls), np.asarray(fluent)
@@ -260,6 +296,32 @@ def search_table(
     return table, cost
 
 
+def load_candidates(
+    saved: Path | None, settings: dict[str, Any]
+) -> tuple[dict[tuple[float, ...], tuple[np.ndarray, float, float]], float]:
+    """The candidates a search with ``settings`` already scored into ``saved`` (a -> (mean r,
+    mean KL, fluent share)) and its seconds so far; nothing from a missing or unreadable file,
+    or one written under other settings."""
+    try:
+        data = read_json(saved) if saved is not None else None
+    except (OSError, ValueError):  # unreadable: score every candidate again
+        data = None
+    if not isinstance(data, dict) or data.get("settings") != settings:
+        return {}, 0.0
+    try:
+        cache = {
+            tuple(float(x) for x in row["a"]): (
+                np.asarray(row["rewards"], dtype=float),
+                float(row["kl"]),
+                float(row["fluent"]),
+            )
+            for row in data["rows"]
+        }
+        return cache, float(data["seconds"])
+    except (KeyError, TypeError, ValueError):
+        return {}, 0.0
+
+
 def search_metrics(cost: dict[str, Any]) -> dict[str, float]:
     """The search's cost as step metrics (flat name -> float)."""
     return {
@@ -286,7 +348,14 @@ def train(config: RunConfig, run_dir: Path, callback: TrainCallback) -> None:
         steerable = Emorl(policy, config.objectives, names, mix_at=mix_at)
         preferences = eval_preferences(config)
         table, cost = search_table(
-            steerable, config, preferences, prompts, rounds, objective, replies
+            steerable,
+            config,
+            preferences,
+            prompts,
+            rounds,
+            objective,
+            replies,
+            saved=Path(run_dir) / SEARCH_CANDIDATES,
         )
         steerable.table = [
             (np.asarray(t["preference"]), np.asarray(t["coefficients"])) for t in table
