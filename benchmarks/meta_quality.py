@@ -30,13 +30,13 @@ Pairs:
   pair has the same known front but the embedded model almost never writes those words (rate
   ~0.001), so RL at benchmark scale gets no signal; ``--synthetic registered`` uses it anyway.
 
-Reported per method (mean, std with ddof = 1 and a 95 % bootstrap interval over seeds):
+Reported per method (mean, std with ddof = 1 and a 95 % t interval over seeds):
 hypervolume and expected utility under the protocol (its reference point and EU preferences),
 IGD+ (synthetic), KL to the base per token, training samples (what each run reported scoring,
 plus the experts it reused), search samples and seconds (EMORL), training wall seconds (experts
 included), inference seconds per reply, forward passes per token, models kept. Headline: the
 meta-policy's (and its prior's) hypervolume as a share of the MORLHF front's, per seed, with a
-bootstrap interval over seeds, and its training samples as a share of MORLHF's (goal: >= 95 %
+t interval over seeds, and its training samples as a share of MORLHF's (goal: >= 95 %
 at <= 1/3); per-preference utility gaps to MORLHF show where it degrades; a decoding-time table
 against K shows how its cost grows with the number of objectives.
 
@@ -408,7 +408,7 @@ def cost_vs_k(ks: list[int], prompts: int = 8) -> list[dict]:
 
 # --- aggregation over seeds, headline, figure ---
 def mean_std(values: list[float]) -> dict[str, float]:
-    """Mean, std (ddof = 1) and the leaderboard's 95 % bootstrap interval over seeds (None
+    """Mean, std (ddof = 1) and the leaderboard's 95 % t interval over seeds (None
     with one seed)."""
     from morl_core.bench.leaderboard import mean_interval
 
@@ -541,7 +541,7 @@ def figure_html(jobs: list[dict], summary: dict, cost: list[dict]) -> str:
                     x=methods,
                     y=[s["mean"] for s in stats],
                     marker_color=[method_color(m) for m in methods],
-                    error_y={  # the 95 % bootstrap interval over seeds (none with one seed)
+                    error_y={  # the 95 % t interval over seeds (none with one seed)
                         "type": "data",
                         "array": [(s["hi"] or s["mean"]) - s["mean"] for s in stats],
                         "arrayminus": [s["mean"] - (s["lo"] or s["mean"]) for s in stats],

@@ -28,7 +28,7 @@ from morl_core.runfolder import write_json_atomic  # noqa: E402
 SHIPPED = ROOT / "assets" / "leaderboard" / "findings.json"
 SETTING = (
     "embedded 6.9M-parameter model, each suite's own budget (benchmarks/suites), evaluation "
-    "protocol {protocol}; mean [95% bootstrap interval over training seeds]"
+    "protocol {protocol}; mean [95% t interval over training seeds]"
 )
 
 

@@ -194,7 +194,7 @@ def test_benchmark_records_and_leaderboard(tmp_path):
     board = benchmark.leaderboard(benchmark.benchmark_records(tmp_path))
     row = board.display_table()[0]
     assert row["method"] == "mod" and row["seeds"] == 2
-    assert row["hypervolume"] == "0.7 [0.6, 0.8] best"  # mean [bootstrap interval], one method
+    assert row["hypervolume"] == "0.7 [-0.571, 1.97] best"  # mean [t interval], one method
     one_seed = {"hypervolume_mean": 0.5, "hypervolume_lo": np.nan, "hypervolume_hi": np.nan}
     assert benchmark.metric_cell(one_seed | {"hypervolume_vs_best": "tied"}, "hypervolume") == (
         "0.5 [n/a] ≈ best"

@@ -1,4 +1,4 @@
-"""Leaderboard statistics: bootstrap intervals over seeds, paired comparisons, tie marks."""
+"""Leaderboard statistics: t intervals over seeds, paired comparisons, tie marks."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from morl_core.bench.leaderboard import (
     mean_interval,
     paired,
     paired_comparisons,
+    t_interval,
+    wilson_interval,
 )
 from morl_core.bench.report import markdown, write_leaderboard
 
@@ -48,6 +50,32 @@ def test_interval_contains_the_mean_and_shrinks_with_more_seeds():
     assert np.isnan(mean_interval([0.8])).all()  # one seed: no interval, not a fake one
 
 
+@pytest.mark.parametrize("seeds", [3, 5])
+def test_equal_methods_are_separated_as_rarely_as_the_level_says(seeds):
+    """Two methods whose per-seed difference has mean 0 (normal noise): the paired interval
+    excludes 0 in about 5 % of draws, the level it claims. A percentile bootstrap over seeds
+    (what the leaderboard used) excludes it in about 25 % of draws with 3 seeds and 17 % with 5:
+    its mean never leaves the values' range, so 3 same-sign seeds always looked separated."""
+    rng = np.random.default_rng(11)
+    draws = 3000
+    separated = 0
+    for _ in range(draws):
+        d = rng.normal(0.0, 0.02, seeds)
+        found = paired(d, np.zeros(seeds))
+        separated += not found["difference_lo"] <= 0 <= found["difference_hi"]
+    assert 0.035 < separated / draws < 0.065  # 5 %, +-1.5 points of simulation noise
+
+
+def test_a_real_difference_is_separated_and_its_win_share_interval_stays_in_0_1():
+    found = paired([0.80, 0.82, 0.81, 0.83, 0.80], [0.70, 0.71, 0.69, 0.72, 0.70])
+    assert found["difference_lo"] > 0 and found["p_improvement"] == 1.0
+    assert 0.5 < found["p_improvement_lo"] < 1.0 and found["p_improvement_hi"] == 1.0
+    assert found["interval"] == "student_t"
+    low, high = wilson_interval(0.5, 4)
+    assert low > 0 and high < 1 and (low + high) / 2 == pytest.approx(0.5)
+    assert t_interval(1.0, 0.5, 4) == pytest.approx((1.0 - 3.182 * 0.25, 1.0 + 3.182 * 0.25), 1e-3)
+
+
 def test_std_uses_ddof_1_and_table_carries_intervals():
     hvs = [0.5, 0.7, 0.65, 0.55, 0.6]
     row = aggregate(_records({"soups": hvs})).iloc[0]
@@ -62,8 +90,11 @@ def test_probability_of_improvement():
     a, b = np.array([0.8, 0.7, 0.9, 0.75, 0.85]), np.array([0.7, 0.69, 0.8, 0.7, 0.6])
     better = paired(a, b)
     assert better["p_improvement"] == 1.0
-    assert better["p_improvement_lo"] == better["p_improvement_hi"] == 1.0
-    assert better["difference_lo"] > 0 and better["seeds"] == 5
+    # 5 wins of 5 seeds: Wilson's interval keeps room for chance, not a point at 1
+    assert better["p_improvement_lo"] == pytest.approx(0.566, abs=1e-3)
+    assert better["p_improvement_hi"] == 1.0
+    # ... and the paired t interval still contains 0: the wins range from 0.01 to 0.25
+    assert better["difference_lo"] < 0 < better["difference"] and better["seeds"] == 5
     assert better["p_value"] == pytest.approx(0.0625)  # exact Wilcoxon, 5 seeds: its minimum
     assert paired(b, a)["p_improvement"] == 0.0
     same = paired(a, a)
@@ -123,7 +154,7 @@ def test_two_shared_seeds_cannot_separate_even_a_large_gap():
     marks, shared, text = _marks({"best": [0.90, 0.91], "far": [0.50, 0.52]})
     assert paired([0.90, 0.91], [0.50, 0.52])["difference_lo"] > 0  # the interval excludes 0
     assert marks == {"best": "best", "far": "tied"} and shared["far"] == 2  # but: cannot tell
-    assert "| far | 2 | 0.51 [0.5, 0.52] ≈? |" in text
+    assert "| far | 2 | 0.51 [0.383, 0.637] ≈? |" in text  # t(1) = 12.7: two seeds say little
     assert "≈?: cannot tell: fewer than 3 seeds shared with the best" in text
 
 
@@ -216,7 +247,12 @@ def test_write_leaderboard_json_has_intervals_pairs_ties_and_gradient_conflict(t
     rows = {r["method"]: r for r in doc["rows"]}
     assert rows["a"]["seeds"] == 3 and rows["a"]["hypervolume_lo"] < rows["a"]["hypervolume_hi"]
     assert rows["a"]["hypervolume_vs_best"] == "best" and rows["base"]["hypervolume_lo"] is None
-    assert doc["statistics"] == {"level": 0.95, "bootstrap": 2000, "seed": 0, "ddof": 1}
+    assert doc["statistics"] == {
+        "level": 0.95,
+        "interval": "student_t",
+        "p_improvement_interval": "wilson",
+        "ddof": 1,
+    }
     assert {(p["method"], p["other"]) for p in doc["paired"]} >= {("a", "b"), ("b", "base")}
     assert doc["suites"]["s"]["gradient_conflict"]["cosine"][0][1] == -0.25
     text = paths["md"].read_text()
@@ -246,6 +282,8 @@ def test_an_update_keeps_the_suites_the_new_records_do_not_cover(tmp_path):
     rows = {(r["suite"], r["method"]): r for r in doc["rows"]}
     assert set(rows) == {("old", "a"), ("old", "b"), ("both", "a"), ("new", "c")}
     assert rows[("old", "a")]["hypervolume_mean"] == pytest.approx(0.85)
+    # a carried row's interval is the t interval of its kept mean, std and seeds
+    assert rows[("old", "a")]["hypervolume_lo"] == pytest.approx(mean_interval([0.8, 0.9, 0.85])[0])
     assert rows[("both", "a")]["hypervolume_mean"] == pytest.approx(0.7)  # recomputed
     assert doc["carried"] == ["old"]
     assert {p["suite"] for p in doc["paired"]} == {"old"}  # "new" and "both": one method each

@@ -46,7 +46,7 @@ DEFAULT_RUN_SECONDS = 90.0  # per run, when the published table has no time for 
 TIE_MARKS = {"best": " best", "tied": " ≈ best"}
 CANNOT_TELL_MARK = " ≈? best"
 TABLE_LEGEND = (
-    "mean [95% bootstrap interval over seeds; n/a with one seed]. best: the suite's highest "
+    "mean [95% t interval over seeds; n/a with one seed]. best: the suite's highest "
     "mean; ≈ best: not separated from it (paired interval over shared seeds contains 0); "
     "≈? best: cannot tell, too few seeds shared with the best to separate them."
 )

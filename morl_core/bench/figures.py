@@ -37,7 +37,7 @@ def _labelled(x, y, name: str, text, marker: dict[str, Any], **kw: Any) -> go.Sc
 
 def hv_vs_samples(table: pd.DataFrame) -> go.Figure:
     """Hypervolume against training samples, one marker per (suite, method); error bars: the
-    bootstrap interval over seeds (none with one seed)."""
+    t interval over seeds (none with one seed)."""
     fig = go.Figure()
     for method, group in table.groupby("method", sort=True):
         mean = group["hypervolume_mean"]
@@ -168,7 +168,7 @@ def kl_utility_points(records: list[dict[str, Any]], suite: str) -> pd.DataFrame
 
 
 def _interval_bars(values: pd.Series) -> tuple[float, dict[str, Any]]:
-    """Mean over seeds and its bootstrap interval as plotly error bars (none with one seed)."""
+    """Mean over seeds and its t interval as plotly error bars (none with one seed)."""
     mean = float(values.mean())
     low, high = mean_interval(values)
     return mean, {"type": "data", "array": [high - mean], "arrayminus": [mean - low]}
@@ -178,7 +178,7 @@ def kl_frontier(records: list[dict[str, Any]], suite: str) -> go.Figure:
     """Utility against KL to the base model, one panel per preference ``w`` of one suite.
 
     At each preference a method is one marker: x its KL per token to the base model, y its
-    point's utility ``w . p``, both the mean over training seeds with the bootstrap interval
+    point's utility ``w . p``, both the mean over training seeds with the t interval
     over seeds as error bars. Methods are compared at matched KL within a panel (up and to the
     left is better); the base model sits at KL 0. Methods whose KL was not recorded are named
     in the subtitle."""
@@ -224,7 +224,7 @@ def kl_frontier(records: list[dict[str, Any]], suite: str) -> go.Figure:
     objectives = f"({', '.join(names)})" if names else "p"
     fig.update_xaxes(title_text="KL to base (nats/token)", matches="x", rangemode="tozero")
     fig.update_yaxes(title_text=f"w . {objectives}", col=1)
-    note = f"mean over seeds, bars: {LEVEL:.0%} bootstrap interval over seeds"
+    note = f"mean over seeds, bars: {LEVEL:.0%} t interval over seeds"
     if missing:
         note += f"; no KL recorded for {', '.join(missing)} (evaluated before protocol eval-3)"
     fig.update_layout(

@@ -15,15 +15,17 @@ from morl_core.bench import figures
 from morl_core.bench.curves import FLAT_SHARE, flattened_summary, record_curve
 from morl_core.bench.leaderboard import (
     BASE_METHOD,
-    BOOT_SEED,
+    INTERVAL,
     LEVEL,
+    METRICS,
     MIN_SHARED_SEEDS,
-    N_BOOT,
     PRIOR_METHOD,
+    WIN_INTERVAL,
     aggregate,
     cannot_tell,
     paired_comparisons,
     read_records,
+    t_interval,
 )
 
 # fmt: off
@@ -33,10 +35,11 @@ SHOWN = [  # the Markdown columns
 ]
 # fmt: on
 LEGEND = (
-    f"Cells: mean over training seeds [{LEVEL:.0%} percentile bootstrap interval over seeds, "
-    f"{N_BOOT} resamples]; one seed has no interval. **Bold**: the best mean of the suite; "
-    "≈: not separated from the best (the interval of the paired difference over shared seeds "
-    "contains 0). The base model is one evaluation, compared at every seed. Wilcoxon p: "
+    f"Cells: mean over training seeds [{LEVEL:.0%} Student t interval over seeds, mean +- "
+    "t(n-1) s / sqrt(n)]; one seed has no interval. **Bold**: the best mean of the suite; "
+    "≈: not separated from the best (the t interval of the paired difference over shared seeds "
+    "contains 0: the paired t test at 5 %). P(improvement) intervals: Wilson score. The base "
+    "model is one evaluation, compared at every seed. Wilcoxon p: "
     "two-sided signed-rank test on the paired differences (with 5 seeds it cannot go below "
     "0.0625). Training samples count every completion a method scored to become usable: RL "
     "steps, the per-objective experts of every method built on them (soups, mod, emorl, "
@@ -47,13 +50,15 @@ LEGEND = (
 )
 CANNOT_TELL = (
     f"≈?: cannot tell: fewer than {MIN_SHARED_SEEDS} seeds shared with the best, too few to "
-    "separate them (a bootstrap over 2 seeds has 4 resamples, its interval is just their range), "
-    "so counted as tied."
+    "separate them, so counted as tied."
 )
 
 CARRIED = (
     "\nCarried over: {} (rows, comparisons and figures kept from the leaderboard this one "
-    "updated; their records were not among the records read).\n"
+    "updated; their records were not among the records read). Their intervals of means are "
+    "recomputed as t intervals from the kept means, stds and seeds; their paired comparisons and "
+    "≈ marks are kept as computed then, from a percentile bootstrap over seeds, which separates "
+    "methods more often than its level says (`interval` in the JSON).\n"
 )
 CURVES = (
     "flattened: whether the training reward had stopped rising at the suite's budget. Each "
@@ -221,7 +226,12 @@ def write_leaderboard(
     paths = {ext: dest / f"leaderboard.{ext}" for ext in ("csv", "json", "md")}
     table.to_csv(paths["csv"], index=False)
     document = {
-        "statistics": {"level": LEVEL, "bootstrap": N_BOOT, "seed": BOOT_SEED, "ddof": 1},
+        "statistics": {
+            "level": LEVEL,
+            "interval": INTERVAL,
+            "p_improvement_interval": WIN_INTERVAL,
+            "ddof": 1,
+        },
         "legend": LEGEND + " " + CANNOT_TELL + " " + CURVES,
         "rows": json.loads(table.to_json(orient="records")),  # NaN -> null
         "paired": json.loads(pairs.to_json(orient="records")),
@@ -257,7 +267,15 @@ def carried_suites(
     for column in rows.columns:  # JSON null -> NaN in the number columns
         if column.endswith(("_mean", "_std", "_lo", "_hi")):
             rows[column] = pd.to_numeric(rows[column])
-    pairs = pd.DataFrame([p for p in old["paired"] if p["suite"] not in covered])
+    for metric in METRICS:  # the kept mean, std (ddof = 1) and seeds give the t interval
+        if f"{metric}_mean" in rows and f"{metric}_std" in rows:
+            kept = zip(rows[f"{metric}_mean"], rows[f"{metric}_std"], rows["seeds"], strict=True)
+            bounds = [t_interval(m, sd, int(n)) for m, sd, n in kept]
+            rows[f"{metric}_lo"] = [lo for lo, _ in bounds]
+            rows[f"{metric}_hi"] = [hi for _, hi in bounds]
+    # comparisons from before the t interval were percentile bootstraps: say so where unsaid
+    old_pairs = [{"interval": "bootstrap", **p} for p in old["paired"] if p["suite"] not in covered]
+    pairs = pd.DataFrame(old_pairs)
     notes = {suite: n for suite, n in old.get("suites", {}).items() if suite not in covered}
     kept = set(rows["suite"]) if len(rows) else set()
     titles = {}
