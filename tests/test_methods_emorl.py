@@ -310,33 +310,29 @@ def test_a_search_cut_short_resumes_from_its_scored_candidates(experts_run, tmp_
 
 
 def test_a_search_does_not_resume_from_candidates_scored_under_other_settings(
-    experts_run, tmp_path, monkeypatch
+    experts, tmp_path, monkeypatch
 ):
     """Saved candidates count only for the settings they were scored under (here: replies)."""
-    calls: list[int] = []
+    policy, _, prompts = experts
+    calls: list[bool] = []
     decode = Emorl.decode
 
-    def counting(self, prompts, coefficients, **gen):
+    def counting(self, asked, coefficients, **gen):
         calls.append(gen.get("seed") == SEARCH_SEED)
-        return decode(self, prompts, coefficients, **gen)
+        return decode(self, asked, coefficients, **gen)
 
     monkeypatch.setattr(Emorl, "decode", counting)
-    base = {"search_rounds": 1, "search_prompts": 3}
-    train("emorl", tmp_path, experts_run, **base, search_replies=1)
-    (tmp_path / ARTIFACT).unlink()  # as if the artifact was never written
+    config = RunConfig.from_dict({**BASE, "method": "emorl"})
+    emorl = Emorl(policy, ka.KNOWN_OBJECTIVES, NAMES)
+    saved, w = tmp_path / emorl_module.SEARCH_CANDIDATES, np.asarray([[0.5, 0.5]])
+    search_table(emorl, config, w, prompts[:3], 1, replies=1, saved=saved)
     calls.clear()
-    config = RunConfig.from_dict(
-        {
-            **BASE,
-            "method": "emorl",
-            "options": {"experts_from": str(experts_run), **base, "search_replies": 2},
-        }  # fmt: skip
-    )
-    (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
-    get("emorl").train(config, tmp_path, lambda info: True)
-    assert sum(calls) == 9  # every candidate of the 3x3 grid decoded again
-    saved = json.loads((tmp_path / emorl_module.SEARCH_CANDIDATES).read_text())
-    assert saved["settings"]["replies"] == 2 and len(saved["rows"]) == 9
+    again, _ = search_table(emorl, config, w, prompts[:3], 1, replies=1, saved=saved)
+    assert sum(calls) == 0  # the same settings: every candidate read back
+    search_table(emorl, config, w, prompts[:3], 1, replies=2, saved=saved)
+    assert sum(calls) == 9  # other settings: every candidate of the 3x3 grid decoded again
+    found = json.loads(saved.read_text())
+    assert found["settings"]["replies"] == 2 and len(found["rows"]) == 9
 
 
 # --- the search finds coefficients that beat a = w ---
