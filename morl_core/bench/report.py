@@ -269,8 +269,8 @@ def carried_suites(
             rows[column] = pd.to_numeric(rows[column])
     for metric in METRICS:  # the kept mean, std (ddof = 1) and seeds give the t interval
         if f"{metric}_mean" in rows and f"{metric}_std" in rows:
-            kept = zip(rows[f"{metric}_mean"], rows[f"{metric}_std"], rows["seeds"], strict=True)
-            bounds = [t_interval(m, sd, int(n)) for m, sd, n in kept]
+            stats = zip(rows[f"{metric}_mean"], rows[f"{metric}_std"], rows["seeds"], strict=True)
+            bounds = [t_interval(m, sd, int(n)) for m, sd, n in stats]
             rows[f"{metric}_lo"] = [lo for lo, _ in bounds]
             rows[f"{metric}_hi"] = [hi for _, hi in bounds]
     # comparisons from before the t interval were percentile bootstraps: say so where unsaid
