@@ -5,9 +5,9 @@ All statistics are over *training seeds*, the unit that varies between runs of a
 * **Mean and 95 % interval**: the Student t interval of the mean, mean +- t(n-1) s / sqrt(n)
   with the std s at ddof = 1. One seed has no interval (NaN). Not the percentile bootstrap: a
   bootstrap mean never leaves the range of the values, so over a handful of seeds its "95 %"
-  interval is too narrow. Simulated on normal data (``tests/test_leaderboard_stats.py``), the
-  bootstrap's interval of a paired difference excluded a true difference of 0 in 25 % of draws
-  with 3 seeds, 17 % with 5 and 10 % with 10; the t interval in 5 %.
+  interval is too narrow. Simulated on normal data, the bootstrap's interval of a paired
+  difference excluded a true difference of 0 in 25 % of draws with 3 seeds, 17 % with 5 and
+  10 % with 10; the t interval in 5 % (``tests/test_leaderboard_stats.py`` checks 3 and 5).
 * **Paired comparison** of methods A and B on the seeds both ran (the base model has no
   training seed, so its row counts at every seed): the mean difference A - B with its t
   interval (the paired t test at the 5 % level), the probability of improvement P(A > B)
