@@ -41,7 +41,9 @@ interpolated coefficients, so steering costs one decode. The search counts as tr
 completions (candidates x prompts x replies) add to the run's ``samples`` (the KL's base passes
 score the same completions and add nothing) and go into the artifact (``search``, with its
 objective) and metrics (``search/*``); its wall-clock seconds go to ``search_timing.json`` so the
-artifact stays reproducible. Inference: K models kept, K passes per token (a_i = 0 skipped).
+artifact stays reproducible. Every scored candidate is saved in ``search_candidates.json`` as it
+is scored, so a search cut short resumes where it stopped. Inference: K models kept, K passes
+per token (a_i = 0 skipped).
 """
 
 from __future__ import annotations
