@@ -73,12 +73,10 @@ def vertex(method: str, seed: int, order: str, out: Path) -> dict:
         steerable, prompts, w, objectives, protocol=protocol, prompt_columns=columns
     )
     point = dict(zip(objectives, front["points"][0], strict=True))
-    stage = objectives.index(OBJECTIVE) if method != "morlhf" else len(objectives) - 1
     return {
         "method": method,
         "seed": seed,
         "order": order,
-        "stage": stage,
         OBJECTIVE: point[OBJECTIVE],
         "point": point,
         "seconds": time.time() - start,

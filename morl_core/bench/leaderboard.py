@@ -74,8 +74,10 @@ def t_interval(mean: float, std: float, n: int) -> tuple[float, float]:
 
     if n < 2 or not np.isfinite(std):
         return np.nan, np.nan
-    half = float(t.ppf((1 + LEVEL) / 2, n - 1)) * std / np.sqrt(n)
-    return mean - half, mean + half
+    if std == 0:  # equal values: a zero-width interval (scipy gives NaN for scale 0)
+        return mean, mean
+    low, high = t.interval(LEVEL, n - 1, loc=mean, scale=std / np.sqrt(n))
+    return float(low), float(high)
 
 
 def wilson_interval(share: float, n: int) -> tuple[float, float]:

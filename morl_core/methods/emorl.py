@@ -238,7 +238,9 @@ def search_table(
                 for a, (r, kl, fluent) in cache.items()
             ]
             elapsed = time.perf_counter() - start
-            write_json_atomic(saved, {"settings": settings, "seconds": elapsed, "rows": rows})
+            # atomic without fsync: after a crash the file is whole or one candidate behind
+            data = {"settings": settings, "seconds": elapsed, "rows": rows}
+            write_json_atomic(saved, data, fsync=False)
 
     def scored(new: list[tuple[float, ...]], texts: list[str], kl: np.ndarray | None) -> None:
         """Score the replies of candidates ``new`` (candidate-major), cache and save them."""
