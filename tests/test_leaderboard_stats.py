@@ -275,6 +275,13 @@ def test_an_update_keeps_the_suites_the_new_records_do_not_cover(tmp_path):
     write(first, "old", {"a": [0.8, 0.9, 0.85], "b": [0.5, 0.6, 0.55]})
     write(first, "both", {"a": [0.1, 0.2, 0.3]})
     write_leaderboard(first, dest=dest)
+    # as a leaderboard from before the t interval: bootstrap bounds, pairs without "interval"
+    old = json.loads((dest / "leaderboard.json").read_text())
+    for row in old["rows"]:
+        row["hypervolume_lo"], row["hypervolume_hi"] = 0.0, 1.0
+    for pair in old["paired"]:
+        del pair["interval"]
+    (dest / "leaderboard.json").write_text(json.dumps(old))
     write(second, "new", {"c": [0.3, 0.4, 0.35]})
     write(second, "both", {"a": [0.6, 0.7, 0.8]})
     paths = write_leaderboard(second, dest=dest, update=True)
@@ -286,6 +293,9 @@ def test_an_update_keeps_the_suites_the_new_records_do_not_cover(tmp_path):
     assert rows[("old", "a")]["hypervolume_lo"] == pytest.approx(mean_interval([0.8, 0.9, 0.85])[0])
     assert rows[("both", "a")]["hypervolume_mean"] == pytest.approx(0.7)  # recomputed
     assert doc["carried"] == ["old"]
+    assert {p["interval"] for p in doc["paired"]} == {
+        "bootstrap"
+    }  # the kept ones say what they are
     assert {p["suite"] for p in doc["paired"]} == {"old"}  # "new" and "both": one method each
     text = paths["md"].read_text()
     assert "### old" in text and "### new" in text and "Carried over: old" in text
