@@ -304,10 +304,14 @@ def export(name: str, run_dir: Path, trained: list) -> Path:
     that trained it; the provenance names the run and the runs it copied from, and the seconds
     of them all.
     """
-    from safetensors.torch import load_file, save_file
-
     from morl_core.jobs.records import git_hash, package_versions
-    from morl_core.runfolder import METRICS, append_jsonl, read_metrics
+    from morl_core.runfolder import (
+        METRICS,
+        append_jsonl,
+        read_metrics,
+        read_safetensors,
+        write_safetensors_atomic,
+    )
     from morl_core.train_cli import evaluate_run
 
     out = DEMO_DIR / name
@@ -320,7 +324,8 @@ def export(name: str, run_dir: Path, trained: list) -> Path:
         runs = [read_metrics(t.folder)[0] for t in trained[1:]]
         append_jsonl(out / METRICS, expert_records(runs, DEMOS[name]["objectives"]))
     for weights in out.glob("adapters/*/adapter_model.safetensors"):
-        save_file({k: v.half() for k, v in load_file(weights).items()}, weights)
+        tensors, metadata = read_safetensors(weights)  # Panacea keeps its settings there
+        write_safetensors_atomic(weights, {k: v.half() for k, v in tensors.items()}, metadata)
     for readme in out.glob("adapters/*/README.md"):
         readme.unlink()  # peft's model-card template: boilerplate, not provenance
     for adapter in out.glob("adapters/*/adapter_config.json"):

@@ -272,3 +272,32 @@ def test_an_export_names_its_own_run_and_the_runs_it_copied_experts_from(
         json.loads(line)["stage"] for line in (out / "metrics.jsonl").read_text().splitlines()
     ]
     assert stages == ["meta-policy", "expert_formality", "expert_readability"]
+
+
+def test_an_export_halves_adapters_and_keeps_the_settings_saved_beside_them(
+    build, tmp_path, monkeypatch
+):
+    """Panacea saves its rank and seed in its safetensors metadata: the fp16 copy keeps them,
+    or the exported demo cannot be loaded."""
+    import torch
+
+    import morl_core.train_cli as train_cli
+    from morl_core.runfolder import read_safetensors, write_safetensors_atomic
+
+    monkeypatch.setattr(build, "DEMO_DIR", tmp_path / "demo")
+    monkeypatch.setattr(train_cli, "evaluate_run", lambda out, device: None)
+    monkeypatch.setattr(build, "finish_export", lambda out: out)
+    run = tmp_path / "panacea-run"
+    (run / "adapters" / "panacea").mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "stage": "panacea policy"}) + "\n")
+    weights = {"layer.sigma": torch.linspace(0, 1, 8, dtype=torch.float32)}
+    settings = {"panacea": json.dumps({"r": 8, "k": 2, "alpha": 16.0, "seed": 3})}
+    write_safetensors_atomic(run / "adapters/panacea/adapter_model.safetensors", weights, settings)
+    trained = [build.Trainer("panacea-run", "cpu", "vm", 10.0, run)]
+
+    out = build.export(build.name_of("panacea", build.PAIR), run, trained)
+    tensors, metadata = read_safetensors(out / "adapters/panacea/adapter_model.safetensors")
+    assert metadata == settings
+    assert tensors["layer.sigma"].dtype == torch.float16
+    assert torch.allclose(tensors["layer.sigma"].float(), weights["layer.sigma"], atol=1e-3)
