@@ -1,4 +1,4 @@
-"""The lean Llama decode step: the same logits, bit for bit, as the model's own forward.
+"""The lean Llama decode step: the logits of the model's own forward, to float32 rounding.
 
 A tiny random Llama (GQA: 4 query heads over 2 key/value heads) is built in memory. Its decode
 loop through ``hf_next_token`` (which takes :class:`LlamaDecodeStep` for such a model) is
@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported
 
 import pytest
 import torch
-from tiny_models import EOS, PAD, prompts, teacher_forced_logits, tiny_llama
+from tiny_models import EOS, PAD, assert_same_logits, prompts, teacher_forced_logits, tiny_llama
 
 from morl_core.policy.llama_decode import DecodeCache, LlamaDecodeStep
 from morl_core.policy.sampling import hf_next_token, sample
@@ -56,12 +56,12 @@ def test_plain_llama_qualifies_and_adapted_or_hooked_ones_do_not(llama):
 
 
 @pytest.mark.parametrize("padded", [False, True])
-def test_lean_steps_give_bit_identical_logits(llama, padded):
+def test_lean_steps_give_the_forwards_logits(llama, padded):
     ids, mask = prompts(padded)
     steps = 80  # past the cache's first capacity (prompt + 64), so it grows once
     lean, _ = teacher_forced_logits(hf_next_token(llama), ids, mask, steps)
     plain, _ = teacher_forced_logits(plain_next_token(llama), ids, mask, steps)
-    assert torch.equal(lean, plain)
+    assert_same_logits(lean, plain)
 
 
 def test_decode_steps_use_the_lean_cache(llama):
@@ -99,3 +99,57 @@ def test_rollouts_are_token_for_token_the_same(llama, setting):
     lean, plain = rollout(hf_next_token(llama)), rollout(plain_next_token(llama))
     assert torch.equal(lean.completion_ids, plain.completion_ids)
     assert torch.equal(lean.completion_mask, plain.completion_mask)
+
+
+def test_the_packed_weights_are_kept_between_replies_and_follow_a_changed_weight():
+    """The packed copy is made once per model, and made again when a base weight is written
+    in place or replaced: the next reply decodes with the new weights, as the forward does."""
+    import gc
+    import weakref
+
+    from morl_core.policy import llama_decode
+
+    model = tiny_llama()
+    ids, mask = prompts(padded=False)
+    lean_next, plain_next = hf_next_token(model), hf_next_token(model, lean=False)
+    teacher_forced_logits(lean_next, ids, mask, 3)
+    packed = llama_decode._PACKED[model]
+    teacher_forced_logits(lean_next, ids, mask, 3)
+    assert llama_decode._PACKED[model] is packed  # not packed again for the next reply
+
+    with torch.no_grad():
+        model.model.layers[0].mlp.down_proj.weight.mul_(-2.0)  # in place
+    lean, _ = teacher_forced_logits(lean_next, ids, mask, 6)
+    plain, _ = teacher_forced_logits(plain_next, ids, mask, 6)
+    assert_same_logits(lean, plain)
+    assert llama_decode._PACKED[model] is not packed
+
+    head = model.lm_head
+    head.weight = torch.nn.Parameter(head.weight.detach() * 0.5)  # another tensor (untied)
+    lean, _ = teacher_forced_logits(lean_next, ids, mask, 6)
+    plain, _ = teacher_forced_logits(plain_next, ids, mask, 6)
+    assert_same_logits(lean, plain)
+
+    gone = weakref.ref(llama_decode._PACKED[model])
+    del model, lean_next, plain_next, head
+    gc.collect()
+    assert gone() is None  # the copy goes with the model
+
+
+def test_a_model_too_large_to_copy_keeps_its_own_forward(llama, monkeypatch):
+    """The packed weights are a copy: past the size limit the model's forward decodes."""
+    from morl_core.policy import llama_decode
+
+    assert LlamaDecodeStep.applies(llama)
+    total = sum(
+        weight.nbytes
+        for name, weight in llama.named_parameters()
+        if name.endswith("proj.weight") or name == "lm_head.weight"
+    )
+    monkeypatch.setattr(llama_decode, "PACK_LIMIT_BYTES", total - 1)
+    assert not LlamaDecodeStep.applies(llama)
+    ids, mask = prompts(padded=False)
+    _, cache = teacher_forced_logits(hf_next_token(llama), ids, mask, 3)
+    assert not isinstance(cache, DecodeCache)
+    monkeypatch.setattr(llama_decode, "PACK_LIMIT_BYTES", total)
+    assert LlamaDecodeStep.applies(llama)

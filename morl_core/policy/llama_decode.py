@@ -1,15 +1,18 @@
 """A lean decode step for float32 Llama models (SmolLM2), plain or with LoRA adapters.
 
-After the prompt's pass through the model's own forward, each new token runs the same tensor
-operations as that forward, op for op (its logits are bit-identical), without the per-call
-machinery of ``transformers`` and ``peft`` (module calls, mask building, a ``torch.cat`` per layer
-to grow the KV cache). At batch 1 on a CPU that machinery is about a sixth of a step; the rest is
-reading the weights (``benchmarks/smollm2_generation.py``).
+After the prompt's pass through the model's own forward, each new token runs the arithmetic of
+that forward without the per-call machinery of ``transformers`` and ``peft`` (module calls, mask
+building, a ``torch.cat`` per layer to grow the KV cache), on a packed copy of the projection
+weights: each layer's q, k and v, and its gate and up, fused into one matrix, every matrix stored
+input-major (``x @ W_t``), which a CPU reads faster at batch 1 (``benchmarks/smollm2_generation.py``
+measures it). The logits then equal the model's own to float32 rounding rather than bit for bit
+(the matmuls sum in another order); the tests hold them to that and to the same tokens.
 """
 
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -179,28 +182,81 @@ def _lean_lora_forward(module: torch.nn.Module):
     return forward
 
 
+class PackedWeights:
+    """The base projection weights of a Llama model, packed for one-token steps.
+
+    Per decoder layer: ``qkv`` (D, q + k + v) and ``gate_up`` (D, 2 I) fused, ``o`` and ``down``,
+    each the transpose of the model's ``(out, in)`` weights made contiguous, and the head's
+    (D, V). At batch 1 on a CPU, ``x @ W_t`` with ``W_t`` input-major reads the weights faster than
+    ``F.linear(x, W)`` (its matmuls took 43 ms a token instead of 48 for SmolLM2), and two fused
+    matmuls replace five calls per layer.
+
+    It is a copy: it costs the projections' memory once more (538 MB for SmolLM2 in float32)
+    for as long as the model lives, so a model whose projections pass ``PACK_LIMIT_BYTES``
+    (2 GiB) is not stepped this way. :func:`packed_weights` keeps one per model and packs it
+    again when a weight changed (another tensor, or one written in place).
+    """
+
+    def __init__(self, sources: list[torch.Tensor]):
+        self.sources = [(weight, weight._version, weight.data_ptr()) for weight in sources]
+        *layers, head = sources
+        with torch.no_grad():
+            self.layers = [
+                (
+                    torch.cat(layers[at : at + 3]).t().contiguous(),  # q, k, v
+                    layers[at + 3].t().contiguous(),  # o
+                    torch.cat(layers[at + 4 : at + 6]).t().contiguous(),  # gate, up
+                    layers[at + 6].t().contiguous(),  # down
+                )
+                for at in range(0, len(layers), len(PROJECTIONS))
+            ]
+            self.head = head.t().contiguous()
+
+    def fresh(self, sources: list[torch.Tensor]) -> bool:
+        """Whether these are the weights packed, none written or moved since."""
+        return len(sources) == len(self.sources) and all(
+            weight is packed and weight._version == version and weight.data_ptr() == pointer
+            for weight, (packed, version, pointer) in zip(sources, self.sources, strict=True)
+        )
+
+
+PACK_LIMIT_BYTES = 2 * 1024**3  # a larger model keeps its own forward rather than a copy
+_PACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Llama model -> PackedWeights
+
+
+def packed_weights(llama: torch.nn.Module, sources: list[torch.Tensor]) -> PackedWeights:
+    """The :class:`PackedWeights` of ``llama`` (its base weights ``sources``: each layer's
+    projections in :data:`PROJECTIONS` order, then the head), packed now if none is kept or the
+    kept one is stale. Dropped with the model."""
+    packed = _PACKED.get(llama)
+    if packed is None or not packed.fresh(sources):
+        _PACKED[llama] = packed = PackedWeights(sources)
+    return packed
+
+
 class LlamaDecodeStep:
     """One decode step (one new token per row) of a ``transformers`` Llama model, plain or
     wrapped by peft with LoRA adapters on its linear layers.
 
     The operations are those of ``LlamaForCausalLM.forward`` with SDPA attention, in the same
-    order on the same weights (so the logits are bit-identical, which a test checks), with
-    three layout shortcuts that move no arithmetic: hidden states are (B, D) rather than
-    (B, 1, D); queries and keys are rotated together, with ``roll(x) * [-sin, sin]`` for
-    ``rotate_half(x) * sin`` (a sign flip is exact); keys and values are written into a
-    :class:`DecodeCache`. A LoRA layer adds each active adapter's ``lora_B(lora_A(x)) * scaling``
-    to its base output as peft's ``lora.Linear.forward`` does (:func:`add_lora`). The adapters'
-    weights, scalings and which of them are active (or switched off) are read at every step, so
-    a soup that rewrites its weights in place, or ``set_adapter`` between replies, decodes as the
-    peft forward would. Only models :meth:`applies` accepts qualify: float32, SDPA, SiLU, no
-    biases, no hooks, eval mode, plain or :func:`plain_lora` linear layers, and nothing else
-    wrapped (``modules_to_save``, trainable tokens); anything else keeps the model's forward.
+    order, with the base projections read from :class:`PackedWeights` (so the logits equal the
+    forward's to float32 rounding, which tests check) and layout shortcuts that move no other
+    arithmetic: hidden states are (B, D) rather than (B, 1, D); queries and keys are rotated
+    together, with ``roll(x) * [-sin, sin]`` for ``rotate_half(x) * sin`` (a sign flip is
+    exact); keys and values are written into a :class:`DecodeCache`. A LoRA layer adds each
+    active adapter's ``lora_B(lora_A(x)) * scaling`` to its base output as peft's
+    ``lora.Linear.forward`` does (:func:`add_lora`). The adapters' weights, scalings and which
+    of them are active (or switched off) are read at every step, so a soup that rewrites its
+    weights in place, or ``set_adapter`` between replies, decodes as the peft forward would. Only models :meth:`applies` accepts qualify: float32, SDPA, SiLU, no
+    biases, no hooks, eval mode, plain or :func:`plain_lora` linear layers, nothing else
+    wrapped (``modules_to_save``, trainable tokens), and projections within
+    ``PACK_LIMIT_BYTES``; anything else keeps the model's forward.
     """
 
     @staticmethod
     def applies(model: torch.nn.Module) -> bool:
         """Whether ``model`` is a float32 Llama (or a peft LoRA model of one) this step
-        reproduces exactly."""
+        reproduces."""
         return LlamaDecodeStep.lora_layers(model) is not None
 
     @staticmethod
@@ -262,6 +318,9 @@ class LlamaDecodeStep:
         ]
         if llama is model and adapted or not all(plain_lora(linear) for linear in adapted):
             return None
+        weights = [base_weight(linear) for linear in [*linears, llama.lm_head]]
+        if sum(weight.nbytes for weight in weights) > PACK_LIMIT_BYTES:
+            return None  # too large to copy (PackedWeights)
         return adapted
 
     def __init__(self, model: torch.nn.Module):
@@ -275,21 +334,20 @@ class LlamaDecodeStep:
             [getattr(layer, part).get_submodule(name) for part, name in PROJECTIONS]
             for layer in llama.model.layers
         ]
+        sources = [base_weight(linear) for linears in projections for linear in linears]
+        self.packed = packed_weights(llama, [*sources, base_weight(llama.lm_head)])
         self.layers = [
             (
                 layer.input_layernorm.weight,
                 layer.input_layernorm.variance_epsilon,
-                *(base_weight(linear) for linear in linears[:4]),
                 layer.self_attn.scaling,
                 layer.post_attention_layernorm.weight,
                 layer.post_attention_layernorm.variance_epsilon,
-                *(base_weight(linear) for linear in linears[4:]),
             )
-            for layer, linears in zip(llama.model.layers, projections, strict=True)
+            for layer in llama.model.layers
         ]
         self.norm = (llama.model.norm.weight, llama.model.norm.variance_epsilon)
         self.embed = llama.model.embed_tokens.weight
-        self.lm_head = base_weight(llama.lm_head)
         # the LoRA layers of each decoder layer (None where a projection is a plain nn.Linear)
         self.adapted = [tuple(lora_view(linear) for linear in linears) for linears in projections]
         self.adapted_head = lora_view(llama.lm_head)
@@ -341,7 +399,8 @@ class LlamaDecodeStep:
                 f"attention_mask {tuple(attention_mask.shape)}"
             )
         heads, kv_heads, head_dim = self.heads, self.kv_heads, self.head_dim
-        half, queries = head_dim // 2, heads * head_dim
+        half, queries, kv_width = head_dim // 2, heads * head_dim, kv_heads * head_dim
+        keys_end = queries + kv_width
         cache.make_room()
         at, seen = cache.length, cache.length + 1
         hidden = F.embedding(input_ids[:, 0], self.embed)  # (B, D)
@@ -349,53 +408,35 @@ class LlamaDecodeStep:
         sin = torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
         # what transformers' mask building gives one query: none without padding, else the row
         mask = None if bool(attention_mask.all()) else attention_mask[:, None, None, :].bool()
-        rotated = hidden.new_empty((batch, queries + kv_heads * head_dim))
         for index, (
-            (
-                norm1,
-                eps1,
-                w_q,
-                w_k,
-                w_v,
-                w_o,
-                scale,
-                norm2,
-                eps2,
-                w_gate,
-                w_up,
-                w_down,
-            ),
+            (norm1, eps1, scale, norm2, eps2),
+            (w_qkv, w_o, w_gate_up, w_down),
             (t_q, t_k, t_v, t_o, t_gate, t_up, t_down),
-        ) in enumerate(zip(self.layers, self.adapter_terms(), strict=True)):
-            x = norm1 * (hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + eps1))
-            torch.mm(x, w_q.t(), out=rotated[:, :queries])
-            torch.mm(x, w_k.t(), out=rotated[:, queries:])
-            add_lora(rotated[:, :queries], x, t_q)
-            add_lora(rotated[:, queries:], x, t_k)
-            value = add_lora(F.linear(x, w_v), x, t_v)  # (B, kv heads * head dim)
-            qk = rotated.view(batch, heads + kv_heads, head_dim)
+        ) in enumerate(zip(self.layers, self.packed.layers, self.adapter_terms(), strict=True)):
+            x = F.rms_norm(hidden, norm1.shape, norm1, eps1)
+            qkv = torch.mm(x, w_qkv)  # (B, q + k + v)
+            add_lora(qkv[:, :queries], x, t_q)
+            add_lora(qkv[:, queries:keys_end], x, t_k)
+            add_lora(qkv[:, keys_end:], x, t_v)
+            qk = qkv[:, :keys_end].view(batch, heads + kv_heads, head_dim)
             qk = qk * cos + qk.roll(half, -1) * sin
             keys, values = cache.keys[index], cache.values[index]  # (B, kv heads, capacity, hd)
             keys[:, :, at] = qk[:, heads:]
-            values[:, :, at] = value.view(batch, kv_heads, head_dim)
+            values[:, :, at] = qkv[:, keys_end:].view(batch, kv_heads, head_dim)
             keys, values = keys[:, :, :seen], values[:, :, :seen]
-            if mask is None:
-                query = qk[:, :heads, None]  # (B, heads, 1, head dim)
-                attended = F.scaled_dot_product_attention(
-                    query, keys, values, scale=scale, enable_gqa=True
-                )
-            else:  # heads sharing a key/value head as its queries, as transformers packs them
-                query = qk[:, :heads].reshape(batch, kv_heads, heads // kv_heads, head_dim)
-                attended = F.scaled_dot_product_attention(
-                    query, keys, values, attn_mask=mask, scale=scale
-                )
-            attended = attended.reshape(batch, queries)
-            hidden = hidden + add_lora(F.linear(attended, w_o), attended, t_o)
-            x = norm2 * (hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + eps2))
-            gated = F.silu(add_lora(F.linear(x, w_gate), x, t_gate))
-            inner = gated * add_lora(F.linear(x, w_up), x, t_up)  # (B, intermediate)
-            hidden = hidden + add_lora(F.linear(inner, w_down), inner, t_down)
+            # heads sharing a key/value head as its queries, as transformers' repeat_kv pairs them
+            query = qk[:, :heads].reshape(batch, kv_heads, heads // kv_heads, head_dim)
+            attended = F.scaled_dot_product_attention(
+                query, keys, values, attn_mask=mask, scale=scale
+            ).reshape(batch, queries)
+            hidden = add_lora(torch.addmm(hidden, attended, w_o), attended, t_o)
+            x = F.rms_norm(hidden, norm2.shape, norm2, eps2)
+            gate_up = torch.mm(x, w_gate_up)  # (B, 2 intermediate)
+            width = gate_up.shape[1] // 2
+            gate = F.silu(add_lora(gate_up[:, :width], x, t_gate))
+            inner = gate * add_lora(gate_up[:, width:], x, t_up)  # (B, intermediate)
+            hidden = add_lora(torch.addmm(hidden, inner, w_down), inner, t_down)
         cache.length = seen
         norm, eps = self.norm
-        x = norm * (hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + eps))
-        return add_lora(F.linear(x, self.lm_head), x, lora_terms(self.adapted_head))  # (B, V)
+        x = F.rms_norm(hidden, norm.shape, norm, eps)
+        return add_lora(torch.mm(x, self.packed.head), x, lora_terms(self.adapted_head))  # (B, V)
