@@ -24,24 +24,27 @@ ours decodes through the lean step with the LoRA terms (``"lean_step": true`` in
 Where the time goes is recorded too (``--profile``): at batch 1 on a CPU each new token reads
 every weight once (538 MB in float32), so ``aten::mm`` bounds both sides alike.
 
-Last measured (2 shared AMD EPYC cores with AVX2, one thread, 5 runs, load average ~7): top-p
-1.33x (CPU time 1.34x), greedy 1.27x (1.27x); before the sampler's lean Llama decode step it
-was 1.11x and 1.02x. Our decode step is ~55 ms of CPU time, of which the matmuls are ~48 ms
-(the same on both sides: the weights are read once per token at ~11 GB/s) and the rest ~7 ms
-(SDPA ~1.7, the 61 RMSNorms ~2.5, rotary ~1, the KV writes ~0.5). HF's greedy step is cheaper
-than its top-p one (no vocabulary sort), so greedy is the harder ratio: 1.3x there needs ours
-~2-3% faster again, i.e. about a third of what is left besides the matmuls.
+Last measured (2 AMD EPYC cores with AVX2 shared with background jobs, paused for the run;
+one thread, 5 runs, 2026-12-06): top-p 1.34x, greedy 1.28x (CPU time alike). Our one-row
+decode step reads an input-major copy of the weights (``PackedWeights`` in
+``morl_core/policy/llama_decode.py``): its matmuls take ~42 ms a token where ``F.linear`` on the
+model's own ``(out, in)`` weights takes ~47, the same arithmetic summed in another order. Before
+that copy, in the same hour on the same machine: top-p 1.26x, greedy 1.14x; before the lean
+decode step at all, 1.11x and 1.02x. What is left besides the matmuls is ~8 ms a token (SDPA
+~1.5, the 61 RMSNorms, rotary, the KV writes, sampling) against HF's ~20; a greedy HF step is
+cheaper than a top-p one (no vocabulary sort), so greedy stays the harder ratio, and the last
+few percent sit within what moved between runs of the same code (+-0.04). Measured and not
+kept: fusing q/k/v and gate/up into one matrix each (no gain at one row), ``F.rms_norm``, a
+rotation matrix for rotary, MKL's and oneDNN's packed linear kernels (46 and 52 ms against 42
+for the matmuls). At 2 or 3 rows the input-major layout is slower (51 ms a token against 44),
+so steps of several rows (the Steer page's 2 samples) read the model's own weights.
 
-Last measured with ``--lora`` (same machine, one thread, 5 runs, ``nice -n 5``, load average
-9-10 from three training jobs, 2026-12-05; ours decodes through the lean step with the LoRA
-terms, bit-identical to peft's forward): the shipped demo expert
+Last measured with ``--lora`` (same machine, paused background jobs, 2026-12-06; ours decodes
+through the lean step with the LoRA terms): the shipped demo expert
 ``smollm2-soups-formality-readability/adapters/expert_formality`` (r 8 on all 7 linear layers
-of the 30 blocks, 210 LoRA layers) top-p 1.48x (CPU time 1.47x), greedy 1.34x (1.34x);
-``--lora random --lora-targets q_proj,v_proj`` (60 LoRA layers) top-p 1.37x (1.39x), greedy
-1.23x (1.26x); the plain model at the same load, in the same hour (two runs), top-p 1.35x
-(1.34-1.36x), greedy 1.18-1.19x (1.23-1.27x). A LoRA layer costs peft's forward more (six module calls) than it costs
-the lean step (two small matmuls, a scale and an add), so the more layers an adapter holds the
-larger the ratio; greedy with few LoRA layers shares the plain model's shortfall.
+of the 30 blocks, 210 LoRA layers) top-p 1.43x, greedy 1.34x. A LoRA layer costs peft's forward
+more (six module calls) than it costs the lean step (two small matmuls, a scale and an add), so
+the more layers an adapter holds the larger the ratio.
 """
 
 from __future__ import annotations

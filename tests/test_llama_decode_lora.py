@@ -1,4 +1,4 @@
-"""The lean Llama decode step on peft LoRA models: peft's logits, to float32 rounding.
+"""The lean Llama decode step on peft LoRA models: peft's logits (bit for bit; one row: to rounding).
 
 A tiny random Llama (GQA: 4 query heads over 2 key/value heads) is wrapped by peft with LoRA
 adapters whose B matrices are random (peft's default starts B at zero, which would hide a
@@ -45,10 +45,11 @@ def lora_llama(targets=QV, names=("default",), task_type="CAUSAL_LM", seed=3, **
     return peft_model.eval()
 
 
-def lean_and_peft(model, steps=12, padded=True, before_step=None):
+def lean_and_peft(model, steps=12, padded=True, before_step=None, rows=3):
     """Teacher-forced logits of the lean loop and of peft's forward; checks the lean loop
-    really decoded through :class:`DecodeCache`."""
-    ids, mask = prompts(padded)
+    really decoded through :class:`DecodeCache`. One row decodes through the packed weights,
+    more through the model's own."""
+    ids, mask = prompts(padded, rows)
     lean, cache = teacher_forced_logits(hf_next_token(model), ids, mask, steps, before_step)
     assert isinstance(cache, DecodeCache)  # the lean step ran
     plain, _ = teacher_forced_logits(
@@ -65,18 +66,24 @@ def lora_layers(model, adapter="default"):
 
 
 @pytest.mark.parametrize(
-    "targets, task_type, padded",
-    [(QV, "CAUSAL_LM", True), (ALL, "CAUSAL_LM", False), (ALL, None, True)],
+    "targets, task_type, padded, rows",
+    [
+        (QV, "CAUSAL_LM", True, 3),
+        (ALL, "CAUSAL_LM", False, 3),
+        (ALL, None, True, 3),
+        (QV, "CAUSAL_LM", True, 1),
+        (ALL, "CAUSAL_LM", False, 1),
+    ],
 )
-def test_lean_steps_give_the_peft_logits(targets, task_type, padded):
+def test_lean_steps_give_the_peft_logits(targets, task_type, padded, rows):
     model = lora_llama(targets, task_type=task_type)
     assert LlamaDecodeStep.applies(model)
     steps = 80  # past the cache's first capacity (prompt + 64), so it grows once
-    lean, plain = lean_and_peft(model, steps, padded)
+    lean, plain = lean_and_peft(model, steps, padded, rows=rows)
     assert_same_logits(lean, plain)
     # the adapters matter: the same loop without them gives other logits
     with model.disable_adapter():
-        base, _ = lean_and_peft(model, steps, padded)
+        base, _ = lean_and_peft(model, steps, padded, rows=rows)
     assert not torch.allclose(base, plain, atol=1e-3)
 
 

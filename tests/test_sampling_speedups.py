@@ -1,4 +1,4 @@
-"""The lean Llama decode step: the logits of the model's own forward, to float32 rounding.
+"""The lean Llama decode step: the same logits as the model's own forward (one row: to rounding).
 
 A tiny random Llama (GQA: 4 query heads over 2 key/value heads) is built in memory. Its decode
 loop through ``hf_next_token`` (which takes :class:`LlamaDecodeStep` for such a model) is
@@ -55,9 +55,10 @@ def test_plain_llama_qualifies_and_adapted_or_hooked_ones_do_not(llama):
     assert LlamaDecodeStep.applies(llama)
 
 
+@pytest.mark.parametrize("rows", [1, 3])  # one row decodes through the packed weights
 @pytest.mark.parametrize("padded", [False, True])
-def test_lean_steps_give_the_forwards_logits(llama, padded):
-    ids, mask = prompts(padded)
+def test_lean_steps_give_the_forwards_logits(llama, padded, rows):
+    ids, mask = prompts(padded, rows)
     steps = 80  # past the cache's first capacity (prompt + 64), so it grows once
     lean, _ = teacher_forced_logits(hf_next_token(llama), ids, mask, steps)
     plain, _ = teacher_forced_logits(plain_next_token(llama), ids, mask, steps)
@@ -81,8 +82,9 @@ def test_decode_steps_use_the_lean_cache(llama):
 @pytest.mark.parametrize(
     "setting", [dict(greedy=True), dict(temperature=1.0, top_p=0.9), dict(temperature=0.7)]
 )
-def test_rollouts_are_token_for_token_the_same(llama, setting):
-    ids, mask = prompts(padded=True)
+@pytest.mark.parametrize("rows", [1, 3])
+def test_rollouts_are_token_for_token_the_same(llama, setting, rows):
+    ids, mask = prompts(padded=True, rows=rows)
 
     def rollout(next_token):
         return sample(
@@ -102,16 +104,19 @@ def test_rollouts_are_token_for_token_the_same(llama, setting):
 
 
 def test_the_packed_weights_are_kept_between_replies_and_follow_a_changed_weight():
-    """The packed copy is made once per model, and made again when a base weight is written
-    in place or replaced: the next reply decodes with the new weights, as the forward does."""
+    """The packed copy is made for one-row replies, once per model, and made again when a base
+    weight is written in place or replaced: the next reply decodes with the new weights, as
+    the forward does."""
     import gc
     import weakref
 
     from morl_core.policy import llama_decode
 
     model = tiny_llama()
-    ids, mask = prompts(padded=False)
+    ids, mask = prompts(padded=False, rows=1)  # one row: the packed weights
     lean_next, plain_next = hf_next_token(model), hf_next_token(model, lean=False)
+    teacher_forced_logits(lean_next, *prompts(padded=False), 3)
+    assert model not in llama_decode._PACKED  # several rows read the model's own weights
     teacher_forced_logits(lean_next, ids, mask, 3)
     packed = llama_decode._PACKED[model]
     teacher_forced_logits(lean_next, ids, mask, 3)

@@ -14,7 +14,7 @@ prompt pass (:func:`~morl_core.policy.sampling.share_identical_prompts`): K prom
 distinct prompt rather than per reply, the same tokens for the same seed.
 On SmolLM2 each expert's one-token steps go through the lean Llama decode step, the adapter
 switched before each expert's pass (:func:`expert_logprobs`): the same logits as the model's
-forward, to float32 rounding (``tests/test_mod_lean.py``), and ``benchmarks/mod_decoding.py`` times both.
+forward, bit for bit for several rows (``tests/test_mod_lean.py``), and ``benchmarks/mod_decoding.py`` times both.
 
 This is the *geometric* mixture (a token must be likely under every weighted expert); ``pmix``
 (:mod:`~morl_core.methods.mixture`) takes the arithmetic one, and EMORL's default hidden-state
@@ -87,7 +87,7 @@ def expert_logprobs(model, experts: list[str], lean: bool = True):
     next-token function (:func:`~morl_core.policy.sampling.hf_next_token`). With ``lean``, on a
     float32 Llama (SmolLM2) its one-token steps take the lean decode step, which reads the
     active adapter at every step, so switching the adapter before each expert's pass is all it
-    needs (the same logits, to float32 rounding); after each reply's prompt passes the adapter switches
+    needs (the same logits, bit for bit); after each reply's prompt passes the adapter switches
     take :func:`quick_adapter_switch` where it is exact. Any other model runs its forward;
     ``lean=False`` runs the forward and peft's ``set_adapter`` at every pass (the reference).
     """

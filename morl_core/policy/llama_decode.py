@@ -1,12 +1,12 @@
 """A lean decode step for float32 Llama models (SmolLM2), plain or with LoRA adapters.
 
-After the prompt's pass through the model's own forward, each new token runs the arithmetic of
-that forward without the per-call machinery of ``transformers`` and ``peft`` (module calls, mask
-building, a ``torch.cat`` per layer to grow the KV cache), on a packed copy of the projection
-weights: each layer's q, k and v, and its gate and up, fused into one matrix, every matrix stored
-input-major (``x @ W_t``), which a CPU reads faster at batch 1 (``benchmarks/smollm2_generation.py``
-measures it). The logits then equal the model's own to float32 rounding rather than bit for bit
-(the matmuls sum in another order); the tests hold them to that and to the same tokens.
+After the prompt's pass through the model's own forward, each new token runs the same tensor
+operations as that forward, op for op (its logits are bit-identical), without the per-call
+machinery of ``transformers`` and ``peft`` (module calls, mask building, a ``torch.cat`` per layer
+to grow the KV cache). At batch 1 on a CPU that machinery is about a sixth of a step; the rest is
+reading the weights, which a one-row reply does from an input-major copy of them, faster
+(:class:`PackedWeights`; its logits then equal the forward's to float32 rounding, not bit for
+bit). ``benchmarks/smollm2_generation.py`` measures both.
 """
 
 from __future__ import annotations
@@ -183,34 +183,23 @@ def _lean_lora_forward(module: torch.nn.Module):
 
 
 class PackedWeights:
-    """The base projection weights of a Llama model, packed for one-token steps.
+    """The base projection weights of a Llama model, input-major, for one-row decode steps.
 
-    Per decoder layer: ``qkv`` (D, q + k + v) and ``gate_up`` (D, 2 I) fused, ``o`` and ``down``,
-    each the transpose of the model's ``(out, in)`` weights made contiguous, and the head's
-    (D, V). At batch 1 on a CPU, ``x @ W_t`` with ``W_t`` input-major reads the weights faster than
-    ``F.linear(x, W)`` (its matmuls took 43 ms a token instead of 48 for SmolLM2), and two fused
-    matmuls replace five calls per layer.
+    Each weight of the model is ``(out, in)``; the copy holds its transpose made contiguous, so
+    that a step computes ``x @ W_t``. At batch 1 on a CPU that reads the weights faster than
+    ``F.linear(x, W)`` (SmolLM2's matmuls took 43 ms a token instead of 48); at 2 or 3 rows it
+    was slower (51 ms against 44), so steps of several rows read the model's own weights.
 
-    It is a copy: it costs the projections' memory once more (538 MB for SmolLM2 in float32)
-    for as long as the model lives, so a model whose projections pass ``PACK_LIMIT_BYTES``
-    (2 GiB) is not stepped this way. :func:`packed_weights` keeps one per model and packs it
-    again when a weight changed (another tensor, or one written in place).
+    It is a copy, made at the first one-row reply: it costs the projections' memory once more
+    (538 MB for SmolLM2 in float32) for as long as the model lives, so a model whose projections
+    pass ``PACK_LIMIT_BYTES`` (2 GiB) is not stepped this way. :func:`packed_weights` keeps one
+    per model and packs it again when a weight changed (another tensor, or one written in place).
     """
 
     def __init__(self, sources: list[torch.Tensor]):
         self.sources = [(weight, weight._version, weight.data_ptr()) for weight in sources]
-        *layers, head = sources
         with torch.no_grad():
-            self.layers = [
-                (
-                    torch.cat(layers[at : at + 3]).t().contiguous(),  # q, k, v
-                    layers[at + 3].t().contiguous(),  # o
-                    torch.cat(layers[at + 4 : at + 6]).t().contiguous(),  # gate, up
-                    layers[at + 6].t().contiguous(),  # down
-                )
-                for at in range(0, len(layers), len(PROJECTIONS))
-            ]
-            self.head = head.t().contiguous()
+            self.matrices = [weight.t().contiguous() for weight in sources]
 
     def fresh(self, sources: list[torch.Tensor]) -> bool:
         """Whether these are the weights packed, none written or moved since."""
@@ -238,18 +227,18 @@ class LlamaDecodeStep:
     """One decode step (one new token per row) of a ``transformers`` Llama model, plain or
     wrapped by peft with LoRA adapters on its linear layers.
 
-    The operations are those of ``LlamaForCausalLM.forward`` with SDPA attention, in the same
-    order, with the base projections read from :class:`PackedWeights` (so the logits equal the
-    forward's to float32 rounding, which tests check) and layout shortcuts that move no other
+    The operations are those of ``LlamaForCausalLM.forward`` with SDPA attention, in the same order
+    on the same weights (so the logits are bit-identical, which tests check; a one-row reply reads
+    them from :class:`PackedWeights`, equal to float32 rounding), with layout shortcuts that move no
     arithmetic: hidden states are (B, D) rather than (B, 1, D); queries and keys are rotated
-    together, with ``roll(x) * [-sin, sin]`` for ``rotate_half(x) * sin`` (a sign flip is
-    exact); keys and values are written into a :class:`DecodeCache`. A LoRA layer adds each
-    active adapter's ``lora_B(lora_A(x)) * scaling`` to its base output as peft's
-    ``lora.Linear.forward`` does (:func:`add_lora`). The adapters' weights, scalings and which
-    of them are active (or switched off) are read at every step, so a soup that rewrites its
-    weights in place, or ``set_adapter`` between replies, decodes as the peft forward would. Only models :meth:`applies` accepts qualify: float32, SDPA, SiLU, no
-    biases, no hooks, eval mode, plain or :func:`plain_lora` linear layers, nothing else
-    wrapped (``modules_to_save``, trainable tokens), and projections within
+    together, with ``roll(x) * [-sin, sin]`` for ``rotate_half(x) * sin`` (a sign flip is exact);
+    keys and values are written into a :class:`DecodeCache`. A LoRA layer adds each active adapter's
+    ``lora_B(lora_A(x)) * scaling`` to its base output as peft's ``lora.Linear.forward`` does
+    (:func:`add_lora`). The adapters' weights, scalings and which of them are active (or switched
+    off) are read at every step, so a soup that rewrites its weights in place, or ``set_adapter``
+    between replies, decodes as the peft forward would. Only models :meth:`applies` accepts qualify:
+    float32, SDPA, SiLU, no biases, no hooks, eval mode, plain or :func:`plain_lora` linear layers,
+    nothing else wrapped (``modules_to_save``, trainable tokens), and projections within
     ``PACK_LIMIT_BYTES``; anything else keeps the model's forward.
     """
 
@@ -334,8 +323,10 @@ class LlamaDecodeStep:
             [getattr(layer, part).get_submodule(name) for part, name in PROJECTIONS]
             for layer in llama.model.layers
         ]
-        sources = [base_weight(linear) for linears in projections for linear in linears]
-        self.packed = packed_weights(llama, [*sources, base_weight(llama.lm_head)])
+        self.llama = llama
+        self.sources = [base_weight(linear) for linears in projections for linear in linears]
+        self.sources.append(base_weight(llama.lm_head))
+        self.matrices: tuple[list, torch.Tensor] | None = None  # chosen at the first step
         self.layers = [
             (
                 layer.input_layernorm.weight,
@@ -356,6 +347,18 @@ class LlamaDecodeStep:
         ):
             self.adapted = None  # a plain model: no terms to read at each step
         self.no_terms = [((),) * len(PROJECTIONS)] * len(self.layers)
+
+    def weights_for(self, batch: int) -> tuple[list, torch.Tensor]:
+        """Per layer the matrices (in, out) of its projections in :data:`PROJECTIONS` order,
+        and the head's: at batch 1 from :class:`PackedWeights`, else views of the model's own
+        weights (``W.t()``, what ``F.linear`` multiplies by: the forward's logits bit for bit)."""
+        if batch == 1:
+            matrices = packed_weights(self.llama, self.sources).matrices
+        else:
+            matrices = [weight.t() for weight in self.sources]
+        *weights, head = matrices
+        size = len(PROJECTIONS)
+        return [weights[at : at + size] for at in range(0, len(weights), size)], head
 
     def adapter_terms(self) -> list[tuple[tuple[LoraTerm, ...], ...]]:
         """Per decoder layer, the LoRA terms of each projection (q, k, v, o, gate, up, down),
@@ -399,8 +402,10 @@ class LlamaDecodeStep:
                 f"attention_mask {tuple(attention_mask.shape)}"
             )
         heads, kv_heads, head_dim = self.heads, self.kv_heads, self.head_dim
-        half, queries, kv_width = head_dim // 2, heads * head_dim, kv_heads * head_dim
-        keys_end = queries + kv_width
+        half, queries = head_dim // 2, heads * head_dim
+        if self.matrices is None:
+            self.matrices = self.weights_for(batch)
+        layer_weights, head = self.matrices
         cache.make_room()
         at, seen = cache.length, cache.length + 1
         hidden = F.embedding(input_ids[:, 0], self.embed)  # (B, D)
@@ -408,35 +413,41 @@ class LlamaDecodeStep:
         sin = torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
         # what transformers' mask building gives one query: none without padding, else the row
         mask = None if bool(attention_mask.all()) else attention_mask[:, None, None, :].bool()
+        rotated = hidden.new_empty((batch, queries + kv_heads * head_dim))
         for index, (
             (norm1, eps1, scale, norm2, eps2),
-            (w_qkv, w_o, w_gate_up, w_down),
+            (w_q, w_k, w_v, w_o, w_gate, w_up, w_down),  # (in, out) each
             (t_q, t_k, t_v, t_o, t_gate, t_up, t_down),
-        ) in enumerate(zip(self.layers, self.packed.layers, self.adapter_terms(), strict=True)):
-            x = F.rms_norm(hidden, norm1.shape, norm1, eps1)
-            qkv = torch.mm(x, w_qkv)  # (B, q + k + v)
-            add_lora(qkv[:, :queries], x, t_q)
-            add_lora(qkv[:, queries:keys_end], x, t_k)
-            add_lora(qkv[:, keys_end:], x, t_v)
-            qk = qkv[:, :keys_end].view(batch, heads + kv_heads, head_dim)
+        ) in enumerate(zip(self.layers, layer_weights, self.adapter_terms(), strict=True)):
+            x = norm1 * (hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + eps1))
+            torch.mm(x, w_q, out=rotated[:, :queries])
+            torch.mm(x, w_k, out=rotated[:, queries:])
+            add_lora(rotated[:, :queries], x, t_q)
+            add_lora(rotated[:, queries:], x, t_k)
+            value = add_lora(torch.mm(x, w_v), x, t_v)  # (B, kv heads * head dim)
+            qk = rotated.view(batch, heads + kv_heads, head_dim)
             qk = qk * cos + qk.roll(half, -1) * sin
             keys, values = cache.keys[index], cache.values[index]  # (B, kv heads, capacity, hd)
             keys[:, :, at] = qk[:, heads:]
-            values[:, :, at] = qkv[:, keys_end:].view(batch, kv_heads, head_dim)
+            values[:, :, at] = value.view(batch, kv_heads, head_dim)
             keys, values = keys[:, :, :seen], values[:, :, :seen]
-            # heads sharing a key/value head as its queries, as transformers' repeat_kv pairs them
-            query = qk[:, :heads].reshape(batch, kv_heads, heads // kv_heads, head_dim)
-            attended = F.scaled_dot_product_attention(
-                query, keys, values, attn_mask=mask, scale=scale
-            ).reshape(batch, queries)
-            hidden = add_lora(torch.addmm(hidden, attended, w_o), attended, t_o)
-            x = F.rms_norm(hidden, norm2.shape, norm2, eps2)
-            gate_up = torch.mm(x, w_gate_up)  # (B, 2 intermediate)
-            width = gate_up.shape[1] // 2
-            gate = F.silu(add_lora(gate_up[:, :width], x, t_gate))
-            inner = gate * add_lora(gate_up[:, width:], x, t_up)  # (B, intermediate)
-            hidden = add_lora(torch.addmm(hidden, inner, w_down), inner, t_down)
+            if mask is None:
+                query = qk[:, :heads, None]  # (B, heads, 1, head dim)
+                attended = F.scaled_dot_product_attention(
+                    query, keys, values, scale=scale, enable_gqa=True
+                )
+            else:  # heads sharing a key/value head as its queries, as transformers packs them
+                query = qk[:, :heads].reshape(batch, kv_heads, heads // kv_heads, head_dim)
+                attended = F.scaled_dot_product_attention(
+                    query, keys, values, attn_mask=mask, scale=scale
+                )
+            attended = attended.reshape(batch, queries)
+            hidden = hidden + add_lora(torch.mm(attended, w_o), attended, t_o)
+            x = norm2 * (hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + eps2))
+            gated = F.silu(add_lora(torch.mm(x, w_gate), x, t_gate))
+            inner = gated * add_lora(torch.mm(x, w_up), x, t_up)  # (B, intermediate)
+            hidden = hidden + add_lora(torch.mm(inner, w_down), inner, t_down)
         cache.length = seen
         norm, eps = self.norm
-        x = F.rms_norm(hidden, norm.shape, norm, eps)
-        return add_lora(torch.mm(x, self.packed.head), x, lora_terms(self.adapted_head))  # (B, V)
+        x = norm * (hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + eps))
+        return add_lora(torch.mm(x, head), x, lora_terms(self.adapted_head))  # (B, V)

@@ -5,8 +5,9 @@ mix of several models' log-probabilities; EMORL passes a mix of hidden states th
 head. Each gets greedy, temperature and top-p decoding, EOS handling and left padding for free.
 
 A float32 Llama model (SmolLM2), plain or with peft LoRA adapters, decodes its one-token steps
-through :class:`~morl_core.policy.llama_decode.LlamaDecodeStep` (the same logits to float32
-rounding, less overhead).
+through :class:`~morl_core.policy.llama_decode.LlamaDecodeStep` (the same logits, bit for bit,
+except a one-row reply's, which reads input-major copies of the weights: equal to float32
+rounding, and faster), with less overhead.
 """
 
 from __future__ import annotations
@@ -50,14 +51,14 @@ def hf_next_token(model: torch.nn.Module, lean: bool = True) -> NextToken:
     """The next-token function of a Hugging Face causal LM (logits in fp32).
 
     With ``lean``, each prompt pass (no grad) asks :meth:`LlamaDecodeStep.applies` whether the
-    model, as it is now, qualifies (a plain float32 Llama, or one with plain LoRA adapters);
-    if so the one-token steps that follow decode through a :class:`LlamaDecodeStep` (the
-    same logits to float32 rounding), and its prompt pass runs the LoRA layers without peft's per-call
-    bookkeeping (:func:`lean_lora_forwards`, same arithmetic). Any other model, and every call
-    without ``lean``, go through the model's forward and ``transformers``' cache. Asking at the
-    prompt pass rather than once here follows the model between replies: a model built in train mode
-    and sampled in eval mode, or adapters merged or swapped for another kind, is judged as it
-    is when the reply starts.
+    model, as it is now, qualifies (a plain float32 Llama, or one with plain LoRA adapters); if so
+    the one-token steps that follow decode through a :class:`LlamaDecodeStep` (same logits, bit for
+    bit; a one-row reply's to float32 rounding), and its prompt pass runs the LoRA layers without
+    peft's per-call bookkeeping (:func:`lean_lora_forwards`, same arithmetic). Any other model, and
+    every call without ``lean``, go through the model's forward and ``transformers``' cache. Asking
+    at the prompt pass rather than once here follows the model between replies: a model built in
+    train mode and sampled in eval mode, or adapters merged or swapped for another kind, is judged
+    as it is when the reply starts.
     """
     decode_step: LlamaDecodeStep | None = None  # the step of the reply under way
 
