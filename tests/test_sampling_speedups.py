@@ -11,6 +11,8 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported
 
+import weakref
+
 import pytest
 import torch
 from tiny_models import EOS, PAD, assert_same_logits, prompts, teacher_forced_logits, tiny_llama
@@ -108,7 +110,6 @@ def test_the_packed_weights_are_kept_between_replies_and_follow_a_changed_weight
     weight is written in place or replaced: the next reply decodes with the new weights, as
     the forward does."""
     import gc
-    import weakref
 
     from morl_core.policy import llama_decode
 
@@ -141,20 +142,23 @@ def test_the_packed_weights_are_kept_between_replies_and_follow_a_changed_weight
     assert gone() is None  # the copy goes with the model
 
 
-def test_a_model_too_large_to_copy_keeps_its_own_forward(llama, monkeypatch):
-    """The packed weights are a copy: past the size limit the model's forward decodes."""
+def test_a_model_too_large_to_copy_decodes_one_row_on_its_own_weights(llama, monkeypatch):
+    """The packed weights are a copy: past the size limit a one-row reply still takes the lean
+    step, on the model's own weights (bit for bit), and nothing is copied."""
     from morl_core.policy import llama_decode
 
-    assert LlamaDecodeStep.applies(llama)
     total = sum(
         weight.nbytes
         for name, weight in llama.named_parameters()
         if name.endswith("proj.weight") or name == "lm_head.weight"
     )
     monkeypatch.setattr(llama_decode, "PACK_LIMIT_BYTES", total - 1)
-    assert not LlamaDecodeStep.applies(llama)
-    ids, mask = prompts(padded=False)
-    _, cache = teacher_forced_logits(hf_next_token(llama), ids, mask, 3)
-    assert not isinstance(cache, DecodeCache)
+    monkeypatch.setattr(llama_decode, "_PACKED", weakref.WeakKeyDictionary())
+    ids, mask = prompts(padded=False, rows=1)
+    lean, cache = teacher_forced_logits(hf_next_token(llama), ids, mask, 6)
+    plain, _ = teacher_forced_logits(hf_next_token(llama, lean=False), ids, mask, 6)
+    assert isinstance(cache, DecodeCache) and torch.equal(lean, plain)
+    assert llama not in llama_decode._PACKED
     monkeypatch.setattr(llama_decode, "PACK_LIMIT_BYTES", total)
-    assert LlamaDecodeStep.applies(llama)
+    teacher_forced_logits(hf_next_token(llama), ids, mask, 2)
+    assert llama in llama_decode._PACKED

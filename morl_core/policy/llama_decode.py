@@ -192,7 +192,7 @@ class PackedWeights:
 
     It is a copy, made at the first one-row reply: it costs the projections' memory once more
     (538 MB for SmolLM2 in float32) for as long as the model lives, so a model whose projections
-    pass ``PACK_LIMIT_BYTES`` (2 GiB) is not stepped this way. :func:`packed_weights` keeps one
+    pass ``PACK_LIMIT_BYTES`` (2 GiB) decodes one row on its own weights too. :func:`packed_weights` keeps one
     per model and packs it again when a weight changed (another tensor, or one written in place).
     """
 
@@ -209,7 +209,7 @@ class PackedWeights:
         )
 
 
-PACK_LIMIT_BYTES = 2 * 1024**3  # a larger model keeps its own forward rather than a copy
+PACK_LIMIT_BYTES = 2 * 1024**3  # a larger model's one-row steps read its own weights, no copy
 _PACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Llama model -> PackedWeights
 
 
@@ -238,8 +238,8 @@ class LlamaDecodeStep:
     off) are read at every step, so a soup that rewrites its weights in place, or ``set_adapter``
     between replies, decodes as the peft forward would. Only models :meth:`applies` accepts qualify:
     float32, SDPA, SiLU, no biases, no hooks, eval mode, plain or :func:`plain_lora` linear layers,
-    nothing else wrapped (``modules_to_save``, trainable tokens), and projections within
-    ``PACK_LIMIT_BYTES``; anything else keeps the model's forward.
+    and nothing else wrapped (``modules_to_save``, trainable tokens); anything else keeps the
+    model's forward.
     """
 
     @staticmethod
@@ -307,9 +307,6 @@ class LlamaDecodeStep:
         ]
         if llama is model and adapted or not all(plain_lora(linear) for linear in adapted):
             return None
-        weights = [base_weight(linear) for linear in [*linears, llama.lm_head]]
-        if sum(weight.nbytes for weight in weights) > PACK_LIMIT_BYTES:
-            return None  # too large to copy (PackedWeights)
         return adapted
 
     def __init__(self, model: torch.nn.Module):
@@ -350,9 +347,10 @@ class LlamaDecodeStep:
 
     def weights_for(self, batch: int) -> tuple[list, torch.Tensor]:
         """Per layer the matrices (in, out) of its projections in :data:`PROJECTIONS` order,
-        and the head's: at batch 1 from :class:`PackedWeights`, else views of the model's own
-        weights (``W.t()``, what ``F.linear`` multiplies by: the forward's logits bit for bit)."""
-        if batch == 1:
+        and the head's: at batch 1 from :class:`PackedWeights` (unless the copy would pass
+        ``PACK_LIMIT_BYTES``), else views of the model's own weights (``W.t()``, what
+        ``F.linear`` multiplies by: the forward's logits bit for bit)."""
+        if batch == 1 and sum(weight.nbytes for weight in self.sources) <= PACK_LIMIT_BYTES:
             matrices = packed_weights(self.llama, self.sources).matrices
         else:
             matrices = [weight.t() for weight in self.sources]
