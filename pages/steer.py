@@ -218,6 +218,8 @@ def replies(picked, prompt, weights, samples, seed) -> list:
             st.subheader(method)
             if compare:
                 st.caption(art.label)
+            if note := serving.one_policy_note(method):
+                st.caption(note)
             # on a lattice point the replies were precomputed: shown without a model
             result = lattice.precomputed(
                 art.run_dir, method, prompt, weights, samples=samples, seed=seed

@@ -440,3 +440,9 @@ def test_a_demo_ships_its_base_front(tmp_path, monkeypatch):
     assert fronts.base_front(info)["evaluated"]
     shipped_smollm2 = serving.DEMO_DIR / serving.DEMO_FIRST[0] / fronts.BASE_FRONT
     assert evaluation.is_current(json.loads(shipped_smollm2.read_text()))
+
+
+def test_only_a_method_that_trains_one_policy_says_the_sliders_do_not_steer_it():
+    note = serving.one_policy_note("dynaopt")
+    assert note and "one policy" in note and "do not change" in note
+    assert all(serving.one_policy_note(m) is None for m in ("soups", "mod", "morlhf", "ric"))

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from morl_core.config import RunConfig
+from morl_core.methods import METHODS
 from morl_core.objectives import degeneration as guard
 from morl_core.objectives.degeneration import (
     UNKNOWN_WORD_RAMP,
@@ -208,8 +209,9 @@ MIN_END_SEPARATION = 2.0
 def lattice_problems(data: dict) -> list[str]:
     """Why a lattice's replies fail the demo bar (empty when they pass): an empty reply, a reply
     at an end of the front that fails the word-list guard, more than ``MAX_UNFLUENT_SHARE`` of
-    all replies failing it, or an end where its favoured objective does not score higher than
-    at each other end by ``MIN_END_SEPARATION`` standard errors."""
+    all replies failing it, or, for a method the sliders steer, an end where its favoured
+    objective does not score higher than at each other end by ``MIN_END_SEPARATION`` standard
+    errors."""
     k, problems = len(data["objectives"]), []
     ends = [next(q for q, w in enumerate(data["preferences"]) if w[i] == 1.0) for i in range(k)]
     for method, found in data["methods"].items():
@@ -227,6 +229,8 @@ def lattice_problems(data: dict) -> list[str]:
         share = float((guarded_fluency([t for t, _ in flat], "wordlist") < 1).mean())
         if share > MAX_UNFLUENT_SHARE:
             problems.append(f"{method}: {share:.1%} of the replies fail the word-list guard")
+        if not METHODS[method].steers:
+            continue  # one policy for every preference (DynaOpt): its ends are alike by design
         scores = [np.array([r[1] for per_prompt in replies for r in per_prompt[q]]) for q in ends]
         for i in range(k):  # scores[e]: (replies, objective) at the end of objective e
             for j in sorted(set(range(k)) - {i}):
@@ -252,12 +256,13 @@ def test_a_larger_models_demo_replies_are_sentences_that_favour_the_chosen_objec
 def test_the_demo_bar_refuses_exploits_and_ends_a_reader_cannot_tell_apart():
     """The bar of the test above on a made lattice: a clean one passes; ends closer than the
     noise fail; one made-up reply at an end fails; one in the middle passes; made-up words in
-    2.5 % of the replies fail."""
+    2.5 % of the replies fail. A method that trains one policy (DynaOpt) has alike ends by
+    design: only its replies are held to the bar."""
     objectives, preferences = ["formality", "readability"], [[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]
     prompts = 40  # x 3 preferences: 120 replies
     noise = np.random.default_rng(0).normal(0.0, 0.05, (prompts, 3, 2))
 
-    def lattice(bad: set[tuple[int, int]], gap: float = 0.2) -> dict:
+    def lattice(bad: set[tuple[int, int]], gap: float = 0.2, method: str = "soups") -> dict:
         """Each end favours its objective by ``gap``; ``bad``: (prompt, preference) made up."""
         favoured = np.array([[gap, 0.0], [0.0, 0.0], [0.0, gap]])
         replies = [
@@ -268,7 +273,7 @@ def test_the_demo_bar_refuses_exploits_and_ends_a_reader_cannot_tell_apart():
             for p in range(prompts)
         ]
         return {"objectives": objectives, "preferences": preferences,
-                "methods": {"m": {"replies": replies}}}  # fmt: skip
+                "methods": {method: {"replies": replies}}}  # fmt: skip
 
     assert lattice_problems(lattice(set())) == []
     close = lattice_problems(lattice(set(), gap=0.005))  # 0.005 apart under noise of 0.05
@@ -278,3 +283,6 @@ def test_the_demo_bar_refuses_exploits_and_ends_a_reader_cannot_tell_apart():
     assert "made-up words at an end" in problem
     (problem,) = lattice_problems(lattice({(p, 1) for p in range(3)}))
     assert "2.5% of the replies" in problem
+    assert lattice_problems(lattice(set(), gap=0.0, method="dynaopt")) == []
+    (problem,) = lattice_problems(lattice({(0, 0)}, gap=0.0, method="dynaopt"))
+    assert "made-up words at an end" in problem

@@ -196,6 +196,18 @@ def steer_methods_for(method: str, artifact: Mapping[str, Any]) -> tuple[str, ..
     return tuple(found)
 
 
+def one_policy_note(method: str) -> str | None:
+    """What the Steer card says under a method that trains one policy for every preference
+    (DynaOpt), so that identical-looking replies at both ends are not read as a broken slider;
+    None for a method the sliders steer."""
+    if METHODS[method].steers:
+        return None
+    return (
+        f"{method} trains one policy: its objective weights were moved during training, so the "
+        "sliders do not change its replies (compare it with a steerable method)."
+    )
+
+
 _PATH = re.compile(r"(?:[A-Za-z]:)?(?:[/\\][\w.~@+-]+){2,}[/\\]?")
 
 

@@ -78,6 +78,12 @@ class MethodSpec:
     module: str
     options: Mapping[str, Option] = field(default_factory=dict)  # see morl_core.config.Option
 
+    @property
+    def steers(self) -> bool:
+        """Whether a preference changes what it serves: every family but B (DynaOpt), which
+        trains one policy and spends the weights during training."""
+        return self.family != "B"
+
     def _module(self):
         return importlib.import_module(self.module)
 
