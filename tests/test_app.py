@@ -755,3 +755,24 @@ def test_classroom_mode_is_one_click_from_the_smollm2_demos(tmp_path, monkeypatc
     picked = at.multiselect[0].value
     assert [a.key for a, _ in picked] == ["demo/soups-sentiment-brevity"]
     assert not any("smollm2" in option for option in at.multiselect[0].options)
+
+
+def test_a_one_policy_demo_says_on_its_card_that_the_sliders_do_not_steer_it(monkeypatch):
+    """DynaOpt's SmolLM2 demo, opened by a link at a lattice point (its replies precomputed, so
+    no model loads): the card says the sliders do not change its replies; a soup's does not."""
+    monkeypatch.setenv("MORL_UI_DEMO_MODELS", "embedded,smollm2-135m")
+    link = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    link.query_params.update(
+        artifact="demo/smollm2-dynaopt-formality-readability",
+        method="dynaopt",
+        w="1.00,0.00",
+        prompt="How many hours of sleep does an adult need?",
+    )
+    link.run()
+    no_exceptions(link)
+    assert link.selectbox(key="artifact").value.key == "demo/smollm2-dynaopt-formality-readability"
+    assert any("trains one policy" in c.value for c in link.caption)
+    assert generations(link)
+    monkeypatch.setenv("MORL_UI_DEMO_MODELS", "embedded")
+    soup = page()
+    assert not any("trains one policy" in c.value for c in soup.caption)
