@@ -19,7 +19,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported
 
 import pytest
 import torch
-from tiny_models import EOS, PAD, VOCAB, assert_same_logits, count_prompt_rows, tiny_llama
+from tiny_models import (
+    EOS,
+    PAD,
+    assert_same_logits,
+    count_prompt_rows,
+    prompts,
+    tiny_llama,
+)
 
 from morl_core.methods.mixture import ProbabilityMixture
 from morl_core.methods.mod import Mod, quick_adapter_switch
@@ -54,18 +61,6 @@ def with_experts(policy: Policy, seed: int = 3) -> Policy:
 def llama() -> Policy:
     """The tiny Llama with two experts; nothing here reads its tokenizer."""
     return with_experts(Policy(tiny_llama(), tokenizer=None, device="cpu", name="tiny-llama"))
-
-
-def prompts(rows: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ids, mask) (rows, 7): left-padded rows of different lengths (the last ``rows`` of
-    three; one row is padded too)."""
-    generator = torch.Generator().manual_seed(1)
-    ids = torch.randint(2, VOCAB, (3, 7), generator=generator)
-    mask = torch.ones_like(ids)
-    for row, pad in enumerate((0, 3, 5)):
-        mask[row, :pad] = 0
-        ids[row, :pad] = PAD
-    return ids[-rows:], mask[-rows:]
 
 
 def teacher_forced(next_token, ids, mask, steps: int):
@@ -110,7 +105,7 @@ def oracle(policy: Policy, steerable_class, weights, ids, mask, tokens) -> torch
 @pytest.mark.parametrize("steerable_class", STEERABLES)
 @pytest.mark.parametrize("weights", PREFERENCES)
 def test_lean_logits_equal_the_forward_path_and_the_oracle(llama, steerable_class, weights, rows):
-    ids, mask = prompts(rows)
+    ids, mask = prompts(padded=True, rows=rows)
     steps = 70  # past the first capacity of a DecodeCache (prompt + 64): it grows once
     with torch.no_grad():
         lean, tokens, caches = teacher_forced(
@@ -141,7 +136,7 @@ def test_lean_logits_equal_the_forward_path_and_the_oracle(llama, steerable_clas
 @pytest.mark.parametrize("weights", PREFERENCES)
 @pytest.mark.parametrize("batch", ["padded", "two samples of one prompt"])
 def test_seeded_rollouts_are_token_for_token_the_same(llama, steerable_class, weights, batch):
-    ids, mask = prompts()
+    ids, mask = prompts(padded=True)
     if batch != "padded":  # what the Steer page asks for: two replies to one prompt
         ids, mask = ids[:1].repeat(2, 1), mask[:1].repeat(2, 1)
 
@@ -180,7 +175,7 @@ def step_calls(monkeypatch) -> list[int]:
 
 
 def test_each_expert_steps_through_the_lean_step_unless_told_not_to(llama, step_calls):
-    ids, mask = prompts()
+    ids, mask = prompts(padded=True)
     steps = 10
     with torch.no_grad():
         teacher_forced(Mod(llama, OBJECTIVES, EXPERTS).next_token([0.5, 0.5]), ids, mask, steps)
@@ -268,7 +263,7 @@ def prompt_passes(monkeypatch) -> list[int]:
 def test_identical_prompts_share_each_experts_prompt_pass(
     llama, prompt_passes, steerable_class, lean, layout
 ):
-    ids, mask = prompts()
+    ids, mask = prompts(padded=True)
     ids, mask = ids[list(layout)], mask[list(layout)]
     distinct = len(set(layout))
 
@@ -302,7 +297,7 @@ def test_identical_prompts_share_each_experts_prompt_pass(
 
 
 def test_shared_prompt_passes_give_the_same_logits_bit_for_bit(llama):
-    ids, mask = prompts()
+    ids, mask = prompts(padded=True)
     ids, mask = ids[[1, 1, 1, 0]], mask[[1, 1, 1, 0]]
     with torch.no_grad():
         shared, tokens, caches = teacher_forced(
