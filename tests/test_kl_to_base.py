@@ -213,10 +213,10 @@ def test_conditioned_policies_measure_the_reply_given_the_plain_prompt():
     policy = load_policy("embedded", device="cpu")
     model = attach_panacea(policy, r=4, k=2, alpha=8.0, seed=0)
     panacea = Panacea(policy, OBJECTIVES)
-    assert abs(per_token(panacea, [0.5, 0.5])) < 1e-5  # sigma = lambda = 0: the base model
+    assert abs(per_token(panacea, [0.5, 0.5])) < 1e-5  # U = 0: the base model
     with torch.no_grad():
         for layer in model.layers:
-            layer.pref_scaling.fill_(0.5)  # the preference now sets singular values
+            layer.lora_B.normal_(0.0, 0.05)  # the update is no longer zero
     moved = per_token(panacea, [0.5, 0.5])
     assert moved is not None and 1e-3 < moved < 20
 
