@@ -33,6 +33,7 @@ RECORD_FIELDS = {
     "seed",
     "versions",
     "git",
+    "trained_git",
     "front",
     "preferences",
     "status",
@@ -211,6 +212,7 @@ def test_runner_writes_complete_records_and_resumes(tiny_suite, monkeypatch):
 
     small = evaluation.EvalProtocol(max_prompts=2, samples=4, max_new_tokens=8, bootstrap=50)
     monkeypatch.setattr(evaluation, "DEFAULT_PROTOCOL", small)
+    monkeypatch.setattr("morl_core.jobs.records.git_hash", lambda: "the evaluator's commit")
     suite, base = tiny_suite
     out, data = base / "out", base / "data"
     first = run_suite(suite, out, data_dir=data, poll_seconds=0.5, progress=lambda _: None)
@@ -221,6 +223,10 @@ def test_runner_writes_complete_records_and_resumes(tiny_suite, monkeypatch):
     assert base_row["method"] == "base" and base_row["training_samples"] == 0
     assert base_row["kl_per_token"] == 0.0 and base_row["front"][0] == base_row["front"][1]
     assert set(record) >= RECORD_FIELDS
+    # the commit that trained the run is the worker's (result.json), kept beside the evaluator's
+    trained = json.loads((data / "runs" / record["run_id"] / "result.json").read_text())["git"]
+    assert record["git"] == "the evaluator's commit" != trained
+    assert record["trained_git"] == trained and base_row["trained_git"] is None
     assert record["training_samples"] == 2 * 1 * 2  # two experts x one step x (1 prompt x k=2)
     assert record["models_kept"] == 1 and record["passes_per_token"] == 1
     assert np.asarray(record["front"]).shape == (2, 2)

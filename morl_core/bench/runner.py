@@ -28,6 +28,7 @@ NO_TRAINING = {  # the cost fields of the base model's row
     "search_evaluations": 0,
     "search_samples": 0,
     "peak_rss_mb": None,
+    "trained_git": None,
 }
 
 
@@ -71,7 +72,7 @@ def _evaluated(suite: Suite, method: str, seed: int, run_id: str | None, front: 
         "models_kept": int(front["models_kept"]),
         **cost,
         "versions": package_versions(),
-        "git": git_hash(),
+        "git": git_hash(),  # the commit that evaluated; trained_git: the one that trained
         "recorded": time.time(),
     }
 
@@ -100,6 +101,7 @@ def evaluate_record(
         search_samples=int(search.get("samples", 0)),  # in training
         peak_rss_mb=result.get("peak_rss_mb"),
         learning_curve=run_curve(run_dir),  # the training reward per step, and its plateau
+        trained_git=result.get("git"),  # the worker's, which may differ from the evaluator's
     )
 
 
@@ -110,7 +112,8 @@ def prior_record(suite: Suite, seed: int, run_dir: Path) -> dict[str, Any]:
     from morl_core.runfolder import read_metrics
 
     experts = [r for r in read_metrics(run_dir)[0] if str(r.get("stage", "")).startswith("expert")]
-    started = (read_json(run_dir / "result.json") or {}).get("started")
+    result = read_json(run_dir / "result.json") or {}
+    started = result.get("started")
     return _evaluated(
         suite,
         PRIOR_METHOD,
@@ -123,6 +126,7 @@ def prior_record(suite: Suite, seed: int, run_dir: Path) -> dict[str, Any]:
         search_evaluations=0,
         search_samples=0,
         peak_rss_mb=None,
+        trained_git=result.get("git"),
     )
 
 
