@@ -214,9 +214,11 @@ def test_conditioned_policies_measure_the_reply_given_the_plain_prompt():
     model = attach_panacea(policy, r=4, k=2, alpha=8.0, seed=0)
     panacea = Panacea(policy, OBJECTIVES)
     assert abs(per_token(panacea, [0.5, 0.5])) < 1e-5  # U = 0: the base model
+    generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        for layer in model.layers:
-            layer.lora_B.normal_(0.0, 0.05)  # the update is no longer zero
+        for layer in model.layers:  # U with columns of norm 2: the update is no longer zero
+            u = torch.randn(layer.lora_B.shape, generator=generator)
+            layer.lora_B.copy_(2 * u / u.norm(dim=0, keepdim=True))
     moved = per_token(panacea, [0.5, 0.5])
     assert moved is not None and 1e-3 < moved < 20
 
