@@ -36,6 +36,17 @@ def page(path: str | None = None) -> AppTest:
     return at.run()
 
 
+def opened_by_link(params, path: str | None = None) -> AppTest:
+    """The app (or page ``path``) opened from a link carrying the query ``params``."""
+    link = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    if path:
+        link.switch_page(path)
+    link.query_params.update(params)
+    link.run()
+    no_exceptions(link)
+    return link
+
+
 def no_exceptions(at: AppTest) -> None:
     assert not at.exception, [e.message for e in at.exception]
 
@@ -581,15 +592,14 @@ def test_steer_view_is_in_the_url_and_a_link_opens_it():
     flat = {k: v[0] if isinstance(v, list) else v for k, v in params.items()}
     assert flat["artifact"] == "demo/soups-sentiment-brevity" and flat["method"] == "soups"
     assert flat["w"] == "0.80,0.20" and flat["prompt"]
-    link = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    link.query_params.update(
-        artifact="demo/morlhf-sentiment-brevity",
-        method="morlhf",
-        w="0.30,0.70",
-        prompt="Tell me about the sea.",
+    link = opened_by_link(
+        dict(
+            artifact="demo/morlhf-sentiment-brevity",
+            method="morlhf",
+            w="0.30,0.70",
+            prompt="Tell me about the sea.",
+        )
     )
-    link.run()
-    no_exceptions(link)
     assert link.selectbox(key="artifact").value.key == "demo/morlhf-sentiment-brevity"
     assert [s.value for s in link.slider] == [0.3, 0.7]
     assert link.text_area(key="prompt").value == "Tell me about the sea."
@@ -638,11 +648,7 @@ def test_fronts_read_at_a_glance_and_keep_the_view_in_the_url(tmp_path, monkeypa
     at.selectbox(key=at.selectbox[-1].key).select_index(3).run()
     no_exceptions(at)
     assert at.query_params["point"] in ("3", ["3"])
-    link = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    link.switch_page("pages/fronts.py")
-    link.query_params.update({k: at.query_params[k] for k in at.query_params})
-    link.run()
-    no_exceptions(link)
+    link = opened_by_link({k: at.query_params[k] for k in at.query_params}, "pages/fronts.py")
     assert link.selectbox(key="inspect:3").value == 3  # the shared point is selected
     assert len(link.multiselect[0].value) == 3
 
@@ -761,15 +767,14 @@ def test_a_one_policy_demo_says_on_its_card_that_the_sliders_do_not_steer_it(mon
     """DynaOpt's SmolLM2 demo, opened by a link at a lattice point (its replies precomputed, so
     no model loads): the card says the sliders do not change its replies; a soup's does not."""
     monkeypatch.setenv("MORL_UI_DEMO_MODELS", "embedded,smollm2-135m")
-    link = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    link.query_params.update(
-        artifact="demo/smollm2-dynaopt-formality-readability",
-        method="dynaopt",
-        w="1.00,0.00",
-        prompt="How many hours of sleep does an adult need?",
+    link = opened_by_link(
+        dict(
+            artifact="demo/smollm2-dynaopt-formality-readability",
+            method="dynaopt",
+            w="1.00,0.00",
+            prompt="How many hours of sleep does an adult need?",
+        )
     )
-    link.run()
-    no_exceptions(link)
     assert link.selectbox(key="artifact").value.key == "demo/smollm2-dynaopt-formality-readability"
     assert any("trains one policy" in c.value for c in link.caption)
     assert generations(link)
