@@ -21,7 +21,7 @@ from morl_core.runfolder import read_json, write_json_atomic
 
 RECORD_SCHEMA = 2  # 2: evaluated by morl_core.evaluation (protocol recorded, intervals, KL)
 KL_KEYS = ("kl_per_token", "kl_per_sequence")  # per preference in a front, means in a record
-NO_TRAINING = {  # the cost fields of the base model's row
+NO_TRAINING = {  # the cost and training-provenance fields of the base model's row
     "training_samples": 0,
     "wall_seconds": 0.0,
     "search_seconds": 0.0,
