@@ -89,7 +89,10 @@ def test_every_family_has_a_demo_on_a_two_and_a_three_objective_set(build, tmp_p
                 config = build.config_of(name, ids, done)
                 checked = RunConfig.from_dict(config, check_files=False)  # raises on a bad field
                 if checked.method in ("ric", "dynaopt", "morlhf"):  # ~1 MB adapters in fp16
-                    assert checked.lora_target_modules == "q_proj,v_proj", name
+                    # ...but MORLHF on the pair, retrained as the experts were (MORLHF_PAIR)
+                    retrained = name == build.name_of("morlhf", build.PAIR)
+                    targets = "all-linear" if retrained else "q_proj,v_proj"
+                    assert checked.lora_target_modules == targets, name
 
 
 def test_learning_curves_take_each_expert_from_its_last_trainer(build):
@@ -129,14 +132,27 @@ def test_demos_are_submitted_in_order_so_the_queue_trains_the_pool_first(
     assert first[build.name_of("ric", build.PAIR)] == f"waiting for {pair}"
     states["experts-run"] = RunState.SUCCEEDED
     states_now = build.advance(fake, tmp_path, set())
-    # every family on the pair (the aggregations over the finished pool first), then the
-    # guarded pool; nothing behind it
+    # every family on the pair (the aggregations over the finished pool first; MORLHF waits
+    # for the triple's aggregations), then the guarded pool; nothing behind it
     assert [config["method"] for config in submitted] == [
         *["soups", "mod", "metapolicy", "emorl"],
-        *["ric", "panacea", "dynaopt", "morlhf"],
+        *["ric", "panacea", "dynaopt"],
         "soups",
     ]
+    assert states_now[build.name_of("morlhf", build.PAIR)].startswith("waiting for")
     assert states_now[build.name_of("ric", build.TRIPLE)].startswith("waiting for")
+    # the guarded pool done: the triple's soup, MOD and meta-policy, then MORLHF's retrain on the
+    # pair (every linear layer, as the experts), then the rest of the triple
+    states[f"run{len(submitted)}"] = RunState.SUCCEEDED
+    build.advance(fake, tmp_path, set())
+    after = [(c["method"], len(c["objectives"])) for c in submitted[8:]]
+    assert after == [
+        *[("soups", 3), ("mod", 3), ("metapolicy", 3), ("morlhf", 2), ("emorl", 3)],
+        *[("soups", 4), ("ric", 3), ("panacea", 3), ("dynaopt", 3), ("morlhf", 3)],
+    ]
+    morlhf_pair = submitted[11]
+    assert (morlhf_pair["n_preferences"], morlhf_pair["steps"]) == (3, 100)
+    assert morlhf_pair["lora_target_modules"] == "all-linear"
 
 
 def test_an_export_cut_before_its_lattice_is_finished_not_redone(build, tmp_path, monkeypatch):
