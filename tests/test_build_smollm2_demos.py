@@ -56,6 +56,16 @@ def test_the_guarded_pool_retrains_brevity_only_once_the_experts_succeeded(build
     assert (config.kl_coef, config.fluency_guard, config.fluency_penalty) == (0.1, "wordlist", 1.0)
     assert config.objectives == tuple(build.FOUR)
     assert build.DEMOS[build.GUARDED]["options"] == {"retrain": "brevity,sentiment"}  # unchanged
+    # the brief pool retrains brevity alone, at a smaller KL coefficient, over the guarded one
+    ids[build.GUARDED] = "guarded-run"
+    states = {"experts-run": RunState.SUCCEEDED, "guarded-run": RunState.RUNNING}
+    assert build.config_of(build.BRIEF, ids, executor(states, tmp_path)) is None
+    states["guarded-run"] = RunState.SUCCEEDED
+    done = executor(states, tmp_path)
+    brief = RunConfig.from_dict(build.config_of(build.BRIEF, ids, done), check_files=False)
+    guarded = str(tmp_path / "guarded-run")
+    assert brief.options == {"retrain": "brevity", "experts_from": guarded}
+    assert (brief.kl_coef, brief.fluency_guard) == (0.05, "wordlist")
     # the shipped demos take their experts from the guarded pool; no pool is shipped
     # the pair's demos use the first pool (its formality and readability experts), the
     # triple's the guarded one (brevity retrained); no pool is shipped
@@ -64,7 +74,7 @@ def test_the_guarded_pool_retrains_brevity_only_once_the_experts_succeeded(build
         for name in build.EXPORTED
         if "experts_from" in build.DEMOS[name]
     }
-    assert pooled == {(2, build.EXPERTS), (3, build.GUARDED), (4, build.GUARDED)}
+    assert pooled == {(2, build.EXPERTS), (3, build.BRIEF), (4, build.BRIEF)}
     assert build.POOLS.isdisjoint(build.EXPORTED)
 
 
@@ -77,7 +87,7 @@ def test_every_family_has_a_demo_on_a_two_and_a_three_objective_set(build, tmp_p
 
     assert DEMO_FIRST[0] in build.EXPORTED  # the app lands on a demo this script builds
     done = executor({"pool-run": RunState.SUCCEEDED}, tmp_path)
-    ids = {build.EXPERTS: "pool-run", build.GUARDED: "pool-run"}
+    ids = {pool: "pool-run" for pool in build.POOLS}
     for objectives in (build.PAIR, build.TRIPLE):
         shipped = [
             build.DEMOS[n] for n in build.EXPORTED if build.DEMOS[n]["objectives"] == objectives
@@ -141,16 +151,19 @@ def test_demos_are_submitted_in_order_so_the_queue_trains_the_pool_first(
     ]
     assert states_now[build.name_of("morlhf", build.PAIR)].startswith("waiting for")
     assert states_now[build.name_of("ric", build.TRIPLE)].startswith("waiting for")
-    # the guarded pool done: the triple's soup, MOD and meta-policy, then MORLHF's retrain on the
-    # pair (every linear layer, as the experts), then the rest of the triple
+    # the guarded pool done: the brief one; that done: the triple's soup, then MORLHF's
+    # retrain on the pair (every linear layer, as the experts), then the rest of the triple
     states[f"run{len(submitted)}"] = RunState.SUCCEEDED
     build.advance(fake, tmp_path, set())
-    after = [(c["method"], len(c["objectives"])) for c in submitted[8:]]
+    assert [c["options"]["retrain"] for c in submitted[8:]] == ["brevity"]
+    states[f"run{len(submitted)}"] = RunState.SUCCEEDED
+    build.advance(fake, tmp_path, set())
+    after = [(c["method"], len(c["objectives"])) for c in submitted[9:]]
     assert after == [
-        *[("soups", 3), ("mod", 3), ("metapolicy", 3), ("morlhf", 2), ("emorl", 3)],
+        *[("soups", 3), ("morlhf", 2), ("mod", 3), ("metapolicy", 3), ("emorl", 3)],
         *[("soups", 4), ("ric", 3), ("panacea", 3), ("dynaopt", 3), ("morlhf", 3)],
     ]
-    morlhf_pair = submitted[11]
+    morlhf_pair = submitted[10]
     assert (morlhf_pair["n_preferences"], morlhf_pair["steps"]) == (3, 100)
     assert morlhf_pair["lora_target_modules"] == "all-linear"
 
