@@ -18,17 +18,17 @@ its Steer replies are precomputed (``lattice.json``, see :mod:`morl_core.app.lat
 Three expert pools: ``EXPERTS`` trained all four objectives; ``GUARDED`` retrains brevity and
 sentiment (KL coefficient 0.1, the word-list fluency guard; option ``retrain``; ``EXPERTS``'
 brevity and sentiment experts barely moved at beta 0.15) and copies formality and readability;
-``BRIEF`` retrains brevity once more, at beta 0.05 under the same guard, and copies the rest. A
+``CONCISE`` trains brevity with a 15-word target (``BREVITY``) under the same settings and copies
+the rest. A
 store without the ``EXPERTS`` run (a new machine) reuses the experts that ship inside the pair's
 soup (``SHIPPED_POOLS``) instead of retraining them (hours on a CPU), and a demo already exported
 to ``assets/demo`` is not trained again.
 
 The demos: every family on a 2-objective set (formality vs readability, over ``EXPERTS``) and a
-3-objective one (plus brevity, over ``BRIEF``), and the soup of all four experts, submitted in
+3-objective one (plus ``BREVITY``, over ``CONCISE``), and the soup of all four experts, submitted in
 ``DEMOS`` order (one worker: every family on the pair first, the aggregations over a pool before
-the policies trained from the base model, then the same for the triple; MORLHF's retrain on the
-pair comes after the triple's soup, see ``MORLHF_PAIR``). On 2 CPU cores that is many sittings;
-a sitting with a GPU does them in one.
+the policies trained from the base model, then the same for the triple). On 2 CPU cores that
+is many sittings; a sitting with a GPU does them in one.
 """
 
 from __future__ import annotations
@@ -83,16 +83,30 @@ COMMON = {
 }
 EXPERTS = "smollm2-experts"
 GUARDED = "smollm2-experts-guarded-brevity"
-BRIEF = "smollm2-experts-brevity-beta005"
+CONCISE = "smollm2-experts-concise"
 POOL_OBJECTIVES = ["brevity", "sentiment", "formality", "readability"]
 # Held-out check of EXPERTS (its front.jsonl, one point per expert, 8 prompts): the formality
 # expert scores formality 0.677 against 0.585-0.613 for the others, the readability expert
 # readability 0.675 against 0.574-0.648; the sentiment expert did not move sentiment (0.648,
 # below the readability expert's 0.672) nor brevity's its objective (0.432 vs 0.416-0.432).
 # So the 2-objective demos pair the two experts that work, formality vs readability (the
-# benchmark's conflicting pair), from EXPERTS; the 3-objective ones add the retrained brevity.
-PAIR, TRIPLE = ["formality", "readability"], ["formality", "readability", "brevity"]
-FOUR = [*TRIPLE, "sentiment"]  # every expert of the guarded pool
+# benchmark's conflicting pair), from EXPERTS; the 3-objective ones add a brevity expert.
+PAIR = ["formality", "readability"]
+GUARDED_OBJECTIVES = [*PAIR, "brevity", "sentiment"]
+# Brevity's default target (8 words: the embedded model's scale) is no target for an assistant:
+# SmolLM2's 32-token replies have ~24 words, so a whole answer of 15 scores 0.53 and the reward
+# only pays for terse fragments. Retrained from GUARDED at beta 0.05 (run
+# 20261206-083749-b5f5ccdf, word-list guard on), brevity rose from 0.36 to 0.79 in 100 steps
+# (means of the first and last 10: 31 -> 16 tokens, KL 5.1 nats a reply) by answering in
+# non-answers that the word list passes: "Honesty." and "Proud of yourself." to a damaged order,
+# "No, Mr. Smith." to why the sky is blue. At 15 words a one-sentence answer scores 1 as a
+# fragment does, so the reward no longer pays more for the fragment, and beta 0.1 keeps the base
+# model's way of answering closer; whether that expert answers in short sentences is what
+# CONCISE's run will show (read its replies before shipping anything built on it).
+BREVITY = "brevity(target_words=15)"
+TRIPLE = [*PAIR, BREVITY]
+FOUR = [*TRIPLE, "sentiment"]  # every expert of the concise pool
+SLUGS = {BREVITY: "brevity15"}  # in demo names (folders, links)
 # Aggregations over a pool train nothing (soups, MOD) or little (EMORL's search, the
 # meta-policy's upper level); the single policies and MORLHF train a LoRA of their own from the
 # base model, so they come last.
@@ -124,7 +138,7 @@ SINGLE: dict[str, dict] = {
 # less than the experts' (KL 0.002-0.015 nats/token) and its Steer lattice could not tell the
 # ends apart (0.4-0.5 standard errors). So on the pair it trains 3 policies (both ends and the
 # middle) as the experts were trained: LoRA on every linear layer, 100 steps each (~15 MB in
-# fp16). It runs after the triple's soup, which trains nothing.
+# fp16).
 MORLHF_PAIR = {"n_preferences": 3, "lora_target_modules": "all-linear", "steps": 100}
 
 
@@ -135,7 +149,7 @@ def demo(method: str, objectives: list[str], spec: dict, pool: str | None = None
 
 
 def name_of(method: str, objectives: list[str]) -> str:
-    return f"smollm2-{method}-{'-'.join(objectives)}"
+    return f"smollm2-{method}-{'-'.join(SLUGS.get(o, o) for o in objectives)}"
 
 
 # name -> config overrides, in submission order; "experts_from" names the demo whose experts a
@@ -146,13 +160,14 @@ DEMOS: dict[str, dict] = {
     **{name_of(m, PAIR): demo(m, PAIR, spec, EXPERTS) for m, spec in AGGREGATIONS.items()},
     # every family on the pair (the app's landing set) before the 3-objective work
     **{name_of(m, PAIR): demo(m, PAIR, spec) for m, spec in SINGLE.items() if m != "morlhf"},
+    name_of("morlhf", PAIR): demo("morlhf", PAIR, {**SINGLE["morlhf"], **MORLHF_PAIR}),
     # the same pool with brevity and sentiment retrained: beta 0.1, and replies in made-up words
     # ("Zomhool!") cost the fluency penalty too (a share of words outside an English word list
     # above 0.25). Base SmolLM2's replies score sentiment 0.68 on 8 training prompts x 4 (within
     # a prompt's 4 replies the std is 0.14: "Great question!" openers score 0.9 and more)
     GUARDED: {
         "method": "soups",
-        "objectives": FOUR,
+        "objectives": GUARDED_OBJECTIVES,
         "kl_coef": 0.1,
         "fluency_guard": "wordlist",
         "options": {"retrain": "brevity,sentiment"},
@@ -161,27 +176,21 @@ DEMOS: dict[str, dict] = {
     # GUARDED's brevity expert barely moved either: training brevity 0.359 -> 0.381 over its
     # 100 steps (quarter means); held out (its front.jsonl, 8 prompts) it scores brevity 0.432
     # against 0.416-0.419 for the formality and readability experts, well inside one standard
-    # error (0.016), so no brevity end could be told apart. Made-up words now cost the fluency
-    # penalty, which is what beta 0.15 was there to price out, so BRIEF retrains brevity at 0.05.
-    BRIEF: {
+    # error (0.016), so no brevity end could be told apart. CONCISE trains brevity with a target
+    # an answer can meet (BREVITY, above) and copies GUARDED's other three experts.
+    CONCISE: {
         "method": "soups",
         "objectives": FOUR,
-        "kl_coef": 0.05,
+        "kl_coef": 0.1,
         "fluency_guard": "wordlist",
-        "options": {"retrain": "brevity"},
+        "options": {"retrain": BREVITY},
         "experts_from": GUARDED,
     },
-    # the triple's soup first: its export's lattice says whether the brevity end now reads apart
-    name_of("soups", TRIPLE): demo("soups", TRIPLE, AGGREGATIONS["soups"], BRIEF),
-    name_of("morlhf", PAIR): demo("morlhf", PAIR, {**SINGLE["morlhf"], **MORLHF_PAIR}),
-    **{
-        name_of(m, TRIPLE): demo(m, TRIPLE, AGGREGATIONS[m], BRIEF)
-        for m in ("mod", "metapolicy", "emorl")
-    },
-    name_of("soups", FOUR): demo("soups", FOUR, {}, BRIEF),  # the four experts, shipped
+    **{name_of(m, TRIPLE): demo(m, TRIPLE, spec, CONCISE) for m, spec in AGGREGATIONS.items()},
+    name_of("soups", FOUR): demo("soups", FOUR, {}, CONCISE),  # the four experts, shipped
     **{name_of(m, TRIPLE): demo(m, TRIPLE, spec) for m, spec in SINGLE.items()},
 }
-POOLS = {EXPERTS, GUARDED, BRIEF}  # expert pools are not shipped
+POOLS = {EXPERTS, GUARDED, CONCISE}  # expert pools are not shipped
 # ...but the pair's experts ship inside its soup demo (fp16 copies): a pool missing from the
 # store is taken from there, for the demos that need only those objectives' experts
 SHIPPED_POOLS = {EXPERTS: name_of("soups", PAIR)}

@@ -54,18 +54,27 @@ def test_the_guarded_pool_retrains_brevity_only_once_the_experts_succeeded(build
     experts = str(tmp_path / "experts-run")
     assert config.options == {"retrain": "brevity,sentiment", "experts_from": experts}
     assert (config.kl_coef, config.fluency_guard, config.fluency_penalty) == (0.1, "wordlist", 1.0)
-    assert config.objectives == tuple(build.FOUR)
+    assert config.objectives == ("formality", "readability", "brevity", "sentiment")
     assert build.DEMOS[build.GUARDED]["options"] == {"retrain": "brevity,sentiment"}  # unchanged
-    # the brief pool retrains brevity alone, at a smaller KL coefficient, over the guarded one
+    # the concise pool trains brevity with a 15-word target over the guarded one, copying the
+    # other three experts
     ids[build.GUARDED] = "guarded-run"
     states = {"experts-run": RunState.SUCCEEDED, "guarded-run": RunState.RUNNING}
-    assert build.config_of(build.BRIEF, ids, executor(states, tmp_path)) is None
+    assert build.config_of(build.CONCISE, ids, executor(states, tmp_path)) is None
     states["guarded-run"] = RunState.SUCCEEDED
     done = executor(states, tmp_path)
-    brief = RunConfig.from_dict(build.config_of(build.BRIEF, ids, done), check_files=False)
+    concise = RunConfig.from_dict(build.config_of(build.CONCISE, ids, done), check_files=False)
     guarded = str(tmp_path / "guarded-run")
-    assert brief.options == {"retrain": "brevity", "experts_from": guarded}
-    assert (brief.kl_coef, brief.fluency_guard) == (0.05, "wordlist")
+    assert concise.options == {"retrain": "brevity(target_words=15)", "experts_from": guarded}
+    assert concise.objectives == (
+        "formality",
+        "readability",
+        "brevity(target_words=15)",
+        "sentiment",
+    )
+    assert (concise.kl_coef, concise.fluency_guard) == (0.1, "wordlist")
+    # a demo's name is a folder and a link: the objective's settings do not go in it
+    assert build.name_of("soups", build.TRIPLE) == "smollm2-soups-formality-readability-brevity15"
     # the shipped demos take their experts from the guarded pool; no pool is shipped
     # the pair's demos use the first pool (its formality and readability experts), the
     # triple's the guarded one (brevity retrained); no pool is shipped
@@ -74,7 +83,7 @@ def test_the_guarded_pool_retrains_brevity_only_once_the_experts_succeeded(build
         for name in build.EXPORTED
         if "experts_from" in build.DEMOS[name]
     }
-    assert pooled == {(2, build.EXPERTS), (3, build.BRIEF), (4, build.BRIEF)}
+    assert pooled == {(2, build.EXPERTS), (3, build.CONCISE), (4, build.CONCISE)}
     assert build.POOLS.isdisjoint(build.EXPORTED)
 
 
@@ -142,28 +151,27 @@ def test_demos_are_submitted_in_order_so_the_queue_trains_the_pool_first(
     assert first[build.name_of("ric", build.PAIR)] == f"waiting for {pair}"
     states["experts-run"] = RunState.SUCCEEDED
     states_now = build.advance(fake, tmp_path, set())
-    # every family on the pair (the aggregations over the finished pool first; MORLHF waits
-    # for the triple's aggregations), then the guarded pool; nothing behind it
+    # every family on the pair (the aggregations over the finished pool first), then the
+    # guarded pool; nothing behind it
     assert [config["method"] for config in submitted] == [
         *["soups", "mod", "metapolicy", "emorl"],
-        *["ric", "panacea", "dynaopt"],
+        *["ric", "panacea", "dynaopt", "morlhf"],
         "soups",
     ]
-    assert states_now[build.name_of("morlhf", build.PAIR)].startswith("waiting for")
     assert states_now[build.name_of("ric", build.TRIPLE)].startswith("waiting for")
-    # the guarded pool done: the brief one; that done: the triple's soup, then MORLHF's
-    # retrain on the pair (every linear layer, as the experts), then the rest of the triple
+    # the guarded pool done: the concise one; that done: every family on the triple
     states[f"run{len(submitted)}"] = RunState.SUCCEEDED
     build.advance(fake, tmp_path, set())
-    assert [c["options"]["retrain"] for c in submitted[8:]] == ["brevity"]
+    assert [c["options"]["retrain"] for c in submitted[9:]] == [build.BREVITY]
     states[f"run{len(submitted)}"] = RunState.SUCCEEDED
     build.advance(fake, tmp_path, set())
-    after = [(c["method"], len(c["objectives"])) for c in submitted[9:]]
+    after = [(c["method"], len(c["objectives"])) for c in submitted[10:]]
     assert after == [
-        *[("soups", 3), ("morlhf", 2), ("mod", 3), ("metapolicy", 3), ("emorl", 3)],
-        *[("soups", 4), ("ric", 3), ("panacea", 3), ("dynaopt", 3), ("morlhf", 3)],
+        *[("soups", 3), ("mod", 3), ("metapolicy", 3), ("emorl", 3), ("soups", 4)],
+        *[("ric", 3), ("panacea", 3), ("dynaopt", 3), ("morlhf", 3)],
     ]
-    morlhf_pair = submitted[10]
+    # MORLHF on the pair is retrained as the experts were (every linear layer, 100 steps)
+    morlhf_pair = submitted[7]
     assert (morlhf_pair["n_preferences"], morlhf_pair["steps"]) == (3, 100)
     assert morlhf_pair["lora_target_modules"] == "all-linear"
 
