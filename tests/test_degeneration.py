@@ -24,11 +24,14 @@ from morl_core.objectives.degeneration import (
     wordlist_gate,
 )
 from morl_core.objectives.lexical import fluency_gate
+from morl_core.objectives.models import relevance
 from morl_core.policy import attach_lora, load_policy
 from morl_core.rl import trainer as trainer_module
 
 EXPLOIT = "Zomhool! the itineradul hikal"
 PLAIN = "Pack water, a map and warm clothes for a weekend of hiking."
+QUESTION = "What should I pack for a weekend hike?"
+FRAGMENT = "Proud of yourself."  # real words, no answer: a brevity expert at beta 0.05 wrote it
 DEMO_DIR = Path(__file__).resolve().parents[1] / "assets" / "demo"
 
 # SmolLM2-135M-Instruct's own replies to assistant prompts at the training decoding
@@ -204,14 +207,24 @@ MAX_UNFLUENT_SHARE = 0.01
 # above its mean at every other end by more than this many standard errors of the difference
 # (16 lattice replies per point; 2 is about a one-sided 2.5 % chance from noise alone).
 MIN_END_SEPARATION = 2.0
+# "None of them is an exploit": a reply that does not answer passes the word-list guard (a
+# SmolLM2 brevity expert at beta 0.05 wrote "Honesty." and "Proud of yourself." to a damaged
+# order: 7 of 12 replies such fragments), so the bar also reads relevance to the question
+# (MiniLM cosine). SmolLM2 wanders off a question now and then at this decoding: every shipped
+# demo has 0-3 of its 176 lattice replies below the floor, at most 1 of the 16 at an end, where
+# the fragments score 0.0-0.11 and whole answers 0.38-0.81. An end fails when more than a
+# quarter of its replies fall below the floor.
+RELEVANCE_FLOOR = 0.15
+MAX_OFF_TOPIC_SHARE_AT_AN_END = 0.25
 
 
 def lattice_problems(data: dict) -> list[str]:
     """Why a lattice's replies fail the demo bar (empty when they pass): an empty reply, a reply
     at an end of the front that fails the word-list guard, more than ``MAX_UNFLUENT_SHARE`` of
-    all replies failing it, or, for a method the sliders steer, an end where its favoured
-    objective does not score higher than at each other end by ``MIN_END_SEPARATION`` standard
-    errors."""
+    all replies failing it, an end where more than ``MAX_OFF_TOPIC_SHARE_AT_AN_END`` of the
+    replies do not answer the question (relevance below ``RELEVANCE_FLOOR``), or, for a method
+    the sliders steer, an end where its favoured objective does not score higher than at each
+    other end by ``MIN_END_SEPARATION`` standard errors."""
     k, problems = len(data["objectives"]), []
     ends = [next(q for q, w in enumerate(data["preferences"]) if w[i] == 1.0) for i in range(k)]
     for method, found in data["methods"].items():
@@ -229,6 +242,19 @@ def lattice_problems(data: dict) -> list[str]:
         share = float((guarded_fluency([t for t, _ in flat], "wordlist") < 1).mean())
         if share > MAX_UNFLUENT_SHARE:
             problems.append(f"{method}: {share:.1%} of the replies fail the word-list guard")
+        for i, q in enumerate(ends):
+            asked = [
+                data["prompts"][p] for p, per_prompt in enumerate(replies) for _ in per_prompt[q]
+            ]
+            said = [r[0] for per_prompt in replies for r in per_prompt[q]]
+            off = [
+                t for t, v in zip(said, relevance(asked, said), strict=True) if v < RELEVANCE_FLOOR
+            ]
+            if len(off) > MAX_OFF_TOPIC_SHARE_AT_AN_END * len(said):
+                problems.append(
+                    f"{method}: {len(off)} of {len(said)} replies at the {data['objectives'][i]} "
+                    f"end do not answer the question (relevance < {RELEVANCE_FLOOR}): {off[0]!r}"
+                )
         if not METHODS[method].steers:
             continue  # one policy for every preference (DynaOpt): its ends are alike by design
         scores = [np.array([r[1] for per_prompt in replies for r in per_prompt[q]]) for q in ends]
@@ -248,31 +274,45 @@ def lattice_problems(data: dict) -> list[str]:
 @pytest.mark.parametrize("lattice", shipped_lattices(embedded=False), ids=lambda p: p.parent.name)
 def test_a_larger_models_demo_replies_are_sentences_that_favour_the_chosen_objective(lattice):
     """No reply at an end of a shipped SmolLM2 demo's front is an exploit (made-up words,
-    empty), made-up words stay as rare as the base model's, and at each end the favoured
-    objective scores higher than at the other ends by two standard errors."""
+    empty), made-up words stay as rare as the base model's, at most a quarter of an end's
+    replies miss the question, and at each end the favoured objective scores higher than at
+    the other ends by two standard errors."""
     assert lattice_problems(json.loads(lattice.read_text())) == []
 
 
 def test_the_demo_bar_refuses_exploits_and_ends_a_reader_cannot_tell_apart():
     """The bar of the test above on a made lattice: a clean one passes; ends closer than the
     noise fail; one made-up reply at an end fails; one in the middle passes; made-up words in
-    2.5 % of the replies fail. A method that trains one policy (DynaOpt) has alike ends by
-    design: only its replies are held to the bar."""
+    2.5 % of the replies fail; fragments that do not answer fail at an end when more than a
+    quarter of its replies are such, not when a few are. A method that trains one policy
+    (DynaOpt) has alike ends by design: only its replies are held to the bar."""
     objectives, preferences = ["formality", "readability"], [[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]
     prompts = 40  # x 3 preferences: 120 replies
     noise = np.random.default_rng(0).normal(0.0, 0.05, (prompts, 3, 2))
 
-    def lattice(bad: set[tuple[int, int]], gap: float = 0.2, method: str = "soups") -> dict:
-        """Each end favours its objective by ``gap``; ``bad``: (prompt, preference) made up."""
+    def lattice(
+        bad: set[tuple[int, int]],
+        gap: float = 0.2,
+        method: str = "soups",
+        terse: set[tuple[int, int]] = frozenset(),
+    ) -> dict:
+        """Each end favours its objective by ``gap``; ``bad``: (prompt, preference) made up;
+        ``terse``: (prompt, preference) a fragment that does not answer."""
         favoured = np.array([[gap, 0.0], [0.0, 0.0], [0.0, gap]])
+        text = {True: EXPLOIT, False: PLAIN}
         replies = [
             [
-                [[EXPLOIT if (p, q) in bad else PLAIN, (0.5 + favoured[q] + noise[p, q]).tolist()]]
+                [
+                    [
+                        FRAGMENT if (p, q) in terse else text[(p, q) in bad],
+                        (0.5 + favoured[q] + noise[p, q]).tolist(),
+                    ]
+                ]
                 for q in range(3)
             ]
             for p in range(prompts)
         ]
-        return {"objectives": objectives, "preferences": preferences,
+        return {"objectives": objectives, "preferences": preferences, "prompts": [QUESTION] * prompts,
                 "methods": {method: {"replies": replies}}}  # fmt: skip
 
     assert lattice_problems(lattice(set())) == []
@@ -286,3 +326,6 @@ def test_the_demo_bar_refuses_exploits_and_ends_a_reader_cannot_tell_apart():
     assert lattice_problems(lattice(set(), gap=0.0, method="dynaopt")) == []
     (problem,) = lattice_problems(lattice({(0, 0)}, gap=0.0, method="dynaopt"))
     assert "made-up words at an end" in problem
+    assert lattice_problems(lattice(set(), terse={(p, 2) for p in range(10)})) == []  # 10 of 40
+    (problem,) = lattice_problems(lattice(set(), terse={(p, 2) for p in range(11)}))
+    assert "11 of 40 replies at the readability end do not answer" in problem
