@@ -212,7 +212,7 @@ MIN_END_SEPARATION = 2.0
 # order: 7 of 12 replies such fragments), so the bar also reads relevance to the question
 # (MiniLM cosine). SmolLM2 wanders off a question now and then at this decoding: every shipped
 # demo has 0-3 of its 176 lattice replies below the floor, at most 1 of the 16 at an end, where
-# 6 of the 7 fragments score 0.0-0.11 and whole answers 0.38-0.81. An end fails when more than a
+# 6 of the 7 fragments score 0.0-0.11 and its other 5 replies 0.26-0.81. An end fails when more than a
 # quarter of its replies fall below the floor.
 RELEVANCE_FLOOR = 0.15
 MAX_OFF_TOPIC_SHARE_AT_AN_END = 0.25
