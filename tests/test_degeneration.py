@@ -210,10 +210,10 @@ MIN_END_SEPARATION = 2.0
 # "None of them is an exploit": a reply that does not answer passes the word-list guard (a
 # SmolLM2 brevity expert at beta 0.05 wrote "Honesty." and "Proud of yourself." to a damaged
 # order: 7 of 12 replies such fragments), so the bar also reads relevance to the question
-# (MiniLM cosine). SmolLM2 wanders off a question now and then at this decoding: every shipped
-# demo has 0-3 of its 176 lattice replies below the floor, at most 1 of the 16 at an end, where
-# 6 of the 7 fragments score 0.0-0.11 and its other 5 replies 0.26-0.81. An end fails when more than a
-# quarter of its replies fall below the floor.
+# (MiniLM cosine). 6 of those 7 fragments score 0.0-0.11, its other 5 replies 0.26-0.81.
+# SmolLM2 wanders off a question now and then at this decoding: every shipped demo has 0-3 of
+# its 176 lattice replies below the floor, at most 1 of the 16 at an end. An end fails when more
+# than a quarter of its replies fall below the floor.
 RELEVANCE_FLOOR = 0.15
 MAX_OFF_TOPIC_SHARE_AT_AN_END = 0.25
 
