@@ -19,16 +19,15 @@ Three expert pools: ``EXPERTS`` trained all four objectives; ``GUARDED`` retrain
 sentiment (KL coefficient 0.1, the word-list fluency guard; option ``retrain``; ``EXPERTS``'
 brevity and sentiment experts barely moved at beta 0.15) and copies formality and readability;
 ``CONCISE`` trains brevity with a 15-word target (``BREVITY``) under the same settings and copies
-the rest. A
-store without the ``EXPERTS`` run (a new machine) reuses the experts that ship inside the pair's
-soup (``SHIPPED_POOLS``) instead of retraining them (hours on a CPU), and a demo already exported
-to ``assets/demo`` is not trained again.
+the rest. A store without the ``EXPERTS`` run (a new machine) reuses the experts that ship inside
+the pair's soup (``SHIPPED_POOLS``) instead of retraining them (hours on a CPU), and a demo
+already exported to ``assets/demo`` is not trained again.
 
 The demos: every family on a 2-objective set (formality vs readability, over ``EXPERTS``) and a
-3-objective one (plus ``BREVITY``, over ``CONCISE``), and the soup of all four experts, submitted in
-``DEMOS`` order (one worker: every family on the pair first, the aggregations over a pool before
-the policies trained from the base model, then the same for the triple). On 2 CPU cores that
-is many sittings; a sitting with a GPU does them in one.
+3-objective one (plus ``BREVITY``, over ``CONCISE``), and the soup of all four experts,
+submitted in ``DEMOS`` order (one worker: every family on the pair first, the aggregations over a
+pool before the policies trained from the base model, then the same for the triple). On 2 CPU
+cores that is many sittings; a sitting with a GPU does them in one.
 """
 
 from __future__ import annotations
@@ -122,10 +121,11 @@ AGGREGATIONS: dict[str, dict] = {
     "emorl": {"fluency_guard": "wordlist"},
 }
 # Their adapters wrap q_proj and v_proj only (about 1 MB each in fp16, where the experts'
-# all-linear ones are 4.9 MB): MORLHF ships 6 of them on the triple (on the pair: MORLHF_PAIR). Panacea's SVD adapter needs every
-# linear layer. Panacea learns its preference part slowly (one random preference per step, one
-# singular value per objective): on the pair its lattice's ends were 1.9 standard errors apart on
-# formality after 100 steps and 0.9 after 200 (the demo bar asks for 2), so 100 it stays.
+# all-linear ones are 4.9 MB): MORLHF ships 6 of them on the triple (on the pair: MORLHF_PAIR).
+# Panacea's SVD adapter needs every linear layer. Panacea learns its preference part slowly (one
+# random preference per step, one singular value per objective): on the pair its lattice's ends
+# were 1.9 standard errors apart on formality after 100 steps and 0.9 after 200 (the demo bar
+# asks for 2), so 100 it stays.
 QV = {"lora_target_modules": "q_proj,v_proj"}
 SINGLE: dict[str, dict] = {
     "ric": QV,

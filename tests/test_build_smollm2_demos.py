@@ -75,9 +75,9 @@ def test_the_guarded_pool_retrains_brevity_only_once_the_experts_succeeded(build
     assert (concise.kl_coef, concise.fluency_guard) == (0.1, "wordlist")
     # a demo's name is a folder and a link: the objective's settings do not go in it
     assert build.name_of("soups", build.TRIPLE) == "smollm2-soups-formality-readability-brevity15"
-    # the shipped demos take their experts from the guarded pool; no pool is shipped
     # the pair's demos use the first pool (its formality and readability experts), the
-    # triple's the guarded one (brevity retrained); no pool is shipped
+    # triple's and the four-objective soup the concise one (brevity with a 15-word target); no
+    # pool is shipped
     pooled = {
         (len(build.DEMOS[name]["objectives"]), build.DEMOS[name]["experts_from"])
         for name in build.EXPORTED

@@ -312,7 +312,8 @@ def test_the_demo_bar_refuses_exploits_and_ends_a_reader_cannot_tell_apart():
             ]
             for p in range(prompts)
         ]
-        return {"objectives": objectives, "preferences": preferences, "prompts": [QUESTION] * prompts,
+        return {"objectives": objectives, "preferences": preferences,
+                "prompts": [QUESTION] * prompts,
                 "methods": {method: {"replies": replies}}}  # fmt: skip
 
     assert lattice_problems(lattice(set())) == []
