@@ -160,7 +160,7 @@ DEMOS: dict[str, dict] = {
     **{name_of(m, PAIR): demo(m, PAIR, spec, EXPERTS) for m, spec in AGGREGATIONS.items()},
     # every family on the pair (the app's landing set) before the 3-objective work
     **{name_of(m, PAIR): demo(m, PAIR, spec) for m, spec in SINGLE.items() if m != "morlhf"},
-    name_of("morlhf", PAIR): demo("morlhf", PAIR, {**SINGLE["morlhf"], **MORLHF_PAIR}),
+    name_of("morlhf", PAIR): demo("morlhf", PAIR, MORLHF_PAIR),
     # the same pool with brevity and sentiment retrained: beta 0.1, and replies in made-up words
     # ("Zomhool!") cost the fluency penalty too (a share of words outside an English word list
     # above 0.25). Base SmolLM2's replies score sentiment 0.68 on 8 training prompts x 4 (within
