@@ -18,13 +18,13 @@ its Steer replies are precomputed (``lattice.json``, see :mod:`morl_core.app.lat
 Three expert pools: ``EXPERTS`` trained all four objectives; ``GUARDED`` retrains brevity and
 sentiment (KL coefficient 0.1, the word-list fluency guard; option ``retrain``; ``EXPERTS``'
 brevity and sentiment experts barely moved at beta 0.15) and copies formality and readability;
-``CONCISE`` trains brevity with a 15-word target (``BREVITY``) under the same settings and copies
+``TERSE`` trains brevity with a 15-word target (``BREVITY``) at KL coefficient 0.05 and copies
 the rest. A store without the ``EXPERTS`` run (a new machine) reuses the experts that ship inside
 the pair's soup (``SHIPPED_POOLS``) instead of retraining them (hours on a CPU), and a demo
 already exported to ``assets/demo`` is not trained again.
 
 The demos: every family on a 2-objective set (formality vs readability, over ``EXPERTS``) and a
-3-objective one (plus ``BREVITY``, over ``CONCISE``), and the soup of all four experts,
+3-objective one (plus ``BREVITY``, over ``TERSE``), and the soup of all four experts,
 submitted in ``DEMOS`` order (one worker: every family on the pair first, the aggregations over a
 pool before the policies trained from the base model, then the same for the triple). On 2 CPU
 cores that is many sittings; a sitting with a GPU does them in one.
@@ -82,7 +82,7 @@ COMMON = {
 }
 EXPERTS = "smollm2-experts"
 GUARDED = "smollm2-experts-guarded-brevity"
-CONCISE = "smollm2-experts-concise"
+TERSE = "smollm2-experts-terse"
 POOL_OBJECTIVES = ["brevity", "sentiment", "formality", "readability"]
 # Held-out check of EXPERTS (its front.jsonl, one point per expert, 8 prompts): the formality
 # expert scores formality 0.677 against 0.585-0.613 for the others, the readability expert
@@ -99,9 +99,9 @@ GUARDED_OBJECTIVES = [*PAIR, "brevity", "sentiment"]
 # (means of the first and last 10: 31 -> 16 tokens, KL 5.1 nats a reply) by answering in
 # non-answers that the word list passes: "Honesty." and "Proud of yourself." to a damaged order,
 # "No, Mr. Smith." to why the sky is blue. At 15 words a one-sentence answer scores 1 as a
-# fragment does, so the reward no longer pays more for the fragment, and beta 0.1 keeps the base
-# model's way of answering closer; whether that expert answers in short sentences is what
-# CONCISE's run will show (read its replies before shipping anything built on it).
+# fragment does, so the reward no longer pays more for the fragment; whether an expert trained on
+# it answers in short sentences is what its replies show (read them before shipping anything
+# built on it).
 BREVITY = "brevity(target_words=15)"
 TRIPLE = [*PAIR, BREVITY]
 FOUR = [*TRIPLE, "sentiment"]  # every expert of the concise pool
@@ -176,21 +176,26 @@ DEMOS: dict[str, dict] = {
     # GUARDED's brevity expert barely moved either: training brevity 0.359 -> 0.381 over its
     # 100 steps (quarter means); held out (its front.jsonl, 8 prompts) it scores brevity 0.432
     # against 0.416-0.419 for the formality and readability experts, well inside one standard
-    # error (0.016), so no brevity end could be told apart. CONCISE trains brevity with a target
-    # an answer can meet (BREVITY, above) and copies GUARDED's other three experts.
-    CONCISE: {
+    # error (0.016), so no brevity end could be told apart. CONCISE (run
+    # 20261206-092236-7516a49d) retrained brevity with a target an answer can meet (BREVITY,
+    # above) at beta 0.1 and did not move either: training brevity 0.641 -> 0.692 and 31.6 ->
+    # 30.8 tokens (means of its first and last 10 steps). Base replies rarely end inside 32
+    # tokens, so the few that do are all the reward can learn from. TERSE keeps the 15-word
+    # target and goes back to BRIEF's beta 0.05, the one setting under which brevity moved; it
+    # copies GUARDED's other three experts.
+    TERSE: {
         "method": "soups",
         "objectives": FOUR,
-        "kl_coef": 0.1,
+        "kl_coef": 0.05,
         "fluency_guard": "wordlist",
         "options": {"retrain": BREVITY},
         "experts_from": GUARDED,
     },
-    **{name_of(m, TRIPLE): demo(m, TRIPLE, spec, CONCISE) for m, spec in AGGREGATIONS.items()},
-    name_of("soups", FOUR): demo("soups", FOUR, {}, CONCISE),  # the four experts, shipped
+    **{name_of(m, TRIPLE): demo(m, TRIPLE, spec, TERSE) for m, spec in AGGREGATIONS.items()},
+    name_of("soups", FOUR): demo("soups", FOUR, {}, TERSE),  # the four experts, shipped
     **{name_of(m, TRIPLE): demo(m, TRIPLE, spec) for m, spec in SINGLE.items()},
 }
-POOLS = {EXPERTS, GUARDED, CONCISE}  # expert pools are not shipped
+POOLS = {EXPERTS, GUARDED, TERSE}  # expert pools are not shipped
 # ...but the pair's experts ship inside its soup demo (fp16 copies): a pool missing from the
 # store is taken from there, for the demos that need only those objectives' experts
 SHIPPED_POOLS = {EXPERTS: name_of("soups", PAIR)}

@@ -56,34 +56,34 @@ def test_the_guarded_pool_retrains_brevity_only_once_the_experts_succeeded(build
     assert (config.kl_coef, config.fluency_guard, config.fluency_penalty) == (0.1, "wordlist", 1.0)
     assert config.objectives == ("formality", "readability", "brevity", "sentiment")
     assert build.DEMOS[build.GUARDED]["options"] == {"retrain": "brevity,sentiment"}  # unchanged
-    # the concise pool trains brevity with a 15-word target over the guarded one, copying the
-    # other three experts
+    # the terse pool trains brevity with a 15-word target over the guarded one (beta 0.05),
+    # copying the other three experts
     ids[build.GUARDED] = "guarded-run"
     states = {"experts-run": RunState.SUCCEEDED, "guarded-run": RunState.RUNNING}
-    assert build.config_of(build.CONCISE, ids, executor(states, tmp_path)) is None
+    assert build.config_of(build.TERSE, ids, executor(states, tmp_path)) is None
     states["guarded-run"] = RunState.SUCCEEDED
     done = executor(states, tmp_path)
-    concise = RunConfig.from_dict(build.config_of(build.CONCISE, ids, done), check_files=False)
+    terse = RunConfig.from_dict(build.config_of(build.TERSE, ids, done), check_files=False)
     guarded = str(tmp_path / "guarded-run")
-    assert concise.options == {"retrain": "brevity(target_words=15)", "experts_from": guarded}
-    assert concise.objectives == (
+    assert terse.options == {"retrain": "brevity(target_words=15)", "experts_from": guarded}
+    assert terse.objectives == (
         "formality",
         "readability",
         "brevity(target_words=15)",
         "sentiment",
     )
-    assert (concise.kl_coef, concise.fluency_guard) == (0.1, "wordlist")
+    assert (terse.kl_coef, terse.fluency_guard) == (0.05, "wordlist")
     # a demo's name is a folder and a link: the objective's settings do not go in it
     assert build.name_of("soups", build.TRIPLE) == "smollm2-soups-formality-readability-brevity15"
     # the pair's demos use the first pool (its formality and readability experts), the
-    # triple's and the four-objective soup the concise one (brevity with a 15-word target); no
+    # triple's and the four-objective soup the terse one (brevity with a 15-word target); no
     # pool is shipped
     pooled = {
         (len(build.DEMOS[name]["objectives"]), build.DEMOS[name]["experts_from"])
         for name in build.EXPORTED
         if "experts_from" in build.DEMOS[name]
     }
-    assert pooled == {(2, build.EXPERTS), (3, build.CONCISE), (4, build.CONCISE)}
+    assert pooled == {(2, build.EXPERTS), (3, build.TERSE), (4, build.TERSE)}
     assert build.POOLS.isdisjoint(build.EXPORTED)
 
 
@@ -159,7 +159,7 @@ def test_demos_are_submitted_in_order_so_the_queue_trains_the_pool_first(
         "soups",
     ]
     assert states_now[build.name_of("ric", build.TRIPLE)].startswith("waiting for")
-    # the guarded pool done: the concise one; that done: every family on the triple
+    # the guarded pool done: the terse one; that done: every family on the triple
     states[f"run{len(submitted)}"] = RunState.SUCCEEDED
     build.advance(fake, tmp_path, set())
     assert [c["options"]["retrain"] for c in submitted[9:]] == [build.BREVITY]
