@@ -117,8 +117,12 @@ AGGREGATIONS: dict[str, dict] = {
     # picked a mixture that wrote made-up words at w_formality 0.6). With 4 replies per search
     # prompt and candidate (1,536 replies, 28 min) it chased lucky draws, as on the embedded
     # model: a = (0.5, 0.5) served w_formality 1 and 0.75, and the front's ends differed by
-    # 0.02 formality. So the default, 16 (about 6,000 replies: ~2 h on one shared core)
-    "emorl": {"fluency_guard": "wordlist"},
+    # 0.02 formality. With the default 16 (6,144 replies, 78 min) the front collapsed further,
+    # and not by chance: the experts are not at the optimum of their own KL-regularised
+    # objective (the 50/50 mixture beats the readability expert on it), so a search that prices
+    # KL keeps to the middle (two distinct points; docs/findings.md). The demo uses the paper's
+    # search instead: w . r less the fluency penalty, no KL price (option search_objective).
+    "emorl": {"fluency_guard": "wordlist", "options": {"search_objective": "reward"}},
 }
 # Their adapters wrap q_proj and v_proj only (about 1 MB each in fp16, where the experts'
 # all-linear ones are 4.9 MB): MORLHF ships 6 of them on the triple (on the pair: MORLHF_PAIR).
