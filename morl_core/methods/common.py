@@ -46,7 +46,10 @@ class Stage:
 
     Attributes:
         weights: ``weights(step_in_stage) -> (K,)``, each step's preference; ``None`` samples
-            Dirichlet(1) from :func:`preference_rng` (checkpointed with the stage).
+            Dirichlet(``concentration``) from :func:`preference_rng` (checkpointed with the
+            stage).
+        concentration: of the sampled preferences: 1 is uniform on the simplex, below 1 draws
+            more of them near its corners (the ends of the front).
         condition: told each step's preference before the step (Panacea's singular values, the
             meta-network's input).
         adapter: train a fresh LoRA adapter seeded by (seed, stage index) and save it to
@@ -66,6 +69,7 @@ class Stage:
     condition: Callable[[np.ndarray], None] = lambda weights: None
     adapter: bool = True
     lr: float | None = None
+    concentration: float = 1.0
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -212,7 +216,7 @@ def train_stages(
             if rng is None:
                 weights = stage.weights(trainer.steps_done)
             else:
-                weights = dirichlet(len(config.objectives), 1, rng)[0]  # (K,)
+                weights = dirichlet(len(config.objectives), 1, rng, stage.concentration)[0]
             stage.condition(weights)
             metrics, raw = trainer.step(weights)
             stage.after_step(metrics, raw)
