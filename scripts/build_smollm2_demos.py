@@ -124,31 +124,31 @@ AGGREGATIONS: dict[str, dict] = {
     # search instead: w . r less the fluency penalty, no KL price (option search_objective).
     "emorl": {"fluency_guard": "wordlist", "options": {"search_objective": "reward"}},
 }
-# Their adapters wrap q_proj and v_proj only (about 1 MB each in fp16, where the experts'
-# all-linear ones are 4.9 MB): MORLHF ships 6 of them on the triple (on the pair: MORLHF_PAIR).
-# Panacea's SVD adapter needs every linear layer. Panacea learns its preference part slowly (one
-# random preference per step, one singular value per objective): on the pair, drawing its
-# preferences uniformly, its lattice's ends were 1.9 standard errors apart on formality after
-# 100 steps and 0.9 after 200 (the demo bar asks for 2). Drawn from Dirichlet(0.3) the
-# preference columns get twice the contrast (see morl_core/methods/panacea.py), so 100 steps.
+# RiC's and DynaOpt's adapters wrap q_proj and v_proj only (about 1 MB each in fp16, where the
+# experts' all-linear ones are 4.9 MB). Panacea's SVD adapter needs every linear layer. Panacea
+# learns its preference part slowly (one random preference per step, one singular value per
+# objective): on the pair, drawing its preferences uniformly, its lattice's ends were 1.9
+# standard errors apart on formality after 100 steps and 0.9 after 200 (the demo bar asks for
+# 2). Drawn from Dirichlet(0.3) the preference columns get twice the contrast (see
+# morl_core/methods/panacea.py), so 100 steps.
+# MORLHF was first trained on the pair with 5 q/v policies x 60 steps (run
+# 20261205-223332-6346b2d9): its held-out points followed the preference, but its LoRAs moved
+# less than the experts' (KL 0.002-0.015 nats/token) and its Steer lattice could not tell the
+# ends apart (0.4-0.5 standard errors). So it trains its policies as the experts were trained,
+# LoRA on every linear layer, 100 steps each, and only 3 of them (4.9 MB each in fp16): both
+# ends and the middle on the pair, the three vertices on the triple (the Steer page serves the
+# nearest policy).
 QV = {"lora_target_modules": "q_proj,v_proj"}
 SINGLE: dict[str, dict] = {
     "ric": QV,
     "panacea": {"options": {"preference_concentration": 0.3}},
     "dynaopt": QV,
-    "morlhf": {**QV, "steps": 60},  # steps per preference: 6 policies on the triple
+    "morlhf": {"n_preferences": 3, "lora_target_modules": "all-linear", "steps": 100},
 }
-# MORLHF on the pair was first trained as above (5 q/v policies x 60 steps, run
-# 20261205-223332-6346b2d9): its held-out points followed the preference, but its LoRAs moved
-# less than the experts' (KL 0.002-0.015 nats/token) and its Steer lattice could not tell the
-# ends apart (0.4-0.5 standard errors). So on the pair it trains 3 policies (both ends and the
-# middle) as the experts were trained: LoRA on every linear layer, 100 steps each (~15 MB in
-# fp16).
-MORLHF_PAIR = {"n_preferences": 3, "lora_target_modules": "all-linear", "steps": 100}
 
 
 def demo(method: str, objectives: list[str], spec: dict, pool: str | None = None) -> dict:
-    preferences = 5 if len(objectives) == 2 else (6 if method == "morlhf" else 10)
+    preferences = 5 if len(objectives) == 2 else 10
     found = {"method": method, "objectives": objectives, "n_preferences": preferences, **spec}
     return {**found, "experts_from": pool} if pool else found
 
@@ -164,8 +164,7 @@ DEMOS: dict[str, dict] = {
     EXPERTS: {"method": "soups", "objectives": POOL_OBJECTIVES},
     **{name_of(m, PAIR): demo(m, PAIR, spec, EXPERTS) for m, spec in AGGREGATIONS.items()},
     # every family on the pair (the app's landing set) before the 3-objective work
-    **{name_of(m, PAIR): demo(m, PAIR, spec) for m, spec in SINGLE.items() if m != "morlhf"},
-    name_of("morlhf", PAIR): demo("morlhf", PAIR, MORLHF_PAIR),
+    **{name_of(m, PAIR): demo(m, PAIR, spec) for m, spec in SINGLE.items()},
     # the same pool with brevity and sentiment retrained: beta 0.1, and replies in made-up words
     # ("Zomhool!") cost the fluency penalty too (a share of words outside an English word list
     # above 0.25). Base SmolLM2's replies score sentiment 0.68 on 8 training prompts x 4 (within

@@ -111,11 +111,11 @@ def test_every_family_has_a_demo_on_a_two_and_a_three_objective_set(build, tmp_p
                     assert checked.options["search_objective"] == "reward", name
                 if checked.method == "panacea":  # its ends, drawn uniformly, did not separate
                     assert checked.options["preference_concentration"] == 0.3, name
-                if checked.method in ("ric", "dynaopt", "morlhf"):  # ~1 MB adapters in fp16
-                    # ...but MORLHF on the pair, retrained as the experts were (MORLHF_PAIR)
-                    retrained = name == build.name_of("morlhf", build.PAIR)
-                    targets = "all-linear" if retrained else "q_proj,v_proj"
-                    assert checked.lora_target_modules == targets, name
+                if checked.method in ("ric", "dynaopt"):  # ~1 MB adapters in fp16
+                    assert checked.lora_target_modules == "q_proj,v_proj", name
+                if checked.method == "morlhf":  # trained as the experts were, 3 policies
+                    assert checked.lora_target_modules == "all-linear", name
+                    assert (checked.n_preferences, checked.steps) == (3, 100), name
 
 
 def test_learning_curves_take_each_expert_from_its_last_trainer(build):
@@ -174,7 +174,7 @@ def test_demos_are_submitted_in_order_so_the_queue_trains_the_pool_first(
         *[("soups", 3), ("mod", 3), ("metapolicy", 3), ("emorl", 3), ("soups", 4)],
         *[("ric", 3), ("panacea", 3), ("dynaopt", 3), ("morlhf", 3)],
     ]
-    # MORLHF on the pair is retrained as the experts were (every linear layer, 100 steps)
+    # MORLHF is trained as the experts were (every linear layer, 100 steps), 3 policies
     morlhf_pair = submitted[7]
     assert (morlhf_pair["n_preferences"], morlhf_pair["steps"]) == (3, 100)
     assert morlhf_pair["lora_target_modules"] == "all-linear"
