@@ -62,16 +62,30 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+# `morl generate` draws every completion in one batch: at most this many per prompt, and prompts
+MAX_GENERATE_N = 64
+MAX_GENERATE_PROMPTS = 256
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     if not args.prompt:
         raise ValueError("give at least one --prompt")
-    if args.n < 1:
-        raise ValueError(f"-n (completions per prompt) must be >= 1, got {args.n}")
+    if len(args.prompt) > MAX_GENERATE_PROMPTS:
+        raise ValueError(f"--prompt: at most {MAX_GENERATE_PROMPTS}, got {len(args.prompt)}")
+    if not 1 <= args.n <= MAX_GENERATE_N:
+        raise ValueError(
+            f"-n (completions per prompt) must be in [1, {MAX_GENERATE_N}], got {args.n}"
+        )
     weights = None if args.weights is None else _floats(args.weights, "--weights")
     if weights is not None and not args.run:
         raise ValueError(
             "--weights needs a trained run folder (morl generate RUN_FOLDER --weights ...)"
         )
+    if weights is not None:  # checked against the run's objectives before a slow model load
+        from morl_core.runfolder import read_config
+        from morl_core.weights import check_weights
+
+        check_weights(weights, k=len(read_config(args.run).objectives))
     from morl_core.policy.sampling import check_sampling  # torch: only `morl generate` needs it
 
     check_sampling(args.max_new_tokens, args.temperature, args.top_p)  # before a slow model load

@@ -125,7 +125,10 @@ def test_generate_matches_the_library():
             ["generate", "--prompt", "x", "--weights", "0.5,0.5"],
             "--weights needs a trained run folder",
         ),
-        (["generate", "--prompt", "x", "-n", "0"], "-n .* must be >= 1"),
+        (["generate", "--prompt", "x", "-n", "0"], r"-n .* must be in \[1, 64\], got 0"),
+        (["generate", "--prompt", "x", "-n", "100000000"], r"-n .* must be in \[1, 64\]"),
+        (["generate", *["--prompt", "x"] * 257], "--prompt: at most 256, got 257"),
+        (["generate", "--prompt", "x", "--threads", "100000"], r"threads must be in \[1, 1024\]"),
         (["generate", "--prompt", "x", "--top-p", "0"], r"top_p must be in \(0, 1\]"),
         (
             ["generate", "--prompt", "x", "--max-new-tokens", "400"],

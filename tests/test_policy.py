@@ -435,7 +435,8 @@ def test_folder_without_config_is_a_value_error(tmp_path):
     [
         (dict(device="tpu"), "device must be 'auto', 'cpu' or 'cuda'"),
         (dict(dtype="int8"), "dtype must be 'auto' or one of"),
-        (dict(threads=0), "threads must be >= 1"),
+        (dict(threads=0), r"threads must be in \[1, 1024\]"),
+        (dict(threads=1025), r"threads must be in \[1, 1024\], got 1025"),
     ],
 )
 def test_bad_device_dtype_threads(kwargs, message):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -173,7 +174,10 @@ BAD_TRAIN = [
         ["options.nope", "unknown option for soups; allowed: experts_from"],
     ),
     (["--option", "no-equals-sign"], ["options", "expected KEY=VALUE"]),
-    (["--method", "dynaopt", "--option", "gamma=abc"], ["options.gamma", "must be a number in (0, 1], got 'abc'"]),
+    (
+        ["--method", "dynaopt", "--option", "gamma=abc"],
+        ["options.gamma", "must be a number in (0, 1], got 'abc'"],
+    ),
     (["--scalarization", "max"], ["scalarization", "linear, logsum, tchebycheff"]),
 ]
 
@@ -192,7 +196,9 @@ def test_bad_train_input_exits_2_naming_the_field(args, expected, tmp_path):
 
 def test_option_out_of_range_is_refused_before_anything_is_written(tmp_path):
     out = tmp_path / "run"
-    done = morl("train", "--method", "dynaopt", "--option", "gamma=2.0", *TINY_ARGS, "--out", str(out))
+    done = morl(
+        "train", "--method", "dynaopt", "--option", "gamma=2.0", *TINY_ARGS, "--out", str(out)
+    )
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert "options.gamma: must be a number in (0, 1], got 2.0" in done.stderr
@@ -220,6 +226,17 @@ def test_bad_generate_weights_exit_2(soups_run, weights, expected):
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert expected in done.stderr
+
+
+def test_generate_checks_the_weights_before_loading_the_model(soups_run, tmp_path):
+    """A preference of the wrong length is refused from the run's config alone: a copy of the
+    run without its adapters (a load would fail on them) still gets the weights message."""
+    run = tmp_path / "soups"
+    shutil.copytree(soups_run, run)
+    shutil.rmtree(run / "adapters")
+    done = morl("generate", str(run), "--weights", "0.2,0.3,0.5", "--prompt", "Hi", timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "weights: expected k=2 entries" in done.stderr, done.stderr
 
 
 @pytest.mark.parametrize("command", ["front", "generate"])

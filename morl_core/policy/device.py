@@ -24,8 +24,8 @@ def set_threads(threads: int | None = None) -> int:
     import torch
 
     n = (_chosen or DEFAULT_THREADS) if threads is None else int(threads)
-    if n < 1:
-        raise ValueError(f"threads must be >= 1, got {threads!r}")
+    if not 1 <= n <= settings.MAX_THREADS:  # refused before torch starts a thread
+        raise ValueError(f"threads must be in [1, {settings.MAX_THREADS}], got {threads!r}")
     if threads is not None:
         _chosen = n
     if torch.get_num_threads() != n:
