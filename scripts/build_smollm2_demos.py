@@ -132,7 +132,7 @@ AGGREGATIONS: dict[str, dict] = {
 # learns its preference part slowly (one random preference per step, one singular value per
 # objective): on the pair, drawing its preferences uniformly, its lattice's ends were 1.9
 # standard errors apart on formality after 100 steps and 0.9 after 200 (the demo bar asks for
-# 2). Drawn from Dirichlet(0.3) the preference columns get twice the contrast (see
+# 2). Drawn from Dirichlet(0.3) the preference columns get 1.9 times the contrast (see
 # morl_core/methods/panacea.py): run 20261206-112913-c64bed7d (100 steps) follows the preference
 # held out, but its lattice's ends were still 1.7 and 1.2 standard errors apart.
 # MORLHF was first trained on the pair with 5 q/v policies x 60 steps (run
