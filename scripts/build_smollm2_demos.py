@@ -104,7 +104,7 @@ GUARDED_OBJECTIVES = [*PAIR, "brevity", "sentiment"]
 # built on it).
 BREVITY = "brevity(target_words=15)"
 TRIPLE = [*PAIR, BREVITY]
-FOUR = [*TRIPLE, "sentiment"]  # every expert of the concise pool
+FOUR = [*TRIPLE, "sentiment"]  # every expert of the terse pool
 SLUGS = {BREVITY: "brevity15"}  # in demo names (folders, links)
 # Aggregations over a pool train nothing (soups, MOD) or little (EMORL's search, the
 # meta-policy's upper level); the single policies and MORLHF train a LoRA of their own from the
