@@ -127,6 +127,14 @@ AGGREGATIONS: dict[str, dict] = {
     # which experts nearer their own optimum (a GPU sitting's budget) would let work.
     "emorl": {"fluency_guard": "wordlist"},
 }
+# The pair's EMORL mixes the experts' residual streams before the final norm (mix_at="pre_norm"),
+# where only the direction of a matters, and searches as the paper does (w . r less the fluency
+# penalty): the search can pick the mixture but no longer a temperature, which is how the
+# paper's search at the final hidden state sharpened the pair's middle into loops.
+EMORL_PAIR = {
+    "fluency_guard": "wordlist",
+    "options": {"search_objective": "reward", "mix_at": "pre_norm"},
+}
 # RiC's and DynaOpt's adapters wrap q_proj and v_proj only (about 1 MB each in fp16, where the
 # experts' all-linear ones are 4.9 MB). Panacea's SVD adapter needs every linear layer. Panacea
 # learns its preference part slowly (one random preference per step, one singular value per
@@ -167,6 +175,7 @@ DEMOS: dict[str, dict] = {
     # one LoRA expert per objective (brevity: at most 8 words scores 1; SmolLM2 replies ~25)
     EXPERTS: {"method": "soups", "objectives": POOL_OBJECTIVES},
     **{name_of(m, PAIR): demo(m, PAIR, spec, EXPERTS) for m, spec in AGGREGATIONS.items()},
+    name_of("emorl", PAIR): demo("emorl", PAIR, EMORL_PAIR, EXPERTS),
     # every family on the pair (the app's landing set) before the 3-objective work
     **{name_of(m, PAIR): demo(m, PAIR, spec) for m, spec in SINGLE.items()},
     # the same pool with brevity and sentiment retrained: beta 0.1, and replies in made-up words
