@@ -73,17 +73,29 @@ def test_the_guarded_pool_retrains_brevity_only_once_the_experts_succeeded(build
         "sentiment",
     )
     assert (terse.kl_coef, terse.fluency_guard) == (0.05, "wordlist")
+    # the lucid pool retrains readability over the terse one, at the same beta
+    ids[build.TERSE] = "terse-run"
+    states["terse-run"] = RunState.SUCCEEDED
+    lucid = RunConfig.from_dict(
+        build.config_of(build.LUCID, ids, executor(states, tmp_path)), check_files=False
+    )
+    assert lucid.options == {"retrain": "readability", "experts_from": str(tmp_path / "terse-run")}
+    assert (lucid.objectives, lucid.kl_coef, lucid.fluency_guard) == (
+        terse.objectives,
+        0.05,
+        "wordlist",
+    )
     # a demo's name is a folder and a link: the objective's settings do not go in it
     assert build.name_of("soups", build.TRIPLE) == "smollm2-soups-formality-readability-brevity15"
     # the pair's demos use the first pool (its formality and readability experts), the
-    # triple's and the four-objective soup the terse one (brevity with a 15-word target); no
-    # pool is shipped
+    # triple's and the four-objective soup the lucid one (brevity with a 15-word target,
+    # readability retrained); no pool is shipped
     pooled = {
         (len(build.DEMOS[name]["objectives"]), build.DEMOS[name]["experts_from"])
         for name in build.EXPORTED
         if "experts_from" in build.DEMOS[name]
     }
-    assert pooled == {(2, build.EXPERTS), (3, build.TERSE), (4, build.TERSE)}
+    assert pooled == {(2, build.EXPERTS), (3, build.LUCID), (4, build.LUCID)}
     assert build.POOLS.isdisjoint(build.EXPORTED)
 
 
@@ -161,13 +173,15 @@ def test_demos_are_submitted_in_order_so_the_queue_trains_the_pool_first(
         "soups",
     ]
     assert states_now[build.name_of("ric", build.TRIPLE)].startswith("waiting for")
-    # the guarded pool done: the terse one; that done: every family on the triple
+    # the guarded pool done: the terse one; that done: the lucid one; that done: every family
+    # on the triple
+    for _ in range(2):
+        states[f"run{len(submitted)}"] = RunState.SUCCEEDED
+        build.advance(fake, tmp_path, set())
+    assert [c["options"]["retrain"] for c in submitted[9:]] == [build.BREVITY, "readability"]
     states[f"run{len(submitted)}"] = RunState.SUCCEEDED
     build.advance(fake, tmp_path, set())
-    assert [c["options"]["retrain"] for c in submitted[9:]] == [build.BREVITY]
-    states[f"run{len(submitted)}"] = RunState.SUCCEEDED
-    build.advance(fake, tmp_path, set())
-    after = [(c["method"], len(c["objectives"])) for c in submitted[10:]]
+    after = [(c["method"], len(c["objectives"])) for c in submitted[11:]]
     assert after == [
         *[("soups", 3), ("mod", 3), ("metapolicy", 3), ("emorl", 3), ("soups", 4)],
         *[("ric", 3), ("panacea", 3), ("dynaopt", 3), ("morlhf", 3)],
