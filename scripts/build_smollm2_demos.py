@@ -20,8 +20,9 @@ sentiment (KL coefficient 0.1, the word-list fluency guard; option ``retrain``; 
 brevity and sentiment experts barely moved at beta 0.15) and copies formality and readability;
 ``TERSE`` trains brevity with a 15-word target (``BREVITY``) at KL coefficient 0.05 and copies
 the rest; ``LUCID`` retrains readability at 0.05 and copies the rest. A store without the
-``EXPERTS`` run (a new machine) reuses the experts that ship inside the pair's soup (``SHIPPED_POOLS``) instead of retraining them (hours on a CPU), and a demo
-already exported to ``assets/demo`` is not trained again.
+``EXPERTS`` run (a new machine) reuses the experts that ship inside the pair's soup
+(``SHIPPED_POOLS``) instead of retraining them (hours on a CPU), and a demo already exported to
+``assets/demo`` is not trained again.
 
 The demos: every family on a 2-objective set (formality vs readability, over ``EXPERTS``) and a
 3-objective one (plus ``BREVITY``, over ``LUCID``), and the soup of all four experts,
