@@ -80,6 +80,15 @@ def test_the_guarded_pool_retrains_brevity_only_once_the_experts_succeeded(build
         build.config_of(build.LUCID, ids, executor(states, tmp_path)), check_files=False
     )
     assert lucid.options == {"retrain": "readability", "experts_from": str(tmp_path / "terse-run")}
+    # ...and the formal pool formality over the lucid one
+    ids[build.LUCID] = "lucid-run"
+    states["lucid-run"] = RunState.SUCCEEDED
+    formal = build.config_of(build.FORMAL, ids, executor(states, tmp_path))
+    assert formal["options"] == {
+        "retrain": "formality",
+        "experts_from": str(tmp_path / "lucid-run"),
+    }
+    assert (formal["kl_coef"], formal["objectives"]) == (0.05, list(terse.objectives))
     assert (lucid.objectives, lucid.kl_coef, lucid.fluency_guard) == (
         terse.objectives,
         0.05,
@@ -88,14 +97,14 @@ def test_the_guarded_pool_retrains_brevity_only_once_the_experts_succeeded(build
     # a demo's name is a folder and a link: the objective's settings do not go in it
     assert build.name_of("soups", build.TRIPLE) == "smollm2-soups-formality-readability-brevity15"
     # the pair's demos use the first pool (its formality and readability experts), the
-    # triple's and the four-objective soup the lucid one (brevity with a 15-word target,
-    # readability retrained); no pool is shipped
+    # triple's and the four-objective soup the formal one (brevity with a 15-word target,
+    # readability and formality retrained); no pool is shipped
     pooled = {
         (len(build.DEMOS[name]["objectives"]), build.DEMOS[name]["experts_from"])
         for name in build.EXPORTED
         if "experts_from" in build.DEMOS[name]
     }
-    assert pooled == {(2, build.EXPERTS), (3, build.LUCID), (4, build.LUCID)}
+    assert pooled == {(2, build.EXPERTS), (3, build.FORMAL), (4, build.FORMAL)}
     assert build.POOLS.isdisjoint(build.EXPORTED)
 
 
@@ -173,15 +182,16 @@ def test_demos_are_submitted_in_order_so_the_queue_trains_the_pool_first(
         "soups",
     ]
     assert states_now[build.name_of("ric", build.TRIPLE)].startswith("waiting for")
-    # the guarded pool done: the terse one; that done: the lucid one; that done: every family
-    # on the triple
-    for _ in range(2):
+    # the guarded pool done: the terse one; that done: the lucid one, then the formal one; that
+    # done: every family on the triple
+    for _ in range(3):
         states[f"run{len(submitted)}"] = RunState.SUCCEEDED
         build.advance(fake, tmp_path, set())
-    assert [c["options"]["retrain"] for c in submitted[9:]] == [build.BREVITY, "readability"]
+    retrained = [c["options"]["retrain"] for c in submitted[9:]]
+    assert retrained == [build.BREVITY, "readability", "formality"]
     states[f"run{len(submitted)}"] = RunState.SUCCEEDED
     build.advance(fake, tmp_path, set())
-    after = [(c["method"], len(c["objectives"])) for c in submitted[11:]]
+    after = [(c["method"], len(c["objectives"])) for c in submitted[12:]]
     assert after == [
         *[("soups", 3), ("mod", 3), ("metapolicy", 3), ("emorl", 3), ("soups", 4)],
         *[("ric", 3), ("panacea", 3), ("dynaopt", 3), ("morlhf", 3)],
