@@ -20,10 +20,9 @@ sentiment (KL coefficient 0.1, the word-list fluency guard; option ``retrain``; 
 brevity and sentiment experts barely moved at beta 0.15) and copies formality and readability;
 ``TERSE`` trains brevity with a 15-word target (``BREVITY``) at KL coefficient 0.05 and copies
 the rest; ``LUCID`` retrains readability at 0.05 and ``FORMAL`` then formality, each copying
-the rest. A store without the
-``EXPERTS`` run (a new machine) reuses the experts that ship inside the pair's soup
-(``SHIPPED_POOLS``) instead of retraining them (hours on a CPU), and a demo already exported to
-``assets/demo`` is not trained again.
+the rest. A store without the ``EXPERTS`` run (a new machine) reuses the experts that ship inside
+the pair's soup (``SHIPPED_POOLS``) instead of retraining them (hours on a CPU), and a demo
+already exported to ``assets/demo`` is not trained again.
 
 The demos: every family on a 2-objective set (formality vs readability, over ``EXPERTS``) and a
 3-objective one (plus ``BREVITY``, over ``FORMAL``), and the soup of all four experts,
@@ -181,8 +180,10 @@ def name_of(method: str, objectives: list[str]) -> str:
 DEMOS: dict[str, dict] = {
     # one LoRA expert per objective (brevity: at most 8 words scores 1; SmolLM2 replies ~25)
     EXPERTS: {"method": "soups", "objectives": POOL_OBJECTIVES},
-    **{name_of(m, PAIR): demo(m, PAIR, spec, EXPERTS) for m, spec in AGGREGATIONS.items()},
-    name_of("emorl", PAIR): demo("emorl", PAIR, EMORL_PAIR, EXPERTS),
+    **{
+        name_of(m, PAIR): demo(m, PAIR, spec, EXPERTS)
+        for m, spec in {**AGGREGATIONS, "emorl": EMORL_PAIR}.items()
+    },
     # every family on the pair (the app's landing set) before the 3-objective work
     **{name_of(m, PAIR): demo(m, PAIR, spec) for m, spec in SINGLE.items()},
     # the same pool with brevity and sentiment retrained: beta 0.1, and replies in made-up words

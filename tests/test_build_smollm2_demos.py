@@ -80,6 +80,11 @@ def test_the_guarded_pool_retrains_brevity_only_once_the_experts_succeeded(build
         build.config_of(build.LUCID, ids, executor(states, tmp_path)), check_files=False
     )
     assert lucid.options == {"retrain": "readability", "experts_from": str(tmp_path / "terse-run")}
+    assert (lucid.objectives, lucid.kl_coef, lucid.fluency_guard) == (
+        terse.objectives,
+        0.05,
+        "wordlist",
+    )
     # ...and the formal pool formality over the lucid one
     ids[build.LUCID] = "lucid-run"
     states["lucid-run"] = RunState.SUCCEEDED
@@ -89,11 +94,6 @@ def test_the_guarded_pool_retrains_brevity_only_once_the_experts_succeeded(build
         "experts_from": str(tmp_path / "lucid-run"),
     }
     assert (formal["kl_coef"], formal["objectives"]) == (0.05, list(terse.objectives))
-    assert (lucid.objectives, lucid.kl_coef, lucid.fluency_guard) == (
-        terse.objectives,
-        0.05,
-        "wordlist",
-    )
     # a demo's name is a folder and a link: the objective's settings do not go in it
     assert build.name_of("soups", build.TRIPLE) == "smollm2-soups-formality-readability-brevity15"
     # the pair's demos use the first pool (its formality and readability experts), the
@@ -132,6 +132,11 @@ def test_every_family_has_a_demo_on_a_two_and_a_three_objective_set(build, tmp_p
                     assert checked.options["preference_concentration"] == 0.3, name
                 if checked.method in ("ric", "dynaopt"):  # ~1 MB adapters in fp16
                     assert checked.lora_target_modules == "q_proj,v_proj", name
+                if checked.method == "emorl":  # the pair's mixes before the norm, searched
+                    pair = objectives == build.PAIR  # as the paper does; the triple's default
+                    expected = {"search_objective": "reward", "mix_at": "pre_norm"} if pair else {}
+                    found = {k: v for k, v in checked.options.items() if k != "experts_from"}
+                    assert found == expected, name
                 if checked.method == "morlhf":  # trained as the experts were, 3 policies
                     assert checked.lora_target_modules == "all-linear", name
                     assert (checked.n_preferences, checked.steps) == (3, 100), name
