@@ -171,6 +171,20 @@ def demo(method: str, objectives: list[str], spec: dict, pool: str | None = None
     return {**found, "experts_from": pool} if pool else found
 
 
+def retrained(objective: str, pool: str) -> dict:
+    """A pool of ``FOUR``'s experts that retrains ``objective``'s at beta 0.05 under the word-list
+    guard (the one setting under which SmolLM2's experts moved without made-up words) and copies
+    the others from ``pool``."""
+    return {
+        "method": "soups",
+        "objectives": FOUR,
+        "kl_coef": 0.05,
+        "fluency_guard": "wordlist",
+        "options": {"retrain": objective},
+        "experts_from": pool,
+    }
+
+
 def name_of(method: str, objectives: list[str]) -> str:
     return f"smollm2-{method}-{'-'.join(SLUGS.get(o, o) for o in objectives)}"
 
@@ -208,14 +222,7 @@ DEMOS: dict[str, dict] = {
     # tokens, so the few that do are all the reward can learn from. TERSE keeps the 15-word
     # target and goes back to BRIEF's beta 0.05, the one setting under which brevity moved; it
     # copies GUARDED's other three experts.
-    TERSE: {
-        "method": "soups",
-        "objectives": FOUR,
-        "kl_coef": 0.05,
-        "fluency_guard": "wordlist",
-        "options": {"retrain": BREVITY},
-        "experts_from": GUARDED,
-    },
+    TERSE: retrained(BREVITY, GUARDED),
     # Over TERSE the triple's readability end could not be told apart from its brevity end: the
     # brevity expert's replies are as readable as the readability expert's (8 lattice prompts x 4
     # replies at each vertex of the soup: readability 0.709 at the brevity vertex, 0.682 at its
@@ -223,25 +230,11 @@ DEMOS: dict[str, dict] = {
     # readability 0.719 at its readability vertex and 0.688 at its brevity vertex). The
     # readability expert is EXPERTS' (beta 0.15); LUCID retrains it at beta 0.05, as TERSE did
     # brevity.
-    LUCID: {
-        "method": "soups",
-        "objectives": FOUR,
-        "kl_coef": 0.05,
-        "fluency_guard": "wordlist",
-        "options": {"retrain": "readability"},
-        "experts_from": TERSE,
-    },
+    LUCID: retrained("readability", TERSE),
     # Over LUCID the soup's readability end separated (2.5 standard errors in its lattice) but
     # not its formality end from its brevity end (+0.056 formality, standard error 0.053, on the
     # lattice's 8 prompts; 0.144 held out): FORMAL retrains formality at beta 0.05 as well.
-    FORMAL: {
-        "method": "soups",
-        "objectives": FOUR,
-        "kl_coef": 0.05,
-        "fluency_guard": "wordlist",
-        "options": {"retrain": "formality"},
-        "experts_from": LUCID,
-    },
+    FORMAL: retrained("formality", LUCID),
     **{name_of(m, TRIPLE): demo(m, TRIPLE, spec, FORMAL) for m, spec in AGGREGATIONS.items()},
     name_of("soups", FOUR): demo("soups", FOUR, {}, FORMAL),  # the four experts, shipped
     **{name_of(m, TRIPLE): demo(m, TRIPLE, spec) for m, spec in SINGLE.items()},
