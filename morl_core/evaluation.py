@@ -454,7 +454,8 @@ def evaluate_front(
     """Front points of ``steerable`` at each preference, on ``prompts``, under ``protocol``.
 
     Without a protocol (the in-training snapshots): the default rules with ``seed``, no KL and
-    no bootstrap. ``base`` marks the base model, whose KL to itself is 0 without measuring.
+    no bootstrap. ``base`` marks the base model, whose KL to itself is 0 without measuring and
+    whose replies, which ignore the preference, are drawn once and scored at every preference.
 
     Returns:
         {"objectives", "preferences" (P, K), "points" (P, K) mean rewards, "stderr" (P, K),
@@ -471,11 +472,12 @@ def evaluate_front(
     points, errors, examples, distinct1, distinct2 = [], [], [], [], []
     sums, counts, kl_token, kl_sequence = [], [], [], []
     measure = protocol.kl and not base
+    base_texts: list[str] | None = None  # the base model ignores w: its replies are drawn once
     for w in preferences:
         check_weights(w, k=k)
         texts, measured = [], []
-        for s in range(protocol.samples):  # common random numbers: the seed ignores w
-            seed_s = protocol.seed + s
+        for s in range(protocol.samples if base_texts is None else 0):
+            seed_s = protocol.seed + s  # common random numbers: the seed ignores w
             if measure:
                 replies, found = generate_with_kl(
                     steerable, prompts, list(w), seed=seed_s, **decoding
@@ -484,6 +486,8 @@ def evaluate_front(
             else:
                 replies = steerable.generate(prompts, list(w), seed=seed_s, **decoding)
             texts += replies
+        if base:
+            base_texts = texts = texts if base_texts is None else base_texts
         asked = prompts * protocol.samples
         rewards = objective_registry.score(
             list(objectives), asked, texts, prompt_columns=prompt_columns

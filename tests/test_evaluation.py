@@ -133,6 +133,35 @@ def test_common_random_numbers_give_identical_points_on_the_same_policy(small_pr
     assert sums.shape == (3, 4, 2) and np.asarray(base["prompt_counts"]).max() == 4
 
 
+def test_the_base_row_draws_its_replies_once_and_other_steerables_at_every_preference(
+    small_protocol,
+):
+    """The base model's replies do not depend on the preference, so they are drawn once and
+    scored at every preference; a steerable evaluated without ``base`` is sampled at each one,
+    with the same seeds (common random numbers), so one that ignores w gets the same points."""
+    from morl_core.policy import load_policy
+
+    calls = []
+
+    class Counting(evaluation.BasePolicy):
+        def generate(self, prompts, weights, **gen):
+            calls.append(gen["seed"])
+            return super().generate(prompts, weights, **gen)
+
+    steerable = Counting(load_policy("embedded", device="cpu"), OBJECTIVES)
+    prompts, preferences = ["The food was", "My day was"], evaluation.preference_grid(2, 3)
+    protocol = dataclasses.replace(small_protocol, kl=False)
+    base = evaluation.evaluate_front(
+        steerable, prompts, preferences, OBJECTIVES, protocol=protocol, base=True
+    )
+    assert calls == [0, 1, 2, 3]  # one draw per sample seed, not per preference
+    calls.clear()
+    each = evaluation.evaluate_front(steerable, prompts, preferences, OBJECTIVES, protocol=protocol)
+    assert calls == [0, 1, 2, 3] * 3
+    np.testing.assert_array_equal(each["points"], base["points"])
+    np.testing.assert_array_equal(np.asarray(each["points"])[0], np.asarray(each["points"])[2])
+
+
 def test_front_records_kl_per_token_and_per_sequence(soups_run, small_protocol):
     front = evaluation.evaluate_run(soups_run, device="cpu")
     assert front["protocol_version"] == small_protocol.version
