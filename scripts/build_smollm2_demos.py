@@ -116,30 +116,23 @@ AGGREGATIONS: dict[str, dict] = {
     "soups": {},
     "mod": {},
     "metapolicy": {"options": {"meta_steps": 40}},  # the headline method first
-    # The search prices replies the word-list guard fails (under the lexical guard alone it
-    # picked a mixture that wrote made-up words at w_formality 0.6). With 4 replies per search
-    # prompt and candidate (1,536 replies, 28 min) it chased lucky draws, as on the embedded
-    # model: a = (0.5, 0.5) served w_formality 1 and 0.75, and the front's ends differed by
-    # 0.02 formality. With the default 16 (6,144 replies, 78 min) the front collapsed further,
-    # and not by chance: the experts are not at the optimum of their own KL-regularised
-    # objective (the 50/50 mixture beats the readability expert on it), so a search that prices
-    # KL keeps to the middle (two distinct points; docs/findings.md). The paper's search (w . r
-    # less the fluency penalty, no KL price; run 20261206-111648-fb606cf9) spread the front but
-    # sharpened the mixture (temperature 0.64 at the middle, 0.26 nats/token of KL) into loops
-    # that fail the demo bar. Neither ships on the pair; the triple keeps the default search,
-    # which experts nearer their own optimum (a GPU sitting's budget) would let work.
-    "emorl": {"fluency_guard": "wordlist"},
-}
-# The pair's EMORL mixes the experts' residual streams before the final norm (mix_at="pre_norm"),
-# where only the direction of a matters, and searches as the paper does (w . r less the fluency
-# penalty): the search can pick the mixture but no longer a temperature, which is how the
-# paper's search at the final hidden state sharpened the pair's middle into loops. Run
-# 20261206-143006-74ec5345 spread the front without sharpening (held-out HV 0.5640, EU 0.6372,
-# KL 0.006-0.020 nats/token) but its lattice's ends were 1.8 standard errors apart on formality
-# and 2 of 176 replies failed the fluency guard: not shipped.
-EMORL_PAIR = {
-    "fluency_guard": "wordlist",
-    "options": {"search_objective": "reward", "mix_at": "pre_norm"},
+    # EMORL mixes the experts' residual streams before the final norm (mix_at="pre_norm"), where
+    # only the direction of a matters, and searches as the paper does (w . r less the fluency
+    # penalty): the search picks the mixture but cannot buy a temperature. On the pair the other
+    # settings failed: a search that prices KL (the default) kept to the middle, because the
+    # experts are not at the optimum of their own KL-regularised objective (the 50/50 mixture
+    # beats the readability expert on it); the paper's search at the final hidden state (run
+    # 20261206-111648-fb606cf9) spread the front but sharpened the mixture (temperature 0.64 at
+    # the middle, 0.26 nats/token of KL) into loops. Before the norm (run
+    # 20261206-143006-74ec5345) it spread the front without sharpening (held-out HV 0.5640, EU
+    # 0.6372, KL 0.006-0.020 nats/token), but its lattice's ends were 1.8 standard errors apart
+    # on formality and 2 of 176 replies failed the fluency guard: not shipped (docs/findings.md).
+    # The word-list guard's penalty is priced in every search (under the lexical guard alone it
+    # picked a mixture that wrote made-up words at w_formality 0.6).
+    "emorl": {
+        "fluency_guard": "wordlist",
+        "options": {"search_objective": "reward", "mix_at": "pre_norm"},
+    },
 }
 # RiC's and DynaOpt's adapters wrap q_proj and v_proj only (about 1 MB each in fp16, where the
 # experts' all-linear ones are 4.9 MB). Panacea's SVD adapter needs every linear layer. Panacea
@@ -196,7 +189,7 @@ DEMOS: dict[str, dict] = {
     EXPERTS: {"method": "soups", "objectives": POOL_OBJECTIVES},
     **{
         name_of(m, PAIR): demo(m, PAIR, spec, EXPERTS)
-        for m, spec in {**AGGREGATIONS, "emorl": EMORL_PAIR}.items()
+        for m, spec in AGGREGATIONS.items()
     },
     # every family on the pair (the app's landing set) before the 3-objective work
     **{name_of(m, PAIR): demo(m, PAIR, spec) for m, spec in SINGLE.items()},
