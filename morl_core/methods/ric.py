@@ -25,7 +25,9 @@ is written. Artifacts without a ``tags`` field (older runs) are served with ever
 
 **Training** (RL-free, as in the paper): ``steps`` supervised steps. Each step draws one batch
 (``batch_prompts x k_samples``), scores it, adds it to a pool labelled with the rewards achieved,
-and takes one AdamW step of cross-entropy on (tags + prompt -> completion) over a minibatch:
+and takes ``sft_updates`` (option, default 1) AdamW steps of cross-entropy on (tags + prompt ->
+completion), each over a minibatch drawn from the pool (the paper trains several epochs over its
+offline data; more steps per round fit the pool's tags harder at no new samples):
 
 1. *offline* (the first ``ceil(steps / 2)`` steps): the base model samples (adapter off, no tags);
 2. *online* (the rest): the policy samples, prompted with target(w) for w ~ Dirichlet(1).
@@ -55,6 +57,7 @@ import torch
 from morl_core import objectives as objective_registry
 from morl_core import runfolder
 from morl_core.config import RunConfig
+from morl_core.methods import METHODS
 from morl_core.methods.base import StepInfo, TrainCallback, no_callback
 from morl_core.methods.common import (
     adapter_dir,
@@ -176,8 +179,9 @@ def offline_steps(config: RunConfig) -> int:
 
 
 class SupervisedRounds(RLTrainer):
-    """RiC's trainer: per step one batch drawn, scored and pooled, and one supervised step on the
-    active adapter; the base model samples the offline batches and is the KL reference.
+    """RiC's trainer: per step one batch drawn, scored and pooled, and ``sft_updates`` (default
+    1) supervised steps on the active adapter; the base model samples the offline batches and is
+    the KL reference.
 
     It shares :class:`RLTrainer`'s adapter, AdamW, generators (``rng`` draws prompts and
     minibatches), normaliser and checkpoint part; only the step differs.
@@ -188,6 +192,7 @@ class SupervisedRounds(RLTrainer):
         super().__init__(policy, config, prompts, config.seed * 1000 + SFT_SEED)
         self.preferences = preference_rng(config)  # the online steps' targets
         self.offline = offline_steps(config)
+        self.updates = int(METHODS["ric"].option(config.options, "sft_updates"))
         # the pool: prompt index, completion ids (with their EOS) and normalised rewards
         self.pool_prompt: list[int] = []
         self.pool_ids: list[list[int]] = []
@@ -223,7 +228,8 @@ class SupervisedRounds(RLTrainer):
         self.pool_ids.extend(ids)
         self.pool_norm = np.concatenate([self.pool_norm, norm])
         t2 = time.perf_counter()
-        metrics.update(self.supervised_step())
+        for _ in range(self.updates):  # the pool is reused: several steps cost no new samples
+            metrics.update(self.supervised_step())  # the last one's loss and KL are reported
         self.steps_done += 1
         metrics.update(reward_metrics(self.objectives, raw, norm, self.normalizer))  # new batch's
         scalar = scalarized(norm, weights, cfg.scalarization, cfg.k_samples)
@@ -357,6 +363,7 @@ def train(config: RunConfig, run_dir: Path, callback: TrainCallback = no_callbac
             "offline_steps": trainer.offline,
             "online_steps": config.steps - trainer.offline,
             "samples": config.steps * batch,
+            "supervised_steps": config.steps * trainer.updates,
             "quantile": MORS_QUANTILE,
         },
     )
