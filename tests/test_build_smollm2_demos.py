@@ -132,6 +132,8 @@ def test_every_family_has_a_demo_on_a_two_and_a_three_objective_set(build, tmp_p
                     assert checked.options["preference_concentration"] == 0.3, name
                 if checked.method in ("ric", "dynaopt"):  # ~1 MB adapters in fp16
                     assert checked.lora_target_modules == "q_proj,v_proj", name
+                if checked.method == "ric":  # one supervised step per round did not steer
+                    assert checked.options["sft_updates"] == 4, name
                 if checked.method == "emorl":  # mixes before the norm, searched as the paper
                     expected = {"search_objective": "reward", "mix_at": "pre_norm"}
                     found = {k: v for k, v in checked.options.items() if k != "experts_from"}
