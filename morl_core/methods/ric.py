@@ -23,13 +23,13 @@ is written. Artifacts without a ``tags`` field (older runs) are served with ever
     target_i(w) = 1            if w_i >= 1/K
                 = K * w_i      otherwise
 
-**Training** (RL-free, as in the paper): ``steps`` supervised steps. Each step draws one batch
+**Training** (RL-free, as in the paper): ``steps`` rounds. Each round draws one batch
 (``batch_prompts x k_samples``), scores it, adds it to a pool labelled with the rewards achieved,
 and takes ``sft_updates`` (option, default 1) AdamW steps of cross-entropy on (tags + prompt ->
 completion), each over a minibatch drawn from the pool (the paper trains several epochs over its
 offline data; more steps per round fit the pool's tags harder at no new samples):
 
-1. *offline* (the first ``ceil(steps / 2)`` steps): the base model samples (adapter off, no tags);
+1. *offline* (the first ``ceil(steps / 2)`` rounds): the base model samples (adapter off, no tags);
 2. *online* (the rest): the policy samples, prompted with target(w) for w ~ Dirichlet(1).
 
 A sample's tags are its rewards rescaled to the pool's range (1.0 = the pool's best, the paper's
