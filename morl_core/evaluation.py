@@ -476,18 +476,20 @@ def evaluate_front(
     for w in preferences:
         check_weights(w, k=k)
         texts, measured = [], []
-        for s in range(protocol.samples if base_texts is None else 0):
-            seed_s = protocol.seed + s  # common random numbers: the seed ignores w
-            if measure:
-                replies, found = generate_with_kl(
-                    steerable, prompts, list(w), seed=seed_s, **decoding
-                )
-                measured.append(found)
-            else:
-                replies = steerable.generate(prompts, list(w), seed=seed_s, **decoding)
-            texts += replies
-        if base:
-            base_texts = texts = texts if base_texts is None else base_texts
+        if base_texts is not None:
+            texts = base_texts
+        else:
+            for s in range(protocol.samples):  # common random numbers: the seed ignores w
+                seed_s = protocol.seed + s
+                if measure:
+                    replies, found = generate_with_kl(
+                        steerable, prompts, list(w), seed=seed_s, **decoding
+                    )
+                    measured.append(found)
+                else:
+                    replies = steerable.generate(prompts, list(w), seed=seed_s, **decoding)
+                texts += replies
+            base_texts = texts if base else None
         asked = prompts * protocol.samples
         rewards = objective_registry.score(
             list(objectives), asked, texts, prompt_columns=prompt_columns
