@@ -215,6 +215,27 @@ def test_ric_reports_every_sample_drawn_and_refuses_an_old_checkpoint(runs, tmp_
         train("ric", tmp_path)
 
 
+def test_ric_takes_sft_updates_steps_a_round_and_measures_kl_once(tmp_path, monkeypatch):
+    """Option ``sft_updates``: that many supervised steps per round on the pool (one batch
+    drawn), and only the last one's KL to the base model is measured (a second forward each)."""
+    from morl_core.methods import ric
+
+    forwards, optimizer_steps = [], []
+    real = ric.token_logprobs
+    monkeypatch.setattr(
+        ric, "token_logprobs", lambda model, *a: forwards.append(1) or real(model, *a)
+    )
+    step = torch.optim.AdamW.step
+    monkeypatch.setattr(
+        torch.optim.AdamW, "step", lambda self, *a: optimizer_steps.append(1) or step(self, *a)
+    )
+    infos = train("ric", tmp_path, steps=2, options={"sft_updates": 3})
+    assert len(optimizer_steps) == 2 * 3 and len(forwards) == 2 * (3 + 1)
+    assert all(np.isfinite(i.metrics["kl"]) for i in infos)
+    training = json.loads((tmp_path / ARTIFACT).read_text())["training"]
+    assert (training["samples"], training["supervised_steps"]) == (2 * 4, 2 * 3)
+
+
 # --- Panacea ---
 
 

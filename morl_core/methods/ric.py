@@ -228,8 +228,9 @@ class SupervisedRounds(RLTrainer):
         self.pool_ids.extend(ids)
         self.pool_norm = np.concatenate([self.pool_norm, norm])
         t2 = time.perf_counter()
-        for _ in range(self.updates):  # the pool is reused: several steps cost no new samples
-            metrics.update(self.supervised_step())  # the last one's loss and KL are reported
+        for i in range(self.updates):  # the pool is reused: several steps cost no new samples
+            last = i == self.updates - 1  # only the last one's loss and KL are reported
+            metrics.update(self.supervised_step(report_kl=last))
         self.steps_done += 1
         metrics.update(reward_metrics(self.objectives, raw, norm, self.normalizer))  # new batch's
         scalar = scalarized(norm, weights, cfg.scalarization, cfg.k_samples)
@@ -238,8 +239,9 @@ class SupervisedRounds(RLTrainer):
         metrics.update({"length": float(np.mean([len(c) for c in ids])), "time/generate": t1 - t0})
         return {**metrics, "time/score": t2 - t1, "time/update": time.perf_counter() - t2}
 
-    def supervised_step(self) -> dict[str, float]:
-        """One AdamW step of cross-entropy on a balanced minibatch of the kept, relabelled pool."""
+    def supervised_step(self, report_kl: bool = True) -> dict[str, float]:
+        """One AdamW step of cross-entropy on a balanced minibatch of the kept, relabelled pool;
+        ``report_kl``: also measure the minibatch's KL to the base model (a second forward)."""
         labels = relabel(self.pool_norm)
         nonempty = np.array([len(c) > 0 for c in self.pool_ids])
         kept = np.flatnonzero(rejection_keep(self.pool_norm) & nonempty)
@@ -266,11 +268,14 @@ class SupervisedRounds(RLTrainer):
         params = [p for _, p in self.named_params]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
         self.optimizer.step()
+        metrics = {"kept": float(len(kept)), "loss/sft": float(loss.detach())}
+        metrics["grad_norm"] = float(grad_norm)
+        if not report_kl:
+            return metrics
         with torch.no_grad(), model.disable_adapter():
             ref_logp, _ = token_logprobs(model, ids, mask, n_tok)
         kl_seq, kl_tok = kl_report(logp, ref_logp, completion)
-        metrics = {"kept": float(len(kept)), "loss/sft": float(loss.detach())}
-        return {**metrics, "grad_norm": float(grad_norm), "kl": kl_seq, "kl_per_token": kl_tok}
+        return {**metrics, "kl": kl_seq, "kl_per_token": kl_tok}
 
     def supervised_batch(self, labels: np.ndarray, chosen: np.ndarray):
         """(tags + prompt, left-padded) + (completion, right-padded): ids, mask (B, L) and the
