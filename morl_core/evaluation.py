@@ -455,7 +455,7 @@ def evaluate_front(
 
     Without a protocol (the in-training snapshots): the default rules with ``seed``, no KL and
     no bootstrap. ``base`` marks the base model, whose KL to itself is 0 without measuring and
-    whose replies, which ignore the preference, are drawn once and scored at every preference.
+    which ignores the preference: it is evaluated at the first one and that row stands for all.
 
     Returns:
         {"objectives", "preferences" (P, K), "points" (P, K) mean rewards, "stderr" (P, K),
@@ -469,27 +469,36 @@ def evaluate_front(
     preferences = np.atleast_2d(np.asarray(preferences, dtype=float))
     prompts, decoding = list(prompts), protocol.decoding()
     n, k = len(prompts), len(objectives)
+    if base and len(preferences) > 1:  # the base model ignores w: one row stands for every w
+        for w in preferences:
+            check_weights(w, k=k)
+        row = evaluate_front(
+            steerable,
+            prompts,
+            preferences[:1],
+            objectives,
+            protocol=protocol,
+            prompt_columns=prompt_columns,
+            base=True,
+        )
+        tiled = {key: value * len(preferences) for key, value in row.items()}
+        return {**tiled, "objectives": list(objectives), "preferences": preferences.tolist()}
     points, errors, examples, distinct1, distinct2 = [], [], [], [], []
     sums, counts, kl_token, kl_sequence = [], [], [], []
     measure = protocol.kl and not base
-    base_texts: list[str] | None = None  # the base model ignores w: its replies are drawn once
     for w in preferences:
         check_weights(w, k=k)
         texts, measured = [], []
-        if base_texts is not None:
-            texts = base_texts
-        else:
-            for s in range(protocol.samples):  # common random numbers: the seed ignores w
-                seed_s = protocol.seed + s
-                if measure:
-                    replies, found = generate_with_kl(
-                        steerable, prompts, list(w), seed=seed_s, **decoding
-                    )
-                    measured.append(found)
-                else:
-                    replies = steerable.generate(prompts, list(w), seed=seed_s, **decoding)
-                texts += replies
-            base_texts = texts if base else None
+        for s in range(protocol.samples):  # common random numbers: the seed ignores w
+            seed_s = protocol.seed + s
+            if measure:
+                replies, found = generate_with_kl(
+                    steerable, prompts, list(w), seed=seed_s, **decoding
+                )
+                measured.append(found)
+            else:
+                replies = steerable.generate(prompts, list(w), seed=seed_s, **decoding)
+            texts += replies
         asked = prompts * protocol.samples
         rewards = objective_registry.score(
             list(objectives), asked, texts, prompt_columns=prompt_columns
