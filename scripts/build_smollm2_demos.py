@@ -193,10 +193,7 @@ def name_of(method: str, objectives: list[str]) -> str:
 DEMOS: dict[str, dict] = {
     # one LoRA expert per objective (brevity: at most 8 words scores 1; SmolLM2 replies ~25)
     EXPERTS: {"method": "soups", "objectives": POOL_OBJECTIVES},
-    **{
-        name_of(m, PAIR): demo(m, PAIR, spec, EXPERTS)
-        for m, spec in AGGREGATIONS.items()
-    },
+    **{name_of(m, PAIR): demo(m, PAIR, spec, EXPERTS) for m, spec in AGGREGATIONS.items()},
     # every family on the pair (the app's landing set) before the 3-objective work
     **{name_of(m, PAIR): demo(m, PAIR, spec) for m, spec in SINGLE.items()},
     # the same pool with brevity and sentiment retrained: beta 0.1, and replies in made-up words

@@ -179,9 +179,9 @@ def offline_steps(config: RunConfig) -> int:
 
 
 class SupervisedRounds(RLTrainer):
-    """RiC's trainer: per step one batch drawn, scored and pooled, and ``sft_updates`` (default
-    1) supervised steps on the active adapter; the base model samples the offline batches and is
-    the KL reference.
+    """RiC's trainer: per round (a step of the run) one batch drawn, scored and pooled, and
+    ``sft_updates`` (default 1) supervised steps on the active adapter; the base model samples the
+    offline batches and is the KL reference.
 
     It shares :class:`RLTrainer`'s adapter, AdamW, generators (``rng`` draws prompts and
     minibatches), normaliser and checkpoint part; only the step differs.
@@ -268,8 +268,11 @@ class SupervisedRounds(RLTrainer):
         params = [p for _, p in self.named_params]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
         self.optimizer.step()
-        metrics = {"kept": float(len(kept)), "loss/sft": float(loss.detach())}
-        metrics["grad_norm"] = float(grad_norm)
+        metrics = {
+            "kept": float(len(kept)),
+            "loss/sft": float(loss.detach()),
+            "grad_norm": float(grad_norm),
+        }
         if not report_kl:
             return metrics
         with torch.no_grad(), model.disable_adapter():
