@@ -6,6 +6,7 @@ again picks up where the last sitting stopped::
 
     MORL_DATA_DIR=/root/morl-smollm2 python scripts/build_smollm2_demos.py    # submit, wait, export
     MORL_DATA_DIR=/root/morl-smollm2 python scripts/build_smollm2_demos.py --status
+    MORL_DATA_DIR=/root/morl-smollm2 python scripts/build_smollm2_demos.py --only NAME[,NAME]
 
 A demo not yet submitted is submitted once the demo it reuses experts from has succeeded; a
 failed, cancelled or lost one is resumed from its last checkpoint (``morl resume``); a queued or
@@ -281,17 +282,37 @@ def config_of(name: str, ids: dict[str, str], executor: LocalExecutor) -> dict |
     return {**COMMON, **spec, "options": options}
 
 
-def advance(executor: LocalExecutor, data: Path, resumed: set[str]) -> dict[str, str]:
+def needed(names: list[str], ids: dict[str, str]) -> list[str]:
+    """``names`` and the expert pools they copy from, transitively (a shipped pool ends the
+    chain: its experts are not trained again), in ``DEMOS`` order."""
+    unknown = sorted(set(names) - set(DEMOS))
+    if unknown:
+        known = ", ".join(DEMOS)
+        raise ValueError(f"--only: no demo named {', '.join(unknown)}; the demos: {known}")
+    wanted, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        wanted.add(name)
+        source = DEMOS[name].get("experts_from")
+        if source and source not in wanted and shipped_pool(source, ids) is None:
+            todo.append(source)
+    return [name for name in DEMOS if name in wanted]
+
+
+def advance(
+    executor: LocalExecutor, data: Path, resumed: set[str], only: list[str] | None = None
+) -> dict[str, str]:
     """Submit what is ready, in ``DEMOS`` order (the worker queue runs them in that order),
     resume what stopped (once a sitting), then export what finished (exports take long: the
-    queue is filled first so the worker trains meanwhile).
+    queue is filled first so the worker trains meanwhile). ``only``: these demos and the pools
+    they need, the others left alone (not submitted, not waited for).
 
     Returns ``name -> state`` (with the step of a run in progress).
     """
     ids = run_ids(data)
     states, finished = {}, []
     waiting = None  # the first demo not yet submitted: the ones after it wait their turn
-    for name in DEMOS:
+    for name in DEMOS if only is None else needed(only, ids):
         run = ids.get(name)
         if run is None and name in EXPORTED and exported(name):  # shipped from an earlier store
             states[name] = "exported"
@@ -476,7 +497,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--status", action="store_true", help="print each demo's progress")
     parser.add_argument("--no-wait", action="store_true", help="submit/resume, then return")
+    parser.add_argument(
+        "--only",
+        metavar="NAMES",
+        help="comma-separated demo names: build these (and the expert pools they need) only",
+    )
     args = parser.parse_args(argv)
+    only = args.only.split(",") if args.only else None
+    if only is not None:
+        try:
+            needed(only, {})
+        except ValueError as error:
+            parser.error(str(error))
     data = store_dir()
     # a niced worker beside other work can go quiet for a while: do not call it lost too soon
     executor = LocalExecutor(data, max_workers=1, heartbeat_timeout=600)
@@ -491,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
             print("another build_smollm2_demos.py is running on this store", file=sys.stderr)
             return 1
         while True:
-            states = advance(executor, data, resumed)
+            states = advance(executor, data, resumed, only)
             line = ", ".join(f"{n}: {s}" for n, s in states.items())
             if args.no_wait or all(s == "exported" for n, s in states.items() if n in EXPORTED):
                 print(line, flush=True)

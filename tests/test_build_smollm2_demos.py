@@ -370,3 +370,22 @@ def test_an_export_halves_adapters_and_keeps_the_settings_saved_beside_them(
     assert metadata == settings
     assert tensors["layer.sigma"].dtype == torch.float16
     assert torch.allclose(tensors["layer.sigma"].float(), weights["layer.sigma"], atol=1e-3)
+
+
+def test_only_builds_the_named_demos_and_the_pools_they_need(build, tmp_path, monkeypatch):
+    """--only: a demo trained from the base model is submitted alone, the others not touched;
+    a triple aggregation brings its pool chain back to the shipped experts, and an unknown name
+    is refused naming the demos there are."""
+    monkeypatch.setattr(build, "DEMO_DIR", tmp_path / "demo")
+    shipped_soup(build, tmp_path / "demo")
+    fake, submitted = fake_queue({}, tmp_path)
+    ric = build.name_of("ric", build.PAIR)
+    states = build.advance(fake, tmp_path, set(), only=[ric])
+    assert list(states) == [ric] and [c["method"] for c in submitted] == ["ric"]
+    emorl3 = build.name_of("emorl", build.TRIPLE)
+    chain = build.needed([emorl3], build.run_ids(tmp_path))
+    assert chain == [build.GUARDED, build.TERSE, build.LUCID, build.FORMAL, emorl3]
+    with pytest.raises(ValueError, match="no demo named smollm2-nope.*the demos: smollm2-"):
+        build.needed(["smollm2-nope"], {})
+    with pytest.raises(SystemExit):
+        build.main(["--only", "smollm2-nope", "--status"])
