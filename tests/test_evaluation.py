@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from morl_core import evaluation
+from morl_core import kl as base_kl
 from morl_core.evaluation import EvalProtocol
 from morl_core.pareto import hypervolume, prompt_bootstrap
 
@@ -176,7 +177,7 @@ def test_front_records_kl_per_token_and_per_sequence(soups_run, small_protocol):
     class Mixture:  # no policy (tokenizer and base model): nothing to measure KL with
         objectives = OBJECTIVES
 
-    assert evaluation.kl_to_base(Mixture(), ["a"], ["b"], [0.5, 0.5]) is None
+    assert base_kl.kl_to_base(Mixture(), ["a"], ["b"], [0.5, 0.5]) is None
 
 
 # --- one number everywhere -------------------------------------------------------------------

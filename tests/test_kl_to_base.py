@@ -14,7 +14,9 @@ import pytest
 import torch
 
 from morl_core import evaluation
-from morl_core.evaluation import EvalProtocol, generate_with_kl
+from morl_core import kl as base_kl
+from morl_core.evaluation import EvalProtocol
+from morl_core.kl import generate_with_kl
 from morl_core.methods.metapolicy import MetaMixer, MetaPolicy
 from morl_core.methods.mod import Mod
 from morl_core.methods.morlhf import NearestPreference
@@ -73,7 +75,7 @@ def experts():
 
 def test_sampler_reports_log_softmax_at_the_temperature_without_changing_the_rollout():
     policy = load_policy("embedded", device="cpu")
-    seen = evaluation.StepLogprobs()
+    seen = base_kl.StepLogprobs()
     plain = policy.rollout(PROMPTS, seed=3, max_new_tokens=10, temperature=0.7, top_p=0.9)
     watched = policy.rollout(
         PROMPTS, seed=3, max_new_tokens=10, temperature=0.7, top_p=0.9, on_logprobs=seen
@@ -82,7 +84,7 @@ def test_sampler_reports_log_softmax_at_the_temperature_without_changing_the_rol
     ids, live, logprobs = seen.rollout(len(PROMPTS))
     assert torch.equal(ids, watched.completion_ids) and torch.equal(live, plain.completion_mask)
     # oracle: a teacher-forced pass of the same model over the same ids, at the same temperature
-    forced = evaluation.teacher_forced_logprobs(
+    forced = base_kl.teacher_forced_logprobs(
         policy.model, plain.prompt_ids, plain.prompt_mask, ids, live, temperature=0.7
     )
     torch.testing.assert_close(logprobs, forced, atol=1e-4, rtol=1e-4)
@@ -91,7 +93,7 @@ def test_sampler_reports_log_softmax_at_the_temperature_without_changing_the_rol
     # the same rows and log-probs, nothing drawn, each row ending where its mask does
     cut = live.clone()
     cut[0, 3:] = 0
-    again = evaluation.StepLogprobs()
+    again = base_kl.StepLogprobs()
     replayed = policy.rollout(
         PROMPTS, max_new_tokens=10, temperature=0.7, forced=(ids, cut), on_logprobs=again
     )
@@ -99,7 +101,7 @@ def test_sampler_reports_log_softmax_at_the_temperature_without_changing_the_rol
     assert torch.equal(replayed.completion_ids[cut == 1], ids[cut == 1])
     expected = torch.where(cut == 1, logprobs, torch.zeros_like(logprobs))
     torch.testing.assert_close(again.rollout(len(PROMPTS))[2], expected, atol=1e-5, rtol=1e-5)
-    greedy = evaluation.StepLogprobs()
+    greedy = base_kl.StepLogprobs()
     sample(
         lambda *a: (torch.zeros(1, 5), None),
         torch.zeros((1, 1), dtype=torch.long),
@@ -157,7 +159,7 @@ def test_one_adapter_families_match_the_estimate_they_had(experts):
     sampled, before, retokenised = [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]
     for seed in range(4):
         texts, kl = generate_with_kl(steerable, PROMPTS, [1.0, 0.0], seed=seed, **DECODING)
-        forced = evaluation.kl_to_base(steerable, PROMPTS, texts, [1.0, 0.0])
+        forced = base_kl.kl_to_base(steerable, PROMPTS, texts, [1.0, 0.0])
         old = adapter_minus_base(experts, EXPERTS[0], PROMPTS, texts)
         for total, found in ((sampled, kl), (retokenised, forced)):
             total[0], total[1] = total[0] + found[0].sum(), total[1] + found[1].sum()
@@ -179,7 +181,7 @@ def test_a_one_hot_mixture_is_its_expert_and_a_mixed_one_is_finite(experts):
     assert mixed is not None and 1e-3 < mixed < 20
     # replies written elsewhere, teacher-forced through the mixture: the same estimate
     texts, kl = generate_with_kl(mod, PROMPTS, [0.5, 0.5], seed=5, **DECODING)
-    again = evaluation.kl_to_base(mod, PROMPTS, texts, [0.5, 0.5])
+    again = base_kl.kl_to_base(mod, PROMPTS, texts, [0.5, 0.5])
     assert again is not None
     assert again[0].sum() / again[1].sum() == pytest.approx(kl[0].sum() / kl[1].sum(), rel=0.25)
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from morl_core.app.serving import DEMO_DIR
-from morl_core.evaluation import base_model
+from morl_core.kl import base_model
 from morl_core.methods import soups
 from morl_core.policy import load_policy, set_threads
 from morl_core.prompts import load_prompts

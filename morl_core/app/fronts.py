@@ -45,6 +45,7 @@ from morl_core.app.serving import (
     score_texts,
     slug,
 )
+from morl_core.kl import kl_to_base as estimate_kl
 from morl_core.plots import front_3d_figure, parallel_coordinates_figure
 from morl_core.policy import set_threads
 from morl_core.runfolder import write_json_atomic
@@ -183,8 +184,8 @@ def kl_to_base(
     replica, for every kind of steerable (about 0 for the base model); None under greedy
     decoding."""
     with shared.replica() as replica:
-        kl = evaluation.kl_to_base(replica, prompts, texts, weights)
-    return None if kl is None else max(0.0, float(kl[0].sum() / kl[1].sum()))
+        found = estimate_kl(replica, prompts, texts, weights)
+    return None if found is None else max(0.0, float(found[0].sum() / found[1].sum()))
 
 
 # --- the Steer page's front, simplex map and report ------------------------------------------

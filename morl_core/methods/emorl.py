@@ -21,7 +21,7 @@ For a target preference w the coefficients are
     a*(w) = argmax_{a in [0,1]^K} mean_{x in S, y ~ pi_a} [ w.r(x, y) - c (1 - f(y)) - beta KL_seq ]
 
 with KL_seq = sum_t log pi_a(y_t | x, y_<t) - log pi_base(y_t | x, y_<t) the Monte-Carlo KL of each
-sampled reply to the base model (:func:`morl_core.evaluation.generate_with_kl`), beta the run's
+sampled reply to the base model (:func:`morl_core.kl.generate_with_kl`), beta the run's
 ``kl_coef``, f(y) in [0, 1] the run's fluency guard (``fluency_guard``) and c its
 ``fluency_penalty`` (0 by default): the objective the experts were trained on. For KL-regularised
 experts pi_i ~ pi_base exp(r_i / beta), pi_a at a = w is the optimum pi*_w of that objective, so
@@ -60,7 +60,8 @@ import torch
 
 from morl_core import objectives as objective_registry
 from morl_core.config import RunConfig
-from morl_core.evaluation import EVAL_DECODING, generate_with_kl
+from morl_core.evaluation import EVAL_DECODING
+from morl_core.kl import generate_with_kl
 from morl_core.methods import METHODS
 from morl_core.methods.base import StepInfo, TrainCallback
 from morl_core.methods.common import (
