@@ -142,7 +142,9 @@ AGGREGATIONS: dict[str, dict] = {
 # standard errors apart on formality after 100 steps and 0.9 after 200 (the demo bar asks for
 # 2). Drawn from Dirichlet(0.3) the preference columns get 1.9 times the contrast (see
 # morl_core/methods/panacea.py): run 20261206-112913-c64bed7d (100 steps) follows the preference
-# held out, but its lattice's ends were still 1.7 and 1.2 standard errors apart.
+# held out, but its lattice's ends were still 1.7 and 1.2 standard errors apart, and 3 of its 176
+# replies failed the word-list guard. So it trains as the experts that separated did (FORMAL's):
+# KL coefficient 0.05, made-up words penalised by the word-list guard.
 # MORLHF was first trained on the pair with 5 q/v policies x 60 steps (run
 # 20261205-223332-6346b2d9): its held-out points followed the preference, but its LoRAs moved
 # less than the experts' (KL 0.002-0.015 nats/token) and its Steer lattice could not tell the
@@ -159,7 +161,11 @@ AGGREGATIONS: dict[str, dict] = {
 QV = {"lora_target_modules": "q_proj,v_proj"}
 SINGLE: dict[str, dict] = {
     "ric": {**QV, "options": {"sft_updates": 4}},
-    "panacea": {"options": {"preference_concentration": 0.3}},
+    "panacea": {
+        "kl_coef": 0.05,
+        "fluency_guard": "wordlist",
+        "options": {"preference_concentration": 0.3},
+    },
     "dynaopt": QV,
     "morlhf": {"n_preferences": 3, "lora_target_modules": "all-linear", "steps": 100},
 }
