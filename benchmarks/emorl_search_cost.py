@@ -1,0 +1,139 @@
+"""What EMORL's coefficient search costs as objectives are added: candidates, samples, hours.
+
+Usage::
+
+    python benchmarks/emorl_search_cost.py [--suites three_objectives,five_objectives,...]
+        [--out benchmarks/results/emorl_search_cost.json]
+
+EMORL searches its aggregation coefficients a in [0, 1]^K for every evaluation preference by a
+hierarchical grid search (:func:`morl_core.search.hierarchical_grid_search`): 5 rounds of a 3^K
+grid, each round shrinking the box to the best of its 2^K sub-boxes. Candidates are shared
+between preferences only where their grids meet, so the number of distinct candidates (each
+decoded and scored on ``search_prompts`` x ``search_replies`` = 8 x 16 sampled replies) grows
+about as 3^K times the number of preferences.
+
+For each suite this counts the distinct candidates of the search itself, run on a stand-in
+objective that peaks at a = w (a smooth bowl, ``-|a - w|^2``, with noise of 0.02 so ties break
+as a real search's do; three noise seeds), and where the suite's published EMORL records exist it
+puts their measured counts and seconds beside the estimate. The hours are the counted candidates
+times the seconds per candidate of those records (the three-objective suite, one shared core),
+so they hold for this embedded model on a CPU like the one that measured them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from morl_core.bench.suites import load_suite  # noqa: E402
+from morl_core.config import METHOD_OPTIONS  # noqa: E402
+from morl_core.evaluation import preference_grid  # noqa: E402
+from morl_core.runfolder import write_json_atomic  # noqa: E402
+from morl_core.search import hierarchical_grid_search  # noqa: E402
+
+SUITES = "conflicting,three_objectives,five_objectives,five_objectives_mixed"
+RECORDS = ROOT / "benchmarks" / "results" / "bench"
+NOISE = 0.02
+
+
+def distinct_candidates(k: int, preferences: np.ndarray, rounds: int, seed: int) -> int:
+    """Distinct coefficient vectors the search scores over ``preferences`` on the stand-in."""
+    rng, seen = np.random.default_rng(seed), set()
+
+    def bowl(points: np.ndarray, w: np.ndarray) -> np.ndarray:
+        seen.update(map(tuple, points))
+        return -((points - w) ** 2).sum(1) + rng.normal(0.0, NOISE, len(points))
+
+    for w in preferences:
+        hierarchical_grid_search(lambda p, w=w: bowl(p, w), k, rounds=rounds)
+    return len(seen)
+
+
+def measured(suite: str) -> list[dict]:
+    """The suite's published EMORL records: distinct candidates, samples, seconds."""
+    found = []
+    for path in sorted((RECORDS / suite / "records").glob("emorl__seed*.json")):
+        record = json.loads(path.read_text())
+        found.append(
+            {
+                "record": path.name,
+                "candidates": record["search_evaluations"],
+                "samples": record["search_samples"],
+                "seconds": round(record["search_seconds"], 1),
+            }
+        )
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suites", default=SUITES, help=f"comma-separated (default {SUITES})")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/emorl_search_cost.json"))
+    args = parser.parse_args(argv)
+    options = METHOD_OPTIONS["emorl"]
+    rounds = options["search_rounds"].default
+    per_candidate = options["search_prompts"].default * options["search_replies"].default
+    rows, rates = [], []
+    for name in args.suites.split(","):
+        suite = load_suite(name)
+        k = len(suite.objectives)
+        grid = preference_grid(k, suite.preferences)
+        counts = [distinct_candidates(k, grid, rounds, seed) for seed in range(3)]
+        records = measured(name)
+        rates += [r["seconds"] / r["candidates"] for r in records]
+        rows.append(
+            {
+                "suite": name,
+                "objectives": k,
+                "preferences": len(grid),
+                "candidates_estimated": counts,
+                "samples_estimated": int(statistics.mean(counts)) * per_candidate,
+                "measured": records,
+            }
+        )
+    rate = statistics.median(rates) if rates else None
+    print(f"EMORL search: {rounds} rounds of a 3^K grid, {per_candidate} replies per candidate")
+    if rate:
+        print(f"seconds per candidate (median of {len(rates)} published records): {rate:.2f}")
+    print(
+        f"{'suite':24s} {'K':>2s} {'prefs':>5s} {'candidates':>18s} {'samples':>10s} {'hours':>6s}"
+    )
+    for row in rows:
+        mean = statistics.mean(row["candidates_estimated"])
+        row["hours_estimated"] = round(mean * rate / 3600, 1) if rate else None
+        counts = "-".join(
+            str(c)
+            for c in sorted({min(row["candidates_estimated"]), max(row["candidates_estimated"])})
+        )
+        hours = f"{row['hours_estimated']:6.1f}" if rate else "     -"
+        print(
+            f"{row['suite']:24s} {row['objectives']:2d} {row['preferences']:5d} {counts:>18s} "
+            f"{row['samples_estimated']:10,d} {hours}"
+        )
+        for r in row["measured"]:
+            found = f"{r['candidates']} candidates, {r['seconds']:.0f} s"
+            print(f"{'':24s} measured {r['record']}: {found}")
+    write_json_atomic(
+        Path(args.out),
+        {
+            "benchmark": "emorl_search_cost",
+            "rounds": rounds,
+            "replies_per_candidate": per_candidate,
+            "seconds_per_candidate": rate,
+            "suites": rows,
+        },
+    )
+    print(f"saved {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
