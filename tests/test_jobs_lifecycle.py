@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -103,3 +104,28 @@ def test_sigterm_without_cancel_is_a_preemption_that_resumes(tmp_path, monkeypat
         assert [r["step"] for r in ex.store.metrics(run_id)[0]] == list(range(1, 21))
     finally:
         stop_all(ex)
+
+
+def test_a_cancel_or_sigterm_sets_the_stop_that_long_phases_poll(tmp_path):
+    """Phases between steps (EMORL's search) cannot wait for the step callback: the worker sets
+    ``STOP`` when it sees the cancel marker and on SIGTERM."""
+    import signal
+
+    from morl_core.jobs.worker import Worker
+    from morl_core.methods.base import STOP
+    from morl_core.runfolder import CANCEL
+
+    try:
+        worker = Worker(tmp_path)
+        worker._on_sigterm(signal.SIGTERM, None)
+        assert STOP.is_set() and worker.preempted
+        STOP.clear()
+        worker = Worker(tmp_path)
+        worker._last_write = time.time() + 60  # no status write in this call
+        assert worker.callback(SimpleNamespace(step=1, total_steps=2, samples=4)) is True
+        assert not STOP.is_set()
+        (tmp_path / CANCEL).write_text("")
+        assert worker.callback(SimpleNamespace(step=2, total_steps=2, samples=8)) is False
+        assert STOP.is_set() and worker.cancel_seen
+    finally:
+        STOP.clear()

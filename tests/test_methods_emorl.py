@@ -309,6 +309,42 @@ def test_a_search_cut_short_resumes_from_its_scored_candidates(experts_run, tmp_
     assert artifacts[0]["search"]["evaluations"] == len(whole)
 
 
+def test_a_stop_request_ends_the_search_between_candidates_and_the_resume_goes_on(
+    experts_run, tmp_path, monkeypatch
+):
+    """The worker's STOP (a cancel, a SIGTERM) ends a search at the next candidate, not hours
+    later: the run returns without an artifact, and a resumed run scores only the candidates
+    the stopped one had not."""
+    from morl_core.methods.base import STOP
+
+    decoded: list[tuple[float, ...]] = []
+    decode = Emorl.decode
+
+    def recording(self, prompts, coefficients, **gen):
+        if gen.get("seed") == SEARCH_SEED:
+            decoded.append(tuple(np.atleast_2d(coefficients)[0].tolist()))
+            if stop_at[0] is not None and len(decoded) == stop_at[0]:
+                STOP.set()  # what the worker's heartbeat does when it sees the cancel marker
+        return decode(self, prompts, coefficients, **gen)
+
+    stop_at: list[int | None] = [4]
+    monkeypatch.setattr(Emorl, "decode", recording)
+    options = {"search_rounds": 2, "search_prompts": 3, "search_replies": 2}
+    try:
+        train("emorl", tmp_path / "run", experts_run, **options)
+    finally:
+        STOP.clear()
+    saved = json.loads((tmp_path / "run" / emorl_module.SEARCH_CANDIDATES).read_text())
+    assert len(decoded) == len(saved["rows"]) == 4  # stopped before the fifth candidate
+    assert not (tmp_path / "run" / ARTIFACT).exists()
+    first, stop_at[0] = decoded.copy(), None
+    decoded.clear()
+    train("emorl", tmp_path / "run", experts_run, **options)
+    artifact = json.loads((tmp_path / "run" / ARTIFACT).read_text())
+    assert set(decoded).isdisjoint(first) and decoded
+    assert artifact["search"]["evaluations"] == len(first) + len(decoded)
+
+
 def test_a_search_does_not_resume_from_candidates_scored_under_other_settings(
     experts, tmp_path, monkeypatch
 ):

@@ -9,7 +9,9 @@ Executors start it as a fresh interpreter (never a fork of the UI, never a threa
 4. heartbeats ``status.json`` from a thread and notices a cancel marker within one beat;
 5. writes ``result.json`` and the final state; storage errors fail the run with a clear message.
    SIGTERM without a cancel request means "preempted": the method stops after its step (saving a
-   checkpoint), the run is marked lost and the executor resumes it.
+   checkpoint), the run is marked lost and the executor resumes it. A cancel or a SIGTERM also
+   sets :data:`morl_core.methods.base.STOP`, which a long phase between steps (EMORL's search)
+   polls, so it ends within one candidate instead of at the next step.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from morl_core.jobs.executors import LocalExecutor, store_of_run_folder
 from morl_core.jobs.paths import RunIdError, check_run_id
 from morl_core.jobs.plugins import load_plugins
 from morl_core.jobs.records import RunState, read_status, update_status, write_result
+from morl_core.methods.base import STOP
 from morl_core.objectives import ObjectiveError
 from morl_core.runfolder import (
     CANCEL,
@@ -221,7 +224,7 @@ class Worker:
         if now - self._last_write > 0.5:
             self._write_progress()
         if (self.run_dir / CANCEL).exists():
-            self.cancel_seen = True
+            self._cancelled()
         return not (self.cancel_seen or self.preempted)
 
     def _write_progress(self) -> None:
@@ -229,7 +232,7 @@ class Worker:
         changes: dict[str, Any] = dict(heartbeat=self._last_write, step=self.step)
         changes.update(total_steps=self.total_steps, samples=self.samples)
         if (self.run_dir / CANCEL).exists():
-            self.cancel_seen = True
+            self._cancelled()
             changes["state"] = RunState.CANCEL_REQUESTED
         try:
             written = update_status(
@@ -245,8 +248,13 @@ class Worker:
         while not self._stop.wait(self.heartbeat_s):
             self._write_progress()
 
+    def _cancelled(self) -> None:
+        self.cancel_seen = True
+        STOP.set()  # a phase between steps (EMORL's search) stops too
+
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         self.preempted = True
+        STOP.set()
 
 
 def _device(requested: str) -> str:

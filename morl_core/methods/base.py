@@ -8,6 +8,7 @@ after the step. Methods checkpoint with :mod:`morl_core.runfolder` and resume fr
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,21 @@ class StepInfo:
 
 
 TrainCallback = Callable[[StepInfo], bool]
+
+# Set by the job worker once its run is cancelled or preempted (SIGTERM). Training stops at the
+# callback after its step; a long phase between steps (EMORL's coefficient search: hours on
+# SmolLM2) polls it and raises :class:`Stopped`, keeping what it saved for the resume.
+STOP = threading.Event()
+
+
+class Stopped(Exception):
+    """A phase between steps gave up because :data:`STOP` was set."""
+
+
+def check_stop() -> None:
+    """Raise :class:`Stopped` if the worker asked the run to stop."""
+    if STOP.is_set():
+        raise Stopped
 
 
 def no_callback(_: StepInfo) -> bool:

@@ -63,7 +63,7 @@ from morl_core.config import RunConfig
 from morl_core.evaluation import EVAL_DECODING
 from morl_core.kl import generate_with_kl
 from morl_core.methods import METHODS
-from morl_core.methods.base import StepInfo, TrainCallback
+from morl_core.methods.base import StepInfo, Stopped, TrainCallback, check_stop
 from morl_core.methods.common import (
     eval_preferences,
     load_adapters,
@@ -261,9 +261,11 @@ def search_table(
             for p in new:  # one candidate at a time, each saved once scored
                 if p in cache:
                     continue
+                check_stop()  # a cancelled or preempted run stops here; it resumes from `saved`
                 rows = np.tile(p, (len(repeated), 1))
                 scored([p], *sample_replies(steerable, repeated, rows, decoding, True))
         elif new:  # the paper's search: one batch, every row its own noise
+            check_stop()
             asked = [q for _ in new for q in repeated]  # candidate-major, then prompt-major
             rows = np.asarray([p for p in new for _ in repeated])
             scored(new, *sample_replies(steerable, asked, rows, decoding, False))
@@ -388,21 +390,24 @@ def train(config: RunConfig, run_dir: Path, callback: TrainCallback) -> None:
             )
         return callback(info)
 
-    if not train_experts(config, run_dir, counted, policy, front_fn, experts_from):
-        return
-    if not found:  # resumed after the last expert, or experts copied: search and report now
-        steerable = search()
-        trained = 0 if experts_from else total_steps * config.batch_prompts * config.k_samples
-        callback(
-            StepInfo(
-                step=total_steps,
-                total_steps=total_steps,
-                samples=trained + found["cost"]["samples"],
-                metrics=search_metrics(found["cost"]),
-                stage="search",
-                front=front(steerable),
+    try:
+        if not train_experts(config, run_dir, counted, policy, front_fn, experts_from):
+            return
+        if not found:  # resumed after the last expert, or experts copied: search and report now
+            steerable = search()
+            trained = 0 if experts_from else total_steps * config.batch_prompts * config.k_samples
+            callback(
+                StepInfo(
+                    step=total_steps,
+                    total_steps=total_steps,
+                    samples=trained + found["cost"]["samples"],
+                    metrics=search_metrics(found["cost"]),
+                    stage="search",
+                    front=front(steerable),
+                )
             )
-        )
+    except Stopped:  # cancelled or preempted mid-search: the worker ends the run, resume goes on
+        return
     cost = found["cost"]
     # wall-clock time differs run to run: kept out of the (reproducible) artifact
     write_json_atomic(Path(run_dir) / SEARCH_TIMING, {"seconds": cost.pop("seconds")})
