@@ -157,7 +157,9 @@ AGGREGATIONS: dict[str, dict] = {
 # rounds the slope of training formality on the drawn w_formality was 0.024, and its lattice's
 # ends were 0.4 standard errors apart on formality and 0.0 on readability. On the known-answer
 # problem at the same rate one step per round did not separate the ends either, four did
-# (tests/test_known_answers.py): it takes 4.
+# (tests/test_known_answers.py): it takes 4. On SmolLM2 four did not help (run
+# 20261206-202251-24513026: 0.36 nats/token from the base, online slope -0.005, its lattice's
+# ends the wrong way round): RiC has no SmolLM2 demo yet.
 QV = {"lora_target_modules": "q_proj,v_proj"}
 SINGLE: dict[str, dict] = {
     "ric": {**QV, "options": {"sft_updates": 4}},
