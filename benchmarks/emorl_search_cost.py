@@ -16,8 +16,9 @@ For each suite this counts the distinct candidates of the search itself, run on 
 objective that peaks at a = w (a smooth bowl, ``-|a - w|^2``, with noise of 0.02 so ties break
 as a real search's do; three noise seeds), and where the suite's published EMORL records exist it
 puts their measured counts and seconds beside the estimate. The hours are the counted candidates
-times the seconds per candidate of those records (the three-objective suite, one shared core),
-so they hold for this embedded model on a CPU like the one that measured them.
+times the median seconds per candidate of those records (the conflicting and three-objective
+suites' EMORL records, one shared core), so they hold for this embedded model on a CPU like the
+one that measured them.
 """
 
 from __future__ import annotations
@@ -81,9 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     options = METHOD_OPTIONS["emorl"]
     rounds = options["search_rounds"].default
     per_candidate = options["search_prompts"].default * options["search_replies"].default
+    try:
+        suites = [load_suite(name) for name in args.suites.split(",")]
+    except ValueError as error:
+        parser.error(f"--suites: {error}")
     rows, rates = [], []
-    for name in args.suites.split(","):
-        suite = load_suite(name)
+    for name, suite in zip(args.suites.split(","), suites, strict=True):
         k = len(suite.objectives)
         grid = preference_grid(k, suite.preferences)
         counts = [distinct_candidates(k, grid, rounds, seed) for seed in range(3)]

@@ -1,0 +1,50 @@
+"""benchmarks/emorl_search_cost.py: the stand-in search's candidate counts track the published
+EMORL records' and grow with the number of objectives."""
+
+import importlib.util
+import statistics
+from pathlib import Path
+
+import pytest
+
+from morl_core.bench.suites import load_suite
+from morl_core.config import METHOD_OPTIONS
+from morl_core.evaluation import preference_grid
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "emorl_search_cost.py"
+
+
+@pytest.fixture(scope="module")
+def cost():
+    spec = importlib.util.spec_from_file_location("emorl_search_cost", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def counted(cost, name: str) -> int:
+    suite = load_suite(name)
+    k, rounds = len(suite.objectives), METHOD_OPTIONS["emorl"]["search_rounds"].default
+    return cost.distinct_candidates(k, preference_grid(k, suite.preferences), rounds, seed=0)
+
+
+@pytest.mark.parametrize("name", ["conflicting", "three_objectives"])
+def test_the_stand_in_counts_within_a_third_of_the_published_searches(cost, name):
+    measured = [r["candidates"] for r in cost.measured(name)]
+    assert measured, f"no published EMORL records for {name}"
+    assert abs(counted(cost, name) / statistics.mean(measured) - 1) < 1 / 3
+
+
+def test_candidates_grow_about_as_three_to_the_k(cost):
+    two, three, five = (
+        counted(cost, n) for n in ("conflicting", "three_objectives", "five_objectives")
+    )
+    assert two < three < five
+    # 3^2 times the grid per round, 5 preferences against 6: about 7.5 times the candidates
+    assert 3.75 < five / three < 15
+
+
+def test_an_unknown_suite_is_refused_naming_the_suites(cost, capsys):
+    with pytest.raises(SystemExit):
+        cost.main(["--suites", "nope", "--out", "unused.json"])
+    assert "unknown suite 'nope'" in capsys.readouterr().err
