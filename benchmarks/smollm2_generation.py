@@ -24,8 +24,10 @@ ours decodes through the lean step with the LoRA terms (``"lean_step": true`` in
 Where the time goes is recorded too (``--profile``): at batch 1 on a CPU each new token reads
 every weight once (538 MB in float32), so ``aten::mm`` bounds both sides alike.
 
-Last measured (2 AMD EPYC cores with AVX2 shared with background jobs, paused for the run;
-one thread, 5 runs, 2026-12-06): top-p 1.34x, greedy 1.28x (CPU time alike). Our one-row
+Last measured (2 AMD EPYC cores with AVX-512, a training job paused for the run; one thread,
+5 runs, 2026-12-06, twice): top-p 1.45x and 1.50x, greedy 1.34x and 1.36x (CPU time alike; the
+saved record is the second). On the earlier machine (2 AMD EPYC cores with AVX2 only) the same
+code gave top-p 1.34x, greedy 1.28x. Our one-row
 decode step reads an input-major copy of the weights (``PackedWeights`` in
 ``morl_core/policy/llama_decode.py``): its matmuls take ~42 ms a token where ``F.linear`` on the
 model's own ``(out, in)`` weights takes ~47, the same arithmetic summed in another order. Before
