@@ -1404,7 +1404,7 @@ def steer_main(args: argparse.Namespace) -> int:
         finally:
             server.stop()
     result["against_goals"] = against_goals(result)
-    out = steer_results_file(artifact)
+    out = args.out or steer_results_file(artifact)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     for name, row in result["against_goals"].items():
@@ -1421,7 +1421,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=120.0)
     parser.add_argument("--skip-browser", action="store_true")
     parser.add_argument("--skip-load", action="store_true")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"results file (default: {RESULTS.relative_to(ROOT)}; the --classroom and "
+        "--steer-latency phases have their own defaults, named with them)",
+    )
     parser.add_argument(
         "--classroom",
         action="store_true",
@@ -1470,8 +1476,9 @@ def main(argv: list[str] | None = None) -> int:
             "machine": {"cpus": os.cpu_count()},
             "recorded": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
-        CLASSROOM_RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        CLASSROOM_RESULTS.write_text(json.dumps(result, indent=1))
+        out = args.out or CLASSROOM_RESULTS
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1))
         lat = result["page_latency"]
         print(
             f"sessions {result['sessions']} (completed {result['sessions_completed']}), "
@@ -1482,8 +1489,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         for example in result["error_examples"]:
             print("  error:", example)
-        print(f"wrote {CLASSROOM_RESULTS}")
+        print(f"wrote {out}")
         return 0 if result["errors"] == 0 else 1
+    args.out = args.out or RESULTS
     results: dict = {
         "machine": {"cpus": os.cpu_count(), "load_at_start": load_average()},
         "settings": vars(args) | {"out": str(args.out)},
