@@ -82,12 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     options = METHOD_OPTIONS["emorl"]
     rounds = options["search_rounds"].default
     per_candidate = options["search_prompts"].default * options["search_replies"].default
+    names = args.suites.split(",")
     try:
-        suites = [load_suite(name) for name in args.suites.split(",")]
+        suites = [load_suite(name) for name in names]
     except ValueError as error:
         parser.error(f"--suites: {error}")
     rows, rates = [], []
-    for name, suite in zip(args.suites.split(","), suites, strict=True):
+    for name, suite in zip(names, suites, strict=True):
         k = len(suite.objectives)
         grid = preference_grid(k, suite.preferences)
         counts = [distinct_candidates(k, grid, rounds, seed) for seed in range(3)]
@@ -113,10 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         mean = statistics.mean(row["candidates_estimated"])
         row["hours_estimated"] = round(mean * rate / 3600, 1) if rate else None
-        counts = "-".join(
-            str(c)
-            for c in sorted({min(row["candidates_estimated"]), max(row["candidates_estimated"])})
-        )
+        low, high = min(row["candidates_estimated"]), max(row["candidates_estimated"])
+        counts = str(low) if low == high else f"{low}-{high}"
         hours = f"{row['hours_estimated']:6.1f}" if rate else "     -"
         print(
             f"{row['suite']:24s} {row['objectives']:2d} {row['preferences']:5d} {counts:>18s} "
