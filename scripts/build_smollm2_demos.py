@@ -21,9 +21,10 @@ sentiment (KL coefficient 0.1, the word-list fluency guard; option ``retrain``; 
 brevity and sentiment experts barely moved at beta 0.15) and copies formality and readability;
 ``TERSE`` trains brevity with a 15-word target (``BREVITY``) at KL coefficient 0.05 and copies
 the rest; ``LUCID`` retrains readability at 0.05 and ``FORMAL`` then formality, each copying
-the rest. A store without the ``EXPERTS`` run (a new machine) reuses the experts that ship inside
-the pair's soup (``SHIPPED_POOLS``) instead of retraining them (hours on a CPU), and a demo
-already exported to ``assets/demo`` is not trained again.
+the rest. A store without a pool's run (a new machine) reuses the experts that ship inside a soup
+(``SHIPPED_POOLS``: ``EXPERTS``' in the pair's, ``FORMAL``'s in the triple's) instead of
+retraining them (hours on a CPU), for the demos that need only the experts that soup has; a
+demo already exported to ``assets/demo`` is not trained again.
 
 The demos: every family on a 2-objective set (formality vs readability, over ``EXPERTS``) and a
 3-objective one (plus ``BREVITY``, over ``FORMAL``), and the soup of all four experts,
@@ -245,9 +246,10 @@ DEMOS: dict[str, dict] = {
     **{name_of(m, TRIPLE): demo(m, TRIPLE, spec) for m, spec in SINGLE.items()},
 }
 POOLS = {EXPERTS, GUARDED, TERSE, LUCID, FORMAL}  # expert pools are not shipped
-# ...but the pair's experts ship inside its soup demo (fp16 copies): a pool missing from the
-# store is taken from there, for the demos that need only those objectives' experts
-SHIPPED_POOLS = {EXPERTS: name_of("soups", PAIR)}
+# ...but their experts ship inside the soups (fp16 copies): a pool missing from the store is
+# taken from its soup for a demo that needs only the experts that soup has (the pair's or the
+# triple's; the four-expert soup needs FORMAL's sentiment expert, so FORMAL's chain is trained)
+SHIPPED_POOLS = {EXPERTS: name_of("soups", PAIR), FORMAL: name_of("soups", TRIPLE)}
 EXPORTED = set(DEMOS) - POOLS
 POLL_S = 60.0
 
@@ -267,12 +269,23 @@ def exported(name: str) -> bool:
     return (DEMO_DIR / name / LATTICE).exists()
 
 
-def shipped_pool(pool: str, ids: dict[str, str]) -> Path | None:
-    """The shipped demo folder whose experts stand in for pool ``pool``, when the store has no
-    run of that pool and the demo is exported; else None."""
+def copied(name: str) -> set[str]:
+    """The objectives whose experts demo ``name`` takes from its pool (a pool that retrains some
+    copies the rest)."""
+    spec = DEMOS[name]
+    retrained = spec.get("options", {}).get("retrain", "")
+    return set(spec["objectives"]) - set(filter(None, retrained.split(",")))
+
+
+def shipped_pool(pool: str, ids: dict[str, str], objectives: set[str]) -> Path | None:
+    """The shipped demo folder whose experts stand in for pool ``pool`` for a demo that needs
+    the experts of ``objectives``: when the store has no run of that pool, and the demo is
+    exported with every one of those experts; else None."""
     if pool in ids or pool not in SHIPPED_POOLS or not exported(SHIPPED_POOLS[pool]):
         return None
-    return DEMO_DIR / SHIPPED_POOLS[pool]
+    folder = DEMO_DIR / SHIPPED_POOLS[pool]
+    has = set((read_json(folder / "config.json") or {}).get("objectives", []))
+    return folder if objectives <= has else None
 
 
 def config_of(name: str, ids: dict[str, str], executor: LocalExecutor) -> dict | None:
@@ -281,7 +294,7 @@ def config_of(name: str, ids: dict[str, str], executor: LocalExecutor) -> dict |
     source = spec.pop("experts_from", None)
     if source is None:
         return {**COMMON, **spec}
-    folder, run = shipped_pool(source, ids), ids.get(source)
+    folder, run = shipped_pool(source, ids, copied(name)), ids.get(source)
     if folder is None:
         if run is None or executor.store.status(run).state != RunState.SUCCEEDED:
             return None
@@ -291,8 +304,9 @@ def config_of(name: str, ids: dict[str, str], executor: LocalExecutor) -> dict |
 
 
 def needed(names: list[str], ids: dict[str, str]) -> list[str]:
-    """``names`` and the expert pools they copy from, transitively (a shipped pool ends the
-    chain: its experts are not trained again), in ``DEMOS`` order."""
+    """``names`` and the expert pools they copy from, transitively, in ``DEMOS`` order (a pool
+    shipped with the experts a demo needs ends the chain: they are not trained again; a demo
+    already exported needs no pool)."""
     unknown = sorted(set(names) - set(DEMOS))
     if unknown:
         known = ", ".join(DEMOS)
@@ -302,7 +316,9 @@ def needed(names: list[str], ids: dict[str, str]) -> list[str]:
         name = todo.pop()
         wanted.add(name)
         source = DEMOS[name].get("experts_from")
-        if source and source not in wanted and shipped_pool(source, ids) is None:
+        if not source or source in wanted or (name not in ids and exported(name)):
+            continue
+        if shipped_pool(source, ids, copied(name)) is None:
             todo.append(source)
     return [name for name in DEMOS if name in wanted]
 
@@ -320,13 +336,15 @@ def advance(
     ids = run_ids(data)
     states, finished = {}, []
     waiting = None  # the first demo not yet submitted: the ones after it wait their turn
-    for name in DEMOS if only is None else needed(only, ids):
+    wanted = needed([n for n in DEMOS if n in EXPORTED] if only is None else only, ids)
+    for name in DEMOS if only is None else wanted:
         run = ids.get(name)
         if run is None and name in EXPORTED and exported(name):  # shipped from an earlier store
             states[name] = "exported"
             continue
-        if shipped_pool(name, ids) is not None:
-            states[name] = f"shipped in {SHIPPED_POOLS[name]}"
+        if name not in wanted:  # a pool no demo left to build needs trained
+            shipped = SHIPPED_POOLS.get(name)
+            states[name] = f"shipped in {shipped}" if shipped else "not needed"
             continue
         if run is None:
             config = None if waiting else config_of(name, ids, executor)
@@ -350,8 +368,8 @@ def advance(
         out = DEMO_DIR / name
         if not (out / "front.json").exists():
             pool = DEMOS[name].get("experts_from")
-            copied = trained_by(pool, ids, executor) if pool else []
-            trained = [trainer(executor, run), *copied]
+            experts = trained_by(pool, ids, executor, copied(name)) if pool else []
+            trained = [trainer(executor, run), *experts]
             export(name, executor.store.run_dir(run), trained)
         elif not (out / LATTICE).exists():  # a sitting stopped between the two
             finish_export(out)
@@ -376,18 +394,24 @@ def trainer(executor: LocalExecutor, run: str) -> Trainer:
     return Trainer(s.run_id, s.device, s.host, seconds, executor.store.run_dir(run))
 
 
-def trained_by(pool: str, ids: dict[str, str], executor: LocalExecutor) -> list[Trainer]:
-    """The runs that trained the experts of expert pool ``pool``: its own run first, then, for
-    the experts it copied, the runs of the pool it copied them from (a shipped pool: the run
-    its demo's ``trained_on.json`` names)."""
-    folder = shipped_pool(pool, ids)
+def trained_by(
+    pool: str, ids: dict[str, str], executor: LocalExecutor, objectives: set[str]
+) -> list[Trainer]:
+    """The runs that trained the experts of ``objectives`` in expert pool ``pool``: its own run
+    first, then, for the experts it copied, the runs of the pool it copied them from (a shipped
+    pool: the run its demo's ``trained_on.json`` names, then the runs that one copied from)."""
+    folder = shipped_pool(pool, ids, objectives)
     if folder is not None:
         shipped = read_json(folder / "trained_on.json")
-        seconds = shipped["train_seconds"]
-        return [Trainer(shipped["run_id"], shipped["device"], shipped["host"], seconds, folder)]
+        seconds = shipped["train_seconds"]  # theirs included
+        first = Trainer(shipped["run_id"], shipped["device"], shipped["host"], seconds, folder)
+        earlier = shipped.get("experts_copied_from", [])
+        return [first, *(Trainer(r, first.device, first.host, 0.0, folder) for r in earlier)]
     source = DEMOS[pool].get("experts_from")
     own = trainer(executor, ids[pool])
-    return [own, *trained_by(source, ids, executor)] if source else [own]
+    if not source:
+        return [own]
+    return [own, *trained_by(source, ids, executor, copied(pool) & objectives)]
 
 
 def expert_records(runs: list[list[dict]], objectives: list[str]) -> list[dict]:

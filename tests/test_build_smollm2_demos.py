@@ -234,14 +234,24 @@ def test_an_export_cut_before_its_lattice_is_finished_not_redone(build, tmp_path
     assert calls == []
 
 
-def shipped_soup(build, root: Path) -> Path:
-    """An exported pair soup under ``root``: config, experts' metrics, provenance, lattice."""
-    folder = root / build.name_of("soups", build.PAIR)
+def shipped_soup(build, root: Path, objectives=None, copied_from=()) -> Path:
+    """An exported soup (the pair's unless ``objectives``) under ``root``: config, provenance
+    (``copied_from``: the pool runs its experts came from), lattice."""
+    objectives = objectives or build.PAIR
+    folder = root / build.name_of("soups", objectives)
     folder.mkdir(parents=True)
-    build.write_json_atomic(folder / "config.json", {"model": "smollm2-135m"})
+    build.write_json_atomic(
+        folder / "config.json", {"model": "smollm2-135m", "objectives": objectives}
+    )
     build.write_json_atomic(
         folder / "trained_on.json",
-        {"run_id": "old-pool", "device": "cpu", "host": "vm", "train_seconds": 7.0},
+        {
+            "run_id": "old-pool",
+            "device": "cpu",
+            "host": "vm",
+            "train_seconds": 7.0,
+            "experts_copied_from": list(copied_from),
+        },
     )
     (folder / build.LATTICE).write_text("{}")
     return folder
@@ -264,10 +274,41 @@ def test_a_new_store_reuses_the_experts_shipped_in_the_pair_soup(build, tmp_path
     assert {c["options"]["experts_from"] for c in pooled} == {str(soup)}
     guarded = build.config_of(build.GUARDED, build.run_ids(tmp_path), fake)
     assert guarded["options"]["experts_from"] == str(soup)
-    (trained,) = build.trained_by(build.EXPERTS, build.run_ids(tmp_path), fake)
+    pair = set(build.PAIR)
+    (trained,) = build.trained_by(build.EXPERTS, build.run_ids(tmp_path), fake, pair)
     assert (trained.run_id, trained.seconds, trained.folder) == ("old-pool", 7.0, soup)
     # a store that has the pool's own run uses that run, not the shipped copy
-    assert build.shipped_pool(build.EXPERTS, {build.EXPERTS: "run9"}) is None
+    assert build.shipped_pool(build.EXPERTS, {build.EXPERTS: "run9"}, pair) is None
+    # nor does a demo that needs an expert the soup does not have (the brevity expert)
+    assert build.shipped_pool(build.EXPERTS, {}, {*build.PAIR, "brevity"}) is None
+    assert build.shipped_pool(build.EXPERTS, {}, pair) == soup
+
+
+def test_the_triple_aggregations_reuse_the_experts_shipped_in_the_triple_soup(
+    build, tmp_path, monkeypatch
+):
+    """With the triple's soup shipped, EMORL on the triple needs no pool trained (its three
+    experts are there) and copies them from that soup, naming the runs that trained them; the
+    four-expert soup still needs FORMAL's chain (the sentiment expert is not shipped)."""
+    monkeypatch.setattr(build, "DEMO_DIR", tmp_path / "demo")
+    shipped_soup(build, tmp_path / "demo")
+    triple = shipped_soup(build, tmp_path / "demo", build.TRIPLE, ["formal-run", "lucid-run"])
+    emorl3 = build.name_of("emorl", build.TRIPLE)
+    assert build.needed([emorl3], {}) == [emorl3]
+    four = build.name_of("soups", build.FOUR)
+    assert build.needed([four], {}) == [build.GUARDED, build.TERSE, build.LUCID, build.FORMAL, four]
+    fake, submitted = fake_queue({}, tmp_path)
+    states = build.advance(fake, tmp_path, set(), only=[emorl3])
+    assert list(states) == [emorl3] and [c["method"] for c in submitted] == ["emorl"]
+    assert submitted[0]["options"]["experts_from"] == str(triple)
+    trained = build.trained_by(build.FORMAL, {}, fake, set(build.TRIPLE))
+    assert [t.run_id for t in trained] == ["old-pool", "formal-run", "lucid-run"]
+    assert [t.seconds for t in trained] == [7.0, 0.0, 0.0]  # the soup's total counts them
+    # the full build marks the pair's pool shipped and trains FORMAL's chain for the four
+    fake, submitted = fake_queue({}, tmp_path)
+    shown = build.advance(fake, tmp_path, set())
+    assert shown[build.EXPERTS].startswith("shipped in") and build.FORMAL in shown
+    assert shown[build.name_of("soups", build.TRIPLE)] == "exported"
 
 
 def test_the_queue_is_filled_before_the_long_exports(build, tmp_path, monkeypatch):
