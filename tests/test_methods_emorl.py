@@ -402,9 +402,9 @@ def test_searched_coefficients_beat_a_equals_w_where_they_must(experts):
 
 
 def test_reward_only_search_is_the_papers_search(experts):
-    """``search_objective="reward"`` with one reply is the search as it was: every candidate
-    decoded in one batch at the evaluation's settings, scored by the mean of w . r (an oracle
-    written out)."""
+    """``search_objective="reward"`` with one reply is the paper's search: every candidate
+    decoded at the evaluation's settings (each on its own, with the same seed), scored by the
+    mean of w . r (an oracle written out)."""
     policy, _, _ = experts
     config = RunConfig.from_dict({**BASE, "method": "emorl"})
     prompts, _ = search_prompts(config, 8)
@@ -413,9 +413,12 @@ def test_reward_only_search_is_the_papers_search(experts):
     table, _ = search_table(emorl, config, w[None], prompts, 2, "reward", replies=1)
 
     def old_score(points: np.ndarray) -> np.ndarray:
-        rows = np.repeat(points, len(prompts), axis=0)  # candidate-major, one row per prompt
+        texts = [
+            text
+            for a in points
+            for text in emorl.decode(prompts, a, seed=SEARCH_SEED, **EVAL_DECODING)
+        ]
         asked = [q for _ in points for q in prompts]
-        texts = emorl.decode(asked, rows, seed=SEARCH_SEED, **EVAL_DECODING)
         rewards = score(list(config.objectives), asked, texts)  # (R, K)
         return rewards.reshape(len(points), len(prompts), -1).mean(1) @ w
 
@@ -492,9 +495,9 @@ def test_search_replies_is_validated_by_name(experts, bad):
 def test_search_replies_are_drawn_per_prompt_and_candidate_and_counted(
     experts, monkeypatch, objective
 ):
-    """``replies`` replies per prompt for every candidate, counted in ``samples``; under
-    ``reward_kl`` each candidate is decoded on the same rows with the same seed (common random
-    numbers), and a prompt's replies are distinct draws, not one draw repeated."""
+    """``replies`` replies per prompt for every candidate, counted in ``samples``; each
+    candidate is decoded on the same rows with the same seed (common random numbers), and a
+    prompt's replies are distinct draws, not one draw repeated."""
     policy, _, prompts = experts
     calls: list[tuple[list[str], np.ndarray]] = []
     decode = Emorl.decode
@@ -517,15 +520,42 @@ def test_search_replies_are_drawn_per_prompt_and_candidate_and_counted(
         assert cost["replies"] == replies and cost["evaluations"] == 9
         assert sum(len(asked) for asked, _, _ in calls) == cost["samples"] == 9 * 3 * replies
         one_candidate = [q for q in prompts[:3] for _ in range(replies)]  # prompt-major
-        if objective == "reward_kl":  # one decode per candidate, all on the same rows
-            assert len(calls) == 9 and all(asked == one_candidate for asked, _, _ in calls)
-            assert all(len(np.unique(rows, axis=0)) == 1 for _, rows, _ in calls)
-        else:  # the paper's search: every candidate in one batch
-            assert len(calls) == 1 and calls[0][0] == one_candidate * 9
+        # one decode per candidate, all on the same rows
+        assert len(calls) == 9 and all(asked == one_candidate for asked, _, _ in calls)
+        assert all(len(np.unique(rows, axis=0)) == 1 for _, rows, _ in calls)
     assert counted[3] == 3 * counted[1]
     texts = [text for _, _, drawn in calls for text in drawn]  # replies=3: (9 x 3 prompts x 3)
     by_prompt = np.asarray(texts, dtype=object).reshape(-1, 3)  # one row per (candidate, prompt)
     assert any(len(set(row)) > 1 for row in by_prompt)
+
+
+@pytest.mark.parametrize("objective", ["reward", "reward_kl"])
+def test_a_candidate_with_many_replies_is_decoded_in_bounded_batches(
+    experts, monkeypatch, objective
+):
+    """However many replies a candidate asks for, no decode holds more than ``SEARCH_ROWS``
+    rows (a round's candidates in one batch outgrew the machine on SmolLM2's triple), every
+    reply is still drawn and scored once, and a candidate's replies (hence its score) do not
+    depend on the candidates decoded before it."""
+    policy, _, prompts = experts
+    monkeypatch.setattr(emorl_module, "SEARCH_ROWS", 4)
+    sizes: list[int] = []
+    decode = Emorl.decode
+
+    def recording(self, asked, coefficients, **gen):
+        sizes.append(len(asked))
+        return decode(self, asked, coefficients, **gen)
+
+    monkeypatch.setattr(Emorl, "decode", recording)
+    config = RunConfig.from_dict({**BASE, "method": "emorl"})
+    emorl = Emorl(policy, ka.KNOWN_OBJECTIVES, NAMES)
+    w = np.asarray([[0.5, 0.5]])
+    alone, cost = search_table(emorl, config, w, prompts[:3], 2, objective, replies=3)
+    assert max(sizes) <= 4 and sum(sizes) == cost["samples"] == cost["evaluations"] * 9
+    # the same preference searched after another one, whose candidates were decoded first
+    both = np.asarray([[0.9, 0.1], [0.5, 0.5]])
+    after, _ = search_table(emorl, config, both, prompts[:3], 2, objective, replies=3)
+    assert after[1] == alone[0]
 
 
 # --- with the KL term the search finds the known answer ---

@@ -36,7 +36,7 @@ the temperature; unregularised, on a small model it found high-temperature word 
 scorer (3.3 nats/token from the base), which the KL term prices in.
 
 The search runs after training for every preference of the evaluation grid (candidate scores cached
-across preferences, one batch per round); a preference off the grid gets inverse-distance (Shepard)
+across preferences, one candidate decoded at a time); a preference off the grid gets inverse-distance (Shepard)
 interpolated coefficients, so steering costs one decode. The search counts as training: its scored
 completions (candidates x prompts x replies) add to the run's ``samples`` (the KL's base passes
 score the same completions and add nothing) and go into the artifact (``search``, with its
@@ -80,7 +80,11 @@ from morl_core.runfolder import read_json, write_json_atomic
 from morl_core.search import hierarchical_grid_search
 from morl_core.weights import check_weights
 
-SEARCH_SEED = 4242  # fixed: the search is reproducible (rows of one batch draw their own noise)
+SEARCH_SEED = 4242  # fixed: the search is reproducible (common random numbers across candidates)
+# rows decoded at once by the search: a batch's key-value caches are K models' (on SmolLM2 about
+# 4 MB per row and model), and one batch of a round's 27 candidates x 128 replies on the triple
+# held 21 GB and was killed by the kernel
+SEARCH_ROWS = 256
 SEARCH_TIMING = "search_timing.json"
 SEARCH_CANDIDATES = "search_candidates.json"  # every scored candidate: the search resumes from it
 
@@ -145,16 +149,29 @@ def sample_replies(
     with_kl: bool,
 ) -> tuple[list[str], np.ndarray | None]:
     """The search's replies for coefficient rows (len(prompts), K), and with ``with_kl`` each
-    reply's KL_seq to the base model (n,), from the log-probs recorded while sampling."""
-    gen = {"seed": SEARCH_SEED, **decoding}
-    if not with_kl:
-        return steerable.decode(prompts, coefficients, **gen), None
-    # generate_with_kl asks for generate(prompts, weights): here the "weights" are the rows of a
-    fixed = SimpleNamespace(policy=steerable.policy, generate=steerable.decode)
-    texts, measured = generate_with_kl(fixed, prompts, coefficients, **gen)
-    if measured is None:  # EMORL samples through Policy.rollout at a positive temperature
-        raise RuntimeError("the EMORL search could not measure the replies' KL to the base model")
-    return texts, measured[0]
+    reply's KL_seq to the base model (n,), from the log-probs recorded while sampling.
+
+    Decoded ``SEARCH_ROWS`` rows at a time (memory stays bounded however many replies a
+    candidate asks for), the i-th batch seeded ``SEARCH_SEED + i``: the replies depend on the
+    rows alone, not on what was decoded before them.
+    """
+    texts, kls = [], []
+    for i, start in enumerate(range(0, len(prompts), SEARCH_ROWS)):
+        rows = slice(start, start + SEARCH_ROWS)
+        gen = {"seed": SEARCH_SEED + i, **decoding}
+        if not with_kl:
+            texts += steerable.decode(prompts[rows], coefficients[rows], **gen)
+            continue
+        # generate_with_kl asks for generate(prompts, weights): here "weights" are rows of a
+        fixed = SimpleNamespace(policy=steerable.policy, generate=steerable.decode)
+        batch, measured = generate_with_kl(fixed, prompts[rows], coefficients[rows], **gen)
+        if measured is None:  # EMORL samples through Policy.rollout at a positive temperature
+            raise RuntimeError(
+                "the EMORL search could not measure the replies' KL to the base model"
+            )
+        texts += batch
+        kls.append(measured[0])
+    return texts, (np.concatenate(kls) if with_kl else None)
 
 
 def search_table(
@@ -179,9 +196,11 @@ def search_table(
     the untruncated policy, with ``kl_coef`` in nats per completion of the run's length. On the
     known-answer problem (one-token replies) the evaluation's 24-token replies priced
     continuations the experts were never trained on, and its top-p 0.9 truncation hid the tail
-    the KL is about; both moved the search off a = w. ``"reward_kl"`` also decodes each
-    candidate on its own with the same seed (common random numbers: row j draws the same
-    uniforms for every a), so that nearby candidates are compared on coupled replies.
+    the KL is about; both moved the search off a = w. Both decode each candidate on its own with
+    the same seed (common random numbers: row j draws the same uniforms for every a), so that
+    nearby candidates are compared on coupled replies, ``SEARCH_ROWS`` rows at a time (the
+    paper's search once decoded a round's candidates in one batch, which on SmolLM2's triple
+    outgrew the machine's memory).
 
     ``replies`` (option ``search_replies``; None: its default) replies are sampled per prompt
     and candidate, prompt-major, each its own draw. Coupling alone did not stop the winner's
@@ -193,11 +212,11 @@ def search_table(
     the chosen candidate's mean objective vector and, when measured, its mean KL_seq.
 
     ``saved`` (a JSON file): every scored candidate is written there as soon as it is scored
-    (under ``reward_kl`` one candidate at a time, else one batch), with the search's settings
+    (one candidate at a time), with the search's settings
     and its seconds so far. A search cut short and called again with the same settings scores
     only the candidates missing; as a candidate's replies do not depend on what was scored
     before it, the table and cost come out as an uninterrupted search's (seconds included, up
-    to the lost batch). On SmolLM2 a 16-reply search takes hours; without this a session's end
+    to the lost candidate). On SmolLM2 a 16-reply search takes hours; without this a session's end
     restarted it from nothing.
     """
     options = METHODS["emorl"].options
@@ -225,6 +244,7 @@ def search_table(
                 prompts=list(prompts),
                 replies=replies,
                 seed=SEARCH_SEED,
+                rows=SEARCH_ROWS,  # one seed per batch of rows
             )
         )
     )
@@ -256,19 +276,13 @@ def search_table(
 
     def measured(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(n, K) candidates -> their mean rewards (n, K), mean KL (n,), fluent share (n,)."""
-        new = [p for p in map(tuple, points) if p not in cache]
-        if new and with_kl:  # common random numbers: row j draws the same uniforms for every a
-            for p in new:  # one candidate at a time, each saved once scored
-                if p in cache:
-                    continue
-                check_stop()  # a cancelled or preempted run stops here; it resumes from `saved`
-                rows = np.tile(p, (len(repeated), 1))
-                scored([p], *sample_replies(steerable, repeated, rows, decoding, True))
-        elif new:  # the paper's search: one batch, every row its own noise
-            check_stop()
-            asked = [q for _ in new for q in repeated]  # candidate-major, then prompt-major
-            rows = np.asarray([p for p in new for _ in repeated])
-            scored(new, *sample_replies(steerable, asked, rows, decoding, False))
+        # common random numbers: row j draws the same uniforms for every a
+        for p in map(tuple, points):  # one candidate at a time, each saved once scored
+            if p in cache:
+                continue
+            check_stop()  # a cancelled or preempted run stops here; it resumes from `saved`
+            rows = np.tile(p, (len(repeated), 1))
+            scored([p], *sample_replies(steerable, repeated, rows, decoding, with_kl))
         found = [cache[p] for p in map(tuple, points)]
         rewards, kls, fluent = zip(*found, strict=True)
         return np.stack(rewards), np.asarray(kls), np.asarray(fluent)
