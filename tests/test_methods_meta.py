@@ -196,9 +196,29 @@ def test_ric_selection_and_labels_on_binary_and_continuous_rewards():
     # continuous: above the 0.7-quantile on either objective
     norm = np.column_stack([np.linspace(0, 1, 11), np.linspace(1, 0, 11)])
     assert np.flatnonzero(rejection_keep(norm)).tolist() == [0, 1, 2, 3, 7, 8, 9, 10]
-    # tags: each objective rescaled to the pool's range; NaN (not applicable) -> pool mean
-    labels = relabel(np.array([[0.2, 0.5], [0.6, np.nan], [0.4, 0.7]]))
+    # tags (runs before the quantiles): each objective rescaled to the pool's range; NaN (not
+    # applicable) -> pool mean
+    labels = relabel(np.array([[0.2, 0.5], [0.6, np.nan], [0.4, 0.7]]), "minmax")
     np.testing.assert_allclose(labels, [[0.0, 0.0], [1.0, 0.5], [0.5, 1.0]])
+    with pytest.raises(ValueError, match="one of quantiles, minmax"):
+        relabel(norm, "ranks")
+
+
+def test_ric_tags_rescale_between_the_pool_quantiles_so_the_ends_tags_occur():
+    """From the 10th to the 90th percentile, clipped: one outlier (a reply of emoji at 0) no
+    longer squeezes every other sample into the middle tags, so the top and bottom tenth carry
+    the tags of the front's ends (1.0: no tag; 0.0); a 0/1 reward fewer than a tenth of the pool
+    reaches keeps its 0s and 1s (the quantiles meet: minimum and maximum instead)."""
+    rng = np.random.default_rng(0)
+    spread = rng.uniform(0.4, 0.9, size=(99, 1))
+    norm = np.vstack([[[0.0]], spread])  # one outlier at the bottom
+    minmax, quantiles = relabel(norm, "minmax")[:, 0], relabel(norm)[:, 0]
+    assert minmax[1:].min() >= 0.4  # min-max: no sample but the outlier at the bottom end
+    assert 0.08 <= (quantiles <= 0.0).mean() <= 0.2 and 0.08 <= (quantiles >= 1.0).mean() <= 0.2
+    assert np.corrcoef(quantiles[1:], spread[:, 0])[0, 1] > 0.95  # the order is kept
+    rare = np.zeros((40, 1))
+    rare[:2] = 1.0  # 5 % reach the reward
+    np.testing.assert_array_equal(relabel(rare)[:, 0], rare[:, 0])
 
 
 def test_ric_reports_every_sample_drawn_and_refuses_an_old_checkpoint(runs, tmp_path):

@@ -18,6 +18,15 @@ two ends (``<warm_word=1.0><cold_word=0.0>`` and its swap) are anagrams, which t
 did not learn to tell apart; naming only the relaxed ones makes the ends differ in *which* name
 is written. Artifacts without a ``tags`` field (older runs) are served with every tag written.
 
+*Differs from the paper: tags rescale between the pool's 10th and 90th percentiles.* The ends of
+the front ask for one objective at its best and another at 0.0. Rescaled from the pool's minimum
+to its maximum (the paper's r_min and r_max), continuous rewards almost never give a sample those
+tags: of SmolLM2's kept formality/readability pool, 0.6 % and 0.0 % carried the two ends' tags
+(a pool minimum is an outlier, such as a reply of emoji), and the run never learned to read
+them; from the 10th to the 90th percentile, clipped, 12 % and 8 % do (measured by
+``benchmarks/ric_tag_reading.py``). On 0/1 rewards the two rules agree (the ends' tags are most
+of the pool, and the known-answer tests read them).
+
 **Preference-to-target map (the paper's, Section 3.3)**, rewards normalised to [0, 1]::
 
     target_i(w) = 1            if w_i >= 1/K
@@ -32,9 +41,10 @@ offline data; more steps per round fit the pool's tags harder at no new samples)
 1. *offline* (the first ``ceil(steps / 2)`` rounds): the base model samples (adapter off, no tags);
 2. *online* (the rest): the policy samples, prompted with target(w) for w ~ Dirichlet(1).
 
-A sample's tags are its rewards rescaled to the pool's range (1.0 = the pool's best, the paper's
-r_max). Only samples at or above the pool's 0.7-quantile on some objective (and above its worst)
-are trained on (multi-objective rejection sampling), each objective's kept samples filling an
+A sample's tags are its rewards rescaled between the pool's 10th and 90th percentiles (1.0 = the
+pool's top tenth, standing for the paper's r_max; :func:`relabel`). Only samples at or above the
+pool's 0.7-quantile on some objective (and above its worst) are trained on (multi-objective
+rejection sampling), each objective's kept samples filling an
 equal share of a minibatch. Inference uses the same map; the scorers see the plain prompt.
 
 Every sample drawn counts as training cost. The checkpoint holds the pool, adapter, AdamW and
@@ -78,6 +88,9 @@ from morl_core.weights import check_weights, dirichlet
 ADAPTER = "ric"
 TAG_STYLES = ("relaxed", "all")  # "all": every objective tagged (artifacts without "tags")
 MORS_QUANTILE = 0.7  # rejection sampling keeps samples above this pool quantile somewhere
+# tags rescale each reward between these pool quantiles (see "Differs from the paper" above)
+RELABEL_QUANTILES = (0.1, 0.9)
+RELABEL_RULES = ("quantiles", "minmax")  # "minmax": artifacts without "relabel"
 SFT_SEED = 700  # offset of the trainer's private generators from seed * 1000
 CHECKPOINT_FORMAT = "ric-supervised-rounds"  # older checkpoints (RL steps) cannot be continued
 
@@ -151,13 +164,24 @@ class RewardsInContext:
 # --- training: supervised steps on a growing pool of samples labelled with their rewards ----
 
 
-def relabel(norm: np.ndarray) -> np.ndarray:
-    """Achieved normalised rewards (N, K) -> tag values (N, K): each objective rescaled to the
-    pool's range and rounded to 0.1 (an objective the pool never varies on is at 1.0; a
-    not-applicable score, NaN, gets the objective's pool mean)."""
+def relabel(norm: np.ndarray, rule: str = "quantiles") -> np.ndarray:
+    """Achieved normalised rewards (N, K) -> tag values (N, K), rounded to 0.1: each objective
+    rescaled from the pool's ``RELABEL_QUANTILES`` (rule ``"quantiles"``; clipped, so the pool's
+    bottom and top tenth get 0.0 and 1.0) or from its minimum to maximum (``"minmax"``, runs
+    trained before the quantiles). Where the quantiles meet (a 0/1 reward that fewer than a
+    tenth of the pool reaches), that objective falls back to its minimum and maximum; an
+    objective the pool never varies on is at 1.0; a not-applicable score (NaN) gets the
+    objective's pool mean."""
+    if rule not in RELABEL_RULES:
+        raise ValueError(f"relabel rule must be one of {', '.join(RELABEL_RULES)}, got {rule!r}")
     low, high = np.nanmin(norm, axis=0), np.nanmax(norm, axis=0)
+    if rule == "quantiles":
+        q_low, q_high = np.nanquantile(norm, RELABEL_QUANTILES, axis=0)
+        apart = q_high - q_low > 1e-12
+        low, high = np.where(apart, q_low, low), np.where(apart, q_high, high)
     span = high - low
     scaled = np.where(span > 1e-12, (norm - low) / np.where(span > 1e-12, span, 1.0), 1.0)
+    scaled = np.clip(scaled, 0.0, 1.0)
     scaled = np.where(np.isnan(scaled), np.nanmean(scaled, axis=0), scaled)
     return np.round(np.nan_to_num(scaled, nan=1.0), 1)
 
@@ -366,6 +390,7 @@ def train(config: RunConfig, run_dir: Path, callback: TrainCallback = no_callbac
         {ADAPTER: None},
         map="target_i = 1 if w_i >= 1/K else K * w_i (rounded to 0.1)",
         tags="relaxed",
+        relabel="quantiles",
         example_prefix=prefix(config.objectives, np.full(k, 1 / k)),
         training={
             "offline_steps": trainer.offline,

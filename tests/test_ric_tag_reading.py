@@ -1,0 +1,81 @@
+"""benchmarks/ric_tag_reading.py: whether a RiC run reads its tags, and whether its pool has the
+tags inference writes."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from morl_core import known_answers as ka
+from morl_core.config import RunConfig
+from morl_core.methods import METHODS
+from morl_core.policy import set_threads
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ric_tag_reading.py"
+set_threads(1)
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("ric_tag_reading", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_coverage_counts_the_tags_inference_writes(script):
+    """Relabelled to the pool's range: (1, 0) leaves the first tag out and writes the second at
+    0.0, the tags of the first objective's end; (1, 1) writes none (the front's middle)."""
+    objectives = ("warm_word", "cold_word")
+    norm = np.asarray([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.5, 0.5], [0.0, 0.0]])
+    covered = script.coverage(norm, objectives, "minmax")
+    # kept: at the 0.7-quantile (1.0) somewhere; (0.5, 0.5) and (0, 0) are not
+    assert covered["kept"] == 3
+    assert covered["untagged/warm_word"] == covered["untagged/cold_word"] == pytest.approx(2 / 3)
+    assert covered["untagged/all"] == pytest.approx(1 / 3)
+    assert covered["end/warm_word"] == covered["end/cold_word"] == pytest.approx(1 / 3)
+
+
+def test_a_ric_that_learned_its_tags_reads_them_and_the_base_model_does_not(script, tmp_path):
+    """On the known-answer pair, RiC with four supervised steps a round separates its ends
+    (tests/test_known_answers.py). Its rewards are 0 or 1, so its pool's tags are the ends'
+    tags themselves, and the replies the base model sampled are ranked by the ends' tags as
+    their rewards say, within prompts too, where the base model wearing the same tags does not
+    rank them. (The contrast 0.9 vs 0.2 is a value its pool never has: not asserted.)"""
+    config = {
+        "method": "ric",
+        "objectives": list(ka.KNOWN_OBJECTIVES),
+        "prompt_set": ka.PROMPT_SET,
+        "max_new_tokens": 1,
+        "batch_prompts": 8,
+        "k_samples": 4,
+        "lr": 1e-3,
+        "steps": 10,
+        "eval_prompts": 4,
+        "n_preferences": 2,
+        "eval_every": 0,
+        "checkpoint_every": 1000,
+        "device": "cpu",
+        "threads": 1,
+        "options": {"sft_updates": 4},
+    }
+    run = tmp_path / "ric"
+    run.mkdir()
+    checked = RunConfig.from_dict(config)
+    (run / "config.json").write_text(json.dumps(checked.to_dict()))
+    METHODS["ric"].train(checked, run)
+    _, _, norm = script.load_pool(run)
+    covered = script.coverage(norm, checked.objectives)
+    assert covered["end/warm_word"] > 0.2 and covered["end/cold_word"] > 0.2, covered
+    read = script.reading(run, probe=64)
+    policy, base = read["policy/ends"], read["base/ends"]
+    assert policy["corr_within_prompt"] > 0.5 > base["corr_within_prompt"] + 0.2, read
+    assert policy["mean_abs_gap_nats"] > 10 * base["mean_abs_gap_nats"], read
+    out = tmp_path / "out.json"
+    assert script.main([str(run), "--probe", "32", "--out", str(out)]) == 0
+    saved = json.loads(out.read_text())
+    assert saved["coverage"]["kept"] > 0 and "policy/contrast" in saved["reading"]
+    with pytest.raises(SystemExit):
+        script.main([str(run), "--probe", "100000"])
