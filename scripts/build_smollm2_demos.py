@@ -129,6 +129,8 @@ AGGREGATIONS: dict[str, dict] = {
     # 20261206-143006-74ec5345) it spread the front without sharpening (held-out HV 0.5640, EU
     # 0.6372, KL 0.006-0.020 nats/token), but its lattice's ends were 1.8 standard errors apart
     # on formality and 2 of 176 replies failed the fluency guard: not shipped (docs/findings.md).
+    # With common random numbers in the search (run 20261206-233510-25be8f25) the readability
+    # end drew a = (0.5, 0.75) and the lattice's ends were 0.6 standard errors apart.
     # The word-list guard's penalty is priced in every search (under the lexical guard alone it
     # picked a mixture that wrote made-up words at w_formality 0.6).
     "emorl": {
