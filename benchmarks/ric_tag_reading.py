@@ -11,8 +11,8 @@ at inference for tags it never saw in training. This tells the two apart, from t
 checkpoint (its pool of scored replies) and adapter:
 
 1. **Coverage**: the training pool as RiC trains on it (the replies rejection sampling keeps,
-   relabelled by the rule the run recorded: runs without one rescaled to the pool's minimum and
-   maximum), and how often its tags look like the ones inference
+   relabelled by each rule of :func:`morl_core.methods.ric.relabel`; the run's own is the one it
+   recorded, min-max for runs without one), and how often its tags look like the ones inference
    writes: an objective without a tag stands for 1.0, the pool's best, so the middle of the
    front (every target at 1.0) writes no tag at all and each end writes one.
 2. **Reading**: for ``--probe`` replies the base model sampled (the offline rounds' pool), the
@@ -169,12 +169,15 @@ def main(argv: list[str] | None = None) -> int:
     set_threads(1)
     objectives = tuple(read_json(args.run_dir / "config.json")["objectives"])
     rule = (read_json(args.run_dir / "artifact.json") or {}).get("relabel", "minmax")
-    covered = {"relabel": rule, **coverage(load_pool(args.run_dir)[2], objectives, rule)}
+    norm = load_pool(args.run_dir)[2]
+    covered = {r: coverage(norm, objectives, r) for r in ric.RELABEL_RULES}
     read = reading(args.run_dir, args.probe)
-    print(f"run {args.run_dir}: {covered['kept']} kept replies in the pool, tags by {rule}")
-    for key, share in covered.items():
-        if key not in ("kept", "relabel"):
-            print(f"  {key:32s} {share:6.1%}")
+    kept = covered[rule]["kept"]
+    print(f"run {args.run_dir}: {kept} kept replies in the pool; it was trained on {rule} tags")
+    print(f"  {'share of them':32s} " + " ".join(f"{r:>10s}" for r in covered))
+    for key in covered[rule]:
+        if key != "kept":
+            print(f"  {key:32s} " + " ".join(f"{c[key]:10.1%}" for c in covered.values()))
     print(f"{'tags (A vs B)':16s} {'who':7s} {'corr':>7s} {'within':>7s} {'|gap| nats':>10s}")
     for key, r in read.items():
         who, name = key.split("/")
@@ -183,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['mean_abs_gap_nats']:10.3f}"
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    result = {"run": str(args.run_dir), "coverage": covered, "reading": read}
+    result = {"run": str(args.run_dir), "relabel": rule, "coverage": covered, "reading": read}
     write_json_atomic(args.out, json.loads(json.dumps(result)))
     print(f"saved {args.out}")
     return 0

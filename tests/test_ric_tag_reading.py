@@ -76,6 +76,7 @@ def test_a_ric_that_learned_its_tags_reads_them_and_the_base_model_does_not(scri
     out = tmp_path / "out.json"
     assert script.main([str(run), "--probe", "32", "--out", str(out)]) == 0
     saved = json.loads(out.read_text())
-    assert saved["coverage"]["kept"] > 0 and "policy/contrast" in saved["reading"]
+    assert saved["relabel"] == "quantiles" and "policy/contrast" in saved["reading"]
+    assert saved["coverage"]["quantiles"]["kept"] == saved["coverage"]["minmax"]["kept"] > 0
     with pytest.raises(SystemExit):
         script.main([str(run), "--probe", "100000"])

@@ -21,7 +21,7 @@ is written. Artifacts without a ``tags`` field (older runs) are served with ever
 *Differs from the paper: tags rescale between the pool's 10th and 90th percentiles.* The ends of
 the front ask for one objective at its best and another at 0.0. Rescaled from the pool's minimum
 to its maximum (the paper's r_min and r_max), continuous rewards almost never give a sample those
-tags: of SmolLM2's kept formality/readability pool, 0.6 % and 0.0 % carried the two ends' tags
+tags: of SmolLM2's kept formality/readability pool, 0.2 % and 0.1 % carried the two ends' tags
 (a pool minimum is an outlier, such as a reply of emoji), and the run never learned to read
 them; from the 10th to the 90th percentile, clipped, 12 % and 8 % do (measured by
 ``benchmarks/ric_tag_reading.py``). On 0/1 rewards the two rules agree (the ends' tags are most
