@@ -164,7 +164,9 @@ AGGREGATIONS: dict[str, dict] = {
 # 20261206-202251-24513026: 0.36 nats/token from the base, online slope -0.005, its lattice's
 # ends the wrong way round). Its pool never had the ends' tags (min-max labels; 0.2 % and 0.1 %
 # of its kept replies, benchmarks/ric_tag_reading.py); RiC now labels between the pool's 10th
-# and 90th percentiles (12 % and 8 % of the same pool) and is retrained with that.
+# and 90th percentiles (11.7 % and 8.1 % of the same pool). Retrained with that (run
+# 20261206-234616-00f09337) its pool had the ends' tags but it still did not read them (+0.15
+# within a prompt, the base model +0.12): RiC has no SmolLM2 demo yet.
 QV = {"lora_target_modules": "q_proj,v_proj"}
 SINGLE: dict[str, dict] = {
     "ric": {**QV, "options": {"sft_updates": 4}},
