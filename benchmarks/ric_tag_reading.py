@@ -164,10 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 2 <= args.probe <= 4096:
         parser.error(f"--probe must be an integer in [2, 4096], got {args.probe}")
+    config = read_json(args.run_dir / "config.json") or {}
+    if config.get("method") != "ric":
+        parser.error(f"{args.run_dir} is not a RiC run folder (its config.json names no RiC run)")
     from morl_core.policy import set_threads
 
     set_threads(1)
-    objectives = tuple(read_json(args.run_dir / "config.json")["objectives"])
+    objectives = tuple(config["objectives"])
     rule = (read_json(args.run_dir / "artifact.json") or {}).get("relabel", "minmax")
     norm = load_pool(args.run_dir)[2]
     covered = {r: coverage(norm, objectives, r) for r in ric.RELABEL_RULES}

@@ -80,3 +80,5 @@ def test_a_ric_that_learned_its_tags_reads_them_and_the_base_model_does_not(scri
     assert saved["coverage"]["quantiles"]["kept"] == saved["coverage"]["minmax"]["kept"] > 0
     with pytest.raises(SystemExit):
         script.main([str(run), "--probe", "100000"])
+    with pytest.raises(SystemExit):  # no run folder: a message, not a traceback
+        script.main([str(tmp_path / "nowhere")])
