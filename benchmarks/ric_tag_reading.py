@@ -31,6 +31,7 @@ Prints a table and saves the figures to ``--out`` (default
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -113,13 +114,14 @@ def correlations(gap: np.ndarray, diff: np.ndarray, groups: np.ndarray) -> dict[
     }
 
 
-def reading(run_dir: Path, probe: int, seed: int = 0) -> dict[str, dict[str, float]]:
-    """The reading measurements (see the module doc), for the policy and the base model."""
+def reading(run_dir: Path, probe: int, seed: int = 0, pool=None) -> dict[str, dict[str, float]]:
+    """The reading measurements (see the module doc), for the policy and the base model;
+    ``pool``: the run's :func:`load_pool` when the caller has it already."""
     steerable = ric.load(run_dir, device="cpu")
     policy, objectives = steerable.policy, steerable.objectives
     policy.prefix = ""
     config = read_json(run_dir / "config.json")
-    pool_prompt, pool_ids, norm = load_pool(run_dir)
+    pool_prompt, pool_ids, norm = pool or load_pool(run_dir)
     offline = ric.offline_steps(SimpleNamespace(steps=config["steps"]))
     base_rows = offline * config["batch_prompts"] * config["k_samples"]
     rows = [i for i in range(min(base_rows, len(pool_ids))) if pool_ids[i]]
@@ -143,11 +145,8 @@ def reading(run_dir: Path, probe: int, seed: int = 0) -> dict[str, dict[str, flo
     out = {}
     for who in ("policy", "base"):
         for name, (a, b) in tags.items():
-            if who == "base":
-                with policy.model.disable_adapter():
-                    gap = reply_logprobs(policy, asked, replies, a)
-                    gap -= reply_logprobs(policy, asked, replies, b)
-            else:
+            off = policy.model.disable_adapter() if who == "base" else contextlib.nullcontext()
+            with off:
                 gap = reply_logprobs(policy, asked, replies, a)
                 gap -= reply_logprobs(policy, asked, replies, b)
             out[f"{who}/{name}"] = {"a": a, "b": b, **correlations(gap, diff, groups)}
@@ -172,9 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     set_threads(1)
     objectives = tuple(config["objectives"])
     rule = (read_json(args.run_dir / "artifact.json") or {}).get("relabel", "minmax")
-    norm = load_pool(args.run_dir)[2]
-    covered = {r: coverage(norm, objectives, r) for r in ric.RELABEL_RULES}
-    read = reading(args.run_dir, args.probe)
+    pool = load_pool(args.run_dir)
+    covered = {r: coverage(pool[2], objectives, r) for r in ric.RELABEL_RULES}
+    read = reading(args.run_dir, args.probe, pool=pool)
     kept = covered[rule]["kept"]
     print(f"run {args.run_dir}: {kept} kept replies in the pool; it was trained on {rule} tags")
     print(f"  {'share of them':32s} " + " ".join(f"{r:>10s}" for r in covered))

@@ -1,24 +1,19 @@
 """scripts/build_smollm2_demos.py: the brevity expert retrained alone, the other experts reused."""
 
-import importlib.util
 import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from script_support import load_script
 
 from morl_core.config import RunConfig
 from morl_core.jobs.records import RunState
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "build_smollm2_demos.py"
-
 
 @pytest.fixture(scope="module")
 def build():
-    spec = importlib.util.spec_from_file_location("build_smollm2_demos", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/build_smollm2_demos.py")
 
 
 def executor(states: dict[str, RunState], root: Path):

@@ -1,25 +1,19 @@
 """benchmarks/emorl_search_cost.py: the stand-in search's candidate counts track the published
 EMORL records' and grow with the number of objectives."""
 
-import importlib.util
 import statistics
-from pathlib import Path
 
 import pytest
+from script_support import load_script
 
 from morl_core.bench.suites import load_suite
 from morl_core.config import METHOD_OPTIONS
 from morl_core.evaluation import preference_grid
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "emorl_search_cost.py"
-
 
 @pytest.fixture(scope="module")
 def cost():
-    spec = importlib.util.spec_from_file_location("emorl_search_cost", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/emorl_search_cost.py")
 
 
 def counted(cost, name: str) -> int:

@@ -19,6 +19,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from known_support import BETA, KNOWN
 
 from morl_core import known_answers as ka
 from morl_core import objectives as objective_registry
@@ -30,22 +31,6 @@ from morl_core.rl.trainer import RLTrainer
 
 set_threads(1)
 
-BETA = 0.3
-KNOWN = {
-    "objectives": list(ka.KNOWN_OBJECTIVES),
-    "prompt_set": ka.PROMPT_SET,
-    "max_new_tokens": 1,
-    "batch_prompts": 8,
-    "k_samples": 4,
-    "kl_coef": BETA,
-    "lr": 2e-3,
-    "eval_prompts": 4,
-    "n_preferences": 2,
-    "eval_every": 0,
-    "checkpoint_every": 1000,
-    "device": "cpu",
-    "threads": 1,
-}
 EXTREMES = [(1.0, 0.0), (0.0, 1.0)]
 
 

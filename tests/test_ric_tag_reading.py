@@ -1,28 +1,23 @@
 """benchmarks/ric_tag_reading.py: whether a RiC run reads its tags, and whether its pool has the
 tags inference writes."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from known_support import KNOWN
+from script_support import load_script
 
-from morl_core import known_answers as ka
 from morl_core.config import RunConfig
 from morl_core.methods import METHODS
 from morl_core.policy import set_threads
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ric_tag_reading.py"
 set_threads(1)
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("ric_tag_reading", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/ric_tag_reading.py")
 
 
 def test_coverage_counts_the_tags_inference_writes(script):
@@ -44,23 +39,8 @@ def test_a_ric_that_learned_its_tags_reads_them_and_the_base_model_does_not(scri
     tags themselves, and the replies the base model sampled are ranked by the ends' tags as
     their rewards say, within prompts too, where the base model wearing the same tags does not
     rank them. (The contrast 0.9 vs 0.2 is a value its pool never has: not asserted.)"""
-    config = {
-        "method": "ric",
-        "objectives": list(ka.KNOWN_OBJECTIVES),
-        "prompt_set": ka.PROMPT_SET,
-        "max_new_tokens": 1,
-        "batch_prompts": 8,
-        "k_samples": 4,
-        "lr": 1e-3,
-        "steps": 10,
-        "eval_prompts": 4,
-        "n_preferences": 2,
-        "eval_every": 0,
-        "checkpoint_every": 1000,
-        "device": "cpu",
-        "threads": 1,
-        "options": {"sft_updates": 4},
-    }
+    config = {**KNOWN, "method": "ric", "lr": 1e-3, "steps": 10}
+    config["options"] = {"sft_updates": 4}
     run = tmp_path / "ric"
     run.mkdir()
     checked = RunConfig.from_dict(config)

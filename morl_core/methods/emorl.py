@@ -36,8 +36,8 @@ the temperature; unregularised, on a small model it found high-temperature word 
 scorer (3.3 nats/token from the base), which the KL term prices in.
 
 The search runs after training for every preference of the evaluation grid (candidate scores cached
-across preferences, one candidate decoded at a time); a preference off the grid gets inverse-distance (Shepard)
-interpolated coefficients, so steering costs one decode. The search counts as training: its scored
+across preferences, one candidate decoded at a time); a preference off the grid gets
+inverse-distance (Shepard) interpolated coefficients, so steering costs one decode. The search counts as training: its scored
 completions (candidates x prompts x replies) add to the run's ``samples`` (the KL's base passes
 score the same completions and add nothing) and go into the artifact (``search``, with its
 objective) and metrics (``search/*``); its wall-clock seconds go to ``search_timing.json`` so the
@@ -263,15 +263,12 @@ def search_table(
             data = {"settings": settings, "seconds": elapsed, "rows": rows}
             write_json_atomic(saved, data, fsync=False)
 
-    def scored(new: list[tuple[float, ...]], texts: list[str], kl: np.ndarray | None) -> None:
-        """Score the replies of candidates ``new`` (candidate-major), cache and save them."""
-        asked = [q for _ in new for q in repeated]
-        rewards = objective_registry.score(list(config.objectives), asked, texts)  # (R, K)
-        means = rewards.reshape(len(new), len(repeated), k).mean(1)  # (n_new, K)
-        kls = np.zeros(len(new)) if kl is None else kl.reshape(len(new), -1).mean(1)
-        fluent = guarded_fluency(texts, config.fluency_guard).reshape(len(new), -1).mean(1)
-        found = zip(means, kls.tolist(), fluent.tolist(), strict=True)
-        cache.update(zip(new, found, strict=True))
+    def scored(a: tuple[float, ...], texts: list[str], kl: np.ndarray | None) -> None:
+        """Score candidate ``a``'s replies (one per row of ``repeated``), cache and save it."""
+        rewards = objective_registry.score(list(config.objectives), repeated, texts)  # (R, K)
+        mean_kl = 0.0 if kl is None else float(kl.mean())
+        fluent = float(guarded_fluency(texts, config.fluency_guard).mean())
+        cache[a] = (rewards.mean(0), mean_kl, fluent)
         save()
 
     def measured(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -282,7 +279,7 @@ def search_table(
                 continue
             check_stop()  # a cancelled or preempted run stops here; it resumes from `saved`
             rows = np.tile(p, (len(repeated), 1))
-            scored([p], *sample_replies(steerable, repeated, rows, decoding, with_kl))
+            scored(p, *sample_replies(steerable, repeated, rows, decoding, with_kl))
         found = [cache[p] for p in map(tuple, points)]
         rewards, kls, fluent = zip(*found, strict=True)
         return np.stack(rewards), np.asarray(kls), np.asarray(fluent)
