@@ -178,6 +178,13 @@ SINGLE: dict[str, dict] = {
     "dynaopt": QV,
     "morlhf": {"n_preferences": 3, "lora_target_modules": "all-linear", "steps": 100},
 }
+# On the triple every expert had to be retrained at beta 0.05 under the word-list guard before
+# its end could be told apart (GUARDED -> TERSE -> LUCID -> FORMAL, below); MORLHF's policies,
+# trained as the experts were, are trained as those were.
+TRIPLE_SINGLE = {
+    **SINGLE,
+    "morlhf": {**SINGLE["morlhf"], "kl_coef": 0.05, "fluency_guard": "wordlist"},
+}
 
 
 def demo(method: str, objectives: list[str], spec: dict, pool: str | None = None) -> dict:
@@ -249,7 +256,7 @@ DEMOS: dict[str, dict] = {
     FORMAL: retrained("formality", LUCID),
     **{name_of(m, TRIPLE): demo(m, TRIPLE, spec, FORMAL) for m, spec in AGGREGATIONS.items()},
     name_of("soups", FOUR): demo("soups", FOUR, {}, FORMAL),  # the four experts, shipped
-    **{name_of(m, TRIPLE): demo(m, TRIPLE, spec) for m, spec in SINGLE.items()},
+    **{name_of(m, TRIPLE): demo(m, TRIPLE, spec) for m, spec in TRIPLE_SINGLE.items()},
 }
 POOLS = {EXPERTS, GUARDED, TERSE, LUCID, FORMAL}  # expert pools are not shipped
 # ...but their experts ship inside the soups (fp16 copies): a pool missing from the store is

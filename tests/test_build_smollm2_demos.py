@@ -201,6 +201,10 @@ def test_demos_are_submitted_in_order_so_the_queue_trains_the_pool_first(
     morlhf_pair = submitted[7]
     assert (morlhf_pair["n_preferences"], morlhf_pair["steps"]) == (3, 100)
     assert morlhf_pair["lora_target_modules"] == "all-linear"
+    # ...and on the triple at the experts' beta 0.05 under the word-list guard, as FORMAL's were
+    morlhf_triple = submitted[-1]
+    assert (morlhf_triple["kl_coef"], morlhf_triple["fluency_guard"]) == (0.05, "wordlist")
+    assert (morlhf_pair["kl_coef"], morlhf_pair.get("fluency_guard")) != (0.05, "wordlist")
 
 
 def test_an_export_cut_before_its_lattice_is_finished_not_redone(build, tmp_path, monkeypatch):
