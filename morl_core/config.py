@@ -380,6 +380,7 @@ dynaopt | window | int | 2 | [1, {MAX_STEPS}] | steps between bandit updates
 emorl | search_rounds | int | 5 | [1, 20] | hierarchical grid search rounds (each halves the box)
 emorl | search_prompts | int | 8 | [1, 1024] | training prompts scored per candidate in the search
 emorl | search_replies | int | 16 | [1, 64] | replies sampled per search prompt for each candidate
+emorl | search_guard | float | 0 | [0, 10] | keep a = w unless beaten by this many paired SEs
 ric | sft_updates | int | 1 | [1, 16] | supervised steps per round on the pool (the paper trains epochs)
 panacea | preference_concentration | float | 1 | [0.05, 100] | training preferences ~ Dirichlet(it)
 metapolicy | meta_steps | int | 0 | [0, {MAX_STEPS}] | RL steps of the upper level (0 = the run's steps)

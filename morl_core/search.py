@@ -30,6 +30,7 @@ class SearchResult:
     value: float
     evaluations: int  # distinct points evaluated (rows passed to f)
     boxes: list[tuple[list[float], list[float]]] = field(default_factory=list)  # (low, high)/round
+    points: list[tuple[float, ...]] = field(default_factory=list)  # every point evaluated
 
 
 def hierarchical_grid_search(
@@ -87,4 +88,6 @@ def hierarchical_grid_search(
         half = (hi - lo) / 2
         lo, hi = lo + chosen * half, lo + (chosen + 1) * half
     best_key = max(cache, key=cache.get)
-    return SearchResult(np.asarray(best_key), float(cache[best_key]), len(cache), boxes)
+    return SearchResult(
+        np.asarray(best_key), float(cache[best_key]), len(cache), boxes, list(cache)
+    )

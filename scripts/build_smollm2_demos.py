@@ -131,11 +131,15 @@ AGGREGATIONS: dict[str, dict] = {
     # on formality and 2 of 176 replies failed the fluency guard: not shipped (docs/findings.md).
     # With common random numbers in the search (run 20261206-233510-25be8f25) the readability
     # end drew a = (0.5, 0.75) and the lattice's ends were 0.6 standard errors apart.
+    # On its search's replies that end (0.583) beat the readability expert alone (0.581) by far
+    # less than the noise: the grid's maximum over noisy means is a lucky draw. So the search
+    # keeps a = w (the mixture the soup serves) unless its best candidate beats it by 2
+    # standard errors of their paired difference (search_guard).
     # The word-list guard's penalty is priced in every search (under the lexical guard alone it
     # picked a mixture that wrote made-up words at w_formality 0.6).
     "emorl": {
         "fluency_guard": "wordlist",
-        "options": {"search_objective": "reward", "mix_at": "pre_norm"},
+        "options": {"search_objective": "reward", "mix_at": "pre_norm", "search_guard": 2.0},
     },
 }
 # RiC's and DynaOpt's adapters wrap q_proj and v_proj only (about 1 MB each in fp16, where the

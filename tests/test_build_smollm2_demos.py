@@ -129,8 +129,10 @@ def test_every_family_has_a_demo_on_a_two_and_a_three_objective_set(build, tmp_p
                     assert checked.lora_target_modules == "q_proj,v_proj", name
                 if checked.method == "ric":  # one supervised step per round did not steer
                     assert checked.options["sft_updates"] == 4, name
-                if checked.method == "emorl":  # mixes before the norm, searched as the paper
+                if checked.method == "emorl":  # mixes before the norm, the paper's search
+                    # that keeps a = w unless beaten by 2 standard errors
                     expected = {"search_objective": "reward", "mix_at": "pre_norm"}
+                    expected["search_guard"] = 2.0
                     found = {k: v for k, v in checked.options.items() if k != "experts_from"}
                     assert found == expected, name
                 if checked.method == "morlhf":  # trained as the experts were, 3 policies

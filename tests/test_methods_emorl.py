@@ -639,3 +639,49 @@ def test_more_search_replies_stop_the_search_chasing_a_lucky_draw(optimal_expert
         ]
     assert errors[1][2] > 0.3, (chosen, errors)  # the lucky draw: a hard seed for one reply
     assert max(errors[4]) < 0.06, (chosen, errors)
+
+
+def test_a_guarded_search_keeps_a_equals_w_against_a_lucky_draw(optimal_experts, monkeypatch):
+    """On the draw where one reply per prompt misleads the search (seed 2: at w = (0, 1) it
+    picks a = (0.5, 0.5), rates 0.5 off pi*_w), a search that keeps a = w unless the best
+    beats it by 2 paired standard errors finds the known answer at every preference with the
+    same single reply, and records why it kept a = w."""
+    policy, rewards, ref, prompts = optimal_experts
+    monkeypatch.setattr(emorl_module, "SEARCH_SEED", 2)
+    config = RunConfig.from_dict({**BASE, "method": "emorl", "kl_coef": BETA})
+    emorl = Emorl(policy, ka.KNOWN_OBJECTIVES, NAMES)
+    preferences = np.asarray([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
+    table, cost = search_table(emorl, config, preferences, prompts, 1, replies=1, guard=2.0)
+    errors = [
+        ka.compare(emorl_logprobs(emorl, row["coefficients"], prompts), ref, rewards, w, BETA)
+        for row, w in zip(table, preferences, strict=True)
+    ]
+    assert max(e.rate_error for e in errors) < 0.06, [row["coefficients"] for row in table]
+    lucky = table[2]
+    assert lucky["kept_w"] and lucky["coefficients"] == [0.0, 1.0]
+    assert 0 < lucky["gain_over_w"] <= 2.0 * lucky["gain_se"]
+    assert cost["guard"] == 2.0
+
+
+def test_a_guarded_search_still_takes_a_real_gain(experts):
+    """Disjoint experts: one expert alone beats their mixture at a = w = (0.5, 0.5) by far more
+    than the noise on 4 replies per prompt (about 2.7 standard errors), so the guard lets the
+    search leave a = w."""
+    policy, rewards, _ = experts
+    config = RunConfig.from_dict({**BASE, "method": "emorl"})
+    prompts, _ = search_prompts(config, 8)
+    emorl = Emorl(policy, ka.KNOWN_OBJECTIVES, NAMES)
+    w = np.asarray([0.5, 0.5])
+    table, _ = search_table(emorl, config, w[None], prompts, 1, "reward", replies=4, guard=2.0)
+    row = table[0]
+    assert not row["kept_w"] and row["gain_over_w"] > 2.0 * row["gain_se"] > 0
+    held_out = load_prompts(ka.PROMPT_SET, "eval")
+    found = exact_value(emorl, row["coefficients"], w, rewards, held_out)
+    assert found > exact_value(emorl, w, w, rewards, held_out) + 0.05
+
+
+@pytest.mark.parametrize("bad", [-1.0, 10.5, "2", None])
+def test_search_guard_is_validated_by_name(bad):
+    with pytest.raises(ConfigError) as refused:
+        RunConfig.from_dict({**BASE, "method": "emorl", "options": {"search_guard": bad}})
+    assert "must be a number in [0, 10]" in refused.value.errors["options.search_guard"]

@@ -33,7 +33,10 @@ known-answer problem in ``tests/test_methods_emorl.py``). Found by hierarchical 
 records whether S overlaps the evaluated prompts), with ``search_replies`` sampled replies per
 prompt and candidate (the mean above). a is not normalised, so at ``"final"`` the search also picks
 the temperature; unregularised, on a small model it found high-temperature word salad that games a
-scorer (3.3 nats/token from the base), which the KL term prices in.
+scorer (3.3 nats/token from the base), which the KL term prices in. Option ``search_guard`` (a
+number of standard errors; 0, the paper's search, by default) keeps a = w unless the best
+candidate beats it by that many standard errors of their paired per-reply difference: the
+maximum of a grid of noisy means is biased upwards (the winner's curse).
 
 The search runs after training for every preference of the evaluation grid (candidate scores cached
 across preferences, one candidate decoded at a time); a preference off the grid gets
@@ -183,6 +186,7 @@ def search_table(
     objective: str = "reward_kl",
     replies: int | None = None,
     saved: Path | None = None,
+    guard: float = 0.0,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Hierarchical grid search of a*(w) for each preference; returns the table and its cost.
 
@@ -211,8 +215,17 @@ def search_table(
     reply is a scored sample, so the search's cost grows in proportion. Each table row records
     the chosen candidate's mean objective vector and, when measured, its mean KL_seq.
 
+    ``guard`` (option ``search_guard``; 0: off, the paper's search) keeps a = w, the mixture
+    soups and MOD serve, unless the best candidate beats it by ``guard`` standard errors of the
+    paired per-reply difference of their scores (the replies are coupled, so the pair is tight):
+    a grid's maximum over noisy means is biased upwards, and on SmolLM2's pair the paper's
+    search served the readability end with a = (0.5, 0.75) because it scored 0.002 above the
+    readability expert alone (0.583 vs 0.581 on 128 replies), which made the ends of its front
+    hard to tell apart. a = w is scored (and counted) like any candidate; the table records the
+    best's gain over it, the gain's standard error and whether a = w was kept.
+
     ``saved`` (a JSON file): every scored candidate is written there as soon as it is scored
-    (one candidate at a time), with the search's settings
+    (one candidate at a time, each reply's scores), with the search's settings
     and its seconds so far. A search cut short and called again with the same settings scores
     only the candidates missing; as a candidate's replies do not depend on what was scored
     before it, the table and cost come out as an uninterrupted search's (seconds included, up
@@ -227,6 +240,9 @@ def search_table(
     problem = options["search_replies"].error(replies)
     if problem:
         raise ValueError(f"replies (option search_replies) {problem}")
+    problem = options["search_guard"].error(guard)
+    if problem:
+        raise ValueError(f"guard (option search_guard) {problem}")
     with_kl = objective == "reward_kl"
     beta = config.kl_coef if with_kl else 0.0
     decoding = {key: getattr(config, key) for key in EVAL_DECODING} if with_kl else EVAL_DECODING
@@ -245,17 +261,18 @@ def search_table(
                 replies=replies,
                 seed=SEARCH_SEED,
                 rows=SEARCH_ROWS,  # one seed per batch of rows
+                scores="per reply",  # files of mean scores (before the guard) are not resumed
             )
         )
     )
-    # a -> (mean r (K,), mean KL, share of replies the fluency guard passes)
+    # a -> each reply's (r (R, K), KL_seq (R,), fluency guard's gate (R,))
     cache, seconds_before = load_candidates(saved, settings)
     start = time.perf_counter() - seconds_before
 
     def save() -> None:
         if saved is not None:
             rows = [
-                {"a": list(a), "rewards": r.tolist(), "kl": kl, "fluent": fluent}
+                {"a": list(a), "rewards": r.tolist(), "kl": kl.tolist(), "fluent": fluent.tolist()}
                 for a, (r, kl, fluent) in cache.items()
             ]
             elapsed = time.perf_counter() - start
@@ -266,9 +283,9 @@ def search_table(
     def scored(a: tuple[float, ...], texts: list[str], kl: np.ndarray | None) -> None:
         """Score candidate ``a``'s replies (one per row of ``repeated``), cache and save it."""
         rewards = objective_registry.score(list(config.objectives), repeated, texts)  # (R, K)
-        mean_kl = 0.0 if kl is None else float(kl.mean())
-        fluent = float(guarded_fluency(texts, config.fluency_guard).mean())
-        cache[a] = (rewards.mean(0), mean_kl, fluent)
+        kl = np.zeros(len(texts)) if kl is None else np.asarray(kl, dtype=float)
+        fluent = np.asarray(guarded_fluency(texts, config.fluency_guard), dtype=float)
+        cache[a] = (np.asarray(rewards, dtype=float), kl, fluent)
         save()
 
     def measured(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -280,22 +297,41 @@ def search_table(
             check_stop()  # a cancelled or preempted run stops here; it resumes from `saved`
             rows = np.tile(p, (len(repeated), 1))
             scored(p, *sample_replies(steerable, repeated, rows, decoding, with_kl))
-        found = [cache[p] for p in map(tuple, points)]
+        found = [means(p) for p in map(tuple, points)]
         rewards, kls, fluent = zip(*found, strict=True)
         return np.stack(rewards), np.asarray(kls), np.asarray(fluent)
+
+    def means(a: tuple[float, ...]) -> tuple[np.ndarray, float, float]:
+        rewards, kl, fluent = cache[a]
+        return rewards.mean(0), float(kl.mean()), float(fluent.mean())
 
     def score(points: np.ndarray, w: np.ndarray) -> np.ndarray:  # (n, K) -> (n,)
         rewards, kl, fluent = measured(points)
         # the mean over the replies of w . r - penalty (1 - fluency) - beta KL_seq
         return rewards @ w - config.fluency_penalty * (1.0 - fluent) - beta * kl
 
+    def per_reply(a: tuple[float, ...], w: np.ndarray) -> np.ndarray:  # (R,) scores of a
+        rewards, kl, fluent = cache[a]
+        return rewards @ w - config.fluency_penalty * (1.0 - fluent) - beta * kl
+
     table, requested = [], 0
     for w in preferences:
         result = hierarchical_grid_search(lambda pts, w=w: score(pts, w), k, rounds=rounds)
         requested += result.evaluations
-        rewards, kl, fluent = cache[tuple(result.best)]
-        row = dict(preference=w.tolist(), coefficients=result.best.tolist(), value=result.value)
-        row |= {"objectives": rewards.tolist(), "fluency": fluent}
+        best, value, guarded = tuple(result.best.tolist()), result.value, {}
+        if guard > 0:
+            at_w = tuple(np.round(np.asarray(w, dtype=float), 9).tolist())
+            value_at_w = float(score(np.asarray([at_w]), w)[0])  # scored if the grid missed it
+            requested += at_w not in result.points
+            gain = per_reply(best, w) - per_reply(at_w, w)  # paired: the same rows
+            se = float(gain.std(ddof=1) / np.sqrt(gain.size)) if gain.size > 1 else np.inf
+            kept = not gain.mean() > guard * se
+            guarded = {"gain_over_w": float(gain.mean()), "gain_se": se, "kept_w": kept}
+            if kept:
+                best, value = at_w, value_at_w
+        rewards, kl, fluent = means(best)
+        row = dict(preference=w.tolist(), coefficients=list(best), value=value)
+        row |= {"objectives": rewards.tolist(), "fluency": fluent, **guarded}
         table.append({**row, **({"kl": kl} if with_kl else {})})
     cost = {
         "objective": objective,
@@ -310,6 +346,7 @@ def search_table(
         "prompts": len(prompts),
         "replies": replies,  # per prompt and candidate
         "rounds": rounds,
+        "guard": guard,  # standard errors the best must beat a = w by (0: the best is taken)
     }
     return table, cost
 
@@ -317,9 +354,9 @@ def search_table(
 def load_candidates(
     saved: Path | None, settings: dict[str, Any]
 ) -> tuple[dict[tuple[float, ...], tuple[np.ndarray, float, float]], float]:
-    """The candidates a search with ``settings`` already scored into ``saved`` (a -> (mean r,
-    mean KL, fluent share)) and its seconds so far; nothing from a missing or unreadable file,
-    or one written under other settings."""
+    """The candidates a search with ``settings`` already scored into ``saved`` (a -> each
+    reply's (r, KL_seq, fluency gate)) and its seconds so far; nothing from a missing or
+    unreadable file, or one written under other settings."""
     try:
         data = read_json(saved) if saved is not None else None
     except (OSError, ValueError):  # unreadable: score every candidate again
@@ -330,8 +367,8 @@ def load_candidates(
         cache = {
             tuple(float(x) for x in row["a"]): (
                 np.asarray(row["rewards"], dtype=float),
-                float(row["kl"]),
-                float(row["fluent"]),
+                np.asarray(row["kl"], dtype=float),
+                np.asarray(row["fluent"], dtype=float),
             )
             for row in data["rows"]
         }
@@ -355,6 +392,7 @@ def train(config: RunConfig, run_dir: Path, callback: TrainCallback) -> None:
     mix_at = spec.option(config.options, "mix_at")
     objective = spec.option(config.options, "search_objective")
     replies = spec.option(config.options, "search_replies")
+    guard = spec.option(config.options, "search_guard")
     policy = open_policy(config)
     names = expert_names(config.objectives)
     prompts, overlap = search_prompts(config, n_prompts)
@@ -374,6 +412,7 @@ def train(config: RunConfig, run_dir: Path, callback: TrainCallback) -> None:
             objective,
             replies,
             saved=Path(run_dir) / SEARCH_CANDIDATES,
+            guard=guard,
         )
         steerable.table = [
             (np.asarray(t["preference"]), np.asarray(t["coefficients"])) for t in table
