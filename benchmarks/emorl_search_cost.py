@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from morl_core.bench.suites import load_suite  # noqa: E402
-from morl_core.config import METHOD_OPTIONS  # noqa: E402
 from morl_core.evaluation import preference_grid  # noqa: E402
+from morl_core.options import METHOD_OPTIONS  # noqa: E402
 from morl_core.runfolder import write_json_atomic  # noqa: E402
 from morl_core.search import hierarchical_grid_search  # noqa: E402
 

@@ -36,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from morl_core import cli  # noqa: E402
-from morl_core.config import CHOICES, FLOAT_RANGES, MAX_OBJECTIVES, int_ranges  # noqa: E402
+from morl_core.checks import MAX_OBJECTIVES  # noqa: E402
+from morl_core.config import CHOICES, FLOAT_RANGES, int_ranges  # noqa: E402
 from morl_core.methods import METHODS  # noqa: E402
 from morl_core.objectives import OBJECTIVES  # noqa: E402
 

@@ -5,33 +5,46 @@ Everything derives from :class:`RunConfig`: the Train form, the CLI options, a r
 *every* bad field at once in a :class:`ConfigError`. Types are checked before any comparison
 (``null``, ``true`` as a count, NaN, 10**30 are field errors), numbers against closed ranges.
 Paths (a prompt file, a model folder, ``path="run"`` options) are made absolute once, checked to
-exist and, from input, to lie under :func:`morl_core.jobs.paths.allowed_roots`.
+exist and, from input, to lie under :func:`morl_core.jobs.paths.allowed_roots`. The checks
+the fields share are in :mod:`morl_core.checks`, each method's options in
+:mod:`morl_core.options`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
-import json
-import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import KW_ONLY, dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-from huggingface_hub import try_to_load_from_cache
-
+from morl_core.checks import (
+    HUB_NAME,
+    INT64_MAX,
+    MAX_OBJECTIVES,
+    MAX_STEPS,
+    MAX_TEXT,
+    ConfigError,
+    host_threads,
+    is_integer,
+    is_number,
+    is_path_text,
+    model_context,
+    model_is_path,
+    path_problem,
+    resolve_path,
+    short_repr,
+)
 from morl_core.objectives import OBJECTIVES
 from morl_core.objectives.degeneration import GUARDS
 from morl_core.objectives.registry import base_name, objective_errors
 from morl_core.objectives.specs import split_specs
+from morl_core.options import METHOD_OPTIONS, option_errors, path_options, retrained
 from morl_core.policy.lora import LORA_ALL_LINEAR
-from morl_core.policy.model import EMBEDDED, _looks_like_path, embedded_model_path
-from morl_core.policy.registry import MODELS
-from morl_core.prompts import PROMPT_SUFFIXES, available, shipped_file
+from morl_core.policy.model import EMBEDDED
+from morl_core.prompts import available, shipped_file
 
 SCALARIZATIONS = ("linear", "logsum", "tchebycheff")
 ADVANTAGES = ("rloo", "kscst")
@@ -53,13 +66,6 @@ def default_steps(method: str) -> int:
 
 
 # --- bounds: every number has a range, checked before anything is allocated ---
-MAX_STEPS = 100_000
-INT64_MAX = 2**63 - 1  # seeds are stored in SQLite and handed to numpy/torch as int64
-MAX_OBJECTIVES = 8  # EMORL's grid search evaluates 3**K candidates per round
-MAX_TEXT = 4096  # characters of any text field (names, paths)
-HUB_CONTEXT = 4096  # context assumed for a hub model whose config is not cached; the worker checks
-DEFAULT_CONTEXT = 1024  # what Policy.max_length assumes when a config names no context
-MAX_MODEL_CONFIG_BYTES = 2**20
 INT_RANGES: dict[str, tuple[int, int]] = {
     "steps": (1, MAX_STEPS),
     "seed": (0, INT64_MAX),
@@ -93,43 +99,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,95}")  # one module name: q_proj, c_attn
 MAX_TARGET_MODULES = 64
-# Hugging Face repo ids: "name" or "org/name".
-HUB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
-
-
-class ConfigError(ValueError):
-    """Bad configuration. ``errors`` maps each bad field name to a message with allowed values."""
-
-    def __init__(self, errors: Mapping[str, str]):
-        self.errors = dict(errors)
-        lines = [f"  {name}: {msg}" for name, msg in self.errors.items()]
-        super().__init__("invalid run configuration:\n" + "\n".join(lines))
-
-
-def short_repr(value: Any, limit: int = 60) -> str:
-    """``repr(value)`` cut to ``limit`` characters: an error message stays one short line."""
-    try:
-        text = repr(value)
-    except ValueError:  # an int too long to print in decimal
-        text = f"<{type(value).__name__} too large to print>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def is_integer(value: Any) -> bool:
-    """An ``int`` that is not a ``bool`` (JSON ``true`` is no count)."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_number(value: Any) -> bool:
-    """A finite ``int`` or ``float`` that is not a ``bool`` (ints of any size are finite)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    return isinstance(value, int) or math.isfinite(value)
-
-
-def host_threads() -> int:
-    """The most torch threads a run may ask for: this host's CPU count."""
-    return os.cpu_count() or 1
 
 
 def int_ranges(model: Any = "embedded") -> dict[str, tuple[int, int]]:
@@ -142,101 +111,14 @@ def int_ranges(model: Any = "embedded") -> dict[str, tuple[int, int]]:
     }
 
 
-# --- the model's context, read from its config.json without loading weights ---
-def _context_from_config(path: Path) -> int:
-    try:
-        stat = path.stat()
-    except OSError:
-        return HUB_CONTEXT
-    return _context_cached(str(path), stat.st_mtime_ns, stat.st_size)
-
-
-@functools.lru_cache(maxsize=64)
-def _context_cached(path: str, _mtime: int, size: int) -> int:
-    if size > MAX_MODEL_CONFIG_BYTES:
-        return HUB_CONTEXT
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return HUB_CONTEXT
-    if not isinstance(data, dict):
-        return HUB_CONTEXT
-    # the keys Policy.max_length reads, in its order
-    for key in ("n_positions", "max_position_embeddings"):
-        value = data.get(key)
-        if is_integer(value) and 2 <= value <= 10**7:
-            return value
-    return DEFAULT_CONTEXT
-
-
-def model_context(model: Any) -> int:
-    """Positions in ``model``'s context, from its ``config.json`` (local, or the hub cache);
-    :data:`HUB_CONTEXT` when unknown (the worker checks)."""
-    if not isinstance(model, str) or not model or len(model) > MAX_TEXT or "\0" in model:
-        return HUB_CONTEXT
-    if model == EMBEDDED:
-        return _context_from_config(embedded_model_path() / "config.json")
-    if _model_is_path(model):
-        return _context_from_config(resolve_path(model) / "config.json")
-    if HUB_NAME.fullmatch(model):
-        try:
-            cached = try_to_load_from_cache(model, "config.json")
-        except Exception:  # noqa: BLE001 - any cache trouble means "unknown", not an error
-            cached = None
-        if isinstance(cached, str):
-            return _context_from_config(Path(cached))
-    return HUB_CONTEXT
-
-
-def is_hub_name(model: Any) -> bool:
-    """``model`` names a hub repository (not a registered name, not a local path)."""
-    return (
-        isinstance(model, str)
-        and model not in MODELS
-        and bool(HUB_NAME.fullmatch(model))
-        and not _model_is_path(model)
-    )
-
-
-# --- paths: resolved once, checked to exist, and from input checked against the allow-list ---
-def resolve_path(text: str | os.PathLike) -> Path:
-    """``text`` absolute, ``~`` expanded, symlinks resolved; unresolvable stays as written
-    (the existence check then reports it)."""
-    path = Path(text)
-    with contextlib.suppress(RuntimeError):  # ~user with no such user stays as written
-        path = path.expanduser()
-    try:
-        return path.resolve()
-    except (OSError, RuntimeError):  # a symlink loop
-        return Path(os.path.abspath(path))
-
-
-def _model_is_path(model: str) -> bool:
-    if _looks_like_path(model):
-        return True
-    try:
-        return Path(model).expanduser().exists()
-    except (OSError, RuntimeError, ValueError):  # a name too long for the file system, ~user
-        return False
-
-
-def _is_path_text(value: Any) -> bool:
-    return (
-        isinstance(value, str)
-        and bool(value.strip())
-        and len(value) <= MAX_TEXT
-        and "\0" not in value
-    )
-
-
 def _path_fields(values: Mapping[str, Any]) -> dict[str, str]:
     """The fields of config ``values`` that hold paths (``options.KEY`` for an option), by name;
     shipped prompt sets, the embedded model and hub ids are names, not paths."""
     prompt_set, model, options = (values.get(k) for k in ("prompt_set", "model", "options"))
     named = {}
-    if _is_path_text(prompt_set) and shipped_file(prompt_set) is None:
+    if is_path_text(prompt_set) and shipped_file(prompt_set) is None:
         named["prompt_set"] = prompt_set
-    if _is_path_text(model) and model != EMBEDDED and _model_is_path(model):
+    if is_path_text(model) and model != EMBEDDED and model_is_path(model):
         named["model"] = model
     if isinstance(options, Mapping):
         for key in path_options(values.get("method"), options):
@@ -253,200 +135,6 @@ def _resolved_paths(values: dict[str, Any]) -> dict[str, Any]:
         key = name.removeprefix("options.")
         (out if key == name else out["options"])[key] = str(resolve_path(text))
     return out
-
-
-def _path_problem(kind: str, path: Path) -> str | None:
-    """Why ``path`` cannot serve as ``kind`` ('prompts', 'model' or 'run'), or ``None``."""
-    try:
-        if kind == "prompts":
-            if not path.is_file():
-                return f"no prompt file at {path}; give a shipped set or a .txt / .jsonl file"
-            return (
-                None if path.suffix in PROMPT_SUFFIXES else f"{path} is not a .txt or .jsonl file"
-            )
-        if kind == "model" and path.is_file() and path.suffix.lower() == ".gguf":
-            return None  # converted to a cached model folder when loaded
-        if not path.is_dir():
-            return f"no {kind} folder at {path}"
-        if not (path / "config.json").is_file():
-            return f"{path} is not a {kind} folder (no config.json)"
-        return None
-    except OSError as exc:  # e.g. a name longer than the file system allows
-        return f"cannot use {short_repr(str(path))}: {exc.strerror or exc}"
-
-
-# --- method options: declared once, here; validated by RunConfig; CLI flags and form widgets ---
-DEFAULT_INT_RANGE = (-(2**31), 2**31 - 1)  # for a plugin's option declared without bounds
-DEFAULT_FLOAT_RANGE = (-1e12, 1e12)
-OPTION_KINDS = (int, float, str)
-PATH_KINDS = ("", "run")
-
-
-@dataclass(frozen=True)
-class Option:
-    """A method option: type, default, help, and the values it may take.
-
-    Numbers lie in ``[low, high]`` (open ends with ``open_low``/``open_high``; undeclared bounds
-    default to :data:`DEFAULT_INT_RANGE` / :data:`DEFAULT_FLOAT_RANGE`). Text is at most
-    :data:`MAX_TEXT` characters and, with ``choices``, one of them. ``path="run"`` marks text
-    naming a run folder, checked like the other path fields.
-    """
-
-    kind: type
-    default: Any
-    help: str
-    _: KW_ONLY
-    low: float | None = None
-    high: float | None = None
-    open_low: bool = False
-    open_high: bool = False
-    choices: tuple[str, ...] = ()
-    path: str = ""
-
-    def __post_init__(self) -> None:
-        if self.kind not in OPTION_KINDS or self.path not in PATH_KINDS:
-            raise ValueError(
-                f"an Option's kind must be int, float or str and its path one of {PATH_KINDS}, "
-                f"got {self.kind!r}, {self.path!r}"
-            )
-        if self.error(self.default):
-            raise ValueError(f"an Option's default {self.default!r} {self.error(self.default)}")
-
-    def bounds(self) -> tuple[float, float]:
-        """``(low, high)`` of a numeric option."""
-        low, high = DEFAULT_INT_RANGE if self.kind is int else DEFAULT_FLOAT_RANGE
-        return (low if self.low is None else self.low, high if self.high is None else self.high)
-
-    def allowed(self) -> str:
-        """The allowed values in words, e.g. ``an integer in [1, 20]`` or ``one of a, b``."""
-        if self.choices:
-            return f"one of {', '.join(self.choices)}"
-        if self.kind is str:
-            return f"text of at most {MAX_TEXT} characters"
-        low, high = self.bounds()
-        span = f"{'(' if self.open_low else '['}{low:g}, {high:g}{')' if self.open_high else ']'}"
-        return f"{'an integer' if self.kind is int else 'a number'} in {span}"
-
-    def error(self, value: Any) -> str | None:
-        """Why ``value`` is not allowed (one line, with the allowed values), or ``None``."""
-        if self.kind is str:
-            fits = isinstance(value, str) and len(value) <= MAX_TEXT
-            fits = fits and (not self.choices or value in self.choices)
-        elif self.kind is int:
-            fits = is_integer(value)
-        else:
-            fits = is_number(value)
-        if fits and self.kind is not str:
-            low, high = self.bounds()
-            fits = (low < value if self.open_low else low <= value) and (
-                value < high if self.open_high else value <= high
-            )
-        return None if fits else f"must be {self.allowed()}, got {short_repr(value)}"
-
-
-EXPERTS_FROM = Option(str, "", "run folder whose experts to reuse instead of training", path="run")
-RETRAIN = Option(
-    str,
-    "",
-    "objectives whose experts this run trains itself though experts_from has them "
-    "(comma-separated, e.g. brevity); the others are copied",
-)
-# Options of every registered method, by method name. The built-ins are declared here; a
-# plugin's are added by ``morl_core.methods.register`` (see :func:`declare_options`).
-_SHARE_EXPERTS = ("soups", "mod", "pmix", "emorl", "metapolicy")  # they take experts_from
-METHOD_OPTIONS: dict[str, dict[str, Option]] = {
-    m: {"experts_from": EXPERTS_FROM, "retrain": RETRAIN} if m in _SHARE_EXPERTS else {}
-    for m in ("morlhf", "dynaopt", "soups", "mod", "pmix", "ric", "panacea", "emorl", "metapolicy")
-}
-
-
-def retrained(options: Mapping[str, Any]) -> list[str]:
-    """The objectives named by option ``retrain`` (comma-separated text; none when absent)."""
-    text = options.get("retrain", "")
-    return [name.strip() for name in text.split(",") if name.strip()] if text else []
-
-
-def _ranged(kind: type, default: str, span: str, help: str) -> Option:
-    """A numeric Option from interval notation: ``(0, 1]`` allows 0 < x <= 1."""
-    low, high = (kind(x) for x in span[1:-1].split(", "))
-    ends = {"open_low": span[0] == "(", "open_high": span[-1] == ")"}
-    return Option(kind, kind(default), help, low=low, high=high, **ends)
-
-
-# method | option | type | default | range | help
-for _row in f"""\
-dynaopt | gamma | float | 0.2 | (0, 1] | Exp3 exploration rate
-dynaopt | window | int | 2 | [1, {MAX_STEPS}] | steps between bandit updates
-emorl | search_rounds | int | 5 | [1, 20] | hierarchical grid search rounds (each halves the box)
-emorl | search_prompts | int | 8 | [1, 1024] | training prompts scored per candidate in the search
-emorl | search_replies | int | 16 | [1, 64] | replies sampled per search prompt for each candidate
-emorl | search_guard | float | 0 | [0, 10] | keep a = w unless beaten by this many paired SEs
-ric | sft_updates | int | 1 | [1, 16] | supervised steps per round on the pool (the paper trains epochs)
-panacea | preference_concentration | float | 1 | [0.05, 100] | training preferences ~ Dirichlet(it)
-metapolicy | meta_steps | int | 0 | [0, {MAX_STEPS}] | RL steps of the upper level (0 = the run's steps)
-metapolicy | meta_lr | float | 0 | [0, 1] | learning rate of the upper level (0 = the run's lr)
-metapolicy | meta_hidden | int | 64 | [1, 4096] | attention width of the upper-level network
-metapolicy | prior_eps | float | 0.01 | (0, 1) | eps of the preference prior log(w + eps)
-metapolicy | score_bound | float | 1 | (0, 100] | bound B of the learned log-weight adjustment
-""".splitlines():
-    _method, _name, _kind, *_rest = _row.split(" | ")
-    METHOD_OPTIONS[_method][_name] = _ranged({"int": int, "float": float}[_kind], *_rest)
-METHOD_OPTIONS["emorl"]["mix_at"] = Option(
-    str,
-    "final",
-    "mix after the final layer norm (= MOD up to temperature) or before it",
-    choices=("final", "pre_norm"),
-)
-METHOD_OPTIONS["emorl"]["search_objective"] = Option(
-    str,
-    "reward_kl",
-    "what the coefficient search maximises per sampled reply: reward_kl = w . r - kl_coef * "
-    "KL to the base model (the experts' training objective), reward = w . r (the paper)",
-    choices=("reward_kl", "reward"),
-)
-
-
-def declare_options(method: str, options: Mapping[str, Any]) -> Mapping[str, Option]:
-    """Record ``method``'s options; ``ValueError`` for a non-Option or a changed built-in."""
-    for key, option in options.items():
-        if not isinstance(key, str) or not isinstance(option, Option):
-            raise ValueError(f"option {key!r} of {method!r} must be an Option, got {option!r}")
-    known = METHOD_OPTIONS.get(method)
-    if known is not None and dict(known) != dict(options):
-        raise ValueError(f"the options of {method!r} are declared in morl_core.config")
-    METHOD_OPTIONS[method] = dict(options)
-    return METHOD_OPTIONS[method]
-
-
-def path_options(method: Any, options: Mapping[str, Any]) -> list[str]:
-    """The keys of ``options`` that ``method`` declares as paths and that hold path text."""
-    declared = METHOD_OPTIONS.get(method, {}) if isinstance(method, str) else {}
-    return [
-        key
-        for key, value in options.items()
-        if key in declared and declared[key].path and _is_path_text(value)
-    ]
-
-
-def option_errors(
-    method: str, options: Mapping[str, Any], check_files: bool = True
-) -> dict[str, str]:
-    """Every bad option of ``method``, keyed ``options.NAME``: unknown, type, range, path."""
-    declared = METHOD_OPTIONS[method]
-    err = {}
-    for key, value in options.items():
-        option = declared.get(key)
-        if option is None:
-            allowed = ", ".join(declared) or "none"
-            err[f"options.{key}"] = f"unknown option for {method}; allowed: {allowed}"
-        elif (problem := option.error(value)) or (
-            check_files
-            and option.path
-            and value
-            and (problem := _path_problem(option.path, resolve_path(value)))
-        ):
-            err[f"options.{key}"] = problem
-    return err
 
 
 def target_modules_error(value: Any) -> str | None:
@@ -585,8 +273,8 @@ class RunConfig:
             )
         elif "\0" in self.model:
             err["model"] = "must not contain a NUL character"
-        elif self.model != EMBEDDED and _model_is_path(self.model):
-            problem = _path_problem("model", resolve_path(self.model)) if check_files else None
+        elif self.model != EMBEDDED and model_is_path(self.model):
+            problem = path_problem("model", resolve_path(self.model)) if check_files else None
             if problem:
                 err["model"] = problem
             model_ok = problem is None
@@ -628,7 +316,7 @@ class RunConfig:
         elif len(self.prompt_set) > MAX_TEXT or "\0" in self.prompt_set:
             err["prompt_set"] = f"must be a name or a path of at most {MAX_TEXT} characters"
         elif check_files and shipped_file(self.prompt_set) is None:
-            problem = _path_problem("prompts", resolve_path(self.prompt_set))
+            problem = path_problem("prompts", resolve_path(self.prompt_set))
             if problem:
                 err["prompt_set"] = f"{problem} (shipped sets: {', '.join(available())})"
 

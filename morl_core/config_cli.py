@@ -2,7 +2,7 @@
 
 ``morl train`` and ``morl submit`` both build their config with :func:`config_from_args` from
 the options :func:`add_config_options` generates: ``--field-name`` per ``RunConfig`` field and
-``--option-name`` per declared method option (:data:`morl_core.config.METHOD_OPTIONS`).
+``--option-name`` per declared method option (:data:`morl_core.options.METHOD_OPTIONS`).
 """
 
 from __future__ import annotations
@@ -14,15 +14,9 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
-from morl_core.config import (
-    METHOD_OPTIONS,
-    PLATEAU_STEPS,
-    ConfigError,
-    RunConfig,
-    default_steps,
-    field_help,
-    short_repr,
-)
+from morl_core.checks import short_repr
+from morl_core.config import PLATEAU_STEPS, ConfigError, RunConfig, default_steps, field_help
+from morl_core.options import METHOD_OPTIONS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 MAX_CONFIG_BYTES = 2**20  # a --config file is read whole

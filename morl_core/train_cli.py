@@ -14,7 +14,8 @@ from huggingface_hub import try_to_load_from_cache
 from tqdm import tqdm
 
 from morl_core import evaluation, settings
-from morl_core.config import ConfigError, RunConfig, is_hub_name
+from morl_core.checks import is_hub_name
+from morl_core.config import ConfigError, RunConfig
 from morl_core.config_cli import add_config_options, config_from_args
 from morl_core.methods.base import StepInfo, TrainCallback
 from morl_core.runfolder import CONFIG, write_json_atomic

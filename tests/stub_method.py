@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from morl_core.config import Option
 from morl_core.methods import METHODS, MethodSpec, StepInfo, register
+from morl_core.options import Option
 from morl_core.runfolder import load_latest_checkpoint, save_checkpoint
 
 SPEC = MethodSpec(

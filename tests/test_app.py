@@ -136,7 +136,7 @@ def test_train_bad_input_shows_field_errors():
 
 
 def test_train_form_shows_the_chosen_methods_declared_options(data_dir, tmp_path):
-    from morl_core.config import METHOD_OPTIONS
+    from morl_core.options import METHOD_OPTIONS
 
     def options_shown(at: AppTest) -> dict:
         widgets = [*at.number_input, *at.selectbox, *at.text_input]
@@ -171,7 +171,7 @@ def cancel_submitted(at, data_dir):
 
 
 def test_train_form_options_reach_the_runs_config(data_dir):
-    from morl_core.config import METHOD_OPTIONS
+    from morl_core.options import METHOD_OPTIONS
 
     at = page("pages/train.py")
     at.selectbox(key="form:method").set_value("emorl").run()

@@ -19,19 +19,12 @@ from pathlib import Path
 import pytest
 
 from morl_core import cli
-from morl_core.config import (
-    FLOAT_RANGES,
-    HUB_CONTEXT,
-    INT64_MAX,
-    ConfigError,
-    Option,
-    RunConfig,
-    int_ranges,
-    model_context,
-)
+from morl_core.checks import HUB_CONTEXT, INT64_MAX, model_context
+from morl_core.config import FLOAT_RANGES, ConfigError, RunConfig, int_ranges
 from morl_core.config_cli import add_config_options, config_from_args
 from morl_core.jobs.paths import ALLOWED_PATHS_ENV
 from morl_core.methods import METHODS
+from morl_core.options import Option
 from morl_core.policy.model import embedded_model_path
 from morl_core.prompts import load_prompts
 

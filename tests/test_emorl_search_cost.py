@@ -7,8 +7,8 @@ import pytest
 from script_support import load_script
 
 from morl_core.bench.suites import load_suite
-from morl_core.config import METHOD_OPTIONS
 from morl_core.evaluation import preference_grid
+from morl_core.options import METHOD_OPTIONS
 
 
 @pytest.fixture(scope="module")

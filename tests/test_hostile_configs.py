@@ -25,11 +25,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from morl_core import cli
+from morl_core.checks import HUB_NAME, MAX_OBJECTIVES
 from morl_core.config import (
     CHOICES,
     FLOAT_RANGES,
-    HUB_NAME,
-    MAX_OBJECTIVES,
     ConfigError,
     RunConfig,
     int_ranges,

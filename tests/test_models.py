@@ -351,7 +351,7 @@ def test_wheel_model_prepares_and_lists_as_converted(tmp_path, cache, monkeypatc
 
 
 def test_registered_names_are_not_hub_names(monkeypatch):
-    from morl_core.config import is_hub_name
+    from morl_core.checks import is_hub_name
     from morl_core.train_cli import check_model_reachable
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -19,11 +19,12 @@ import numpy as np
 from morl_core import config as cfg
 from morl_core import jobs, runfolder
 from morl_core.app import figures, serving
-from morl_core.config import METHOD_OPTIONS, RunConfig, field_help
+from morl_core.config import RunConfig, field_help
 from morl_core.evaluation import reference_point, snapshot_hypervolume
 from morl_core.jobs.paths import check_run_id
 from morl_core.methods import METHODS
 from morl_core.objectives.specs import allowed_prefixes, import_allowed, looks_like_spec, parse_spec
+from morl_core.options import METHOD_OPTIONS
 from morl_core.plots import hypervolume_curve_figure
 
 # --- the Train form ----------------------------------------------------------------------------
@@ -76,7 +77,7 @@ def form_fields(names: Sequence[str] = MAIN_FIELDS, method: str | None = None) -
 
 
 def option_fields(method: str) -> list[FormField]:
-    """One widget per option ``method`` declares (:data:`morl_core.config.METHOD_OPTIONS`), named
+    """One widget per option ``method`` declares (:data:`morl_core.options.METHOD_OPTIONS`), named
     ``options.NAME`` as the config's errors are: a bounded number, a choice, or text (paths)."""
     out = []
     for name, option in METHOD_OPTIONS.get(method, {}).items():

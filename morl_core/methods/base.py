@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from morl_core.config import Option
+from morl_core.options import Option
 
 FAMILIES = {
     "A": "fixed scalarization",
@@ -92,7 +92,7 @@ class MethodSpec:
     summary: str
     paper: str
     module: str
-    options: Mapping[str, Option] = field(default_factory=dict)  # see morl_core.config.Option
+    options: Mapping[str, Option] = field(default_factory=dict)  # see morl_core.options.Option
 
     @property
     def steers(self) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from morl_core.config import RunConfig, retrained
+from morl_core.config import RunConfig
 from morl_core.methods.base import Steerable, TrainCallback
 from morl_core.methods.common import (
     Stage,
@@ -27,6 +27,7 @@ from morl_core.methods.common import (
     write_artifact,
 )
 from morl_core.methods.registry import METHODS
+from morl_core.options import retrained
 from morl_core.policy import Policy
 
 # ``steerable(policy, objectives, expert names)``: an aggregation of the experts (soups, MOD, PMIX)

@@ -1,13 +1,13 @@
 """The method registry: a plain dict of :class:`MethodSpec` filled by a loud ``register()``, and
-the built-in methods in taxonomy order (options: :data:`morl_core.config.METHOD_OPTIONS`).
+the built-in methods in taxonomy order (options: :data:`morl_core.options.METHOD_OPTIONS`).
 """
 
 from __future__ import annotations
 
 import re
 
-from morl_core.config import METHOD_OPTIONS, declare_options
 from morl_core.methods.base import FAMILIES, MethodSpec
+from morl_core.options import METHOD_OPTIONS, declare_options
 
 METHODS: dict[str, MethodSpec] = {}
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
