@@ -685,3 +685,29 @@ def test_search_guard_is_validated_by_name(bad):
     with pytest.raises(ConfigError) as refused:
         RunConfig.from_dict({**BASE, "method": "emorl", "options": {"search_guard": bad}})
     assert "must be a number in [0, 10]" in refused.value.errors["options.search_guard"]
+
+
+def test_a_pre_norm_search_decodes_each_direction_once(experts, monkeypatch):
+    """Before the final norm a and 2a decode the same text, so the search scores each
+    direction once: of a round's 3 x 3 grid, (0, .5) ~ (0, 1), (.5, 0) ~ (1, 0) and
+    (.5, .5) ~ (1, 1) leave 6 candidates; the table names the direction it decoded. Mixed
+    after the norm (where a's scale is the temperature) all 9 are decoded."""
+    policy, _, prompts = experts
+    decoded: list[tuple[float, ...]] = []
+    decode = Emorl.decode
+
+    def recording(self, asked, coefficients, **gen):
+        decoded.append(tuple(np.atleast_2d(coefficients)[0].tolist()))
+        return decode(self, asked, coefficients, **gen)
+
+    monkeypatch.setattr(Emorl, "decode", recording)
+    config = RunConfig.from_dict({**BASE, "method": "emorl"})
+    w = np.asarray([[0.5, 0.5]])
+    for mix_at, expected in (("pre_norm", 6), ("final", 9)):
+        decoded.clear()
+        emorl = Emorl(policy, ka.KNOWN_OBJECTIVES, NAMES, mix_at=mix_at)
+        table, cost = search_table(emorl, config, w, prompts[:3], 1, "reward", replies=1)
+        assert len(decoded) == cost["evaluations"] == expected, decoded
+        if mix_at == "pre_norm":
+            assert all(max(a) in (0.0, 1.0) for a in decoded)
+            assert max(table[0]["coefficients"]) == 1.0

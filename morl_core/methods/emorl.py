@@ -14,7 +14,7 @@ head, as in the authors' code. W is linear and bias-free, so this is exactly MOD
 the search tunes mixture weights and temperature together. The paper's token-level baseline,
 the arithmetic mixture sum_i w_i pi_i, is ``pmix`` here. Option ``mix_at="pre_norm"`` mixes the
 residual streams before the final norm instead: a non-linear level, where only a's direction
-matters.
+matters (the search scores each direction once).
 
 For a target preference w the coefficients are
 
@@ -247,6 +247,7 @@ def search_table(
     beta = config.kl_coef if with_kl else 0.0
     decoding = {key: getattr(config, key) for key in EVAL_DECODING} if with_kl else EVAL_DECODING
     k = len(config.objectives)
+    mix_at = getattr(steerable, "mix_at", "final")
     repeated = [q for q in prompts for _ in range(replies)]  # each prompt ``replies`` times
     settings = json.loads(  # what a saved candidate's scores depend on (JSON, to compare)
         json.dumps(
@@ -262,6 +263,7 @@ def search_table(
                 seed=SEARCH_SEED,
                 rows=SEARCH_ROWS,  # one seed per batch of rows
                 scores="per reply",  # files of mean scores (before the guard) are not resumed
+                mix_at=mix_at,  # before the norm a candidate stands for its direction
             )
         )
     )
@@ -288,16 +290,25 @@ def search_table(
         cache[a] = (np.asarray(rewards, dtype=float), kl, fluent)
         save()
 
+    def key(a) -> tuple[float, ...]:
+        """The candidate decoded for ``a``: before the final norm only a's direction matters,
+        so there a is scaled to a largest coefficient of 1 (a = 0 stays 0) and each direction
+        is scored once (on SmolLM2's pair 63 of the 88 candidates the grid asked for)."""
+        a = np.asarray(a, dtype=float)
+        if mix_at == "pre_norm" and a.max() > 0:
+            a = a / a.max()
+        return tuple(np.round(a, 9).tolist())
+
     def measured(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(n, K) candidates -> their mean rewards (n, K), mean KL (n,), fluent share (n,)."""
         # common random numbers: row j draws the same uniforms for every a
-        for p in map(tuple, points):  # one candidate at a time, each saved once scored
+        for p in map(key, points):  # one candidate at a time, each saved once scored
             if p in cache:
                 continue
             check_stop()  # a cancelled or preempted run stops here; it resumes from `saved`
             rows = np.tile(p, (len(repeated), 1))
             scored(p, *sample_replies(steerable, repeated, rows, decoding, with_kl))
-        found = [means(p) for p in map(tuple, points)]
+        found = [means(p) for p in map(key, points)]
         rewards, kls, fluent = zip(*found, strict=True)
         return np.stack(rewards), np.asarray(kls), np.asarray(fluent)
 
@@ -318,11 +329,11 @@ def search_table(
     for w in preferences:
         result = hierarchical_grid_search(lambda pts, w=w: score(pts, w), k, rounds=rounds)
         requested += result.evaluations
-        best, value, guarded = tuple(result.best.tolist()), result.value, {}
+        best, value, guarded = key(result.best), result.value, {}
         if guard > 0:
-            at_w = tuple(np.round(np.asarray(w, dtype=float), 9).tolist())
+            at_w = key(w)
             value_at_w = float(score(np.asarray([at_w]), w)[0])  # scored if the grid missed it
-            requested += at_w not in result.points
+            requested += at_w not in set(map(key, result.points))
             gain = per_reply(best, w) - per_reply(at_w, w)  # paired: the same rows
             se = float(gain.std(ddof=1) / np.sqrt(gain.size)) if gain.size > 1 else np.inf
             kept = not gain.mean() > guard * se
