@@ -316,14 +316,15 @@ def search_table(
         rewards, kl, fluent = cache[a]
         return rewards.mean(0), float(kl.mean()), float(fluent.mean())
 
-    def score(points: np.ndarray, w: np.ndarray) -> np.ndarray:  # (n, K) -> (n,)
-        rewards, kl, fluent = measured(points)
-        # the mean over the replies of w . r - penalty (1 - fluency) - beta KL_seq
+    def objective_of(rewards: np.ndarray, kl: np.ndarray, fluent: np.ndarray, w: np.ndarray):
+        """w . r - penalty (1 - fluency) - beta KL_seq, row by row: of each reply or mean."""
         return rewards @ w - config.fluency_penalty * (1.0 - fluent) - beta * kl
 
+    def score(points: np.ndarray, w: np.ndarray) -> np.ndarray:  # (n, K) -> (n,)
+        return objective_of(*measured(points), w)  # the mean over a candidate's replies
+
     def per_reply(a: tuple[float, ...], w: np.ndarray) -> np.ndarray:  # (R,) scores of a
-        rewards, kl, fluent = cache[a]
-        return rewards @ w - config.fluency_penalty * (1.0 - fluent) - beta * kl
+        return objective_of(*cache[a], w)
 
     table, requested = [], 0
     for w in preferences:
@@ -364,7 +365,7 @@ def search_table(
 
 def load_candidates(
     saved: Path | None, settings: dict[str, Any]
-) -> tuple[dict[tuple[float, ...], tuple[np.ndarray, float, float]], float]:
+) -> tuple[dict[tuple[float, ...], tuple[np.ndarray, np.ndarray, np.ndarray]], float]:
     """The candidates a search with ``settings`` already scored into ``saved`` (a -> each
     reply's (r, KL_seq, fluency gate)) and its seconds so far; nothing from a missing or
     unreadable file, or one written under other settings."""
