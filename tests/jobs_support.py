@@ -70,7 +70,7 @@ def stop_all(executor) -> None:
             continue
         executor.store.request_cancel(status.run_id)
         if status.pid:
-            from morl_core.jobs.executors import _pid_is_worker
+            from morl_core.jobs.local import _pid_is_worker
 
             if _pid_is_worker(status.pid, status.run_id):
                 os.kill(status.pid, signal.SIGKILL)
