@@ -134,7 +134,8 @@ AGGREGATIONS: dict[str, dict] = {
     # On its search's replies that end (0.583) beat the readability expert alone (0.581) by far
     # less than the noise: the grid's maximum over noisy means is a lucky draw. So the search
     # keeps a = w (the mixture the soup serves) unless its best candidate beats it by 2
-    # standard errors of their paired difference (search_guard).
+    # standard errors of their paired difference (search_guard): run 20261207-023450-109f2004
+    # kept a = w at 4 of 5 preferences, its ends are the experts, and it ships.
     # The word-list guard's penalty is priced in every search (under the lexical guard alone it
     # picked a mixture that wrote made-up words at w_formality 0.6).
     "emorl": {
