@@ -185,7 +185,10 @@ SINGLE: dict[str, dict] = {
 }
 # On the triple every expert had to be retrained at beta 0.05 under the word-list guard before
 # its end could be told apart (GUARDED -> TERSE -> LUCID -> FORMAL, below); MORLHF's policies,
-# trained as the experts were, are trained as those were.
+# trained as the experts were, are trained as those were. So trained (run
+# 20261207-022459-994fbe3f) its formality and readability ends separated but its brevity
+# policy barely moved brevity (0.830 held out against 0.801 at the readability vertex; TERSE's
+# expert: 0.860): not shipped.
 TRIPLE_SINGLE = {
     **SINGLE,
     "morlhf": {**SINGLE["morlhf"], "kl_coef": 0.05, "fluency_guard": "wordlist"},
