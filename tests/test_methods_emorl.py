@@ -15,7 +15,10 @@ trained per-objective experts. On them we check, with exact next-token distribut
   the search finds the known answer pi*_(0.5,0.5) where the reward-only search picks a corner.
   Checked to fail with the KL term dropped from the score (both searches then pick (1, 0));
 - ``search_replies`` replies are drawn per prompt and candidate and counted as cost, and on a
-  search seed where one reply per prompt picks a lucky candidate, 4 replies find the optimum.
+  search seed where one reply per prompt picks a lucky candidate, 4 replies find the optimum;
+- ``search_guard`` keeps a = w on that lucky draw with a single reply (a candidate must beat
+  a = w by 2 paired standard errors) and still leaves a = w where an expert alone really beats
+  it; mixed before the final norm, each direction of a is decoded once.
 """
 
 from __future__ import annotations
