@@ -28,9 +28,13 @@ class SearchResult:
 
     best: np.ndarray  # (d,) the best point evaluated
     value: float
-    evaluations: int  # distinct points evaluated (rows passed to f)
     boxes: list[tuple[list[float], list[float]]] = field(default_factory=list)  # (low, high)/round
-    points: list[tuple[float, ...]] = field(default_factory=list)  # every point evaluated
+    points: list[tuple[float, ...]] = field(default_factory=list)  # every distinct point evaluated
+
+    @property
+    def evaluations(self) -> int:
+        """Distinct points evaluated (rows passed to f)."""
+        return len(self.points)
 
 
 def hierarchical_grid_search(
@@ -88,6 +92,4 @@ def hierarchical_grid_search(
         half = (hi - lo) / 2
         lo, hi = lo + chosen * half, lo + (chosen + 1) * half
     best_key = max(cache, key=cache.get)
-    return SearchResult(
-        np.asarray(best_key), float(cache[best_key]), len(cache), boxes, list(cache)
-    )
+    return SearchResult(np.asarray(best_key), float(cache[best_key]), boxes, list(cache))
