@@ -469,7 +469,7 @@ def lattice_line(lattice: dict) -> tuple[list[int], list[float]]:
 
 def demo_lattice(artifact: str) -> tuple[Path, dict]:
     """The demo folder ``assets/demo/<artifact>`` and its lattice; a clear error otherwise."""
-    from morl_core.app.serving import DEMO_DIR
+    from morl_core.app.catalog import DEMO_DIR
 
     names = sorted(p.name for p in DEMO_DIR.glob("*") if (p / "lattice.json").is_file())
     folder = DEMO_DIR / artifact
@@ -1372,7 +1372,7 @@ def classroom_training_phase(clients: int, train_runs: int, steps: int) -> dict:
 def steer_main(args: argparse.Namespace) -> int:
     """``--steer-latency``: the Steer phase on a fresh server; writes
     :func:`steer_results_file`."""
-    from morl_core.app.serving import discover_artifacts
+    from morl_core.app.catalog import discover_artifacts
 
     if not 1 <= args.excursion <= 5 or (args.steer_moves is not None and args.steer_moves < 1):
         raise SystemExit("--excursion: 1..5; --steer-moves: 1 or more")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 import streamlit as st
 
 from morl_core import jobs
-from morl_core.app import figures, serving
+from morl_core.app import catalog, figures, serving
 from morl_core.app.points import degeneration
 from morl_core.app.report import generation_html
 from morl_core.weights import sliders_to_weights
@@ -84,13 +84,13 @@ def pool() -> serving.ModelPool:
 _CLASSROOM = "classroom"  # session state: only artifacts of the embedded model, on every page
 
 
-def artifacts() -> list[serving.ArtifactInfo]:
+def artifacts() -> list[catalog.ArtifactInfo]:
     """Demo artifacts and finished runs of this server's data directory (re-listed every 20 s).
 
     Where artifacts of a larger model sit beside the embedded model's, a sidebar toggle keeps
     only the embedded ones: the fast classroom mode, one click away on every page.
     """
-    found = _artifacts(str(serving.data_dir()))
+    found = _artifacts(str(catalog.data_dir()))
     small = [a for a in found if a.embedded]
     if not small or len(small) == len(found):
         return found
@@ -112,8 +112,8 @@ def artifact_key(name: str) -> str:
 
 
 @st.cache_data(ttl=20, show_spinner=False)
-def _artifacts(data_dir: str) -> list[serving.ArtifactInfo]:
-    return serving.discover_artifacts(data_dir)
+def _artifacts(data_dir: str) -> list[catalog.ArtifactInfo]:
+    return catalog.discover_artifacts(data_dir)
 
 
 @contextlib.contextmanager
@@ -135,7 +135,7 @@ def progress_box(label: str):
         holder.empty()  # on an error the caller says what went wrong
 
 
-def model(info: serving.ArtifactInfo | None, method: str) -> serving.SharedSteerable | None:
+def model(info: catalog.ArtifactInfo | None, method: str) -> serving.SharedSteerable | None:
     """The shared model for ``info`` served by ``method`` (None: the base model).
 
     Shows a progress bar while it loads (once per process); a load error is shown, not raised.
@@ -273,7 +273,7 @@ def field_errors(errors: dict[str, str], name: str) -> None:
 def executor():
     """The job system's executor, one per server process and data directory (it tracks its
     worker processes)."""
-    return _executor(str(serving.data_dir()))
+    return _executor(str(catalog.data_dir()))
 
 
 @st.cache_resource(show_spinner=False)

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from morl_core import plots, prompts
-from morl_core.app import figures, relations, serving
+from morl_core.app import catalog, figures, relations
 from pages._widgets import PLOTLY_CONFIG, artifacts, computed, export_figure, model, use_router
 
 use_router()
@@ -30,7 +30,7 @@ with left:
     )
     default = ["sentiment", "brevity", "readability", "diversity"]
     names = st.multiselect(
-        "Objectives", serving.ui_objectives(), default=default, key="rel-objectives"
+        "Objectives", catalog.ui_objectives(), default=default, key="rel-objectives"
     )
     prompt_set = st.selectbox("Prompt set", prompts.available(), key="rel-prompts")
     n_prompts = st.slider("Prompts", 4, 22, 16, key="rel-n")

@@ -6,7 +6,7 @@ import time
 import streamlit as st
 
 from morl_core import plots
-from morl_core.app import choices, fronts, lattice, lattice_view, serving
+from morl_core.app import catalog, choices, fronts, lattice, lattice_view, serving
 from pages._widgets import (
     PLOTLY_CONFIG,
     artifact_key,
@@ -74,7 +74,7 @@ with pick:
             help="pick the better of two replies ~10 times; the app infers your weights",
         )
 with ask:
-    examples = serving.example_prompts(prompt_set=info.prompt_set)
+    examples = catalog.example_prompts(prompt_set=info.prompt_set)
     st.session_state.setdefault("prompt", url.prompt or examples[0])
     st.pills(
         "Example prompts",
@@ -218,7 +218,7 @@ def replies(picked, prompt, weights, samples, seed) -> list:
             st.subheader(method)
             if compare:
                 st.caption(art.label)
-            if note := serving.one_policy_note(method):
+            if note := catalog.one_policy_note(method):
                 st.caption(note)
             # on a lattice point the replies were precomputed: shown without a model
             result = lattice.precomputed(

@@ -28,7 +28,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from morl_core.app.serving import DEMO_DIR, KEPT_RUN_FILES  # noqa: E402
+from morl_core.app.catalog import DEMO_DIR, KEPT_RUN_FILES  # noqa: E402
 
 COMMON = {
     "model": "embedded",

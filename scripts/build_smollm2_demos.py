@@ -50,8 +50,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from morl_core.app.catalog import DEMO_DIR, KEPT_RUN_FILES  # noqa: E402
 from morl_core.app.lattice import LATTICE  # noqa: E402
-from morl_core.app.serving import DEMO_DIR, KEPT_RUN_FILES  # noqa: E402
 from morl_core.jobs.executors import LocalExecutor  # noqa: E402
 from morl_core.jobs.files import locked  # noqa: E402
 from morl_core.jobs.records import RunState  # noqa: E402

@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from morl_core.app import serving  # noqa: E402
+from morl_core.app import catalog, serving  # noqa: E402
 
 TIMEOUT = 300  # first runs load torch and the model (seconds on a 2-core CPU)
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ def generations(at: AppTest) -> list[str]:
 
 
 def test_demo_artifacts_are_shipped():
-    found = serving.discover_artifacts(runs=False)
+    found = catalog.discover_artifacts(runs=False)
     assert [a.key for a in found][0] == "demo/soups-sentiment-brevity"
     soups = found[0]
     assert soups.steer_methods[:2] == ("soups", "mod")
@@ -121,7 +121,7 @@ def test_train_page_form_from_config():
     no_exceptions(at)
     labels = {w.label for w in [*at.selectbox, *at.number_input, *at.multiselect]}
     assert {"method", "objectives", "steps", "seed", "model", "device"} <= labels
-    assert at.selectbox(key="form:model").options == list(serving.allowed_models())
+    assert at.selectbox(key="form:model").options == list(catalog.allowed_models())
 
 
 def test_train_bad_input_shows_field_errors():
@@ -507,10 +507,10 @@ def two_morlhf_demos(tmp_path, monkeypatch):
     trains a morlhf run)."""
     demo = tmp_path / "demo"
     demo.mkdir()
-    for folder in serving.DEMO_DIR.iterdir():
+    for folder in catalog.DEMO_DIR.iterdir():
         (demo / folder.name).symlink_to(folder)
-    (demo / "morlhf-copy").symlink_to(serving.DEMO_DIR / "morlhf-sentiment-brevity")
-    monkeypatch.setattr(serving, "DEMO_DIR", demo)
+    (demo / "morlhf-copy").symlink_to(catalog.DEMO_DIR / "morlhf-sentiment-brevity")
+    monkeypatch.setattr(catalog, "DEMO_DIR", demo)
 
 
 def test_compare_with_two_artifacts_of_one_method_does_not_crash(tmp_path, monkeypatch):
@@ -535,8 +535,8 @@ def test_steer_offers_only_methods_that_can_serve():
     offered = at.get("button_group")[0].proto.options
     labels = [o.content for o in offered]
     assert "metapolicy" not in labels and "soups" in labels and "mod" in labels
-    assert "metapolicy" not in serving.steer_methods_for("soups", {"experts": ["a", "b"]})
-    assert "metapolicy" in serving.steer_methods_for("metapolicy", {"experts": ["a", "b"]})
+    assert "metapolicy" not in catalog.steer_methods_for("soups", {"experts": ["a", "b"]})
+    assert "metapolicy" in catalog.steer_methods_for("metapolicy", {"experts": ["a", "b"]})
 
 
 def test_error_messages_never_show_server_paths():
@@ -569,7 +569,7 @@ def test_a_page_error_is_a_plain_message_without_paths(monkeypatch):
     def broken(n: int = 8):
         raise RuntimeError("cannot read /srv/secret/morl/assets/prompts.json")
 
-    monkeypatch.setattr(serving, "example_prompts", broken)
+    monkeypatch.setattr(catalog, "example_prompts", broken)
     at = page()
     no_exceptions(at)
     shown = " ".join(e.value for e in at.error)
@@ -677,7 +677,7 @@ def test_benchmark_shows_the_published_leaderboard_and_confirms_before_running(m
     no_exceptions(at)
     assert started == [plan.suite]
     assert at.button(key="bench-stop")
-    assert benchmark.bench_out().is_relative_to(serving.data_dir()), "never into the repository"
+    assert benchmark.bench_out().is_relative_to(catalog.data_dir()), "never into the repository"
 
 
 def test_relations_says_whose_samples_it_measures():
@@ -715,29 +715,29 @@ def smollm2_demo(tmp_path, monkeypatch) -> Path:
     import shutil
 
     demos = tmp_path / "demo"
-    big = demos / serving.DEMO_FIRST[0]  # the SmolLM2 landing demo
-    shutil.copytree(serving.DEMO_DIR, demos, ignore=shutil.ignore_patterns("smollm2-*"))
-    shutil.copytree(serving.DEMO_DIR / "soups-sentiment-brevity", big)
+    big = demos / catalog.DEMO_FIRST[0]  # the SmolLM2 landing demo
+    shutil.copytree(catalog.DEMO_DIR, demos, ignore=shutil.ignore_patterns("smollm2-*"))
+    shutil.copytree(catalog.DEMO_DIR / "soups-sentiment-brevity", big)
     config = json.loads((big / "config.json").read_text()) | {"model": "smollm2-135m"}
     (big / "config.json").write_text(json.dumps(config))
-    monkeypatch.setattr(serving, "DEMO_DIR", demos)
+    monkeypatch.setattr(catalog, "DEMO_DIR", demos)
     monkeypatch.delenv("MORL_UI_DEMO_MODELS")  # the suite's pin to the embedded demos
     return big
 
 
 def test_the_smollm2_demo_lands_first_when_its_model_is_installed(tmp_path, monkeypatch):
     smollm2_demo(tmp_path, monkeypatch)
-    monkeypatch.setattr(serving, "wheel_file", lambda spec: tmp_path / "model.gguf")
-    found = serving.discover_artifacts(runs=False)
-    assert found[0].key == f"demo/{serving.DEMO_FIRST[0]}"
+    monkeypatch.setattr(catalog, "wheel_file", lambda spec: tmp_path / "model.gguf")
+    found = catalog.discover_artifacts(runs=False)
+    assert found[0].key == f"demo/{catalog.DEMO_FIRST[0]}"
     assert (found[0].model, found[0].embedded) == ("smollm2-135m", False)
     assert found[1].key == "demo/soups-sentiment-brevity" and found[1].embedded
-    monkeypatch.setattr(serving, "wheel_file", lambda spec: None)  # the wheel is not installed
-    found = serving.discover_artifacts(runs=False)
+    monkeypatch.setattr(catalog, "wheel_file", lambda spec: None)  # the wheel is not installed
+    found = catalog.discover_artifacts(runs=False)
     assert found[0].key == "demo/soups-sentiment-brevity"
-    assert found[-1].key == f"demo/{serving.DEMO_FIRST[0]}"
+    assert found[-1].key == f"demo/{catalog.DEMO_FIRST[0]}"
     monkeypatch.setenv("MORL_UI_DEMO_MODELS", "embedded")  # a classroom server's choice
-    found = serving.discover_artifacts(runs=False)
+    found = catalog.discover_artifacts(runs=False)
     assert found and all(a.embedded for a in found)
     assert found[0].key == "demo/soups-sentiment-brevity"
 
@@ -747,12 +747,12 @@ def test_classroom_mode_is_one_click_from_the_smollm2_demos(tmp_path, monkeypatc
     import streamlit as st
 
     smollm2_demo(tmp_path, monkeypatch)
-    monkeypatch.setattr(serving, "wheel_file", lambda spec: tmp_path / "model.gguf")
+    monkeypatch.setattr(catalog, "wheel_file", lambda spec: tmp_path / "model.gguf")
     st.cache_data.clear()
     at = page("pages/fronts.py")
     no_exceptions(at)
     picked = at.multiselect[0].value
-    assert [a.key for a, _ in picked] == [f"demo/{serving.DEMO_FIRST[0]}"]
+    assert [a.key for a, _ in picked] == [f"demo/{catalog.DEMO_FIRST[0]}"]
     assert any("smollm2" in option for option in at.multiselect[0].options)
     toggle = at.sidebar.toggle(key="classroom-toggle")
     assert toggle.value is False

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from morl_core import settings
-from morl_core.app import benchmark, figures, fronts, learn, report, runs, serving
+from morl_core.app import benchmark, catalog, figures, fronts, learn, report, runs, serving
 from morl_core.config import ConfigError
 
 
@@ -126,7 +126,7 @@ def test_form_fields_derive_from_run_config():
     assert set(by_name) == set(runs.MAIN_FIELDS)
     assert by_name["steps"].kind == "int" and by_name["method"].choices == tuple(METHODS)
     assert by_name["objectives"].kind == "multichoice"
-    assert by_name["model"].choices == serving.allowed_models()
+    assert by_name["model"].choices == catalog.allowed_models()
     advanced = {f.name: f for f in runs.form_fields(runs.ADVANCED_FIELDS)}
     assert advanced["lr"].kind == "float" and "AdamW" in advanced["lr"].help
 
@@ -160,8 +160,8 @@ def test_submit_run_hands_a_valid_config_to_the_executor():
 
 
 def test_steer_methods_come_from_the_registry():
-    assert serving.steer_methods_for("morlhf", {"adapters": {}}) == ("morlhf",)
-    with_experts = serving.steer_methods_for("soups", {"experts": ["e1", "e2"]})
+    assert catalog.steer_methods_for("morlhf", {"adapters": {}}) == ("morlhf",)
+    with_experts = catalog.steer_methods_for("soups", {"experts": ["e1", "e2"]})
     assert with_experts[0] == "soups" and "mod" in with_experts
 
 
@@ -344,7 +344,7 @@ def test_published_leaderboard_matches_docs_findings():
 
 
 def test_evaluated_runs_group_by_objective_set():
-    rows = benchmark.evaluated_runs_table(serving.discover_artifacts(runs=False))
+    rows = benchmark.evaluated_runs_table(catalog.discover_artifacts(runs=False))
     fronts = {r["front"] for r in rows}
     assert (
         "soups · sentiment, brevity" in fronts
@@ -381,15 +381,15 @@ def test_app_reference_point_puts_an_imported_reward_on_its_own_scale():
 def test_an_artifacts_example_prompts_come_from_its_own_prompt_set(tmp_path):
     from morl_core.prompts import load_prompts
 
-    demo = serving.DEMO_DIR / "soups-sentiment-brevity"
+    demo = catalog.DEMO_DIR / "soups-sentiment-brevity"
     (tmp_path / "artifact.json").write_text((demo / "artifact.json").read_text())
     config = json.loads((demo / "config.json").read_text()) | {"prompt_set": "assistant"}
     (tmp_path / "config.json").write_text(json.dumps(config))
-    info = serving.read_artifact_info(tmp_path, "run/x", "x", "run")
+    info = catalog.read_artifact_info(tmp_path, "run/x", "x", "run")
     assert info.prompt_set == "assistant"
-    assert serving.example_prompts(3, info.prompt_set) == load_prompts("assistant", "eval")[:3]
-    assert serving.example_prompts(3) != serving.example_prompts(3, info.prompt_set)
-    shipped = serving.read_artifact_info(demo, "demo/s", "s", "demo")
+    assert catalog.example_prompts(3, info.prompt_set) == load_prompts("assistant", "eval")[:3]
+    assert catalog.example_prompts(3) != catalog.example_prompts(3, info.prompt_set)
+    shipped = catalog.read_artifact_info(demo, "demo/s", "s", "demo")
     assert shipped.prompt_set == "default"
 
 
@@ -397,7 +397,7 @@ def test_a_clicked_points_replies_use_the_artifacts_prompt_set():
     from morl_core.prompts import load_prompts
 
     shared = serving.ModelPool(device="cpu", threads=1).get(
-        serving.DEMO_DIR / "soups-sentiment-brevity", "soups"
+        catalog.DEMO_DIR / "soups-sentiment-brevity", "soups"
     )
     seen = fronts.inspect_point(shared, [0.5, 0.5], n_prompts=2, prompt_set="assistant")
     assert [g.prompt for g in seen.generations] == load_prompts("assistant", "eval")[:2]
@@ -410,10 +410,10 @@ def test_fronts_and_relations_decode_like_steer():
     from morl_core.app import relations
 
     shared = serving.ModelPool(device="cpu", threads=1).get(
-        serving.DEMO_DIR / "soups-sentiment-brevity", "soups"
+        catalog.DEMO_DIR / "soups-sentiment-brevity", "soups"
     )
     shared.decoding = {**shared.decoding, "max_new_tokens": 3}
-    prompts = serving.example_prompts(2)
+    prompts = catalog.example_prompts(2)
     short, _ = shared.generate_cached(prompts, [0.5, 0.5], seed=0, **shared.decoding)
     seen = fronts.inspect_point(shared, [0.5, 0.5], n_prompts=2)
     assert [g.text for g in seen.generations] == short
@@ -429,8 +429,8 @@ def test_a_demo_ships_its_base_front(tmp_path, monkeypatch):
     from morl_core.app import fronts
 
     demo = tmp_path / "demo"
-    shutil.copytree(serving.DEMO_DIR / "soups-sentiment-brevity", demo)
-    info = serving.read_artifact_info(demo, "demo/x", "x", "demo")
+    shutil.copytree(catalog.DEMO_DIR / "soups-sentiment-brevity", demo)
+    info = catalog.read_artifact_info(demo, "demo/x", "x", "demo")
     monkeypatch.setenv("MORL_DATA_DIR", str(tmp_path / "data"))
     shipped = {"points": [[0.5, 0.5]], "protocol_version": evaluation.default_protocol().version}
     (demo / fronts.BASE_FRONT).write_text(json.dumps(shipped))
@@ -438,11 +438,11 @@ def test_a_demo_ships_its_base_front(tmp_path, monkeypatch):
     assert fronts.base_front(info) == shipped
     (demo / fronts.BASE_FRONT).write_text(json.dumps(shipped | {"protocol_version": "eval-0"}))
     assert fronts.base_front(info)["evaluated"]
-    shipped_smollm2 = serving.DEMO_DIR / serving.DEMO_FIRST[0] / fronts.BASE_FRONT
+    shipped_smollm2 = catalog.DEMO_DIR / catalog.DEMO_FIRST[0] / fronts.BASE_FRONT
     assert evaluation.is_current(json.loads(shipped_smollm2.read_text()))
 
 
 def test_only_a_method_that_trains_one_policy_says_the_sliders_do_not_steer_it():
-    note = serving.one_policy_note("dynaopt")
+    note = catalog.one_policy_note("dynaopt")
     assert note and "one policy" in note and "do not change" in note
-    assert all(serving.one_policy_note(m) is None for m in ("soups", "mod", "morlhf", "ric"))
+    assert all(catalog.one_policy_note(m) is None for m in ("soups", "mod", "morlhf", "ric"))

@@ -58,10 +58,10 @@ def twenty_point_front(data: Path) -> None:
 
     import numpy as np
 
-    from morl_core.app import serving
+    from morl_core.app import catalog
     from morl_core.evaluation import default_protocol
 
-    demo = serving.DEMO_DIR / "soups-sentiment-brevity"
+    demo = catalog.DEMO_DIR / "soups-sentiment-brevity"
     t = np.linspace(0.0, 1.0, 20)
     x = 0.3 + 0.6 * t
     front = {
@@ -71,14 +71,14 @@ def twenty_point_front(data: Path) -> None:
         "points": np.stack([x, 0.3 + 0.6 * np.sqrt(1 - t**2)], 1).tolist(),
         "protocol_version": default_protocol().version,  # an older cached front is re-evaluated
     }
-    cache = data / "app" / "fronts" / f"{serving.slug(str(demo.resolve()))}.mod.json"
+    cache = data / "app" / "fronts" / f"{catalog.slug(str(demo.resolve()))}.mod.json"
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(front))
 
 
 def second_morlhf_run(data: Path) -> None:
     """A finished morlhf run (a copy of the demo's artifact), as after someone trained one."""
-    from morl_core.app import serving
+    from morl_core.app import catalog
     from morl_core.config import RunConfig
     from morl_core.jobs import RunStore
 
@@ -87,7 +87,7 @@ def second_morlhf_run(data: Path) -> None:
         RunConfig(method="morlhf", objectives=("sentiment", "brevity"), steps=2), executor="local"
     )
     folder = store.run_dir(status.run_id)
-    demo = serving.DEMO_DIR / "morlhf-sentiment-brevity"
+    demo = catalog.DEMO_DIR / "morlhf-sentiment-brevity"
     for name in ("artifact.json", "front.json", "front.jsonl", "metrics.jsonl"):
         if (demo / name).exists():
             shutil.copy(demo / name, folder / name)
@@ -297,9 +297,9 @@ def collapsed(text: str) -> str:
 def unpinned_server(tmp_path_factory):
     """``streamlit run app.py`` as the README starts it: every shipped demo listed (no
     ``MORL_UI_DEMO_MODELS`` pin) and a fresh, empty data directory."""
-    from morl_core.app import serving
+    from morl_core.app import catalog
 
-    if not serving.model_here("smollm2-135m"):
+    if not catalog.model_here("smollm2-135m"):
         pytest.skip("the SmolLM2 wheel is not installed: the app lands on the embedded demo")
     data = tmp_path_factory.mktemp("fresh-data")
     with streamlit_app(data, unset=("MORL_UI_DEMO_MODELS",), start_s=120) as url:
@@ -312,14 +312,14 @@ def test_landing_page_shows_smollm2_replies_steered_by_the_preview(unpinned_serv
     prompt (no model loaded), and one arrow key in the instant preview shows the next point's."""
     import json
 
-    from morl_core.app import serving
+    from morl_core.app import catalog
 
-    demo = serving.DEMO_DIR / SMOLLM2_DEMO
+    demo = catalog.DEMO_DIR / SMOLLM2_DEMO
     assert json.loads((demo / "config.json").read_text())["model"] == "smollm2-135m"
     lattice = json.loads((demo / "lattice.json").read_text())
     preferences = [tuple(w) for w in lattice["preferences"]]
     replies = lattice["methods"]["soups"]["replies"]  # [prompt][point][sample] = [text, scores]
-    prompt = serving.example_prompts(prompt_set="assistant")[0]  # the Steer default prompt
+    prompt = catalog.example_prompts(prompt_set="assistant")[0]  # the Steer default prompt
 
     def texts(point: tuple[float, float]) -> list[str]:
         row = replies[lattice["prompts"].index(prompt)][preferences.index(point)]

@@ -108,7 +108,7 @@ def test_every_family_has_a_demo_on_a_two_and_a_three_objective_set(build, tmp_p
 
     families = {spec.family[0] for spec in METHODS.values()}
     named = {"soups", "mod", "emorl", "metapolicy", "ric", "panacea", "morlhf", "dynaopt"}
-    from morl_core.app.serving import DEMO_FIRST
+    from morl_core.app.catalog import DEMO_FIRST
 
     assert DEMO_FIRST[0] in build.EXPORTED  # the app lands on a demo this script builds
     done = executor({"pool-run": RunState.SUCCEEDED}, tmp_path)

@@ -187,7 +187,7 @@ def test_morl_front_fronts_page_and_leaderboard_print_the_same_hv_and_eu(
     soups_run, small_protocol, tmp_path, monkeypatch, capsys
 ):
     from morl_core.app import fronts
-    from morl_core.app.serving import ArtifactInfo
+    from morl_core.app.catalog import ArtifactInfo
     from morl_core.bench.leaderboard import aggregate
     from morl_core.bench.runner import evaluate_record
     from morl_core.bench.suites import validate
@@ -233,7 +233,7 @@ def test_morl_front_fronts_page_and_leaderboard_print_the_same_hv_and_eu(
 
 def test_app_marks_a_front_written_before_the_protocol(tmp_path, monkeypatch):
     from morl_core.app import fronts
-    from morl_core.app.serving import ArtifactInfo
+    from morl_core.app.catalog import ArtifactInfo
 
     monkeypatch.setattr(fronts, "app_data_dir", lambda: tmp_path / "app")
     old = {"method": "soups", "objectives": list(OBJECTIVES), "preferences": [[1, 0], [0, 1]],

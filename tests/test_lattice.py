@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from morl_core.app import lattice, serving
+from morl_core.app import catalog, lattice, serving
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO = serving.DEMO_DIR / "soups-sentiment-brevity"
+DEMO = catalog.DEMO_DIR / "soups-sentiment-brevity"
 
 
 def fresh_texts(run_dir: Path, prompt: str, weights, samples: int, seed: int) -> list[str]:
@@ -39,8 +39,8 @@ def shipped_lattices() -> list:
     """Every shipped demo with a lattice; those of a larger model than the embedded one load
     it, so they run with the slow tests."""
     found = []
-    for path in sorted(serving.DEMO_DIR.glob(f"*/{lattice.LATTICE}")):
-        info = serving.read_artifact_info(path.parent, path.parent.name, path.parent.name, "demo")
+    for path in sorted(catalog.DEMO_DIR.glob(f"*/{lattice.LATTICE}")):
+        info = catalog.read_artifact_info(path.parent, path.parent.name, path.parent.name, "demo")
         slow = info is None or not info.embedded
         found.append(pytest.param(path.parent.name, marks=[pytest.mark.slow] if slow else []))
     return found
@@ -48,7 +48,7 @@ def shipped_lattices() -> list:
 
 @pytest.mark.parametrize("demo", shipped_lattices())
 def test_shipped_lattice_equals_a_fresh_generation(demo):
-    run_dir = serving.DEMO_DIR / demo
+    run_dir = catalog.DEMO_DIR / demo
     data = lattice.read_lattice(run_dir)
     method = next(iter(data["methods"]))
     for p, q in [(0, 0), (len(data["prompts"]) - 1, len(data["preferences"]) // 2)]:
@@ -64,7 +64,7 @@ def shipped_base_fronts() -> list:
     """One shipped demo per distinct ``base_front.json`` (demos over one objective set share
     it); all on SmolLM2, so slow."""
     found = {}
-    for path in sorted(serving.DEMO_DIR.glob("*/base_front.json")):
+    for path in sorted(catalog.DEMO_DIR.glob("*/base_front.json")):
         found.setdefault(path.read_bytes(), path.parent.name)
     return [pytest.param(name, marks=pytest.mark.slow) for name in found.values()]
 
@@ -78,7 +78,7 @@ def test_shipped_base_front_equals_a_fresh_evaluation(demo):
     from morl_core.policy import set_threads
 
     set_threads(1)
-    run_dir = serving.DEMO_DIR / demo
+    run_dir = catalog.DEMO_DIR / demo
     config = read_config(run_dir)
     shipped = json.loads((run_dir / "base_front.json").read_text())
     fresh = evaluate_base(

@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 from app_server import streamlit_app
 
-from morl_core.app import lattice, lattice_view, serving
+from morl_core.app import catalog, lattice, lattice_view, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMOS = ["soups-sentiment-brevity", "soups-sentiment-brevity-readability"]  # embedded model
 
 
 def demo_lattice(name: str, prompt: int = 0) -> lattice.PromptLattice:
-    run_dir = serving.DEMO_DIR / name
+    run_dir = catalog.DEMO_DIR / name
     data = lattice.read_lattice(run_dir)
     return lattice.prompt_lattice(
         run_dir,
@@ -130,7 +130,7 @@ def views(at) -> list[str]:
 def test_steer_page_shows_the_view_on_a_lattice_prompt_only(tmp_path, monkeypatch):
     at = steer_page(tmp_path, monkeypatch)
     prompt = at.text_area(key="prompt").value
-    found = lattice.prompt_lattice(serving.DEMO_DIR / DEMOS[0], "soups", prompt, samples=2, seed=0)
+    found = lattice.prompt_lattice(catalog.DEMO_DIR / DEMOS[0], "soups", prompt, samples=2, seed=0)
     assert found is not None, "the page opens on an example prompt of the lattice"
     shown = views(at)
     assert len(shown) == 1
@@ -146,7 +146,7 @@ def test_steer_page_shows_the_view_on_a_lattice_prompt_only(tmp_path, monkeypatc
     assert views(at) == []
     assert any("a live reply" in m.value for m in at.markdown if "gen-text" in m.value)
     assert not any("instant preview" in c.value for c in at.caption)
-    another = lattice.read_lattice(serving.DEMO_DIR / DEMOS[0])["prompts"][1]
+    another = lattice.read_lattice(catalog.DEMO_DIR / DEMOS[0])["prompts"][1]
     at.text_area(key="prompt").set_value(another).run()  # a new prompt opens at the sliders'
     assert not at.exception
     assert len(views(at)) == 1 and 'data-start="10"' in views(at)[0]  # 0.97: nearest is 1.0

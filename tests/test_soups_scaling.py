@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from morl_core.app.serving import DEMO_DIR
+from morl_core.app.catalog import DEMO_DIR
 from morl_core.kl import base_model
 from morl_core.methods import soups
 from morl_core.policy import load_policy, set_threads

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from morl_core.app import lattice, serving
+from morl_core.app import catalog, lattice, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "The coffee was"
@@ -49,7 +49,7 @@ def test_the_sampling_loop_shows_each_step_in_order_and_changes_nothing():
     [("morlhf-sentiment-brevity", "morlhf"), ("soups-sentiment-brevity", "mod")],
 )
 def test_streamed_replies_are_the_unstreamed_replies(pool, demo, method):
-    shared = pool.get(serving.DEMO_DIR / demo, method)
+    shared = pool.get(catalog.DEMO_DIR / demo, method)
     weights, seed = [0.63, 0.37], 7  # off the lattice: generated live
     shown: list[list[str]] = []
     result = serving.steer(
@@ -85,7 +85,7 @@ def write_length(run_dir: Path, max_new_tokens) -> None:
 
 def test_reply_length_follows_the_artifacts_training_length(tmp_path):
     run_dir = tmp_path / "demo"
-    shutil.copytree(serving.DEMO_DIR / "morlhf-sentiment-brevity", run_dir)
+    shutil.copytree(catalog.DEMO_DIR / "morlhf-sentiment-brevity", run_dir)
     assert serving.steer_decoding(None) == serving.STEER_DECODING
     for trained, served in [
         (40, 40),
@@ -114,7 +114,7 @@ def test_reply_length_follows_the_artifacts_training_length(tmp_path):
 
 def test_a_long_reply_is_cut_only_at_the_artifacts_length(pool, tmp_path):
     run_dir = tmp_path / "demo"
-    shutil.copytree(serving.DEMO_DIR / "morlhf-sentiment-brevity", run_dir)
+    shutil.copytree(catalog.DEMO_DIR / "morlhf-sentiment-brevity", run_dir)
     write_length(run_dir, 40)
     shared = pool.get(run_dir, "morlhf")
     steps: list[list[str]] = []  # one call per decoding step (no redraw skipped)
@@ -127,7 +127,7 @@ def test_a_long_reply_is_cut_only_at_the_artifacts_length(pool, tmp_path):
 def test_the_lattice_decodes_as_steer_does(tmp_path):
     run_dir = tmp_path / "demo"
     shutil.copytree(
-        serving.DEMO_DIR / "soups-sentiment-brevity",
+        catalog.DEMO_DIR / "soups-sentiment-brevity",
         run_dir,
         ignore=shutil.ignore_patterns(lattice.LATTICE),
     )
@@ -167,7 +167,7 @@ def test_the_ui_keeps_its_own_thread_count_after_loading_a_run(run):
     before = torch.get_num_threads()
     try:
         pool = serving.ModelPool(device="cpu", threads=2, replicas=1)
-        pool.get(None if run is None else serving.DEMO_DIR / run, "soups" if run else "base")
+        pool.get(None if run is None else catalog.DEMO_DIR / run, "soups" if run else "base")
         assert torch.get_num_threads() == 2
     finally:
         set_threads(before)  # the count later loads in this process keep

@@ -470,7 +470,7 @@ def test_a_failing_reward_fails_a_job_with_one_line_in_status_and_log(tmp_path, 
 
 
 def test_the_train_form_offers_trl_rewards_behind_the_allow_list(monkeypatch):
-    from morl_core.app import runs, serving
+    from morl_core.app import catalog, runs
 
     class Recorder:  # stands in for the job system: keeps what would be submitted
         def submit(self, config):
@@ -480,7 +480,7 @@ def test_the_train_form_offers_trl_rewards_behind_the_allow_list(monkeypatch):
     monkeypatch.delenv("MORL_ALLOWED_IMPORTS", raising=False)
     monkeypatch.delenv(settings.UI_ALLOW_IMPORT, raising=False)
     monkeypatch.delenv(settings.UI_IMPORTED_OBJECTIVES, raising=False)
-    assert REPEAT in serving.ui_objectives() and "sentiment" in serving.ui_objectives()
+    assert REPEAT in catalog.ui_objectives() and "sentiment" in catalog.ui_objectives()
     recorder = Recorder()
     runs.submit_run({"objectives": [REPEAT, "sentiment"]}, executor=recorder)
     assert recorder.config.objectives == (REPEAT, "sentiment")
@@ -488,7 +488,7 @@ def test_the_train_form_offers_trl_rewards_behind_the_allow_list(monkeypatch):
     with pytest.raises(ConfigError, match="objectives: not offered here: \\['os:system'\\]"):
         runs.submit_run({"objectives": ["os:system", "sentiment"]}, executor=recorder)
     monkeypatch.setenv("MORL_ALLOWED_IMPORTS", "")  # the operator allows no imports at all
-    assert REPEAT not in serving.ui_objectives()
+    assert REPEAT not in catalog.ui_objectives()
     with pytest.raises(ConfigError, match="not offered here"):
         runs.submit_run({"objectives": [REPEAT, "sentiment"]}, executor=recorder)
 

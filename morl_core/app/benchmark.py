@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from morl_core import settings
+from morl_core.app.catalog import ArtifactInfo, data_dir
 from morl_core.app.fronts import front_indicators
-from morl_core.app.serving import ArtifactInfo, data_dir
 
 # morl_core.bench (pandas, the suite runner) is an optional part: imported where it is used.
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from morl_core import evaluation, settings
+from morl_core.app.catalog import ArtifactInfo, app_data_dir, example_prompts, slug
 from morl_core.app.figures import (
     highlight,
     overlay_fronts_figure,
@@ -34,17 +35,7 @@ from morl_core.app.points import (  # noqa: F401  (pages reach them as fronts.*)
     pseudo_weight_pick,
 )
 from morl_core.app.report import tradeoff_report
-from morl_core.app.serving import (
-    ArtifactInfo,
-    Generation,
-    Progress,
-    SharedSteerable,
-    app_data_dir,
-    example_prompts,
-    noop,
-    score_texts,
-    slug,
-)
+from morl_core.app.serving import Generation, Progress, SharedSteerable, noop, score_texts
 from morl_core.kl import kl_to_base as estimate_kl
 from morl_core.plots import front_3d_figure, parallel_coordinates_figure
 from morl_core.policy import set_threads

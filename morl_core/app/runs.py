@@ -18,7 +18,7 @@ import numpy as np
 
 from morl_core import config as cfg
 from morl_core import jobs, runfolder
-from morl_core.app import figures, serving
+from morl_core.app import catalog, figures, serving
 from morl_core.config import RunConfig, field_help
 from morl_core.evaluation import reference_point, snapshot_hypervolume
 from morl_core.jobs.paths import check_run_id
@@ -57,8 +57,8 @@ def form_fields(names: Sequence[str] = MAIN_FIELDS, method: str | None = None) -
     """Form widgets for ``names``, derived from ``RunConfig`` (type, default, help, choices);
     with ``method``, ``steps`` defaults to that method's plateau budget."""
     helps, hints, defaults = field_help(), typing.get_type_hints(RunConfig), RunConfig()
-    choices = {"method": tuple(METHODS), "objectives": tuple(serving.ui_objectives())}
-    choices |= {"model": serving.allowed_models(), "device": cfg.DEVICES}
+    choices = {"method": tuple(METHODS), "objectives": tuple(catalog.ui_objectives())}
+    choices |= {"model": catalog.allowed_models(), "device": cfg.DEVICES}
     choices |= {"scalarization": cfg.SCALARIZATIONS, "normalization": cfg.NORMALIZATIONS}
     choices |= {"advantage": cfg.ADVANTAGES}
     known = {f.name for f in fields(RunConfig)}
@@ -98,10 +98,10 @@ def submit_run(values: Mapping[str, Any], executor=None) -> str:
     if typed:  # the form's option widgets
         data["options"] = typed
     errors: dict[str, str] = {}
-    if data.get("model", "embedded") not in (allowed := serving.allowed_models()):
+    if data.get("model", "embedded") not in (allowed := catalog.allowed_models()):
         errors["model"] = f"not on this server's list; allowed: {', '.join(allowed)}"
         data["model"] = "embedded"
-    objectives = () if serving.ui_allows_imports() else data.get("objectives") or ()
+    objectives = () if catalog.ui_allows_imports() else data.get("objectives") or ()
     if bad := [o for o in objectives if _refused(o)]:
         errors["objectives"] = (
             f"not offered here: {bad}; registered objectives, or specs of modules under "
@@ -112,7 +112,7 @@ def submit_run(values: Mapping[str, Any], executor=None) -> str:
 
 def _refused(name: object) -> bool:
     """A spec of a module off this server's allow-list (RunConfig judges any other name)."""
-    if not looks_like_spec(name) or name in serving.ui_objectives():
+    if not looks_like_spec(name) or name in catalog.ui_objectives():
         return False
     try:
         return not import_allowed(parse_spec(name).module, False)
@@ -219,7 +219,7 @@ def shown_message(status) -> str:
 
 
 def _owner_file(run_id: str) -> Path:
-    return serving.app_data_dir() / "owners" / check_run_id(run_id)
+    return catalog.app_data_dir() / "owners" / check_run_id(run_id)
 
 
 def record_owner(run_id: str, owner: str) -> None:
