@@ -316,7 +316,7 @@ def test_a_full_disk_says_disk_full(tmp_path, capsys):
 def test_store_error_translation_names_a_full_disk(tmp_path, monkeypatch):
     import sqlite3
 
-    from morl_core.jobs.store import describe_sqlite_error
+    from morl_core.jobs.index import describe_sqlite_error
 
     class Stats:
         f_bavail, f_frsize, f_files, f_favail = 0, 4096, 100, 10

@@ -2,8 +2,7 @@
 
 Layout: ``DATA/index.sqlite`` (WAL; rebuildable from the folders) and ``DATA/runs/<run id>/``
 (files: :mod:`morl_core.runfolder`). Workers write only their folder, so remote (Ray) workers
-need only a shared file system; executors write the index (one write connection per process,
-``BEGIN IMMEDIATE`` + busy timeout).
+need only a shared file system; executors write the index (:mod:`morl_core.jobs.index`).
 
 A store that cannot be written (read-only mount, permissions, full disk) still reads: the index
 opens ``mode=ro`` or is rebuilt in memory, and writes fail with one line saying why. A folder
@@ -15,17 +14,22 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import shutil
 import sqlite3
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from morl_core.config import RunConfig
 from morl_core.jobs import paths
+from morl_core.jobs.index import (
+    Index,
+    broken_row,
+    describe_sqlite_error,
+    index_row,
+    row_objectives,
+)
 from morl_core.jobs.records import TERMINAL, RunState, RunStatus, read_status, update_status
 from morl_core.runfolder import (
     CANCEL,
@@ -43,21 +47,6 @@ from morl_core.runfolder import (
     write_json_atomic,
 )
 
-_BUSY_MS = 30_000
-_INT_COLUMNS = ("step", "total_steps", "attempt")
-_TIME_COLUMNS = ("created", "started", "finished")
-_TEXT_COLUMNS = ("method", "objectives", "executor", "state")
-_COLUMNS = ("id", *_TEXT_COLUMNS, *_INT_COLUMNS, *_TIME_COLUMNS, "message")
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY, method TEXT, objectives TEXT, executor TEXT, state TEXT,
-    step INTEGER, total_steps INTEGER, attempt INTEGER,
-    created REAL, started REAL, finished REAL, message TEXT);
-CREATE INDEX IF NOT EXISTS runs_state ON runs(state);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-INSERT OR IGNORE INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');
-"""
-
 
 class StoreError(RuntimeError):
     """The store cannot do what was asked (unknown run, unwritable data directory, ...)."""
@@ -71,170 +60,11 @@ class BrokenRun(StoreError):
     """A run folder the job system cannot trust; the message says why."""
 
 
-_INT64 = (-(2**63), 2**63 - 1)
-
-
-def describe_sqlite_error(exc: sqlite3.Error, data_dir: Path) -> str:
-    """A one-line reason for an index error: "disk full" when it is, not "I/O error" (WAL mode
-    often reports a full disk as ``SQLITE_IOERR``; the free space tells)."""
-    name = getattr(exc, "sqlite_errorname", "") or ""
-    full = name == "SQLITE_FULL"
-    if not full and (name.startswith("SQLITE_IOERR") or "disk" in str(exc)):
-        with contextlib.suppress(OSError):
-            stats = os.statvfs(data_dir)
-            full = stats.f_bavail * stats.f_frsize < (1 << 20) or (
-                stats.f_files > 0 and stats.f_favail == 0
-            )
-    if full:
-        return describe_os_error(OSError(errno.ENOSPC, "disk full", str(data_dir)))
-    if name in ("SQLITE_READONLY", "SQLITE_CANTOPEN") or "readonly" in str(exc):
-        return f"storage error: the run index in {data_dir} cannot be written ({exc})"
-    return f"storage error: run index in {data_dir}: {exc}"
-
-
 class RunNotFound(StoreError, KeyError):
     """No run with this id in the data directory."""
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else "run not found"
-
-
-class Index:
-    """The SQLite index: one guarded write connection, one read connection per thread
-    (``read_only``: opened ``mode=ro``, never created or written)."""
-
-    def __init__(self, path: Path | str, read_only: bool = False):
-        self.path = Path(path) if path != ":memory:" else path
-        self.read_only = read_only
-        self._write_lock = threading.Lock()
-        self._local = threading.local()
-        self._writer = self._connect()
-        # Opening an existing index only reads: many processes may open it at once.
-        exists = self._writer.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
-        ).fetchone()
-        if not exists:
-            if read_only:
-                raise sqlite3.OperationalError("the run index does not exist yet")
-            with self._write_lock:
-                journal = self._writer.execute("PRAGMA journal_mode").fetchone()[0]
-                if self.path != ":memory:" and journal != "wal":
-                    self._writer.execute("PRAGMA journal_mode=WAL")
-                self._writer.executescript(_SCHEMA)
-
-    def _connect(self) -> sqlite3.Connection:
-        if self.path == ":memory:":
-            # One shared in-memory database (a fallback index rebuilt from the folders).
-            if getattr(self, "_memory", None) is None:
-                self._memory = sqlite3.connect(":memory:", check_same_thread=False)
-                self._memory.row_factory = sqlite3.Row
-                self._memory.isolation_level = None
-            return self._memory
-        target = f"file:{self.path}?mode=ro" if self.read_only else self.path
-        conn = sqlite3.connect(
-            target,
-            uri=self.read_only,
-            timeout=_BUSY_MS / 1000,
-            isolation_level=None,
-            check_same_thread=False,
-        )
-        conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
-        if not self.read_only:
-            conn.execute("PRAGMA synchronous=NORMAL")
-        conn.row_factory = sqlite3.Row
-        return conn
-
-    def _reader(self) -> sqlite3.Connection:
-        if self.path == ":memory:":
-            return self._writer
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self._connect()
-        return conn
-
-    def upsert(self, rows: list[dict[str, Any]]) -> None:
-        """Insert or replace index rows (one transaction)."""
-        if not rows:
-            return
-        sql = (
-            f"INSERT INTO runs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
-            "ON CONFLICT(id) DO UPDATE SET " + ", ".join(f"{c}=excluded.{c}" for c in _COLUMNS[1:])
-        )
-        values = [tuple(row.get(c) for c in _COLUMNS) for row in rows]
-        with self._write_lock:
-            self._writer.execute("BEGIN IMMEDIATE")
-            try:
-                self._writer.executemany(sql, values)
-                self._writer.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    self._writer.execute("ROLLBACK")
-                raise
-
-    def delete(self, run_ids: list[str]) -> None:
-        """Remove rows whose run folders are gone."""
-        with self._write_lock:
-            self._writer.executemany("DELETE FROM runs WHERE id = ?", [(r,) for r in run_ids])
-
-    def rows(self, states: set[str] | None = None) -> list[dict[str, Any]]:
-        """Index rows, newest first, optionally only in ``states``."""
-        sql = "SELECT * FROM runs"
-        args: list[str] = []
-        if states:
-            sql += f" WHERE state IN ({', '.join('?' * len(states))})"
-            args = sorted(states)
-        with self._write_lock if self.path == ":memory:" else contextlib.nullcontext():
-            rows = self._reader().execute(sql + " ORDER BY created DESC, id DESC", args).fetchall()
-        return [dict(r) for r in rows]
-
-
-def _row(status: dict[str, Any]) -> dict[str, Any]:
-    """The index row of a status; a value SQLite cannot hold raises ``ValueError``."""
-    if not isinstance(status, dict):
-        raise ValueError(f"{STATUS} holds {type(status).__name__}, not an object")
-    row = {c: status.get(c) for c in _COLUMNS}
-    row["id"] = paths.check_run_id(status.get("run_id"))
-    try:
-        row["state"] = str(RunState(status.get("state")))
-    except ValueError:
-        raise ValueError(f"unknown state {status.get('state')!r} in {STATUS}") from None
-    for column in _INT_COLUMNS:
-        value = row[column]
-        if value is not None and (
-            not isinstance(value, int)
-            or isinstance(value, bool)
-            or not _INT64[0] <= value <= _INT64[1]
-        ):
-            raise ValueError(f"{column} in {STATUS} is not an integer within int64: {value!r}")
-    for column in _TIME_COLUMNS:
-        if row[column] is not None and not isinstance(row[column], int | float):
-            raise ValueError(f"{column} in {STATUS} is not a time: {row[column]!r}")
-    objectives = status.get("objectives") or []
-    if not isinstance(objectives, list) or not all(isinstance(o, str) for o in objectives):
-        raise ValueError(f"objectives in {STATUS} is not a list of names")
-    row["objectives"] = json.dumps(objectives)
-    for column in ("method", "executor", "message"):
-        if row[column] is not None:
-            row[column] = str(row[column])
-    return row
-
-
-def _broken_row(run_id: str, reason: str, previous: dict[str, Any] | None) -> dict[str, Any]:
-    row = dict(previous or {})
-    row.update(id=run_id, state=str(RunState.BROKEN), message=reason)
-    for column in ("method", "executor"):
-        row[column] = row.get(column) or ""
-    row["objectives"] = row.get("objectives") or "[]"
-    row["created"] = row.get("created") or _created_from_id(run_id)
-    return row
-
-
-def _names(row: dict[str, Any]) -> list[str]:
-    with contextlib.suppress(ValueError, TypeError):
-        names = json.loads(row.get("objectives") or "[]")
-        if isinstance(names, list):
-            return [str(n) for n in names]
-    return []
 
 
 def _read_or_broken(path: Path) -> Any:
@@ -245,12 +75,6 @@ def _read_or_broken(path: Path) -> Any:
         raise BrokenRun(f"{path.name} cannot be read: {describe_os_error(exc)}") from exc
     except ValueError as exc:
         raise BrokenRun(f"{path.name} does not parse: {exc}") from exc
-
-
-def _created_from_id(run_id: str) -> float | None:
-    with contextlib.suppress(ValueError):
-        return float(time.mktime(time.strptime(run_id[:15], "%Y%m%d-%H%M%S")))
-    return None
 
 
 class RunStore:
@@ -329,7 +153,7 @@ class RunStore:
         if data is None:
             raise BrokenRun(f"{STATUS} is missing")
         try:
-            _row(data)
+            index_row(data)
         except ValueError as exc:
             raise BrokenRun(str(exc)) from exc
         if data.get("run_id") != run_id:
@@ -346,7 +170,7 @@ class RunStore:
         previous = next((r for r in self.index.rows() if r["id"] == run_id), None)
         if previous and previous["state"] == RunState.BROKEN and previous["message"] == reason:
             return
-        self._index_write(self.index.upsert, [_broken_row(run_id, reason, previous)])
+        self._index_write(self.index.upsert, [broken_row(run_id, reason, previous)])
 
     def create(self, config: RunConfig, executor: str) -> RunStatus:
         """Record a new queued run: its folder, ``config.json``, ``status.json``, index row."""
@@ -359,7 +183,7 @@ class RunStore:
         status.update(total_steps=config.steps, lost_count=0, created=time.time())
         status.update(schema_version=SCHEMA_VERSION)
         try:
-            row = _row(status)  # before anything is written: a value the index cannot hold
+            row = index_row(status)  # before anything is written: a value the index cannot hold
             folder.mkdir(parents=False, exist_ok=False)
             write_json_atomic(folder / CONFIG, config.to_dict())
             status = update_status(folder, status, create=True)
@@ -409,14 +233,14 @@ class RunStore:
                 try:
                     data = self.inspect(row["id"])
                 except (BrokenRun, ValueError) as exc:
-                    data = _broken_row(row["id"], str(exc), row)
-                    data = {**data, "run_id": row["id"], "objectives": _names(data)}
+                    data = broken_row(row["id"], str(exc), row)
+                    data = {**data, "run_id": row["id"], "objectives": row_objectives(data)}
             if data is None:
-                data = {**row, "run_id": row["id"], "objectives": _names(row)}
+                data = {**row, "run_id": row["id"], "objectives": row_objectives(row)}
             try:
                 result.append(self._view(data))
             except (ValueError, TypeError) as exc:
-                bad = _broken_row(row["id"], f"unreadable status: {exc}", None)
+                bad = broken_row(row["id"], f"unreadable status: {exc}", None)
                 result.append(RunStatus.from_dict({**bad, "run_id": row["id"], "objectives": []}))
         return result
 
@@ -466,7 +290,7 @@ class RunStore:
         self._writable()
         status = update_status(self.run_dir(run_id), changes, **conditions)
         if status is not None:
-            self._index_write(self.index.upsert, [_row(status)])
+            self._index_write(self.index.upsert, [index_row(status)])
         return status
 
     def request_cancel(self, run_id: str) -> None:
@@ -490,7 +314,7 @@ class RunStore:
             with contextlib.suppress(OSError, ValueError):
                 data = read_status(self.runs_dir / run_id)
                 if data is not None:
-                    rows.append(_row(data))
+                    rows.append(index_row(data))
         self._index_write(self.index.upsert, rows)
 
     def _scan(self) -> list[dict[str, Any]]:
@@ -500,9 +324,9 @@ class RunStore:
             if not paths.RUN_ID_PATTERN.fullmatch(folder.name):
                 continue
             try:
-                found.append(_row(self.inspect(folder.name)))
+                found.append(index_row(self.inspect(folder.name)))
             except BrokenRun as exc:
-                found.append(_broken_row(folder.name, str(exc), None))
+                found.append(broken_row(folder.name, str(exc), None))
         return found
 
     def rebuild_index(self) -> int:
