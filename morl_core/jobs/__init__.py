@@ -7,10 +7,10 @@ Quick use::
     jobs.get_executor().status(run_id).state         # queued/starting/running/.../succeeded
     records, offset = jobs.RunStore().metrics(run_id)  # poll with the returned offset
 
-Store: ``store.py``; worker protocol: ``worker.py``; the lifecycle every executor shares:
-``lifecycle.py``; where workers run: ``local.py`` (subprocesses) and ``ray_jobs.py`` (a Ray
-cluster), picked by name in ``executors.py``; run-folder files and checkpoints:
-:mod:`morl_core.runfolder`.
+Store: ``store.py`` (the run folders) and ``index.py`` (the SQLite index of them); worker
+protocol: ``worker.py``; the lifecycle every executor shares: ``lifecycle.py``; where workers
+run: ``local.py`` (subprocesses) and ``ray_jobs.py`` (a Ray cluster), picked by name in
+``executors.py``; run-folder files and checkpoints: :mod:`morl_core.runfolder`.
 """
 
 from __future__ import annotations
