@@ -173,10 +173,14 @@ AGGREGATIONS: dict[str, dict] = {
 # 20261206-234616-00f09337) its pool had the ends' tags but it still did not read them (+0.15
 # within a prompt, the base model +0.12). Trained afresh on that run's pool with LoRA on every
 # linear layer, 100 supervised steps read the ends' tags at +0.35 within a prompt (an offline
-# probe, benchmarks/ric_tag_reading.py's measure): RiC trains its LoRA as the experts do.
+# probe, benchmarks/ric_tag_reading.py's measure): RiC trains its LoRA as the experts do. With
+# 4 supervised steps a round that LoRA learnt the early, small pool by heart (run
+# 20261207-050833-d663c8d0, cancelled at round 19: SFT loss 1.44 and KL 1.16 nats/token on its
+# minibatches at round 18, where the q/v run had 2.24 and 0.28), so it takes one a round: 100
+# steps in all, as many as the probe's.
 QV = {"lora_target_modules": "q_proj,v_proj"}
 SINGLE: dict[str, dict] = {
-    "ric": {"lora_target_modules": "all-linear", "options": {"sft_updates": 4}},
+    "ric": {"lora_target_modules": "all-linear", "options": {"sft_updates": 1}},
     "panacea": {
         "kl_coef": 0.05,
         "fluency_guard": "wordlist",

@@ -127,9 +127,10 @@ def test_every_family_has_a_demo_on_a_two_and_a_three_objective_set(build, tmp_p
                     assert checked.options["preference_concentration"] == 0.3, name
                 if checked.method == "dynaopt":  # a ~1 MB adapter in fp16
                     assert checked.lora_target_modules == "q_proj,v_proj", name
-                if checked.method == "ric":  # q/v LoRA, one supervised step a round: no steer
+                if checked.method == "ric":  # q/v LoRA did not steer; all-linear, 4 steps a
+                    # round, memorised its early pool
                     assert checked.lora_target_modules == "all-linear", name
-                    assert checked.options["sft_updates"] == 4, name
+                    assert checked.options["sft_updates"] == 1, name
                 if checked.method == "emorl":  # mixes before the norm, the paper's search
                     # that keeps a = w unless beaten by 2 standard errors
                     expected = {"search_objective": "reward", "mix_at": "pre_norm"}
