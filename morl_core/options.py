@@ -135,6 +135,7 @@ metapolicy | meta_lr | float | 0 | [0, 1] | learning rate of the upper level (0 
 metapolicy | meta_hidden | int | 64 | [1, 4096] | attention width of the upper-level network
 metapolicy | prior_eps | float | 0.01 | (0, 1) | eps of the preference prior log(w + eps)
 metapolicy | score_bound | float | 1 | (0, 100] | bound B of the learned log-weight adjustment
+metapolicy | preference_concentration | float | 1 | [0.05, 100] | upper-level preferences ~ Dirichlet(it)
 """.splitlines():
     _method, _name, _kind, *_rest = _row.split(" | ")
     METHOD_OPTIONS[_method][_name] = _ranged({"int": int, "float": float}[_kind], *_rest)

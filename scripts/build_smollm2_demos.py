@@ -195,6 +195,17 @@ SINGLE: dict[str, dict] = {
 # 20261207-022459-994fbe3f) its formality and readability ends separated but its brevity
 # policy barely moved brevity (0.830 held out against 0.801 at the readability vertex; TERSE's
 # expert: 0.860): not shipped.
+# The meta-policy over the triple's experts (run 20261206-174614-c7ecf5b5, preferences drawn
+# uniformly) pulled its vertices towards the middle (formality 0.510 at the brevity vertex where
+# the soup has 0.456) and its lattice's formality end led the brevity end by 1.98 of the 2
+# standard errors asked. Uniform on three objectives, few training preferences are near a
+# vertex; drawn from Dirichlet(0.3), as Panacea's are, the upper level trains where the ends are.
+TRIPLE_AGGREGATIONS = {
+    **AGGREGATIONS,
+    "metapolicy": {
+        "options": {**AGGREGATIONS["metapolicy"]["options"], "preference_concentration": 0.3}
+    },
+}
 TRIPLE_SINGLE = {
     **SINGLE,
     "morlhf": {**SINGLE["morlhf"], "kl_coef": 0.05, "fluency_guard": "wordlist"},
@@ -268,7 +279,9 @@ DEMOS: dict[str, dict] = {
     # not its formality end from its brevity end (+0.056 formality, standard error 0.053, on the
     # lattice's 8 prompts; 0.144 held out): FORMAL retrains formality at beta 0.05 as well.
     FORMAL: retrained("formality", LUCID),
-    **{name_of(m, TRIPLE): demo(m, TRIPLE, spec, FORMAL) for m, spec in AGGREGATIONS.items()},
+    **{
+        name_of(m, TRIPLE): demo(m, TRIPLE, spec, FORMAL) for m, spec in TRIPLE_AGGREGATIONS.items()
+    },
     name_of("soups", FOUR): demo("soups", FOUR, {}, FORMAL),  # the four experts, shipped
     **{name_of(m, TRIPLE): demo(m, TRIPLE, spec) for m, spec in TRIPLE_SINGLE.items()},
 }

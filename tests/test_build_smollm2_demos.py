@@ -137,6 +137,13 @@ def test_every_family_has_a_demo_on_a_two_and_a_three_objective_set(build, tmp_p
                     expected["search_guard"] = 2.0
                     found = {k: v for k, v in checked.options.items() if k != "experts_from"}
                     assert found == expected, name
+                if checked.method == "metapolicy":  # on the triple nearer the corners
+                    concentration = 0.3 if len(objectives) == 3 else 1.0
+                    assert checked.options["meta_steps"] == 40, name
+                    found = METHODS["metapolicy"].option(
+                        checked.options, "preference_concentration"
+                    )
+                    assert found == concentration, name
                 if checked.method == "morlhf":  # trained as the experts were, 3 policies
                     assert checked.lora_target_modules == "all-linear", name
                     assert (checked.n_preferences, checked.steps) == (3, 100), name

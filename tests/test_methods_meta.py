@@ -168,6 +168,21 @@ def test_metapolicy_first_upper_level_step_is_reproducible(runs, tmp_path):
     assert without_times(again[0].metrics) == without_times(first_meta.metrics)
 
 
+def test_metapolicy_preference_concentration_draws_its_training_preferences(runs, tmp_path):
+    """Below 1 the upper level trains on preferences near the corners (the front's ends)."""
+    source, _ = runs["metapolicy"]
+
+    def corner_share(concentration: float) -> float:  # mean largest weight of the steps' w
+        options = {"experts_from": str(source), "preference_concentration": concentration}
+        infos = train("metapolicy", tmp_path / str(concentration), steps=6, options=options)
+        drawn = [[i.metrics[f"weight/{o}"] for o in OBJECTIVES] for i in infos]
+        assert all(abs(sum(w) - 1) < 1e-6 for w in drawn)
+        return float(np.mean(np.max(drawn, axis=1)))
+
+    near_corners, near_middle = corner_share(0.05), corner_share(100.0)
+    assert near_corners > 0.8 and near_middle < 0.6, (near_corners, near_middle)
+
+
 # --- RiC ---
 
 

@@ -21,11 +21,14 @@ LM head::
 Only phi = (W_q, W_k, e, LN) trains (about 2 d D parameters), by REINFORCE with the group
 baseline of the shared trainer on the preference-scalarised reward, one preference per batch:
 
-    max_phi  E_{w ~ Dir(1)} E_{y ~ pi_phi(.|x, w)} [ f_w(r(x, y)) ] - beta_KL KL(pi_phi || pi_0)
+    max_phi  E_{w ~ Dir(c)} E_{y ~ pi_phi(.|x, w)} [ f_w(r(x, y)) ] - beta_KL KL(pi_phi || pi_0)
 
 where pi_0 is the same experts mixed by the prior alone (g = 0, alpha = softmax(log(w + eps))):
 the KL term is a trust region on what the upper level changes. (KL to the base model instead
-would pull alpha towards whichever expert moved least from the base, whatever w asks.)
+would pull alpha towards whichever expert moved least from the base, whatever w asks.) The
+concentration c (``preference_concentration``, default 1: uniform on the simplex) below 1 draws
+more training preferences near the corners, where the front's ends are: with three objectives
+Dir(1) puts few near a vertex, and the network, linear in w, is left to extrapolate there.
 
 **Design choices and what they trade.**
 
@@ -225,6 +228,7 @@ def train(config: RunConfig, run_dir: Path, callback: TrainCallback) -> None:
         condition=mixer.set_preference,
         adapter=False,
         lr=option("meta_lr") or None,
+        concentration=option("preference_concentration"),
     )
     front_fn = lambda index, done: snapshot(steerable, config)  # noqa: E731
     if not train_stages(
