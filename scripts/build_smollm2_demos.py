@@ -177,7 +177,8 @@ AGGREGATIONS: dict[str, dict] = {
 # 4 supervised steps a round that LoRA learnt the early, small pool by heart (run
 # 20261207-050833-d663c8d0, cancelled at round 19: SFT loss 1.44 and KL 1.16 nats/token on its
 # minibatches at round 18, where the q/v run had 2.24 and 0.28), so it takes one a round: 100
-# steps in all, as many as the probe's.
+# steps in all, as many as the probe's. So trained (run 20261207-053302-703e736a) it did not
+# steer either (lattice ends +0.027 formality at a standard error of 0.052): not shipped.
 QV = {"lora_target_modules": "q_proj,v_proj"}
 SINGLE: dict[str, dict] = {
     "ric": {"lora_target_modules": "all-linear", "options": {"sft_updates": 1}},
