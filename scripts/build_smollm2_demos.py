@@ -201,6 +201,8 @@ SINGLE: dict[str, dict] = {
 # the soup has 0.456) and its lattice's formality end led the brevity end by 1.98 of the 2
 # standard errors asked. Uniform on three objectives, few training preferences are near a
 # vertex; drawn from Dirichlet(0.3), as Panacea's are, the upper level trains where the ends are.
+# So trained (run 20261207-054549-a17b832f) its lattice's ends are 2.2-6.1 standard errors
+# apart: shipped.
 TRIPLE_AGGREGATIONS = {
     **AGGREGATIONS,
     "metapolicy": {
