@@ -216,6 +216,8 @@ def test_demos_are_submitted_in_order_so_the_queue_trains_the_pool_first(
     morlhf_triple = submitted[-1]
     assert (morlhf_triple["kl_coef"], morlhf_triple["fluency_guard"]) == (0.05, "wordlist")
     assert (morlhf_pair["kl_coef"], morlhf_pair.get("fluency_guard")) != (0.05, "wordlist")
+    # ...with 8 replies a prompt (at 4 its brevity policy walked on the noise)
+    assert (morlhf_triple["k_samples"], morlhf_pair["k_samples"]) == (8, 4)
 
 
 def test_an_export_cut_before_its_lattice_is_finished_not_redone(build, tmp_path, monkeypatch):
