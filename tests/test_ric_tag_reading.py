@@ -33,19 +33,28 @@ def test_coverage_counts_the_tags_inference_writes(script):
     assert covered["end/warm_word"] == covered["end/cold_word"] == pytest.approx(1 / 3)
 
 
-def test_a_ric_that_learned_its_tags_reads_them_and_the_base_model_does_not(script, tmp_path):
-    """On the known-answer pair, RiC with four supervised steps a round separates its ends
-    (tests/test_known_answers.py). Its rewards are 0 or 1, so its pool's tags are the ends'
-    tags themselves, and the replies the base model sampled are ranked by the ends' tags as
-    their rewards say, within prompts too, where the base model wearing the same tags does not
-    rank them. (The contrast 0.9 vs 0.2 is a value its pool never has: not asserted.)"""
+@pytest.fixture(scope="module")
+def known_ric(tmp_path_factory):
+    """A RiC run on the known-answer pair with four supervised steps a round, which separates
+    its ends (tests/test_known_answers.py): (run folder, its config)."""
     config = {**KNOWN, "method": "ric", "lr": 1e-3, "steps": 10}
     config["options"] = {"sft_updates": 4}
-    run = tmp_path / "ric"
+    run = tmp_path_factory.mktemp("known") / "ric"
     run.mkdir()
     checked = RunConfig.from_dict(config)
     (run / "config.json").write_text(json.dumps(checked.to_dict()))
     METHODS["ric"].train(checked, run)
+    return run, checked
+
+
+def test_a_ric_that_learned_its_tags_reads_them_and_the_base_model_does_not(
+    script, known_ric, tmp_path
+):
+    """Its rewards are 0 or 1, so its pool's tags are the ends' tags themselves, and the replies
+    the base model sampled are ranked by the ends' tags as their rewards say, within prompts
+    too, where the base model wearing the same tags does not rank them. (The contrast 0.9 vs
+    0.2 is a value its pool never has: not asserted.)"""
+    run, checked = known_ric
     _, _, norm = script.load_pool(run)
     covered = script.coverage(norm, checked.objectives)
     assert covered["end/warm_word"] > 0.2 and covered["end/cold_word"] > 0.2, covered
@@ -62,3 +71,30 @@ def test_a_ric_that_learned_its_tags_reads_them_and_the_base_model_does_not(scri
         script.main([str(run), "--probe", "100000"])
     with pytest.raises(SystemExit):  # no run folder: a message, not a traceback
         script.main([str(tmp_path / "nowhere")])
+
+
+def test_the_sft_probe_reads_tags_on_prompts_it_never_trained_on(known_ric, tmp_path):
+    """benchmarks/ric_sft_probe.py: a fresh adapter trained by RiC's supervised step on the
+    known-answer run's pool, less a quarter of its prompts, reads the ends' tags on the
+    held-out prompts' replies as on the trained ones (the known answer does not depend on the
+    prompt), where the base model does not; bad arguments get a message."""
+    probe = load_script("benchmarks/ric_sft_probe.py")
+    run, _ = known_ric
+    out = tmp_path / "probe.json"
+    assert (
+        probe.main([str(run), "--steps", "40", "--every", "20", "--probe", "32", "--out", str(out)])
+        == 0
+    )
+    saved = json.loads(out.read_text())
+    held = set(saved["held_out_prompts"])
+    assert len(held) == 2 and saved["trained_pool_rows"] < 10 * KNOWN["batch_prompts"] * 4
+    last = saved["points"][-1]
+    for name in ("trained", "held_out"):
+        assert last[name]["corr_within_prompt"] > 0.5, saved
+        assert saved["base"][name]["corr_within_prompt"] < 0.3, saved
+    assert last["held_out"]["prompts"] == 2
+    for bad in (["--steps", "0"], ["--probe", "100000"], ["--every", "50", "--steps", "10"]):
+        with pytest.raises(SystemExit):
+            probe.main([str(run), *bad])
+    with pytest.raises(SystemExit):  # no run folder: a message, not a traceback
+        probe.main([str(tmp_path / "nowhere")])
