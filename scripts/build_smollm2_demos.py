@@ -178,7 +178,10 @@ AGGREGATIONS: dict[str, dict] = {
 # 20261207-050833-d663c8d0, cancelled at round 19: SFT loss 1.44 and KL 1.16 nats/token on its
 # minibatches at round 18, where the q/v run had 2.24 and 0.28), so it takes one a round: 100
 # steps in all, as many as the probe's. So trained (run 20261207-053302-703e736a) it did not
-# steer either (lattice ends +0.027 formality at a standard error of 0.052): not shipped.
+# steer either (lattice ends +0.027 formality at a standard error of 0.052): not shipped. The
+# probe's +0.35 was measured on prompts it had trained on: with a quarter of the prompts held out
+# of its pool (benchmarks/ric_sft_probe.py) the trained ones read +0.37 after 200 steps and the
+# held-out ones +0.15, the base model's +0.15 (docs/findings.md).
 QV = {"lora_target_modules": "q_proj,v_proj"}
 SINGLE: dict[str, dict] = {
     "ric": {"lora_target_modules": "all-linear", "options": {"sft_updates": 1}},
