@@ -100,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.threads <= (os.cpu_count() or 1):
         parser.error(f"--threads must be in [1, {os.cpu_count()}], got {args.threads}")
     set_threads(args.threads)
-    policy = load_policy(args.model, device="cpu", threads=args.threads)
+    try:
+        policy = load_policy(args.model, device="cpu", threads=args.threads)
+    except ValueError as err:
+        parser.error(f"--model: {err}")
     prompts = load_prompts("assistant", "train")
     rows = []
     for budget in budgets:

@@ -71,16 +71,25 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--probe must be in [8, {MAX_PROBE}], got {args.probe}")
     if not (args.run_dir / "config.json").is_file():
         parser.error(f"{args.run_dir}: not a run folder (no config.json)")
-    raw = read_json(args.run_dir / "config.json")
-    if raw.get("method") != "ric":
-        parser.error(f"{args.run_dir}: a {raw.get('method')} run, not a RiC one")
+    try:
+        raw = read_json(args.run_dir / "config.json")
+    except (OSError, ValueError) as err:
+        parser.error(f"{args.run_dir}/config.json: unreadable ({err})")
+    if not isinstance(raw, dict) or raw.get("method") != "ric":
+        parser.error(f"{args.run_dir}: not a RiC run")
     raw.update(device="cpu", threads=1)
     if args.targets:
         raw["lora_target_modules"] = args.targets
-    config = RunConfig.from_dict(raw, check_files=False)
+    try:
+        config = RunConfig.from_dict(raw, check_files=False)
+    except ValueError as err:  # e.g. --targets names no module
+        parser.error(f"{args.run_dir}: {err}")
     out = args.out or ROOT / f"benchmarks/results/ric_sft_probe_{args.run_dir.name}.json"
 
-    policy = ric.prefixed(open_policy(config))
+    try:
+        policy = ric.prefixed(open_policy(config))
+    except ValueError as err:
+        parser.error(f"{args.run_dir}: {err}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed * 1000 + LORA_SEED)
         attach_lora(

@@ -27,3 +27,5 @@ def test_a_longer_budget_lets_more_replies_end_and_cut_off_ones_score_by_their_w
     for bad in (["--replies", "0"], ["--max-new-tokens", "10000"], ["--max-new-tokens", "x"]):
         with pytest.raises(SystemExit):
             script.main(["--model", "embedded", *bad])
+    with pytest.raises(SystemExit):  # a model that is not here: a message, not a traceback
+        script.main(["--model", str(tmp_path / "no-model"), "--replies", "1"])

@@ -98,3 +98,7 @@ def test_the_sft_probe_reads_tags_on_prompts_it_never_trained_on(known_ric, tmp_
             probe.main([str(run), *bad])
     with pytest.raises(SystemExit):  # no run folder: a message, not a traceback
         probe.main([str(tmp_path / "nowhere")])
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text('{"method": "soups"}')
+    with pytest.raises(SystemExit):  # not a RiC run
+        probe.main([str(tmp_path / "other")])
