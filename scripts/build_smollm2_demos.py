@@ -205,6 +205,9 @@ SINGLE: dict[str, dict] = {
 # 1 base reply in 20 ends inside the 32 tokens (benchmarks/brevity_truncation.py), so a prompt's
 # 4 replies hold one 19 % of the time, its 8 34 %. So on the triple MORLHF draws 8 replies a
 # prompt: twice the samples a step, each advantage's baseline the mean of 7 replies, not 3.
+# Panacea on the triple (run 20261206-213130-1ad1ded4, 4 replies a prompt) never moved brevity
+# (training means of its first and last 10 steps 0.639 -> 0.617, 31.6 -> 31.5 tokens) and its
+# lattice's brevity end led the others by 1.94 and 1.51 standard errors: it draws 8 as well.
 # The meta-policy over the triple's experts (run 20261206-174614-c7ecf5b5, preferences drawn
 # uniformly) pulled its vertices towards the middle (formality 0.510 at the brevity vertex where
 # the soup has 0.456) and its lattice's formality end led the brevity end by 1.98 of the 2
@@ -221,6 +224,7 @@ TRIPLE_AGGREGATIONS = {
 TRIPLE_SINGLE = {
     **SINGLE,
     "morlhf": {**SINGLE["morlhf"], "kl_coef": 0.05, "fluency_guard": "wordlist", "k_samples": 8},
+    "panacea": {**SINGLE["panacea"], "k_samples": 8},
 }
 
 

@@ -125,6 +125,8 @@ def test_every_family_has_a_demo_on_a_two_and_a_three_objective_set(build, tmp_p
                 checked = RunConfig.from_dict(config, check_files=False)  # raises on a bad field
                 if checked.method == "panacea":  # its ends, drawn uniformly, did not separate
                     assert checked.options["preference_concentration"] == 0.3, name
+                    # on the triple 8 replies a prompt: brevity learns from the few that end
+                    assert checked.k_samples == (8 if len(objectives) == 3 else 4), name
                 if checked.method == "dynaopt":  # a ~1 MB adapter in fp16
                     assert checked.lora_target_modules == "q_proj,v_proj", name
                 if checked.method == "ric":  # q/v LoRA did not steer; all-linear, 4 steps a
