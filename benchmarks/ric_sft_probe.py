@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,15 +37,13 @@ import ric_tag_reading as reading  # noqa: E402
 
 from morl_core.config import RunConfig  # noqa: E402
 from morl_core.methods import ric  # noqa: E402
-from morl_core.methods.common import open_policy  # noqa: E402
-from morl_core.policy import attach_lora  # noqa: E402
+from morl_core.methods.common import attach_seeded_lora, open_policy  # noqa: E402
 from morl_core.prompts import load_prompts  # noqa: E402
 from morl_core.runfolder import read_json, write_json_atomic  # noqa: E402
 
 MAX_STEPS = 2000
 MAX_PROBE = 512
 HELD_OUT_SEED = 1  # which quarter of the training prompts is held out
-LORA_SEED = 500  # the fresh adapter's initialisation, seed * 1000 + this
 
 
 def held_out_prompts(n_prompts: int) -> set[int]:
@@ -90,15 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         policy = ric.prefixed(open_policy(config))
     except ValueError as err:
         parser.error(f"{args.run_dir}: {err}")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed * 1000 + LORA_SEED)
-        attach_lora(
-            policy,
-            r=config.lora_r,
-            alpha=config.lora_alpha,
-            adapter_name=ric.ADAPTER,
-            target_modules=config.lora_target_modules,
-        )
+    attach_seeded_lora(policy, config, ric.ADAPTER, config.seed * 1000 + ric.LORA_SEED)
     trainer = ric.SupervisedRounds(policy, config)
     pool_prompt, pool_ids, norm = reading.load_pool(args.run_dir)
     prompts = load_prompts(config.prompt_set, "train")

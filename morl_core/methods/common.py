@@ -189,18 +189,7 @@ def train_stages(
             continue
         seed = config.seed * 1000 + (index if stage.adapter else SAMPLED_SEED)
         if stage.adapter:
-            # LoRA A is drawn from torch's global RNG: seed it privately so the initial adapter
-            # depends on (seed, stage) alone, not on what ran before in this process (a resume
-            # at a stage boundary, or a second run in the same process, must match a fresh run).
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                attach_lora(
-                    policy,
-                    r=config.lora_r,
-                    alpha=config.lora_alpha,
-                    adapter_name=stage.name,
-                    target_modules=config.lora_target_modules,
-                )
+            attach_seeded_lora(policy, config, stage.name, seed)
             _train_only(policy, stage.name)
         lr = config.lr if stage.lr is None else stage.lr
         trainer = RLTrainer(
@@ -247,6 +236,22 @@ def train_stages(
                 return False
         steps_before += stage.steps
     return True
+
+
+def attach_seeded_lora(policy: Policy, config: RunConfig, adapter_name: str, seed: int) -> None:
+    """Attach the run's LoRA (``lora_r``, ``lora_alpha``, ``lora_target_modules``) as
+    ``adapter_name``, initialised from ``seed`` alone. LoRA A is drawn from torch's global RNG:
+    seeded privately, the initial adapter does not depend on what ran before in this process (a
+    resume at a stage boundary, or a second run in the same process, must match a fresh run)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        attach_lora(
+            policy,
+            r=config.lora_r,
+            alpha=config.lora_alpha,
+            adapter_name=adapter_name,
+            target_modules=config.lora_target_modules,
+        )
 
 
 def _train_only(policy: Policy, adapter: str) -> None:

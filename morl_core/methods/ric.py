@@ -71,6 +71,7 @@ from morl_core.methods import METHODS
 from morl_core.methods.base import StepInfo, TrainCallback, no_callback
 from morl_core.methods.common import (
     adapter_dir,
+    attach_seeded_lora,
     load_adapters,
     open_policy,
     preference_rng,
@@ -79,7 +80,7 @@ from morl_core.methods.common import (
     snapshot,
     write_artifact,
 )
-from morl_core.policy import Policy, attach_lora
+from morl_core.policy import Policy
 from morl_core.prompts import load_prompts
 from morl_core.rl.losses import kl_report, token_logprobs
 from morl_core.rl.trainer import RLTrainer, reward_metrics, scalarized, score_rollout
@@ -91,6 +92,7 @@ MORS_QUANTILE = 0.7  # rejection sampling keeps samples above this pool quantile
 # tags rescale each reward between these pool quantiles (see "Differs from the paper" above)
 RELABEL_QUANTILES = (0.1, 0.9)
 RELABEL_RULES = ("quantiles", "minmax")  # "minmax": artifacts without "relabel"
+LORA_SEED = 500  # offset of the adapter's initialisation from seed * 1000
 SFT_SEED = 700  # offset of the trainer's private generators from seed * 1000
 CHECKPOINT_FORMAT = "ric-supervised-rounds"  # older checkpoints (RL steps) cannot be continued
 
@@ -353,15 +355,7 @@ class SupervisedRounds(RLTrainer):
 
 def train(config: RunConfig, run_dir: Path, callback: TrainCallback = no_callback) -> None:
     policy = prefixed(open_policy(config))
-    with torch.random.fork_rng(devices=[]):  # LoRA A is drawn from torch's global RNG
-        torch.manual_seed(config.seed * 1000 + 500)
-        attach_lora(
-            policy,
-            r=config.lora_r,
-            alpha=config.lora_alpha,
-            adapter_name=ADAPTER,
-            target_modules=config.lora_target_modules,
-        )
+    attach_seeded_lora(policy, config, ADAPTER, config.seed * 1000 + LORA_SEED)
     steerable = RewardsInContext(policy, config.objectives)
     trainer = SupervisedRounds(policy, config)
     found = runfolder.load_latest_checkpoint(run_dir)
