@@ -10,7 +10,9 @@ from morl_core.policy import set_threads
 set_threads(1)
 
 
-def test_a_longer_budget_lets_more_replies_end_and_cut_off_ones_score_by_their_words(tmp_path):
+def test_a_longer_budget_lets_more_replies_end_and_cut_off_ones_score_by_their_words(
+    tmp_path, capsys
+):
     """On the embedded model: more replies end inside 24 tokens than inside 8, a reply cut off
     at 8 tokens has at most 8 words (so 15-word brevity pays it 1), and the variance split is a
     share; bad arguments get a message."""
@@ -29,3 +31,4 @@ def test_a_longer_budget_lets_more_replies_end_and_cut_off_ones_score_by_their_w
             script.main(["--model", "embedded", *bad])
     with pytest.raises(SystemExit):  # a model that is not here: a message, not a traceback
         script.main(["--model", str(tmp_path / "no-model"), "--replies", "1"])
+    assert "error: --model: no model folder" in capsys.readouterr().err

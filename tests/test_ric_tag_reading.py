@@ -73,7 +73,7 @@ def test_a_ric_that_learned_its_tags_reads_them_and_the_base_model_does_not(
         script.main([str(tmp_path / "nowhere")])
 
 
-def test_the_sft_probe_reads_tags_on_prompts_it_never_trained_on(known_ric, tmp_path):
+def test_the_sft_probe_reads_tags_on_prompts_it_never_trained_on(known_ric, tmp_path, capsys):
     """benchmarks/ric_sft_probe.py: a fresh adapter trained by RiC's supervised step on the
     known-answer run's pool, less a quarter of its prompts, reads the ends' tags on the
     held-out prompts' replies as on the trained ones (the known answer does not depend on the
@@ -102,3 +102,4 @@ def test_the_sft_probe_reads_tags_on_prompts_it_never_trained_on(known_ric, tmp_
     (tmp_path / "other" / "config.json").write_text('{"method": "soups"}')
     with pytest.raises(SystemExit):  # not a RiC run
         probe.main([str(tmp_path / "other")])
+    assert "not a RiC run" in capsys.readouterr().err
