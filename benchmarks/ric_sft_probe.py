@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     base_rows = ric.offline_steps(config) * config.batch_prompts * config.k_samples
     objectives = tuple(config.objectives)
     k = len(objectives)
-    ends = (ric.prefix(objectives, np.eye(k)[0]), ric.prefix(objectives, np.eye(k)[1]))
+    ends = tuple(ric.prefix(objectives, np.eye(k)[i], trainer.tags) for i in (0, 1))
 
     def sample(keep) -> np.ndarray:
         rows = [

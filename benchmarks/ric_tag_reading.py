@@ -59,18 +59,18 @@ def load_pool(run_dir: Path) -> tuple[list[int], list[list[int]], np.ndarray]:
 
 
 def coverage(
-    norm: np.ndarray, objectives: tuple[str, ...], rule: str = "quantiles"
+    norm: np.ndarray, objectives: tuple[str, ...], rule: str = "quantiles", style: str = "relaxed"
 ) -> dict[str, float]:
     """Shares of the kept pool, relabelled by ``rule`` (:func:`morl_core.methods.ric.relabel`):
     each objective's tag left out (label 1.0), every tag left out (what the middle of the front
-    writes), and each end's exact tags."""
+    writes), and each end's exact tags, written in ``style``."""
     labels = ric.relabel(norm, rule)[ric.rejection_keep(norm)]
-    texts = [ric.tag_text(objectives, row) for row in labels]
+    texts = [ric.tag_text(objectives, row, style) for row in labels]
     k = len(objectives)
     out = {f"untagged/{o}": float((labels[:, i] >= 1.0).mean()) for i, o in enumerate(objectives)}
     out["untagged/all"] = float((labels >= 1.0).all(1).mean())
     for i, o in enumerate(objectives):
-        end = ric.prefix(objectives, np.eye(k)[i])
+        end = ric.prefix(objectives, np.eye(k)[i], style)
         out[f"end/{o}"] = float(np.mean([t == end for t in texts]))
     return {"kept": int(len(labels)), **out}
 
@@ -170,9 +170,14 @@ def main(argv: list[str] | None = None) -> int:
 
     set_threads(1)
     objectives = tuple(config["objectives"])
-    rule = (read_json(args.run_dir / "artifact.json") or {}).get("relabel", "minmax")
+    artifact = read_json(args.run_dir / "artifact.json") or {}
+    rule = artifact.get("relabel", "minmax")
+    # the style it trained on: its artifact's (none there: older runs wrote every tag), or, for a
+    # run not finished, its config's
+    style = artifact.get("tags", "all") if artifact else config.get("options", {}).get("tags")
+    style = style or "relaxed"
     pool = load_pool(args.run_dir)
-    covered = {r: coverage(pool[2], objectives, r) for r in ric.RELABEL_RULES}
+    covered = {r: coverage(pool[2], objectives, r, style) for r in ric.RELABEL_RULES}
     read = reading(args.run_dir, args.probe, pool=pool)
     kept = covered[rule]["kept"]
     print(f"run {args.run_dir}: {kept} kept replies in the pool; it was trained on {rule} tags")

@@ -344,7 +344,23 @@ class RunConfig:
             err.update(option_errors(self.method, self.options, check_files))
             if "options.retrain" not in err and "objectives" not in err:
                 err.update(self._retrain_errors(objs))
+            if "options.tags" not in err and "objectives" not in err:
+                err.update(self._tag_errors(objs))
         return err
+
+    def _tag_errors(self, objectives: tuple[str, ...]) -> dict[str, str]:
+        """RiC's tags in words need every objective to have an adjective."""
+        if self.method != "ric" or self.options.get("tags") != "words":
+            return {}
+        words = {name: o.adjective for name, o in OBJECTIVES.items() if o.adjective}
+        missing = [o for o in objectives if base_name(o) not in words]
+        if not missing:
+            return {}
+        return {
+            "options.tags": f"'words' needs objectives with an adjective; "
+            f"{short_repr(', '.join(missing))} has none (those with one: {', '.join(words)}); "
+            f"use 'relaxed' for these objectives"
+        }
 
     def _retrain_errors(self, objectives: tuple[str, ...]) -> dict[str, str]:
         """``options.retrain`` names objectives of this run, and only beside ``experts_from``."""

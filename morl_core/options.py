@@ -145,6 +145,14 @@ METHOD_OPTIONS["emorl"]["mix_at"] = Option(
     "mix after the final layer norm (= MOD up to temperature) or before it",
     choices=("final", "pre_norm"),
 )
+METHOD_OPTIONS["ric"]["tags"] = Option(
+    str,
+    "relaxed",
+    "how target rewards are written before the prompt: relaxed = <name=value> for each "
+    "objective below its best (the paper's tags), words = a request a chat model reads "
+    "('Make your reply very formal and a little short.'; objectives need an adjective)",
+    choices=("relaxed", "words"),
+)
 METHOD_OPTIONS["emorl"]["search_objective"] = Option(
     str,
     "reward_kl",

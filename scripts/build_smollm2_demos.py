@@ -181,10 +181,17 @@ AGGREGATIONS: dict[str, dict] = {
 # steer either (lattice ends +0.027 formality at a standard error of 0.052): not shipped. The
 # probe's +0.35 was measured on prompts it had trained on: with a quarter of the prompts held out
 # of its pool (benchmarks/ric_sft_probe.py) the trained ones read +0.37 after 200 steps and the
-# held-out ones +0.15, the base model's +0.15 (docs/findings.md).
+# held-out ones +0.15, the base model's +0.15 (docs/findings.md). Base SmolLM2 does read a
+# request in words: on 16 held-out prompts x 4 replies "Make your reply very formal." against
+# "Make your reply very simple." put the replies +0.15 formality and -0.20 readability apart
+# (4.9 and 5.8 standard errors), where the ends' tags put them +0.02 and +0.05 apart. So RiC
+# writes its targets (and its pool's labels) in words (option tags="words"; ric.py).
 QV = {"lora_target_modules": "q_proj,v_proj"}
 SINGLE: dict[str, dict] = {
-    "ric": {"lora_target_modules": "all-linear", "options": {"sft_updates": 1}},
+    "ric": {
+        "lora_target_modules": "all-linear",
+        "options": {"sft_updates": 1, "tags": "words"},
+    },
     "panacea": {
         "kl_coef": 0.05,
         "fluency_guard": "wordlist",

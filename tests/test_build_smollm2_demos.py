@@ -133,6 +133,8 @@ def test_every_family_has_a_demo_on_a_two_and_a_three_objective_set(build, tmp_p
                     # round, memorised its early pool
                     assert checked.lora_target_modules == "all-linear", name
                     assert checked.options["sft_updates"] == 1, name
+                    # SmolLM2 reads requests in words, not <name=value> tags
+                    assert checked.options["tags"] == "words", name
                 if checked.method == "emorl":  # mixes before the norm, the paper's search
                     # that keeps a = w unless beaten by 2 standard errors
                     expected = {"search_objective": "reward", "mix_at": "pre_norm"}

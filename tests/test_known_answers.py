@@ -280,6 +280,29 @@ def test_ric_several_supervised_steps_per_round_tell_the_ends_apart_at_a_small_r
         assert four > 0.2 and four > once + 0.2, (seed, four, once)
 
 
+def test_ric_tags_in_words_are_written_as_trained_and_read(tmp_path, prompts):
+    """Option ``tags="words"``: the run trains on requests in words ("Make your reply very
+    warm."), saves the style in its artifact and is served with it, so each end asks for its
+    objective in words and gets it: both ends move their objective past where the same request
+    leaves the base model (the embedded model does not read English requests), and apart. The
+    two requests differ in one word, which takes longer to learn than the relaxed tags: at 20
+    rounds seed 0's cold end was still warm (rates 0.78 / 0.20), at 40 seeds 0 and 1 gave warm
+    ends (1.00, 0.00) and cold ends (0.26, 0.71) and (0.01, 0.94)."""
+    for seed in (0, 1):  # trained on relaxed tags and asked in words: gaps 0.17 and -0.97
+        config = {**KNOWN, "method": "ric", "steps": 40, "lr": LR["ric"], "seed": seed}
+        config["options"] = {"tags": "words"}
+        METHODS["ric"].train(RunConfig.from_dict(config), tmp_path / str(seed))
+        ric = METHODS["ric"].load(tmp_path / str(seed), device="cpu")
+        assert ric.prompt_prefix(EXTREMES[0]) == "Make your reply very warm.\n"
+        assert ric.prompt_prefix((0.7, 0.3)) == "Make your reply very warm and fairly cold.\n"
+        warm_end, cold_end = (sampled_rates(ric, w, prompts) for w in EXTREMES)
+        with ric.policy.model.disable_adapter():
+            warm_start, cold_start = (sampled_rates(ric, w, prompts) for w in EXTREMES)
+        assert warm_end[0] > warm_start[0] + 0.3, (seed, warm_end, warm_start)
+        assert cold_end[1] > cold_start[1] + 0.3, (seed, cold_end, cold_start)
+        assert warm_end[0] - cold_end[0] > 0.4 and cold_end[1] - warm_end[1] > 0.4, seed
+
+
 # --- DynaOpt's bandit -------------------------------------------------------------------------
 
 

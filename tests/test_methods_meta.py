@@ -29,7 +29,7 @@ from morl_core.methods.metapolicy import FILE as META_FILE
 from morl_core.methods.metapolicy import MetaMixer
 from morl_core.methods.panacea import FILE as PANACEA_FILE
 from morl_core.methods.panacea import SV_GAIN, PanaceaLayer
-from morl_core.methods.ric import prefix, prefixed, rejection_keep, relabel, targets
+from morl_core.methods.ric import prefix, prefixed, rejection_keep, relabel, tag_text, targets
 from morl_core.policy import load_policy, set_threads
 from morl_core.prompts import load_prompts
 from morl_core.search import hierarchical_grid_search
@@ -269,6 +269,32 @@ def test_ric_takes_sft_updates_steps_a_round_and_measures_kl_once(tmp_path, monk
     assert all(np.isfinite(i.metrics["kl"]) for i in infos)
     training = json.loads((tmp_path / ARTIFACT).read_text())["training"]
     assert (training["samples"], training["supervised_steps"]) == (2 * 4, 2 * 3)
+
+
+def test_ric_tags_in_words_grade_each_target_and_need_adjectives():
+    """``tags="words"``: a degree word per target (0.9+ very, 0.6+ fairly, 0.3+ a little, below
+    that not asked) before the objective's adjective; a run whose objectives lack one is
+    refused with the field, the objectives that have one and the other style."""
+    objectives = ("formality", "readability", "brevity(target_words=15)")
+    assert prefix(objectives, np.array([1.0, 0.0, 0.0]), "words") == (
+        "Make your reply very formal.\n"
+    )
+    written = {
+        tuple(t): tag_text(objectives, t, "words")
+        for t in ([1.0, 0.7, 0.3], [0.9, 0.6, 0.2], [0.2, 0.1, 0.0])
+    }
+    assert list(written.values()) == [
+        "Make your reply very formal, fairly simple and a little short.\n",
+        "Make your reply very formal and fairly simple.\n",
+        "",
+    ]
+    assert prefix(objectives[:2], np.array([0.5, 0.5]), "words") == (
+        "Make your reply very formal and very simple.\n"
+    )
+    words = {"method": "ric", "options": {"tags": "words"}}
+    problem = RunConfig(objectives=["formality", "synth_city"], **words).errors()["options.tags"]
+    assert "'synth_city' has none" in problem and "formality" in problem and "'relaxed'" in problem
+    assert RunConfig(objectives=list(objectives), **words).errors() == {}
 
 
 # --- Panacea ---

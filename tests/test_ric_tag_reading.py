@@ -31,6 +31,10 @@ def test_coverage_counts_the_tags_inference_writes(script):
     assert covered["untagged/warm_word"] == covered["untagged/cold_word"] == pytest.approx(2 / 3)
     assert covered["untagged/all"] == pytest.approx(1 / 3)
     assert covered["end/warm_word"] == covered["end/cold_word"] == pytest.approx(1 / 3)
+    # in words the ends are "Make your reply very warm." and "... very cold.": the same rows
+    # (rows and ends written alike; a mismatch would find none)
+    words = script.coverage(norm, objectives, "minmax", "words")
+    assert words["end/warm_word"] == words["end/cold_word"] == pytest.approx(1 / 3)
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,19 @@ two ends (``<warm_word=1.0><cold_word=0.0>`` and its swap) are anagrams, which t
 did not learn to tell apart; naming only the relaxed ones makes the ends differ in *which* name
 is written. Artifacts without a ``tags`` field (older runs) are served with every tag written.
 
+*Tags in words (option ``tags="words"``), for chat models.* A small instruct model does not
+read ``<formality=0.0>`` (base SmolLM2, 16 held-out prompts x 4 replies: the two ends' tags
+apart by +0.02 formality and +0.05 readability, standard errors 0.03) but does read a request:
+"Make your reply very formal." against "Make your reply very simple." puts them +0.15 formality
+and 0.20 readability apart (standard errors 0.03). So each objective's target becomes a degree
+word before its registry adjective: 0.9 and above "very", from 0.6 "fairly", from 0.3 "a
+little", below 0.3 not asked::
+
+    Make your reply very formal and a little simple.\nHow do I ...   (targets 1.0 and 0.4)
+
+The same map writes a pooled sample's labels for the supervised steps, so training and
+inference read one language; a run whose objectives lack an adjective is refused.
+
 *Differs from the paper: tags rescale between the pool's 10th and 90th percentiles.* The ends of
 the front ask for one objective at its best and another at 0.0. Rescaled from the pool's minimum
 to its maximum (the paper's r_min and r_max), continuous rewards almost never give a sample those
@@ -80,6 +93,7 @@ from morl_core.methods.common import (
     snapshot,
     write_artifact,
 )
+from morl_core.objectives.registry import OBJECTIVES, base_name
 from morl_core.policy import Policy
 from morl_core.prompts import load_prompts
 from morl_core.rl.losses import kl_report, token_logprobs
@@ -87,7 +101,8 @@ from morl_core.rl.trainer import RLTrainer, reward_metrics, scalarized, score_ro
 from morl_core.weights import check_weights, dirichlet
 
 ADAPTER = "ric"
-TAG_STYLES = ("relaxed", "all")  # "all": every objective tagged (artifacts without "tags")
+TAG_STYLES = ("relaxed", "all", "words")  # "all": every objective tagged (older artifacts)
+DEGREES = ((0.9, "very"), (0.6, "fairly"), (0.3, "a little"))  # words tags; below: not asked
 MORS_QUANTILE = 0.7  # rejection sampling keeps samples above this pool quantile somewhere
 # tags rescale each reward between these pool quantiles (see "Differs from the paper" above)
 RELABEL_QUANTILES = (0.1, 0.9)
@@ -110,11 +125,30 @@ def tag_name(objective: str) -> str:
     return objective.replace(":", ".").rsplit(".", 1)[-1]
 
 
+def adjective(objective: str) -> str:
+    """The registry adjective of an objective (``formal``); ValueError when it has none."""
+    found = OBJECTIVES.get(base_name(objective) or "")
+    if found is None or not found.adjective:
+        raise ValueError(f"tags 'words': objective {objective!r} has no adjective; use 'relaxed'")
+    return found.adjective
+
+
 def tag_text(objectives, values, style: str = "relaxed") -> str:
     """The tags for target (or relabelled) rewards ``values`` (K,) in [0, 1], e.g.
-    ``'<brevity=0.6>\\n'``; ``style`` is one of :data:`TAG_STYLES`."""
+    ``'<brevity=0.6>\\n'`` or, in words, ``'Make your reply very formal.\\n'``; ``style`` is
+    one of :data:`TAG_STYLES`."""
     if style not in TAG_STYLES:
         raise ValueError(f"tags must be one of {', '.join(TAG_STYLES)}, got {style!r}")
+    if style == "words":
+        asked = [
+            f"{next(word for low, word in DEGREES if v >= low - 1e-9)} {adjective(o)}"
+            for o, v in zip(objectives, (round(float(v), 1) for v in values), strict=True)
+            if v >= DEGREES[-1][0] - 1e-9
+        ]
+        if not asked:
+            return ""
+        listed = ", ".join(asked[:-1]) + " and " + asked[-1] if len(asked) > 1 else asked[0]
+        return f"Make your reply {listed}.\n"
     tags = "".join(
         f"<{tag_name(o)}={v:.1f}>"
         for o, v in zip(objectives, values, strict=True)
@@ -219,6 +253,7 @@ class SupervisedRounds(RLTrainer):
         self.preferences = preference_rng(config)  # the online steps' targets
         self.offline = offline_steps(config)
         self.updates = int(METHODS["ric"].option(config.options, "sft_updates"))
+        self.tags = str(METHODS["ric"].option(config.options, "tags"))
         # the pool: prompt index, completion ids (with their EOS) and normalised rewards
         self.pool_prompt: list[int] = []
         self.pool_ids: list[list[int]] = []
@@ -237,7 +272,7 @@ class SupervisedRounds(RLTrainer):
         weights = dirichlet(len(self.objectives), 1, self.preferences)[0]  # (K,)
         metrics = {f"weight/{n}": float(w) for n, w in zip(self.objectives, weights, strict=True)}
         if online:
-            policy.prefix = prefix(self.objectives, weights)
+            policy.prefix = prefix(self.objectives, weights, self.tags)
             context = contextlib.nullcontext()
         else:
             policy.prefix = ""
@@ -313,7 +348,7 @@ class SupervisedRounds(RLTrainer):
         prompt_rows, completions = [], []
         for i in chosen:
             completion = self.pool_ids[i]
-            tags = tag_text(self.objectives, labels[i])
+            tags = tag_text(self.objectives, labels[i], self.tags)
             ids, _ = policy.encode([self.prompts[self.pool_prompt[i]]], len(completion), tags)
             prompt_rows.append(ids[0].tolist())  # one row: no padding
             completions.append(completion)
@@ -356,8 +391,8 @@ class SupervisedRounds(RLTrainer):
 def train(config: RunConfig, run_dir: Path, callback: TrainCallback = no_callback) -> None:
     policy = prefixed(open_policy(config))
     attach_seeded_lora(policy, config, ADAPTER, config.seed * 1000 + LORA_SEED)
-    steerable = RewardsInContext(policy, config.objectives)
     trainer = SupervisedRounds(policy, config)
+    steerable = RewardsInContext(policy, config.objectives, trainer.tags)
     found = runfolder.load_latest_checkpoint(run_dir)
     if found is not None:
         trainer.load_state(found.tensors, found.state)
@@ -383,9 +418,9 @@ def train(config: RunConfig, run_dir: Path, callback: TrainCallback = no_callbac
         config,
         {ADAPTER: None},
         map="target_i = 1 if w_i >= 1/K else K * w_i (rounded to 0.1)",
-        tags="relaxed",
+        tags=trainer.tags,
         relabel="quantiles",
-        example_prefix=prefix(config.objectives, np.full(k, 1 / k)),
+        example_prefix=prefix(config.objectives, np.full(k, 1 / k), trainer.tags),
         training={
             "offline_steps": trainer.offline,
             "online_steps": config.steps - trainer.offline,

@@ -114,6 +114,7 @@ register(
         "positive sentiment of the reply (VADER)",
         "VADER compound c in [-1, 1] -> (c + 1) / 2; 0.5 = neutral",
         prepare=models.prepare_vader,
+        adjective="positive",
     )
 )
 register(
@@ -123,6 +124,7 @@ register(
         "non-offensive language (alt-profanity-check classifier)",
         "1 - p(offensive); 1 = clean",
         prepare=models.prepare_profanity,
+        adjective="polite",
     )
 )
 register(
@@ -131,6 +133,7 @@ register(
         lexical.readability,
         "easy to read: short words and sentences (Flesch reading ease)",
         "clip(Flesch reading ease, 0, 100) / 100",
+        adjective="simple",
     )
 )
 register(
@@ -139,6 +142,7 @@ register(
         lexical.brevity,
         "short replies: at most target_words words (default 8)",
         "1 for 1..target words, target / n beyond, 0 if empty",
+        adjective="short",
     )
 )
 register(
@@ -147,6 +151,7 @@ register(
         lexical.diversity,
         "lexical diversity of the reply: little repetition (distinct-1/2)",
         "mean of distinct-1 and distinct-2 ratios of the words",
+        adjective="varied",
     )
 )
 register(
@@ -156,6 +161,7 @@ register(
         "on topic: reply close in meaning to the prompt (MiniLM embeddings)",
         "cosine of all-MiniLM-L6-v2 embeddings, clipped to [0, 1]",
         prepare=models.prepare_minilm,
+        adjective="on topic",
     )
 )
 register(
@@ -164,6 +170,7 @@ register(
         lexical.formality,
         "formal register: no slang, contractions, I/you or exclamations",
         "sigmoid of weighted lexical / part-of-speech style features",
+        adjective="formal",
     )
 )
 for _objective in synthetic.builtin_synthetic_objectives():
@@ -178,6 +185,7 @@ register(
         "the reply's first word is a warm adjective (lovely, friendly, ...)",
         "1 if the first word is in the warm list, else 0",
         kind="synthetic",
+        adjective="warm",
     )
 )
 register(
@@ -187,6 +195,7 @@ register(
         "the reply's first word is a cold adjective (rude, noisy, ...)",
         "1 if the first word is in the cold list, else 0",
         kind="synthetic",
+        adjective="cold",
     )
 )
 

@@ -48,6 +48,7 @@ ProgressCallback = Callable[[str, float], None]
 KINDS = ("real", "synthetic", "imported")
 RANGE_SOURCES = ("fixed", "given", "declared", "learned")
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+ADJECTIVE = re.compile(r"(?=.{0,24}$)([a-z]+( [a-z]+)*)?")  # "", "formal", "on topic"
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,8 @@ class Objective:
             ``learned`` (still to be learned from the base model's samples).
         conversational: Whether the function reads completions as message lists (TRL's
             ``completion[0]["content"]``) even when the prompts are plain strings.
+        adjective: What a reply that scores high is, in a word or two a chat model reads
+            (``formal``, ``short``); RiC's tags in words ask for it. Empty: none.
     """
 
     name: str
@@ -85,6 +88,7 @@ class Objective:
     bounds: tuple[float, float] | None = None
     bounds_source: str = "fixed"
     conversational: bool = False
+    adjective: str = ""
 
     def __post_init__(self) -> None:
         problems = []
@@ -99,6 +103,11 @@ class Objective:
             value = getattr(self, field)
             if not isinstance(value, str) or not value.strip() or "\n" in value:
                 problems.append(f"{field} must be one non-empty line, got {value!r}")
+        if not isinstance(self.adjective, str) or not ADJECTIVE.fullmatch(self.adjective):
+            problems.append(
+                f"adjective must be empty or lower-case words of at most 24 characters, "
+                f"got {self.adjective!r}"
+            )
         if self.kind not in KINDS:
             problems.append(f"kind must be one of {KINDS}, got {self.kind!r}")
         if self.bounds_source not in RANGE_SOURCES:
