@@ -18,18 +18,14 @@ two ends (``<warm_word=1.0><cold_word=0.0>`` and its swap) are anagrams, which t
 did not learn to tell apart; naming only the relaxed ones makes the ends differ in *which* name
 is written. Artifacts without a ``tags`` field (older runs) are served with every tag written.
 
-*Tags in words (option ``tags="words"``), for chat models.* A small instruct model does not
-read ``<formality=0.0>`` (base SmolLM2, 16 held-out prompts x 4 replies: the two ends' tags
-apart by +0.02 formality and +0.05 readability, standard errors 0.03) but does read a request:
-"Make your reply very formal." against "Make your reply very simple." puts them +0.15 formality
-and 0.20 readability apart (standard errors 0.03). So each objective's target becomes a degree
-word before its registry adjective: 0.9 and above "very", from 0.6 "fairly", from 0.3 "a
-little", below 0.3 not asked::
+*Differs from the paper: tags in words (option ``tags="words"``), for chat models.* Base SmolLM2
+does not tell the two ends' tags apart but does follow a request ("Make your reply very
+formal." against "... very simple.": 5-6 standard errors apart on both objectives;
+``benchmarks/ric_tag_wording.py``). So each target becomes a degree word before the objective's
+registry adjective (0.9 and above "very", from 0.6 "fairly", from 0.3 "a little", below that
+not asked), for inference and for the pool's labels alike; objectives without one are refused::
 
-    Make your reply very formal and a little simple.\nHow do I ...   (targets 1.0 and 0.4)
-
-The same map writes a pooled sample's labels for the supervised steps, so training and
-inference read one language; a run whose objectives lack an adjective is refused.
+    Make your reply very formal and a little simple.\\nHow do I ...   (targets 1.0 and 0.4)
 
 *Differs from the paper: tags rescale between the pool's 10th and 90th percentiles.* The ends of
 the front ask for one objective at its best and another at 0.0. Rescaled from the pool's minimum
