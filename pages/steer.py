@@ -220,6 +220,8 @@ def replies(picked, prompt, weights, samples, seed) -> list:
                 st.caption(art.label)
             if note := catalog.one_policy_note(method):
                 st.caption(note)
+            if note := catalog.conditioning_note(art, method, weights):
+                st.caption(note)
             # on a lattice point the replies were precomputed: shown without a model
             result = lattice.precomputed(
                 art.run_dir, method, prompt, weights, samples=samples, seed=seed

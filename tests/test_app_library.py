@@ -446,3 +446,27 @@ def test_only_a_method_that_trains_one_policy_says_the_sliders_do_not_steer_it()
     note = catalog.one_policy_note("dynaopt")
     assert note and "one policy" in note and "do not change" in note
     assert all(catalog.one_policy_note(m) is None for m in ("soups", "mod", "morlhf", "ric"))
+
+
+def test_a_ric_card_says_what_its_sliders_write_before_the_prompt(tmp_path):
+    """RiC steers through its prompt: the Steer card quotes the request or tags the artifact's
+    own style writes at the sliders' preference, so a reader sees what the model was asked."""
+    objectives = ("formality", "readability")
+
+    def info(method: str, tags: str | None) -> catalog.ArtifactInfo:
+        run = tmp_path / f"{method}-{tags}"
+        run.mkdir()
+        (run / "artifact.json").write_text(json.dumps({} if tags is None else {"tags": tags}))
+        return catalog.ArtifactInfo("run/x", "x", run, method, objectives, (method,), "run")
+
+    words = info("ric", "words")
+    assert catalog.conditioning_note(words, "ric", [1.0, 0.0]).endswith(
+        "“Make your reply very formal.”"
+    )
+    assert "very formal and a little simple" in catalog.conditioning_note(words, "ric", [0.8, 0.2])
+    relaxed = info("ric", "relaxed")
+    assert catalog.conditioning_note(relaxed, "ric", [1.0, 0.0]).endswith("“<readability=0.0>”")
+    assert "nothing" in catalog.conditioning_note(relaxed, "ric", [0.5, 0.5])
+    older = info("ric", None)  # artifacts before the relaxed tags wrote every objective
+    assert "<formality=1.0><readability=0.0>" in catalog.conditioning_note(older, "ric", [1, 0])
+    assert catalog.conditioning_note(info("soups", None), "soups", [1.0, 0.0]) is None

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from morl_core import objectives, settings
 from morl_core.jobs import RunStore, StoreError
 from morl_core.jobs.paths import default_data_dir, resolve_data_dir
@@ -154,6 +156,26 @@ def one_policy_note(method: str) -> str | None:
         f"{method} trains one policy: its objective weights were moved during training, so the "
         "sliders do not change its replies (compare it with a steerable method)."
     )
+
+
+def conditioning_note(info: ArtifactInfo, method: str, weights) -> str | None:
+    """What a method that steers through its prompt (RiC) writes before the prompt at
+    ``weights``, for the Steer card: the sliders' effect in the model's own words. None for a
+    method that steers otherwise, or an artifact it does not hold."""
+    if method != "ric" or info.method != "ric":
+        return None
+    from morl_core.methods import ric
+
+    try:
+        artifact = json.loads((Path(info.run_dir) / "artifact.json").read_text())
+        written = ric.prefix(
+            info.objectives, np.asarray(weights, dtype=float), artifact.get("tags", "all")
+        )
+    except (OSError, ValueError, TypeError):
+        return None
+    if not written.strip():
+        return "RiC writes nothing before the prompt here: every objective asked at its best."
+    return f"RiC writes before the prompt: “{written.strip()}”"
 
 
 def read_artifact_info(run_dir: Path, key: str, label: str, source: str) -> ArtifactInfo | None:
