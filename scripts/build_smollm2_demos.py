@@ -217,6 +217,9 @@ SINGLE: dict[str, dict] = {
 # Panacea on the triple (run 20261206-213130-1ad1ded4, 4 replies a prompt) never moved brevity
 # (training means of its first and last 10 steps 0.639 -> 0.617, 31.6 -> 31.5 tokens) and its
 # lattice's brevity end led the others by 1.94 and 1.51 standard errors: it draws 8 as well.
+# With 8 (run 20261207-102014-0226cfaf) its brevity did not move either (0.629 -> 0.632; its
+# lattice's brevity end 1.1 and 0.3 standard errors ahead): not shipped. It trains one policy for
+# the whole simplex on a third of MORLHF's samples (100 steps against 3 x 100).
 # The meta-policy over the triple's experts (run 20261206-174614-c7ecf5b5, preferences drawn
 # uniformly) pulled its vertices towards the middle (formality 0.510 at the brevity vertex where
 # the soup has 0.456) and its lattice's formality end led the brevity end by 1.98 of the 2
