@@ -186,6 +186,11 @@ AGGREGATIONS: dict[str, dict] = {
 # "Make your reply very simple." put the replies +0.15 formality and -0.20 readability apart
 # (4.9 and 5.8 standard errors), where the ends' tags put them +0.02 and +0.05 apart. So RiC
 # writes its targets (and its pool's labels) in words (option tags="words"; ric.py).
+# So trained (run 20261207-114525-687f6a34) it followed them no more: its ends +0.013
+# formality and -0.004 readability apart in words (its base model +0.151 / -0.198;
+# benchmarks/ric_tag_wording.py --run), its lattice's ends the wrong way: not shipped. Its
+# offline pool was drawn without a request, so the supervised step pulls each request's replies
+# towards the unasked ones (docs/findings.md); drawing them under a request is not built.
 QV = {"lora_target_modules": "q_proj,v_proj"}
 SINGLE: dict[str, dict] = {
     "ric": {
