@@ -153,6 +153,14 @@ METHOD_OPTIONS["ric"]["tags"] = Option(
     "('Make your reply very formal and a little short.'; objectives need an adjective)",
     choices=("relaxed", "words"),
 )
+METHOD_OPTIONS["ric"]["offline_tags"] = Option(
+    str,
+    "none",
+    "what the base model is asked in the offline rounds: none = the plain prompt (the paper's "
+    "offline data), drawn = the tags of the round's drawn preference (for a model that already "
+    "reads them, such as a chat model given tags in words)",
+    choices=("none", "drawn"),
+)
 METHOD_OPTIONS["emorl"]["search_objective"] = Option(
     str,
     "reward_kl",

@@ -190,12 +190,13 @@ AGGREGATIONS: dict[str, dict] = {
 # formality and -0.004 readability apart in words (its base model +0.151 / -0.198;
 # benchmarks/ric_tag_wording.py --run), its lattice's ends the wrong way: not shipped. Its
 # offline pool was drawn without a request, so the supervised step pulls each request's replies
-# towards the unasked ones (docs/findings.md); drawing them under a request is not built.
+# towards the unasked ones (docs/findings.md), so its offline rounds now draw them under the
+# round's drawn request (option offline_tags="drawn").
 QV = {"lora_target_modules": "q_proj,v_proj"}
 SINGLE: dict[str, dict] = {
     "ric": {
         "lora_target_modules": "all-linear",
-        "options": {"sft_updates": 1, "tags": "words"},
+        "options": {"sft_updates": 1, "tags": "words", "offline_tags": "drawn"},
     },
     "panacea": {
         "kl_coef": 0.05,

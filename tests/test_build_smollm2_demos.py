@@ -135,6 +135,8 @@ def test_every_family_has_a_demo_on_a_two_and_a_three_objective_set(build, tmp_p
                     assert checked.options["sft_updates"] == 1, name
                     # SmolLM2 reads requests in words, not <name=value> tags
                     assert checked.options["tags"] == "words", name
+                    # and its offline pool is drawn under requests, which the model follows
+                    assert checked.options["offline_tags"] == "drawn", name
                 if checked.method == "emorl":  # mixes before the norm, the paper's search
                     # that keeps a = w unless beaten by 2 standard errors
                     expected = {"search_objective": "reward", "mix_at": "pre_norm"}

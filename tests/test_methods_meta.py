@@ -271,6 +271,33 @@ def test_ric_takes_sft_updates_steps_a_round_and_measures_kl_once(tmp_path, monk
     assert (training["samples"], training["supervised_steps"]) == (2 * 4, 2 * 3)
 
 
+@pytest.mark.parametrize("offline_tags", ["none", "drawn"])
+def test_ric_offline_rounds_ask_the_base_model_only_with_offline_tags_drawn(
+    tmp_path, monkeypatch, offline_tags
+):
+    """Offline rounds sample the base model on the plain prompt (the paper), or, with
+    ``offline_tags="drawn"``, under the tags of the round's drawn preference; online rounds
+    always write them. Two rounds: one offline, one online."""
+    from morl_core.methods import ric
+
+    written, real = [], ric.SupervisedRounds.rollout
+    monkeypatch.setattr(
+        ric.SupervisedRounds,
+        "rollout",
+        lambda self, batch: written.append(self.policy.prefix) or real(self, batch),
+    )
+    options = {"tags": "words", "offline_tags": offline_tags}
+    infos = train(
+        "ric", tmp_path, steps=2, objectives=["formality", "readability"], options=options
+    )
+    asked = [
+        prefix(("formality", "readability"), np.array([w, 1 - w]), "words")
+        for w in (i.metrics["weight/formality"] for i in infos)
+    ]
+    assert all(text.startswith("Make your reply") for text in asked)
+    assert written == [asked[0] if offline_tags == "drawn" else "", asked[1]]
+
+
 def test_ric_tags_in_words_grade_each_target_and_need_adjectives():
     """``tags="words"``: a degree word per target (0.9+ very, 0.6+ fairly, 0.3+ a little, below
     that not asked) before the objective's adjective; a run whose objectives lack one is

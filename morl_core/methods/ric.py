@@ -47,7 +47,10 @@ and takes ``sft_updates`` (option, default 1) AdamW steps of cross-entropy on (t
 completion), each over a minibatch drawn from the pool (the paper trains several epochs over its
 offline data; more steps per round fit the pool's tags harder at no new samples):
 
-1. *offline* (the first ``ceil(steps / 2)`` rounds): the base model samples (adapter off, no tags);
+1. *offline* (the first ``ceil(steps / 2)`` rounds): the base model samples (adapter off, no tags;
+   with option ``offline_tags="drawn"`` under the tags of a drawn preference, for a model that
+   already reads them: trained on replies drawn without them, RiC in words on SmolLM2 unlearnt
+   the requests its base model follows);
 2. *online* (the rest): the policy samples, prompted with target(w) for w ~ Dirichlet(1).
 
 A sample's tags are its rewards rescaled between the pool's 10th and 90th percentiles (1.0 = the
@@ -250,6 +253,7 @@ class SupervisedRounds(RLTrainer):
         self.offline = offline_steps(config)
         self.updates = int(METHODS["ric"].option(config.options, "sft_updates"))
         self.tags = str(METHODS["ric"].option(config.options, "tags"))
+        self.offline_tags = METHODS["ric"].option(config.options, "offline_tags") == "drawn"
         # the pool: prompt index, completion ids (with their EOS) and normalised rewards
         self.pool_prompt: list[int] = []
         self.pool_ids: list[list[int]] = []
@@ -264,15 +268,13 @@ class SupervisedRounds(RLTrainer):
         chosen_prompts = self.rng.choice(len(self.prompts), size=cfg.batch_prompts, replace=replace)
         batch = [self.prompts[i] for i in chosen_prompts]
         # every step draws a preference: online steps prompt with its targets; offline steps
-        # (the base model ignores it) use it only for the reported scalarised reward
+        # prompt the base model with them only with offline_tags="drawn" (else it is used only
+        # for the reported scalarised reward)
         weights = dirichlet(len(self.objectives), 1, self.preferences)[0]  # (K,)
         metrics = {f"weight/{n}": float(w) for n, w in zip(self.objectives, weights, strict=True)}
-        if online:
-            policy.prefix = prefix(self.objectives, weights, self.tags)
-            context = contextlib.nullcontext()
-        else:
-            policy.prefix = ""
-            context = policy.model.disable_adapter()
+        asked = online or self.offline_tags
+        policy.prefix = prefix(self.objectives, weights, self.tags) if asked else ""
+        context = contextlib.nullcontext() if online else policy.model.disable_adapter()
         with context:
             rollout = self.rollout(batch)
         t1 = time.perf_counter()
