@@ -358,7 +358,8 @@ class RunConfig:
             return {}
         return {
             "options.tags": f"'words' needs objectives with an adjective; "
-            f"{short_repr(', '.join(missing))} has none (those with one: {', '.join(words)}); "
+            f"{short_repr(', '.join(missing))} {'has' if len(missing) == 1 else 'have'} none "
+            f"(those with one: {', '.join(words)}); "
             f"use 'relaxed' for these objectives"
         }
 

@@ -150,7 +150,8 @@ METHOD_OPTIONS["ric"]["tags"] = Option(
     "relaxed",
     "how target rewards are written before the prompt: relaxed = <name=value> for each "
     "objective below its best (the paper's tags), words = a request a chat model reads "
-    "('Make your reply very formal and a little short.'; objectives need an adjective)",
+    "('Make your reply very formal and a little short.'; objectives need an adjective; "
+    "see offline_tags)",
     choices=("relaxed", "words"),
 )
 METHOD_OPTIONS["ric"]["offline_tags"] = Option(
