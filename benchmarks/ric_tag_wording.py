@@ -69,12 +69,14 @@ def measure(policy, objectives, prompts, styles, replies, max_new_tokens, seed=0
     for style in styles:
         ends = end_prefixes(objectives, style)
         scores = []
-        for text in ends:
+        for text in dict.fromkeys(ends):  # "none" writes the same (empty) prefix at both ends
             policy.prefix = text
             texts = policy.generate(
                 prompts, n=replies, max_new_tokens=max_new_tokens, temperature=1.0, seed=seed
             )
             scores.append(objective_registry.score(objectives, asked, texts))
+        if len(scores) == 1:  # both ends written alike: one sampling serves both
+            scores.append(scores[0])
         gap, se = paired_gap(scores[0], scores[1], len(prompts))
         out[style] = {
             "prefixes": list(ends),

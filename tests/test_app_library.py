@@ -456,8 +456,12 @@ def test_a_ric_card_says_what_its_sliders_write_before_the_prompt(tmp_path):
     def info(method: str, tags: str | None) -> catalog.ArtifactInfo:
         run = tmp_path / f"{method}-{tags}"
         run.mkdir()
-        (run / "artifact.json").write_text(json.dumps({} if tags is None else {"tags": tags}))
-        return catalog.ArtifactInfo("run/x", "x", run, method, objectives, (method,), "run")
+        artifact = {"method": method, "objectives": list(objectives)}
+        (run / "artifact.json").write_text(
+            json.dumps(artifact | ({} if tags is None else {"tags": tags}))
+        )
+        (run / "config.json").write_text(json.dumps({"method": method}))
+        return catalog.read_artifact_info(run, "run/x", "x", "run")
 
     words = info("ric", "words")
     assert catalog.conditioning_note(words, "ric", [1.0, 0.0]).endswith(

@@ -315,6 +315,9 @@ def test_ric_tags_in_words_grade_each_target_and_need_adjectives():
         "Make your reply very formal and fairly simple.\n",
         "",
     ]
+    assert tag_text(objectives, [0.8, 0.5, 0.2], "words") == (  # below each degree's edge
+        "Make your reply fairly formal and a little simple.\n"
+    )
     assert prefix(objectives[:2], np.array([0.5, 0.5]), "words") == (
         "Make your reply very formal and very simple.\n"
     )

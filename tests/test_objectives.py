@@ -589,3 +589,17 @@ def test_relevance_settings_are_bounded_and_checked_without_loading_minilm(monke
             models.relevance(["q"], ["a"], batch_size=bad)
     with pytest.raises(ValueError, match="batch_size"):
         objectives.resolve("relevance(batch_size=100000)")
+
+
+def test_an_objectives_adjective_is_a_few_lower_case_words_and_settings_keep_it():
+    """RiC's tags in words write ``adjective``: one or two plain words, or none."""
+    from morl_core.objectives.registry import Objective, resolve
+
+    def made(adjective):
+        return Objective("x", lambda p, c: [0.0] * len(c), "d", "m", adjective=adjective)
+
+    assert made("on topic").adjective == "on topic" and made("").adjective == ""
+    for bad in ("Formal", "formal!", "very\nformal", "x" * 25, " formal"):
+        with pytest.raises(ValueError, match="adjective must be empty or lower-case words"):
+            made(bad)
+    assert resolve("brevity(target_words=15)").adjective == "short"

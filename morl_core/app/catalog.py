@@ -102,6 +102,8 @@ class ArtifactInfo:
             from per-objective experts when the artifact holds experts (soups <-> mod, ...).
         source: ``demo`` or ``run``.
         prompt_set: The prompt set it was trained on (its example prompts come from there).
+        tags: RiC's tag style (its artifact's ``tags``; ``all`` for older RiC artifacts), empty
+            for other methods.
     """
 
     key: str
@@ -113,6 +115,7 @@ class ArtifactInfo:
     source: str
     prompt_set: str = "default"
     model: str = EMBEDDED
+    tags: str = ""
 
     @property
     def embedded(self) -> bool:
@@ -167,11 +170,8 @@ def conditioning_note(info: ArtifactInfo, method: str, weights) -> str | None:
     from morl_core.methods import ric
 
     try:
-        artifact = json.loads((Path(info.run_dir) / "artifact.json").read_text())
-        written = ric.prefix(
-            info.objectives, np.asarray(weights, dtype=float), artifact.get("tags", "all")
-        )
-    except (OSError, ValueError, TypeError):
+        written = ric.prefix(info.objectives, np.asarray(weights, dtype=float), info.tags)
+    except (ValueError, TypeError):
         return None
     if not written.strip():
         return "RiC writes nothing before the prompt here: every objective asked at its best."
@@ -197,6 +197,7 @@ def read_artifact_info(run_dir: Path, key: str, label: str, source: str) -> Arti
         source=source,
         prompt_set=str(config.get("prompt_set") or "default"),
         model=str(config.get("model") or EMBEDDED),
+        tags=str(artifact.get("tags", "all")) if method == "ric" else "",
     )
 
 
