@@ -127,6 +127,8 @@ def test_every_family_has_a_demo_on_a_two_and_a_three_objective_set(build, tmp_p
                     assert checked.options["preference_concentration"] == 0.3, name
                     # on the triple 8 replies a prompt: brevity learns from the few that end
                     assert checked.k_samples == (8 if len(objectives) == 3 else 4), name
+                    # ...and on the triple MORLHF's samples (3 policies x 100 steps)
+                    assert checked.steps == (300 if len(objectives) == 3 else 100), name
                 if checked.method == "dynaopt":  # a ~1 MB adapter in fp16
                     assert checked.lora_target_modules == "q_proj,v_proj", name
                 if checked.method == "ric":  # q/v LoRA did not steer; all-linear, 4 steps a
