@@ -18,7 +18,8 @@ either end) is the noise floor.
 
 Without ``--run`` it measures the base model ``--model``; with a RiC run folder it measures the
 trained policy and the same model with its adapter off (what the tags alone do). Saves the
-figures to ``--out`` (default ``benchmarks/results/ric_tag_wording.json``).
+figures to ``--out`` (default ``benchmarks/results/ric_tag_wording.json``, or
+``ric_tag_wording_<run id>.json`` beside it for a run).
 """
 
 from __future__ import annotations
@@ -102,9 +103,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=32, help=f"1-{MAX_NEW_TOKENS}")
     parser.add_argument("--styles", default=",".join(STYLES), help=f"among {', '.join(STYLES)}")
     parser.add_argument(
-        "--out", type=Path, default=ROOT / "benchmarks/results/ric_tag_wording.json"
+        "--out",
+        type=Path,
+        default=None,
+        help="default benchmarks/results/ric_tag_wording.json, with --run ..._<run id>.json",
     )
     args = parser.parse_args(argv)
+    if args.out is None:  # a run's figures never overwrite the base model's
+        stem = f"ric_tag_wording_{args.run.resolve().name}" if args.run else "ric_tag_wording"
+        args.out = ROOT / "benchmarks/results" / f"{stem}.json"
     if not 2 <= args.prompts <= MAX_PROMPTS:
         parser.error(f"--prompts must be an integer in [2, {MAX_PROMPTS}], got {args.prompts}")
     if not 1 <= args.replies <= MAX_REPLIES:

@@ -19,20 +19,22 @@ def script():
 
 
 def test_a_ric_trained_in_words_follows_them_where_its_base_model_does_not(
-    script, tmp_path_factory
+    script, tmp_path_factory, monkeypatch
 ):
     """RiC trained on the known-answer pair with its targets in words: sampled at its two ends,
     the trained policy's warm end says far more warm words than its cold end and fewer cold
-    ones; the same model with the adapter off, given the same words, does not."""
+    ones; the same model with the adapter off, given the same words, does not. A run's figures
+    are saved under the run's name, beside (not over) the base model's."""
     config = {**KNOWN, "method": "ric", "lr": 1e-3, "steps": 40, "options": {"tags": "words"}}
     run = tmp_path_factory.mktemp("ric") / "run"
     run.mkdir()
     checked = RunConfig.from_dict(config)
     (run / "config.json").write_text(json.dumps(checked.to_dict()))
     METHODS["ric"].train(checked, run)
-    out = run.parent / "wording.json"
+    monkeypatch.setattr(script, "ROOT", run.parent)
     args = ["--run", str(run), "--prompts", "8", "--replies", "8", "--max-new-tokens", "1"]
-    assert script.main([*args, "--styles", "none,words", "--out", str(out)]) == 0
+    assert script.main([*args, "--styles", "none,words"]) == 0
+    out = run.parent / "benchmarks/results/ric_tag_wording_run.json"
     saved = json.loads(out.read_text())
     policy, base = saved["policy"]["words"], saved["base"]["words"]
     assert policy["prefixes"] == ["Make your reply very warm.\n", "Make your reply very cold.\n"]
