@@ -54,7 +54,13 @@ offline data; more steps per round fit the pool's tags harder at no new samples)
 2. *online* (the rest): the policy samples, prompted with target(w) for w ~ Dirichlet(1).
 
 A sample's tags are its rewards rescaled between the pool's 10th and 90th percentiles (1.0 = the
-pool's top tenth, standing for the paper's r_max; :func:`relabel`). Only samples at or above the
+pool's top tenth, standing for the paper's r_max; :func:`relabel`). *Differs from the paper: the
+rewards are those the RL methods train on*, each objective's normalised reward less the run's
+fluency penalty c (1 - f(y)) (``fluency_guard``, ``fluency_penalty``; :func:`judged`): SmolLM2
+sampled at temperature 1 writes a few replies in made-up or foreign words, which the formality
+scorer rates formal, and RiC trained on them labelled "very formal" said "Ja, de onzeel van
+hyderakies" at its formality end (run 20261207-132211-ba549d4f, 12.5 % of its lattice's replies
+failing the word-list guard). Only samples at or above the
 pool's 0.7-quantile on some objective (and above its worst) are trained on (multi-objective
 rejection sampling), each objective's kept samples filling an
 equal share of a minibatch. Inference uses the same map; the scorers see the plain prompt.
@@ -92,6 +98,7 @@ from morl_core.methods.common import (
     snapshot,
     write_artifact,
 )
+from morl_core.objectives.degeneration import guarded_fluency
 from morl_core.objectives.registry import OBJECTIVES, base_name
 from morl_core.policy import Policy
 from morl_core.prompts import load_prompts
@@ -221,6 +228,12 @@ def relabel(norm: np.ndarray, rule: str = "quantiles") -> np.ndarray:
     return np.round(np.nan_to_num(scaled, nan=1.0), 1)
 
 
+def judged(norm: np.ndarray, fluency: np.ndarray, penalty: float) -> np.ndarray:
+    """Normalised rewards (N, K) less the fluency penalty ``penalty * (1 - fluency)`` (N,) on
+    every objective: what the pool's labels and its rejection sampling read."""
+    return norm - penalty * (1.0 - fluency)[:, None]
+
+
 def rejection_keep(norm: np.ndarray, quantile: float = MORS_QUANTILE) -> np.ndarray:
     """Multi-objective rejection sampling: samples (N,) at or above the pool's ``quantile`` on
     at least one objective, and strictly above the pool's worst there (a reward most samples
@@ -254,10 +267,12 @@ class SupervisedRounds(RLTrainer):
         self.updates = int(METHODS["ric"].option(config.options, "sft_updates"))
         self.tags = str(METHODS["ric"].option(config.options, "tags"))
         self.offline_tags = METHODS["ric"].option(config.options, "offline_tags") == "drawn"
-        # the pool: prompt index, completion ids (with their EOS) and normalised rewards
+        # the pool: prompt index, completion ids (with their EOS), normalised rewards and the
+        # fluency guard's score (1 = fluent)
         self.pool_prompt: list[int] = []
         self.pool_ids: list[list[int]] = []
         self.pool_norm = np.zeros((0, len(self.objectives)))
+        self.pool_fluency = np.zeros(0)
 
     def step(self) -> dict[str, float]:
         """Draw a batch (base model offline, tagged policy online), pool it, train one step."""
@@ -279,13 +294,15 @@ class SupervisedRounds(RLTrainer):
             rollout = self.rollout(batch)
         t1 = time.perf_counter()
         state = objective_registry.TrainerState(self.steps_done, cfg.steps)
-        _, ids, raw = score_rollout(
+        texts, ids, raw = score_rollout(
             policy, rollout, batch, cfg.k_samples, self.objectives, self.prompt_columns, state
         )  # raw (B, K)
         norm = self.normalizer(raw)
+        fluency = guarded_fluency(texts, cfg.fluency_guard)  # (B,) 1 = fluent
         self.pool_prompt.extend(int(i) for i in chosen_prompts for _ in range(cfg.k_samples))
         self.pool_ids.extend(ids)
         self.pool_norm = np.concatenate([self.pool_norm, norm])
+        self.pool_fluency = np.concatenate([self.pool_fluency, fluency])
         t2 = time.perf_counter()
         for i in range(self.updates):  # the pool is reused: several steps cost no new samples
             last = i == self.updates - 1  # only the last one's loss and KL are reported
@@ -295,15 +312,17 @@ class SupervisedRounds(RLTrainer):
         scalar = scalarized(norm, weights, cfg.scalarization, cfg.k_samples)
         metrics["reward/scalarized"] = float(scalar.mean())
         metrics.update(online=float(online), pool=float(len(self.pool_ids)))
+        metrics["fluency"] = float(fluency.mean())  # the degeneration guard, as the RL trainer's
         metrics.update({"length": float(np.mean([len(c) for c in ids])), "time/generate": t1 - t0})
         return {**metrics, "time/score": t2 - t1, "time/update": time.perf_counter() - t2}
 
     def supervised_step(self, report_kl: bool = True) -> dict[str, float]:
         """One AdamW step of cross-entropy on a balanced minibatch of the kept, relabelled pool;
         ``report_kl``: also measure the minibatch's KL to the base model (a second forward)."""
-        labels = relabel(self.pool_norm)
+        scores = judged(self.pool_norm, self.pool_fluency, self.config.fluency_penalty)
+        labels = relabel(scores)
         nonempty = np.array([len(c) > 0 for c in self.pool_ids])
-        kept = np.flatnonzero(rejection_keep(self.pool_norm) & nonempty)
+        kept = np.flatnonzero(rejection_keep(scores) & nonempty)
         if len(kept) == 0:  # nothing but empty completions so far: nothing to imitate
             return {"kept": 0.0, "skipped": 1.0, "loss/sft": 0.0, "kl": 0.0, "kl_per_token": 0.0}
         size = self.config.batch_prompts * self.config.k_samples
@@ -370,6 +389,7 @@ class SupervisedRounds(RLTrainer):
         tensors["pool/ids"] = pool
         tensors["pool/prompt"] = torch.tensor(self.pool_prompt, dtype=torch.long)
         tensors["pool/norm"] = torch.from_numpy(np.ascontiguousarray(self.pool_norm))
+        tensors["pool/fluency"] = torch.from_numpy(np.ascontiguousarray(self.pool_fluency))
         preference_rng = self.preferences.bit_generator.state
         return tensors, {**state, "format": CHECKPOINT_FORMAT, "preference_rng": preference_rng}
 
@@ -384,6 +404,8 @@ class SupervisedRounds(RLTrainer):
         self.pool_ids = [[t for t in row if t >= 0] for row in tensors["pool/ids"].tolist()]
         self.pool_prompt = tensors["pool/prompt"].tolist()
         self.pool_norm = tensors["pool/norm"].numpy().astype(float)
+        fluent = torch.ones(len(self.pool_ids), dtype=torch.float64)  # pools saved before it
+        self.pool_fluency = tensors.get("pool/fluency", fluent).numpy().astype(float)
 
 
 def train(config: RunConfig, run_dir: Path, callback: TrainCallback = no_callback) -> None:
