@@ -191,11 +191,19 @@ AGGREGATIONS: dict[str, dict] = {
 # benchmarks/ric_tag_wording.py --run), its lattice's ends the wrong way: not shipped. Its
 # offline pool was drawn without a request, so the supervised step pulls each request's replies
 # towards the unasked ones (docs/findings.md), so its offline rounds now draw them under the
-# round's drawn request (option offline_tags="drawn").
+# round's drawn request (option offline_tags="drawn"). So trained (run 20261207-132211-ba549d4f)
+# it followed them somewhat (online rounds: formality +0.068 and readability -0.142 from
+# w_formality 0 to 1; held out, its ends in words +0.028 (SE 0.039) and -0.070 (0.049) apart)
+# but its formality end wrote made-up and foreign words ("Ja, de onzeel van hyderakies"; 12.5 %
+# of its lattice's replies fail the word-list guard) and was not told apart from its readability
+# end (+0.027, SE 0.058): not shipped. RiC's pool had ignored the fluency guard, and the
+# formality scorer rates such replies formal; its labels now read the guarded rewards (ric.py),
+# under the word-list guard.
 QV = {"lora_target_modules": "q_proj,v_proj"}
 SINGLE: dict[str, dict] = {
     "ric": {
         "lora_target_modules": "all-linear",
+        "fluency_guard": "wordlist",
         "options": {"sft_updates": 1, "tags": "words", "offline_tags": "drawn"},
     },
     "panacea": {

@@ -135,6 +135,8 @@ def test_every_family_has_a_demo_on_a_two_and_a_three_objective_set(build, tmp_p
                     # round, memorised its early pool
                     assert checked.lora_target_modules == "all-linear", name
                     assert checked.options["sft_updates"] == 1, name
+                    # its pool's labels read the guarded rewards: made-up words are not imitated
+                    assert (checked.fluency_guard, checked.fluency_penalty) == ("wordlist", 1), name
                     # SmolLM2 reads requests in words, not <name=value> tags
                     assert checked.options["tags"] == "words", name
                     # and its offline pool is drawn under requests, which the model follows
