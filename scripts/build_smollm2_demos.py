@@ -194,11 +194,11 @@ AGGREGATIONS: dict[str, dict] = {
 # round's drawn request (option offline_tags="drawn"). So trained (run 20261207-132211-ba549d4f)
 # it followed them somewhat (online rounds: formality +0.068 and readability -0.142 from
 # w_formality 0 to 1; held out, its ends in words +0.028 (SE 0.039) and -0.070 (0.049) apart)
-# but its formality end wrote made-up and foreign words ("Ja, de onzeel van hyderakies"; 12.5 %
-# of its lattice's replies fail the word-list guard) and was not told apart from its readability
-# end (+0.027, SE 0.058): not shipped. RiC's pool had ignored the fluency guard, and the
-# formality scorer rates such replies formal; its labels now read the guarded rewards (ric.py),
-# under the word-list guard.
+# but it wrote made-up and foreign words ("Ja, de onzeel van hyderakies"; 12.5 % of its
+# lattice's replies fail the word-list guard, up to 19 % at its mixtures, 1 of 16 at its
+# formality end) and its formality end was not told apart from its readability end (+0.027, SE
+# 0.058): not shipped. RiC's pool had ignored the fluency guard; its labels now read the guarded rewards
+# (ric.py), under the word-list guard.
 QV = {"lora_target_modules": "q_proj,v_proj"}
 SINGLE: dict[str, dict] = {
     "ric": {

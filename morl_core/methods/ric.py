@@ -57,13 +57,12 @@ A sample's tags are its rewards rescaled between the pool's 10th and 90th percen
 pool's top tenth, standing for the paper's r_max; :func:`relabel`). *Differs from the paper: the
 rewards are those the RL methods train on*, each objective's normalised reward less the run's
 fluency penalty c (1 - f(y)) (``fluency_guard``, ``fluency_penalty``; :func:`judged`): SmolLM2
-sampled at temperature 1 writes a few replies in made-up or foreign words, which the formality
-scorer rates formal, and RiC trained on them labelled "very formal" said "Ja, de onzeel van
-hyderakies" at its formality end (run 20261207-132211-ba549d4f, 12.5 % of its lattice's replies
-failing the word-list guard). Only samples at or above the
-pool's 0.7-quantile on some objective (and above its worst) are trained on (multi-objective
-rejection sampling), each objective's kept samples filling an
-equal share of a minibatch. Inference uses the same map; the scorers see the plain prompt.
+sampled at temperature 1 writes a few replies in made-up or foreign words, and a pool that kept
+and labelled them like any other taught them ("Ja, de onzeel van hyderakies"; run
+20261207-132211-ba549d4f: 12.5 % of its lattice's replies fail the word-list guard, up to 19 % at
+its mixtures). Only samples at or above the pool's 0.7-quantile on some objective (and above its
+worst) are trained on (multi-objective rejection sampling), each objective's kept samples filling
+an equal share of a minibatch. Inference uses the same map; the scorers see the plain prompt.
 
 Every sample drawn counts as training cost. The checkpoint holds the pool, adapter, AdamW and
 generators (a resumed run equals an uninterrupted one). Metrics are the step's new batch's,
