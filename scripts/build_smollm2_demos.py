@@ -197,8 +197,8 @@ AGGREGATIONS: dict[str, dict] = {
 # but it wrote made-up and foreign words ("Ja, de onzeel van hyderakies"; 12.5 % of its
 # lattice's replies fail the word-list guard, up to 19 % at its mixtures, 1 of 16 at its
 # formality end) and its formality end was not told apart from its readability end (+0.027, SE
-# 0.058): not shipped. RiC's pool had ignored the fluency guard; its labels now read the guarded rewards
-# (ric.py), under the word-list guard.
+# 0.058): not shipped. RiC's pool had ignored the fluency guard; its labels now read the
+# guarded rewards (ric.py), under the word-list guard.
 QV = {"lora_target_modules": "q_proj,v_proj"}
 SINGLE: dict[str, dict] = {
     "ric": {
