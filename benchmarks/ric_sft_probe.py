@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     trainer.pool_prompt = [pool_prompt[i] for i in trained_rows]
     trainer.pool_ids = [pool_ids[i] for i in trained_rows]
     trainer.pool_norm = norm[trained_rows].astype(float)
+    trainer.pool_fluency = np.ones(len(trained_rows))  # load_pool's rewards carry the penalty
 
     base_rows = ric.offline_steps(config) * config.batch_prompts * config.k_samples
     objectives = tuple(config.objectives)

@@ -50,12 +50,18 @@ CONTRAST = (0.9, 0.2)  # the first two objectives' tag values in A (B swaps them
 
 
 def load_pool(run_dir: Path) -> tuple[list[int], list[list[int]], np.ndarray]:
-    """The run's pool from its last checkpoint: prompt index, reply ids, normalised rewards."""
+    """The run's pool from its last checkpoint: prompt index, reply ids and the rewards its labels
+    read (normalised, less the run's fluency penalty: :func:`morl_core.methods.ric.judged`;
+    pools saved before the penalty read as fluent)."""
     found = load_latest_checkpoint(run_dir)
     if found is None or "pool/ids" not in found.tensors:
         raise SystemExit(f"{run_dir}: no RiC checkpoint with a pool")
     ids = [[t for t in row if t >= 0] for row in found.tensors["pool/ids"].tolist()]
-    return found.tensors["pool/prompt"].tolist(), ids, found.tensors["pool/norm"].numpy()
+    norm = found.tensors["pool/norm"].numpy().astype(float)
+    fluency = found.tensors.get("pool/fluency")
+    fluency = np.ones(len(ids)) if fluency is None else fluency.numpy().astype(float)
+    penalty = float((read_json(run_dir / "config.json") or {}).get("fluency_penalty", 0.0))
+    return found.tensors["pool/prompt"].tolist(), ids, ric.judged(norm, fluency, penalty)
 
 
 def coverage(

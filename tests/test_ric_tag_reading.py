@@ -107,3 +107,26 @@ def test_the_sft_probe_reads_tags_on_prompts_it_never_trained_on(known_ric, tmp_
     with pytest.raises(SystemExit):  # not a RiC run
         probe.main([str(tmp_path / "other")])
     assert "not a RiC run" in capsys.readouterr().err
+
+
+def test_the_pool_is_read_as_the_run_labelled_it_less_its_fluency_penalty(script, tmp_path):
+    """A reply the fluency guard failed counts ``fluency_penalty`` lower on every objective (what
+    RiC's labels and rejection read); a pool saved before the guard counts as fluent."""
+    import torch
+
+    from morl_core import runfolder
+
+    (tmp_path / "config.json").write_text(json.dumps({"method": "ric", "fluency_penalty": 0.5}))
+    tensors = {
+        "pool/ids": torch.tensor([[5, 6], [7, -1]]),
+        "pool/prompt": torch.tensor([0, 1]),
+        "pool/norm": torch.tensor([[0.8, 0.4], [0.9, 0.6]], dtype=torch.float64),
+        "pool/fluency": torch.tensor([1.0, 0.0], dtype=torch.float64),
+    }
+    runfolder.save_checkpoint(tmp_path, 1, tensors, {})
+    prompts, ids, scores = script.load_pool(tmp_path)
+    assert (prompts, ids) == ([0, 1], [[5, 6], [7]])
+    np.testing.assert_allclose(scores, [[0.8, 0.4], [0.4, 0.1]])
+    del tensors["pool/fluency"]
+    runfolder.save_checkpoint(tmp_path, 2, tensors, {})
+    np.testing.assert_allclose(script.load_pool(tmp_path)[2], [[0.8, 0.4], [0.9, 0.6]])
