@@ -89,14 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.run_dir}: {err}")
     attach_seeded_lora(policy, config, ric.ADAPTER, config.seed * 1000 + ric.LORA_SEED)
     trainer = ric.SupervisedRounds(policy, config)
-    pool_prompt, pool_ids, norm = reading.load_pool(args.run_dir)
+    pool_prompt, pool_ids, norm, fluency = reading.load_pool(args.run_dir)
     prompts = load_prompts(config.prompt_set, "train")
     held = held_out_prompts(len(prompts))
     trained_rows = [i for i in range(len(pool_ids)) if pool_prompt[i] not in held]
     trainer.pool_prompt = [pool_prompt[i] for i in trained_rows]
     trainer.pool_ids = [pool_ids[i] for i in trained_rows]
     trainer.pool_norm = norm[trained_rows].astype(float)
-    trainer.pool_fluency = np.ones(len(trained_rows))  # load_pool's rewards carry the penalty
+    trainer.pool_fluency = fluency[trained_rows].astype(float)
 
     base_rows = ric.offline_steps(config) * config.batch_prompts * config.k_samples
     objectives = tuple(config.objectives)

@@ -49,10 +49,9 @@ from morl_core.runfolder import load_latest_checkpoint, read_json, write_json_at
 CONTRAST = (0.9, 0.2)  # the first two objectives' tag values in A (B swaps them)
 
 
-def load_pool(run_dir: Path) -> tuple[list[int], list[list[int]], np.ndarray]:
-    """The run's pool from its last checkpoint: prompt index, reply ids and the rewards its labels
-    read (normalised, less the run's fluency penalty: :func:`morl_core.methods.ric.judged`;
-    pools saved before the penalty read as fluent)."""
+def load_pool(run_dir: Path) -> tuple[list[int], list[list[int]], np.ndarray, np.ndarray]:
+    """The run's pool from its last checkpoint: prompt index, reply ids, normalised rewards and
+    the fluency guard's score of each reply (pools saved before the guard read as fluent)."""
     found = load_latest_checkpoint(run_dir)
     if found is None or "pool/ids" not in found.tensors:
         raise SystemExit(f"{run_dir}: no RiC checkpoint with a pool")
@@ -60,17 +59,21 @@ def load_pool(run_dir: Path) -> tuple[list[int], list[list[int]], np.ndarray]:
     norm = found.tensors["pool/norm"].numpy().astype(float)
     fluency = found.tensors.get("pool/fluency")
     fluency = np.ones(len(ids)) if fluency is None else fluency.numpy().astype(float)
-    penalty = float((read_json(run_dir / "config.json") or {}).get("fluency_penalty", 0.0))
-    return found.tensors["pool/prompt"].tolist(), ids, ric.judged(norm, fluency, penalty)
+    return found.tensors["pool/prompt"].tolist(), ids, norm, fluency
 
 
 def coverage(
-    norm: np.ndarray, objectives: tuple[str, ...], rule: str = "quantiles", style: str = "relaxed"
+    norm: np.ndarray,
+    objectives: tuple[str, ...],
+    rule: str = "quantiles",
+    style: str = "relaxed",
+    guarded: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Shares of the kept pool, relabelled by ``rule`` (:func:`morl_core.methods.ric.relabel`):
-    each objective's tag left out (label 1.0), every tag left out (what the middle of the front
-    writes), and each end's exact tags, written in ``style``."""
-    labels = ric.relabel(norm, rule)[ric.rejection_keep(norm)]
+    """Shares of the kept pool (kept by ``guarded``, the rewards less the fluency penalty, when
+    given), relabelled by ``rule`` (:func:`morl_core.methods.ric.relabel`): each objective's tag
+    left out (label 1.0), every tag left out (what the middle of the front writes), and each
+    end's exact tags, written in ``style``."""
+    labels = ric.relabel(norm, rule)[ric.rejection_keep(norm if guarded is None else guarded)]
     texts = [ric.tag_text(objectives, row, style) for row in labels]
     k = len(objectives)
     out = {f"untagged/{o}": float((labels[:, i] >= 1.0).mean()) for i, o in enumerate(objectives)}
@@ -127,7 +130,7 @@ def reading(run_dir: Path, probe: int, seed: int = 0, pool=None) -> dict[str, di
     policy, objectives = steerable.policy, steerable.objectives
     policy.prefix = ""
     config = read_json(run_dir / "config.json")
-    pool_prompt, pool_ids, norm = pool or load_pool(run_dir)
+    pool_prompt, pool_ids, norm, _ = pool or load_pool(run_dir)
     offline = ric.offline_steps(SimpleNamespace(steps=config["steps"]))
     base_rows = offline * config["batch_prompts"] * config["k_samples"]
     rows = [i for i in range(min(base_rows, len(pool_ids))) if pool_ids[i]]
@@ -183,7 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     style = artifact.get("tags", "all") if artifact else config.get("options", {}).get("tags")
     style = style or "relaxed"
     pool = load_pool(args.run_dir)
-    covered = {r: coverage(pool[2], objectives, r, style) for r in ric.RELABEL_RULES}
+    # what its rejection sampling read: the rewards less its fluency penalty
+    guarded = ric.judged(pool[2], pool[3], float(config.get("fluency_penalty", 0.0)))
+    covered = {r: coverage(pool[2], objectives, r, style, guarded) for r in ric.RELABEL_RULES}
     read = reading(args.run_dir, args.probe, pool=pool)
     kept = covered[rule]["kept"]
     print(f"run {args.run_dir}: {kept} kept replies in the pool; it was trained on {rule} tags")

@@ -197,8 +197,9 @@ AGGREGATIONS: dict[str, dict] = {
 # but it wrote made-up and foreign words ("Ja, de onzeel van hyderakies"; 12.5 % of its
 # lattice's replies fail the word-list guard, up to 19 % at its mixtures, 1 of 16 at its
 # formality end) and its formality end was not told apart from its readability end (+0.027, SE
-# 0.058): not shipped. RiC's pool had ignored the fluency guard; its labels now read the
-# guarded rewards (ric.py), under the word-list guard. So trained (run 20261207-145706-90ceff73)
+# 0.058): not shipped. RiC's pool had ignored the fluency guard; its rejection sampling now
+# reads the guarded rewards (ric.py), under the word-list guard. So trained (run
+# 20261207-145706-90ceff73, its tags then read the guarded rewards too; they no longer do)
 # its ends are 2.1 and 3.3 standard errors apart in its lattice and +0.142 (SE 0.031) / -0.090
 # (0.047) in words (its base model +0.151 / -0.198), but 4.5 % of its lattice's replies fail
 # the word-list guard (links, tables, Latin; one at its formality end): not shipped. Its pool was

@@ -135,7 +135,7 @@ def test_every_family_has_a_demo_on_a_two_and_a_three_objective_set(build, tmp_p
                     # round, memorised its early pool
                     assert checked.lora_target_modules == "all-linear", name
                     assert checked.options["sft_updates"] == 1, name
-                    # its pool's labels read the guarded rewards: made-up words are not imitated
+                    # its rejection reads the guarded rewards: made-up words are not imitated
                     assert (checked.fluency_guard, checked.fluency_penalty) == ("wordlist", 1), name
                     assert checked.top_p == 0.9, name  # it imitates its pool: no tails drawn
                     # SmolLM2 reads requests in words, not <name=value> tags

@@ -302,9 +302,10 @@ def test_ric_offline_rounds_ask_the_base_model_only_with_offline_tags_drawn(
 def test_ric_never_imitates_a_reply_its_fluency_guard_fails_when_the_run_penalises_them(
     tmp_path, monkeypatch, penalty
 ):
-    """The pool's labels and rejection sampling read the rewards the RL methods train on, each
-    less ``fluency_penalty * (1 - fluency)``: with the penalty, no supervised minibatch holds a
-    reply the guard failed (here every other reply, whatever it scores); without it some do."""
+    """Rejection sampling reads the rewards the RL methods train on, each less
+    ``fluency_penalty * (1 - fluency)``: with the penalty, no supervised minibatch holds a reply
+    the guard failed (here every other reply, whatever it scores); without it some do. The tags
+    stay what each reply achieved: the guard does not move the pool's quantiles."""
     from morl_core.methods import ric
 
     monkeypatch.setattr(ric, "guarded_fluency", lambda texts, guard: np.arange(len(texts)) % 2.0)
@@ -313,12 +314,16 @@ def test_ric_never_imitates_a_reply_its_fluency_guard_fails_when_the_run_penalis
         ric.SupervisedRounds,
         "supervised_batch",
         lambda self, labels, chosen: (
-            imitated.extend(self.pool_fluency[chosen]) or real(self, labels, chosen)
+            imitated.extend(self.pool_fluency[chosen])
+            or tagged.append(np.array_equal(labels, relabel(self.pool_norm)))
+            or real(self, labels, chosen)
         ),
     )
+    tagged: list[bool] = []
     train("ric", tmp_path, steps=4, fluency_penalty=penalty)
     assert len(imitated) == 4 * TINY["batch_prompts"] * TINY["k_samples"]
     assert (min(imitated) == 1.0) == (penalty > 0)
+    assert tagged == [True] * 4
 
 
 def test_ric_tags_in_words_grade_each_target_and_need_adjectives():

@@ -59,7 +59,7 @@ def test_a_ric_that_learned_its_tags_reads_them_and_the_base_model_does_not(
     too, where the base model wearing the same tags does not rank them. (The contrast 0.9 vs
     0.2 is a value its pool never has: not asserted.)"""
     run, checked = known_ric
-    _, _, norm = script.load_pool(run)
+    _, _, norm, _ = script.load_pool(run)
     covered = script.coverage(norm, checked.objectives)
     assert covered["end/warm_word"] > 0.2 and covered["end/cold_word"] > 0.2, covered
     read = script.reading(run, probe=64)
@@ -109,24 +109,34 @@ def test_the_sft_probe_reads_tags_on_prompts_it_never_trained_on(known_ric, tmp_
     assert "not a RiC run" in capsys.readouterr().err
 
 
-def test_the_pool_is_read_as_the_run_labelled_it_less_its_fluency_penalty(script, tmp_path):
-    """A reply the fluency guard failed counts ``fluency_penalty`` lower on every objective (what
-    RiC's labels and rejection read); a pool saved before the guard counts as fluent."""
+def test_the_pool_is_read_with_its_guard_scores_and_kept_as_the_run_kept_it(script, tmp_path):
+    """``load_pool`` returns each reply's fluency guard score (a pool saved before the guard
+    reads as fluent); coverage keeps what the run's rejection sampling kept, a failed reply
+    counted ``fluency_penalty`` lower, while the labels stay what each reply achieved."""
     import torch
 
     from morl_core import runfolder
+    from morl_core.methods import ric
 
-    (tmp_path / "config.json").write_text(json.dumps({"method": "ric", "fluency_penalty": 0.5}))
+    rewards = [[0.9, 0.9], [0.8, 0.1], [0.1, 0.8], [0.0, 0.0]]  # the first reply fails the guard
     tensors = {
-        "pool/ids": torch.tensor([[5, 6], [7, -1]]),
-        "pool/prompt": torch.tensor([0, 1]),
-        "pool/norm": torch.tensor([[0.8, 0.4], [0.9, 0.6]], dtype=torch.float64),
-        "pool/fluency": torch.tensor([1.0, 0.0], dtype=torch.float64),
+        "pool/ids": torch.tensor([[5, 6], [7, -1], [8, -1], [9, -1]]),
+        "pool/prompt": torch.tensor([0, 1, 1, 0]),
+        "pool/norm": torch.tensor(rewards, dtype=torch.float64),
+        "pool/fluency": torch.tensor([0.0, 1.0, 1.0, 1.0], dtype=torch.float64),
     }
     runfolder.save_checkpoint(tmp_path, 1, tensors, {})
-    prompts, ids, scores = script.load_pool(tmp_path)
-    assert (prompts, ids) == ([0, 1], [[5, 6], [7]])
-    np.testing.assert_allclose(scores, [[0.8, 0.4], [0.4, 0.1]])
+    prompts, ids, norm, fluency = script.load_pool(tmp_path)
+    assert (prompts, ids) == ([0, 1, 1, 0], [[5, 6], [7], [8], [9]])
+    np.testing.assert_allclose(norm, rewards)
+    np.testing.assert_allclose(fluency, [0.0, 1.0, 1.0, 1.0])
+    objectives = ("formality", "readability")
+    # unguarded, the failed reply tops both objectives and is the only one kept; guarded, the
+    # two it outscored are kept, labelled as they scored (each low on one objective)
+    unguarded = script.coverage(norm, objectives, "minmax")
+    assert (unguarded["kept"], unguarded["untagged/all"]) == (1, 1.0)
+    guarded = script.coverage(norm, objectives, "minmax", guarded=ric.judged(norm, fluency, 1.0))
+    assert (guarded["kept"], guarded["untagged/all"]) == (2, 0.0)
     del tensors["pool/fluency"]
     runfolder.save_checkpoint(tmp_path, 2, tensors, {})
-    np.testing.assert_allclose(script.load_pool(tmp_path)[2], [[0.8, 0.4], [0.9, 0.6]])
+    np.testing.assert_allclose(script.load_pool(tmp_path)[3], [1.0, 1.0, 1.0, 1.0])

@@ -54,15 +54,17 @@ offline data; more steps per round fit the pool's tags harder at no new samples)
 2. *online* (the rest): the policy samples, prompted with target(w) for w ~ Dirichlet(1).
 
 A sample's tags are its rewards rescaled between the pool's 10th and 90th percentiles (1.0 = the
-pool's top tenth, standing for the paper's r_max; :func:`relabel`). *Differs from the paper: the
-rewards are those the RL methods train on*, each objective's normalised reward less the run's
-fluency penalty c (1 - f(y)) (``fluency_guard``, ``fluency_penalty``; :func:`judged`): SmolLM2
-sampled at temperature 1 writes a few replies in made-up or foreign words, and a pool that kept
-and labelled them like any other taught them ("Ja, de onzeel van hyderakies"; run
-20261207-132211-ba549d4f: 12.5 % of its lattice's replies fail the word-list guard, up to 19 % at
-its mixtures). Only samples at or above the pool's 0.7-quantile on some objective (and above its
-worst) are trained on (multi-objective rejection sampling), each objective's kept samples filling
-an equal share of a minibatch. Inference uses the same map; the scorers see the plain prompt.
+pool's top tenth, standing for the paper's r_max; :func:`relabel`). Only samples at or above the
+pool's 0.7-quantile on some objective (and above its worst) are trained on (multi-objective
+rejection sampling), each objective's kept samples filling an equal share of a minibatch.
+*Differs from the paper: rejection reads the rewards the RL methods train on*, each objective's
+normalised reward less the run's fluency penalty c (1 - f(y)) (``fluency_guard``,
+``fluency_penalty``; :func:`judged`), so a reply the guard fails is not imitated; its tags still
+say what each reply achieved (the guard does not move the pool's quantiles). SmolLM2 sampled at
+temperature 1 writes a few replies in made-up or foreign words, and a pool that kept them like
+any other taught them ("Ja, de onzeel van hyderakies"; run 20261207-132211-ba549d4f: 12.5 % of
+its lattice's replies fail the word-list guard, up to 19 % at its mixtures). Inference uses the
+same map; the scorers see the plain prompt.
 
 Every sample drawn counts as training cost. The checkpoint holds the pool, adapter, AdamW and
 generators (a resumed run equals an uninterrupted one). Metrics are the step's new batch's,
@@ -229,7 +231,7 @@ def relabel(norm: np.ndarray, rule: str = "quantiles") -> np.ndarray:
 
 def judged(norm: np.ndarray, fluency: np.ndarray, penalty: float) -> np.ndarray:
     """Normalised rewards (N, K) less the fluency penalty ``penalty * (1 - fluency)`` (N,) on
-    every objective: what the pool's labels and its rejection sampling read."""
+    every objective: what the pool's rejection sampling reads."""
     return norm - penalty * (1.0 - fluency)[:, None]
 
 
@@ -318,10 +320,10 @@ class SupervisedRounds(RLTrainer):
     def supervised_step(self, report_kl: bool = True) -> dict[str, float]:
         """One AdamW step of cross-entropy on a balanced minibatch of the kept, relabelled pool;
         ``report_kl``: also measure the minibatch's KL to the base model (a second forward)."""
-        scores = judged(self.pool_norm, self.pool_fluency, self.config.fluency_penalty)
-        labels = relabel(scores)
+        labels = relabel(self.pool_norm)  # what each reply achieved
+        guarded = judged(self.pool_norm, self.pool_fluency, self.config.fluency_penalty)
         nonempty = np.array([len(c) > 0 for c in self.pool_ids])
-        kept = np.flatnonzero(rejection_keep(scores) & nonempty)
+        kept = np.flatnonzero(rejection_keep(guarded) & nonempty)  # what is imitated
         if len(kept) == 0:  # nothing but empty completions so far: nothing to imitate
             return {"kept": 0.0, "skipped": 1.0, "loss/sft": 0.0, "kl": 0.0, "kl_per_token": 0.0}
         size = self.config.batch_prompts * self.config.k_samples
