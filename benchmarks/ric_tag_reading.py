@@ -131,7 +131,9 @@ def reading(run_dir: Path, probe: int, seed: int = 0, pool=None) -> dict[str, di
     policy.prefix = ""
     config = read_json(run_dir / "config.json")
     pool_prompt, pool_ids, norm, _ = pool or load_pool(run_dir)
-    offline = ric.offline_steps(SimpleNamespace(steps=config["steps"]))
+    offline = ric.offline_steps(
+        SimpleNamespace(steps=config["steps"], options=config.get("options", {}))
+    )
     base_rows = offline * config["batch_prompts"] * config["k_samples"]
     rows = [i for i in range(min(base_rows, len(pool_ids))) if pool_ids[i]]
     rows = np.random.default_rng(seed).choice(rows, size=min(probe, len(rows)), replace=False)

@@ -129,6 +129,7 @@ emorl | search_prompts | int | 8 | [1, 1024] | training prompts scored per candi
 emorl | search_replies | int | 16 | [1, 64] | replies sampled per search prompt for each candidate
 emorl | search_guard | float | 0 | [0, 10] | keep a = w unless beaten by this many paired SEs
 ric | sft_updates | int | 1 | [1, 16] | supervised steps per round on the pool (the paper trains epochs)
+ric | offline_share | float | 0.5 | (0, 1] | share of the rounds the base model samples (offline stage)
 panacea | preference_concentration | float | 1 | [0.05, 100] | training preferences ~ Dirichlet(it)
 metapolicy | meta_steps | int | 0 | [0, {MAX_STEPS}] | RL steps of the upper level (0 = the run's steps)
 metapolicy | meta_lr | float | 0 | [0, 1] | learning rate of the upper level (0 = the run's lr)

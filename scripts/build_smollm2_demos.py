@@ -206,14 +206,24 @@ AGGREGATIONS: dict[str, dict] = {
 # drawn at top-p 1, where base SmolLM2's replies average 0.884 on the guard (its offline rounds;
 # 1 = fluent; at the Steer page's top-p 0.9 1 reply in 384 fails it), and RiC imitates its pool,
 # tails and all (a supervised step needs no unbiased sample, as a policy gradient does): it draws
-# at top-p 0.9.
+# at top-p 0.9. So trained (run 20261207-163754-c76f6fb8) 1.1 % of its lattice's replies fail
+# the guard, its held-out ends are 4-5 standard errors apart, but its lattice's ends 1.4 and 1.6:
+# not shipped. Its online rounds were still learning (the slope of training formality on the
+# drawn w_formality 0.043 in their first half, 0.139 in their second; guard 0.954 -> 0.975), so
+# it trains 100 online rounds after the same 50 offline ones (option offline_share).
 QV = {"lora_target_modules": "q_proj,v_proj"}
 SINGLE: dict[str, dict] = {
     "ric": {
         "lora_target_modules": "all-linear",
         "fluency_guard": "wordlist",
         "top_p": 0.9,
-        "options": {"sft_updates": 1, "tags": "words", "offline_tags": "drawn"},
+        "steps": 150,
+        "options": {
+            "sft_updates": 1,
+            "tags": "words",
+            "offline_tags": "drawn",
+            "offline_share": 1 / 3,
+        },
     },
     "panacea": {
         "kl_coef": 0.05,

@@ -9,6 +9,7 @@ from script_support import load_script
 
 from morl_core.config import RunConfig
 from morl_core.jobs.records import RunState
+from morl_core.methods import ric
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +143,8 @@ def test_every_family_has_a_demo_on_a_two_and_a_three_objective_set(build, tmp_p
                     assert checked.options["tags"] == "words", name
                     # and its offline pool is drawn under requests, which the model follows
                     assert checked.options["offline_tags"] == "drawn", name
+                    # 50 offline rounds, then 100 online: its steering grew over the online ones
+                    assert (checked.steps, ric.offline_steps(checked)) == (150, 50), name
                 if checked.method == "emorl":  # mixes before the norm, the paper's search
                     # that keeps a = w unless beaten by 2 standard errors
                     expected = {"search_objective": "reward", "mix_at": "pre_norm"}

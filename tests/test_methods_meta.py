@@ -236,6 +236,20 @@ def test_ric_tags_rescale_between_the_pool_quantiles_so_the_ends_tags_occur():
     np.testing.assert_array_equal(relabel(rare)[:, 0], rare[:, 0])
 
 
+def test_ric_offline_share_sets_how_many_rounds_the_base_model_samples(tmp_path):
+    # the stage of each round is what the trainer did: the base model sampled its batch
+    default = train("ric", tmp_path / "half", steps=3)
+    assert [i.stage for i in default] == ["ric offline"] * 2 + ["ric online"]
+    options = {**FAST_OPTIONS.get("ric", {}), "offline_share": 1 / 3}
+    third = train("ric", tmp_path / "third", steps=3, options=options)
+    assert [i.stage for i in third] == ["ric offline"] + ["ric online"] * 2
+    training = json.loads((tmp_path / "third" / ARTIFACT).read_text())["training"]
+    assert (training["offline_steps"], training["online_steps"]) == (1, 2)
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match="offline_share"):
+            RunConfig.from_dict({**TINY, "method": "ric", "options": {"offline_share": bad}})
+
+
 def test_ric_reports_every_sample_drawn_and_refuses_an_old_checkpoint(runs, tmp_path):
     run_dir, infos = runs["ric"]
     batch = TINY["batch_prompts"] * TINY["k_samples"]

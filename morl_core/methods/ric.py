@@ -47,10 +47,11 @@ and takes ``sft_updates`` (option, default 1) AdamW steps of cross-entropy on (t
 completion), each over a minibatch drawn from the pool (the paper trains several epochs over its
 offline data; more steps per round fit the pool's tags harder at no new samples):
 
-1. *offline* (the first ``ceil(steps / 2)`` rounds): the base model samples (adapter off, no tags;
-   with option ``offline_tags="drawn"`` under the tags of a drawn preference, for a model that
-   already reads them: trained on replies drawn without them, RiC in words on SmolLM2 unlearnt
-   the requests its base model follows);
+1. *offline* (the first ``ceil(offline_share * steps)`` rounds; option ``offline_share``, by
+   default half): the base model samples (adapter off, no tags; with option
+   ``offline_tags="drawn"`` under the tags of a drawn preference, for a model that already reads
+   them: trained on replies drawn without them, RiC in words on SmolLM2 unlearnt the requests
+   its base model follows);
 2. *online* (the rest): the policy samples, prompted with target(w) for w ~ Dirichlet(1).
 
 A sample's tags are its rewards rescaled between the pool's 10th and 90th percentiles (1.0 = the
@@ -75,6 +76,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,8 +249,10 @@ def rejection_keep(norm: np.ndarray, quantile: float = MORS_QUANTILE) -> np.ndar
 
 
 def offline_steps(config: RunConfig) -> int:
-    """Steps whose batch the base model samples; the remaining ones sample the policy."""
-    return (config.steps + 1) // 2
+    """Steps whose batch the base model samples (the first ``offline_share`` of them, rounded
+    up; by default half); the remaining ones sample the policy."""
+    share = float(METHODS["ric"].option(config.options, "offline_share"))
+    return math.ceil(round(config.steps * share, 9))
 
 
 class SupervisedRounds(RLTrainer):
