@@ -237,7 +237,7 @@ def test_ric_tags_rescale_between_the_pool_quantiles_so_the_ends_tags_occur():
 
 
 def test_ric_offline_share_sets_how_many_rounds_the_base_model_samples(tmp_path):
-    # the stage of each round is what the trainer did: the base model sampled its batch
+    # each round reports its stage from the same split that picks its sampler (base or policy)
     default = train("ric", tmp_path / "half", steps=3)
     assert [i.stage for i in default] == ["ric offline"] * 2 + ["ric online"]
     options = {**FAST_OPTIONS.get("ric", {}), "offline_share": 1 / 3}
