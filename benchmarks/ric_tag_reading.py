@@ -35,13 +35,13 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from morl_core.config import RunConfig  # noqa: E402
 from morl_core.methods import ric  # noqa: E402
 from morl_core.prompts import load_prompts  # noqa: E402
 from morl_core.runfolder import load_latest_checkpoint, read_json, write_json_atomic  # noqa: E402
@@ -131,9 +131,7 @@ def reading(run_dir: Path, probe: int, seed: int = 0, pool=None) -> dict[str, di
     policy.prefix = ""
     config = read_json(run_dir / "config.json")
     pool_prompt, pool_ids, norm, _ = pool or load_pool(run_dir)
-    offline = ric.offline_steps(
-        SimpleNamespace(steps=config["steps"], options=config.get("options", {}))
-    )
+    offline = ric.offline_steps(RunConfig.from_dict(config, check_files=False))
     base_rows = offline * config["batch_prompts"] * config["k_samples"]
     rows = [i for i in range(min(base_rows, len(pool_ids))) if pool_ids[i]]
     rows = np.random.default_rng(seed).choice(rows, size=min(probe, len(rows)), replace=False)
