@@ -140,3 +140,28 @@ def test_the_pool_is_read_with_its_guard_scores_and_kept_as_the_run_kept_it(scri
     del tensors["pool/fluency"]
     runfolder.save_checkpoint(tmp_path, 2, tensors, {})
     np.testing.assert_allclose(script.load_pool(tmp_path)[3], [1.0, 1.0, 1.0, 1.0])
+
+
+def test_the_sft_probe_trains_on_each_replys_guard_score(known_ric, tmp_path, monkeypatch):
+    """benchmarks/ric_sft_probe.py hands its trainer the pool's guard scores, so its rejection
+    sampling keeps what the run kept (here every other reply failed the guard)."""
+    from morl_core.methods import ric
+
+    probe = load_script("benchmarks/ric_sft_probe.py")
+    run, _ = known_ric
+    real_load, real_step = probe.reading.load_pool, ric.SupervisedRounds.supervised_step
+
+    def every_other_failed(run_dir):
+        prompt, ids, norm, fluency = real_load(run_dir)
+        return prompt, ids, norm, np.arange(len(ids)) % 2.0
+
+    seen: list[np.ndarray] = []
+    monkeypatch.setattr(probe.reading, "load_pool", every_other_failed)
+    monkeypatch.setattr(
+        ric.SupervisedRounds,
+        "supervised_step",
+        lambda self, *a, **k: seen.append(self.pool_fluency.copy()) or real_step(self, *a, **k),
+    )
+    argv = [str(run), "--steps", "1", "--every", "1", "--probe", "8"]
+    assert probe.main([*argv, "--out", str(tmp_path / "probe.json")]) == 0
+    assert seen and set(seen[0].tolist()) == {0.0, 1.0}
