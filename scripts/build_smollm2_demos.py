@@ -267,10 +267,20 @@ SINGLE: dict[str, dict] = {
 # vertex; drawn from Dirichlet(0.3), as Panacea's are, the upper level trains where the ends are.
 # So trained (run 20261207-054549-a17b832f) its lattice's ends are 2.2-6.1 standard errors
 # apart: shipped.
+# EMORL's search grows as 3^K candidates a round: on the triple the pair's 5 rounds ask for about
+# 570 distinct directions over the 10 preferences (at ~75 s each beside another run, 12 h); run
+# 20261207-043449-8c34bb15 had scored 324 of them when its machine was replaced and the run with
+# it. Two rounds (a 0.25 grid around each preference's best 3^3 cell) ask for about 60, and the
+# search guard keeps a = w unless a candidate beats it by 2 standard errors anyway (4 of 5
+# preferences on the pair).
 TRIPLE_AGGREGATIONS = {
     **AGGREGATIONS,
     "metapolicy": {
         "options": {**AGGREGATIONS["metapolicy"]["options"], "preference_concentration": 0.3}
+    },
+    "emorl": {
+        **AGGREGATIONS["emorl"],
+        "options": {**AGGREGATIONS["emorl"]["options"], "search_rounds": 2},
     },
 }
 TRIPLE_SINGLE = {
