@@ -7,7 +7,8 @@ Usage::
 
 EMORL searches its aggregation coefficients a in [0, 1]^K for every evaluation preference by a
 hierarchical grid search (:func:`morl_core.search.hierarchical_grid_search`): 5 rounds of a 3^K
-grid, each round shrinking the box to the best of its 2^K sub-boxes. Candidates are shared
+grid, each round shrinking the box to the best of its 2^K sub-boxes (a suite may search fewer
+rounds: its ``method_options``; the five-objective suites search one). Candidates are shared
 between preferences only where their grids meet, so the number of distinct candidates (each
 decoded and scored on ``search_prompts`` x ``search_replies`` = 8 x 16 sampled replies) grows
 about as 3^K times the number of preferences.
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/emorl_search_cost.json"))
     args = parser.parse_args(argv)
     options = METHOD_OPTIONS["emorl"]
-    rounds = options["search_rounds"].default
+    default_rounds = options["search_rounds"].default
     per_candidate = options["search_prompts"].default * options["search_replies"].default
     names = args.suites.split(",")
     try:
@@ -91,7 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, suite in zip(names, suites, strict=True):
         k = len(suite.objectives)
         grid = preference_grid(k, suite.preferences)
+        rounds = suite.method_options.get("emorl", {}).get("search_rounds", default_rounds)
         counts = [distinct_candidates(k, grid, rounds, seed) for seed in range(3)]
+        paper = (
+            [distinct_candidates(k, grid, default_rounds, 0)] if rounds != default_rounds else []
+        )
         records = measured(name)
         rates += [r["seconds"] / r["candidates"] for r in records]
         rows.append(
@@ -99,17 +104,21 @@ def main(argv: list[str] | None = None) -> int:
                 "suite": name,
                 "objectives": k,
                 "preferences": len(grid),
+                "rounds": rounds,  # the suite's
                 "candidates_estimated": counts,
+                # at the paper's rounds, where the suite searches fewer (one noise seed)
+                **({f"candidates_at_{default_rounds}_rounds": paper[0]} if paper else {}),
                 "samples_estimated": int(statistics.mean(counts)) * per_candidate,
                 "measured": records,
             }
         )
     rate = statistics.median(rates) if rates else None
-    print(f"EMORL search: {rounds} rounds of a 3^K grid, {per_candidate} replies per candidate")
+    print(f"EMORL search: rounds of a 3^K grid, {per_candidate} replies per candidate")
     if rate:
         print(f"seconds per candidate (median of {len(rates)} published records): {rate:.2f}")
     print(
-        f"{'suite':24s} {'K':>2s} {'prefs':>5s} {'candidates':>18s} {'samples':>10s} {'hours':>6s}"
+        f"{'suite':24s} {'K':>2s} {'prefs':>5s} {'rounds':>6s} {'candidates':>18s} "
+        f"{'samples':>10s} {'hours':>6s}"
     )
     for row in rows:
         mean = statistics.mean(row["candidates_estimated"])
@@ -118,9 +127,13 @@ def main(argv: list[str] | None = None) -> int:
         counts = str(low) if low == high else f"{low}-{high}"
         hours = f"{row['hours_estimated']:6.1f}" if rate else "     -"
         print(
-            f"{row['suite']:24s} {row['objectives']:2d} {row['preferences']:5d} {counts:>18s} "
-            f"{row['samples_estimated']:10,d} {hours}"
+            f"{row['suite']:24s} {row['objectives']:2d} {row['preferences']:5d} "
+            f"{row['rounds']:6d} {counts:>18s} {row['samples_estimated']:10,d} {hours}"
         )
+        paper = row.get(f"candidates_at_{default_rounds}_rounds")
+        if paper is not None:
+            at = f" ({paper * rate / 3600:.1f} h)" if rate else ""
+            print(f"{'':24s} at {default_rounds} rounds: {paper} candidates{at}")
         for r in row["measured"]:
             found = f"{r['candidates']} candidates, {r['seconds']:.0f} s"
             print(f"{'':24s} measured {r['record']}: {found}")
@@ -128,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.out),
         {
             "benchmark": "emorl_search_cost",
-            "rounds": rounds,
+            "default_rounds": default_rounds,
             "replies_per_candidate": per_candidate,
             "seconds_per_candidate": rate,
             "suites": rows,

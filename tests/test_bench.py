@@ -106,6 +106,31 @@ def test_bad_suite_names_every_field():
         load_suite("no_such_suite")
 
 
+def test_method_options_reach_that_methods_cells_only():
+    """The five-objective suites search EMORL one round deep (3^5 candidates a round); every
+    other method's cells are built as before."""
+    for name in ("five_objectives", "five_objectives_mixed"):
+        suite = load_suite(name)
+        assert suite.run_config("emorl", 1).options["search_rounds"] == 1
+        for method in set(suite.methods) - {"emorl"}:
+            assert "search_rounds" not in suite.run_config(method, 1).options, method
+    assert "search_rounds" not in load_suite("three_objectives").run_config("emorl", 0).options
+
+
+def test_bad_method_options_name_the_method_and_the_option():
+    base = {"name": "x", "objectives": ["sentiment", "brevity"], "methods": ["emorl", "soups"]}
+    base |= {"seeds": [0], "preferences": 3}
+    with pytest.raises(ConfigError) as err:
+        validate({**base, "method_options": {"ric": {"offline_share": 0.5}}})
+    assert "does not run: ric" in err.value.errors["method_options"]
+    with pytest.raises(ConfigError) as err:
+        validate({**base, "method_options": {"emorl": {"search_rounds": 99}}})
+    assert "[1, 20], got 99" in err.value.errors["options.search_rounds (method emorl)"]
+    with pytest.raises(ConfigError) as err:
+        validate({**base, "method_options": {"emorl": 1}})
+    assert "method name -> object" in err.value.errors["method_options"]
+
+
 def test_a_suite_evaluates_under_its_own_samples_and_reply_length(monkeypatch, tmp_path):
     """known_answer's policies write one token: its records are evaluated on that token, with
     64 samples per prompt, and every other rule stays the protocol's."""

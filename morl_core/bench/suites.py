@@ -1,8 +1,10 @@
 """Benchmark suites: ``_default.json`` plus small per-suite overrides, validated by name.
 
 A suite file in ``benchmarks/suites/`` names the objectives, prompt set, model, training budget
-(RunConfig overrides), the number of evaluation preferences, seeds and methods. Published
-suites are never edited: change a copy under a new name, so old records stay comparable. The
+(RunConfig overrides), options of single methods (``method_options``), the number of evaluation
+preferences, seeds and methods. Published suites are never edited in a way that changes a
+recorded cell: change a copy under a new name, so old records stay comparable (giving options to a
+method the suite has no records of yet leaves every record as it was). The
 reference point, like every rule of evaluation, is the protocol's (:mod:`morl_core.evaluation`).
 """
 
@@ -37,6 +39,9 @@ class Suite:
     preferences: int
     reference_point: tuple[float, ...]  # the protocol's, for the objectives (recorded)
     config: dict[str, Any] = field(default_factory=dict)
+    # method -> its options in this suite (merged over config["options"]): the five-objective
+    # suites search EMORL's coefficients one round deep (its grid grows as 3^K a round)
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     relationship: dict[str, Any] | None = None
     # evaluation rules this suite sets for itself (PROTOCOL_FIELDS), recorded in every record
     protocol: dict[str, Any] = field(default_factory=dict)
@@ -55,9 +60,11 @@ class Suite:
 
     def run_config(self, method: str, seed: int) -> RunConfig:
         """The validated RunConfig of one (method, seed) cell."""
+        options = {**self.config.get("options", {}), **self.method_options.get(method, {})}
         return RunConfig.from_dict(
             {
                 **self.config,
+                **({"options": options} if options else {}),
                 "method": method,
                 "seed": seed,
                 "objectives": list(self.objectives),
@@ -135,6 +142,16 @@ def validate(data: dict[str, Any]) -> Suite:
         )
     if not isinstance(data.get("config", {}), dict):
         errors["config"] = "must be an object of RunConfig fields"
+    method_options = data.get("method_options", {})
+    if not isinstance(method_options, dict) or not all(
+        isinstance(m, str) and isinstance(o, dict) for m, o in method_options.items()
+    ):
+        errors["method_options"] = (
+            f"an object of method name -> object of that method's options; got {method_options!r}"
+        )
+    elif set(method_options) - set(data.get("methods") or []):
+        unlisted = ", ".join(sorted(set(method_options) - set(data.get("methods") or [])))
+        errors["method_options"] = f"options for methods the suite does not run: {unlisted}"
     protocol = data.get("protocol", {})
     if not isinstance(protocol, dict) or set(protocol) - set(PROTOCOL_FIELDS):
         errors["protocol"] = (
@@ -159,6 +176,7 @@ def validate(data: dict[str, Any]) -> Suite:
         preferences=prefs,
         reference_point=tuple(float(x) for x in evaluation.reference_point(objectives)),
         config=dict(data.get("config", {})),
+        method_options={m: dict(o) for m, o in method_options.items()},
         relationship=data.get("relationship"),
         protocol=dict(protocol),
     )
