@@ -44,7 +44,9 @@ def check(device: str, steps: int) -> dict:
             times = []
             t = time.perf_counter()
             run_training(
-                config, Path(tmp) / method, lambda info, times=times: times.append(time.perf_counter()) or True
+                config,
+                Path(tmp) / method,
+                lambda info, times=times: times.append(time.perf_counter()) or True,
             )
             out[f"{method}_s_per_step"] = (times[-1] - t) / len(times)
             out[f"{method}_final_metrics"] = {

@@ -28,8 +28,12 @@ MODEL = ROOT / "assets" / "embedded-model"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stage", choices=["all", "corpus", "tokenize", "fit", "card"], default="all")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--stage", choices=["all", "corpus", "tokenize", "fit", "card"], default="all"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--minutes", type=float, default=120.0, help="training wall-time budget")
     parser.add_argument("--out", type=Path, default=MODEL)

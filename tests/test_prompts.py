@@ -64,7 +64,9 @@ def test_jsonl_file_reads_the_text_field(tmp_path):
 
 
 def test_unknown_set_lists_the_shipped_ones():
-    with pytest.raises(ValueError, match=r"unknown prompt set 'nope'; shipped: (\w+, )*default(, \w+)*, or give"):
+    with pytest.raises(
+        ValueError, match=r"unknown prompt set 'nope'; shipped: (\w+, )*default(, \w+)*, or give"
+    ):
         load_prompts("nope")
 
 

@@ -31,11 +31,41 @@ PACKAGES = {
     "dict-devil": "Public domain (copyright expired; see usr/share/doc/dict-devil/copyright)",
 }
 # Fortune files that are mostly prose; the others are code, ascii art or non-English.
-FORTUNE_FILES = ["fortunes", "wisdom", "literature", "people", "humorists", "love", "men-women",
-                 "miscellaneous", "pets", "platitudes", "riddles", "food", "education", "goedel",
-                 "kids", "law", "medicine", "science", "songs-poems", "sports", "work", "politics",
-                 "drugs", "art", "news", "definitions", "cookie", "ethnic", "pratchett", "startrek",
-                 "magic", "paradoxum", "zippy"]
+FORTUNE_FILES = [
+    "fortunes",
+    "wisdom",
+    "literature",
+    "people",
+    "humorists",
+    "love",
+    "men-women",
+    "miscellaneous",
+    "pets",
+    "platitudes",
+    "riddles",
+    "food",
+    "education",
+    "goedel",
+    "kids",
+    "law",
+    "medicine",
+    "science",
+    "songs-poems",
+    "sports",
+    "work",
+    "politics",
+    "drugs",
+    "art",
+    "news",
+    "definitions",
+    "cookie",
+    "ethnic",
+    "pratchett",
+    "startrek",
+    "magic",
+    "paradoxum",
+    "zippy",
+]
 _OK_CHARS = re.compile(r"^[A-Za-z0-9 .,;:!?'\"()\-\n]+$")
 
 
@@ -100,7 +130,11 @@ def devils_dictionary(root: Path) -> list[str]:
 
 
 def build(
-    workdir: Path, out_dir: Path, seed: int = 0, grammar_docs: int = 150_000, natural_repeats: int = 3
+    workdir: Path,
+    out_dir: Path,
+    seed: int = 0,
+    grammar_docs: int = 150_000,
+    natural_repeats: int = 3,
 ) -> dict:
     """Write ``out_dir/train.txt``, ``out_dir/valid.txt`` and ``out_dir/manifest.json``.
 
@@ -125,13 +159,17 @@ def build(
     n_valid = max(1000, len(docs) // 100)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "valid.txt").write_text("\n\n".join(d for _, d in docs[:n_valid]) + "\n")
-    train = [d for name, d in docs[n_valid:] for _ in range(1 if name == "grammar" else natural_repeats)]
+    train = [
+        d for name, d in docs[n_valid:] for _ in range(1 if name == "grammar" else natural_repeats)
+    ]
     rng.shuffle(train)
     (out_dir / "train.txt").write_text("\n\n".join(train) + "\n")
     manifest = {
         "seed": seed,
         "packages": {p: {"version": versions[p], "licence": lic} for p, lic in PACKAGES.items()},
-        "sources": {n: {"documents": len(v), "characters": sum(map(len, v))} for n, v in sources.items()},
+        "sources": {
+            n: {"documents": len(v), "characters": sum(map(len, v))} for n, v in sources.items()
+        },
         "valid_documents": n_valid,
         "train_documents": len(docs) - n_valid,
         "natural_repeats": natural_repeats,

@@ -82,9 +82,17 @@ def fit(
     train = torch.from_numpy(np.load(data_dir / "train_ids.npy").astype(np.int64))
     valid = torch.from_numpy(np.load(data_dir / "valid_ids.npy").astype(np.int64))
     config = GPT2Config(
-        vocab_size=len(tokenizer), n_positions=block, n_embd=n_embd, n_layer=n_layer,
-        n_head=n_head, bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.eos_token_id, resid_pdrop=0.1, embd_pdrop=0.1, attn_pdrop=0.1,
+        vocab_size=len(tokenizer),
+        n_positions=block,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=n_head,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id,
+        resid_pdrop=0.1,
+        embd_pdrop=0.1,
+        attn_pdrop=0.1,
     )
     model = GPT2LMHeadModel(config).to(device)
     n_params = sum(p.numel() for p in model.parameters())
@@ -92,7 +100,9 @@ def fit(
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=lr, betas=(0.9, 0.95), fused=device == "cuda",
+        lr=lr,
+        betas=(0.9, 0.95),
+        fused=device == "cuda",
     )
     gen = torch.Generator().manual_seed(seed)
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda")
@@ -107,7 +117,9 @@ def fit(
         losses = []
         n_blocks = min(200, (len(valid) - 1) // block)
         for i in range(0, n_blocks, 50):
-            x = torch.stack([valid[j * block : (j + 1) * block] for j in range(i, min(i + 50, n_blocks))])
+            x = torch.stack(
+                [valid[j * block : (j + 1) * block] for j in range(i, min(i + 50, n_blocks))]
+            )
             x = x.to(device)
             with autocast:
                 losses.append(model(input_ids=x, labels=x).loss.float().item())
@@ -124,7 +136,9 @@ def fit(
     while time.time() - start < budget:
         # Cosine decay on wall time: the budget, not a step count, is what we fix.
         frac = (time.time() - start) / budget
-        lr_now = lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+        lr_now = (
+            lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+        )
         for group in opt.param_groups:
             group["lr"] = lr_now
         x = batch_of(train, batch)
@@ -138,15 +152,27 @@ def fit(
         tokens += x.numel()
         if step % eval_every == 0 or time.time() - start >= budget:
             val = evaluate()
-            log["evals"].append({"step": step, "tokens": tokens, "train_loss": loss.item(),
-                                 "valid_loss": val, "seconds": round(time.time() - start, 1)})
+            log["evals"].append(
+                {
+                    "step": step,
+                    "tokens": tokens,
+                    "train_loss": loss.item(),
+                    "valid_loss": val,
+                    "seconds": round(time.time() - start, 1),
+                }
+            )
             print(json.dumps(log["evals"][-1]), flush=True)
             if val < best:
                 best = val
                 model.to(torch.float16).save_pretrained(out_dir, safe_serialization=True)
                 model.to(torch.float32)
                 tokenizer.save_pretrained(out_dir)
-    log.update(steps=step, tokens_seen=tokens, best_valid_loss=best,
-               best_valid_perplexity=math.exp(best), seconds=round(time.time() - start, 1))
+    log.update(
+        steps=step,
+        tokens_seen=tokens,
+        best_valid_loss=best,
+        best_valid_perplexity=math.exp(best),
+        seconds=round(time.time() - start, 1),
+    )
     (out_dir / "training_log.json").write_text(json.dumps(log, indent=2))
     return log
