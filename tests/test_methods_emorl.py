@@ -34,10 +34,11 @@ import torch
 from morl_core import known_answers as ka
 from morl_core.config import ConfigError, RunConfig
 from morl_core.evaluation import EVAL_DECODING
-from morl_core.methods import StepInfo, get
+from morl_core.methods import StepInfo, emorl_search, get
 from morl_core.methods import emorl as emorl_module
 from morl_core.methods.common import ARTIFACT, _train_only, adapter_dir, save_adapter_atomic
-from morl_core.methods.emorl import SEARCH_SEED, Emorl, search_prompts, search_table
+from morl_core.methods.emorl import Emorl, search_prompts
+from morl_core.methods.emorl_search import SEARCH_SEED, search_table
 from morl_core.methods.experts import expert_names
 from morl_core.methods.mixture import ProbabilityMixture, mixture_next_token
 from morl_core.methods.mod import Mod, mixed_next_token
@@ -458,7 +459,7 @@ def test_the_search_prices_replies_the_fluency_guard_fails_as_training_does(obje
         )
         with pytest.MonkeyPatch.context() as patch:
             if objective == "reward_kl":
-                patch.setattr(emorl_module, "sample_replies", sample)
+                patch.setattr(emorl_search, "sample_replies", sample)
             table, cost = search_table(
                 steerable, config, np.asarray([[1.0, 0.0]]), ["When does it open?"], 1, objective
             )
@@ -541,7 +542,7 @@ def test_a_candidate_with_many_replies_is_decoded_in_bounded_batches(
     reply is still drawn and scored once, and a candidate's replies (hence its score) do not
     depend on the candidates decoded before it."""
     policy, _, prompts = experts
-    monkeypatch.setattr(emorl_module, "SEARCH_ROWS", 4)
+    monkeypatch.setattr(emorl_search, "SEARCH_ROWS", 4)
     sizes: list[int] = []
     decode = Emorl.decode
 
@@ -628,7 +629,7 @@ def test_more_search_replies_stop_the_search_chasing_a_lucky_draw(optimal_expert
     w = (0, 1) it picks a = (0.5, 0.5), rates 0.5 off pi*_w's. With 4 replies per prompt the
     same search finds the known answer at w = (1, 0), (0.5, 0.5) and (0, 1)."""
     policy, rewards, ref, prompts = optimal_experts
-    monkeypatch.setattr(emorl_module, "SEARCH_SEED", 2)
+    monkeypatch.setattr(emorl_search, "SEARCH_SEED", 2)
     config = RunConfig.from_dict({**BASE, "method": "emorl", "kl_coef": BETA})
     emorl = Emorl(policy, ka.KNOWN_OBJECTIVES, NAMES)
     preferences = np.asarray([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
@@ -650,7 +651,7 @@ def test_a_guarded_search_keeps_a_equals_w_against_a_lucky_draw(optimal_experts,
     beats it by 2 paired standard errors finds the known answer at every preference with the
     same single reply, and records why it kept a = w."""
     policy, rewards, ref, prompts = optimal_experts
-    monkeypatch.setattr(emorl_module, "SEARCH_SEED", 2)
+    monkeypatch.setattr(emorl_search, "SEARCH_SEED", 2)
     config = RunConfig.from_dict({**BASE, "method": "emorl", "kl_coef": BETA})
     emorl = Emorl(policy, ka.KNOWN_OBJECTIVES, NAMES)
     preferences = np.asarray([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
