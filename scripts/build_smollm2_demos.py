@@ -212,6 +212,9 @@ AGGREGATIONS: dict[str, dict] = {
 # drawn w_formality 0.043 in their first half, 0.139 in their second; guard 0.954 -> 0.975), so
 # it trains 100 online rounds after the same 50 offline ones (option offline_share). So trained
 # (run 20261207-180440-e3da74c7) its lattice's ends are 2.4 and 2.5 standard errors apart: shipped.
+# On the triple the same settings (run 20261207-225930-eaa6562a) do not steer: no end of its
+# lattice is told apart from another on its own objective (at most 1.8 standard errors), and its
+# steering faded as it trained (docs/findings.md): not shipped.
 QV = {"lora_target_modules": "q_proj,v_proj"}
 SINGLE: dict[str, dict] = {
     "ric": {
