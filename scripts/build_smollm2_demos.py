@@ -275,7 +275,8 @@ SINGLE: dict[str, dict] = {
 # 20261207-043449-8c34bb15 had scored 324 of them when its machine was replaced and the run with
 # it. Two rounds (a 0.25 grid around each preference's best 3^3 cell) ask for about 60, and the
 # search guard keeps a = w unless a candidate beats it by 2 standard errors anyway (4 of 5
-# preferences on the pair).
+# preferences on the pair). So searched (run 20261207-230322-21010dc0: 68 candidates, a = w kept
+# at 6 of 10 preferences) its lattice's ends are 2.0-6.5 standard errors apart: shipped.
 TRIPLE_AGGREGATIONS = {
     **AGGREGATIONS,
     "metapolicy": {
