@@ -13,7 +13,7 @@ import json
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -27,9 +27,6 @@ from morl_core.objectives.degeneration import guarded_fluency
 from morl_core.runfolder import read_json, write_json_atomic
 from morl_core.search import hierarchical_grid_search
 
-if TYPE_CHECKING:
-    from morl_core.methods.emorl import Emorl
-
 SEARCH_SEED = 4242  # fixed: the search is reproducible (common random numbers across candidates)
 # rows decoded at once by the search: a batch's key-value caches are K models' (on SmolLM2 about
 # 4 MB per row and model), and one batch of a round's 27 candidates x 128 replies on the triple
@@ -38,7 +35,7 @@ SEARCH_ROWS = 256
 
 
 def sample_replies(
-    steerable: Emorl,
+    steerable: Any,  # an Emorl (methods/emorl.py imports this module)
     prompts: list[str],
     coefficients: np.ndarray,
     decoding: dict[str, Any],
@@ -71,7 +68,7 @@ def sample_replies(
 
 
 def search_table(
-    steerable: Emorl,
+    steerable: Any,  # an Emorl (methods/emorl.py imports this module)
     config: RunConfig,
     preferences: np.ndarray,
     prompts: list[str],
