@@ -42,3 +42,16 @@ def test_an_unknown_suite_is_refused_naming_the_suites(cost, capsys):
     with pytest.raises(SystemExit):
         cost.main(["--suites", "nope", "--out", "unused.json"])
     assert "unknown suite 'nope'" in capsys.readouterr().err
+
+
+def test_each_suite_is_counted_at_its_own_rounds(cost, tmp_path, capsys):
+    """The five-objective suites search one round (their method_options): the 243 points of
+    {0, 0.5, 1}^5, with the paper's five-round count beside them; other suites at five."""
+    import json
+
+    out = tmp_path / "cost.json"
+    assert cost.main(["--suites", "three_objectives,five_objectives", "--out", str(out)]) == 0
+    three, five = json.loads(out.read_text())["suites"]
+    assert (three["rounds"], three["candidates_at_default_rounds"]) == (5, None)
+    assert five["rounds"] == 1 and five["candidates_estimated"] == [243, 243, 243]
+    assert five["candidates_at_default_rounds"] > 10 * 243

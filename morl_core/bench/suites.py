@@ -149,9 +149,10 @@ def validate(data: dict[str, Any]) -> Suite:
         errors["method_options"] = (
             f"an object of method name -> object of that method's options; got {method_options!r}"
         )
-    elif set(method_options) - set(data.get("methods") or []):
-        unlisted = ", ".join(sorted(set(method_options) - set(data.get("methods") or [])))
-        errors["method_options"] = f"options for methods the suite does not run: {unlisted}"
+    elif unlisted := sorted(set(method_options) - set(data.get("methods") or [])):
+        errors["method_options"] = (
+            f"options for methods the suite does not run: {', '.join(unlisted)}"
+        )
     protocol = data.get("protocol", {})
     if not isinstance(protocol, dict) or set(protocol) - set(PROTOCOL_FIELDS):
         errors["protocol"] = (
