@@ -30,6 +30,7 @@ RECORD_FIELDS = {
     "passes_per_token",
     "models_kept",
     "peak_rss_mb",
+    "options",
     "seed",
     "versions",
     "git",
@@ -283,6 +284,7 @@ def test_training_samples_count_experts_search_and_meta_policy(tmp_path, monkeyp
     suite = validate(
         {"name": "cost", "objectives": ["synth_nature", "synth_city"],
          "methods": ["soups", "emorl", "metapolicy"], "seeds": [0], "preferences": 2,
+         "method_options": {"emorl": {"search_rounds": 1}},
          "config": {"steps": 1, "batch_prompts": 1, "k_samples": 2, "max_new_tokens": 4,
                     "eval_every": 0, "eval_prompts": 1}}
     )  # fmt: skip
@@ -296,6 +298,9 @@ def test_training_samples_count_experts_search_and_meta_policy(tmp_path, monkeyp
     assert by_method["soups"]["training_samples"] == experts
     search = by_method["emorl"]["search_samples"]
     assert search > 0 and by_method["emorl"]["training_samples"] == experts + search
+    # each record names the method options its run trained with (the suite's, for its method)
+    assert by_method["emorl"]["options"]["search_rounds"] == 1
+    assert "search_rounds" not in by_method["metapolicy"]["options"]
     assert by_method["metapolicy"]["training_samples"] == experts + 1 * 2  # + one meta step
     # the ablation row: the same run's experts mixed by the untrained mixer, charged the experts
     prior = by_method["metapolicy_prior"]

@@ -102,6 +102,7 @@ def evaluate_record(
         peak_rss_mb=result.get("peak_rss_mb"),
         learning_curve=run_curve(run_dir),  # the training reward per step, and its plateau
         trained_git=result.get("git"),  # the worker's, which may differ from the evaluator's
+        options=(read_json(run_dir / "config.json") or {}).get("options", {}),  # as trained
     )
 
 
