@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import ric_tag_reading as reading  # noqa: E402
 
 from morl_core.config import RunConfig  # noqa: E402
-from morl_core.methods import ric  # noqa: E402
+from morl_core.methods import ric, ric_tags  # noqa: E402
 from morl_core.methods.common import attach_seeded_lora, open_policy  # noqa: E402
 from morl_core.prompts import load_prompts  # noqa: E402
 from morl_core.runfolder import read_json, write_json_atomic  # noqa: E402
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     base_rows = ric.offline_steps(config) * config.batch_prompts * config.k_samples
     objectives = tuple(config.objectives)
     k = len(objectives)
-    ends = tuple(ric.prefix(objectives, np.eye(k)[i], trainer.tags) for i in (0, 1))
+    ends = tuple(ric_tags.prefix(objectives, np.eye(k)[i], trainer.tags) for i in (0, 1))
 
     def sample(keep) -> np.ndarray:
         rows = [

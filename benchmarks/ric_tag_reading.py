@@ -11,7 +11,7 @@ at inference for tags it never saw in training. This tells the two apart, from t
 checkpoint (its pool of scored replies) and adapter:
 
 1. **Coverage**: the training pool as RiC trains on it (the replies rejection sampling keeps,
-   relabelled by each rule of :func:`morl_core.methods.ric.relabel`; the run's own is the one it
+   relabelled by each rule of :func:`morl_core.methods.ric_tags.relabel`; the run's own is the one it
    recorded, min-max for runs without one), and how often its tags look like the ones inference
    writes: an objective without a tag stands for 1.0, the pool's best, so the middle of the
    front (every target at 1.0) writes no tag at all and each end writes one.
@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from morl_core.config import RunConfig  # noqa: E402
-from morl_core.methods import ric  # noqa: E402
+from morl_core.methods import ric, ric_tags  # noqa: E402
 from morl_core.prompts import load_prompts  # noqa: E402
 from morl_core.runfolder import load_latest_checkpoint, read_json, write_json_atomic  # noqa: E402
 
@@ -70,16 +70,16 @@ def coverage(
     guarded: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Shares of the kept pool (kept by ``guarded``, the rewards less the fluency penalty, when
-    given), relabelled by ``rule`` (:func:`morl_core.methods.ric.relabel`): each objective's tag
+    given), relabelled by ``rule`` (:func:`morl_core.methods.ric_tags.relabel`): each objective's tag
     left out (label 1.0), every tag left out (what the middle of the front writes), and each
     end's exact tags, written in ``style``."""
-    labels = ric.relabel(norm, rule)[ric.rejection_keep(norm if guarded is None else guarded)]
-    texts = [ric.tag_text(objectives, row, style) for row in labels]
+    labels = ric_tags.relabel(norm, rule)[ric.rejection_keep(norm if guarded is None else guarded)]
+    texts = [ric_tags.tag_text(objectives, row, style) for row in labels]
     k = len(objectives)
     out = {f"untagged/{o}": float((labels[:, i] >= 1.0).mean()) for i, o in enumerate(objectives)}
     out["untagged/all"] = float((labels >= 1.0).all(1).mean())
     for i, o in enumerate(objectives):
-        end = ric.prefix(objectives, np.eye(k)[i], style)
+        end = ric_tags.prefix(objectives, np.eye(k)[i], style)
         out[f"end/{o}"] = float(np.mean([t == end for t in texts]))
     return {"kept": int(len(labels)), **out}
 
@@ -143,12 +143,12 @@ def reading(run_dir: Path, probe: int, seed: int = 0, pool=None) -> dict[str, di
     rest = [1.0] * (k - 2)
     tags = {
         "contrast": (
-            ric.tag_text(objectives, [*CONTRAST, *rest], steerable.tags),
-            ric.tag_text(objectives, [*CONTRAST[::-1], *rest], steerable.tags),
+            ric_tags.tag_text(objectives, [*CONTRAST, *rest], steerable.tags),
+            ric_tags.tag_text(objectives, [*CONTRAST[::-1], *rest], steerable.tags),
         ),
         "ends": (
-            ric.prefix(objectives, np.eye(k)[0], steerable.tags),
-            ric.prefix(objectives, np.eye(k)[1], steerable.tags),
+            ric_tags.prefix(objectives, np.eye(k)[0], steerable.tags),
+            ric_tags.prefix(objectives, np.eye(k)[1], steerable.tags),
         ),
     }
     out = {}
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     pool = load_pool(args.run_dir)
     # what its rejection sampling read: the rewards less its fluency penalty
     guarded = ric.judged(pool[2], pool[3], float(config.get("fluency_penalty", 0.0)))
-    covered = {r: coverage(pool[2], objectives, r, style, guarded) for r in ric.RELABEL_RULES}
+    covered = {r: coverage(pool[2], objectives, r, style, guarded) for r in ric_tags.RELABEL_RULES}
     read = reading(args.run_dir, args.probe, pool=pool)
     kept = covered[rule]["kept"]
     print(f"run {args.run_dir}: {kept} kept replies in the pool; it was trained on {rule} tags")

@@ -38,14 +38,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from morl_core import objectives as objective_registry  # noqa: E402
-from morl_core.methods import ric  # noqa: E402
+from morl_core.methods import ric, ric_tags  # noqa: E402
 from morl_core.prompts import load_prompts  # noqa: E402
 from morl_core.runfolder import read_json, write_json_atomic  # noqa: E402
 
 MAX_PROMPTS = 256
 MAX_REPLIES = 32
 MAX_NEW_TOKENS = 256
-STYLES = ("none", *ric.TAG_STYLES)
+STYLES = ("none", *ric_tags.TAG_STYLES)
 
 
 def end_prefixes(objectives: tuple[str, ...], style: str) -> tuple[str, str]:
@@ -53,7 +53,8 @@ def end_prefixes(objectives: tuple[str, ...], style: str) -> tuple[str, str]:
     if style == "none":
         return "", ""
     k = len(objectives)
-    return ric.prefix(objectives, np.eye(k)[0], style), ric.prefix(objectives, np.eye(k)[1], style)
+    first, second = (ric_tags.prefix(objectives, np.eye(k)[i], style) for i in (0, 1))
+    return first, second
 
 
 def paired_gap(a: np.ndarray, b: np.ndarray, n_prompts: int) -> tuple[np.ndarray, np.ndarray]:

@@ -29,7 +29,8 @@ from morl_core.methods.metapolicy import FILE as META_FILE
 from morl_core.methods.metapolicy import MetaMixer
 from morl_core.methods.panacea import FILE as PANACEA_FILE
 from morl_core.methods.panacea import SV_GAIN, PanaceaLayer
-from morl_core.methods.ric import prefix, prefixed, rejection_keep, relabel, tag_text, targets
+from morl_core.methods.ric import prefixed, rejection_keep
+from morl_core.methods.ric_tags import prefix, relabel, tag_text, targets
 from morl_core.policy import load_policy, set_threads
 from morl_core.prompts import load_prompts
 from morl_core.search import hierarchical_grid_search

@@ -167,10 +167,10 @@ def conditioning_note(info: ArtifactInfo, method: str, weights) -> str | None:
     method that steers otherwise, or an artifact it does not hold."""
     if method != "ric" or info.method != "ric":
         return None
-    from morl_core.methods import ric
+    from morl_core.methods import ric_tags
 
     try:
-        written = ric.prefix(info.objectives, np.asarray(weights, dtype=float), info.tags)
+        written = ric_tags.prefix(info.objectives, np.asarray(weights, dtype=float), info.tags)
     except (ValueError, TypeError):
         return None
     if not written.strip():
