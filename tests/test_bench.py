@@ -11,6 +11,7 @@ import pytest
 from morl_core.bench import aggregate, available, load_suite, markdown, run_suite
 from morl_core.bench.suites import validate
 from morl_core.config import ConfigError
+from morl_core.jobs.records import RunStatus
 from morl_core.pareto import igd, igd_plus
 
 RECORD_FIELDS = {
@@ -253,6 +254,11 @@ def test_runner_writes_complete_records_and_resumes(tiny_suite, monkeypatch):
     trained = json.loads((data / "runs" / record["run_id"] / "result.json").read_text())["git"]
     assert record["git"] == "the evaluator's commit" != trained
     assert record["trained_git"] == trained and base_row["trained_git"] is None
+    # its cost in seconds: the time it ran, from the job store's history of its attempts
+    status = RunStatus.from_dict(
+        json.loads((data / "runs" / record["run_id"] / "status.json").read_text())
+    )
+    assert 0 < record["wall_seconds"] == pytest.approx(status.running_seconds())
     assert record["training_samples"] == 2 * 1 * 2  # two experts x one step x (1 prompt x k=2)
     assert record["models_kept"] == 1 and record["passes_per_token"] == 1
     assert np.asarray(record["front"]).shape == (2, 2)

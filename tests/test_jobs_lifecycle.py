@@ -53,9 +53,14 @@ def test_resume_a_cancelled_run_continues_its_metrics(local):
     wait_for(lambda: len(local.store.metrics(run_id)[0]) >= 4)
     local.cancel(run_id)
     assert _done(local, run_id).state == RunState.CANCELLED
+    time.sleep(2.0)  # cancelled and waiting: not running time
     assert local.resume(run_id).state in (RunState.QUEUED, RunState.STARTING, RunState.RUNNING)
     status = _done(local, run_id)
     assert status.state == RunState.SUCCEEDED and status.attempt == 2
+    result = local.store.result(run_id)  # the run's cost: its two attempts, not the pause
+    span = result["finished"] - result["started"]
+    assert 30 * 0.05 <= result["wall_seconds"] <= span - 2.0
+    assert result["wall_seconds"] == pytest.approx(status.running_seconds(), abs=0.5)
     records, _ = local.store.metrics(run_id)
     assert [r["step"] for r in records] == list(range(1, 31))
     assert all("scalarized" in metric_values(r) for r in records)
@@ -129,3 +134,25 @@ def test_a_cancel_or_sigterm_sets_the_stop_that_long_phases_poll(tmp_path):
         assert STOP.is_set() and worker.cancel_seen
     finally:
         STOP.clear()
+
+
+def test_running_seconds_count_each_attempt_not_the_pauses():
+    from morl_core.jobs.records import RunStatus
+
+    def at(t, state, attempt):
+        return {"time": float(t), "state": state, "attempt": attempt}
+
+    history = [
+        at(0, "queued", 0), at(100, "starting", 1), at(105, "running", 1),
+        at(400, "cancel_requested", 1), at(405, "cancelled", 1),  # 300 s running
+        at(4000, "queued", 1), at(4000, "starting", 2), at(4002, "running", 2),
+        at(4102, "lost", 2),  # noticed lost: 100 s
+        at(4200, "queued", 2), at(4201, "starting", 3), at(4210, "running", 3),
+    ]  # fmt: skip
+    status = RunStatus(run_id="r", state=RunState.RUNNING, history=tuple(history))
+    assert status.running_seconds(now=4260.0) == pytest.approx(300 + 100 + 50)
+    done = RunStatus(
+        run_id="r", state=RunState.SUCCEEDED, history=(*history, at(4290, "succeeded", 3))
+    )
+    assert done.running_seconds(now=1e9) == pytest.approx(300 + 100 + 80)  # now is not read
+    assert RunStatus(run_id="r", state=RunState.QUEUED).running_seconds() == 0.0

@@ -77,6 +77,14 @@ def _evaluated(suite: Suite, method: str, seed: int, run_id: str | None, front: 
     }
 
 
+def _running_seconds(status: Any, result: dict) -> float:
+    """Seconds the run spent running over its attempts (its status history; runs resumed
+    before result.json counted so wrote the span from the first start to the end)."""
+    history = getattr(status, "history", None)
+    running = status.running_seconds() if history else 0.0
+    return running or float(result.get("wall_seconds") or 0.0)
+
+
 def evaluate_record(
     suite: Suite, method: str, seed: int, run_dir: Path, status: Any
 ) -> dict[str, Any]:
@@ -95,7 +103,7 @@ def evaluate_record(
         run_dir.name,
         evaluate_run(run_dir, method=method, protocol=suite.eval_protocol()),
         training_samples=int(result.get("samples") or getattr(status, "samples", 0)),
-        wall_seconds=float(result.get("wall_seconds") or 0.0),
+        wall_seconds=_running_seconds(status, result),
         search_seconds=float(timing.get("seconds", 0.0)),
         search_evaluations=int(search.get("evaluations", 0)),
         search_samples=int(search.get("samples", 0)),  # in training

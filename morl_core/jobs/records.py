@@ -88,6 +88,22 @@ class RunStatus:
         """True in a terminal state (succeeded, failed, cancelled)."""
         return self.state in TERMINAL
 
+    def running_seconds(self, now: float | None = None) -> float:
+        """Seconds the run has spent running, over all its attempts: from each ``running`` in
+        ``history`` to the attempt's end (succeeded, failed, cancelled, lost; a lost attempt
+        ends when it is noticed), an open attempt until ``now``. Time queued, or cancelled
+        and waiting for a resume, does not count (``finished - started`` does)."""
+        total, since = 0.0, None
+        for event in self.history:
+            state = event.get("state")
+            if state == RunState.RUNNING and since is None:
+                since = float(event["time"])
+            elif since is not None and (state in TERMINAL or state == RunState.LOST):
+                total, since = total + float(event["time"]) - since, None
+        if since is not None:
+            total += (time.time() if now is None else now) - since
+        return total
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunStatus:
         """Build from ``status.json`` content; unknown keys are ignored."""

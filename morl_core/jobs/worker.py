@@ -35,7 +35,7 @@ from morl_core.config import ConfigError, RunConfig
 from morl_core.jobs.executors import LocalExecutor, store_of_run_folder
 from morl_core.jobs.paths import RunIdError, check_run_id
 from morl_core.jobs.plugins import load_plugins
-from morl_core.jobs.records import RunState, read_status, update_status, write_result
+from morl_core.jobs.records import RunState, RunStatus, read_status, update_status, write_result
 from morl_core.methods.base import STOP
 from morl_core.objectives import ObjectiveError
 from morl_core.runfolder import (
@@ -51,6 +51,16 @@ from morl_core.runfolder import (
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SUPERSEDED = 0, 1, 2, 3
 _OWNED = frozenset({RunState.RUNNING, RunState.CANCEL_REQUESTED})
+
+
+def _running_seconds(run_dir: Path, now: float, started: float) -> float:
+    """The run's running time over all its attempts, this one until ``now``; ``now -
+    started`` when its status cannot be read."""
+    try:
+        current = read_status(run_dir)
+    except OSError:
+        current = None
+    return RunStatus.from_dict(current).running_seconds(now) if current else now - started
 
 
 class _Superseded(BaseException):  # noqa: N818 -- BaseException so a method's `except Exception` cannot swallow it
@@ -192,7 +202,8 @@ class Worker:
             "checkpoint_step": (list_checkpoints(self.run_dir) or [None])[-1],
             "started": self.started,
             "finished": now,
-            "wall_seconds": now - self.started,
+            # time spent running, over every attempt (not the pauses between them)
+            "wall_seconds": _running_seconds(self.run_dir, now, self.started),
             # peak resident memory of this worker process (Linux reports KiB)
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         }
