@@ -78,8 +78,9 @@ def _evaluated(suite: Suite, method: str, seed: int, run_id: str | None, front: 
 
 
 def _running_seconds(status: Any, result: dict) -> float:
-    """Seconds the run spent running over its attempts (its status history; runs resumed
-    before result.json counted so wrote the span from the first start to the end)."""
+    """Seconds the run spent running over its attempts, from its status history; else
+    result.json's figure (which, for runs finished before 2026-12-08, spans first start to end,
+    pauses between attempts included)."""
     history = getattr(status, "history", None)
     running = status.running_seconds() if history else 0.0
     return running or float(result.get("wall_seconds") or 0.0)
