@@ -11,10 +11,10 @@ at inference for tags it never saw in training. This tells the two apart, from t
 checkpoint (its pool of scored replies) and adapter:
 
 1. **Coverage**: the training pool as RiC trains on it (the replies rejection sampling keeps,
-   relabelled by each rule of :func:`morl_core.methods.ric_tags.relabel`; the run's own is the one it
-   recorded, min-max for runs without one), and how often its tags look like the ones inference
-   writes: an objective without a tag stands for 1.0, the pool's best, so the middle of the
-   front (every target at 1.0) writes no tag at all and each end writes one.
+   relabelled by each rule of :func:`morl_core.methods.ric_tags.relabel`; the run's own is the
+   one it recorded, min-max for runs without one), and how often its tags look like the ones
+   inference writes: an objective without a tag stands for 1.0, the pool's best, so the middle
+   of the front (every target at 1.0) writes no tag at all and each end writes one.
 2. **Reading**: for ``--probe`` replies the base model sampled (the offline rounds' pool), the
    log-likelihood of the reply under two contrasting tag sets, A = the first objective high and
    the second low (``<o1=0.9><o2=0.2>``) and B = the swap; and under the tags inference writes at
@@ -70,9 +70,9 @@ def coverage(
     guarded: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Shares of the kept pool (kept by ``guarded``, the rewards less the fluency penalty, when
-    given), relabelled by ``rule`` (:func:`morl_core.methods.ric_tags.relabel`): each objective's tag
-    left out (label 1.0), every tag left out (what the middle of the front writes), and each
-    end's exact tags, written in ``style``."""
+    given), relabelled by ``rule`` (:func:`morl_core.methods.ric_tags.relabel`): each
+    objective's tag left out (label 1.0), every tag left out (what the middle of the front
+    writes), and each end's exact tags, written in ``style``."""
     labels = ric_tags.relabel(norm, rule)[ric.rejection_keep(norm if guarded is None else guarded)]
     texts = [ric_tags.tag_text(objectives, row, style) for row in labels]
     k = len(objectives)
