@@ -214,7 +214,9 @@ AGGREGATIONS: dict[str, dict] = {
 # (run 20261207-180440-e3da74c7) its lattice's ends are 2.4 and 2.5 standard errors apart: shipped.
 # On the triple the same settings (run 20261207-225930-eaa6562a) do not steer: no end of its
 # lattice is told apart from another on its own objective (at most 1.8 standard errors), and its
-# steering faded as it trained (docs/findings.md): not shipped.
+# steering faded as it trained (docs/findings.md): not shipped. Held out it still reads "very
+# formal" against "very simple" (3.8 and 3.4 standard errors), but the brevity end's request,
+# "very short" alone, labels 2 of the 1,699 replies its pool kept (benchmarks/ric_tag_reading.py).
 QV = {"lora_target_modules": "q_proj,v_proj"}
 SINGLE: dict[str, dict] = {
     "ric": {
