@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from morl_core.bench import aggregate, available, load_suite, markdown, run_suite
+from morl_core.bench.report import suite_notes
 from morl_core.bench.suites import validate
 from morl_core.config import ConfigError
 from morl_core.jobs.records import RunStatus
@@ -191,6 +192,20 @@ def test_leaderboard_aggregates_hand_made_records():
     text = markdown(aggregate(records))
     assert "| soups | 2 | **0.6 [-0.671, 1.87]** |" in text  # t interval, t(1) = 12.7
     assert text.index("\n| soups |") < text.index("\n| mod |")  # sorted by hypervolume
+    assert "Method options" not in text
+
+
+def test_leaderboard_names_a_suites_method_options():
+    """A published suite that changes one method's options says so above its table."""
+    records = [_record("emorl", 0, 0.3, 100, suite="five_objectives")]
+    records += [_record("emorl", 0, 0.3, 100, suite="conflicting")]
+    notes = suite_notes(records)
+    assert notes["five_objectives"]["method_options"] == {"emorl": {"search_rounds": 1}}
+    assert "conflicting" not in notes  # it gives no method options (and no base row here)
+    text = markdown(aggregate(records), notes=notes)
+    line = "Method options (the suite's; every other option at its default): emorl search_rounds=1."
+    assert text.count(line) == 1
+    assert text.index("### five_objectives") < text.index(line)
 
 
 @pytest.fixture(scope="module")

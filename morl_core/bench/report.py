@@ -110,12 +110,35 @@ def _cell(row: pd.Series, metric: str) -> str:
 
 
 def suite_notes(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per suite: the base model's gradient conflict (from the base row), when measured."""
-    return {
-        r["suite"]: {"gradient_conflict": r["gradient_conflict"]}
-        for r in records
-        if r.get("method") == BASE_METHOD and r.get("gradient_conflict")
-    }
+    """Per suite: the base model's gradient conflict (from the base row), when measured, and
+    the options the suite file gives single methods (``method_options``), when it gives any."""
+    notes: dict[str, dict[str, Any]] = {}
+    for r in records:
+        if r.get("method") == BASE_METHOD and r.get("gradient_conflict"):
+            notes.setdefault(r["suite"], {})["gradient_conflict"] = r["gradient_conflict"]
+    for suite in sorted({r["suite"] for r in records}):
+        if options := _method_options(suite):
+            notes.setdefault(suite, {})["method_options"] = options
+    return notes
+
+
+def _method_options(suite: str) -> dict[str, dict[str, Any]]:
+    """A published suite's ``method_options`` ({} for a suite that is not in
+    ``benchmarks/suites``, such as a test's)."""
+    from morl_core.bench.suites import load_suite
+
+    try:
+        return load_suite(suite).method_options
+    except ValueError:
+        return {}
+
+
+def _options_line(options: dict[str, dict[str, Any]]) -> str:
+    listed = "; ".join(
+        f"{method} " + ", ".join(f"{key}={value}" for key, value in sorted(given.items()))
+        for method, given in sorted(options.items())
+    )
+    return f"Method options (the suite's; every other option at its default): {listed}."
 
 
 def _conflict_line(conflict: dict[str, Any]) -> str:
@@ -172,8 +195,11 @@ def markdown(
     parts = []
     for suite, group in table.groupby("suite", sort=True):
         lines = [f"### {suite}", ""]
-        if notes and suite in notes:
-            lines += [_conflict_line(notes[suite]["gradient_conflict"]), ""]
+        note = (notes or {}).get(suite, {})
+        if "gradient_conflict" in note:
+            lines += [_conflict_line(note["gradient_conflict"]), ""]
+        if note.get("method_options"):
+            lines += [_options_line(note["method_options"]), ""]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         ranked = group.sort_values("hypervolume_mean", ascending=False, na_position="last")
         for _, row in ranked.iterrows():
