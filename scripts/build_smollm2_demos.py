@@ -265,6 +265,7 @@ SINGLE: dict[str, dict] = {
 # So trained (run 20261207-145706-d0ff953a) its held-out vertices are in order (HV 0.6408) but
 # its lattice's readability end leads the brevity end on readability by 1.6 standard errors:
 # not shipped.
+# So it draws its training preferences from Dirichlet(0.1) on the triple (below).
 # The meta-policy over the triple's experts (run 20261206-174614-c7ecf5b5, preferences drawn
 # uniformly) pulled its vertices towards the middle (formality 0.510 at the brevity vertex where
 # the soup has 0.456) and its lattice's formality end led the brevity end by 1.98 of the 2
@@ -292,7 +293,14 @@ TRIPLE_AGGREGATIONS = {
 TRIPLE_SINGLE = {
     **SINGLE,
     "morlhf": {**SINGLE["morlhf"], "kl_coef": 0.05, "fluency_guard": "wordlist", "k_samples": 8},
-    "panacea": {**SINGLE["panacea"], "k_samples": 8, "steps": 300},
+    # Dirichlet(0.1): more of its steps near the vertices, where the ends must separate (run
+    # 20261208-020845-ea943051, with threads 2 for speed, in progress on 2026-12-08)
+    "panacea": {
+        **SINGLE["panacea"],
+        "k_samples": 8,
+        "steps": 300,
+        "options": {"preference_concentration": 0.1},
+    },
 }
 
 
